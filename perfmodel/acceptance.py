@@ -1,0 +1,111 @@
+"""AcceptanceModel: scalar α or α by position, with 95 % intervals and the trace it came from.
+
+Read and written as the JSON document that `specperf calibrate acceptance --out` writes and
+`specperf predict --acceptance` reads. Key assumption: positions beyond the observed ones repeat
+the last observed rate (flagged as extrapolation wherever it is used).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .specdec import tokens_per_iteration, tokens_per_iteration_by_position
+from .specs import SpecError
+
+
+@dataclass(frozen=True)
+class AcceptanceModel:
+    alpha: float
+    alpha_ci: tuple[float, float] | None = None
+    alpha_by_position: tuple[float, ...] | None = None
+    alpha_by_position_ci: tuple[tuple[float, float], ...] | None = None
+    source: str = "user"
+    n_iterations: int | None = None
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        check_alpha(self.alpha, "alpha")
+        for i, a in enumerate(self.alpha_by_position or ()):
+            if not (0.0 <= a <= 1.0) or math.isnan(a):
+                raise SpecError(f"alpha_by_position[{i}]={a!r} is not allowed; must be in [0, 1]")
+
+    @property
+    def per_position(self) -> bool:
+        return bool(self.alpha_by_position)
+
+    @property
+    def observed_positions(self) -> int | None:
+        return len(self.alpha_by_position) if self.alpha_by_position else None
+
+    def tokens_per_iteration(self, gamma):
+        if self.alpha_by_position:
+            return tokens_per_iteration_by_position(self.alpha_by_position, gamma)
+        return tokens_per_iteration(self.alpha, gamma)
+
+    def extrapolated(self, gamma: int) -> bool:
+        """True where γ goes beyond the positions the trace observed."""
+        return self.alpha_by_position is not None and gamma > len(self.alpha_by_position)
+
+    def describe(self) -> str:
+        if self.alpha_by_position:
+            rates = ", ".join(f"{a:.3f}" for a in self.alpha_by_position)
+            return f"α by position [{rates}] from {self.source}"
+        return f"α={self.alpha:.3f} ({self.source})"
+
+    def to_dict(self) -> dict:
+        d = {"alpha": self.alpha, "alpha_ci": list(self.alpha_ci) if self.alpha_ci else None,
+             "alpha_by_position": list(self.alpha_by_position) if self.alpha_by_position else None,
+             "alpha_by_position_ci": [list(c) for c in self.alpha_by_position_ci]
+             if self.alpha_by_position_ci else None,
+             "n_iterations": self.n_iterations, "source": self.source}
+        d.update(self.extra)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "file") -> "AcceptanceModel":
+        if not isinstance(d, dict) or "alpha" not in d:
+            raise SpecError(f"acceptance document from {source} lacks 'alpha'")
+        ab = d.get("alpha_by_position")
+        ab_ci = d.get("alpha_by_position_ci")
+        ci = d.get("alpha_ci")
+        known = {"alpha", "alpha_ci", "alpha_by_position", "alpha_by_position_ci", "n_iterations", "source"}
+        try:
+            return cls(alpha=float(d["alpha"]), alpha_ci=tuple(map(float, ci)) if ci else None,
+                       alpha_by_position=tuple(map(float, ab)) if ab else None,
+                       alpha_by_position_ci=tuple(tuple(map(float, c)) for c in ab_ci) if ab_ci else None,
+                       source=str(d.get("source") or source), n_iterations=d.get("n_iterations"),
+                       extra={k: v for k, v in d.items() if k not in known})
+        except (TypeError, ValueError) as e:
+            if isinstance(e, SpecError):
+                raise
+            raise SpecError(f"acceptance document from {source} is malformed ({e})") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AcceptanceModel":
+        p = Path(path)
+        try:
+            d = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise SpecError(f"acceptance file {str(p)!r} does not exist") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise SpecError(f"acceptance file {str(p)!r} is not valid JSON ({e})") from None
+        return cls.from_dict(d, source=str(p))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def check_alpha(alpha: float, what: str = "alpha") -> float:
+    """α must lie in [0, 1): at α = 1 the draft is the target and speculation is unbounded."""
+    a = float(alpha)
+    if not (0.0 <= a < 1.0) or math.isnan(a):
+        raise SpecError(f"{what}={alpha!r} is not allowed; α must be in [0, 1)")
+    return a
+
+
+def as_array(alpha_by_position) -> np.ndarray:
+    return np.asarray(alpha_by_position, dtype=float)

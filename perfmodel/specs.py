@@ -1,0 +1,226 @@
+"""Model architecture specs: one frozen dataclass, built from a catalog entry or a config.json.
+
+Computes derived sizes (parameters, weight bytes per layer, KV-cache bytes per token) from the
+shape alone. Key assumption: a decoder-only transformer whose layers are all identical (true for
+the LLaMA, Mistral, Qwen2 and OPT families this project covers).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+FAMILIES = ("llama", "mistral", "qwen2", "opt")
+
+
+class SpecError(ValueError):
+    """Bad model description; the message is one line naming the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str  # llama | mistral | qwen2 | opt
+    n_layers: int
+    d_model: int
+    n_heads: int
+    n_kv_heads: int
+    d_ff: int
+    vocab: int
+    gated_mlp: bool = True  # SwiGLU (3 matrices) vs 2-matrix MLP (OPT: ReLU)
+    norm: str = "rmsnorm"  # rmsnorm | layernorm
+    tied_embeddings: bool = False
+    dtype_bytes: int = 2
+    max_positions: int = 4096
+    qkv_bias: bool = False  # Qwen2 has q/k/v biases
+    linear_bias: bool = False  # OPT has biases on every linear layer
+    learned_positions: bool = False  # OPT: learned position embeddings; others: RoPE
+    embed_dim: int = 0  # OPT-350m projects 512-d embeddings to d_model; 0 = same as d_model
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        for f in ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab", "dtype_bytes",
+                  "max_positions"):
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise SpecError(f"{self.name}: {f}={v!r} is not allowed; must be a positive integer")
+        if self.family not in FAMILIES:
+            raise SpecError(f"{self.name}: family={self.family!r} is not allowed; use one of {', '.join(FAMILIES)}")
+        if self.norm not in ("rmsnorm", "layernorm"):
+            raise SpecError(f"{self.name}: norm={self.norm!r} is not allowed; use rmsnorm or layernorm")
+        if self.d_model % self.n_heads:
+            raise SpecError(f"{self.name}: n_heads={self.n_heads} does not divide d_model={self.d_model}")
+        if self.n_heads % self.n_kv_heads:
+            raise SpecError(f"{self.name}: n_kv_heads={self.n_kv_heads} does not divide n_heads={self.n_heads}")
+
+    # ---- derived sizes -------------------------------------------------------------------
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def kv_dim(self) -> int:
+        return self.n_kv_heads * self.head_dim
+
+    @property
+    def attn_params(self) -> int:
+        """q, k, v and output projections (plus biases where the family has them)."""
+        w = self.d_model * (self.d_model + 2 * self.kv_dim) + self.d_model * self.d_model
+        b = 0
+        if self.qkv_bias or self.linear_bias:
+            b += self.d_model + 2 * self.kv_dim
+        if self.linear_bias:
+            b += self.d_model
+        return w + b
+
+    @property
+    def mlp_params(self) -> int:
+        n_mat = 3 if self.gated_mlp else 2
+        b = (self.d_ff + self.d_model) if self.linear_bias else 0
+        return n_mat * self.d_model * self.d_ff + b
+
+    @property
+    def norm_params(self) -> int:
+        per = 2 * self.d_model if self.norm == "layernorm" else self.d_model
+        return 2 * per
+
+    @property
+    def layer_params(self) -> int:
+        return self.attn_params + self.mlp_params + self.norm_params
+
+    @property
+    def embedding_params(self) -> int:
+        e = self.vocab * (self.embed_dim or self.d_model)
+        if self.learned_positions:
+            e += self.max_positions * self.d_model
+        if self.embed_dim and self.embed_dim != self.d_model:
+            e += 2 * self.embed_dim * self.d_model  # project_in + project_out
+        return e
+
+    @property
+    def lm_head_params(self) -> int:
+        return 0 if self.tied_embeddings else self.vocab * (self.embed_dim or self.d_model)
+
+    @property
+    def params(self) -> int:
+        final_norm = (2 if self.norm == "layernorm" else 1) * self.d_model
+        return self.n_layers * self.layer_params + self.embedding_params + self.lm_head_params + final_norm
+
+    @property
+    def layer_weight_bytes(self) -> int:
+        return self.layer_params * self.dtype_bytes
+
+    @property
+    def lm_head_weight_bytes(self) -> int:
+        return self.vocab * (self.embed_dim or self.d_model) * self.dtype_bytes
+
+    @property
+    def weight_bytes(self) -> int:
+        return self.params * self.dtype_bytes
+
+    @property
+    def kv_bytes_per_token_per_layer(self) -> int:
+        return 2 * self.kv_dim * self.dtype_bytes
+
+    @property
+    def kv_bytes_per_token(self) -> int:
+        return self.n_layers * self.kv_bytes_per_token_per_layer
+
+    def replace(self, **changes) -> "ModelSpec":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.update(params=self.params, head_dim=self.head_dim, layer_weight_bytes=self.layer_weight_bytes,
+                 kv_bytes_per_token=self.kv_bytes_per_token)
+        return d
+
+
+# ---- NAME:field=value overrides -----------------------------------------------------------------
+_INT_FIELDS = {f.name for f in dataclasses.fields(ModelSpec) if f.type in ("int", int)}
+_BOOL_FIELDS = {f.name for f in dataclasses.fields(ModelSpec) if f.type in ("bool", bool)}
+_STR_FIELDS = {"family", "norm"}
+
+
+def apply_overrides(spec: ModelSpec, text: str) -> ModelSpec:
+    """Apply `field=value,field=value` to a spec; `n_heads` changes keep n_kv_heads valid."""
+    changes: dict = {}
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        if "=" not in item:
+            raise SpecError(f"override {item!r} is not allowed; write field=value")
+        key, val = (s.strip() for s in item.split("=", 1))
+        if key in _INT_FIELDS:
+            try:
+                changes[key] = int(val)
+            except ValueError:
+                raise SpecError(f"override {key}={val!r} is not allowed; {key} takes an integer") from None
+        elif key in _BOOL_FIELDS:
+            if val.lower() not in ("true", "false", "1", "0"):
+                raise SpecError(f"override {key}={val!r} is not allowed; {key} takes true or false")
+            changes[key] = val.lower() in ("true", "1")
+        elif key in _STR_FIELDS:
+            changes[key] = val
+        else:
+            allowed = ", ".join(sorted(_INT_FIELDS | _BOOL_FIELDS | _STR_FIELDS))
+            raise SpecError(f"override field {key!r} is unknown; allowed fields: {allowed}")
+    if "n_heads" in changes and "n_kv_heads" not in changes and spec.n_kv_heads == spec.n_heads:
+        changes["n_kv_heads"] = changes["n_heads"]
+    name = f"{spec.name}:{text}"
+    return dataclasses.replace(spec, name=name, **changes)
+
+
+# ---- Hugging Face config.json --------------------------------------------------------------------
+_MODEL_TYPES = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2", "opt": "opt"}
+
+
+def from_hf_config(path: str | Path, dtype_bytes: int = 2) -> ModelSpec:
+    """Build a spec from a Hugging Face config.json on disk (never fetched from a hub)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "config.json"
+    try:
+        cfg = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"config file {str(p)!r} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SpecError(f"config file {str(p)!r} is not valid JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise SpecError(f"config file {str(p)!r} must hold a JSON object")
+    mtype = cfg.get("model_type")
+    if mtype not in _MODEL_TYPES:
+        raise SpecError(f"config file {str(p)!r}: model_type={mtype!r} is not supported; use one of "
+                        f"{', '.join(_MODEL_TYPES)}")
+
+    def need(key: str, *alts: str):
+        for k in (key, *alts):
+            if k in cfg:
+                return cfg[k]
+        raise SpecError(f"config file {str(p)!r} lacks field {key!r}")
+
+    name = cfg.get("_name_or_path") or p.parent.name or p.stem
+    try:
+        if mtype == "opt":
+            d = int(need("hidden_size"))
+            proj = int(cfg.get("word_embed_proj_dim", d))
+            return ModelSpec(
+                name=str(name), family="opt", n_layers=int(need("num_hidden_layers")), d_model=d,
+                n_heads=int(need("num_attention_heads")), n_kv_heads=int(need("num_attention_heads")),
+                d_ff=int(need("ffn_dim")), vocab=int(need("vocab_size")), gated_mlp=False,
+                norm="layernorm", tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
+                dtype_bytes=dtype_bytes, max_positions=int(need("max_position_embeddings")),
+                linear_bias=bool(cfg.get("enable_bias", True)), learned_positions=True,
+                embed_dim=0 if proj == d else proj, source=str(p))
+        n_heads = int(need("num_attention_heads"))
+        return ModelSpec(
+            name=str(name), family=_MODEL_TYPES[mtype], n_layers=int(need("num_hidden_layers")),
+            d_model=int(need("hidden_size")), n_heads=n_heads,
+            n_kv_heads=int(cfg.get("num_key_value_heads") or n_heads),
+            d_ff=int(need("intermediate_size")), vocab=int(need("vocab_size")), gated_mlp=True,
+            norm="rmsnorm", tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+            dtype_bytes=dtype_bytes, max_positions=int(need("max_position_embeddings")),
+            qkv_bias=(mtype == "qwen2"), source=str(p))
+    except (TypeError, ValueError) as e:
+        if isinstance(e, SpecError):
+            raise
+        raise SpecError(f"config file {str(p)!r} has a non-integer shape field ({e})") from None

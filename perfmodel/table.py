@@ -1,0 +1,147 @@
+"""LatencyTable: the tidy measured-latency table the profiler writes and `predict` reads.
+
+One row per (gpu, model, component, mode, dtype, tp, batch, new_tokens, context) with median, p10
+and p90 seconds; metadata (GPU, driver, torch/CUDA versions, date, schema version) in a JSON
+sidecar `<file>.meta.json`. Stored as CSV via the csv module (no pandas needed to read it);
+`.parquet` works when pandas and pyarrow are installed. Key assumption: a layer's time depends on
+its shape, not on the model's name, so rows carry a `shape` key used for lookups.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .specs import ModelSpec, SpecError
+
+SCHEMA_VERSION = 1
+COMPONENTS = ("layer", "lm_head", "embed", "overhead", "allreduce")
+MODES = ("eager", "graph")
+COLUMNS = ("gpu", "model", "shape", "head_shape", "component", "mode", "dtype", "tp", "batch",
+           "new_tokens", "context", "median_s", "p10_s", "p90_s", "repeats", "status", "reason")
+_INT_COLS = ("tp", "batch", "new_tokens", "context", "repeats")
+_FLOAT_COLS = ("median_s", "p10_s", "p90_s")
+
+
+def layer_shape_key(spec: ModelSpec) -> str:
+    """Identity of one decoder layer's shape (depth and vocabulary excluded)."""
+    extra = ("+qkvb" if spec.qkv_bias else "") + ("+bias" if spec.linear_bias else "")
+    mlp = "glu" if spec.gated_mlp else "mlp"
+    return f"{spec.family}:d{spec.d_model}:h{spec.n_heads}:kv{spec.n_kv_heads}:ff{spec.d_ff}:{mlp}{extra}"
+
+
+def head_shape_key(spec: ModelSpec) -> str:
+    """Identity of the embedding + final norm + LM head (depends on width and vocabulary)."""
+    return f"{spec.family}:d{spec.embed_dim or spec.d_model}:v{spec.vocab}"
+
+
+@dataclass
+class LatencyTable:
+    rows: list[dict] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def ok_rows(self) -> list[dict]:
+        return [r for r in self.rows if r.get("status", "ok") == "ok"]
+
+    def column(self, name: str, rows: list[dict] | None = None) -> np.ndarray:
+        rows = self.rows if rows is None else rows
+        return np.array([r[name] for r in rows])
+
+    def key(self, r: dict) -> tuple:
+        return tuple(r[c] for c in ("gpu", "shape", "head_shape", "component", "mode", "dtype", "tp",
+                                     "batch", "new_tokens", "context"))
+
+    def done_keys(self) -> set:
+        return {self.key(r) for r in self.rows}
+
+    def add(self, row: dict) -> None:
+        missing = [c for c in COLUMNS if c not in row]
+        if missing:
+            raise ValueError(f"row lacks columns {missing}")
+        self.rows.append({c: row[c] for c in COLUMNS})
+
+    def select(self, **eq) -> list[dict]:
+        return [r for r in self.ok_rows() if all(r[k] == v for k, v in eq.items())]
+
+    # ---- I/O ---------------------------------------------------------------------------------
+    @staticmethod
+    def meta_path(path: str | Path) -> Path:
+        p = Path(path)
+        return p.with_name(p.name + ".meta.json")
+
+    def save(self, path: str | Path) -> None:
+        p = Path(path)
+        meta = dict(self.meta, schema_version=SCHEMA_VERSION)
+        if p.suffix == ".parquet":
+            import pandas as pd  # optional; only for parquet
+
+            pd.DataFrame(self.rows, columns=list(COLUMNS)).to_parquet(p, index=False)
+        else:
+            tmp = p.with_name(p.name + ".tmp")
+            with tmp.open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(COLUMNS))
+                w.writeheader()
+                for r in self.rows:
+                    w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v)
+                                for k, v in r.items()})
+            tmp.replace(p)  # atomic: an interrupted save never truncates a table
+        self.meta_path(p).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyTable":
+        p = Path(path)
+        if not p.exists():
+            raise SpecError(f"profile {str(p)!r} does not exist")
+        meta_p = cls.meta_path(p)
+        meta = {}
+        if meta_p.exists():
+            try:
+                meta = json.loads(meta_p.read_text())
+            except json.JSONDecodeError as e:
+                raise SpecError(f"profile metadata {str(meta_p)!r} is not valid JSON ({e})") from None
+        if meta.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+            raise SpecError(f"profile {str(p)!r} has schema_version={meta.get('schema_version')!r}; "
+                            f"this specperf reads schema_version={SCHEMA_VERSION}")
+        if p.suffix == ".parquet":
+            import pandas as pd
+
+            raw = pd.read_parquet(p).to_dict("records")
+        else:
+            try:
+                with p.open(newline="") as f:
+                    reader = csv.DictReader(f)
+                    header = reader.fieldnames or []
+                    missing = [c for c in COLUMNS if c not in header]
+                    if missing:
+                        raise SpecError(f"profile {str(p)!r} is not a specperf latency table: "
+                                        f"missing columns {', '.join(missing)}")
+                    raw = list(reader)
+            except UnicodeDecodeError:
+                raise SpecError(f"profile {str(p)!r} is not a text CSV file") from None
+        rows = []
+        for i, r in enumerate(raw, start=2):
+            try:
+                row = {c: r[c] for c in COLUMNS}
+                for c in _INT_COLS:
+                    row[c] = int(float(row[c]))
+                for c in _FLOAT_COLS:
+                    v = row[c]
+                    row[c] = float("nan") if v in ("", None) else float(v)
+                row["status"] = row["status"] or "ok"
+                row["reason"] = row["reason"] or ""
+            except (KeyError, TypeError, ValueError) as e:
+                raise SpecError(f"profile {str(p)!r} line {i}: malformed value ({e})") from None
+            if row["status"] == "ok" and not (row["median_s"] > 0):
+                raise SpecError(f"profile {str(p)!r} line {i}: median_s={row['median_s']!r} must be > 0")
+            if row["component"] not in COMPONENTS or row["mode"] not in MODES:
+                raise SpecError(f"profile {str(p)!r} line {i}: component={row['component']!r} "
+                                f"mode={row['mode']!r}; allowed {COMPONENTS} and {MODES}")
+            rows.append(row)
+        return cls(rows=rows, meta=meta)
