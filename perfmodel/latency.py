@@ -1,0 +1,129 @@
+"""Analytical forward-time model: roofline time per kernel with a per-kernel floor, composed into
+one decoder layer, the LM head, tensor-parallel all-reduces and the per-iteration overhead.
+
+Key assumption: a forward pass is a fixed sequence of kernels; each takes the larger of its
+compute time (FLOPs / efficient peak), its memory time (bytes / efficient bandwidth) and a floor
+(launch cost in eager mode, minimum kernel time under CUDA graphs). The floor makes small-batch
+latency grow with depth rather than with size — the effect the study found.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .hardware import HardwareProfile
+from .specs import ModelSpec, SpecError
+
+MODES = ("eager", "graph")
+
+# Small (elementwise/normalisation) kernels per decoder layer in a plain PyTorch implementation
+# like the profiler's: RMSNorm ≈ 4 kernels ×2, RoPE ≈ 8, KV-cache writes 2, residual adds 2,
+# SiLU·mul 2 (counted from torch profiler traces of profiler/blocks.py's eager layer, CPU run).
+SMALL_KERNELS = {"llama": 18, "mistral": 18, "qwen2": 18, "opt": 10}
+# Large kernels per layer: q, k, v, o projections, attention, gate/up, down (llama) — OPT: q, k, v,
+# out, attention, fc1, fc2.
+SMALL_KERNEL_BYTES_PER_TOKEN_D = 4  # each small kernel reads+writes ~2 activations of d_model
+
+
+@dataclass(frozen=True)
+class ComponentTimes:
+    """Seconds for one forward, by component; arrays broadcast over (batch, new_tokens, context)."""
+    layer_s: np.ndarray  # one decoder layer, without its all-reduces
+    allreduce_s: np.ndarray  # the all-reduces of one layer (0 at tp = 1)
+    lm_head_s: np.ndarray  # embedding + final norm + LM head
+    n_layers: int
+    sources: dict = field(default_factory=dict)
+
+    @property
+    def layers_s(self):
+        return self.n_layers * (self.layer_s + self.allreduce_s)
+
+    @property
+    def total_s(self):
+        return self.layers_s + self.lm_head_s
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise SpecError(f"mode={mode!r} is not allowed; use eager or graph")
+    return mode
+
+
+def check_tp(spec: ModelSpec, tp: int) -> int:
+    if not isinstance(tp, (int, np.integer)) or tp <= 0:
+        raise SpecError(f"tp={tp!r} is not allowed; tensor parallelism must be a positive integer")
+    if spec.n_heads % tp or spec.n_kv_heads % tp and tp % spec.n_kv_heads:
+        raise SpecError(f"tp={tp} does not divide {spec.name}'s n_heads={spec.n_heads} "
+                        f"(n_kv_heads={spec.n_kv_heads}); allowed: divisors of n_heads")
+    return int(tp)
+
+
+class AnalyticalLatency:
+    """Roofline-plus-floor latency from a HardwareProfile's datasheet rates and efficiencies."""
+
+    def __init__(self, hw: HardwareProfile):
+        self.hw = hw
+        self.name = f"analytical ({hw.name} datasheet roofline)"
+
+    def _floor(self, mode: str) -> float:
+        return self.hw.kernel_floor_eager_s if mode == "eager" else self.hw.kernel_floor_graph_s
+
+    def _kernel(self, flops, nbytes, floor):
+        t_c = flops / (self.hw.peak_flops_per_s * self.hw.matmul_efficiency)
+        t_m = nbytes / (self.hw.hbm_bytes_per_s * self.hw.bandwidth_efficiency)
+        return np.maximum(np.maximum(t_c, t_m), floor)
+
+    def layer_s(self, spec: ModelSpec, batch, new_tokens, context, tp=1, mode="graph"):
+        _check_mode(mode)
+        b, n, ctx = (np.asarray(x, dtype=float) for x in (batch, new_tokens, context))
+        T = b * n
+        by, d, kv, ff = spec.dtype_bytes, spec.d_model, spec.kv_dim, spec.d_ff
+        fl = self._floor(mode)
+        t = 0.0
+        mats = [(d, d / tp), (d, kv / tp), (d, kv / tp), (d / tp, d)]  # q, k, v, o
+        mats += [(d, ff / tp)] * (2 if spec.gated_mlp else 1) + [(ff / tp, d)]
+        for k_in, k_out in mats:
+            t = t + self._kernel(2 * T * k_in * k_out, by * (k_in * k_out + T * (k_in + k_out)), fl)
+        # attention over the cache: QK^T and PV, reading the whole KV cache of each sequence
+        kv_len = ctx + n
+        att_flops = 4 * T * kv_len * d / tp
+        att_bytes = by * (b * kv_len * 2 * kv / tp + 2 * T * d / tp)
+        t = t + self._kernel(att_flops, att_bytes, fl)
+        small = SMALL_KERNELS[spec.family]
+        t = t + small * self._kernel(0.0, SMALL_KERNEL_BYTES_PER_TOKEN_D * by * T * d, fl)
+        return t
+
+    def allreduce_s(self, spec: ModelSpec, batch, new_tokens, tp=1, mode="graph"):
+        b, n = np.asarray(batch, dtype=float), np.asarray(new_tokens, dtype=float)
+        if tp == 1:
+            return np.zeros(np.broadcast(b, n).shape)
+        msg = b * n * spec.d_model * spec.dtype_bytes
+        one = self.hw.allreduce_latency_s + 2 * (tp - 1) / tp * msg / self.hw.interconnect_bytes_per_s
+        return 2 * np.maximum(one, self._floor(mode))  # attention output and MLP output
+
+    def lm_head_s(self, spec: ModelSpec, batch, new_tokens, tp=1, mode="graph"):
+        b, n = np.asarray(batch, dtype=float), np.asarray(new_tokens, dtype=float)
+        T = b * n
+        e = spec.embed_dim or spec.d_model
+        fl = self._floor(mode)
+        head = self._kernel(2 * T * e * spec.vocab / tp, spec.dtype_bytes * (e * spec.vocab / tp + T * spec.vocab), fl)
+        embed_norm = 5 * self._kernel(0.0, 2 * spec.dtype_bytes * T * spec.d_model, fl)
+        return head + embed_norm
+
+    def forward(self, spec: ModelSpec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
+        check_tp(spec, tp)
+        return ComponentTimes(
+            layer_s=self.layer_s(spec, batch, new_tokens, context, tp, mode),
+            allreduce_s=self.allreduce_s(spec, batch, new_tokens, tp, mode),
+            lm_head_s=self.lm_head_s(spec, batch, new_tokens, tp, mode),
+            n_layers=spec.n_layers,
+            sources={"layer": self.name, "lm_head": self.name,
+                     "allreduce": self.name if tp > 1 else "none (tp=1)"})
+
+    def overhead_s(self, spec: ModelSpec, batch, gamma, mode="graph"):
+        """Per-iteration work outside forwards: sampling over the vocabulary, accept/reject, sync."""
+        base = self.hw.overhead_eager_s if mode == "eager" else self.hw.overhead_graph_s
+        b, g = np.asarray(batch, dtype=float), np.asarray(gamma, dtype=float)
+        sample_bytes = 4 * b * (g + 1) * spec.vocab  # fp32 logits read once by argmax/softmax
+        return base + sample_bytes / (self.hw.hbm_bytes_per_s * self.hw.bandwidth_efficiency), self.name
