@@ -53,6 +53,14 @@ class HardwareProfile:
 # - overhead_*_s: sampling + accept/reject + one host sync per iteration, order of 100 µs in
 #   eager PyTorch loops (gpt-fast-style decoders); refit from profiles' `overhead` rows.
 
+# Datasheet numbers re-checked for specperf issue 2 (no value needed correcting): dense = half the
+# "with sparsity" tensor figure. Cross-checks: H100/H200/A100 per NVIDIA datasheets as cited;
+# L40S datasheet "362.05 | 733" BF16; A10G vs A10 from Baseten, "NVIDIA A10 vs A10G for ML model
+# inference" (same 24 GB / 600 GB/s; A10G ~70 TFLOPS fp16 tensor vs A10 125); B200 per-GPU HGX
+# figures (BF16 2.25 PF dense / 4.5 sparse, 8 TB/s, NVLink 5 1.8 TB/s bidirectional) from
+# glennklockwood.com/garden/processors/B200 (quoting NVIDIA's Blackwell datasheet) and Vultr's
+# HGX B200 overview (179 GiB usable, 8.0 TB/s); MI300X per AMD's datasheet (7 IF links x 128 GB/s
+# bidirectional = 448 GB/s per direction).
 GPUS: dict[str, HardwareProfile] = {
     "h100-sxm": HardwareProfile(
         name="h100-sxm", peak_flops_per_s=989.4 * TB, hbm_bytes_per_s=3.35 * TB,
