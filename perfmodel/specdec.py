@@ -18,9 +18,11 @@ def tokens_per_iteration(alpha, gamma):
     a = np.asarray(alpha, dtype=float)
     g = np.asarray(gamma, dtype=float)
     a, g = np.broadcast_arrays(a, g)
-    one = np.isclose(a, 1.0)
+    one = a == 1.0  # exact: α = 0.99999 is not α = 1 (np.isclose treated it so)
     safe = np.where(one, 0.5, a)
-    out = (1.0 - safe ** (g + 1.0)) / (1.0 - safe)
+    # 1 − α^(γ+1) = −expm1((γ+1)·ln α): no cancellation for α near 1 (ln 0 = −inf gives 1)
+    with np.errstate(divide="ignore"):
+        out = -np.expm1((g + 1.0) * np.log(safe)) / (1.0 - safe)
     return np.where(one, g + 1.0, out)
 
 
