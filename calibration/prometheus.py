@@ -1,0 +1,196 @@
+"""Reader for vLLM's Prometheus `/metrics` text: speculative-decoding counters → AcceptanceData.
+
+vLLM (v1 engine, vllm/v1/spec_decode/metrics.py, SpecDecodingProm) exports four counters, each
+labelled with model_name and engine (prometheus_client adds the `_total` suffix):
+  vllm:spec_decode_num_drafts_total                 drafts verified (iterations × sequences)
+  vllm:spec_decode_num_draft_tokens_total           draft tokens proposed
+  vllm:spec_decode_num_accepted_tokens_total        draft tokens accepted
+  vllm:spec_decode_num_accepted_tokens_per_pos_total{position="i"}  drafts whose token i (0-based)
+                                                    was accepted — i.e. drafts with ≥ i+1 accepted
+So the per-position counter is unconditional; the conditional rate is α_i = c_i / c_{i-1} with
+c_{-1} = drafts. Key assumption: every draft proposed γ = (number of positions) tokens; when
+draft_tokens < γ·drafts (n-gram proposers propose fewer) later positions are biased low, and the
+reader says so. Several scrapes in one file are cumulative snapshots: the last minus the first is used.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .data import AcceptanceData, TraceError, from_position_counts, parse_count
+
+PREFIX = "vllm:spec_decode_"
+DRAFTS, DRAFT_TOKENS = PREFIX + "num_drafts", PREFIX + "num_draft_tokens"
+ACCEPTED, PER_POS = PREFIX + "num_accepted_tokens", PREFIX + "num_accepted_tokens_per_pos"
+COUNTERS = (DRAFTS, DRAFT_TOKENS, ACCEPTED, PER_POS)
+POOLED_LABELS = ("engine",)  # data-parallel engines of one model: counts add up
+
+_SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?"
+                     r"\s+(?P<value>\S+)(?:\s+(?P<ts>-?[0-9]+))?\s*$")
+_LABEL = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
+
+
+def looks_like_prometheus(text: str) -> bool:
+    for raw in text.splitlines():
+        s = raw.strip()
+        if not s:
+            continue
+        if s.startswith("# HELP ") or s.startswith("# TYPE "):
+            return True
+        if s.startswith("#"):
+            continue
+        m = _SAMPLE.match(s)
+        return bool(m) and "," not in s.split("{")[0] and _is_number(m.group("value"))
+    return False
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _labels(text: str | None, source, line) -> tuple:
+    if not text or not text.strip():
+        return ()
+    out, pos = [], 0
+    while pos < len(text):
+        m = _LABEL.match(text, pos)
+        if not m:
+            raise TraceError(source, f"cannot parse labels {{{text}}} (expected name=\"value\" pairs)", line)
+        out.append((m.group(1), m.group(2)))
+        pos = m.end()
+        if not text[pos:].strip():
+            break
+    return tuple(sorted(out))
+
+
+def parse_scrapes(text: str, source) -> list[dict]:
+    """Samples of the text exposition format: a list of scrapes, each {(name, labels): (value, line)}.
+
+    A series seen again starts a new scrape (several /metrics dumps appended to one file).
+    """
+    scrapes: list[dict] = [{}]
+    for ln, raw in enumerate(text.splitlines(), start=1):
+        s = raw.strip()
+        if not s or s.startswith("#"):
+            continue
+        m = _SAMPLE.match(s)
+        if not m or not _is_number(m.group("value")):
+            raise TraceError(source, f"not a Prometheus sample line: {s[:60]!r}", ln)
+        name = m.group("name")
+        if name.endswith("_total"):
+            name = name[: -len("_total")]
+        if name not in COUNTERS:
+            continue
+        key = (name, _labels(m.group("labels"), source, ln))
+        if key in scrapes[-1]:
+            scrapes.append({})
+        scrapes[-1][key] = (m.group("value"), ln)
+    return scrapes
+
+
+def _group(labels: tuple) -> tuple:
+    return tuple((k, v) for k, v in labels if k not in POOLED_LABELS + ("position",))
+
+
+def read_vllm_metrics(text: str, source, select: dict | None = None) -> AcceptanceData:
+    scrapes = parse_scrapes(text, source)
+    if not any(scrapes[0]):
+        raise TraceError(source, "metrics dump has no speculative-decoding counters "
+                                 f"(expected {DRAFTS}_total, {PER_POS}_total{{position=...}}); "
+                                 "was vLLM started with --speculative-config?")
+    select = dict(select or {})
+    keys = [k for k in scrapes[-1] if all(dict(k[1]).get(a) == b for a, b in select.items())]
+    groups = sorted({_group(lab) for _, lab in keys})
+    if not groups:
+        raise TraceError(source, f"no speculative-decoding series match labels {select}")
+    if len(groups) > 1:
+        shown = "; ".join(",".join(f'{k}="{v}"' for k, v in g) or "(no labels)" for g in groups)
+        raise TraceError(source, f"metrics dump holds several speculative-decoding series ({shown}); "
+                                 "choose one with --label NAME=VALUE")
+    group = groups[0]
+
+    def totals(scrape: dict) -> dict:
+        """Sum over engines: {(name, position): (count, last line)}."""
+        out: dict = {}
+        for (name, lab), (val, ln) in scrape.items():
+            if _group(lab) != group or not all(dict(lab).get(a) == b for a, b in select.items()):
+                continue
+            pos = dict(lab).get("position")
+            what = f"{name}_total" + (f'{{position="{pos}"}}' if pos is not None else "")
+            v = parse_count(val, source, ln, what)
+            if name == PER_POS and (pos is None or not pos.isdigit()):
+                raise TraceError(source, f"{name}_total needs an integer position label, got {pos!r}", ln)
+            k = (name, int(pos) if pos is not None else None)
+            prev = out.get(k, (0, ln))
+            out[k] = (prev[0] + v, ln)
+        return out
+
+    last = totals(scrapes[-1])
+    notes = []
+    if len(scrapes) > 1:
+        first = totals(scrapes[0])
+        diff = {}
+        for k, (v, ln) in last.items():
+            v0 = first.get(k, (0, ln))[0]
+            if v < v0:
+                raise TraceError(source, f"counter {k[0]}_total fell from {v0} to {v} between the first "
+                                         "and last scrape (server restarted?)", ln)
+            diff[k] = (v - v0, ln)
+        last = diff
+        notes.append(f"{len(scrapes)} scrapes in the file: used last minus first")
+    if (DRAFTS, None) not in last:
+        raise TraceError(source, f"metrics dump lacks {DRAFTS}_total (it has other spec-decode counters)")
+    n_drafts, ln_d = last[(DRAFTS, None)]
+    if n_drafts == 0:
+        raise TraceError(source, f"{DRAFTS}_total is 0 (no drafts between the scrapes)", ln_d)
+    positions = sorted(p for (n, p) in last if n == PER_POS)
+    extra = {"labels": dict(group), "scrapes": len(scrapes), "n_drafts": n_drafts}
+    tokens = last.get((DRAFT_TOKENS, None), (None, None))[0]
+    accepted = last.get((ACCEPTED, None), (None, None))[0]
+    if not positions:
+        if tokens is None or accepted is None:
+            raise TraceError(source, f"metrics dump has neither {PER_POS}_total nor both "
+                                     f"{DRAFT_TOKENS}_total and {ACCEPTED}_total")
+        gamma = tokens / n_drafts
+        if not float(gamma).is_integer():
+            raise TraceError(source, f"draft_tokens/drafts = {gamma:.3f} is not an integer lookahead; "
+                                     "give the per-position counters or a mean-length file with gamma")
+        if accepted > tokens:
+            raise TraceError(source, f"accepted tokens {accepted} exceed draft tokens {tokens}",
+                             last[(ACCEPTED, None)][1])
+        notes.append("no per-position counters: only an i.i.d. α is identifiable")
+        return AcceptanceData(source=str(source), format="vllm-metrics", n_drafts=int(n_drafts),
+                              gammas=(int(gamma),), mean_accepted=accepted / n_drafts,
+                              notes=tuple(notes), extra=extra)
+    if positions != list(range(len(positions))):
+        raise TraceError(source, f"{PER_POS}_total positions {positions} are not 0..{len(positions) - 1}")
+    c = [last[(PER_POS, p)][0] for p in positions]
+    prev, prev_what = n_drafts, f"{DRAFTS}_total={n_drafts}"
+    for p, v in enumerate(c):
+        if v > prev:
+            raise TraceError(source, f'{PER_POS}_total{{position="{p}"}}={v} exceeds {prev_what}: '
+                                     "per-position counts cannot increase with position",
+                             last[(PER_POS, p)][1])
+        prev, prev_what = v, f'position {p} count {v}'
+    gamma = len(c)
+    if accepted is not None and accepted != sum(c):
+        notes.append(f"{ACCEPTED}_total={accepted} differs from the per-position sum {sum(c)}")
+    if tokens is not None:
+        if tokens > gamma * n_drafts:
+            raise TraceError(source, f"{DRAFT_TOKENS}_total={tokens} exceeds γ·drafts = {gamma}·{n_drafts}",
+                             last[(DRAFT_TOKENS, None)][1])
+        if tokens < gamma * n_drafts:
+            notes.append(f"drafts averaged {tokens / n_drafts:.2f} < γ={gamma} tokens (short proposals): "
+                         "later-position rates count short drafts as rejections and are biased low")
+        extra["draft_tokens"] = tokens
+    return from_position_counts(source, "vllm-metrics", int(n_drafts), c, notes=notes, extra=extra)
+
+
+def per_position_rates(data: AcceptanceData) -> np.ndarray:
+    """vLLM's own 'per-position acceptance rate' (unconditional c_i / drafts), for comparison."""
+    return data.accepted / data.n_drafts

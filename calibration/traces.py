@@ -1,0 +1,262 @@
+"""Trace readers: per-iteration CSV/JSONL, accepted-count histograms (gpt-fast's accept_counts),
+mean accepted length with γ (SGLang, papers), and vLLM /metrics (calibration.prometheus); format
+auto-detection. Every reader returns AcceptanceData.
+
+Key assumption: an iteration's accepted count is the leading run of accepted draft tokens (tokens
+after the first rejection are discarded even when they match), so position-level booleans are
+reduced to that run. Conventions: positions in files are 0-based (as vLLM's `position` label);
+`mean_acceptance_length` includes the bonus token (= tokens per iteration), `mean_accepted_tokens`
+does not.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+from .data import FORMATS, AcceptanceData, TraceError, from_iterations, parse_count
+from .prometheus import looks_like_prometheus, read_vllm_metrics
+
+_POS_COL = re.compile(r"^(?:pos|position|accept)_(\d+)$")
+MEAN_KEYS_WITH_BONUS = ("mean_acceptance_length", "accept_length", "avg_spec_accept_length",
+                        "tokens_per_iteration", "mean_tokens_per_iteration")
+MEAN_KEYS_NO_BONUS = ("mean_accepted_tokens", "mean_accepted")
+N_KEYS = ("n_drafts", "num_drafts", "n_iterations")
+
+
+def read_trace(path, fmt: str = "auto", select: dict | None = None) -> AcceptanceData:
+    p = Path(path)
+    fmt = (fmt or "auto").strip().lower()
+    if fmt not in FORMATS + ("auto",):
+        raise TraceError(p, f"format={fmt!r} is not known; use auto, {', '.join(FORMATS)}")
+    if not p.exists():
+        raise TraceError(p, "file does not exist")
+    try:
+        text = p.read_text()
+    except UnicodeDecodeError:
+        raise TraceError(p, "is not a text file (not UTF-8)") from None
+    if not text.strip():
+        raise TraceError(p, "file is empty")
+    if fmt == "auto":
+        fmt = detect_format(text, p)
+    if fmt == "vllm-metrics":
+        return read_vllm_metrics(text, p, select)
+    if fmt == "histogram":
+        return read_histogram(text, p)
+    if fmt == "mean-length":
+        return read_mean_length(text, p)
+    return read_iterations(text, p)
+
+
+def detect_format(text: str, source) -> str:
+    s = text.lstrip()
+    if s.startswith("{") or s.startswith("["):
+        try:
+            doc = json.loads(s)
+        except json.JSONDecodeError:
+            return "iterations"  # JSON lines
+        keys = set(doc) if isinstance(doc, dict) else set()
+        if "accept_counts" in keys or (isinstance(doc, list) and doc and not isinstance(doc[0], dict)):
+            return "histogram"
+        if keys & set(MEAN_KEYS_WITH_BONUS + MEAN_KEYS_NO_BONUS):
+            return "mean-length"
+        return "iterations"
+    if "vllm:spec_decode" in text or looks_like_prometheus(text):
+        return "vllm-metrics"
+    if "accept_counts" in text:
+        return "histogram"
+    if "Acceptance probs" in text:
+        raise TraceError(source, "gpt-fast's 'Acceptance probs' line holds frequencies, not counts; "
+                                 "give its accept_counts list (or --format mean-length with n_drafts)")
+    first = next((ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")), "")
+    low = first.lower()
+    if any(k in low for k in MEAN_KEYS_WITH_BONUS + MEAN_KEYS_NO_BONUS) and "," not in low:
+        return "mean-length"
+    if "," in first and ("accepted" in low or "gamma" in low or _POS_COL.search(low.replace(",", " "))):
+        return "iterations"
+    if any(k in text.lower() for k in MEAN_KEYS_WITH_BONUS + MEAN_KEYS_NO_BONUS):
+        return "mean-length"
+    raise TraceError(source, f"cannot tell the trace format (first line {first[:50]!r}); "
+                             f"give --format {'|'.join(FORMATS)}")
+
+
+# ---- per-iteration CSV / JSONL --------------------------------------------------------------
+def _row(source, ln, gamma, accepted, mask, count, batch, context, out):
+    g = parse_count(gamma, source, ln, "gamma")
+    if g < 1:
+        raise TraceError(source, f"gamma={gamma!r} is not allowed; γ must be ≥ 1", ln)
+    if mask is not None:
+        if len(mask) < g:
+            raise TraceError(source, f"gives {len(mask)} position flags for gamma={g}", ln)
+        flags = [parse_count(m, source, ln, f"position {i} flag") for i, m in enumerate(mask[:g])]
+        if any(f > 1 for f in flags):
+            raise TraceError(source, f"position flags {mask[:g]} must be 0/1", ln)
+        run = next((i for i, f in enumerate(flags) if not f), g)
+    if accepted is None or (isinstance(accepted, str) and not accepted.strip()):
+        if mask is None:
+            raise TraceError(source, "row has neither 'accepted' nor position flags", ln)
+        a = run
+    else:
+        a = parse_count(accepted, source, ln, "accepted")
+        if mask is not None and a != run:
+            raise TraceError(source, f"accepted={a} but the position flags start with a run of {run}", ln)
+    if a > g:
+        raise TraceError(source, f"accepted={a} > gamma={g}; an iteration accepts at most γ draft tokens", ln)
+    w = 1 if count in (None, "") else parse_count(count, source, ln, "count")
+    for what, v in (("batch", batch), ("context", context)):
+        if v not in (None, ""):
+            x = parse_count(v, source, ln, what)
+            if what == "batch" and x < 1:
+                raise TraceError(source, f"batch={v!r} must be ≥ 1", ln)
+            out[what].append(x)
+    out["gamma"].append(g), out["accepted"].append(a), out["count"].append(w)
+
+
+def read_iterations(text: str, source) -> AcceptanceData:
+    out = {"gamma": [], "accepted": [], "count": [], "batch": [], "context": []}
+    lines = text.splitlines()
+    first = next((i for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")), None)
+    if first is None:
+        raise TraceError(source, "trace holds no iterations (only comments)")
+    if lines[first].lstrip().startswith("{"):
+        for ln, raw in enumerate(lines, start=1):
+            if not raw.strip() or raw.lstrip().startswith("#"):
+                continue
+            try:
+                d = json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise TraceError(source, f"not a JSON object ({e.msg})", ln) from None
+            if not isinstance(d, dict) or "gamma" not in d:
+                raise TraceError(source, "JSON line lacks 'gamma'", ln)
+            _row(source, ln, d["gamma"], d.get("accepted"), d.get("accept_mask"), d.get("count"),
+                 d.get("batch"), d.get("context"), out)
+    else:
+        header = [h.strip().lower() for h in next(csv.reader([lines[first]]))]
+        if "gamma" not in header:
+            raise TraceError(source, f"CSV header {lines[first][:60]!r} lacks a 'gamma' column", first + 1)
+        pos_cols = sorted((int(m.group(1)), j) for j, h in enumerate(header) if (m := _POS_COL.match(h)))
+        if pos_cols and [p for p, _ in pos_cols] != list(range(len(pos_cols))):
+            raise TraceError(source, "position columns must be numbered 0, 1, 2, ...", first + 1)
+        if "accepted" not in header and not pos_cols:
+            raise TraceError(source, "CSV needs an 'accepted' column or position columns pos_0, pos_1, ...",
+                             first + 1)
+        col = {h: j for j, h in enumerate(header)}
+        for ln in range(first + 2, len(lines) + 1):
+            raw = lines[ln - 1]
+            if not raw.strip() or raw.lstrip().startswith("#"):
+                continue
+            cells = next(csv.reader(io.StringIO(raw)))
+            if len(cells) != len(header):
+                raise TraceError(source, f"has {len(cells)} cells, the header has {len(header)}", ln)
+            get = lambda name: cells[col[name]].strip() if name in col else None  # noqa: E731
+            mask = [cells[j].strip() for _, j in pos_cols] if pos_cols else None
+            _row(source, ln, get("gamma"), get("accepted"), mask, get("count"), get("batch"),
+                 get("context"), out)
+    if not out["gamma"]:
+        raise TraceError(source, "trace holds no iterations")
+    extra = {k: [min(out[k]), max(out[k])] for k in ("batch", "context") if out[k]}
+    return from_iterations(source, "iterations", out["gamma"], out["accepted"], out["count"], extra=extra)
+
+
+# ---- histogram (gpt-fast accept_counts) -------------------------------------------------------
+def _balanced_list(text: str, start: int, source, line) -> list:
+    i = text.find("[", start)
+    if i < 0:
+        raise TraceError(source, "accept_counts is not followed by a [list]", line)
+    depth = 0
+    for j in range(i, len(text)):
+        depth += {"[": 1, "]": -1}.get(text[j], 0)
+        if depth == 0:
+            try:
+                return json.loads(text[i:j + 1])
+            except json.JSONDecodeError:
+                raise TraceError(source, f"accept_counts list {text[i:j + 1][:50]!r} is not a list of numbers",
+                                 line) from None
+    raise TraceError(source, "accept_counts list is not closed", line)
+
+
+def read_histogram(text: str, source) -> AcceptanceData:
+    """accept_counts[a] = iterations that accepted a draft tokens, a = 0..γ (gpt-fast generate.py)."""
+    s = text.lstrip()
+    line = None
+    gamma = None
+    if s.startswith("{") or s.startswith("["):
+        try:
+            doc = json.loads(s)
+        except json.JSONDecodeError as e:
+            raise TraceError(source, f"is not valid JSON ({e.msg})", e.lineno) from None
+        if isinstance(doc, dict):
+            if "accept_counts" not in doc:
+                raise TraceError(source, "JSON histogram lacks 'accept_counts'")
+            gamma = doc.get("gamma")
+            doc = doc["accept_counts"]
+    else:
+        k = text.find("accept_counts")
+        if k < 0:
+            raise TraceError(source, "no accept_counts list found")
+        line = text.count("\n", 0, k) + 1
+        doc = _balanced_list(text, k, source, line)
+    rows = doc if doc and all(isinstance(r, list) for r in doc) else [doc]
+    if not rows or not rows[0]:
+        raise TraceError(source, "accept_counts is empty", line)
+    width = len(rows[0])
+    if any(len(r) != width for r in rows):
+        raise TraceError(source, "accept_counts lists differ in length (several γ in one histogram)", line)
+    counts = [sum(parse_count(v, source, line, f"accept_counts[{a}]") for v in col)
+              for a, col in enumerate(zip(*rows))]
+    g = width - 1
+    if g < 1:
+        raise TraceError(source, "accept_counts needs γ+1 ≥ 2 entries (a = 0..γ)", line)
+    if gamma is not None and parse_count(gamma, source, line, "gamma") != g:
+        raise TraceError(source, f"gamma={gamma} but accept_counts has {width} entries (γ+1 expected)", line)
+    return from_iterations(source, "histogram", [g] * (g + 1), list(range(g + 1)),
+                           counts)
+
+
+# ---- mean accepted length ------------------------------------------------------------------
+def read_mean_length(text: str, source) -> AcceptanceData:
+    s = text.strip()
+    lines = {}
+    if s.startswith("{"):
+        try:
+            doc = json.loads(s)
+        except json.JSONDecodeError as e:
+            raise TraceError(source, f"is not valid JSON ({e.msg})", e.lineno) from None
+    else:
+        doc = {}
+        for ln, raw in enumerate(text.splitlines(), start=1):
+            if not raw.strip() or raw.lstrip().startswith("#"):
+                continue
+            m = re.match(r"^\s*([A-Za-z_]+)\s*[:=]\s*(\S+)\s*$", raw)
+            if not m:
+                raise TraceError(source, f"expected 'key: value', got {raw.strip()[:50]!r}", ln)
+            doc[m.group(1).lower()], lines[m.group(1).lower()] = m.group(2), ln
+    if "gamma" not in doc:
+        raise TraceError(source, "mean-length input needs 'gamma' (the lookahead the mean was measured at)")
+    g = parse_count(doc["gamma"], source, lines.get("gamma"), "gamma")
+    if g < 1:
+        raise TraceError(source, f"gamma={doc['gamma']!r} must be ≥ 1", lines.get("gamma"))
+    with_bonus = [k for k in MEAN_KEYS_WITH_BONUS if k in doc]
+    no_bonus = [k for k in MEAN_KEYS_NO_BONUS if k in doc]
+    if len(with_bonus) + len(no_bonus) != 1:
+        raise TraceError(source, f"give exactly one of {', '.join(MEAN_KEYS_NO_BONUS)} (without the bonus "
+                                 f"token) or {', '.join(MEAN_KEYS_WITH_BONUS)} (with it)")
+    key = (with_bonus or no_bonus)[0]
+    try:
+        m = float(doc[key]) - (1.0 if with_bonus else 0.0)
+    except (TypeError, ValueError):
+        raise TraceError(source, f"{key}={doc[key]!r} is not a number", lines.get(key)) from None
+    if not (0.0 <= m <= g):
+        lo, hi = (1, g + 1) if with_bonus else (0, g)
+        raise TraceError(source, f"{key}={doc[key]!r} is outside [{lo}, {hi}] for gamma={g}", lines.get(key))
+    nk = next((k for k in N_KEYS if k in doc), None)
+    n = parse_count(doc[nk], source, lines.get(nk), nk) if nk else None
+    if n == 0:
+        raise TraceError(source, f"{nk}=0: no drafts", lines.get(nk))
+    notes = ["only a mean accepted length: just an i.i.d. α is identifiable (per-position decay is not)"]
+    if n is None:
+        notes.append(f"no {'/'.join(N_KEYS)} given: no confidence interval")
+    return AcceptanceData(source=str(source), format="mean-length", n_drafts=n, gammas=(g,),
+                          mean_accepted=m, notes=tuple(notes), extra={"input_key": key})
