@@ -65,8 +65,12 @@ class FitReport:
                f"    # fitting method   = {self.method}",
                f"    # {self.n_label:<17}= {self.n}",
                f"    # variables        = {self.n_variables}"]
+        if max([0] + [len(k) + 1 for k in self.metrics]) > 19:
+            out = [ln.replace("= ", " " * (max(len(k) + 1 for k in self.metrics) - 19) + "= ", 1)
+                   if ln.startswith("    #") else ln for ln in out]
+        mw = max([19] + [len(k) + 1 for k in self.metrics])
         for k, v in self.metrics.items():
-            out.append(f"    {k:<19}= {_fmt(v)}")
+            out.append(f"    {k:<{mw}}= {_fmt(v)}")
         out.append("[[Variables]]")
         width = max((len(k) for k in self.parameters), default=5) + 1
         for k, v in self.parameters.items():

@@ -85,6 +85,7 @@ def predict(
     profile: Annotated[Optional[str], typer.Option(help="Measured LatencyTable (default: the shipped one for --gpu).")] = None,
     analytical: Annotated[bool, typer.Option("--analytical", help="Ignore measured profiles.")] = False,
     cost_ratio: Annotated[Optional[float], typer.Option(help="Leviathan's c = t_draft/t_target: no models needed.")] = None,
+    calibration: Annotated[Optional[str], typer.Option(help="Latency correction JSON (from `specperf calibrate latency`).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ):
     """Predict tokens/s and speedup of speculative decoding over γ, and the optimal γ."""
@@ -93,7 +94,7 @@ def predict(
     predict_cmd.run(target=target, draft=draft, gpu=gpu, alpha=alpha, acceptance=acceptance,
                     gamma=gamma, gamma_max=gamma_max, batch=batch, context=context, tp=tp,
                     dtype_bytes=dtype_bytes(dtype), mode=mode, profile=profile, analytical=analytical,
-                    cost_ratio=cost_ratio, json_out=json_out)
+                    cost_ratio=cost_ratio, json_out=json_out, calibration=calibration)
 
 
 # Optional command modules (each defines register(app)); imported lazily-cheap: typer only.

@@ -73,7 +73,7 @@ def run_cost_ratio(c, alpha, gammas, auto, json_out):
 
 
 def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, context, tp, dtype_bytes,
-        mode, profile, analytical, cost_ratio, json_out):
+        mode, profile, analytical, cost_ratio, json_out, calibration=None):
     gammas, auto = _gammas(gamma, gamma_max)
     if cost_ratio is not None:
         return run_cost_ratio(cost_ratio, alpha, gammas, auto, json_out)
@@ -94,7 +94,17 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
     drf = resolve_model(draft, dtype_bytes)
     hw = resolve_gpu(gpu)
     lat = latency_provider(hw, profile=profile, use_shipped=not analytical)
-    p = predict(tgt, drf, lat, acc, gammas, [batch], [context], tp=tp, mode=mode)
+    draft_lat = None
+    if calibration is not None:  # latency correction fitted by `specperf calibrate latency`
+        from perfmodel.corrected import CorrectedLatency, LatencyCorrection
+
+        corr = LatencyCorrection.load(calibration)
+        if corr.entry(hw.name, mode) is None:
+            raise UsageError(f"calibration {calibration} has no entry for gpu={hw.name}, mode={mode} "
+                             f"(it has: {corr.describe()})")
+        lat = CorrectedLatency(lat, corr, gpu=hw.name)
+        draft_lat = lat.for_draft()
+    p = predict(tgt, drf, lat, acc, gammas, [batch], [context], tp=tp, mode=mode, draft_latency=draft_lat)
     rows = p.rows()
     k = int(p.optimal_index[0, 0])
     best = rows[k]

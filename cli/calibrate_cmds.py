@@ -1,0 +1,148 @@
+"""`specperf calibrate acceptance|latency`: fit acceptance from engine traces and latency
+corrections from measured runs; print an lmfit-style report, or one JSON document with --json.
+
+Imports only stdlib, typer and cli.common at module level; scipy loads inside the commands.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import UsageError, finite, handle_errors, print_json
+
+calibrate_app = typer.Typer(no_args_is_help=True, add_completion=False,
+                            help="Fit acceptance (α by position) from engine traces and latency "
+                                 "corrections from measured runs.")
+
+FORMAT_HELP = ("auto | vllm-metrics (Prometheus /metrics text) | iterations (CSV/JSONL: gamma, accepted "
+               "or pos_0.. flags, optional count, batch, context) | histogram (gpt-fast accept_counts) | "
+               "mean-length (gamma + mean_accepted_tokens or mean_acceptance_length, optional n_drafts)")
+
+
+def _labels(items) -> dict:
+    out = {}
+    for it in items or []:
+        k, sep, v = it.partition("=")
+        if not sep or not k.strip():
+            raise UsageError(f"label={it!r} is not allowed; give NAME=VALUE, e.g. model_name=llama")
+        out[k.strip()] = v.strip().strip('"')
+    return out
+
+
+def _write(path: str, doc: dict) -> None:
+    try:
+        Path(path).write_text(json.dumps(finite(doc), indent=2, allow_nan=False) + "\n")
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+@calibrate_app.command("acceptance")
+@handle_errors
+def acceptance(
+    file: Annotated[str, typer.Argument(help="Trace file (see --format).")],
+    fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "auto",
+    out: Annotated[Optional[str], typer.Option(help="Write the AcceptanceModel JSON (for `predict --acceptance`).")] = None,
+    model: Annotated[str, typer.Option(help="auto (per-position only if the LR test needs it) | iid | per-position.")] = "auto",
+    gamma_max: Annotated[int, typer.Option(help="Predict tokens/iteration for γ = 1..gamma-max.")] = 8,
+    label: Annotated[Optional[list[str]], typer.Option(help="Pick one vLLM series: NAME=VALUE (repeatable).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the parametric bootstrap for per-position intervals.")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+):
+    """Fit i.i.d. α and α by position (95 % intervals, LR test) from a speculative-decoding trace."""
+    from calibration.acceptance_fit import fit_acceptance
+    from calibration.traces import read_trace
+    from perfmodel.specdec import GAMMA_MAX
+
+    if not 1 <= gamma_max <= GAMMA_MAX:
+        raise UsageError(f"gamma-max={gamma_max} is not allowed; must be in 1..{GAMMA_MAX}")
+    data = read_trace(file, fmt, _labels(label))
+    fit = fit_acceptance(data, range(1, max(gamma_max, 1) + 1), model=model, seed=seed)
+    doc = fit.to_dict()
+    if out:
+        _write(out, doc)
+    if json_out:
+        print_json(doc)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    con.print(fit.report.report(), markup=False, highlight=False)
+    t = Table(title="predicted tokens per iteration (95 % intervals; * = extrapolated)")
+    for col in ("γ", "observed", "i.i.d. α", "α by position"):
+        t.add_column(col, justify="right")
+    for r in fit.predictions:
+        iid = f"{r['iid']:.3f}" + (f" [{r['iid_ci'][0]:.3f}, {r['iid_ci'][1]:.3f}]" if r["iid_ci"] else "")
+        pp = (f"{r['per_position']:.3f} [{r['per_position_ci'][0]:.3f}, {r['per_position_ci'][1]:.3f}]"
+              + ("*" if r["per_position_extrapolated"] else "")) if "per_position" in r else "n/a"
+        obs = f"{r['observed']:.3f}" if r["observed"] is not None else ""
+        t.add_row(str(r["gamma"]), obs, iid + ("*" if r["iid_extrapolated"] else ""), pp)
+    con.print(t)
+    used = fit.model.extra["model"]
+    con.print(f"model written for predict: {used}" + (f" → {out}" if out else " (use --out FILE to save it)"))
+
+
+@calibrate_app.command("latency")
+@handle_errors
+def latency(
+    file: Annotated[str, typer.Argument(help="CSV of measured runs: gamma, batch, context, iteration_s or "
+                                             "tokens_per_s (+ alpha or tokens_per_iteration), target, draft, "
+                                             "gpu, mode; optional tp, dtype.")],
+    profile: Annotated[Optional[str], typer.Option(help="Measured LatencyTable the correction applies to (default: as predict).")] = None,
+    analytical: Annotated[bool, typer.Option("--analytical", help="Calibrate the analytical model (ignore measured profiles).")] = False,
+    gpu: Annotated[Optional[str], typer.Option(help="GPU for runs without a gpu column.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="graph or eager, for runs without a mode column.")] = None,
+    fit: Annotated[str, typer.Option("--fit", help="Parameters to fit: overhead,draft,verify (any subset).")] = "overhead,draft,verify",
+    out: Annotated[Optional[str], typer.Option(help="Write the correction JSON (for `predict --calibration`).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+):
+    """Fit per-iteration overhead and draft/verify time corrections to measured end-to-end runs."""
+    from calibration.latency_fit import fit_latency
+    from perfmodel.profiles import latency_provider
+
+    names: list[str] = []
+
+    def provider_for(hw):
+        lat = latency_provider(hw, profile=profile, use_shipped=not analytical)
+        names.append(getattr(lat, "name", type(lat).__name__))
+        return lat
+
+    params = [p.strip() for p in fit.split(",") if p.strip()]
+    corr, reports = fit_latency(file, provider_for, "", params, gpu=gpu, mode=mode)
+    provider = ", ".join(sorted(set(names)))
+    corr = type(corr)(entries=corr.entries, provider=provider, source=corr.source)
+    doc = corr.to_dict()
+    doc["profile"] = profile
+    if out:
+        _write(out, doc)
+    if json_out:
+        doc["fit_reports"] = [r.to_dict() for r in reports]
+        print_json(doc)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    for r in reports:
+        con.print(r.report(), markup=False, highlight=False)
+    t = Table(title=f"latency correction against {provider}")
+    for col in ("gpu", "mode", "runs", "k_draft", "k_verify", "extra overhead ms",
+                "median/p90 |%err| before", "after", "leave-one-out"):
+        t.add_column(col, justify="right")
+    pm = lambda v, s, f=1.0: f"{v * f:.4g}" + (f" ± {s * f:.2g}" if s is not None else "")  # noqa: E731
+    for e in corr.entries:
+        x, er = e.extra, e.extra["error"]
+        mp = lambda d: f"{d['median_abs_pct']:.2f} / {d['p90_abs_pct']:.2f}" if d["median_abs_pct"] is not None else "n/a"  # noqa: E731
+        t.add_row(e.gpu, e.mode, str(x["n_runs"]), pm(e.k_draft, x["k_draft_stderr"]),
+                  pm(e.k_verify, x["k_verify_stderr"]), pm(e.extra_overhead_s, x["extra_overhead_s_stderr"], 1e3),
+                  mp(er["before"]), mp(er["after"]), mp(er["loo"]))
+    con.print(t)
+    con.print(f"correction written → {out}" if out else "use --out FILE to save the correction for "
+              "`specperf predict --calibration FILE`")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(calibrate_app, name="calibrate")

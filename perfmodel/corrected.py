@@ -1,0 +1,137 @@
+"""Apply a fitted latency correction (from `specperf calibrate latency`) to any latency provider.
+
+The correction, fitted per (GPU, mode) on measured end-to-end runs, is
+    iteration_s = k_draft·γ·t_draft_s + k_verify·t_verify_s + overhead_s(provider) + extra_overhead_s
+so the wrapped provider scales every forward of a draft model by k_draft, every forward of a target
+model (verification and the autoregressive baseline) by k_verify, and adds extra_overhead_s to the
+per-iteration overhead (γ = 0 included). Key assumption: the factors carry over to models, batches
+and contexts near the calibrated runs; models named in the runs get their role's factor, others get
+the factor of the role the wrapper was built for (`for_draft()` gives the draft-side wrapper).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .latency import ComponentTimes
+from .specs import SpecError
+
+KIND = "specperf latency correction"
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CorrectionEntry:
+    gpu: str
+    mode: str
+    k_draft: float = 1.0
+    k_verify: float = 1.0
+    extra_overhead_s: float = 0.0
+    targets: tuple = ()
+    drafts: tuple = ()
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def to_dict(self) -> dict:
+        d = {"gpu": self.gpu, "mode": self.mode, "k_draft": self.k_draft, "k_verify": self.k_verify,
+             "extra_overhead_s": self.extra_overhead_s, "targets": list(self.targets),
+             "drafts": list(self.drafts)}
+        d.update(self.extra)
+        return d
+
+
+@dataclass(frozen=True)
+class LatencyCorrection:
+    entries: tuple
+    provider: str = ""  # name of the provider the correction was fitted against
+    source: str = ""
+
+    def entry(self, gpu: str | None, mode: str) -> CorrectionEntry | None:
+        hits = [e for e in self.entries if e.mode == mode and (gpu is None or e.gpu.lower() == gpu.lower())]
+        return hits[0] if len(hits) == 1 else None
+
+    def describe(self) -> str:
+        return ", ".join(f"{e.gpu}/{e.mode}" for e in self.entries)
+
+    def to_dict(self) -> dict:
+        return {"kind": KIND, "schema_version": SCHEMA_VERSION, "provider": self.provider,
+                "source": self.source, "entries": [e.to_dict() for e in self.entries]}
+
+    def save(self, path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "file") -> "LatencyCorrection":
+        if not isinstance(d, dict) or d.get("kind") != KIND or not isinstance(d.get("entries"), list):
+            raise SpecError(f"calibration file {source} is not a specperf latency correction "
+                            "(write one with `specperf calibrate latency RUNS.csv --out FILE`)")
+        known = {"gpu", "mode", "k_draft", "k_verify", "extra_overhead_s", "targets", "drafts"}
+        out = []
+        for i, e in enumerate(d["entries"]):
+            try:
+                ce = CorrectionEntry(gpu=str(e["gpu"]), mode=str(e["mode"]), k_draft=float(e["k_draft"]),
+                                     k_verify=float(e["k_verify"]), extra_overhead_s=float(e["extra_overhead_s"]),
+                                     targets=tuple(e.get("targets") or ()), drafts=tuple(e.get("drafts") or ()),
+                                     extra={k: v for k, v in e.items() if k not in known})
+            except (KeyError, TypeError, ValueError) as exc:
+                raise SpecError(f"calibration file {source}: entry {i} is malformed ({exc!r})") from None
+            if not (ce.k_draft > 0 and ce.k_verify > 0 and np.isfinite(ce.extra_overhead_s)):
+                raise SpecError(f"calibration file {source}: entry {i} has k_draft={ce.k_draft}, "
+                                f"k_verify={ce.k_verify}; factors must be > 0")
+            out.append(ce)
+        return cls(entries=tuple(out), provider=str(d.get("provider", "")), source=source)
+
+    @classmethod
+    def load(cls, path) -> "LatencyCorrection":
+        p = Path(path)
+        try:
+            d = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise SpecError(f"calibration file {str(p)!r} does not exist") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise SpecError(f"calibration file {str(p)!r} is not valid JSON ({e})") from None
+        return cls.from_dict(d, source=str(p))
+
+
+def _scale(ft: ComponentTimes, k: float, note: str) -> ComponentTimes:
+    src = {key: f"{v} × {note}" for key, v in ft.sources.items()}
+    return ComponentTimes(layer_s=np.asarray(ft.layer_s) * k, allreduce_s=np.asarray(ft.allreduce_s) * k,
+                          lm_head_s=np.asarray(ft.lm_head_s) * k, n_layers=ft.n_layers, sources=src)
+
+
+class CorrectedLatency:
+    """Wraps a provider (.forward, .overhead_s); modes without a correction entry pass through."""
+
+    def __init__(self, base, correction: LatencyCorrection, gpu: str | None = None, role: str = "target"):
+        if role not in ("target", "draft"):
+            raise ValueError(f"role={role!r}; use target or draft")
+        self.base, self.correction, self.gpu, self.role = base, correction, gpu, role
+        self.name = f"{getattr(base, 'name', type(base).__name__)} + calibration {correction.source}"
+
+    def for_draft(self) -> "CorrectedLatency":
+        return CorrectedLatency(self.base, self.correction, self.gpu, role="draft")
+
+    def factor(self, spec, mode: str) -> tuple[float, str]:
+        e = self.correction.entry(self.gpu, mode)
+        if e is None:
+            return 1.0, f"uncalibrated ({mode})"
+        role = "draft" if spec.name in e.drafts else "target" if spec.name in e.targets else self.role
+        k = e.k_draft if role == "draft" else e.k_verify
+        return k, f"k_{'draft' if role == 'draft' else 'verify'}={k:.4g} ({self.correction.source})"
+
+    def forward(self, spec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
+        ft = self.base.forward(spec, batch, new_tokens, context, tp, mode)
+        k, note = self.factor(spec, mode)
+        return _scale(ft, k, note)
+
+    def overhead_s(self, spec, batch, gamma, mode="graph"):
+        ov, src = self.base.overhead_s(spec, batch, gamma, mode)
+        e = self.correction.entry(self.gpu, mode)
+        if e is None:
+            return ov, src
+        return ov + e.extra_overhead_s, f"{src} + calibrated {e.extra_overhead_s * 1e3:.4g} ms"
+
+    def __getattr__(self, item):  # other provider attributes (hw, table, ...) pass through
+        return getattr(self.__dict__["base"], item)
