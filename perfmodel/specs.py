@@ -188,21 +188,31 @@ def from_hf_config(path: str | Path, dtype_bytes: int = 2) -> ModelSpec:
     if not isinstance(cfg, dict):
         raise SpecError(f"config file {str(p)!r} must hold a JSON object")
     mtype = cfg.get("model_type")
-    if mtype not in _MODEL_TYPES:
+    if not isinstance(mtype, str) or mtype not in _MODEL_TYPES:  # a list would be unhashable
         raise SpecError(f"config file {str(p)!r}: model_type={mtype!r} is not supported; use one of "
                         f"{', '.join(_MODEL_TYPES)}")
 
     def need(key: str, *alts: str):
         for k in (key, *alts):
             if k in cfg:
-                return cfg[k]
+                return _strict_int(cfg[k], k)
         raise SpecError(f"config file {str(p)!r} lacks field {key!r}")
+
+    def _strict_int(v, key: str) -> int:
+        # int(4096.7) would truncate silently and int("4096") would accept a string: refuse both
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise SpecError(f"config file {str(p)!r}: {key}={v!r} is not allowed; {key} must be an integer")
+        return v
+
+    def opt_int(key: str, default: int) -> int:
+        v = cfg.get(key)
+        return default if v is None else _strict_int(v, key)
 
     name = cfg.get("_name_or_path") or p.parent.name or p.stem
     try:
         if mtype == "opt":
             d = int(need("hidden_size"))
-            proj = int(cfg.get("word_embed_proj_dim", d))
+            proj = opt_int("word_embed_proj_dim", d)
             return ModelSpec(
                 name=str(name), family="opt", n_layers=int(need("num_hidden_layers")), d_model=d,
                 n_heads=int(need("num_attention_heads")), n_kv_heads=int(need("num_attention_heads")),
@@ -215,7 +225,7 @@ def from_hf_config(path: str | Path, dtype_bytes: int = 2) -> ModelSpec:
         return ModelSpec(
             name=str(name), family=_MODEL_TYPES[mtype], n_layers=int(need("num_hidden_layers")),
             d_model=int(need("hidden_size")), n_heads=n_heads,
-            n_kv_heads=int(cfg.get("num_key_value_heads") or n_heads),
+            n_kv_heads=opt_int("num_key_value_heads", n_heads),
             d_ff=int(need("intermediate_size")), vocab=int(need("vocab_size")), gated_mlp=True,
             norm="rmsnorm", tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             dtype_bytes=dtype_bytes, max_positions=int(need("max_position_embeddings")),
