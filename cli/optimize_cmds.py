@@ -1,0 +1,218 @@
+"""`specperf optimize`: rank draft candidates (catalog, config.json, shapes, a design space) by the
+best speedup over lookahead, per mode × batch × context; print the lookahead policy and break-even
+map; optionally write a vLLM / SGLang / Hugging Face configuration for the winner.
+
+Module top imports only stdlib, typer and cli.common (fast start); perfmodel loads inside the command.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .common import UsageError, handle_errors, parse_floats, parse_ints, parse_names, print_json
+
+DTYPES = {"fp16": 2, "bf16": 2, "fp32": 4}
+
+
+def _acceptance_items(values: list[str]) -> list[tuple[str | None, str]]:
+    out = []
+    for v in values:
+        for item in filter(None, (s.strip() for s in v.split(","))):
+            name, sep, path = item.rpartition("=")
+            if sep and (path.endswith(".json") or Path(path).exists()) and name:
+                out.append((name, path))
+            else:
+                out.append((None, item))
+    return out
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @handle_errors
+    def optimize(
+        target: Annotated[str, typer.Option(help="Target model: catalog name, config.json, NAME:field=value.")],
+        drafts: Annotated[Optional[str], typer.Option(help="Draft candidates a,b,c (catalog names, config.json paths, NAME:field=value shapes).")] = None,
+        layers: Annotated[Optional[str], typer.Option(help="Design space: draft depths, e.g. 1..32 or 1,2,4,8.")] = None,
+        d_model: Annotated[Optional[str], typer.Option("--d-model", help="Design space: widths, e.g. 1024,2048,4096.")] = None,
+        ffn_ratio: Annotated[Optional[str], typer.Option(help="Design space: d_ff/d_model ratios (d_ff rounded to 256). Default 2.6875 (LLaMA-7B).")] = None,
+        head_dim: Annotated[Optional[str], typer.Option(help="Design space: head dimensions (default: 128, or 64 where 128 does not divide d_model).")] = None,
+        kv_heads: Annotated[Optional[str], typer.Option(help="Design space: KV heads (default: as many as query heads).")] = None,
+        gpu: Annotated[str, typer.Option(help="GPU from `specperf gpus`.")] = "h100-sxm",
+        profile: Annotated[Optional[str], typer.Option(help="Measured LatencyTable (default: the shipped one for --gpu).")] = None,
+        analytical: Annotated[bool, typer.Option("--analytical", help="Ignore measured profiles.")] = False,
+        tp: Annotated[int, typer.Option(help="Tensor-parallel degree of the target (the draft runs on one GPU).")] = 1,
+        batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,8,32.")] = "1,8,32",
+        context: Annotated[str, typer.Option(help="Context lengths, e.g. 512,4096.")] = "512",
+        gamma_max: Annotated[int, typer.Option(help="Largest lookahead γ searched (1..γmax).")] = 12,
+        acceptance: Annotated[Optional[list[str]], typer.Option(help="Measured acceptance JSON per draft: DRAFT=FILE (or FILE with a 'draft' field). Repeatable.")] = None,
+        alpha_model: Annotated[Optional[str], typer.Option(help="(draft, α) pairs (JSON/CSV) to fit the α model, or fitted coefficients (JSON).")] = None,
+        alpha: Annotated[Optional[float], typer.Option(help="One stated α for every candidate without a measured or stated value.")] = None,
+        mode: Annotated[str, typer.Option(help="graph, eager or both.")] = "both",
+        reference: Annotated[Optional[str], typer.Option(help="Draft to compare against (gain and α needed to match it).")] = None,
+        policy_draft: Annotated[Optional[str], typer.Option(help="Draft for the lookahead policy/export (default: best geometric-mean speedup).")] = None,
+        top: Annotated[int, typer.Option(help="Rows per ranked table.")] = 5,
+        dtype: Annotated[str, typer.Option(help="fp16 or bf16.")] = "fp16",
+        emit: Annotated[Optional[str], typer.Option(help="Write a configuration for the winner: vllm, sglang or hf.")] = None,
+        emit_out: Annotated[Optional[str], typer.Option(help="File for --emit (default: print it).")] = None,
+        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    ):
+        """Find the draft and lookahead that make speculative decoding fastest, per mode, batch and context."""
+        from perfmodel.alpha_model import read_alpha_document
+        from perfmodel.export import check_engine, write_export
+        from perfmodel.hardware import resolve_gpu
+        from perfmodel.optimize_run import OptimizeRequest, run
+        from perfmodel.profiles import latency_provider
+        from perfmodel.specdec import GAMMA_MAX
+
+        if mode not in ("graph", "eager", "both"):
+            raise UsageError(f"mode={mode!r} is not allowed; use graph, eager or both")
+        if dtype.lower() not in DTYPES:
+            raise UsageError(f"dtype={dtype!r} is not allowed; use fp16, bf16 or fp32")
+        if emit is not None:
+            check_engine(emit)
+        if emit_out is not None and emit is None:
+            raise UsageError("--emit-out needs --emit vllm|sglang|hf")
+        if not 1 <= gamma_max <= GAMMA_MAX:
+            raise UsageError(f"gamma-max={gamma_max} is not allowed; must be in 1..{GAMMA_MAX}")
+        if top < 1:
+            raise UsageError(f"top={top} is not allowed; must be ≥ 1")
+        if tp < 1:
+            raise UsageError(f"tp={tp} is not allowed; must be a positive integer")
+        if alpha is not None and not 0.0 <= alpha < 1.0:
+            raise UsageError(f"alpha={alpha!r} is not allowed; α must be in [0, 1)")
+        if drafts is None and layers is None and d_model is None:
+            raise UsageError("no draft candidates: give --drafts and/or a design space (--layers with --d-model)")
+        req = OptimizeRequest(
+            target=target, drafts=parse_names(drafts, "drafts") if drafts is not None else [],
+            layers=parse_ints(layers, "layers") if layers is not None else None,
+            d_models=parse_ints(d_model, "d-model") if d_model is not None else None,
+            ffn_ratios=parse_floats(ffn_ratio, "ffn-ratio") if ffn_ratio is not None else None,
+            head_dims=parse_ints(head_dim, "head-dim") if head_dim is not None else None,
+            kv_heads=parse_ints(kv_heads, "kv-heads") if kv_heads is not None else None,
+            acceptance=_acceptance_items(acceptance or []),
+            alpha_doc=read_alpha_document(alpha_model) if alpha_model else None, alpha=alpha,
+            batch=parse_ints(batch, "batch"), context=parse_ints(context, "context"), gamma_max=gamma_max,
+            tp=tp, modes=("graph", "eager") if mode == "both" else (mode,), top=top, reference=reference,
+            policy_draft=policy_draft, emit=emit, dtype_bytes=DTYPES[dtype.lower()])
+        hw = resolve_gpu(gpu)
+        provider = latency_provider(hw, profile=profile, use_shipped=not analytical)
+        doc = run(req, provider)
+        doc["gpu"] = hw.name
+        doc["latency_provider"] = getattr(provider, "name", type(provider).__name__)
+        if emit and emit_out:
+            doc["export"]["written_to"] = str(write_export(doc["export"], emit_out))
+        if json_out:
+            print_json(doc)
+            return
+        render(doc)
+
+
+# ---- human output ------------------------------------------------------------------------------
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.0f}%"
+
+
+def _x(v) -> str:
+    return "–" if v is None else f"{v:.2f}×"
+
+
+def _console():
+    from rich.console import Console
+
+    con = Console()
+    return con if con.is_terminal else Console(width=180)
+
+
+def render(doc: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table as _Table
+
+    def Table(title: str, **kw):  # noqa: N802 — titles carry literal [brackets]
+        return _Table(title=escape(title), **kw)
+
+    con = _console()
+    con.print(f"[bold]specperf optimize[/bold] — target {doc['target']} on {doc['gpu']} (tp={doc['tp']}), "
+              f"γ searched 1..{doc['gammas'][-1]}; latency: {doc['latency_provider']}")
+    con.print(f"candidates: {doc['n_candidates']} ({doc['n_design_points']} design-space points"
+              + (f"; {len(doc['design_skipped'])} invalid combinations skipped" if doc["design_skipped"] else "")
+              + ")")
+    am = doc["alpha_model"]
+    coef = ", ".join(f"{k}={v:+.3f}" for k, v in am["coefficients"].items())
+    con.print(f"α model ({am['kind']}): {am['formula']}; {coef}; fitted {', '.join(am['fitted'])}; "
+              f"residual sd {am['resid_sd']:.3f}; source: {am['source']}")
+    ref = doc.get("reference")
+    for rk in doc["rankings"]:
+        t = Table(title=f"{rk['mode']} mode · batch {rk['batch']} · context {rk['context']} · "
+                        f"autoregressive {rk['baseline_tok_s']:.1f} tok/s", title_justify="left")
+        cols = ["#", "draft", "γ*", "tok/iter", "draft", "verify", "tok/s", "speedup", "interval (γ)", "α", "α is"]
+        cols += [f"vs {ref}", "α to match"] if ref else []
+        for c in cols:
+            t.add_column(c, justify="left" if c in ("draft", "α is") else "right")
+        for r in rk["rows"]:
+            interval = f"{r['speedup_lo']:.2f}–{r['speedup_hi']:.2f} ({r['gamma_lo']}–{r['gamma_hi']})"
+            cells = [str(r["rank"]), r["draft"] + (" ◀ ref" if r["is_reference"] else ""),
+                     str(r["gamma"]), f"{r.get('tokens_per_iteration', 0):.2f}", _pct(r.get("draft_share")),
+                     _pct(r.get("verify_share")), f"{r['throughput_tok_s']:.1f}" if r["throughput_tok_s"] else "–",
+                     _x(r["speedup"]), interval,
+                     f"{r['alpha']:.3f}" + (f" [{r['alpha_lo']:.2f}–{r['alpha_hi']:.2f}]"
+                                             if r["alpha_hi"] > r["alpha_lo"] else ""),
+                     r["alpha_kind"] + (" (by position)" if r["alpha_by_position"] else "")]
+            if ref:
+                g = r.get("gain_vs_reference")
+                need = r.get("alpha_to_match_reference")
+                cells += ["–" if g is None else f"{100 * g:+.0f}%",
+                          "unreachable" if need is None else f"{need:.3f}"]
+            t.add_row(*cells)
+        con.print(t)
+        for r in rk["rows"]:
+            for n in r["notes"]:
+                con.print(f"  [yellow]note[/yellow] {r['draft']}: {n}")
+    if doc.get("mode_comparison"):
+        t = Table(title="graph vs eager: best draft per mode" + (f", and {ref} in each mode" if ref else ""),
+                  title_justify="left")
+        for c in ["batch", "context", "graph: best (γ)", "tok/s", "eager: best (γ)", "tok/s"] + (
+                [f"{ref} graph tok/s", f"{ref} eager tok/s"] if ref else []):
+            t.add_column(c, justify="right" if "tok/s" in c or c in ("batch", "context") else "left")
+        for row in doc["mode_comparison"]:
+            g, e = row["graph"], row["eager"]
+            cells = [str(row["batch"]), str(row["context"]), f"{g['best_draft']} ({g['gamma']})",
+                     f"{g['throughput_tok_s']:.1f}", f"{e['best_draft']} ({e['gamma']})", f"{e['throughput_tok_s']:.1f}"]
+            if ref:
+                cells += [f"{g['reference_tok_s']:.1f}", f"{e['reference_tok_s']:.1f}"]
+            t.add_row(*cells)
+        con.print(t)
+    for pol in doc["policy"]:
+        ctxs = sorted({c["context"] for c in pol["cells"]})
+        t = Table(title=f"lookahead policy and break-even map — {pol['mode']} mode, draft {pol['draft']['draft']} "
+                        f"(α {pol['alpha']:.3f}, {pol['alpha_kind']}); cell: γ* · speedup [interval] · verdict",
+                  title_justify="left")
+        t.add_column("batch", justify="right")
+        for c in ctxs:
+            t.add_column(f"context {c}")
+        for b in sorted({c["batch"] for c in pol["cells"]}):
+            cells = [str(b)]
+            for c in ctxs:
+                x = next(y for y in pol["cells"] if y["batch"] == b and y["context"] == c)
+                cells.append(f"γ={x['gamma']} · {x['speedup']:.2f}× [{x['speedup_lo']:.2f}–{x['speedup_hi']:.2f}]"
+                             f" · {x['verdict']} (margin {x['margin']:+.2f})")
+            t.add_row(*cells)
+        con.print(t)
+        be = pol["break_even"]
+        con.print(f"  speculation loses (speedup < 1 at the interval's top) in {be['n_off']} of {be['n_cells']} "
+                  f"cells; single γ for engines: {pol['export_gamma']}")
+    ex = doc.get("export")
+    if ex:
+        con.print(f"[bold]{ex['engine']} configuration[/bold] for {ex['draft']} (γ={ex['gamma']}, {ex['mode']} mode):")
+        if ex.get("written_to"):
+            con.print(f"  written to {ex['written_to']}")
+        else:
+            con.print(ex["text"], markup=False, highlight=False)
+        if ex.get("command"):
+            con.print(f"  command: {ex['command']}", markup=False, highlight=False)
+        for n in ex["notes"]:
+            con.print(f"  [yellow]note[/yellow] {n}")
+        con.print(f"  docs: {', '.join(ex['docs'])}")
+    for n in doc["notes"]:
+        con.print(f"[yellow]note[/yellow] {n}")

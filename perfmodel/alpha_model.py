@@ -1,0 +1,225 @@
+"""α for drafts that do not exist yet: a small, explicit logistic model of acceptance in the draft's
+size relative to the target and in its depth, fitted by least squares from (draft, α) pairs.
+
+    logit α = c0 + c1 · ln(P_draft / P_target) + c2 · ln(n_layers_draft)
+
+P counts non-embedding parameters (n_layers × one layer's parameters). Key assumption: acceptance
+grows smoothly with the draft's share of the target's capacity; embeddings are excluded, which is
+the conservative choice for shallow-wide drafts (most of whose parameters are embeddings).
+Without user pairs the default fits c0, c1 to the only published α-versus-draft-size series we
+could find (Leviathan et al. 2023, Table 3, LaMDA 137B target) and assumes c2 = 0; rows using it
+are labelled "assumed", never "measured".
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .specs import ModelSpec, SpecError
+
+FEATURES = ("intercept", "log_param_ratio", "log_layers")
+ALPHA_CLIP = (0.01, 0.99)  # logit is finite only inside (0, 1); α outside this range is not credible
+
+# Leviathan, Kalman, Matias, "Fast Inference from Transformers via Speculative Decoding", ICML 2023
+# (arXiv:2211.17192), Table 3 "Empirical α values": target LaMDA 137B; drafts LaMDA 100M, 2B, 8B;
+# argmax (t=0) and standard sampling (t=1). Parameter counts are the sizes the paper names.
+DEFAULT_SOURCE = ("Leviathan et al. 2023 (ICML, arXiv:2211.17192) Table 3: LaMDA 137B target with "
+                  "LaMDA 100M/2B/8B drafts, t=0 and t=1")
+DEFAULT_TARGET_PARAMS = 137e9
+DEFAULT_ROWS = (  # (draft params, α) — t=0 then t=1
+    (100e6, 0.61), (2e9, 0.71), (8e9, 0.75),
+    (100e6, 0.57), (2e9, 0.71), (8e9, 0.74),
+)
+
+# Two-sided 95 % Student-t quantiles t_{0.975, dof} for dof = 1..30 (standard statistical tables);
+# beyond 30 the normal quantile 1.96 is used.
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t975(dof: int) -> float:
+    return _T975[dof - 1] if 1 <= dof <= len(_T975) else 1.96
+
+
+def logit(a):
+    a = np.clip(np.asarray(a, dtype=float), *ALPHA_CLIP)
+    return np.log(a / (1.0 - a))
+
+
+def expit(z):
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=float)))
+
+
+def nonembedding_params(spec: ModelSpec) -> int:
+    return spec.n_layers * spec.layer_params
+
+
+def features(draft_params, target_params, n_layers) -> np.ndarray:
+    """Design matrix rows [1, ln(P_draft/P_target), ln(n_layers)]; broadcasts over arrays."""
+    p = np.asarray(draft_params, dtype=float)
+    L = np.asarray(n_layers, dtype=float)
+    p, L = np.broadcast_arrays(p, L)
+    return np.stack([np.ones_like(p), np.log(p / float(target_params)), np.log(L)], axis=-1)
+
+
+@dataclass(frozen=True)
+class AlphaModel:
+    coef: tuple[float, float, float]
+    fitted: tuple[str, ...]  # which coefficients the least-squares fit estimated
+    xtx_inv: tuple  # (k×k) inverse normal matrix of the fitted columns, for prediction intervals
+    resid_sd: float  # residual standard deviation on the logit scale
+    dof: int  # degrees of freedom of resid_sd
+    kind: str  # "predicted" (fitted to user pairs) | "assumed" (default, not fitted to this setup)
+    source: str
+    n_pairs: int = 0
+    pairs: tuple = field(default=(), compare=False)
+
+    def predict(self, x: np.ndarray):
+        """α, α_lo, α_hi (95 % prediction interval) for feature rows x (…, 3)."""
+        x = np.asarray(x, dtype=float)
+        z = x @ np.asarray(self.coef)
+        idx = [FEATURES.index(f) for f in self.fitted]
+        xf = x[..., idx]
+        V = np.asarray(self.xtx_inv, dtype=float).reshape(len(idx), len(idx))
+        lev = np.einsum("...i,ij,...j->...", xf, V, xf)
+        half = t975(self.dof) * self.resid_sd * np.sqrt(1.0 + lev)
+        clip = lambda v: np.clip(v, 0.0, ALPHA_CLIP[1])  # noqa: E731
+        return clip(expit(z)), clip(expit(z - half)), clip(expit(z + half))
+
+    def predict_specs(self, specs, target: ModelSpec):
+        x = features([nonembedding_params(s) for s in specs], nonembedding_params(target),
+                     [s.n_layers for s in specs])
+        return self.predict(x)
+
+    def describe(self) -> str:
+        c = ", ".join(f"{n}={v:+.3f}" for n, v in zip(FEATURES, self.coef))
+        fixed = [f for f in FEATURES if f not in self.fitted]
+        return (f"logit α = c·[1, ln(P/P_target), ln(layers)] with {c}; fitted {', '.join(self.fitted)}"
+                + (f"; fixed at default {', '.join(fixed)}" if fixed else "")
+                + f"; residual sd {self.resid_sd:.3f} (dof {self.dof}); {self.kind}: {self.source}")
+
+    def to_dict(self) -> dict:
+        return {"coefficients": dict(zip(FEATURES, self.coef)), "fitted": list(self.fitted),
+                "resid_sd": self.resid_sd, "dof": self.dof, "kind": self.kind, "source": self.source,
+                "n_pairs": self.n_pairs, "formula": "logit(alpha) = c0 + c1*ln(P_draft/P_target) + "
+                "c2*ln(n_layers); P = non-embedding parameters"}
+
+
+def _lstsq(X: np.ndarray, y: np.ndarray, cols: list[int], base: np.ndarray):
+    """Least squares for the columns `cols`; the others stay at `base`. Returns coef, XtX^-1, rss."""
+    fixed = [j for j in range(X.shape[1]) if j not in cols]
+    y_adj = y - X[:, fixed] @ base[fixed]
+    Xf = X[:, cols]
+    c, *_ = np.linalg.lstsq(Xf, y_adj, rcond=None)
+    coef = base.copy()
+    coef[cols] = c
+    rss = float(np.sum((y_adj - Xf @ c) ** 2))
+    return coef, np.linalg.inv(Xf.T @ Xf), rss
+
+
+def fit(x: np.ndarray, alpha, prior: "AlphaModel | None" = None, source: str = "user pairs",
+        kind: str = "predicted", pairs: tuple = ()) -> AlphaModel:
+    """Fit logit α on rows x (n×3). Columns enter while dof ≥ 1: intercept always; ln(P/P_target)
+    from 3 pairs (if it varies); ln(layers) from 4 (if it varies independently). Coefficients not
+    fitted keep the prior's values (the default model's unless given)."""
+    x = np.atleast_2d(np.asarray(x, dtype=float))
+    a = np.asarray(alpha, dtype=float).ravel()
+    if x.shape[0] != a.size or a.size == 0:
+        raise SpecError("alpha model: need at least one (draft, alpha) pair")
+    for v in a:
+        if not 0.0 < v < 1.0:
+            raise SpecError(f"alpha model: alpha={v!r} is not allowed; pairs need α in (0, 1)")
+    prior = prior or (default_model() if kind != "assumed" else None)
+    base = np.asarray(prior.coef if prior else (0.0, 0.0, 0.0), dtype=float)
+    y = logit(a)
+    n = a.size
+    cols = [0]
+    if n >= 3 and np.ptp(x[:, 1]) > 1e-9:
+        cols.append(1)
+    if n >= 4 and np.ptp(x[:, 2]) > 1e-9 and np.linalg.matrix_rank(x[:, cols + [2]]) == len(cols) + 1:
+        cols.append(2)
+    coef, inv, rss = _lstsq(x, y, cols, base)
+    dof = n - len(cols)
+    if dof > 0:
+        sd = math.sqrt(rss / dof)
+    else:  # one pair: no residual to learn from; borrow the prior's spread
+        sd, dof = (prior.resid_sd, prior.dof) if prior else (0.0, 1)
+    return AlphaModel(coef=tuple(float(c) for c in coef), fitted=tuple(FEATURES[j] for j in cols),
+                      xtx_inv=tuple(inv.ravel().tolist()), resid_sd=sd, dof=dof, kind=kind,
+                      source=source, n_pairs=n, pairs=tuple(pairs))
+
+
+_DEFAULT: list = []
+
+
+def default_model() -> AlphaModel:
+    """Conservative default from the cited LaMDA series (c2 = ln(layers) coefficient assumed 0)."""
+    if not _DEFAULT:
+        p = np.array([r[0] for r in DEFAULT_ROWS])
+        a = np.array([r[1] for r in DEFAULT_ROWS])
+        x = features(p, DEFAULT_TARGET_PARAMS, np.ones_like(p))  # depth unknown: ln(1) = 0
+        m = fit(x, a, prior=None, source=DEFAULT_SOURCE + "; ln(layers) coefficient assumed 0",
+                kind="assumed")
+        _DEFAULT.append(m)
+    return _DEFAULT[0]
+
+
+# ---- files -------------------------------------------------------------------------------------
+def read_alpha_document(path: str | Path) -> dict:
+    """An α-model file: JSON {"pairs": [{"draft", "alpha", "alpha_ci"?}], "source"?} or a bare list
+    of pairs, or {"coefficients": {...}} (a fitted model); CSV with columns draft,alpha[,alpha_lo,alpha_hi]."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise SpecError(f"alpha-model file {str(p)!r} does not exist") from None
+    except UnicodeDecodeError:
+        raise SpecError(f"alpha-model file {str(p)!r} is not a text file") from None
+    if p.suffix.lower() == ".csv":
+        rows = list(csv.DictReader(io.StringIO(text)))
+        if not rows or not {"draft", "alpha"} <= set(rows[0]):
+            raise SpecError(f"alpha-model file {str(p)!r}: CSV needs columns draft,alpha")
+        pairs = []
+        for i, r in enumerate(rows, start=2):
+            try:
+                d = {"draft": r["draft"].strip(), "alpha": float(r["alpha"])}
+                if r.get("alpha_lo") and r.get("alpha_hi"):
+                    d["alpha_ci"] = [float(r["alpha_lo"]), float(r["alpha_hi"])]
+            except (TypeError, ValueError):
+                raise SpecError(f"alpha-model file {str(p)!r} line {i}: alpha is not a number") from None
+            pairs.append(d)
+        return {"pairs": pairs, "source": str(p)}
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise SpecError(f"alpha-model file {str(p)!r} is not valid JSON ({e})") from None
+    if isinstance(doc, list):
+        doc = {"pairs": doc}
+    if not isinstance(doc, dict) or not ("pairs" in doc or "coefficients" in doc):
+        raise SpecError(f"alpha-model file {str(p)!r} needs 'pairs' (a list of {{draft, alpha}}) "
+                        "or 'coefficients'")
+    doc.setdefault("source", str(p))
+    for i, r in enumerate(doc.get("pairs") or []):
+        if not isinstance(r, dict) or "draft" not in r or "alpha" not in r:
+            raise SpecError(f"alpha-model file {str(p)!r}: pair {i} needs 'draft' and 'alpha'")
+    return doc
+
+
+def model_from_coefficients(doc: dict) -> AlphaModel:
+    """A model the user already fitted: coefficients by name; interval from resid_sd if given."""
+    c = doc["coefficients"]
+    try:
+        coef = tuple(float(c.get(f, 0.0)) for f in FEATURES)
+        sd = float(doc.get("resid_sd", 0.0))
+        dof = int(doc.get("dof", 30))
+    except (TypeError, ValueError, AttributeError) as e:
+        raise SpecError(f"alpha-model coefficients are malformed ({e})") from None
+    return AlphaModel(coef=coef, fitted=("intercept",), xtx_inv=(0.0,), resid_sd=sd, dof=dof,
+                      kind="predicted", source=str(doc.get("source", "coefficients file")))

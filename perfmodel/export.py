@@ -1,0 +1,161 @@
+"""Engine-ready speculative-decoding settings for the optimiser's winner: vLLM `--speculative-config`
+JSON, SGLang launch arguments, Hugging Face `generate()` assisted-decoding arguments.
+
+Key assumption: field names are those the engines document (URLs below, checked 2025/26); a draft
+that exists only as a shape (design space or NAME:field=value) has no checkpoint yet, so its path
+is a clearly marked placeholder the user must replace after distilling/pruning one.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+from .specs import ModelSpec, SpecError
+
+ENGINES = ("vllm", "sglang", "hf")
+# vLLM draft-model speculative decoding: speculative_config keys model, num_speculative_tokens, method
+# ("draft_model"), draft_tensor_parallel_size:
+#   https://docs.vllm.ai/en/latest/features/speculative_decoding/draft_model/
+#   https://docs.vllm.ai/en/stable/features/speculative_decoding/mlp/ (draft_tensor_parallel_size)
+# disable_by_batch_size ("Disable speculative decoding for new incoming requests when the number of
+# enqueued requests is larger than this value", ge=2):
+#   https://docs.vllm.ai/en/latest/api/vllm/config/speculative/
+VLLM_DOC = "https://docs.vllm.ai/en/latest/features/speculative_decoding/draft_model/"
+VLLM_API_DOC = "https://docs.vllm.ai/en/latest/api/vllm/config/speculative/"
+# SGLang standalone (small draft model) speculative decoding: --speculative-algorithm STANDALONE,
+# --speculative-draft-model-path, --speculative-num-steps (draft depth), --speculative-eagle-topk
+# (branching; 1 = a single chain), --speculative-num-draft-tokens (with topk=1: num_steps + 1):
+#   https://docs.sglang.io/docs/advanced_features/speculative_decoding.md
+#   (source: github.com/sgl-project/sglang docs/advanced_features/speculative_decoding.md)
+SGLANG_DOC = "https://docs.sglang.io/docs/advanced_features/speculative_decoding.md"
+# Hugging Face assisted decoding: generate(assistant_model=...), GenerationConfig.num_assistant_tokens,
+# num_assistant_tokens_schedule ("constant" keeps it fixed), assistant_confidence_threshold:
+#   https://huggingface.co/docs/transformers/main/en/assisted_decoding
+#   https://huggingface.co/docs/transformers/main_classes/text_generation (GenerationConfig)
+HF_DOC = "https://huggingface.co/docs/transformers/main/en/assisted_decoding"
+HF_CONFIG_DOC = "https://huggingface.co/docs/transformers/main_classes/text_generation"
+PLACEHOLDER = "<FILL-IN: {what}>"
+_HF_URL = re.compile(r"https://huggingface\.co/([^/]+/[^/]+)/blob/")
+
+
+def check_engine(engine: str) -> str:
+    if engine not in ENGINES:
+        raise SpecError(f"emit target {engine!r} is unknown; use one of {', '.join(ENGINES)}")
+    return engine
+
+
+def _shape_text(spec: ModelSpec) -> str:
+    return (f"{spec.family} n_layers={spec.n_layers} d_model={spec.d_model} n_heads={spec.n_heads} "
+            f"n_kv_heads={spec.n_kv_heads} d_ff={spec.d_ff} vocab={spec.vocab}")
+
+
+def checkpoint(spec: ModelSpec, origin: str, role: str = "draft") -> tuple[str, str | None]:
+    """(path or repo id, note). Shapes without weights get a marked placeholder and a note."""
+    m = _HF_URL.match(spec.source or "")
+    exact = origin in ("catalog", "config") and ":" not in spec.name
+    if exact and m:
+        return m.group(1), None
+    if exact and spec.source and Path(spec.source).name == "config.json":
+        return str(Path(spec.source).parent), None
+    what = f"path to a {role} checkpoint of shape {_shape_text(spec)}"
+    note = (f"the {role} {spec.name!r} exists only as a shape: no checkpoint of it exists yet; create one "
+            "(prune a wider model to this depth/width and distil it from the target, as Yan et al. 2025 "
+            "did with Sheared-LLaMA) and replace the FILL-IN placeholder with its path")
+    return PLACEHOLDER.format(what=what), note
+
+
+def export_config(engine: str, target: ModelSpec, target_origin: str, draft: ModelSpec, draft_origin: str,
+                  gamma: int, tp: int = 1, mode: str = "graph", disable_by_batch_size: int | None = None,
+                  gamma_table: list | None = None) -> dict:
+    """A dict with the engine's settings ('config'), a ready command or snippet ('text'), notes."""
+    check_engine(engine)
+    if not isinstance(gamma, int) or gamma < 1:
+        raise SpecError(f"gamma={gamma!r} is not allowed for export; need an integer ≥ 1")
+    tpath, tnote = checkpoint(target, target_origin, "target")
+    dpath, dnote = checkpoint(draft, draft_origin, "draft")
+    notes = [n for n in (tnote, dnote) if n]
+    if draft.vocab != target.vocab:
+        notes.append(f"draft vocab {draft.vocab} differs from target vocab {target.vocab}: the engines "
+                     "need draft and target to share a tokenizer; this pair will not run as is")
+    header = (f"specperf optimize: draft {draft.name} for target {target.name}, γ = {gamma}, tp = {tp}, "
+              f"{mode} mode")
+    if engine == "vllm":
+        cfg = {"model": dpath, "num_speculative_tokens": gamma, "method": "draft_model",
+               "draft_tensor_parallel_size": 1}
+        if disable_by_batch_size is not None:
+            cfg["disable_by_batch_size"] = int(max(2, disable_by_batch_size))
+        cmd = ["vllm", "serve", tpath, "--tensor-parallel-size", str(tp), "--speculative-config",
+               json.dumps(cfg)] + (["--enforce-eager"] if mode == "eager" else [])
+        text = json.dumps(cfg, indent=2) + "\n"
+        doc = [VLLM_DOC, VLLM_API_DOC]
+    elif engine == "sglang":
+        args = ["--model-path", tpath, "--tp-size", str(tp), "--speculative-algorithm", "STANDALONE",
+                "--speculative-draft-model-path", dpath, "--speculative-num-steps", str(gamma),
+                "--speculative-eagle-topk", "1", "--speculative-num-draft-tokens", str(gamma + 1)]
+        args += ["--disable-cuda-graph"] if mode == "eager" else []
+        cfg = {"speculative_algorithm": "STANDALONE", "speculative_draft_model_path": dpath,
+               "speculative_num_steps": gamma, "speculative_eagle_topk": 1,
+               "speculative_num_draft_tokens": gamma + 1, "tp_size": tp}
+        cmd = ["python", "-m", "sglang.launch_server"] + args
+        lines = [f"# {header}", f"# SGLang standalone draft-model speculative decoding: {SGLANG_DOC}",
+                 "# topk=1 drafts one chain of num_steps tokens; num_draft_tokens = num_steps + 1"]
+        lines += [f"# NOTE: {n}" for n in notes]
+        text = "\n".join(lines) + "\n" + " \\\n    ".join(_quote_pairs(cmd)) + "\n"
+        doc = [SGLANG_DOC]
+    else:
+        cfg = {"assistant_model": dpath, "num_assistant_tokens": gamma,
+               "num_assistant_tokens_schedule": "constant", "assistant_confidence_threshold": 0.0}
+        notes.append("Hugging Face assisted decoding supports batch size 1 only (see the doc); "
+                     "assistant_confidence_threshold=0 keeps γ fixed as modelled — drop it on versions "
+                     "whose GenerationConfig lacks it")
+        text = _hf_snippet(header, tpath, dpath, gamma, notes)
+        cmd = []
+        doc = [HF_DOC, HF_CONFIG_DOC]
+    return {"engine": engine, "config": cfg, "command": shlex.join(cmd) if cmd else None, "text": text,
+            "notes": notes, "docs": doc, "placeholder": any(PLACEHOLDER.split("{")[0] in p for p in (tpath, dpath)),
+            "gamma": gamma, "gamma_table": gamma_table, "mode": mode}
+
+
+def _quote_pairs(cmd: list[str]) -> list[str]:
+    out, i = [" ".join(shlex.quote(c) for c in cmd[:3])], 3
+    while i < len(cmd):
+        if i + 1 < len(cmd) and not cmd[i + 1].startswith("--"):
+            out.append(f"{cmd[i]} {shlex.quote(cmd[i + 1])}")
+            i += 2
+        else:
+            out.append(cmd[i])
+            i += 1
+    return out
+
+
+def _hf_snippet(header: str, tpath: str, dpath: str, gamma: int, notes: list[str]) -> str:
+    lines = [f"# {header}", f"# Hugging Face assisted decoding: {HF_DOC}",
+             f"# GenerationConfig fields: {HF_CONFIG_DOC}"]
+    lines += [f"# NOTE: {n}" for n in notes]
+    lines += ["import torch",
+              "from transformers import AutoModelForCausalLM, AutoTokenizer",
+              "",
+              f"model = AutoModelForCausalLM.from_pretrained({tpath!r}, torch_dtype=torch.float16, device_map='auto')",
+              f"assistant_model = AutoModelForCausalLM.from_pretrained({dpath!r}, torch_dtype=torch.float16).to(model.device)",
+              f"tokenizer = AutoTokenizer.from_pretrained({tpath!r})",
+              "generation_kwargs = dict(",
+              "    assistant_model=assistant_model,",
+              f"    num_assistant_tokens={gamma},",
+              "    num_assistant_tokens_schedule='constant',",
+              "    assistant_confidence_threshold=0.0,",
+              ")",
+              "# outputs = model.generate(**tokenizer(prompt, return_tensors='pt').to(model.device), **generation_kwargs)",
+              ""]
+    return "\n".join(lines)
+
+
+def write_export(doc: dict, path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise SpecError(f"emit-out {str(p)!r} is a directory; give a file path")
+    if not p.parent.exists():
+        raise SpecError(f"emit-out folder {str(p.parent)!r} does not exist")
+    p.write_text(doc["text"])
+    return p

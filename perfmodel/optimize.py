@@ -1,0 +1,202 @@
+"""Optimiser core: the best lookahead γ* and speedup for many draft candidates at once, over
+batch × context, per execution mode — vectorised, no Python loop over design points.
+
+Key assumption (as perfmodel.predict): one iteration = γ sequential draft forwards on one GPU
+(context grows by one token per step; the mid-iteration context is used) + one target forward over
+γ+1 tokens at tensor parallelism `tp` + a per-iteration overhead. A draft's forward time is
+n_layers × (one layer's time) + embedding/LM-head time, and one layer's time does not depend on
+depth — so costs are computed once per distinct layer shape and scaled by depth.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .specs import ModelSpec, SpecError
+
+CHUNK = 4096  # candidates per block: keeps the (chunk, batch, context, γ) work array cache-sized
+
+
+def shape_key(spec: ModelSpec) -> ModelSpec:
+    """Identity of everything that sets one layer's and the head's time (depth and name excluded)."""
+    return spec.replace(n_layers=1, name="", source="")
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """P draft candidates as S distinct shapes × depth. `specs[i]` is None for design points."""
+    shape_specs: tuple  # (S,) ModelSpec with n_layers=1
+    shape_index: np.ndarray  # (P,) int
+    n_layers: np.ndarray  # (P,) int
+    origin: np.ndarray  # (P,) str: catalog | config | shape | design
+    specs: tuple  # (P,) ModelSpec or None
+    labels: tuple = ()  # (P,) display names of non-design candidates ('' for design points)
+
+    def __len__(self) -> int:
+        return int(self.n_layers.size)
+
+    def spec(self, i: int) -> ModelSpec:
+        s = self.specs[i]
+        if s is not None:
+            return s
+        base = self.shape_specs[self.shape_index[i]]
+        return base.replace(n_layers=int(self.n_layers[i]), name=self.name(i))
+
+    def name(self, i: int) -> str:
+        if self.specs[i] is not None:
+            return self.labels[i] if self.labels and self.labels[i] else self.specs[i].name
+        b = self.shape_specs[self.shape_index[i]]
+        kv = "" if b.n_kv_heads == b.n_heads else f"/kv{b.n_kv_heads}"
+        return f"design L{int(self.n_layers[i])} d{b.d_model} ff{b.d_ff} h{b.n_heads}{kv}"
+
+    def nonembedding_params(self) -> np.ndarray:
+        per_layer = np.array([s.layer_params for s in self.shape_specs], dtype=float)
+        return per_layer[self.shape_index] * self.n_layers
+
+
+def make_candidates(drafts: list[ModelSpec], labels: list[str] | None = None, origins: list[str] | None = None,
+                    design: "Candidates | None" = None) -> Candidates:
+    """Concatenate explicit drafts and a design space into one candidate set (shapes shared)."""
+    keys: dict = {}
+    shapes: list[ModelSpec] = []
+
+    def idx(spec: ModelSpec) -> int:
+        k = shape_key(spec)
+        if k not in keys:
+            keys[k] = len(shapes)
+            shapes.append(k)
+        return keys[k]
+
+    sidx = [idx(d) for d in drafts]
+    layers = [d.n_layers for d in drafts]
+    origin = list(origins or ["catalog"] * len(drafts))
+    specs: list = list(drafts)
+    labs = list(labels or [d.name for d in drafts])
+    if design is not None and len(design):
+        remap = np.array([idx(s) for s in design.shape_specs], dtype=np.int64)
+        sidx_arr = np.concatenate([np.array(sidx, dtype=np.int64), remap[design.shape_index]])
+        layers_arr = np.concatenate([np.array(layers, dtype=np.int64), design.n_layers])
+        origin_arr = np.concatenate([np.array(origin, dtype=object), design.origin])
+        specs += [None] * len(design)
+        labs += [""] * len(design)
+    else:
+        sidx_arr, layers_arr = np.array(sidx, dtype=np.int64), np.array(layers, dtype=np.int64)
+        origin_arr = np.array(origin, dtype=object)
+    if layers_arr.size == 0:
+        raise SpecError("no draft candidates: give --drafts and/or a design space (--layers with --d-model)")
+    return Candidates(shape_specs=tuple(shapes), shape_index=sidx_arr, n_layers=layers_arr,
+                      origin=origin_arr, specs=tuple(specs), labels=tuple(labs))
+
+
+# ---- costs ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModeCosts:
+    """Seconds, per mode. Shapes: layer/head (S,B,C,G); verify/overhead (B,C,G); base (B,C)."""
+    mode: str
+    layer_s: np.ndarray
+    head_s: np.ndarray
+    verify_s: np.ndarray
+    overhead_s: np.ndarray
+    base_s: np.ndarray  # t_target(1 token) + overhead at γ = 0: the autoregressive step
+    target_s: np.ndarray  # (B,C) t_target alone (for the cost ratio c = t_draft / t_target)
+    feasible: np.ndarray | None  # (S,C,G) bool, False where context + γ exceeds learned positions
+    sources: dict = field(default_factory=dict)
+
+
+def mode_costs(provider, target: ModelSpec, shapes, batch, context, gammas, tp: int, mode: str) -> ModeCosts:
+    b = np.asarray(batch, dtype=float)
+    c = np.asarray(context, dtype=float)
+    g = np.asarray(gammas, dtype=float)
+    B, C, G = b[:, None, None], c[None, :, None], g[None, None, :]
+    zero = np.zeros((b.size, c.size, g.size))
+    S = len(shapes)
+    layer = np.empty((S,) + zero.shape)
+    head = np.empty((S,) + zero.shape)
+    sources: dict = {}
+    for s, spec in enumerate(shapes):
+        ft = provider.forward(spec, B, 1, C + (G - 1) / 2.0, 1, mode)
+        layer[s] = ft.layer_s + ft.allreduce_s + zero
+        head[s] = ft.lm_head_s + zero
+        if s == 0:
+            sources.update({f"draft_{k}": v for k, v in ft.sources.items()})
+    vf = provider.forward(target, B, G + 1, C, tp, mode)
+    t1 = provider.forward(target, B[..., 0], 1, C[..., 0], tp, mode)
+    ov, ov_src = provider.overhead_s(target, B, G, mode)
+    ov0, _ = provider.overhead_s(target, B[..., 0], 0, mode)
+    sources.update({f"target_{k}": v for k, v in vf.sources.items()})
+    sources["overhead"] = ov_src
+    learned = np.array([sp.learned_positions for sp in shapes])
+    feasible = None
+    if learned.any():
+        maxpos = np.array([sp.max_positions if sp.learned_positions else np.inf for sp in shapes])
+        feasible = (c[None, :, None] + g[None, None, :] + 1) <= maxpos[:, None, None]
+    base = t1.total_s + ov0 + np.zeros((b.size, c.size))
+    return ModeCosts(mode=mode, layer_s=layer, head_s=head, verify_s=vf.total_s + zero,
+                     overhead_s=ov + zero, base_s=base, target_s=t1.total_s + np.zeros_like(base),
+                     feasible=feasible, sources=sources)
+
+
+def target_feasible(target: ModelSpec, context, gammas) -> None:
+    if target.learned_positions:
+        top = int(np.max(context)) + int(np.max(gammas)) + 1
+        if top > target.max_positions:
+            raise SpecError(f"context={int(np.max(context))} + γ exceeds {target.name}'s "
+                            f"max_positions={target.max_positions}")
+
+
+# ---- the search ------------------------------------------------------------------------------------
+def search(tpi: np.ndarray, shape_index: np.ndarray, n_layers: np.ndarray, costs: ModeCosts,
+           gammas, chunk: int = CHUNK):
+    """γ* index and speedup for every candidate × batch × context.
+
+    tpi: (P, G) expected tokens per iteration. Returns (gamma_index (P,B,C) int16, speedup (P,B,C));
+    speedup is -inf where no γ is feasible. Ties go to the smallest γ (as a brute-force argmax)."""
+    g = np.asarray(gammas, dtype=float)
+    P = int(n_layers.size)
+    _, nb, nc, ng = costs.layer_s.shape
+    out_i = np.empty((P, nb, nc), dtype=np.int16)
+    out_s = np.empty((P, nb, nc))
+    fixed = costs.verify_s + costs.overhead_s  # (B,C,G)
+    for lo in range(0, P, chunk):
+        sl = slice(lo, min(P, lo + chunk))
+        idx = shape_index[sl]
+        depth = n_layers[sl].astype(float)[:, None, None, None]
+        it = (depth * costs.layer_s[idx] + costs.head_s[idx]) * g + fixed
+        s = tpi[sl, None, None, :] / it
+        if costs.feasible is not None:
+            s = np.where(costs.feasible[idx][:, None, :, :], s, -np.inf)
+        k = np.argmax(s, axis=-1)
+        out_i[sl] = k
+        out_s[sl] = np.take_along_axis(s, k[..., None], axis=-1)[..., 0] * costs.base_s
+    return out_i, out_s
+
+
+def cell_details(tpi_row: np.ndarray, shape: int, depth: int, costs: ModeCosts, gammas, bi: int, ci: int, gi: int,
+                 batch) -> dict:
+    """Times and shares of one candidate at one (batch, context, γ) cell."""
+    g = float(np.asarray(gammas)[gi])
+    t_draft = depth * costs.layer_s[shape, bi, ci, gi] + costs.head_s[shape, bi, ci, gi]
+    t_ver = costs.verify_s[bi, ci, gi]
+    ov = costs.overhead_s[bi, ci, gi]
+    it = g * t_draft + t_ver + ov
+    tpi = float(tpi_row[gi])
+    b = float(np.asarray(batch)[bi])
+    return {"gamma": int(g), "tokens_per_iteration": tpi, "t_draft_s": float(t_draft),
+            "t_verify_s": float(t_ver), "overhead_s": float(ov), "iteration_s": float(it),
+            "draft_share": float(g * t_draft / it), "verify_share": float(t_ver / it),
+            "overhead_share": float(ov / it), "throughput_tok_s": b * tpi / float(it),
+            "baseline_tok_s": b / float(costs.base_s[bi, ci]),
+            "speedup": tpi * float(costs.base_s[bi, ci]) / float(it),
+            "cost_ratio": float(t_draft / costs.target_s[bi, ci])}
+
+
+def speedup_curve(tpi_rows: np.ndarray, shape_index, n_layers, costs: ModeCosts, gammas, bi: int, ci: int):
+    """Speedup over γ for a few candidates at one (batch, context) cell: (n, G)."""
+    g = np.asarray(gammas, dtype=float)
+    td = n_layers[:, None] * costs.layer_s[shape_index, bi, ci, :] + costs.head_s[shape_index, bi, ci, :]
+    it = g * td + costs.verify_s[bi, ci] + costs.overhead_s[bi, ci]
+    s = tpi_rows / it * costs.base_s[bi, ci]
+    if costs.feasible is not None:
+        s = np.where(costs.feasible[shape_index, ci, :], s, -np.inf)
+    return s

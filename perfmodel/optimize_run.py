@@ -1,0 +1,162 @@
+"""One call from user-level inputs to the optimiser's full answer document: candidates (catalog,
+config.json, NAME:field=value shapes, design space), acceptance (files, stated pairs, α model),
+rankings per mode × batch × context, mode comparison, lookahead policy, break-even map, export.
+
+Key assumption: this module only wires the pieces together; every number comes from
+perfmodel.optimize / optimize_report / optimize_policy and the latency provider given.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import alpha_model as am
+from .acceptance import AcceptanceModel
+from .catalog import resolve_model
+from .export import check_engine, export_config
+from .optimize import make_candidates
+from .optimize_policy import mode_comparison, policy, policy_draft
+from .optimize_report import find_candidate, optimize, ranking
+from .optimize_space import LLAMA_FFN_RATIO, assign_acceptance, design_space
+from .specs import SpecError
+
+
+@dataclass
+class OptimizeRequest:
+    target: str
+    drafts: list = field(default_factory=list)
+    layers: list | None = None
+    d_models: list | None = None
+    ffn_ratios: list | None = None
+    head_dims: list | None = None
+    kv_heads: list | None = None
+    acceptance: list = field(default_factory=list)  # [(draft string or None, path)]
+    alpha_doc: dict | None = None  # from alpha_model.read_alpha_document
+    alpha: float | None = None
+    batch: list = field(default_factory=lambda: [1])
+    context: list = field(default_factory=lambda: [512])
+    gamma_max: int = 12
+    tp: int = 1
+    modes: tuple = ("graph", "eager")
+    top: int = 5
+    reference: str | None = None
+    policy_draft: str | None = None
+    emit: str | None = None
+    dtype_bytes: int = 2
+
+
+def _origin(text: str) -> str:
+    if ":" in text:
+        return "shape"
+    return "catalog" if resolve_model(text).source.startswith("https://huggingface.co/") else "config"
+
+
+def _acceptance_inputs(req: OptimizeRequest):
+    out = []
+    for name, path in req.acceptance:
+        acc = AcceptanceModel.load(path)
+        draft = name or acc.extra.get("draft")
+        if not draft:
+            raise SpecError(f"acceptance file {path!r} does not say which draft it is for; "
+                            "write --acceptance DRAFT=FILE or put a 'draft' field in the file")
+        out.append((resolve_model(str(draft), req.dtype_bytes), acc, path))
+    return out
+
+
+def _alpha_model(req: OptimizeRequest, target):
+    doc = req.alpha_doc
+    if doc is None:
+        return am.default_model(), []
+    if "coefficients" in doc and not doc.get("pairs"):
+        return am.model_from_coefficients(doc), []
+    stated, xs, ys = [], [], []
+    for r in doc["pairs"]:
+        spec = resolve_model(str(r["draft"]), req.dtype_bytes)
+        try:
+            a = float(r["alpha"])
+            ci = tuple(float(v) for v in r["alpha_ci"]) if r.get("alpha_ci") else None
+        except (TypeError, ValueError):
+            raise SpecError(f"alpha-model pair for {r['draft']!r}: alpha/alpha_ci must be numbers") from None
+        if not 0.0 < a < 1.0 or (ci and not (0.0 <= ci[0] <= a <= ci[1] <= 1.0)):
+            raise SpecError(f"alpha-model pair for {r['draft']!r}: alpha={a} must be in (0, 1) "
+                            "and inside alpha_ci")
+        stated.append((spec, a, ci, str(doc.get("source"))))
+        xs.append(am.features(am.nonembedding_params(spec), am.nonembedding_params(target), spec.n_layers))
+        ys.append(a)
+    model = am.fit(np.array(xs), np.array(ys), source=f"fit to {len(ys)} stated pairs in {doc.get('source')}",
+                   pairs=tuple((s.name, a) for s, a, _, _ in stated))
+    return model, stated
+
+
+def run(req: OptimizeRequest, provider) -> dict:
+    """The optimiser's answer as one JSON-ready document (finite-or-None values)."""
+    if req.emit is not None:
+        check_engine(req.emit)
+    target = resolve_model(req.target, req.dtype_bytes)
+    drafts = [resolve_model(d, req.dtype_bytes) for d in req.drafts]
+    design, skipped = None, []
+    if req.layers is not None or req.d_models is not None:
+        if not req.layers or not req.d_models:
+            raise SpecError("a design space needs both --layers and --d-model")
+        design, skipped = design_space(target, req.layers, req.d_models,
+                                       req.ffn_ratios or (LLAMA_FFN_RATIO,), req.head_dims,
+                                       req.kv_heads, req.dtype_bytes)
+    cands = make_candidates(drafts, [d.name for d in drafts], [_origin(t) for t in req.drafts], design)
+    model, stated = _alpha_model(req, target)
+    acc = assign_acceptance(cands, target, model, _acceptance_inputs(req), stated, req.alpha)
+    gammas = list(range(1, req.gamma_max + 1))
+    res = optimize(target, cands, acc, provider, req.batch, req.context, gammas, req.tp, req.modes)
+    ref = find_candidate(res, req.reference, lambda s: resolve_model(s, req.dtype_bytes))
+    doc = {"target": target.name, "tp": req.tp, "modes": list(req.modes), "batch": res.batch.tolist(),
+           "context": res.context.tolist(), "gammas": res.gammas.tolist(),
+           "n_candidates": len(cands), "n_design_points": len(design) if design else 0,
+           "design_skipped": sorted(set(skipped)), "alpha_model": model.to_dict(),
+           "reference": cands.name(ref) if ref is not None else None,
+           "sources": {m: r.costs.sources for m, r in res.modes.items()}, "notes": list(acc.notes)}
+    doc["rankings"] = [ranking(res, m, bi, ci, req.top, ref) for m in req.modes
+                       for bi in range(res.batch.size) for ci in range(res.context.size)]
+    doc["mode_comparison"] = mode_comparison(res, ref) if len(req.modes) > 1 else None
+    pol_idx = {}
+    for m in req.modes:
+        pol_idx[m] = (find_candidate(res, req.policy_draft, lambda s: resolve_model(s, req.dtype_bytes))
+                      if req.policy_draft else policy_draft(res, m))
+    doc["policy"] = [policy(res, m, pol_idx[m]) for m in req.modes]
+    if req.emit:
+        doc["export"] = _export(req, res, target, doc["policy"], pol_idx)
+    return doc
+
+
+def _export(req: OptimizeRequest, res, target, policies: list[dict], pol_idx: dict) -> dict:
+    prefer = "eager" if req.emit == "hf" else "graph"
+    mode = prefer if prefer in req.modes else req.modes[0]
+    pol = next(p for p in policies if p["mode"] == mode)
+    i = pol_idx[mode]
+    draft = res.cands.spec(i)
+    origin = str(res.cands.origin[i])
+    notes = []
+    if req.emit == "hf":
+        small = [c for c in pol["cells"] if c["batch"] == int(res.batch.min())]
+        gamma = small[0]["gamma"]
+        if int(res.batch.min()) != 1:
+            notes.append("HF assisted decoding runs batch 1; the grid's smallest batch was used for γ")
+    else:
+        gamma = pol["export_gamma"]
+    disable = None
+    off = pol["break_even"]["batches_off_at_every_context"]
+    if off:
+        wins = [b for b in res.batch.tolist() if b < min(off)]
+        if wins:
+            disable = max(wins)
+            notes.append(f"speculation loses at batch ≥ {min(off)} at every context searched; break-even lies "
+                         f"between batch {max(wins)} and {min(off)} (grid points only)")
+        else:
+            notes.append("speculation loses at every batch and context searched: do not enable it")
+    if any(c["verdict"] == "off" for c in pol["cells"]) and not off:
+        notes.append("speculation loses in some (batch, context) cells; see the break-even map")
+    target_origin = _origin(req.target)
+    doc = export_config(req.emit, target, target_origin, draft, origin, int(gamma), req.tp, mode,
+                        disable if req.emit == "vllm" else None, pol["gamma_table"])
+    doc["notes"] = doc["notes"] + notes
+    doc["draft"] = res.cands.name(i)
+    return doc
