@@ -42,6 +42,7 @@ def register(app: typer.Typer) -> None:
         gpu: Annotated[str, typer.Option(help="GPU from `specperf gpus`.")] = "h100-sxm",
         profile: Annotated[Optional[str], typer.Option(help="Measured LatencyTable (default: the shipped one for --gpu).")] = None,
         analytical: Annotated[bool, typer.Option("--analytical", help="Ignore measured profiles.")] = False,
+        calibration: Annotated[Optional[str], typer.Option(help="Latency correction JSON (from `specperf calibrate latency`).")] = None,
         tp: Annotated[int, typer.Option(help="Tensor-parallel degree of the target (the draft runs on one GPU).")] = 1,
         batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,8,32.")] = "1,8,32",
         context: Annotated[str, typer.Option(help="Context lengths, e.g. 512,4096.")] = "512",
@@ -98,7 +99,18 @@ def register(app: typer.Typer) -> None:
             policy_draft=policy_draft, emit=emit, dtype_bytes=DTYPES[dtype.lower()])
         hw = resolve_gpu(gpu)
         provider = latency_provider(hw, profile=profile, use_shipped=not analytical)
-        doc = run(req, provider)
+        draft_provider = None
+        if calibration is not None:  # latency correction fitted by `specperf calibrate latency`
+            from perfmodel.corrected import CorrectedLatency, LatencyCorrection
+
+            corr = LatencyCorrection.load(calibration)
+            missing = [m for m in req.modes if corr.entry(hw.name, m) is None]
+            if missing:
+                raise UsageError(f"calibration {calibration} has no entry for gpu={hw.name}, mode={missing[0]} "
+                                 f"(it has: {corr.describe()}); pass --mode to match it")
+            provider = CorrectedLatency(provider, corr, gpu=hw.name)
+            draft_provider = provider.for_draft()
+        doc = run(req, provider, draft_provider)
         doc["gpu"] = hw.name
         doc["latency_provider"] = getattr(provider, "name", type(provider).__name__)
         if emit and emit_out:

@@ -25,6 +25,7 @@ from .specs import ModelSpec, SpecError
 
 FEATURES = ("intercept", "log_param_ratio", "log_layers")
 ALPHA_CLIP = (0.01, 0.99)  # logit is finite only inside (0, 1); α outside this range is not credible
+MIN_SPREAD = float(np.log(2.0))  # a slope is fitted only when the pairs span ≥ 2× in that feature
 
 # Leviathan, Kalman, Matias, "Fast Inference from Transformers via Speculative Decoding", ICML 2023
 # (arXiv:2211.17192), Table 3 "Empirical α values": target LaMDA 137B; drafts LaMDA 100M, 2B, 8B;
@@ -80,6 +81,8 @@ class AlphaModel:
     source: str
     n_pairs: int = 0
     pairs: tuple = field(default=(), compare=False)
+    coef_var: tuple = (0.0, 0.0, 0.0)  # variance of each coefficient (fitted here or by the prior)
+    x_mean: tuple = (1.0, 0.0, 0.0)  # feature means of the pairs (where held coefficients pivot)
 
     def predict(self, x: np.ndarray):
         """α, α_lo, α_hi (95 % prediction interval) for feature rows x (…, 3)."""
@@ -89,7 +92,11 @@ class AlphaModel:
         xf = x[..., idx]
         V = np.asarray(self.xtx_inv, dtype=float).reshape(len(idx), len(idx))
         lev = np.einsum("...i,ij,...j->...", xf, V, xf)
-        half = t975(self.dof) * self.resid_sd * np.sqrt(1.0 + lev)
+        var = self.resid_sd ** 2 * (1.0 + lev)
+        for j, f in enumerate(FEATURES):  # coefficients held at the prior carry the prior's variance
+            if f not in self.fitted and self.coef_var[j] > 0:
+                var = var + self.coef_var[j] * (x[..., j] - self.x_mean[j]) ** 2
+        half = t975(self.dof) * np.sqrt(var)
         clip = lambda v: np.clip(v, 0.0, ALPHA_CLIP[1])  # noqa: E731
         return clip(expit(z)), clip(expit(z - half)), clip(expit(z + half))
 
@@ -107,6 +114,7 @@ class AlphaModel:
 
     def to_dict(self) -> dict:
         return {"coefficients": dict(zip(FEATURES, self.coef)), "fitted": list(self.fitted),
+                "coefficient_sd": dict(zip(FEATURES, (math.sqrt(v) for v in self.coef_var))),
                 "resid_sd": self.resid_sd, "dof": self.dof, "kind": self.kind, "source": self.source,
                 "n_pairs": self.n_pairs, "formula": "logit(alpha) = c0 + c1*ln(P_draft/P_target) + "
                 "c2*ln(n_layers); P = non-embedding parameters"}
@@ -127,8 +135,9 @@ def _lstsq(X: np.ndarray, y: np.ndarray, cols: list[int], base: np.ndarray):
 def fit(x: np.ndarray, alpha, prior: "AlphaModel | None" = None, source: str = "user pairs",
         kind: str = "predicted", pairs: tuple = ()) -> AlphaModel:
     """Fit logit α on rows x (n×3). Columns enter while dof ≥ 1: intercept always; ln(P/P_target)
-    from 3 pairs (if it varies); ln(layers) from 4 (if it varies independently). Coefficients not
-    fitted keep the prior's values (the default model's unless given)."""
+    from 3 pairs if they span ≥ 2× in size; ln(layers) from 4 pairs if they span ≥ 2× in depth
+    independently of size. Coefficients not fitted keep the prior's values (the default model's
+    unless given) — a slope is never extrapolated from pairs that barely differ."""
     x = np.atleast_2d(np.asarray(x, dtype=float))
     a = np.asarray(alpha, dtype=float).ravel()
     if x.shape[0] != a.size or a.size == 0:
@@ -141,9 +150,10 @@ def fit(x: np.ndarray, alpha, prior: "AlphaModel | None" = None, source: str = "
     y = logit(a)
     n = a.size
     cols = [0]
-    if n >= 3 and np.ptp(x[:, 1]) > 1e-9:
+    if n >= 3 and np.ptp(x[:, 1]) >= MIN_SPREAD:
         cols.append(1)
-    if n >= 4 and np.ptp(x[:, 2]) > 1e-9 and np.linalg.matrix_rank(x[:, cols + [2]]) == len(cols) + 1:
+    if n >= len(cols) + 2 and np.ptp(x[:, 2]) >= MIN_SPREAD and \
+            np.linalg.matrix_rank(x[:, cols + [2]]) == len(cols) + 1:
         cols.append(2)
     coef, inv, rss = _lstsq(x, y, cols, base)
     dof = n - len(cols)
@@ -151,9 +161,12 @@ def fit(x: np.ndarray, alpha, prior: "AlphaModel | None" = None, source: str = "
         sd = math.sqrt(rss / dof)
     else:  # one pair: no residual to learn from; borrow the prior's spread
         sd, dof = (prior.resid_sd, prior.dof) if prior else (0.0, 1)
+    var = np.array(prior.coef_var if prior else (0.0, 0.0, 0.0), dtype=float)
+    var[cols] = sd ** 2 * np.diag(inv)
     return AlphaModel(coef=tuple(float(c) for c in coef), fitted=tuple(FEATURES[j] for j in cols),
                       xtx_inv=tuple(inv.ravel().tolist()), resid_sd=sd, dof=dof, kind=kind,
-                      source=source, n_pairs=n, pairs=tuple(pairs))
+                      source=source, n_pairs=n, pairs=tuple(pairs), coef_var=tuple(var.tolist()),
+                      x_mean=tuple(x.mean(axis=0).tolist()))
 
 
 _DEFAULT: list = []

@@ -104,7 +104,10 @@ class ModeCosts:
     sources: dict = field(default_factory=dict)
 
 
-def mode_costs(provider, target: ModelSpec, shapes, batch, context, gammas, tp: int, mode: str) -> ModeCosts:
+def mode_costs(provider, target: ModelSpec, shapes, batch, context, gammas, tp: int, mode: str,
+               draft_provider=None) -> ModeCosts:
+    """`provider` times the target; `draft_provider` (default: the same) the draft shapes."""
+    dp = draft_provider or provider
     b = np.asarray(batch, dtype=float)
     c = np.asarray(context, dtype=float)
     g = np.asarray(gammas, dtype=float)
@@ -115,7 +118,7 @@ def mode_costs(provider, target: ModelSpec, shapes, batch, context, gammas, tp: 
     head = np.empty((S,) + zero.shape)
     sources: dict = {}
     for s, spec in enumerate(shapes):
-        ft = provider.forward(spec, B, 1, C + (G - 1) / 2.0, 1, mode)
+        ft = dp.forward(spec, B, 1, C + (G - 1) / 2.0, 1, mode)
         layer[s] = ft.layer_s + ft.allreduce_s + zero
         head[s] = ft.lm_head_s + zero
         if s == 0:

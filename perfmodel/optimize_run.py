@@ -89,7 +89,7 @@ def _alpha_model(req: OptimizeRequest, target):
     return model, stated
 
 
-def run(req: OptimizeRequest, provider) -> dict:
+def run(req: OptimizeRequest, provider, draft_provider=None) -> dict:
     """The optimiser's answer as one JSON-ready document (finite-or-None values)."""
     if req.emit is not None:
         check_engine(req.emit)
@@ -106,7 +106,7 @@ def run(req: OptimizeRequest, provider) -> dict:
     model, stated = _alpha_model(req, target)
     acc = assign_acceptance(cands, target, model, _acceptance_inputs(req), stated, req.alpha)
     gammas = list(range(1, req.gamma_max + 1))
-    res = optimize(target, cands, acc, provider, req.batch, req.context, gammas, req.tp, req.modes)
+    res = optimize(target, cands, acc, provider, req.batch, req.context, gammas, req.tp, req.modes, draft_provider)
     ref = find_candidate(res, req.reference, lambda s: resolve_model(s, req.dtype_bytes))
     doc = {"target": target.name, "tp": req.tp, "modes": list(req.modes), "batch": res.batch.tolist(),
            "context": res.context.tolist(), "gammas": res.gammas.tolist(),

@@ -1,0 +1,109 @@
+"""`specperf optimize`: the study's worked example, JSON output, engine export, and bad input
+(one line, exit code 2)."""
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from perfmodel.catalog import resolve_model
+from perfmodel.export import PLACEHOLDER, export_config
+from perfmodel.specs import SpecError
+
+runner = CliRunner()
+STUDY = ["optimize", "--target", "llama-65b", "--gpu", "h100-sxm", "--tp", "4", "--analytical",
+         "--drafts", "sheared-llama-1.3b,tinyllama-1.1b,opt-1.3b", "--layers", "1..8", "--d-model", "4096",
+         "--alpha-model", "docs/worked_example_alpha.json", "--batch", "1,8,32", "--context", "512",
+         "--reference", "sheared-llama-1.3b"]
+
+
+def run(args):
+    return runner.invoke(app, args)
+
+
+@pytest.fixture(scope="module")
+def study_doc():
+    r = run(STUDY + ["--json", "--emit", "vllm"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def test_study_shallow_wide_draft_ranks_first_at_batch_1(study_doc):
+    """The worked example (analytical H100 latency, stated α): a shallow LLaMA-7B-width draft wins
+    at batch 1 in both modes and beats sheared-llama-1.3b."""
+    for mode in ("graph", "eager"):
+        rk = next(r for r in study_doc["rankings"] if r["mode"] == mode and r["batch"] == 1)
+        top = rk["rows"][0]
+        assert top["origin"] == "design" and top["d_model"] == 4096 and top["n_layers"] <= 8
+        ref = next(r for r in rk["rows"] if r["is_reference"])
+        assert ref["draft"] == "sheared-llama-1.3b" and ref["alpha_kind"] == "stated"
+        assert top["gain_vs_reference"] > 0.05
+        assert top["alpha_kind"] == "predicted"
+        assert top["alpha_to_match_reference"] < top["alpha"]  # it would still win at a lower α
+
+
+def test_study_json_is_complete_and_finite(study_doc):
+    assert study_doc["n_candidates"] == 11 and study_doc["n_design_points"] == 8
+    assert len(study_doc["rankings"]) == 2 * 3
+    for rk in study_doc["rankings"]:
+        for r in rk["rows"]:
+            assert 0 < r["draft_share"] < 1 and 0 < r["verify_share"] < 1
+            assert r["speedup_lo"] <= r["speedup"] <= r["speedup_hi"]
+            assert r["alpha_kind"] in ("measured", "stated", "predicted", "assumed")
+    opt_rows = [r for rk in study_doc["rankings"] for r in rk["rows"] if r["draft"] == "opt-1.3b"]
+    assert all(any("shared tokenizer" in n for n in r["notes"]) for r in opt_rows)
+    pol = study_doc["policy"][0]
+    assert pol["draft"]["origin"] == "design" and len(pol["gamma_table"]) == 3
+    assert study_doc["mode_comparison"][0]["graph"]["best_draft"].startswith("design")
+    ex = study_doc["export"]
+    assert ex["engine"] == "vllm" and ex["placeholder"] and ex["config"]["model"].startswith("<FILL-IN")
+    assert ex["config"]["num_speculative_tokens"] == pol["export_gamma"]
+    assert ex["config"]["method"] == "draft_model"
+
+
+def test_human_output_and_emit_file(tmp_path):
+    out = tmp_path / "spec.json"
+    r = run(STUDY + ["--mode", "graph", "--emit", "vllm", "--emit-out", str(out), "--top", "3"])
+    assert r.exit_code == 0, r.output
+    assert "lookahead policy and break-even map" in r.output and "vs sheared-llama-1.3b" in r.output
+    cfg = json.loads(out.read_text())
+    assert set(cfg) >= {"model", "num_speculative_tokens"} and cfg["model"].startswith("<FILL-IN")
+
+
+def test_export_engines_field_names():
+    t, d = resolve_model("llama-65b"), resolve_model("sheared-llama-1.3b")
+    v = export_config("vllm", t, "catalog", d, "catalog", 5, tp=4, disable_by_batch_size=1)
+    assert v["config"] == {"model": "princeton-nlp/Sheared-LLaMA-1.3B", "num_speculative_tokens": 5,
+                           "method": "draft_model", "draft_tensor_parallel_size": 1, "disable_by_batch_size": 2}
+    assert "huggyllama/llama-65b" in v["command"] and not v["placeholder"]
+    s = export_config("sglang", t, "catalog", d, "catalog", 5, tp=4, mode="eager")
+    assert "--speculative-algorithm STANDALONE" in s["text"] and "--speculative-num-draft-tokens 6" in s["text"]
+    assert "--speculative-eagle-topk 1" in s["text"] and "--disable-cuda-graph" in s["text"]
+    h = export_config("hf", t, "catalog", resolve_model("llama-7b:n_layers=4"), "shape", 6)
+    assert h["config"]["num_assistant_tokens"] == 6 and h["config"]["num_assistant_tokens_schedule"] == "constant"
+    assert PLACEHOLDER.split("{")[0] in h["text"] and "does not exist" not in h["text"]
+    compile(h["text"], "hf_snippet", "exec")  # the snippet is valid Python
+    with pytest.raises(SpecError, match="unknown"):
+        export_config("trtllm", t, "catalog", d, "catalog", 5)
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--drafts", ""], "empty"),
+    ([], "no draft candidates"),
+    (["--layers", "1..2", "--d-model", "1000", "--head-dim", "128"], "no valid model"),
+    (["--drafts", "sheared-llama-1.3b", "--acceptance", "tinyllama-1.1b=ACC"], "not among the candidates"),
+    (["--drafts", "sheared-llama-1.3b", "--emit", "trtllm"], "emit target 'trtllm' is unknown"),
+    (["--drafts", "sheared-llama-1.3b", "--mode", "fast"], "mode='fast'"),
+    (["--drafts", "no-such-model"], "unknown model"),
+    (["--drafts", "sheared-llama-1.3b", "--reference", "tinyllama-1.1b"], "not among the candidates"),
+    (["--layers", "1..4"], "needs both --layers and --d-model"),
+    (["--drafts", "sheared-llama-1.3b", "--alpha-model", "missing.json"], "does not exist"),
+])
+def test_bad_input_one_line_exit_2(tmp_path, args, msg):
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps({"alpha": 0.6}))
+    args = [a.replace("ACC", str(acc)) for a in args]
+    r = run(["optimize", "--target", "llama-65b", "--tp", "4"] + args)
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and msg in lines[0], r.output
