@@ -1,0 +1,160 @@
+"""`specperf validate`: run real speculative decoding on this machine's GPU (or CPU), predict the same
+points from a profile taken on the same device, and print per-point error, median/p90 absolute
+error and the γ regret; `--out` saves the table (CSV + .meta.json), `--json` prints one document."""
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from .common import UsageError, handle_errors, parse_floats, parse_ints, parse_names
+
+
+def _device(device: str) -> str:
+    if device not in ("cuda", "cpu") and not device.startswith("cuda:"):
+        raise UsageError(f"device={device!r} is not allowed; use cuda, cuda:N or cpu")
+    return device
+
+
+def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, dtype, gpu, repeats,
+        iterations, seed, out, profile_out, json_out):
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from perfmodel.catalog import resolve_model
+    from perfmodel.specdec import GAMMA_MAX
+
+    gammas = sorted(set(parse_ints(gamma, "gamma")))
+    if max(gammas) > GAMMA_MAX:
+        raise UsageError(f"gamma={max(gammas)} is not allowed; γ must be an integer in 1..{GAMMA_MAX}")
+    batches = sorted(set(parse_ints(batch, "batch")))
+    alphas = parse_floats(alpha, "alpha")
+    modes = tuple(dict.fromkeys(parse_names(mode, "mode")))
+    for m in modes:
+        if m not in ("graph", "eager"):
+            raise UsageError(f"mode={m!r} is not allowed; use graph, eager or graph,eager")
+    if dtype.lower() not in ("fp16", "bf16", "fp32"):
+        raise UsageError(f"dtype={dtype!r} is not allowed; use fp16, bf16 or fp32")
+    if repeats < 1 or iterations < 1:
+        raise UsageError(f"repeats={repeats}, iterations={iterations}: both must be ≥ 1")
+    if context <= 0:
+        raise UsageError(f"context={context} is not allowed; must be a positive integer")
+    for p in (out, profile_out):
+        if p and (Path(p).suffix != ".csv" or not os.access(Path(p).parent if str(Path(p).parent) else ".", os.W_OK)):
+            raise UsageError(f"out={p!r} is not allowed; give a writable .csv path")
+    by = 4 if dtype.lower() == "fp32" else 2
+    targets = tuple(resolve_model(t, by) for t in parse_names(target, "target"))
+    drafts = tuple(resolve_model(d, by) for d in parse_names(draft, "draft"))
+    _device(device)
+
+    import torch
+
+    from profiler import validate as V
+    from profiler.validate_run import ValidationConfig, make_profile, run_validation
+
+    cfg = ValidationConfig(targets=targets, drafts=drafts, gammas=tuple(gammas), batches=tuple(batches),
+                           alphas=tuple(alphas), context=context, modes=modes, dtype=dtype.lower(),
+                           device=device, repeats=repeats, iterations=iterations, seed=seed)
+    cfg.check()  # bad input refused before anything is built or measured
+    if device.startswith("cuda"):
+        idx = torch.device(device).index or 0
+        if idx >= torch.cuda.device_count():
+            raise UsageError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+        torch.cuda.set_device(idx)
+    from rich.console import Console
+
+    con = Console(stderr=True)
+    command = "specperf validate " + " ".join(sys.argv[2:])
+    if profile is None:
+        profile = profile_out or os.path.join(tempfile.mkdtemp(prefix="specperf-validate-"), "profile.csv")
+        con.print(f"profiling the shapes this validation needs into {profile} …")
+        make_profile(cfg, profile, command=command, console=con)
+    from profiler import env
+
+    def on_row(row, rows):
+        if out:
+            V.save_rows(rows, out)
+        if row["status"] == "ok" and not json_out:
+            con.print(f"{row['target']} ← {row['draft']} {row['mode']} b={row['batch']} γ={row['gamma']} "
+                      f"α={row['alpha']}: {row['measured_tok_s']:.1f} tok/s measured, "
+                      f"{row['predicted_tok_s']:.1f} predicted ({row['err_tok_s_expected']:+.1%})", highlight=False)
+
+    rows, sources = run_validation(cfg, profile, gpu=gpu, on_row=on_row,
+                                   log=(lambda s: con.print(s, highlight=False)))
+    summary = V.summarize(rows)
+    meta = env.metadata(device, dtype.lower(), command)
+    meta.update(profile=str(profile), sources=sources, summary=summary, repeats=repeats,
+                iterations=iterations, seed=seed, targets=V.TARGETS)
+    if out:
+        V.save_rows(rows, out, meta)
+    if json_out:
+        from .common import print_json
+
+        print_json({"meta": meta, "summary": summary, "regret": {m: V.gamma_regret([r for r in rows if r["mode"] == m])
+                                                                for m in summary}, "rows": rows})
+        return
+    render(rows, summary, meta)
+
+
+def render(rows, summary, meta) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console(width=max(Console().width, 150))
+    pairs = list(dict.fromkeys((r["target"], r["draft"]) for r in rows))
+    for tgt, drf in pairs:
+        t = Table(title=f"{drf} → {tgt} on {meta.get('gpu_name', '?')}: measured vs predicted")
+        for c in ("mode", "b", "γ", "α", "iter ms", "pred ms", "err iter", "tok/iter", "tok/s", "tok/s @E",
+                  "pred tok/s", "err", "err @E"):
+            t.add_column(c, justify="left" if c == "mode" else "right")
+        for r in rows:
+            if (r["target"], r["draft"]) != (tgt, drf):
+                continue
+            head = (r["mode"], str(r["batch"]), str(r["gamma"]), f"{r['alpha']:g}")
+            if r["status"] != "ok":
+                t.add_row(*head, "skipped", r["reason"][:60], *[""] * 7)
+                continue
+            t.add_row(*head, f"{r['measured_iteration_s'] * 1e3:.3f}", f"{r['predicted_iteration_s'] * 1e3:.3f}",
+                      f"{r['err_iteration_s']:+.1%}", f"{r['measured_tokens_per_iteration']:.2f}",
+                      f"{r['measured_tok_s']:.1f}", f"{r['measured_tok_s_expected']:.1f}",
+                      f"{r['predicted_tok_s']:.1f}", f"{r['err_tok_s']:+.1%}", f"{r['err_tok_s_expected']:+.1%}")
+        con.print(t)
+    con.print("tok/s @E: batch × closed-form tokens per iteration / measured iteration time (latency only); "
+              "err = predicted / measured − 1", highlight=False)
+    for mode, s in summary.items():
+        e, ee, reg = s["err_tok_s"], s["err_tok_s_expected"], s["gamma_regret"]
+        con.print(f"[bold]{mode}[/bold]: {s['points']} points ({s['skipped']} skipped). tokens/s |error| "
+                  f"at closed-form acceptance: median {ee['median_abs']:.1%}, p90 {ee['p90_abs']:.1%}; "
+                  f"with realised acceptance: median {e['median_abs']:.1%}, p90 {e['p90_abs']:.1%}; "
+                  f"γ regret mean {reg['mean']:.2%}, max {reg['max']:.2%} over {reg['groups']} groups "
+                  f"(γ* hit rate {reg['gamma_hit_rate']:.0%})", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @handle_errors
+    def validate(
+        target: Annotated[str, typer.Option(help="Target model(s): catalog name, config.json, NAME:field=value; comma-separated.")],
+        draft: Annotated[str, typer.Option(help="Draft model(s), same forms; must share the target's vocabulary.")],
+        gamma: Annotated[str, typer.Option(help="Lookaheads γ, e.g. 1,2,4,8.")] = "1,2,4,8",
+        batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,8,32.")] = "1,8,32",
+        alpha: Annotated[str, typer.Option(help="Oracle acceptance rates α, e.g. 0.6,0.8.")] = "0.6,0.8",
+        context: Annotated[int, typer.Option(help="Tokens cached per sequence at each iteration.")] = 512,
+        mode: Annotated[str, typer.Option(help="graph, eager or graph,eager.")] = "graph",
+        profile: Annotated[Optional[str], typer.Option(help="LatencyTable measured on this device (default: profile now).")] = None,
+        device: Annotated[str, typer.Option(help="cuda, cuda:N or cpu.")] = "cuda",
+        dtype: Annotated[str, typer.Option(help="fp16, bf16 (or fp32 on CPU).")] = "fp16",
+        gpu: Annotated[Optional[str], typer.Option(help="Catalog GPU for the analytical fallback (default: this device's).")] = None,
+        repeats: Annotated[int, typer.Option(help="Timed repeats per point (median over them).")] = 5,
+        iterations: Annotated[int, typer.Option(help="Iterations per repeat.")] = 6,
+        seed: Annotated[int, typer.Option(help="Seed of the weights and the oracle.")] = 0,
+        out: Annotated[Optional[str], typer.Option(help="Write the validation table here (.csv + .meta.json).")] = None,
+        profile_out: Annotated[Optional[str], typer.Option(help="Keep the profile taken by this run here (.csv).")] = None,
+        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    ):
+        """Measure speculative decoding for real and compare it with specperf's prediction."""
+        run(target=target, draft=draft, gamma=gamma, batch=batch, alpha=alpha, context=context, mode=mode,
+            profile=profile, device=device, dtype=dtype, gpu=gpu, repeats=repeats, iterations=iterations,
+            seed=seed, out=out, profile_out=profile_out, json_out=json_out)
