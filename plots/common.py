@@ -1,0 +1,168 @@
+"""Shared plumbing for specperf's figures: the setting a figure is drawn for, latency-source labels
+for hover text, and writing standalone HTML (plotly.js embedded, works offline) and PNG (kaleido).
+
+Key assumption: a latency source string says where a number came from; one that mentions a
+profile/measurement is "measured", one that mentions the roofline is "analytical".
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from perfmodel.specs import ModelSpec, SpecError
+
+MS = 1e3  # seconds → milliseconds, for display only
+TEMPLATE = "plotly_white"
+FONT = dict(family="Helvetica, Arial, sans-serif", size=13)
+COLORS = {"draft": "#1f77b4", "verify": "#ff7f0e", "overhead": "#7f7f7f", "target": "#d62728",
+          "ridge": "#d62728", "winner": "#d62728", "graph": "#1f77b4", "eager": "#ff7f0e"}
+PNG_SIZE = (1100, 620)  # px; --png keeps it readable in a README at scale 2
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What one figure is drawn for. `latency` has .forward(spec, b, n, ctx, tp, mode) and .overhead_s."""
+    target: ModelSpec | None = None
+    draft: ModelSpec | None = None
+    latency: object | None = None
+    gpu: str = ""
+    tp: int = 1
+    mode: str = "graph"
+    batch: int = 1
+    context: int = 512
+    acceptance: object | None = None  # perfmodel.acceptance.AcceptanceModel
+    gammas: tuple = tuple(range(1, 9))
+    profile: str | None = None  # LatencyTable path for figures that read measured rows directly
+    extra: dict = field(default_factory=dict)
+
+    def need(self, *names: str, kind: str) -> None:
+        missing = [n for n in names if getattr(self, n) is None]
+        if missing:
+            flags = ", ".join("--" + n for n in missing)
+            raise SpecError(f"the {kind} figure needs {flags}")
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return ("graph", "eager") if self.mode == "both" else (self.mode,)
+
+    def single_mode(self, kind: str) -> str:
+        if self.mode not in ("graph", "eager"):
+            raise SpecError(f"mode={self.mode!r} is not allowed for the {kind} figure; use graph or eager "
+                            "(both: gamma and depth-width only)")
+        return self.mode
+
+    def where(self) -> str:
+        parts = [self.gpu] if self.gpu else []
+        parts += [f"tp={self.tp}", self.mode, f"batch {self.batch}", f"context {self.context}"]
+        return ", ".join(parts)
+
+
+# ---- latency sources ---------------------------------------------------------------------------
+def source_kind(src: str) -> str:
+    """'measured' (measured or interpolated between measured points), 'analytical' (roofline, plain
+    or fitted to a profile), 'mixed', 'none' (component absent), or the string itself."""
+    s = str(src).lower()
+    if s.startswith("none"):
+        return "none"
+    if ";" in s:  # MeasuredLatency: 'measured (f) ×3; analytical fitted to f ×1'
+        kinds = {source_kind(part.split(" ×")[0].strip()) for part in s.split(";")}
+        return kinds.pop() if len(kinds) == 1 else "mixed"
+    if "analytical" in s or "roofline" in s:
+        return "analytical"
+    if "measured" in s or "interpolated" in s:
+        return "measured"
+    return str(src)
+
+
+def side_kind(sources: dict, side: str) -> str:
+    """'measured', 'analytical' or 'mixed (layer measured, lm_head analytical)' for draft/target."""
+    items = {k[len(side) + 1:]: source_kind(v) for k, v in sources.items() if k.startswith(side + "_")}
+    items = {k: v for k, v in items.items() if v != "none"}
+    kinds = set(items.values())
+    if not kinds:
+        return "n/a"
+    if len(kinds) == 1:
+        return kinds.pop()
+    return "mixed (" + ", ".join(f"{k} {v}" for k, v in items.items()) + ")"
+
+
+def source_line(sources: dict) -> str:
+    """One short hover line: 'latency: draft measured · target analytical · overhead analytical'."""
+    parts = [f"draft {side_kind(sources, 'draft')}", f"target {side_kind(sources, 'target')}"]
+    if "overhead" in sources:
+        parts.append(f"overhead {source_kind(sources['overhead'])}")
+    return "latency: " + " · ".join(parts)
+
+
+def sources_note(sources: dict, width: int = 150) -> str:
+    """Full source strings for a figure footnote (deduplicated, wrapped with <br>)."""
+    seen: dict = {}
+    for k, v in sources.items():
+        if source_kind(v) != "none":
+            seen.setdefault(str(v), []).append(k)
+    text = "; ".join(f"{', '.join(ks)}: {v}" for v, ks in seen.items())
+    words, lines, cur = text.split(" "), [], ""
+    for w in words:
+        if len(cur) + len(w) + 1 > width:
+            lines.append(cur)
+            cur = w
+        else:
+            cur = f"{cur} {w}".strip()
+    lines.append(cur)
+    return "sources — " + "<br>".join(lines)
+
+
+def footnote(fig: go.Figure, text: str, y: float = -0.16) -> None:
+    fig.add_annotation(text=text, xref="paper", yref="paper", x=0, y=y, xanchor="left", yanchor="top",
+                       showarrow=False, align="left", font=dict(size=10, color="#555"))
+
+
+def style(fig: go.Figure, title: str, bottom: int = 120, height: int = 620) -> go.Figure:
+    fig.update_layout(template=TEMPLATE, font=FONT, title=dict(text=title, x=0.01, xanchor="left"),
+                      margin=dict(l=70, r=30, t=80, b=bottom), height=height,
+                      hoverlabel=dict(font=dict(family="monospace", size=12)))
+    return fig
+
+
+# ---- output ------------------------------------------------------------------------------------
+def check_out(path: str | Path, suffix: str, flag: str) -> Path:
+    """Fail before any work if `path` cannot be written as a `suffix` file."""
+    p = Path(path)
+    if p.suffix.lower() != suffix:
+        raise SpecError(f"{flag} {str(p)!r} must end in {suffix}")
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise SpecError(f"{flag} {str(p)!r} is a directory; give a file name ending in {suffix}")
+    if not parent.is_dir():
+        raise SpecError(f"{flag} {str(p)!r} cannot be written: folder {str(parent)!r} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise SpecError(f"{flag} {str(p)!r} cannot be written: permission denied")
+    return p
+
+
+def write_html(fig: go.Figure, path: str | Path) -> Path:
+    """Standalone HTML with plotly.js embedded (no network needed to open it)."""
+    p = check_out(path, ".html", "--out")
+    try:
+        fig.write_html(str(p), include_plotlyjs=True, full_html=True,
+                       config={"displaylogo": False, "responsive": True})
+    except OSError as e:
+        raise SpecError(f"--out {str(p)!r} cannot be written: {e.strerror or e}") from None
+    return p
+
+
+def write_png(fig: go.Figure, path: str | Path, scale: float = 2.0) -> Path:
+    """Static PNG through kaleido (needs a Chrome/Chromium on the machine)."""
+    p = check_out(path, ".png", "--png")
+    w, h = PNG_SIZE
+    try:
+        fig.write_image(str(p), format="png", width=w, height=max(h, int(fig.layout.height or h)), scale=scale)
+    except OSError as e:
+        raise SpecError(f"--png {str(p)!r} cannot be written: {e.strerror or e}") from None
+    except Exception as e:  # kaleido/choreographer: no browser found, browser crashed
+        raise SpecError(f"--png export failed (kaleido needs Chrome or Chromium): "
+                        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    return p

@@ -1,0 +1,199 @@
+"""`depth-width` figure — the study's central one: a draft's step latency (one forward, one new token
+per sequence) over depth (layers) × width (d_model), with iso-parameter lines, per execution mode.
+At small batch the colour changes along the depth axis and barely across widths: latency follows depth.
+
+Key assumption: step latency = n_layers × one layer + embedding/LM head (layers are identical).
+Widths come from perfmodel.optimize_space.design_space (LLaMA-style shapes: head_dim 128, d_ff =
+2.6875·d rounded to 256) with the base draft's vocabulary; with a profile, from the layer shapes the
+profile measured (one layer and LM head read from its rows; a head it lacks is analytical, and says so).
+"""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from perfmodel.catalog import MODELS
+from perfmodel.specs import SpecError
+from perfmodel.table import head_shape_key, spec_from_shape_key
+
+from . import profile_rows
+from .common import MS, Setting, footnote, source_kind, style
+
+LAYERS = tuple(range(1, 33))
+D_MODELS = (1024, 1536, 2048, 2560, 3072, 4096, 5120)
+PARAM_LEVELS_B = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # iso-parameter lines, billions (non-embedding)
+
+
+def _analytical_shapes(base, d_models):
+    from perfmodel.optimize_space import design_space
+
+    cands, skipped = design_space(base, [1], d_models, dtype_bytes=base.dtype_bytes)
+    return [s.replace(vocab=base.vocab, max_positions=base.max_positions) for s in cands.shape_specs], skipped
+
+
+def _profile_shapes(setting: Setting, table, mode: str, base):
+    keys = profile_rows.layer_shapes(table, setting.profile, mode=mode, tp=1, batch=setting.batch,
+                                     new_tokens=1, figure="depth-width")
+    specs = [spec_from_shape_key(k, base.dtype_bytes).replace(vocab=base.vocab, name=k) for k in keys]
+    by_d: dict = {}
+    ratio = base.d_ff / base.d_model
+    for s in specs:  # one shape per width: the d_ff/d_model ratio closest to the base draft's
+        cur = by_d.get(s.d_model)
+        if cur is None or abs(s.d_ff / s.d_model - ratio) < abs(cur.d_ff / cur.d_model - ratio):
+            by_d[s.d_model] = s
+    skipped = [f"{s.name} (same width as a shape closer to the base FFN ratio)" for s in specs
+               if by_d[s.d_model] is not s]
+    return [by_d[d] for d in sorted(by_d)], skipped
+
+
+def grid(setting: Setting, mode: str, layers=LAYERS, d_models=D_MODELS, table=None) -> dict:
+    """latency_s (L, W), per-layer and head seconds (W,), their sources, params (L, W)."""
+    setting.need("draft", kind="depth-width")
+    base = setting.draft
+    b, c = setting.batch, setting.context
+    if setting.profile:
+        shapes, skipped = _profile_shapes(setting, table, mode, base)
+    else:
+        setting.need("latency", kind="depth-width")
+        shapes, skipped = _analytical_shapes(base, d_models)
+    layer_s, head_s, l_src, h_src, ctx = [], [], [], [], []
+    for s in shapes:
+        one = s.replace(n_layers=1)
+        if setting.profile:
+            m = profile_rows.lookup(table, setting.profile, component="layer", shape=s.name, mode=mode, tp=1,
+                                    batch=b, new_tokens=1, context=c, figure="depth-width")
+            layer_s.append(m.median_s)
+            l_src.append(m.source)
+            ctx.append(m.context)
+            heads = table.select(component="lm_head", head_shape=head_shape_key(one), mode=mode, tp=1,
+                                 batch=b, new_tokens=1)
+            if heads:
+                h = profile_rows.lookup(table, setting.profile, component="lm_head", shape=head_shape_key(one),
+                                        mode=mode, tp=1, batch=b, new_tokens=1, context=c, figure="depth-width")
+                head_s.append(h.median_s)
+                h_src.append(h.source)
+                continue
+            if setting.latency is None:
+                raise SpecError(f"profile {setting.profile!r} lacks component=lm_head rows for "
+                                f"head_shape={head_shape_key(one)} and no latency model was given")
+            ft = setting.latency.forward(one, b, 1, c, 1, mode)
+            head_s.append(float(np.asarray(ft.lm_head_s)))
+            h_src.append(ft.sources["lm_head"])
+        else:
+            ft = setting.latency.forward(one, b, 1, c, 1, mode)
+            layer_s.append(float(np.asarray(ft.layer_s)))
+            head_s.append(float(np.asarray(ft.lm_head_s)))
+            l_src.append(ft.sources["layer"])
+            h_src.append(ft.sources["lm_head"])
+            ctx.append(c)
+    L = np.asarray(layers, dtype=int)
+    layer_s, head_s = np.asarray(layer_s), np.asarray(head_s)
+    params = L[:, None] * np.array([s.layer_params for s in shapes], dtype=float)[None, :]
+    return {"layers": L, "d_model": np.array([s.d_model for s in shapes]), "shapes": shapes,
+            "layer_s": layer_s, "head_s": head_s, "latency_s": L[:, None] * layer_s[None, :] + head_s[None, :],
+            "layer_source": l_src, "head_source": h_src, "context": ctx, "params": params,
+            "skipped": skipped, "mode": mode}
+
+
+def _hover(d: dict, batch: int) -> np.ndarray:
+    out = np.empty(d["latency_s"].shape, dtype=object)
+    for i, L in enumerate(d["layers"]):
+        for j, s in enumerate(d["shapes"]):
+            out[i, j] = (f"{L} layers × d_model {s.d_model} (heads {s.n_heads}, d_ff {s.d_ff})"
+                         f"<br>draft step = {d['latency_s'][i, j] * MS:.4f} ms ({d['mode']}, batch {batch},"
+                         f" context {d['context'][j]})<br>= {L} × {d['layer_s'][j] * MS:.4f} ms/layer"
+                         f" + {d['head_s'][j] * MS:.4f} ms head<br>non-embedding params = "
+                         f"{d['params'][i, j] / 1e9:.3f} B<br>layer: {source_kind(d['layer_source'][j])}"
+                         f" · head: {source_kind(d['head_source'][j])}")
+    return out
+
+
+def _iso_params(d: dict):
+    """(d_model points, layers, level) per PARAM_LEVELS_B line: L = P / params_per_layer(d)."""
+    per_layer = np.array([s.layer_params for s in d["shapes"]], dtype=float)
+    if len(per_layer) < 2:
+        return []
+    dd = np.linspace(d["d_model"].min(), d["d_model"].max(), 200)
+    p = np.exp(np.interp(np.log(dd), np.log(d["d_model"]), np.log(per_layer)))
+    out = []
+    for lvl in PARAM_LEVELS_B:
+        L = lvl * 1e9 / p
+        ok = (L >= d["layers"].min()) & (L <= d["layers"].max())
+        if ok.sum() >= 2:
+            out.append((dd[ok], L[ok], lvl))
+    return out
+
+
+def _markers(setting: Setting, d: dict) -> list:
+    """The base draft and same-family catalog drafts whose width and depth fall inside the grid."""
+    base = setting.draft
+    out = [base]
+    for m in MODELS.values():
+        if (m.family == base.family and m.name != base.name and m.d_model in set(d["d_model"].tolist())
+                and d["layers"].min() <= m.n_layers <= d["layers"].max() and m.params < 8e9):
+            out.append(m)
+    seen, keep = set(), []
+    for m in out:  # one label per (depth, width): llama-7b, llama-2-7b and vicuna-7b coincide
+        if (m.n_layers, m.d_model) not in seen and d["layers"].min() <= m.n_layers <= d["layers"].max() \
+                and d["d_model"].min() <= m.d_model <= d["d_model"].max():
+            seen.add((m.n_layers, m.d_model))
+            keep.append(m)
+    return keep
+
+
+def figure(setting: Setting, layers=LAYERS, d_models=D_MODELS) -> go.Figure:
+    table = profile_rows.load(setting.profile) if setting.profile else None
+    grids = [grid(setting, m, layers, d_models, table) for m in setting.modes]
+    zmax = max(float(g["latency_s"].max()) for g in grids) * MS
+    n = len(grids)
+    fig = make_subplots(rows=1, cols=n, shared_yaxes=True, horizontal_spacing=0.06,
+                        subplot_titles=[f"{g['mode']} mode" + (" (CUDA graphs)" if g["mode"] == "graph" else
+                                                               " (kernel launches from the host)") for g in grids])
+    for col, d in enumerate(grids, start=1):
+        x = d["d_model"]
+        fig.add_trace(go.Heatmap(x=x, y=d["layers"], z=d["latency_s"] * MS, text=_hover(d, setting.batch),
+                                 hovertemplate="%{text}<extra></extra>", coloraxis="coloraxis",
+                                 name=f"draft step latency ({d['mode']})"), row=1, col=col)
+        for k, (dd, LL, lvl) in enumerate(_iso_params(d)):
+            fig.add_trace(go.Scatter(x=dd, y=LL, mode="lines+text", line=dict(color="rgba(255,255,255,0.8)",
+                                     width=1.2, dash="dot"), text=[""] * (len(dd) - 1) + [f"{lvl:g} B"],
+                                     textposition="middle left", textfont=dict(color="white", size=10),
+                                     hovertemplate=f"≈ {lvl:g} B non-embedding parameters<extra></extra>",
+                                     name="iso-parameter lines (billions, non-embedding)", legendgroup="iso",
+                                     showlegend=col == 1 and k == 0), row=1, col=col)
+        ms = _markers(setting, d)
+        if ms:
+            ft = [setting.latency.forward(m.replace(n_layers=1), setting.batch, 1, setting.context, 1, d["mode"])
+                  if setting.latency is not None else None for m in ms]
+            lat = [(m.n_layers * float(np.asarray(f.layer_s)) + float(np.asarray(f.lm_head_s))) * MS
+                   if f is not None else float("nan") for m, f in zip(ms, ft)]
+            fig.add_trace(go.Scatter(
+                x=[m.d_model for m in ms], y=[m.n_layers for m in ms], mode="markers+text",
+                text=[m.name for m in ms], textposition="middle right", textfont=dict(color="white", size=11),
+                marker=dict(symbol="diamond", size=10, color="white", line=dict(color="black", width=1)),
+                customdata=[[m.name, m.n_layers, m.d_model, m.d_ff, v, m.params / 1e9] for m, v in zip(ms, lat)],
+                hovertemplate="%{customdata[0]}: %{customdata[1]} layers × d_model %{customdata[2]}"
+                              " (d_ff %{customdata[3]})<br>its own draft step = %{customdata[4]:.4f} ms"
+                              "<br>params = %{customdata[5]:.2f} B<extra></extra>",
+                name="catalog drafts", showlegend=col == 1), row=1, col=col)
+        fig.update_xaxes(title="width d_model", tickvals=x, row=1, col=col)
+    fig.update_yaxes(title="depth (layers)", row=1, col=1)
+    lo, hi = int(min(g["layers"].min() for g in grids)), int(max(g["layers"].max() for g in grids))
+    fig.update_yaxes(range=[lo - 0.5, hi + 0.5])
+    fig.update_layout(coloraxis=dict(colorscale="Viridis", cmin=0, cmax=zmax,
+                                     colorbar=dict(title="draft step<br>latency (ms)")))
+    src = "profile " + setting.profile if setting.profile else (getattr(setting.latency, "name", "") or "")
+    title = (f"Draft step latency over depth × width "
+             f"<span style='font-size:12px'>({setting.gpu + ', ' if setting.gpu else ''}batch {setting.batch}, "
+             f"context {setting.context}, {setting.draft.family} shapes, vocab {setting.draft.vocab})</span>")
+    style(fig, title)
+    fig.update_layout(legend=dict(orientation="h", x=0, y=1.07, yanchor="bottom"), margin=dict(t=110),
+                      title=dict(y=0.98, yanchor="top"))
+    notes = [f"latency: {src}" if src else "", "lines: non-embedding parameters (billions); "
+             "one step = n_layers × one layer + embedding/LM head"]
+    skipped = sorted({s for g in grids for s in g["skipped"]})
+    if skipped:
+        notes.append("skipped: " + "; ".join(skipped[:3]) + (" …" if len(skipped) > 3 else ""))
+    footnote(fig, "<br>".join(n for n in notes if n), y=-0.14)
+    return fig

@@ -1,0 +1,95 @@
+"""`gamma` figure: the optimal lookahead γ* and the speedup it gives, versus batch (at the setting's
+context) and versus context length (at the setting's batch), per execution mode.
+
+Key assumption: everything comes from perfmodel.predict over γ × batch × context; γ* is the
+argmax over the setting's γ range (ties: smallest γ), so it is capped at max(γ).
+"""
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from perfmodel.predict import predict
+
+from .common import COLORS, MS, Setting, footnote, source_line, sources_note, style
+
+BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+CONTEXTS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+
+
+def default_contexts(setting: Setting) -> list[int]:
+    """CONTEXTS, limited to what learned-position models (OPT) can hold at the largest γ."""
+    limit = min((s.max_positions for s in (setting.target, setting.draft) if s and s.learned_positions),
+                default=None)
+    if limit is None:
+        return list(CONTEXTS)
+    return [c for c in CONTEXTS if c + max(setting.gammas) + 1 <= limit] or [min(CONTEXTS)]
+
+
+def sweeps(setting: Setting, batches=BATCHES, contexts=None) -> dict:
+    """{mode: {'batch': Prediction over batches at setting.context, 'context': … over contexts}}."""
+    setting.need("target", "draft", "latency", "acceptance", kind="gamma")
+    contexts = list(contexts) if contexts is not None else default_contexts(setting)
+    out = {}
+    for mode in setting.modes:
+        kw = dict(tp=setting.tp, mode=mode)
+        out[mode] = {
+            "batch": predict(setting.target, setting.draft, setting.latency, setting.acceptance,
+                             setting.gammas, batches, [setting.context], **kw),
+            "context": predict(setting.target, setting.draft, setting.latency, setting.acceptance,
+                               setting.gammas, [setting.batch], contexts, **kw)}
+    return out
+
+
+def _hover(p, axis: str) -> list[str]:
+    k = p.optimal_index
+    out = []
+    flat = [(i, 0) for i in range(len(p.batch))] if axis == "batch" else [(0, j) for j in range(len(p.context))]
+    src = source_line(p.sources)
+    for i, j in flat:
+        g = int(k[i, j])
+        out.append(f"batch = {p.batch[i]}   context = {p.context[j]}<br>γ* = {p.gamma[g]}"
+                   f"<br>speedup = {p.speedup[i, j, g]:.3f}×<br>tokens/s = {p.throughput_tok_s[i, j, g]:,.1f}"
+                   f" (baseline {p.baseline_tok_s[i, j, g]:,.1f})<br>tokens/iteration = {p.tokens_per_iteration[i, j, g]:.3f}"
+                   f"<br>iteration = {p.iteration_s[i, j, g] * MS:.4f} ms<br>mode = {p.mode}<br>{src}")
+    return out
+
+
+def figure(setting: Setting, batches=BATCHES, contexts=None) -> go.Figure:
+    data = sweeps(setting, batches, contexts)
+    fig = make_subplots(rows=2, cols=2, shared_xaxes=True, vertical_spacing=0.08, horizontal_spacing=0.08,
+                        subplot_titles=(f"versus batch (context {setting.context})",
+                                        f"versus context (batch {setting.batch})", "", ""))
+    sources = {}
+    for mode, d in data.items():
+        color = COLORS[mode]
+        for col, axis in ((1, "batch"), (2, "context")):
+            p = d[axis]
+            x = p.batch if axis == "batch" else p.context
+            opt_g = p.optimal_gamma[:, 0] if axis == "batch" else p.optimal_gamma[0, :]
+            opt_s = p.optimal_speedup[:, 0] if axis == "batch" else p.optimal_speedup[0, :]
+            text = _hover(p, axis)
+            show = col == 1
+            fig.add_trace(go.Scatter(x=x, y=opt_g, mode="lines+markers", line=dict(color=color, shape="hv"),
+                                     name=f"γ* ({mode})", legendgroup=mode, showlegend=show, text=text,
+                                     hovertemplate="%{text}<extra></extra>"), row=1, col=col)
+            fig.add_trace(go.Scatter(x=x, y=opt_s, mode="lines+markers", line=dict(color=color, dash="dot"),
+                                     name=f"speedup at γ* ({mode})", legendgroup=mode, showlegend=show,
+                                     text=text, hovertemplate="%{text}<extra></extra>"), row=2, col=col)
+            sources.update(p.sources)
+    for col, title in ((1, "batch (sequences)"), (2, "context (tokens in KV cache)")):
+        fig.update_xaxes(type="log", title=title, row=2, col=col)
+        fig.update_xaxes(type="log", row=1, col=col)
+    fig.update_yaxes(title="optimal γ*", rangemode="tozero", dtick=1 if max(setting.gammas) <= 12 else None, row=1, col=1)
+    fig.update_yaxes(rangemode="tozero", row=1, col=2)
+    fig.update_yaxes(title="speedup at γ* (×)", row=2, col=1)
+    fig.add_hline(y=1.0, line=dict(color="#999", dash="dash", width=1), row=2, col="all")
+    title = (f"Optimal lookahead of {setting.draft.name} → {setting.target.name} "
+             f"<span style='font-size:12px'>({setting.gpu}, tp={setting.tp}, {setting.acceptance.describe()},"
+             f" γ ≤ {max(setting.gammas)})</span>")
+    style(fig, title, height=680)
+    fig.update_layout(legend=dict(orientation="h", x=0, y=1.09, yanchor="bottom"), margin=dict(t=130),
+                      title=dict(y=0.98, yanchor="top"))
+    footnote(fig, sources_note(sources), y=-0.12)
+    return fig
