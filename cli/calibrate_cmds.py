@@ -70,7 +70,7 @@ def acceptance(
     from rich.table import Table
 
     con = Console()
-    con.print(fit.report.report(), markup=False, highlight=False)
+    typer.echo(fit.report.report())  # plain text: rich would re-wrap the report's columns
     t = Table(title="predicted tokens per iteration (95 % intervals; * = extrapolated)")
     for col in ("γ", "observed", "i.i.d. α", "α by position"):
         t.add_column(col, justify="right")
@@ -127,7 +127,7 @@ def latency(
 
     con = Console()
     for r in reports:
-        con.print(r.report(), markup=False, highlight=False)
+        typer.echo(r.report())
     t = Table(title=f"latency correction against {provider}")
     for col in ("gpu", "mode", "runs", "k_draft", "k_verify", "extra overhead ms",
                 "median/p90 |%err| before", "after", "leave-one-out"):
