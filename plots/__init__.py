@@ -1,0 +1,34 @@
+"""specperf's interactive figures (plotly): speedup surfaces, optimal lookahead, time breakdowns,
+the depth × width latency map, draft design and break-even maps. plotly is imported only inside
+this package; perfmodel and calibration never import it.
+
+Key assumption: every number drawn comes from perfmodel (predict, specdec, optimize) or a measured
+LatencyTable, and hover text names its latency source (measured or analytical).
+"""
+from __future__ import annotations
+
+import importlib
+
+KINDS = {"speedup": "speedup", "gamma": "gamma", "breakdown": "breakdown", "depth-width": "depth_width",
+         "design": "design", "breakeven": "breakeven"}
+
+
+def figure(kind: str, setting, **kw):
+    """Build the plotly Figure of `kind` for a plots.common.Setting."""
+    from perfmodel.specs import SpecError
+
+    if kind not in KINDS:
+        raise SpecError(f"unknown plot kind {kind!r}; use one of {', '.join(KINDS)}")
+    return importlib.import_module(f"plots.{KINDS[kind]}").figure(setting, **kw)
+
+
+def write_html(fig, path):
+    from .common import write_html as _w
+
+    return _w(fig, path)
+
+
+def write_png(fig, path, scale: float = 2.0):
+    from .common import write_png as _w
+
+    return _w(fig, path, scale)
