@@ -24,7 +24,8 @@ def test_geometric_series_is_the_closed_form():
 @pytest.mark.parametrize("g", [1, 2, 5, 8])
 def test_per_position_series_with_constant_alpha_is_the_closed_form(g):
     e = S.tokens_per_iteration_series(g, [S.alpha] * g)
-    assert sp.simplify(e - S.tokens_per_iteration_expr().subs(S.gamma, g)) == 0
+    # E·(1 − α) telescopes to 1 − α^(γ+1) (polynomial identity: expand, no simplify needed)
+    assert sp.expand(e * (1 - S.alpha) - (1 - S.alpha ** (g + 1))) == 0
 
 
 def test_cost_ratio_speedup_agrees_with_numpy_on_grid():
@@ -83,7 +84,7 @@ def test_derivative_matches_finite_difference():
     np.testing.assert_allclose(sym, fd, rtol=1e-5, atol=1e-7)
 
 
-CASES = [(a, c) for a in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95) for c in (0.01, 0.02, 0.05, 0.1, 0.2, 0.4)]
+CASES = [(a, c) for a in (0.5, 0.7, 0.8, 0.95) for c in (0.01, 0.05, 0.2, 0.4)]
 
 
 @pytest.mark.parametrize("a,c", CASES)
