@@ -145,3 +145,34 @@ class LatencyTable:
                                 f"mode={row['mode']!r}; allowed {COMPONENTS} and {MODES}")
             rows.append(row)
         return cls(rows=rows, meta=meta)
+
+
+# ---- inverse of the shape keys (additive: lets a table be used without the model catalog) ------
+def spec_from_shape_key(key: str, dtype_bytes: int = 2) -> ModelSpec:
+    """A ModelSpec with the layer shape of `key` (depth 1, vocabulary 1: only the layer is meaningful)."""
+    try:
+        fam, d, h, kv, ff, rest = key.split(":", 5)
+        mlp, *flags = rest.split("+")
+        return ModelSpec(name=key, family=fam, n_layers=1, d_model=int(d[1:]), n_heads=int(h[1:]),
+                         n_kv_heads=int(kv[2:]), d_ff=int(ff[2:]), vocab=1, gated_mlp=(mlp == "glu"),
+                         norm="layernorm" if fam == "opt" else "rmsnorm", dtype_bytes=dtype_bytes,
+                         qkv_bias="qkvb" in flags, linear_bias="bias" in flags,
+                         learned_positions=(fam == "opt"), max_positions=2**20)
+    except (ValueError, IndexError, SpecError) as e:
+        raise SpecError(f"layer shape key {key!r} is malformed ({e})") from None
+
+
+def spec_from_head_shape_key(key: str, dtype_bytes: int = 2) -> ModelSpec:
+    """A ModelSpec whose embedding/LM head matches `key` (width d, vocabulary v)."""
+    try:
+        fam, d, v = key.split(":")
+        width = int(d[1:])
+        return ModelSpec(name=key, family=fam, n_layers=1, d_model=width, n_heads=1, n_kv_heads=1,
+                         d_ff=1, vocab=int(v[1:]), gated_mlp=fam != "opt",
+                         norm="layernorm" if fam == "opt" else "rmsnorm", dtype_bytes=dtype_bytes,
+                         learned_positions=(fam == "opt"), max_positions=2**20)
+    except (ValueError, IndexError, SpecError) as e:
+        raise SpecError(f"head shape key {key!r} is malformed ({e})") from None
+
+
+DTYPE_BYTES = {"fp16": 2, "bf16": 2, "float16": 2, "bfloat16": 2, "fp32": 4, "float32": 4}

@@ -140,14 +140,21 @@ class DecoderLayer(nn.Module):
         self.b_up = _param((n_up * self.d_ff,), 0.02, dt, dev, g) if spec.linear_bias else None
         self.w_down = _param((d, self.d_ff), self.d_ff ** -0.5, dt, dev, g)
         self.b_down = _param((d,), 0.02, dt, dev, g) if spec.linear_bias else None
-        cache = (max_batch, self.n_kv_heads, max_context, hd)
+        self._gen = g
+        self.reset_cache(max_batch, max_context)
+
+    def reset_cache(self, max_batch: int, max_context: int) -> None:
+        """(Re)allocate the static KV cache [max_batch, n_kv_heads, max_context, head_dim] and RoPE tables."""
+        dt, dev = self.w_qkv.dtype, self.w_qkv.device
+        self.max_batch, self.max_context = max_batch, max_context
+        cache = (max_batch, self.n_kv_heads, max_context, self.head_dim)
         # random (not zero) contents: timing on zeros can flatter kernels; masked slots are unused
-        self.register_buffer("cache_k", torch.empty(cache, dtype=dt, device=dev).normal_(generator=g),
+        self.register_buffer("cache_k", torch.empty(cache, dtype=dt, device=dev).normal_(generator=self._gen),
                              persistent=False)
-        self.register_buffer("cache_v", torch.empty(cache, dtype=dt, device=dev).normal_(generator=g),
+        self.register_buffer("cache_v", torch.empty(cache, dtype=dt, device=dev).normal_(generator=self._gen),
                              persistent=False)
-        if not spec.learned_positions:
-            cos, sin = rope_tables(hd, max_context, dt, dev)
+        if not self.spec.learned_positions:
+            cos, sin = rope_tables(self.head_dim, max_context, dt, dev)
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
 
@@ -255,6 +262,12 @@ class DecoderModel(nn.Module):
         self.head = Head(spec, max_context, dtype, device, tp, seed=seed + 1_000_003)
         self.layers = nn.ModuleList(DecoderLayer(spec, max_batch, max_context, dtype, device, tp,
                                                  seed=seed + i) for i in range(n_layers))
+
+    def reset_cache(self, max_batch: int, max_context: int) -> None:
+        """Reallocate every layer's KV cache (weights kept), e.g. for another batch or context."""
+        for layer in self.layers:
+            layer.reset_cache(max_batch, max_context)
+        self.max_batch, self.max_context = max_batch, max_context
 
     def forward(self, tokens, pos, kv_len=None):
         n = tokens.shape[1]

@@ -30,17 +30,22 @@ def _fwd(model):
     return model.forward if hasattr(model, "forward") else model
 
 
-def _capture(fn, pool):
-    """Warm up `fn` on a side stream, then capture one call of it as a CUDA graph."""
+def _capture(fn, pool, before=None):
+    """Warm up `fn` on a side stream, then capture one call of it as a CUDA graph; `before()`
+    restores the state `fn` mutates (step counters, positions) ahead of every call."""
+    before = before or (lambda: None)
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
         for _ in range(2):
+            before()
             fn()
     torch.cuda.current_stream().wait_stream(s)
+    before()
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g, pool=pool):
         fn()
+    before()
     return g
 
 
@@ -110,18 +115,23 @@ class SpecLoop:
         """Capture the CUDA graphs (graph mode); call before `reset`, since warm-up writes caches."""
         if self.mode != "graph" or self._graphs:
             return
-        pool = torch.cuda.graph_pool_handle()
-        self.d_pos.fill_(self.context)
+        with torch.inference_mode():
+            self._capture_all(torch.cuda.graph_pool_handle())
+        torch.cuda.synchronize()
+
+    def _capture_all(self, pool) -> None:
+        def at(p):
+            def before():
+                self.step.zero_()
+                self.d_pos.fill_(p)
+            return before
+
         self.v_pos.fill_(self.context)
         if self.g > 0:
-            self._graphs["draft"] = _capture(self._draft_step, pool)
-            self.step.zero_()
+            self._graphs["draft"] = _capture(self._draft_step, pool, at(self.context))
             if self.catchup:
-                self.d_pos.fill_(max(self.context - 1, 0))
-                self._graphs["catchup"] = _capture(self._catchup_step, pool)
-                self.step.zero_()
+                self._graphs["catchup"] = _capture(self._catchup_step, pool, at(max(self.context - 1, 0)))
         self._graphs["verify"] = _capture(self._verify, pool)
-        torch.cuda.synchronize()
 
     def _call(self, name, fn):
         g = self._graphs.get(name)

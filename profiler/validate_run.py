@@ -118,8 +118,7 @@ def _free():
 
 
 def _build(spec: ModelSpec, cfg: ValidationConfig, seed: int) -> DecoderModel:
-    with torch.inference_mode():
-        return DecoderModel(spec, max_batch=max(cfg.batches), max_context=cfg.max_context,
+    return DecoderModel(spec, max_batch=max(cfg.batches), max_context=cfg.max_context,
                             dtype=cfg.dtype, device=cfg.device, seed=seed)
 
 

@@ -1,0 +1,139 @@
+"""`specperf profile`: measure per-layer, LM-head and overhead latency on this machine's GPU (or CPU)
+into a LatencyTable (CSV or parquet + JSON metadata); resumable with the same --out."""
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from .common import UsageError, handle_errors, parse_ints, parse_names
+
+
+def _check_out(out: str):
+    from pathlib import Path
+
+    p = Path(out)
+    if p.suffix not in (".csv", ".parquet"):
+        raise UsageError(f"out={out!r} is not allowed; give a .csv or .parquet file")
+    if p.is_dir():
+        raise UsageError(f"out={out!r} is a directory; give a .csv or .parquet file")
+    parent = p.parent if str(p.parent) else Path(".")
+    import os
+
+    if not parent.is_dir() or not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise UsageError(f"out={out!r} is not writable (folder {str(parent)!r} missing or read-only)")
+    return p
+
+
+def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, tp, device, out,
+                copies, overhead, quiet, estimate_only, json_out):
+    import time
+
+    from perfmodel.catalog import resolve_model
+    from perfmodel.specdec import GAMMA_MAX
+    from perfmodel.table import LatencyTable
+
+    if not 1 <= gamma_max <= GAMMA_MAX:
+        raise UsageError(f"gamma-max={gamma_max} is not allowed; must be in 1..{GAMMA_MAX}")
+    if dtype.lower() not in ("fp16", "bf16", "fp32"):
+        raise UsageError(f"dtype={dtype!r} is not allowed; use fp16, bf16 or fp32")
+    modes = tuple(dict.fromkeys(parse_names(mode, "mode")))
+    for m in modes:
+        if m not in ("graph", "eager"):
+            raise UsageError(f"mode={m!r} is not allowed; use graph, eager or graph,eager")
+    if device not in ("cuda", "cpu") and not device.startswith("cuda:"):
+        raise UsageError(f"device={device!r} is not allowed; use cuda, cuda:N or cpu")
+    nt = parse_ints(new_tokens, "new-tokens") if new_tokens else list(range(1, gamma_max + 2))
+    grid_kw = dict(batches=tuple(parse_ints(batch, "batch")), contexts=tuple(parse_ints(context, "context")),
+                   new_tokens=tuple(nt), modes=modes, tps=tuple(parse_ints(tp, "tp")),
+                   overhead_gammas=tuple(range(0, gamma_max + 1)) if overhead else ())
+    by = 4 if dtype.lower() == "fp32" else 2
+    specs = [resolve_model(m, by) for m in parse_names(models, "models")]
+    p = _check_out(out)
+
+    from perfmodel.hardware import GPUS
+
+    from profiler import sweep
+
+    jobs = sweep.plan([(s, sweep.Grid(**grid_kw)) for s in specs])
+    n_points = sum(len(j.new_tokens) * len(j.modes) for j in jobs)
+    est = sweep.estimate_s(jobs, GPUS["h100-sxm"])
+    if estimate_only:
+        msg = {"points": n_points, "jobs": len(jobs), "estimate_h100_s": est}
+        if json_out:
+            from .common import print_json
+
+            print_json(msg)
+        else:
+            typer.echo(f"{n_points} points in {len(jobs)} jobs; estimated {est:.0f} s on an H100")
+        return
+    import torch
+
+    from profiler import env
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"device={device!r} but no CUDA device is available; use --device cpu")
+        idx = torch.device(device).index or 0
+        if idx >= torch.cuda.device_count():
+            raise UsageError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+        torch.cuda.set_device(idx)
+    meta = env.metadata(device, dtype.lower(), command="specperf profile " + " ".join(sys.argv[2:]))
+    if p.exists():
+        table = LatencyTable.load(p)
+        if table.meta.get("gpu") not in (None, meta["gpu"]):
+            raise UsageError(f"out={out!r} holds a profile measured on {table.meta.get('gpu')!r}, "
+                             f"not on this {meta['gpu']!r}; give another --out")
+        table.meta.update({k: v for k, v in meta.items() if k not in table.meta})
+        resumed = len(table)
+    else:
+        table, resumed = LatencyTable(meta=meta), 0
+    from rich.console import Console
+
+    con = Console(stderr=True)
+    con.print(f"{n_points} points in {len(jobs)} jobs on {meta['gpu_name']} "
+              f"({resumed} rows already in {out}); H100 estimate {est:.0f} s")
+    t0 = time.perf_counter()
+    try:
+        sweep.run(jobs, table, p, device, dtype.lower(), copies=copies, console=con, verbose=not quiet)
+    except KeyboardInterrupt:
+        con.print(f"interrupted: {len(table)} rows kept in {out}; run the same command to resume")
+        raise typer.Exit(130)
+    wall = time.perf_counter() - t0
+    ok = len(table.ok_rows())
+    summary = {"out": str(p), "rows": len(table), "ok": ok, "skipped": len(table) - ok,
+               "new_rows": len(table) - resumed, "wall_s": wall, "gpu": meta["gpu_name"]}
+    if json_out:
+        from .common import print_json
+
+        print_json(summary)
+    else:
+        con.print(f"profiled {summary['new_rows']} points in {wall:.1f} s on {meta['gpu_name']}; "
+                  f"{ok} ok, {summary['skipped']} skipped; wrote {p} (+ .meta.json)")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @handle_errors
+    def profile(
+        models: Annotated[str, typer.Option(help="Models: catalog names or config.json, comma-separated; NAME:field=value overrides.")],
+        out: Annotated[str, typer.Option(help="Output LatencyTable (.csv or .parquet); an existing one is resumed.")],
+        batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,4,16,64.")] = "1,4,16,64",
+        context: Annotated[str, typer.Option(help="Context lengths (tokens in the KV cache).")] = "512,2048",
+        gamma_max: Annotated[int, typer.Option(help="Largest lookahead: new tokens 1..γ_max+1.")] = 8,
+        new_tokens: Annotated[Optional[str], typer.Option(help="New tokens per sequence (default 1..γ_max+1).")] = None,
+        mode: Annotated[str, typer.Option(help="graph, eager or graph,eager.")] = "graph,eager",
+        dtype: Annotated[str, typer.Option(help="fp16 or bf16 (fp32 for CPU tests).")] = "fp16",
+        tp: Annotated[str, typer.Option(help="Tensor-parallel degrees: one rank's sharded layer on this GPU.")] = "1",
+        device: Annotated[str, typer.Option(help="cuda, cuda:N or cpu.")] = "cuda",
+        copies: Annotated[Optional[int], typer.Option(help="Distinct layer copies per timed stack (default: fill 256 MiB).")] = None,
+        overhead: Annotated[bool, typer.Option(help="Also measure the per-iteration overhead (γ = 0..γ_max).")] = True,
+        quiet: Annotated[bool, typer.Option("--quiet", help="No per-point lines.")] = False,
+        estimate: Annotated[bool, typer.Option("--estimate", help="Only print the point count and an H100 time estimate.")] = False,
+        json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    ):
+        """Measure layer, LM-head and overhead latency into a LatencyTable (resumable)."""
+        run_profile(models=models, batch=batch, context=context, gamma_max=gamma_max, new_tokens=new_tokens,
+                    mode=mode, dtype=dtype, tp=tp, device=device, out=out, copies=copies, overhead=overhead,
+                    quiet=quiet, estimate_only=estimate, json_out=json_out)

@@ -1,0 +1,187 @@
+"""Latency from a measured LatencyTable: the same interface as AnalyticalLatency, interpolating
+between measured grid points and falling back to the analytical model fitted to the same profile.
+
+Interpolation is multilinear in the raw coordinates (batch, new tokens, context), not in their logs:
+every term of a layer's time is a product of affine functions of them — weights read once
+(constant), matmul and activation work ∝ batch·new_tokens, attention ∝ batch·new_tokens·
+(context + new_tokens) — and multilinear interpolation reproduces such products exactly, while
+log-log interpolation bends a "constant + linear" segment. Errors stay in cells that straddle a
+roofline knee or a kernel-tile cliff. Outside the grid (or for a missing tp), the fitted analytical
+model is scaled to agree with the nearest measured point (continuity at the grid edge); a shape
+never measured gets the fitted analytical model alone. `sources` says which, per component.
+Key assumption: a shipped profile applies to the GPU it was measured on. numpy + csv only.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .hardware import GPUS, HardwareProfile
+from .latency import AnalyticalLatency, ComponentTimes, _check_mode, check_tp
+from .specs import ModelSpec
+from .table import DTYPE_BYTES, LatencyTable, head_shape_key, layer_shape_key
+
+MEASURED, INTERP, FITTED, ANCHORED = 0, 1, 2, 3
+
+
+class Grid:
+    """Values on a (possibly incomplete) tensor grid; NaN marks points not measured."""
+
+    def __init__(self, pts: np.ndarray):  # pts [N, ndim + 1]: coordinates then value
+        self.axes = [np.unique(pts[:, k]) for k in range(pts.shape[1] - 1)]
+        self.v = np.full([len(a) for a in self.axes], np.nan)
+        idx = tuple(np.searchsorted(a, pts[:, k]) for k, a in enumerate(self.axes))
+        self.v[idx] = pts[:, -1]
+
+    def clamp(self, *xs):
+        return [np.clip(x, a[0], a[-1]) for x, a in zip(xs, self.axes)]
+
+    def __call__(self, *xs):
+        """(values, kind) with kind MEASURED / INTERP, or NaN where outside or a corner is missing."""
+        xs = np.broadcast_arrays(*[np.asarray(x, dtype=float) for x in xs])
+        shape = xs[0].shape
+        lo, w, inside, exact = [], [], np.ones(shape, bool), np.ones(shape, bool)
+        for x, a in zip(xs, self.axes):
+            inside &= (x >= a[0]) & (x <= a[-1])
+            i = np.clip(np.searchsorted(a, x, side="right") - 1, 0, max(len(a) - 2, 0))
+            if len(a) == 1:
+                lo.append(np.zeros(shape, int))
+                w.append(np.zeros(shape))
+                exact &= x == a[0]
+                continue
+            t = (x - a[i]) / (a[i + 1] - a[i])
+            lo.append(i)
+            w.append(t)
+            exact &= (x == a[i]) | (x == a[i + 1])
+        out = np.zeros(shape)
+        for corner in range(2 ** len(xs)):
+            wt = np.ones(shape)
+            ix = []
+            for k in range(len(xs)):
+                up = (corner >> k) & 1
+                wt = wt * (w[k] if up else 1 - w[k])
+                ix.append(np.minimum(lo[k] + up, len(self.axes[k]) - 1))
+            val = self.v[tuple(ix)]
+            out = out + np.where(wt > 0, wt * np.nan_to_num(val, nan=0.0), 0.0)
+            out = np.where((wt > 0) & np.isnan(val), np.nan, out)
+        out = np.where(inside, out, np.nan)
+        return out, np.where(exact, MEASURED, INTERP)
+
+
+class MeasuredLatency:
+    """forward()/overhead_s() like AnalyticalLatency, from a measured table (loaded lazily, cached)."""
+
+    def __init__(self, path: str | Path, hw: HardwareProfile):
+        self.path = Path(path)
+        self.hw = hw
+        self.file = self.path.name
+        self.name = f"measured ({self.file})"
+        self._table = None
+        self._grids: dict = {}
+        self._index: dict | None = None
+        self._fallback = None
+
+    # ---- lazy state ----------------------------------------------------------------------------
+    @property
+    def table(self) -> LatencyTable:
+        if self._table is None:
+            self._table = LatencyTable.load(self.path)
+            gpus = {r["gpu"] for r in self._table.rows}
+            self.gpu = self.hw.name if self.hw.name in gpus or not gpus else sorted(gpus)[0]
+        return self._table
+
+    def _rows_index(self):
+        if self._index is None:
+            idx: dict = {}
+            for r in self.table.ok_rows():
+                if r["gpu"] != self.gpu:
+                    continue
+                k = r["shape"] if r["component"] in ("layer", "allreduce") else r["head_shape"]
+                by = DTYPE_BYTES.get(r["dtype"], 2)
+                idx.setdefault((r["component"], k, r["tp"], r["mode"], by), {}).setdefault(r["dtype"], []).append(r)
+            self._index = idx
+        return self._index
+
+    def grid(self, component, key, tp, mode, dtype_bytes):
+        k = (component, key, tp, mode, dtype_bytes)
+        if k not in self._grids:
+            by_dtype = self._rows_index().get(k)
+            g = None
+            if by_dtype:
+                rows = by_dtype.get("fp16") or next(iter(by_dtype.values()))
+                cols = ("batch", "new_tokens", "context") if component == "layer" else ("batch", "new_tokens")
+                g = Grid(np.array([[r[c] for c in cols] + [r["median_s"]] for r in rows], dtype=float))
+            self._grids[k] = g
+        return self._grids[k]
+
+    @property
+    def fallback(self) -> AnalyticalLatency:
+        if self._fallback is None:
+            fitted = self.table.meta.get("fitted")
+            base = GPUS.get(self.gpu, self.hw)
+            if fitted:
+                hw = base.replace(**{k: float(v) for k, v in fitted.items() if hasattr(base, k)})
+            else:
+                from .fit import fit_profile
+
+                hw, _ = fit_profile(self.table, base)
+            self._fallback = AnalyticalLatency(hw)
+        return self._fallback
+
+    # ---- composition ---------------------------------------------------------------------------
+    def _lookup(self, component, key, tp, mode, by, coords, fb_fn):
+        """Measured/interpolated where possible, anchored or plain fitted analytical elsewhere."""
+        coords = np.broadcast_arrays(*[np.asarray(c, dtype=float) for c in coords])
+        g = self.grid(component, key, tp, mode, by)
+        tp_anchor = tp
+        if g is None and tp > 1:
+            g, tp_anchor = self.grid(component, key, 1, mode, by), 1
+        fb = np.asarray(fb_fn(*coords, tp), dtype=float) + np.zeros(coords[0].shape)
+        if g is None:
+            return fb, np.full(coords[0].shape, FITTED)
+        val, kind = g(*coords) if tp_anchor == tp else (np.full(coords[0].shape, np.nan), None)
+        clamped = g.clamp(*coords)
+        edge, _ = g(*clamped)
+        anchored = edge * fb / np.asarray(fb_fn(*clamped, tp_anchor), dtype=float)
+        out = np.where(np.isfinite(val), val, np.where(np.isfinite(edge), anchored, fb))
+        kinds = np.where(np.isfinite(val), kind if kind is not None else INTERP,
+                         np.where(np.isfinite(edge), ANCHORED, FITTED))
+        return out, kinds
+
+    def _describe(self, kinds) -> str:
+        labels = {MEASURED: f"measured ({self.file})", INTERP: f"interpolated ({self.file})",
+                  FITTED: f"analytical fitted to {self.file}",
+                  ANCHORED: f"analytical fitted to {self.file}, scaled to the nearest measured point"}
+        u, c = np.unique(np.asarray(kinds).ravel(), return_counts=True)
+        if len(u) == 1:
+            return labels[int(u[0])]
+        return "; ".join(f"{labels[int(k)]} ×{n}" for k, n in zip(u, c))
+
+    def forward(self, spec: ModelSpec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
+        _check_mode(mode)
+        tp = check_tp(spec, tp)
+        fb, by = self.fallback, spec.dtype_bytes
+        layer, lk = self._lookup("layer", layer_shape_key(spec), tp, mode, by, (batch, new_tokens, context),
+                                 lambda b, n, c, t: fb.layer_s(spec, b, n, c, t, mode))
+        head, hk = self._lookup("lm_head", head_shape_key(spec), tp, mode, by, (batch, new_tokens),
+                                lambda b, n, t: fb.lm_head_s(spec, b, n, t, mode))
+        shape = np.broadcast(np.asarray(batch), np.asarray(new_tokens), np.asarray(context)).shape
+        if tp > 1:
+            ar, ak = self._lookup("allreduce", layer_shape_key(spec), tp, mode, by, (batch, new_tokens),
+                                  lambda b, n, t: fb.allreduce_s(spec, b, n, t, mode))
+            ar_src = self._describe(ak)
+        else:
+            ar, ar_src = np.zeros(shape), "none (tp=1)"
+        return ComponentTimes(layer_s=layer + np.zeros(shape), allreduce_s=ar + np.zeros(shape),
+                              lm_head_s=head + np.zeros(shape), n_layers=spec.n_layers,
+                              sources={"layer": self._describe(lk), "lm_head": self._describe(hk),
+                                       "allreduce": ar_src})
+
+    def overhead_s(self, spec: ModelSpec, batch, gamma, mode="graph"):
+        _check_mode(mode)
+        fb = self.fallback
+        g1 = np.asarray(gamma, dtype=float) + 1  # rows store γ+1 in new_tokens
+        val, kinds = self._lookup("overhead", head_shape_key(spec), 1, mode, spec.dtype_bytes, (batch, g1),
+                                  lambda b, n, t: fb.overhead_s(spec, b, n - 1, mode)[0])
+        return val, self._describe(kinds)

@@ -1,0 +1,138 @@
+"""Measure one job of a sweep: a decoder layer, the LM head or the per-iteration overhead, at one
+(batch, context) for several new-token counts and modes, yielding one Timing per point.
+
+Key assumption (L2 residency): a whole model never finds a layer's weights in L2 when that layer
+runs, because the other layers evicted them. So small layers are timed as a stack of `copies`
+distinct layers (each with its own weights and KV cache) whose weights total ≥ STACK_BYTES, and
+the stack's time is divided by its length (≥ MIN_STACK calls, copies repeated in turn). Rotating inputs would not help (the weights are what gets
+re-read); a stack also reproduces the back-to-back launch pattern of a real forward.
+"""
+from __future__ import annotations
+
+import torch
+
+from perfmodel.specs import ModelSpec
+
+from .blocks import DecoderLayer, Head, KV_ALIGN, _aligned, cache_bytes, causal_mask, stack_bytes
+from .env import layer_work
+from .timing import Timing, capture_graph, is_cuda, time_host, time_module
+
+STACK_BYTES = 256 * 2**20  # ≈ 5× the 50 MB L2 of an H100 (NVIDIA H100 whitepaper); 40 MB on A100
+MAX_COPIES = 16
+MIN_STACK = 4  # ≥ 4 layer calls per timed graph replay: the replay's own launch gap (~µs) is /4
+STACK_S = 2e-3  # ... unless one layer call already takes STACK_S / MIN_STACK (gap < 0.3 %)
+HBM_EST_BYTES_PER_S = 3.0e12  # rough H100 rate, only to size stacks (datasheet 3.35 TB/s)
+FLOPS_EST_PER_S = 6.0e14  # rough achieved fp16 rate, only to size stacks
+CACHE_BUDGET_FRACTION = 0.5  # stacks' KV caches use at most half of the free device memory
+
+
+def copies_for(spec: ModelSpec, batch: int, max_context: int, tp: int, device, copies=None) -> int:
+    if copies:
+        return int(copies)
+    if not is_cuda(device):
+        return 1
+    k = max(1, min(MAX_COPIES, -(-STACK_BYTES // max(stack_bytes(spec, tp), 1))))
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    per = cache_bytes(spec, batch, max_context, tp) + stack_bytes(spec, tp)
+    return max(1, min(k, int(CACHE_BUDGET_FRACTION * free // max(per, 1))))
+
+
+def stack_length(spec, tp, batch, context) -> int:
+    """Calls per timed stack: MIN_STACK, fewer for layers so slow (> STACK_S) the gap is negligible."""
+    flops, nbytes = layer_work(spec, batch, 1, context, tp)
+    t_est = max(nbytes / HBM_EST_BYTES_PER_S, flops / FLOPS_EST_PER_S)
+    return int(max(1, min(MIN_STACK, -(-STACK_S // max(t_est, 1e-9)))))
+
+
+def _aligned_context(context: int, new_tokens) -> int:
+    need = context + max(new_tokens)
+    return -(-need // KV_ALIGN) * KV_ALIGN
+
+
+def layer_points(spec, tp, batch, context, new_tokens, modes, dtype, device, copies=None):
+    """Yield ((n, mode), Timing per layer) for one layer shape at (batch, context)."""
+    max_ctx = _aligned_context(context, new_tokens)
+    k = copies_for(spec, batch, max_ctx, tp, device, copies)
+    layers = [DecoderLayer(spec, batch, max_ctx, dtype, device, tp, seed=i) for i in range(k)]
+    stack = [layers[i % k] for i in range(max(k, stack_length(spec, tp, batch, context)))]
+    pos = torch.full((batch,), context, dtype=torch.long, device=device)
+    gen = torch.Generator(device=torch.device(device)).manual_seed(7)
+    try:
+        for n in new_tokens:
+            x = torch.randn(batch, n, spec.d_model, generator=gen, device=device,
+                            dtype=layers[0].w_qkv.dtype)
+
+            # the mask is built once per forward in a whole model (DecoderModel): keep it outside
+            mask = causal_mask(pos, n, _aligned(context + n, max_ctx))
+
+            def fn(x=x, n=n, mask=mask):
+                y = x
+                for layer in stack:
+                    y = layer(y, pos, context + n, mask)
+                return y
+
+            with torch.inference_mode():
+                for mode in modes:
+                    yield (n, mode), time_module(fn, device, mode).scaled(1.0 / len(stack))
+    finally:
+        del layers
+
+
+def head_points(spec, tp, batch, new_tokens, modes, dtype, device, copies=None):
+    """Yield ((n, mode), Timing) of embedding + final norm + LM head over n new tokens."""
+    if copies is None and is_cuda(device):
+        k = max(1, min(MAX_COPIES, -(-STACK_BYTES // max(spec.lm_head_weight_bytes // tp, 1))))
+    else:
+        k = copies or 1
+    heads = [Head(spec, max_context=min(spec.max_positions, 64), dtype=dtype, device=device, tp=tp,
+                  seed=i) for i in range(k)]
+    pos = torch.zeros((batch,), dtype=torch.long, device=device)
+    try:
+        for n in new_tokens:
+            toks = torch.randint(0, spec.vocab, (batch, n), device=device)
+
+            def fn(toks=toks):
+                return [h(toks, pos) for h in heads]
+
+            with torch.inference_mode():
+                for mode in modes:
+                    yield (n, mode), time_module(fn, device, mode).scaled(1.0 / k)
+    finally:
+        del heads
+
+
+def overhead_points(spec, batch, gammas, modes, dtype, device):
+    """Yield ((γ+1, mode), Timing): greedy verification work outside forwards, then one host sync.
+
+    argmax over the vocabulary of b×(γ+1) logits, compare with the γ draft tokens, count accepted
+    (cumprod of matches), pick the bonus token, and copy the counts to the host (the sync every
+    engine does to learn how far to roll back).
+    """
+    from .blocks import torch_dtype
+
+    dt = torch_dtype(dtype)
+    for g in gammas:
+        logits = torch.randn(batch, g + 1, spec.vocab, device=device, dtype=dt)
+        draft = torch.randint(0, spec.vocab, (batch, g), device=device)
+
+        def work(logits=logits, draft=draft, g=g):
+            tgt = logits.argmax(dim=-1)
+            n_acc = (tgt[:, :g] == draft).to(torch.int32).cumprod(dim=-1).sum(dim=-1)
+            bonus = tgt.gather(1, n_acc[:, None].long())
+            return torch.stack([n_acc.long(), bonus[:, 0]])
+
+        with torch.inference_mode():
+            for mode in modes:
+                if mode == "graph":
+                    graph, out = capture_graph(work, device)
+
+                    def fn(graph=graph, out=out):
+                        graph.replay()
+                        return out.cpu()
+                else:
+                    def fn(work=work):
+                        return work().cpu()
+                yield (g + 1, mode), time_host(fn, device)
+
+
+__all__ = ["layer_points", "head_points", "overhead_points", "copies_for", "Timing", "STACK_BYTES"]

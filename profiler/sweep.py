@@ -1,0 +1,239 @@
+"""A profiling sweep: models × batch × new tokens × context × mode (× tp), deduplicated by layer
+shape and head shape, measured job by job into a LatencyTable that is saved as it grows.
+
+Key assumption: a layer's time depends only on its shape (`layer_shape_key`) and tp, the head's on
+`head_shape_key`, the overhead's on the vocabulary; so `llama-7b:n_layers=4` costs nothing once
+llama-7b is measured. Overhead rows store γ+1 in `new_tokens` and 0 in `context`; head rows 0 in
+`context`. An out-of-memory job is recorded as `status=skipped` rows with the reason and the sweep
+goes on; a finished row is never lost (saved at least every SAVE_EVERY_S and on any exit).
+"""
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from perfmodel.latency import AnalyticalLatency
+from perfmodel.specs import ModelSpec, SpecError
+from perfmodel.table import LatencyTable, head_shape_key, layer_shape_key
+
+from . import env, measure
+from .blocks import shard_sizes
+
+SAVE_EVERY_S = 10.0
+# Host-side cost per measured point (capture, warm-up, Python), for the estimate only: about what
+# a first H100 smoke run showed; a CPU run is dominated by compute instead.
+FIXED_POINT_S = {"eager": 0.012, "graph": 0.025}
+
+
+@dataclass(frozen=True)
+class Grid:
+    batches: tuple
+    contexts: tuple
+    new_tokens: tuple
+    modes: tuple
+    tps: tuple = (1,)
+    overhead_gammas: tuple = ()
+    max_cached_tokens: int | None = None  # skip batch × context above this (no real server holds it)
+
+
+@dataclass
+class Job:
+    component: str  # layer | lm_head | overhead
+    spec: ModelSpec
+    tp: int
+    batch: int
+    context: int  # 0 for lm_head / overhead
+    new_tokens: list = field(default_factory=list)  # γ+1 values for overhead
+    modes: tuple = ()
+
+    @property
+    def shape(self) -> str:
+        return layer_shape_key(self.spec) if self.component == "layer" else ""
+
+    @property
+    def head_shape(self) -> str:
+        return "" if self.component == "layer" else head_shape_key(self.spec)
+
+    def keys(self, gpu: str, dtype: str):
+        for n in self.new_tokens:
+            for m in self.modes:
+                yield (gpu, self.shape, self.head_shape, self.component, m, dtype, self.tp,
+                       self.batch, n, self.context)
+
+
+def check_model_grid(spec: ModelSpec, grid: Grid) -> None:
+    if not grid.batches or not grid.contexts or not grid.new_tokens or not grid.modes:
+        raise SpecError("the sweep grid is empty; give at least one batch, context, new-token count and mode")
+    for name, vals in (("batch", grid.batches), ("context", grid.contexts), ("new_tokens", grid.new_tokens),
+                       ("tp", grid.tps)):
+        bad = [v for v in vals if not isinstance(v, int) or v <= 0]
+        if bad:
+            raise SpecError(f"{name}={bad[0]!r} is not allowed; {name} must be a positive integer")
+    for m in grid.modes:
+        if m not in ("eager", "graph"):
+            raise SpecError(f"mode={m!r} is not allowed; use eager or graph")
+    if spec.learned_positions and max(grid.contexts) + max(grid.new_tokens) > spec.max_positions:
+        raise SpecError(f"context={max(grid.contexts)} + {max(grid.new_tokens)} new tokens exceeds "
+                        f"{spec.name}'s max_positions={spec.max_positions} (learned positions)")
+    for tp in grid.tps:
+        shard_sizes(spec, tp)
+
+
+def plan(models: list[tuple[ModelSpec, Grid]]) -> list[Job]:
+    """Jobs for every (model, grid), deduplicated by shape key; big layers first within a shape."""
+    jobs: dict = {}
+    for spec, g in models:
+        check_model_grid(spec, g)
+        for tp in g.tps:
+            for b in g.batches:
+                for c in g.contexts:
+                    if g.max_cached_tokens and b * c > g.max_cached_tokens:
+                        continue
+                    k = ("layer", layer_shape_key(spec), tp, b, c)
+                    j = jobs.setdefault(k, Job("layer", spec, tp, b, c, [], ()))
+                    j.new_tokens = sorted(set(j.new_tokens) | set(g.new_tokens))
+                    j.modes = tuple(m for m in ("graph", "eager") if m in set(j.modes) | set(g.modes))
+                k = ("lm_head", head_shape_key(spec), tp, b, 0)
+                j = jobs.setdefault(k, Job("lm_head", spec, tp, b, 0, [], ()))
+                j.new_tokens = sorted(set(j.new_tokens) | set(g.new_tokens))
+                j.modes = tuple(m for m in ("graph", "eager") if m in set(j.modes) | set(g.modes))
+        for b in g.batches if g.overhead_gammas else ():
+            k = ("overhead", head_shape_key(spec), 1, b, 0)
+            j = jobs.setdefault(k, Job("overhead", spec, 1, b, 0, [], ()))
+            j.new_tokens = sorted(set(j.new_tokens) | {x + 1 for x in g.overhead_gammas})
+            j.modes = tuple(m for m in ("graph", "eager") if m in set(j.modes) | set(g.modes))
+    return list(jobs.values())
+
+
+def estimate_s(jobs: list[Job], hw) -> float:
+    """Rough wall time on `hw`: analytical time × samples plus a fixed host cost per point."""
+    lat = AnalyticalLatency(hw)
+    total = 0.0
+    for j in jobs:
+        for n in j.new_tokens:
+            for m in j.modes:
+                if j.component == "layer":
+                    t = float(lat.layer_s(j.spec, j.batch, n, j.context, j.tp, m))
+                elif j.component == "lm_head":
+                    t = float(lat.lm_head_s(j.spec, j.batch, n, j.tp, m))
+                else:
+                    t = 5e-5
+                # warm-up + ≥ 20 samples of ≥ 0.3 ms (or of one call when slower), ~30 samples
+                if j.component == "layer":  # one sample = one call of the stack
+                    t *= measure.stack_length(j.spec, j.tp, j.batch, j.context)
+                total += FIXED_POINT_S[m] + 33 * max(t, 3e-4)
+    return total
+
+
+def _points(job: Job, dtype: str, device, copies):
+    if job.component == "layer":
+        return measure.layer_points(job.spec, job.tp, job.batch, job.context, job.new_tokens,
+                                    job.modes, dtype, device, copies)
+    if job.component == "lm_head":
+        return measure.head_points(job.spec, job.tp, job.batch, job.new_tokens, job.modes, dtype,
+                                   device, copies)
+    return measure.overhead_points(job.spec, job.batch, [n - 1 for n in job.new_tokens], job.modes,
+                                   dtype, device)
+
+
+def _row(job: Job, gpu, dtype, n, mode, timing=None, reason=""):
+    nan = float("nan")
+    return {"gpu": gpu, "model": job.spec.name, "shape": job.shape, "head_shape": job.head_shape,
+            "component": job.component, "mode": mode, "dtype": dtype, "tp": job.tp, "batch": job.batch,
+            "new_tokens": n, "context": job.context,
+            "median_s": timing.median_s if timing else nan, "p10_s": timing.p10_s if timing else nan,
+            "p90_s": timing.p90_s if timing else nan, "repeats": timing.repeats if timing else 0,
+            "status": "ok" if timing else "skipped", "reason": reason}
+
+
+def _work(job: Job, n: int):
+    if job.component == "layer":
+        return env.layer_work(job.spec, job.batch, n, job.context, job.tp)
+    if job.component == "lm_head":
+        return env.head_work(job.spec, job.batch, n, job.tp)
+    return 0.0, 0.0
+
+
+def is_oom(e: BaseException) -> bool:
+    msg = str(e).lower()
+    return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in msg or "alloc_failed" in msg
+
+
+def _free(device):
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def run(jobs: list[Job], table: LatencyTable, out, device, dtype: str, *, copies=None,
+        console=None, verbose: bool = True, deadline_s: float | None = None) -> LatencyTable:
+    """Measure every not-yet-done point of `jobs` into `table`, saving to `out` as it goes.
+
+    With `deadline_s` (seconds from now) no new job starts after it; the rest stays for a resume.
+    """
+    stop_at = None if deadline_s is None else time.monotonic() + deadline_s
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    gpu = table.meta["gpu"]
+    hw = env.hardware_for(gpu)
+    done = table.done_keys()
+    todo = [(j, [k for k in j.keys(gpu, dtype) if k not in done]) for j in jobs]
+    todo = [(j, ks) for j, ks in todo if ks]
+    total = sum(len(ks) for _, ks in todo)
+    graph_ok = torch.device(device).type == "cuda"
+    last_save = time.monotonic()
+    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*cols, console=console, transient=False) as prog:
+        task = prog.add_task("profiling", total=total)
+        try:
+            for job, keys in todo:
+                if stop_at is not None and time.monotonic() > stop_at:
+                    prog.console.print("deadline reached: stopping; rerun with the same --out to resume")
+                    break
+                want = {(k[8], k[4]) for k in keys}
+                modes = tuple(m for m in job.modes if graph_ok or m != "graph")
+                for n, m in sorted(want):
+                    if m not in modes:
+                        table.add(_row(job, gpu, dtype, n, m, reason="graph mode needs a CUDA device"))
+                        prog.advance(task)
+                job_ = Job(job.component, job.spec, job.tp, job.batch, job.context,
+                           sorted({n for n, m in want if m in modes}), modes)
+                if not job_.new_tokens or not modes:
+                    continue
+                prog.update(task, description=f"{job.component} {job.spec.name} tp{job.tp} b{job.batch} c{job.context}")
+                got = set()
+                try:
+                    for (n, m), t in _points(job_, dtype, device, copies):
+                        if (n, m) not in want:
+                            continue
+                        got.add((n, m))
+                        table.add(_row(job, gpu, dtype, n, m, t))
+                        prog.advance(task)
+                        if verbose:
+                            fl, by = _work(job, n)
+                            prog.console.print(f"{job.component:7s} {job.shape or job.head_shape} tp{job.tp} {m:5s} "
+                                             f"b={job.batch} n={n} ctx={job.context}  {t.median_s * 1e3:8.4f} ms "
+                                             f"(p10 {t.p10_s * 1e3:.4f}, p90 {t.p90_s * 1e3:.4f}, {t.repeats}×)  "
+                                             f"{env.roofline(hw, fl, by, t.median_s)}", highlight=False, soft_wrap=True)
+                        if time.monotonic() - last_save > SAVE_EVERY_S:
+                            table.save(out)
+                            last_save = time.monotonic()
+                except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
+                    if not is_oom(e):
+                        raise
+                    reason = "out of memory: " + str(e).splitlines()[0][:160]
+                    for n, m in sorted(want):
+                        if (n, m) not in got and m in modes:
+                            table.add(_row(job, gpu, dtype, n, m, reason=reason))
+                            prog.advance(task)
+                    prog.console.print(f"skipped {job.component} {job.spec.name} b={job.batch} "
+                                     f"ctx={job.context}: {reason}", highlight=False, soft_wrap=True)
+                finally:
+                    _free(device)
+        finally:
+            table.save(out)
+    return table

@@ -1,0 +1,321 @@
+"""`profile_tp`: measure tensor-parallel layers, heads and all-reduces with one process per rank,
+and a whole TP model against the composition of those measurements.
+
+Writes (rank 0): a LatencyTable of TP rows — component=layer (a rank's sharded layer WITHOUT its
+all-reduces, all ranks computing concurrently), component=allreduce (the layer's two all-reduces of
+batch·new_tokens·d_model, context 0), component=lm_head (embedding + norm + vocabulary-parallel
+head + logits all-gather, context 0); a second LatencyTable with the sharded layer WITH its
+all-reduces; the all-reduce curve over message sizes; and a validation CSV (whole TP model measured
+vs n_layers·(layer + allreduce) + lm_head). Key assumption: fixed repeat counts on every rank (see
+profiler.allreduce) and rank 0's times; layers timed as stacks of distinct copies with ≥ 256 MiB
+of weights, as profiler.measure does, so L2 never holds a layer's weights between its calls.
+"""
+from __future__ import annotations
+
+import csv
+import gc
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from perfmodel.hardware import GPUS
+from perfmodel.latency import AnalyticalLatency
+from perfmodel.table import LatencyTable, head_shape_key, layer_shape_key
+from perfmodel.tp_model import save_curve
+
+from . import allreduce, env, tp
+from .blocks import KV_ALIGN, causal_mask, stack_bytes, torch_dtype
+from .measure import MAX_COPIES, STACK_BYTES
+
+TARGET_SAMPLE_S = 3e-4  # ≥ 0.3 ms per sample (as profiler.timing): event resolution stays < 0.2 %
+MEMORY_FRACTION = 0.85  # a whole TP model may use this much of a GPU's memory
+VALIDATION_COLUMNS = ("gpu", "model", "tp", "mode", "batch", "new_tokens", "context", "measured_s",
+                      "p10_s", "p90_s", "composed_s", "rel_err", "composed_in_layer_s", "rel_err_in_layer",
+                      "status", "reason")
+
+
+@dataclass(frozen=True)
+class TPJob:
+    specs: tuple
+    batches: tuple
+    new_tokens: tuple
+    contexts: tuple
+    modes: tuple
+    dtype: str
+    out: str
+    with_ar_out: str
+    curve_out: str = ""  # may hold {gpu}; "" = no curve
+    curve_sizes: tuple = ()
+    validate: str = ""  # model name (one of specs) for the whole-model check; "" = none
+    validate_grid: tuple = ((1,), (1,), (512,))  # batches, new_tokens, contexts
+    validation_out: str = ""
+    repeats: int = 20
+    deadline: float = math.inf  # time.time() after which no new job starts
+    command: str = ""
+    extra_meta: dict = field(default_factory=dict)
+
+
+def _aligned(n: int) -> int:
+    return -(-n // KV_ALIGN) * KV_ALIGN
+
+
+class _Ctx:
+    """Per-rank state: device, control group (gloo, independent of NCCL), logging, agreement."""
+
+    def __init__(self, rank, world, job: TPJob):
+        self.rank, self.world, self.job = rank, world, job
+        self.backend = dist.get_backend()
+        self.device = torch.device("cuda", rank) if self.backend == "nccl" else torch.device("cpu")
+        self.ctrl = dist.new_group(backend="gloo")
+        self.dtype = torch_dtype(job.dtype)
+        self.meta = env.metadata(self.device, job.dtype, job.command)
+        self.gpu = self.meta["gpu"]
+        self.hw = GPUS.get(self.gpu, GPUS["h100-sxm"])
+
+    def log(self, msg):
+        if self.rank == 0:
+            print(msg, flush=True)
+
+    def barrier(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        dist.barrier(group=self.ctrl)
+
+    def agree_min(self, value: float) -> float:
+        t = torch.tensor([float(value)], dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN, group=self.ctrl)
+        return float(t.item())
+
+    def go_on(self) -> bool:
+        """Rank 0 decides (deadline); every rank follows, so collectives stay matched."""
+        t = torch.tensor([1.0 if time.time() < self.job.deadline else 0.0])
+        dist.broadcast(t, src=0, group=self.ctrl)
+        return bool(t.item())
+
+    def timing(self, fn, mode, inner, repeats=None):
+        s = allreduce.time_lockstep(fn, self.device, mode, repeats or self.job.repeats, inner, self.barrier)
+        return allreduce.summary(s)
+
+
+def _row(c: _Ctx, spec, component, mode, batch, n, context, t: dict | None, reason=""):
+    nan = float("nan")
+    return {"gpu": c.gpu, "model": spec.name,
+            "shape": layer_shape_key(spec) if component in ("layer", "allreduce") else "",
+            "head_shape": head_shape_key(spec) if component == "lm_head" else "",
+            "component": component, "mode": mode, "dtype": c.job.dtype, "tp": c.world, "batch": batch,
+            "new_tokens": n, "context": context, "median_s": t["median_s"] if t else nan,
+            "p10_s": t["p10_s"] if t else nan, "p90_s": t["p90_s"] if t else nan,
+            "repeats": t["repeats"] if t else 0, "status": "ok" if t else "skipped", "reason": reason}
+
+
+def _modes(c: _Ctx):
+    return tuple(m for m in c.job.modes if m == "eager" or c.device.type == "cuda")
+
+
+def _inner(est_s: float) -> int:
+    return int(min(MAX_COPIES, max(1, math.ceil(TARGET_SAMPLE_S / max(est_s, 1e-7)))))
+
+
+def profile_layers(c: _Ctx, spec, prof: LatencyTable, with_ar: LatencyTable) -> None:
+    j = c.job
+    max_b, max_ctx = max(j.batches), _aligned(max(j.contexts) + max(j.new_tokens))
+    k = 1
+    if c.device.type == "cuda":
+        k = max(1, min(MAX_COPIES, -(-STACK_BYTES // max(stack_bytes(spec, c.world), 1))))
+        free, _ = torch.cuda.mem_get_info(c.device)
+        per = stack_bytes(spec, c.world) + 2 * spec.dtype_bytes * max_b * max_ctx * spec.kv_dim
+        k = int(c.agree_min(max(1, min(k, int(0.5 * free // per)))))
+    stack = [tp.TPDecoderLayer(spec, max_b, max_ctx, c.dtype, c.device, c.world, c.rank, seed=i)
+             for i in range(k)]
+    lat = AnalyticalLatency(c.hw)
+    gen = torch.Generator(device=c.device).manual_seed(7)
+    try:
+        for ctx in sorted(j.contexts):
+            if not c.go_on():
+                c.log(f"deadline: stopped {spec.name} before context {ctx}")
+                return
+            for n in j.new_tokens:
+                L = min(max_ctx, _aligned(ctx + n))
+                for b in j.batches:
+                    x = torch.randn(b, n, spec.d_model, generator=gen, device=c.device, dtype=c.dtype)
+                    pos = torch.full((b,), ctx, dtype=torch.long, device=c.device)
+                    mask = causal_mask(pos, n, L)
+
+                    def fn(x=x, pos=pos, mask=mask, L=L):
+                        y = x
+                        for layer in stack:
+                            y = layer(y, pos, L, mask)
+                        return y
+                    for mode in _modes(c):
+                        est = k * float(lat.layer_s(spec, b, n, ctx, c.world, mode))
+                        for ar, table in ((False, prof), (True, with_ar)):
+                            if ar and c.world == 1:
+                                continue
+                            for layer in stack:
+                                layer.allreduce = ar
+                            t = c.timing(fn, mode, _inner(est))
+                            t = {kk: (v / k if kk.endswith("_s") else v) for kk, v in t.items()}
+                            table.add(_row(c, spec, "layer", mode, b, n, ctx, t))
+                        c.log(f"layer {spec.name} tp{c.world} {mode:5s} b={b:3d} n={n} ctx={ctx:5d} "
+                              f"compute {prof.rows[-1]['median_s'] * 1e3:8.4f} ms"
+                              + (f"  with all-reduces {with_ar.rows[-1]['median_s'] * 1e3:8.4f} ms"
+                                 if c.world > 1 else ""))
+            if c.rank == 0:
+                prof.save(j.out)
+                with_ar.save(j.with_ar_out)
+    finally:
+        del stack
+        _free(c)
+
+
+def profile_heads_and_pairs(c: _Ctx, spec, prof: LatencyTable) -> None:
+    j = c.job
+    k = 1 if c.device.type != "cuda" else max(1, min(MAX_COPIES, -(-STACK_BYTES // max(
+        spec.lm_head_weight_bytes // c.world, 1))))
+    heads = [tp.TPHead(spec, min(spec.max_positions, 64), c.dtype, c.device, c.world, c.rank, seed=i)
+             for i in range(k)]
+    lat = AnalyticalLatency(c.hw)
+    pos0 = None
+    try:
+        for n in j.new_tokens:
+            for b in j.batches:
+                toks = torch.randint(0, spec.vocab, (b, n), device=c.device)
+                pos0 = torch.zeros((b,), dtype=torch.long, device=c.device)
+
+                def fn(toks=toks, pos0=pos0):
+                    return [h(toks, pos0) for h in heads]
+                for mode in _modes(c):
+                    t = c.timing(fn, mode, _inner(k * float(lat.lm_head_s(spec, b, n, c.world, mode))))
+                    prof.add(_row(c, spec, "lm_head", mode, b, n, 0,
+                                  {kk: (v / k if kk.endswith("_s") else v) for kk, v in t.items()}))
+                    if c.world > 1:
+                        s = allreduce.layer_pair(b, n, spec.d_model, device=c.device, dtype=c.dtype, mode=mode,
+                                                 repeats=j.repeats, barrier=c.barrier)
+                        prof.add(_row(c, spec, "allreduce", mode, b, n, 0, allreduce.summary(s)))
+                    c.log(f"head  {spec.name} tp{c.world} {mode:5s} b={b:3d} n={n} "
+                          f"{prof.select(component='lm_head', model=spec.name, mode=mode, batch=b, new_tokens=n)[-1]['median_s'] * 1e3:8.4f} ms"
+                          + (f"  layer all-reduces {prof.rows[-1]['median_s'] * 1e6:8.2f} µs" if c.world > 1 else ""))
+        if c.rank == 0:
+            prof.save(j.out)
+    finally:
+        del heads
+        _free(c)
+
+
+def _free(c: _Ctx):
+    gc.collect()
+    if c.device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _lookup(table: LatencyTable, spec, component, mode, b, n, ctx):
+    key = "shape" if component in ("layer", "allreduce") else "head_shape"
+    want = layer_shape_key(spec) if key == "shape" else head_shape_key(spec)
+    rows = [r for r in table.ok_rows() if r[key] == want and r["component"] == component and r["mode"] == mode
+            and r["batch"] == b and r["new_tokens"] == n and r["context"] == ctx]
+    return rows[-1]["median_s"] if rows else float("nan")
+
+
+def validate_model(c: _Ctx, spec, prof: LatencyTable, with_ar: LatencyTable) -> list[dict]:
+    """Whole TP model forward vs composition of the sharded profile, per grid point and mode."""
+    vb, vn, vc = c.job.validate_grid
+    max_ctx = _aligned(max(vc) + max(vn))
+    total = torch.cuda.get_device_properties(c.device).total_memory if c.device.type == "cuda" else 8 * 2**30
+    fits = [b for b in sorted(vb) if tp.tp_model_bytes(spec, c.world, b, max_ctx) < MEMORY_FRACTION * total]
+    B = int(c.agree_min(max(fits) if fits else 0))
+    out = []
+    if B == 0:
+        return out
+    model = tp.TPModel(spec, max_batch=B, max_context=max_ctx, dtype=c.dtype, device=c.device, tp=c.world,
+                       rank=c.rank)
+    L_ = spec.n_layers
+    try:
+        for b in sorted(vb):
+            for ctx in vc:
+                for n in vn:
+                    toks = torch.randint(0, spec.vocab, (b, n), device=c.device)
+                    pos = torch.full((b,), ctx, dtype=torch.long, device=c.device)
+                    for mode in _modes(c):
+                        r = {"gpu": c.gpu, "model": spec.name, "tp": c.world, "mode": mode, "batch": b,
+                             "new_tokens": n, "context": ctx}
+                        if b > B:
+                            r.update(status="skipped", reason=f"batch {b} does not fit ({MEMORY_FRACTION:.0%} of memory)")
+                            out.append(r)
+                            continue
+                        if not c.go_on():
+                            return out
+
+                        def fn(toks=toks, pos=pos, L=ctx + n):
+                            return model(toks, pos, L)
+                        t = c.timing(fn, mode, 1, repeats=max(10, c.job.repeats // 2))
+                        lay, ar = (_lookup(prof, spec, comp, mode, b, n, cc)
+                                   for comp, cc in (("layer", ctx), ("allreduce", 0)))
+                        head = _lookup(prof, spec, "lm_head", mode, b, n, 0)
+                        lay_ar = _lookup(with_ar, spec, "layer", mode, b, n, ctx)
+                        comp = L_ * (lay + (ar if c.world > 1 else 0.0)) + head
+                        comp2 = L_ * lay_ar + head if c.world > 1 else comp
+                        r.update(measured_s=t["median_s"], p10_s=t["p10_s"], p90_s=t["p90_s"], composed_s=comp,
+                                 rel_err=(comp - t["median_s"]) / t["median_s"], composed_in_layer_s=comp2,
+                                 rel_err_in_layer=(comp2 - t["median_s"]) / t["median_s"], status="ok", reason="")
+                        out.append(r)
+                        c.log(f"model {spec.name} tp{c.world} {mode:5s} b={b:3d} n={n} ctx={ctx:5d} "
+                              f"measured {t['median_s'] * 1e3:8.3f} ms  composed {comp * 1e3:8.3f} ms "
+                              f"({r['rel_err']:+.1%})  with in-layer all-reduces {comp2 * 1e3:8.3f} ms "
+                              f"({r['rel_err_in_layer']:+.1%})")
+        return out
+    finally:
+        del model
+        _free(c)
+
+
+def save_validation(rows: list[dict], path: str) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(VALIDATION_COLUMNS))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: r.get(k, "") for k in VALIDATION_COLUMNS})
+
+
+def worker(rank: int, world: int, job: TPJob) -> None:
+    c = _Ctx(rank, world, job)
+    meta = dict(c.meta, tp=world, ranks=world, backend=c.backend, **job.extra_meta)
+    if c.device.type == "cuda":
+        meta["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
+        meta["nvls_env"] = {k: os.environ.get(k, "") for k in tp.NVLS_OFF_ENV}
+    meta["layer_rows"] = "tp rows: one rank's sharded layer WITHOUT all-reduces, all ranks computing at once"
+    meta_ar = dict(meta, layer_rows="tp rows: one rank's sharded layer WITH its two all-reduces")
+    prof, with_ar = LatencyTable(meta=meta), LatencyTable(meta=meta_ar)
+    with torch.inference_mode():
+        if job.curve_out and world > 1 and c.go_on():
+            rows = allreduce.curve(list(job.curve_sizes), device=c.device, dtype=c.dtype, modes=_modes(c),
+                                   repeats=max(job.repeats, 30), barrier=c.barrier, log=c.log)
+            if rank == 0:
+                for r in rows:
+                    r.update(gpu=c.gpu, tp=world, dtype=job.dtype)
+                save_curve(rows, job.curve_out.format(gpu=c.gpu), dict(meta, what="NCCL all-reduce, in place, "
+                           "sum; sample = mean of back-to-back calls between CUDA events"))
+        val = []
+        for spec in job.specs:
+            if not c.go_on():
+                c.log(f"deadline: {spec.name} not profiled")
+                continue
+            profile_heads_and_pairs(c, spec, prof)
+            profile_layers(c, spec, prof, with_ar)
+            if job.validate == spec.name and c.go_on():
+                val += validate_model(c, spec, prof, with_ar)
+                if rank == 0 and job.validation_out:
+                    save_validation(val, job.validation_out)
+    if rank == 0:
+        prof.save(job.out)
+        if world > 1:
+            with_ar.save(job.with_ar_out)
+
+
+def profile_tp(job: TPJob, world: int, device: str = "cuda") -> None:
+    """Run `job` over `world` ranks (NCCL on `world` GPUs, or gloo on CPU processes)."""
+    tp.launch(worker, world, (job,), backend=tp.pick_backend(world, device))

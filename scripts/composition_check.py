@@ -1,0 +1,142 @@
+"""Composition accuracy: whole-model forward time (profiler.blocks.DecoderModel, all layers) versus
+n_layers × layer + lm_head from a measured profile, per (mode, batch, new tokens, context); and the
+study's central fact from the profile (a 4-layer 4096-wide draft step vs sheared-llama-1.3b's).
+
+Usage (on the GPU, after the sweep):
+    PYTHONPATH=. python scripts/composition_check.py --profile perfmodel/data/h100-sxm.csv \
+        --out perfmodel/data/composition_h100.csv
+    PYTHONPATH=. python scripts/composition_check.py --fact-only      # central fact, no GPU needed
+Key assumption: a whole model's forward is its layers' forwards back to back plus the head; the
+profile's layer rows were timed as stacks of distinct layers so L2 flattery does not bias them.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from perfmodel.catalog import resolve_model
+from perfmodel.hardware import resolve_gpu
+from perfmodel.profiles import latency_provider
+
+FIELDS = ("gpu", "model", "mode", "batch", "new_tokens", "context", "measured_s", "p10_s", "p90_s",
+          "composed_s", "rel_err", "layer_source", "lm_head_source")
+
+
+def central_fact(provider, context=512):
+    """Batch-1 one-token step: 4-layer 4096-wide draft vs 24-layer 2048-wide sheared-llama-1.3b."""
+    shallow = resolve_model("llama-7b:n_layers=4")
+    deep = resolve_model("sheared-llama-1.3b")
+    out = []
+    for mode in ("graph", "eager"):
+        a = provider.forward(shallow, 1, 1, context, 1, mode)
+        b = provider.forward(deep, 1, 1, context, 1, mode)
+        out.append({"mode": mode, "shallow_s": float(a.total_s), "deep_s": float(b.total_s),
+                    "ratio": float(b.total_s / a.total_s), "shallow_params": shallow.params,
+                    "deep_params": deep.params, "sources": (a.sources["layer"], b.sources["layer"])})
+    return out
+
+
+def print_fact(provider, label):
+    for r in central_fact(provider):
+        print(f"central fact ({label}, {r['mode']}, batch 1, context 512): 24-layer 2048-wide "
+              f"sheared-llama-1.3b step {r['deep_s'] * 1e3:.3f} ms vs 4-layer 4096-wide "
+              f"{r['shallow_s'] * 1e3:.3f} ms -> {r['ratio']:.2f}x slower "
+              f"({r['deep_params'] / 1e9:.2f} B vs {r['shallow_params'] / 1e9:.2f} B params; "
+              f"layer source: {r['sources'][1]})", flush=True)
+
+
+def measure_model(name, provider, batches, new_tokens, contexts, modes, device, gpu, margin_bytes=3 * 2**30):
+    import torch
+
+    from profiler.blocks import DecoderModel, KV_ALIGN, cache_bytes
+    from profiler.timing import time_module
+
+    spec = resolve_model(name)
+    model = DecoderModel(spec, max_batch=1, max_context=KV_ALIGN, dtype="fp16", device=device)
+    rows = []
+    for b in batches:
+        for c in contexts:
+            max_ctx = -(-(c + max(new_tokens)) // KV_ALIGN) * KV_ALIGN
+            model.reset_cache(1, KV_ALIGN)
+            torch.cuda.empty_cache()
+            free, _ = torch.cuda.mem_get_info()
+            need = spec.n_layers * cache_bytes(spec, b, max_ctx) + margin_bytes
+            if need > free:
+                print(f"skip {name} b={b} ctx={c}: KV cache needs {need / 2**30:.1f} GiB, "
+                      f"{free / 2**30:.1f} GiB free", flush=True)
+                continue
+            model.reset_cache(b, max_ctx)
+            pos = torch.full((b,), c, dtype=torch.long, device=device)
+            for n in new_tokens:
+                toks = torch.randint(0, spec.vocab, (b, n), device=device)
+                ct = {m: provider.forward(spec, b, n, c, 1, m) for m in modes}
+                with torch.inference_mode():
+                    for m in modes:
+                        t = time_module(lambda: model(toks, pos, c + n), device, m)
+                        comp = float(ct[m].total_s)
+                        rows.append({"gpu": gpu, "model": name, "mode": m, "batch": b, "new_tokens": n,
+                                     "context": c, "measured_s": t.median_s, "p10_s": t.p10_s,
+                                     "p90_s": t.p90_s, "composed_s": comp,
+                                     "rel_err": comp / t.median_s - 1,
+                                     "layer_source": ct[m].sources["layer"],
+                                     "lm_head_source": ct[m].sources["lm_head"]})
+                        r = rows[-1]
+                        print(f"{name:10s} {m:5s} b={b:2d} n={n} ctx={c:5d}  model {t.median_s * 1e3:8.3f} ms  "
+                              f"composed {comp * 1e3:8.3f} ms  err {r['rel_err']:+6.1%}", flush=True)
+    del model
+    torch.cuda.empty_cache()
+    return rows
+
+
+def summary(rows):
+    out = {}
+    for m in sorted({r["mode"] for r in rows}):
+        e = np.abs([r["rel_err"] for r in rows if r["mode"] == m])
+        out[m] = {"n": int(e.size), "median_abs_err": float(np.median(e)),
+                  "p90_abs_err": float(np.percentile(e, 90)), "max_abs_err": float(e.max())}
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="perfmodel/data/h100-sxm.csv")
+    ap.add_argument("--gpu", default="h100-sxm")
+    ap.add_argument("--models", default="llama-7b,llama-13b,llama-33b")
+    ap.add_argument("--batch", default="1,4,16")
+    ap.add_argument("--new-tokens", default="1,5,9")
+    ap.add_argument("--context", default="512,2048")
+    ap.add_argument("--modes", default="graph,eager")
+    ap.add_argument("--out", default="perfmodel/data/composition_h100.csv")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--fact-only", action="store_true")
+    a = ap.parse_args(argv)
+    provider = latency_provider(resolve_gpu(a.gpu), profile=a.profile)
+    print_fact(provider, f"{a.gpu}, {Path(a.profile).name}")
+    if a.fact_only:
+        return 0
+    import torch
+
+    from profiler.env import device_name
+
+    ints = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
+    card = device_name(a.device) if torch.device(a.device).type == "cuda" else "cpu"
+    rows = []
+    for name in a.models.split(","):
+        rows += measure_model(name, provider, ints(a.batch), ints(a.new_tokens), ints(a.context),
+                              a.modes.split(","), a.device, card)
+    with open(a.out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    for m, s in summary(rows).items():
+        print(f"composition {m:5s} on {card}: n={s['n']}  median |err| {s['median_abs_err']:.2%}  "
+              f"p90 |err| {s['p90_abs_err']:.2%}  max {s['max_abs_err']:.2%}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
