@@ -1,6 +1,6 @@
 """`specperf plot KIND`: write an interactive figure as standalone HTML (plotly.js embedded, works
 offline) and optionally a PNG through kaleido. Kinds: speedup, gamma, breakdown, depth-width,
-design, breakeven.
+design, breakeven, acceptance.
 
 Module top imports only stdlib, typer and cli.common (fast start); plotly loads inside the command.
 """
@@ -12,10 +12,10 @@ import typer
 
 from .common import UsageError, handle_errors, parse_ints, parse_names, print_json
 
-KINDS = ("speedup", "gamma", "breakdown", "depth-width", "design", "breakeven")
+KINDS = ("speedup", "gamma", "breakdown", "depth-width", "design", "breakeven", "acceptance")
 DTYPES = {"fp16": 2, "bf16": 2, "fp32": 4}
 NEEDS_PAIR = ("speedup", "gamma", "breakdown", "breakeven")  # target and draft (speedup: or --cost-ratio)
-NEEDS_ALPHA = ("gamma", "breakeven")
+NEEDS_ALPHA = ("gamma", "breakeven", "acceptance")
 DEPTH_WIDTH_BASE = "llama-7b"  # base family/vocabulary for depth-width when --draft is not given
 
 
@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
         style: Annotated[str, typer.Option(help="speedup: surface (3-D, rotatable) or map (2-D).")] = "surface",
         json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document naming the files.")] = False,
     ):
-        """Write an interactive figure: speedup, gamma, breakdown, depth-width, design or breakeven."""
+        """Write an interactive figure: speedup, gamma, breakdown, depth-width, design, breakeven or acceptance."""
         if kind not in KINDS:
             raise UsageError(f"unknown plot kind {kind!r}; use one of {', '.join(KINDS)}")
         if mode not in ("graph", "eager", "both"):

@@ -1,5 +1,5 @@
 """specperf's interactive figures (plotly): speedup surfaces, optimal lookahead, time breakdowns,
-the depth × width latency map, draft design and break-even maps. plotly is imported only inside
+the depth × width latency map, draft design and break-even maps, calibrated acceptance. plotly is imported only inside
 this package; perfmodel and calibration never import it.
 
 Key assumption: every number drawn comes from perfmodel (predict, specdec, optimize) or a measured
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 
 KINDS = {"speedup": "speedup", "gamma": "gamma", "breakdown": "breakdown", "depth-width": "depth_width",
-         "design": "design", "breakeven": "breakeven"}
+         "design": "design", "breakeven": "breakeven", "acceptance": "acceptance"}
 
 
 def figure(kind: str, setting, **kw):
