@@ -98,6 +98,7 @@ def register(app: typer.Typer) -> None:
             tp=tp, modes=("graph", "eager") if mode == "both" else (mode,), top=top, reference=reference,
             policy_draft=policy_draft, emit=emit, dtype_bytes=DTYPES[dtype.lower()])
         hw = resolve_gpu(gpu)
+        req.memory_bytes = hw.memory_bytes
         provider = latency_provider(hw, profile=profile, use_shipped=not analytical)
         draft_provider = None
         if calibration is not None:  # latency correction fitted by `specperf calibrate latency`
@@ -134,7 +135,7 @@ def _console():
     from rich.console import Console
 
     con = Console()
-    return con if con.is_terminal else Console(width=180)
+    return con if con.is_terminal else Console(width=160)
 
 
 def render(doc: dict) -> None:
@@ -142,7 +143,7 @@ def render(doc: dict) -> None:
     from rich.table import Table as _Table
 
     def Table(title: str, **kw):  # noqa: N802 — titles carry literal [brackets]
-        return _Table(title=escape(title), **kw)
+        return _Table(title=escape(title) if title else None, **kw)
 
     con = _console()
     con.print(f"[bold]specperf optimize[/bold] — target {doc['target']} on {doc['gpu']} (tp={doc['tp']}), "
@@ -156,15 +157,16 @@ def render(doc: dict) -> None:
               f"residual sd {am['resid_sd']:.3f}; source: {am['source']}")
     ref = doc.get("reference")
     for rk in doc["rankings"]:
-        t = Table(title=f"{rk['mode']} mode · batch {rk['batch']} · context {rk['context']} · "
-                        f"autoregressive {rk['baseline_tok_s']:.1f} tok/s", title_justify="left")
-        cols = ["#", "draft", "γ*", "tok/iter", "draft", "verify", "tok/s", "speedup", "interval (γ)", "α", "α is"]
-        cols += [f"vs {ref}", "α to match"] if ref else []
+        t = Table(f"{rk['mode']} mode · batch {rk['batch']} · context {rk['context']} · autoregressive "
+                  f"{rk['baseline_tok_s']:.1f} tok/s" + (f" · ref = {ref}" if ref else ""), title_justify="left")
+        cols = ["#", "draft", "γ*", "tok/iter", "draft", "verify", "tok/s", "speedup", "95% range (γ)", "α", "α is"]
+        cols += ["vs ref", "α to tie ref"] if ref else []
         for c in cols:
-            t.add_column(c, justify="left" if c in ("draft", "α is") else "right")
+            t.add_column(c, justify="left" if c in ("draft", "α is") else "right",
+                         no_wrap=c in ("draft", "α", "95% range (γ)"))
         for r in rk["rows"]:
             interval = f"{r['speedup_lo']:.2f}–{r['speedup_hi']:.2f} ({r['gamma_lo']}–{r['gamma_hi']})"
-            cells = [str(r["rank"]), r["draft"] + (" ◀ ref" if r["is_reference"] else ""),
+            cells = [str(r["rank"]), escape(r["draft"]) + (" ◀ ref" if r["is_reference"] else ""),
                      str(r["gamma"]), f"{r.get('tokens_per_iteration', 0):.2f}", _pct(r.get("draft_share")),
                      _pct(r.get("verify_share")), f"{r['throughput_tok_s']:.1f}" if r["throughput_tok_s"] else "–",
                      _x(r["speedup"]), interval,
@@ -182,24 +184,30 @@ def render(doc: dict) -> None:
             for n in r["notes"]:
                 con.print(f"  [yellow]note[/yellow] {r['draft']}: {n}")
     if doc.get("mode_comparison"):
-        t = Table(title="graph vs eager: best draft per mode" + (f", and {ref} in each mode" if ref else ""),
-                  title_justify="left")
+        con.print("[bold]graph vs eager[/bold]: best draft per mode"
+                  + (f"; gains over {ref} in eager mode from CUDA graphs, from the best draft, and both" if ref else ""))
+        t = Table("")
         for c in ["batch", "context", "graph: best (γ)", "tok/s", "eager: best (γ)", "tok/s"] + (
-                [f"{ref} graph tok/s", f"{ref} eager tok/s"] if ref else []):
-            t.add_column(c, justify="right" if "tok/s" in c or c in ("batch", "context") else "left")
+                [f"ref graph tok/s", "ref eager tok/s", "+graphs", "+draft", "+both"] if ref else []):
+            best = c in ("graph: best (γ)", "eager: best (γ)")
+            t.add_column(c, justify="left" if best else "right", no_wrap=best)
         for row in doc["mode_comparison"]:
             g, e = row["graph"], row["eager"]
             cells = [str(row["batch"]), str(row["context"]), f"{g['best_draft']} ({g['gamma']})",
                      f"{g['throughput_tok_s']:.1f}", f"{e['best_draft']} ({e['gamma']})", f"{e['throughput_tok_s']:.1f}"]
             if ref:
-                cells += [f"{g['reference_tok_s']:.1f}", f"{e['reference_tok_s']:.1f}"]
+                gain = row["gain_over_reference_in_eager"]
+                cells += [f"{g['reference_tok_s']:.1f}", f"{e['reference_tok_s']:.1f}",
+                          f"{100 * gain['use_cuda_graphs']:+.0f}%", f"{100 * gain['use_best_draft']:+.0f}%",
+                          f"{100 * gain['both']:+.0f}%"]
             t.add_row(*cells)
         con.print(t)
     for pol in doc["policy"]:
         ctxs = sorted({c["context"] for c in pol["cells"]})
-        t = Table(title=f"lookahead policy and break-even map — {pol['mode']} mode, draft {pol['draft']['draft']} "
-                        f"(α {pol['alpha']:.3f}, {pol['alpha_kind']}); cell: γ* · speedup [interval] · verdict",
-                  title_justify="left")
+        con.print(f"[bold]lookahead policy and break-even map[/bold] — {pol['mode']} mode, draft "
+                  f"{escape(pol['draft']['draft'])} (α {pol['alpha']:.3f}, {pol['alpha_kind']}); "
+                  "cell: γ* · speedup \\[95% range] · verdict (margin = speedup − 1)")
+        t = Table("")
         t.add_column("batch", justify="right")
         for c in ctxs:
             t.add_column(f"context {c}")
@@ -207,13 +215,16 @@ def render(doc: dict) -> None:
             cells = [str(b)]
             for c in ctxs:
                 x = next(y for y in pol["cells"] if y["batch"] == b and y["context"] == c)
-                cells.append(f"γ={x['gamma']} · {x['speedup']:.2f}× [{x['speedup_lo']:.2f}–{x['speedup_hi']:.2f}]"
-                             f" · {x['verdict']} (margin {x['margin']:+.2f})")
+                cells.append(escape(f"γ={x['gamma']} · {x['speedup']:.2f}× [{x['speedup_lo']:.2f}–{x['speedup_hi']:.2f}]"
+                                    f" · {x['verdict']} ({x['margin']:+.2f})"
+                                    + ("" if x["fits_memory"] else " · exceeds GPU memory")))
             t.add_row(*cells)
         con.print(t)
         be = pol["break_even"]
-        con.print(f"  speculation loses (speedup < 1 at the interval's top) in {be['n_off']} of {be['n_cells']} "
-                  f"cells; single γ for engines: {pol['export_gamma']}")
+        con.print(f"  speculation loses (speedup < 1 even at the top of its range) in {be['n_off']} of "
+                  f"{be['n_cells']} cells"
+                  + (f"; {be['n_exceed_memory']} cells exceed one GPU's memory" if be["n_exceed_memory"] else "")
+                  + f"; one γ for engines that take a single value: {pol['export_gamma']}")
     ex = doc.get("export")
     if ex:
         con.print(f"[bold]{ex['engine']} configuration[/bold] for {ex['draft']} (γ={ex['gamma']}, {ex['mode']} mode):")

@@ -42,8 +42,10 @@ def policy(res: OptimizeResult, mode: str, draft: int) -> dict:
     for bi, b in enumerate(res.batch):
         for ci, c in enumerate(res.context):
             s, lo, hi = (float(a[draft, bi, ci]) for a in (m.speedup, m.speedup_lo, m.speedup_hi))
-            cells.append({"batch": int(b), "context": int(c),
-                          "gamma": int(res.gammas[m.gamma_index[draft, bi, ci]]),
+            g = int(res.gammas[m.gamma_index[draft, bi, ci]])
+            cells.append({"batch": int(b), "context": int(c), "gamma": g,
+                          "fits_memory": res.fits(draft, int(b), int(c), g),
+                          "memory_needed_bytes": res.memory_needed_bytes(draft, int(b), int(c), g),
                           "speedup": s, "speedup_lo": lo, "speedup_hi": hi, "margin": s - 1.0,
                           "verdict": verdict(lo, hi), "best_any_speedup": float(best_any[bi, ci])})
     lose = [c for c in cells if c["verdict"] == "off"]
@@ -55,6 +57,7 @@ def policy(res: OptimizeResult, mode: str, draft: int) -> dict:
             "cells": cells, "gamma_table": [[c["gamma"] for c in cells if c["batch"] == int(b)]
                                            for b in res.batch],
             "break_even": {"n_off": len(lose), "n_cells": len(cells),
+                           "n_exceed_memory": sum(not c["fits_memory"] for c in cells),
                            "largest_winning_batch": win_batches[-1] if win_batches else None,
                            "batches_off_at_every_context": lose_batches},
             "export_gamma": export_gamma(res, mode, draft)}
@@ -97,5 +100,11 @@ def mode_comparison(res: OptimizeResult, reference: int | None = None) -> list[d
                     row[mode].update({"reference_draft": res.cands.name(reference), "reference_speedup": r,
                                       "reference_tok_s": r * b_tok,
                                       "reference_gamma": int(res.gammas[m.gamma_index[reference, bi, ci]])})
+            if reference is not None and {"graph", "eager"} <= set(res.modes):
+                g, e = row["graph"], row["eager"]
+                row["gain_over_reference_in_eager"] = {  # the two competing fixes, and both together
+                    "use_cuda_graphs": g["reference_tok_s"] / e["reference_tok_s"] - 1.0,
+                    "use_best_draft": e["throughput_tok_s"] / e["reference_tok_s"] - 1.0,
+                    "both": g["throughput_tok_s"] / e["reference_tok_s"] - 1.0}
             out.append(row)
     return out

@@ -40,10 +40,22 @@ class OptimizeResult:
     tp: int
     modes: dict  # mode → ModeResult
     tpi: np.ndarray  # (P,G) at the point estimate
+    memory_bytes: float | None = None  # one GPU's memory, for the fit check (None: not checked)
+
+    def memory_needed_bytes(self, i: int, batch: int, context: int, gamma: int) -> float:
+        """Bytes on the GPU holding target shard 0 and the draft (co-located, as vLLM places a
+        draft with draft_tensor_parallel_size=1): weights + KV cache for context + γ + 1 tokens."""
+        d = self.cands.spec(i)
+        toks = batch * (context + gamma + 1)
+        return (self.target.weight_bytes / self.tp + toks * self.target.kv_bytes_per_token / self.tp
+                + d.weight_bytes + toks * d.kv_bytes_per_token)
+
+    def fits(self, i: int, batch: int, context: int, gamma: int) -> bool:
+        return self.memory_bytes is None or self.memory_needed_bytes(i, batch, context, gamma) <= self.memory_bytes
 
 
 def optimize(target: ModelSpec, cands: Candidates, acc: Acceptance, provider, batch, context, gammas,
-             tp: int = 1, modes=("graph",), draft_provider=None) -> OptimizeResult:
+             tp: int = 1, modes=("graph",), draft_provider=None, memory_bytes: float | None = None) -> OptimizeResult:
     g = np.asarray(sorted(set(int(v) for v in gammas)))
     b = np.asarray(batch, dtype=int)
     c = np.asarray(context, dtype=int)
@@ -61,7 +73,7 @@ def optimize(target: ModelSpec, cands: Candidates, acc: Acceptance, provider, ba
         gh, sh = search(tpi_hi, cands.shape_index, cands.n_layers, costs, g)
         out[mode] = ModeResult(mode, costs, gi, s, gl, sl, gh, sh)
     return OptimizeResult(target=target, cands=cands, acc=acc, gammas=g, batch=b, context=c, tp=tp,
-                          modes=out, tpi=tpi)
+                          modes=out, tpi=tpi, memory_bytes=memory_bytes)
 
 
 def alpha_to_match(res: OptimizeResult, mode: str, idx, bi: int, ci: int, goal: float, iters: int = 40):
@@ -83,9 +95,13 @@ def alpha_to_match(res: OptimizeResult, mode: str, idx, bi: int, ci: int, goal: 
     return [float(h) if r else None for h, r in zip(hi, reach)]
 
 
-def row_notes(res: OptimizeResult, i: int, gi: int, speedup: float) -> list[str]:
+def row_notes(res: OptimizeResult, i: int, gi: int, speedup: float, bi: int = 0, ci: int = 0) -> list[str]:
     spec = res.cands.spec(i)
     notes = []
+    b, c, g = int(res.batch[bi]), int(res.context[ci]), int(res.gammas[gi])
+    if not res.fits(i, b, c, g):
+        notes.append(f"weights + KV cache need {res.memory_needed_bytes(i, b, c, g) / 1e9:.0f} GB on one GPU "
+                     f"(> {res.memory_bytes / 1e9:.0f} GB): does not fit at batch {b}, context {c}")
     if spec.vocab != res.target.vocab:
         notes.append(f"vocab {spec.vocab} ≠ target {res.target.vocab}: engines need a shared tokenizer")
     if not np.isfinite(speedup):
@@ -123,7 +139,8 @@ def rows_for(res: OptimizeResult, mode: str, bi: int, ci: int, idx, reference: i
                   "alpha": float(res.acc.alpha[i]), "alpha_lo": float(res.acc.lo[i]),
                   "alpha_hi": float(res.acc.hi[i]), "alpha_kind": res.acc.kind(i),
                   "alpha_source": res.acc.source(i), "alpha_by_position": i in res.acc.per_position,
-                  "is_reference": i == reference, "notes": row_notes(res, i, gi, s)})
+                  "is_reference": i == reference, "notes": row_notes(res, i, gi, s, bi, ci),
+                  "fits_memory": res.fits(i, int(res.batch[bi]), int(res.context[ci]), int(res.gammas[gi]))})
         if ref_s is not None and np.isfinite(s) and np.isfinite(ref_s):
             r["gain_vs_reference"] = s / ref_s - 1.0
         out.append(r)

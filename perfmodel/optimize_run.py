@@ -44,6 +44,7 @@ class OptimizeRequest:
     policy_draft: str | None = None
     emit: str | None = None
     dtype_bytes: int = 2
+    memory_bytes: float | None = None  # one GPU's memory: cells that do not fit are flagged
 
 
 def _origin(text: str) -> str:
@@ -106,7 +107,8 @@ def run(req: OptimizeRequest, provider, draft_provider=None) -> dict:
     model, stated = _alpha_model(req, target)
     acc = assign_acceptance(cands, target, model, _acceptance_inputs(req), stated, req.alpha)
     gammas = list(range(1, req.gamma_max + 1))
-    res = optimize(target, cands, acc, provider, req.batch, req.context, gammas, req.tp, req.modes, draft_provider)
+    res = optimize(target, cands, acc, provider, req.batch, req.context, gammas, req.tp, req.modes, draft_provider,
+                   req.memory_bytes)
     ref = find_candidate(res, req.reference, lambda s: resolve_model(s, req.dtype_bytes))
     doc = {"target": target.name, "tp": req.tp, "modes": list(req.modes), "batch": res.batch.tolist(),
            "context": res.context.tolist(), "gammas": res.gammas.tolist(),
