@@ -76,6 +76,7 @@ class _Ctx:
         self.meta = env.metadata(self.device, job.dtype, job.command)
         self.gpu = self.meta["gpu"]
         self.hw = GPUS.get(self.gpu, GPUS["h100-sxm"])
+        self.graph_collectives = True
 
     def log(self, msg):
         if self.rank == 0:
@@ -97,9 +98,30 @@ class _Ctx:
         dist.broadcast(t, src=0, group=self.ctrl)
         return bool(t.item())
 
-    def timing(self, fn, mode, inner, repeats=None):
-        s = allreduce.time_lockstep(fn, self.device, mode, repeats or self.job.repeats, inner, self.barrier)
+    def timing(self, fn, mode, inner, repeats=None, collectives=True):
+        """Summary dict, or None when this point ran out of memory or its capture failed (both ranks
+        fail alike: same shapes, same GPU model)."""
+        if mode == "graph" and collectives and self.world > 1 and not self.graph_collectives:
+            return None
+        try:
+            s = allreduce.time_lockstep(fn, self.device, mode, repeats or self.job.repeats, inner, self.barrier)
+        except torch.cuda.OutOfMemoryError:
+            _free(self)
+            return None
         return allreduce.summary(s)
+
+    def probe_graph_collectives(self) -> None:
+        """Can this NCCL capture an all-reduce in a CUDA graph? Agreed across ranks."""
+        ok = 1.0
+        if self.device.type == "cuda" and self.world > 1:
+            x = torch.ones(1024, device=self.device, dtype=self.dtype)
+            try:
+                allreduce.capture(lambda: dist.all_reduce(x), self.device).replay()
+                torch.cuda.synchronize(self.device)
+            except RuntimeError as e:
+                ok = 0.0
+                print(f"rank {self.rank}: CUDA-graph capture of an NCCL all-reduce failed: {e}", flush=True)
+        self.graph_collectives = self.agree_min(ok) > 0
 
 
 def _row(c: _Ctx, spec, component, mode, batch, n, context, t: dict | None, reason=""):
@@ -158,9 +180,9 @@ def profile_layers(c: _Ctx, spec, prof: LatencyTable, with_ar: LatencyTable) -> 
                                 continue
                             for layer in stack:
                                 layer.allreduce = ar
-                            t = c.timing(fn, mode, _inner(est))
-                            t = {kk: (v / k if kk.endswith("_s") else v) for kk, v in t.items()}
-                            table.add(_row(c, spec, "layer", mode, b, n, ctx, t))
+                            t = c.timing(fn, mode, _inner(est), collectives=ar)
+                            t = t and {kk: (v / k if kk.endswith("_s") else v) for kk, v in t.items()}
+                            table.add(_row(c, spec, "layer", mode, b, n, ctx, t, "" if t else _why(c, mode, ar)))
                         c.log(f"layer {spec.name} tp{c.world} {mode:5s} b={b:3d} n={n} ctx={ctx:5d} "
                               f"compute {prof.rows[-1]['median_s'] * 1e3:8.4f} ms"
                               + (f"  with all-reduces {with_ar.rows[-1]['median_s'] * 1e3:8.4f} ms"
@@ -191,20 +213,29 @@ def profile_heads_and_pairs(c: _Ctx, spec, prof: LatencyTable) -> None:
                     return [h(toks, pos0) for h in heads]
                 for mode in _modes(c):
                     t = c.timing(fn, mode, _inner(k * float(lat.lm_head_s(spec, b, n, c.world, mode))))
-                    prof.add(_row(c, spec, "lm_head", mode, b, n, 0,
-                                  {kk: (v / k if kk.endswith("_s") else v) for kk, v in t.items()}))
+                    t = t and {kk: (v / k if kk.endswith("_s") else v) for kk, v in t.items()}
+                    prof.add(_row(c, spec, "lm_head", mode, b, n, 0, t, "" if t else _why(c, mode, True)))
                     if c.world > 1:
-                        s = allreduce.layer_pair(b, n, spec.d_model, device=c.device, dtype=c.dtype, mode=mode,
-                                                 repeats=j.repeats, barrier=c.barrier)
-                        prof.add(_row(c, spec, "allreduce", mode, b, n, 0, allreduce.summary(s)))
+                        t = None
+                        if mode == "eager" or c.graph_collectives:
+                            t = allreduce.summary(allreduce.layer_pair(
+                                b, n, spec.d_model, device=c.device, dtype=c.dtype, mode=mode,
+                                repeats=j.repeats, barrier=c.barrier))
+                        prof.add(_row(c, spec, "allreduce", mode, b, n, 0, t, "" if t else _why(c, mode, True)))
                     c.log(f"head  {spec.name} tp{c.world} {mode:5s} b={b:3d} n={n} "
-                          f"{prof.select(component='lm_head', model=spec.name, mode=mode, batch=b, new_tokens=n)[-1]['median_s'] * 1e3:8.4f} ms"
+                          f"{prof.rows[-2 if c.world > 1 else -1]['median_s'] * 1e3:8.4f} ms"
                           + (f"  layer all-reduces {prof.rows[-1]['median_s'] * 1e6:8.2f} µs" if c.world > 1 else ""))
         if c.rank == 0:
             prof.save(j.out)
     finally:
         del heads
         _free(c)
+
+
+def _why(c: _Ctx, mode: str, collectives: bool) -> str:
+    if mode == "graph" and collectives and c.world > 1 and not c.graph_collectives:
+        return "CUDA-graph capture of NCCL collectives failed on this machine"
+    return "out of memory"
 
 
 def _free(c: _Ctx):
@@ -253,6 +284,10 @@ def validate_model(c: _Ctx, spec, prof: LatencyTable, with_ar: LatencyTable) -> 
                         def fn(toks=toks, pos=pos, L=ctx + n):
                             return model(toks, pos, L)
                         t = c.timing(fn, mode, 1, repeats=max(10, c.job.repeats // 2))
+                        if t is None:
+                            r.update(status="skipped", reason=_why(c, mode, True))
+                            out.append(r)
+                            continue
                         lay, ar = (_lookup(prof, spec, comp, mode, b, n, cc)
                                    for comp, cc in (("layer", ctx), ("allreduce", 0)))
                         head = _lookup(prof, spec, "lm_head", mode, b, n, 0)
@@ -291,8 +326,10 @@ def worker(rank: int, world: int, job: TPJob) -> None:
     meta_ar = dict(meta, layer_rows="tp rows: one rank's sharded layer WITH its two all-reduces")
     prof, with_ar = LatencyTable(meta=meta), LatencyTable(meta=meta_ar)
     with torch.inference_mode():
+        c.probe_graph_collectives()
         if job.curve_out and world > 1 and c.go_on():
-            rows = allreduce.curve(list(job.curve_sizes), device=c.device, dtype=c.dtype, modes=_modes(c),
+            modes = tuple(m for m in _modes(c) if m == "eager" or c.graph_collectives)
+            rows = allreduce.curve(list(job.curve_sizes), device=c.device, dtype=c.dtype, modes=modes,
                                    repeats=max(job.repeats, 30), barrier=c.barrier, log=c.log)
             if rank == 0:
                 for r in rows:

@@ -1,0 +1,291 @@
+"""Tensor-parallel all-reduce cost from a measured NCCL curve: fit, extrapolation to other TP
+degrees, and a latency-provider wrapper that puts it into predictions.
+
+Fit: t(m) = a + m / B (latency + size/bandwidth), by least squares on relative error; optionally two
+regimes t(m) = min(a_s + m/B_s, a_l + m/B_l), because NCCL picks the faster of its protocols (LL for
+small messages, Simple for large ones; NCCL docs, NCCL_PROTO). Extrapolation from the measured rank
+count p0 to p (key assumption, not a measurement): a ring all-reduce moves 2(p−1)/p·m bytes per
+rank (Patarasuk & Yuan 2009), so at constant bus bandwidth the size term scales by
+[2(p−1)/p] / [2(p0−1)/p0]; the latency term scales by log2 p / log2 p0 (hop depth of NCCL's tree /
+multi-step LL paths — an assumption stated in every prediction that uses it). A Megatron layer
+does two all-reduces of batch·new_tokens·d_model elements.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .specs import ModelSpec, SpecError
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+CURVE_COLUMNS = ("gpu", "tp", "mode", "dtype", "size_bytes", "median_s", "p10_s", "p90_s", "repeats",
+                 "status", "reason")
+ALLREDUCES_PER_LAYER = 2  # attention output + MLP output (Megatron-LM, Shoeybi et al. 2019, Sec. 3)
+MIN_REGIME_POINTS = 4
+
+
+# ---- fitting ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LineFit:
+    latency_s: float
+    bytes_per_s: float
+
+    def __call__(self, m):
+        return self.latency_s + np.asarray(m, dtype=float) / self.bytes_per_s
+
+
+def fit_line(m, t) -> LineFit:
+    """Least squares on relative error: minimise Σ((a + m/B − t)/t)² with a ≥ 0, B > 0."""
+    m, t = np.asarray(m, dtype=float), np.asarray(t, dtype=float)
+    A = np.stack([1.0 / t, m / t], axis=1)
+    (a, c), *_ = np.linalg.lstsq(A, np.ones_like(t), rcond=None)
+    if a < 0:  # pure bandwidth
+        a, c = 0.0, float(np.sum(m / t) / np.sum((m / t) ** 2))
+    if c <= 0:  # pure latency (flat curve): a tiny slope keeps B finite
+        a, c = float(np.sum(1 / t) / np.sum(1 / t ** 2)), 1e-18
+    return LineFit(float(a), float(1.0 / c))
+
+
+@dataclass(frozen=True)
+class AllreduceFit:
+    small: LineFit
+    large: LineFit | None  # None: one regime
+    lo_bytes: float
+    hi_bytes: float
+    n: int
+    rel_err_median: float
+    rel_err_max: float
+
+    def __call__(self, m, latency_factor=1.0, bytes_factor=1.0):
+        m = np.asarray(m, dtype=float)
+        y = self.small.latency_s * latency_factor + m * bytes_factor / self.small.bytes_per_s
+        if self.large is not None:
+            y = np.minimum(y, self.large.latency_s * latency_factor + m * bytes_factor / self.large.bytes_per_s)
+        return y
+
+    def describe(self) -> str:
+        lines = [self.small] + ([self.large] if self.large else [])
+        parts = [f"{ln.latency_s * 1e6:.1f} µs + m/{ln.bytes_per_s / 1e9:.0f} GB/s" for ln in lines]
+        return ("min(" + ", ".join(parts) + ")" if self.large else parts[0]) + \
+            f", median fit error {self.rel_err_median:.1%} (max {self.rel_err_max:.1%}, n={self.n})"
+
+
+def _errors(fit, m, t):
+    r = np.abs(fit(m) - t) / t
+    return float(np.median(r)), float(np.max(r)), float(np.sqrt(np.mean(r ** 2)))
+
+
+def fit_allreduce(sizes_bytes, times_s, two_regime: bool = True) -> AllreduceFit:
+    """Fit latency + size/bandwidth (and the two-regime min form when it fits better)."""
+    m, t = np.asarray(sizes_bytes, dtype=float), np.asarray(times_s, dtype=float)
+    ok = np.isfinite(m) & np.isfinite(t) & (t > 0) & (m > 0)
+    m, t = m[ok], t[ok]
+    if m.size < 2:
+        raise SpecError(f"an all-reduce fit needs at least 2 measured sizes; got {m.size}")
+    order = np.argsort(m)
+    m, t = m[order], t[order]
+    one = AllreduceFit(fit_line(m, t), None, m[0], m[-1], m.size, 0.0, 0.0)
+    best, best_rms = one, _errors(one, m, t)[2]
+    if two_regime:
+        for k in range(MIN_REGIME_POINTS, m.size - MIN_REGIME_POINTS + 1):
+            f = AllreduceFit(fit_line(m[:k], t[:k]), fit_line(m[k:], t[k:]), m[0], m[-1], m.size, 0.0, 0.0)
+            rms = _errors(f, m, t)[2]
+            if rms < 0.9 * best_rms:  # a second regime must earn its two parameters
+                best, best_rms = f, rms
+    med, mx, _ = _errors(best, m, t)
+    return dataclasses.replace(best, rel_err_median=med, rel_err_max=mx)
+
+
+# ---- curves on disk -----------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class AllreduceCurve:
+    gpu: str
+    tp: int
+    mode: str
+    dtype: str
+    size_bytes: np.ndarray
+    median_s: np.ndarray
+    p10_s: np.ndarray
+    p90_s: np.ndarray
+    path: str = ""
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+def save_curve(rows: list[dict], path, meta: dict | None = None) -> None:
+    p = Path(path)
+    with p.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(CURVE_COLUMNS))
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: r.get(c, "") for c in CURVE_COLUMNS})
+    p.with_name(p.name + ".meta.json").write_text(json.dumps(meta or {}, indent=2, sort_keys=True) + "\n")
+
+
+def load_curves(path) -> list[AllreduceCurve]:
+    """One AllreduceCurve per (gpu, tp, mode, dtype) in a curve CSV (rows with status ok)."""
+    p = Path(path)
+    if not p.exists():
+        raise SpecError(f"all-reduce curve {str(p)!r} does not exist")
+    with p.open(newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in CURVE_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise SpecError(f"{str(p)!r} is not an all-reduce curve: missing columns {', '.join(missing)}")
+        raw = [r for r in reader if (r["status"] or "ok") == "ok"]
+    meta_p = p.with_name(p.name + ".meta.json")
+    meta = json.loads(meta_p.read_text()) if meta_p.exists() else {}
+    groups: dict = {}
+    for i, r in enumerate(raw, start=2):
+        try:
+            key = (r["gpu"], int(r["tp"]), r["mode"], r["dtype"])
+            vals = tuple(float(r[c]) for c in ("size_bytes", "median_s", "p10_s", "p90_s"))
+        except (TypeError, ValueError) as e:
+            raise SpecError(f"{str(p)!r} line {i}: malformed value ({e})") from None
+        groups.setdefault(key, []).append(vals)
+    out = []
+    for (gpu, tp, mode, dtype), vals in sorted(groups.items()):
+        a = np.array(sorted(vals))
+        out.append(AllreduceCurve(gpu, tp, mode, dtype, a[:, 0], a[:, 1], a[:, 2], a[:, 3], str(p), meta))
+    return out
+
+
+# ---- the model: one measured curve, any TP degree -------------------------------------------------
+def ring_bytes_factor(p) -> np.ndarray:
+    p = np.asarray(p, dtype=float)
+    return 2.0 * (p - 1.0) / p
+
+
+def _fmt_bytes(b: float) -> str:
+    for unit, s in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if b >= s:
+            return f"{b / s:.3g} {unit}"
+    return f"{b:.0f} B"
+
+
+@dataclass(frozen=True, eq=False)
+class AllreduceModel:
+    curve: AllreduceCurve
+    fit: AllreduceFit
+
+    @classmethod
+    def from_curve(cls, curve: AllreduceCurve, two_regime: bool = True) -> "AllreduceModel":
+        return cls(curve, fit_allreduce(curve.size_bytes, curve.median_s, two_regime))
+
+    def factors(self, tp: int) -> tuple[float, float]:
+        """(latency factor, bytes factor) from the measured rank count to `tp`."""
+        p0 = self.curve.tp
+        return (math.log2(tp) / math.log2(p0), float(ring_bytes_factor(tp) / ring_bytes_factor(p0)))
+
+    def one_s(self, msg_bytes, tp: int):
+        """Seconds of one all-reduce of msg_bytes over tp ranks (0 at tp = 1)."""
+        if tp == 1:
+            return np.zeros(np.shape(msg_bytes))
+        return self.fit(msg_bytes, *self.factors(tp))
+
+    def layer_s(self, spec: ModelSpec, batch, new_tokens, tp: int):
+        msg = np.asarray(batch, dtype=float) * np.asarray(new_tokens, dtype=float) * spec.d_model * spec.dtype_bytes
+        return ALLREDUCES_PER_LAYER * self.one_s(msg, tp)
+
+    def describe(self, tp: int, msg_bytes=None) -> str:
+        c = self.curve
+        s = (f"NCCL all-reduce curve measured on {c.tp}× {c.gpu} (TP={c.tp}, {c.mode}, {c.dtype}, "
+             f"{_fmt_bytes(c.size_bytes.min())}–{_fmt_bytes(c.size_bytes.max())}; {Path(c.path).name}); "
+             f"fit {self.fit.describe()}; ×{ALLREDUCES_PER_LAYER} per layer")
+        if tp != c.tp:
+            lf, bf = self.factors(tp)
+            s += (f"; TP={tp} EXTRAPOLATED from measured TP={c.tp} ({tp / c.tp:g}× the measured ranks): "
+                  f"size term ×{bf:.2f} (ring 2(p−1)/p bytes per rank, bus bandwidth assumed constant), "
+                  f"latency term ×{lf:.2f} (log2 p, assumed)")
+        if msg_bytes is not None:
+            m = np.atleast_1d(np.asarray(msg_bytes, dtype=float))
+            lo, hi = float(m.min()), float(m.max())
+            if tp != c.tp:
+                r = self.one_s(m, tp) / self.one_s(m, c.tp)
+                s += f" → {float(r.min()):.2f}–{float(r.max()):.2f}× the TP={c.tp} time at these messages"
+            if lo < c.size_bytes.min() or hi > c.size_bytes.max():
+                s += (f"; messages {_fmt_bytes(lo)}–{_fmt_bytes(hi)} reach outside the measured sizes "
+                      "(size extrapolation too)")
+            else:
+                s += f"; messages {_fmt_bytes(lo)}–{_fmt_bytes(hi)} within the measured sizes"
+        return s
+
+    def fitted_hardware(self, hw):
+        """A HardwareProfile whose analytical all-reduce terms are this fit (one-regime)."""
+        line = fit_line(self.curve.size_bytes, self.curve.median_s)
+        return hw.replace(allreduce_latency_s=line.latency_s,
+                          interconnect_bytes_per_s=line.bytes_per_s * float(ring_bytes_factor(self.curve.tp)))
+
+
+def compare_extrapolation(model: AllreduceModel, measured: AllreduceCurve) -> dict:
+    """Extrapolated (from model's TP) vs measured (at measured.tp) all-reduce times: relative errors."""
+    pred = model.one_s(measured.size_bytes, measured.tp)
+    err = (pred - measured.median_s) / measured.median_s
+    return {"from_tp": model.curve.tp, "to_tp": measured.tp, "n": int(err.size),
+            "median_abs_rel_err": float(np.median(np.abs(err))), "max_abs_rel_err": float(np.max(np.abs(err))),
+            "size_bytes": measured.size_bytes.tolist(), "rel_err": err.tolist()}
+
+
+_FILE_RE = re.compile(r"allreduce_(?P<gpu>.+)_tp(?P<tp>\d+)\.csv$")
+
+
+@functools.lru_cache(maxsize=None)
+def shipped_curves(gpu: str, data_dir: str = str(DATA_DIR)) -> tuple:
+    out = []
+    for p in sorted(Path(data_dir).glob(f"allreduce_{gpu}_tp*.csv")):
+        if _FILE_RE.search(p.name):
+            out.extend(c for c in load_curves(p) if c.gpu == gpu)
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=None)
+def curve_model(gpu: str, tp: int, mode: str, data_dir: str = str(DATA_DIR)) -> AllreduceModel | None:
+    """The shipped curve for (gpu, mode) measured at the TP degree nearest to `tp` (exact first)."""
+    cands = [c for c in shipped_curves(gpu, data_dir) if c.mode == mode and c.tp > 1]
+    if not cands:
+        return None
+    best = min(cands, key=lambda c: (abs(math.log2(c.tp) - math.log2(tp)), -c.tp))
+    return AllreduceModel.from_curve(best)
+
+
+class WithAllreduceCurve:
+    """Wrap a latency provider: for tp > 1, a forward's all-reduce time comes from the measured
+    curve (unless the base provider already has measured all-reduce rows), with the source saying
+    which curve and how far it extrapolates."""
+
+    def __init__(self, base, gpu: str, data_dir: str = str(DATA_DIR)):
+        self.base, self.gpu, self.data_dir = base, gpu, data_dir
+        self.name = getattr(base, "name", type(base).__name__)
+
+    def __getattr__(self, k):
+        return getattr(self.base, k)
+
+    def forward(self, spec: ModelSpec, batch, new_tokens, context, tp=1, mode="graph"):
+        ft = self.base.forward(spec, batch, new_tokens, context, tp, mode)
+        if tp == 1 or str(ft.sources.get("allreduce", "")).startswith("measured"):
+            return ft
+        model = curve_model(self.gpu, tp, mode, self.data_dir)
+        if model is None:
+            return ft
+        shape = np.broadcast(np.asarray(ft.allreduce_s), np.asarray(batch), np.asarray(new_tokens)).shape
+        ar = np.broadcast_to(model.layer_s(spec, batch, new_tokens, tp), shape).copy()
+        msg = np.asarray(batch, dtype=float) * np.asarray(new_tokens, dtype=float) * spec.d_model * spec.dtype_bytes
+        return dataclasses.replace(ft, allreduce_s=ar,
+                                   sources=dict(ft.sources, allreduce=model.describe(tp, msg)))
+
+    def overhead_s(self, spec, batch, gamma, mode="graph"):
+        return self.base.overhead_s(spec, batch, gamma, mode)
+
+
+def with_allreduce_curve(provider, gpu: str, data_dir: str = str(DATA_DIR)):
+    """`provider` wrapped with the shipped all-reduce curve of `gpu`, or unchanged when none ships."""
+    if not shipped_curves(gpu, data_dir):
+        return provider
+    return WithAllreduceCurve(provider, gpu, data_dir)
