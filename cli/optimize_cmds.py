@@ -57,6 +57,7 @@ def register(app: typer.Typer) -> None:
         dtype: Annotated[str, typer.Option(help="fp16 or bf16.")] = "fp16",
         emit: Annotated[Optional[str], typer.Option(help="Write a configuration for the winner: vllm, sglang or hf.")] = None,
         emit_out: Annotated[Optional[str], typer.Option(help="File for --emit (default: print it).")] = None,
+        policy_only: Annotated[bool, typer.Option("--policy-only", help="Print only the lookahead policy, break-even map and export (no ranked tables).")] = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     ):
         """Find the draft and lookahead that make speculative decoding fastest, per mode, batch and context."""
@@ -119,7 +120,7 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json(doc)
             return
-        render(doc)
+        render(doc, policy_only=policy_only)
 
 
 # ---- human output ------------------------------------------------------------------------------
@@ -138,7 +139,7 @@ def _console():
     return con if con.is_terminal else Console(width=160)
 
 
-def render(doc: dict) -> None:
+def render(doc: dict, policy_only: bool = False) -> None:
     from rich.markup import escape
     from rich.table import Table as _Table
 
@@ -156,7 +157,7 @@ def render(doc: dict) -> None:
     con.print(f"α model ({am['kind']}): {am['formula']}; {coef}; fitted {', '.join(am['fitted'])}; "
               f"residual sd {am['resid_sd']:.3f}; source: {am['source']}")
     ref = doc.get("reference")
-    for rk in doc["rankings"]:
+    for rk in [] if policy_only else doc["rankings"]:
         t = Table(f"{rk['mode']} mode · batch {rk['batch']} · context {rk['context']} · autoregressive "
                   f"{rk['baseline_tok_s']:.1f} tok/s" + (f" · ref = {ref}" if ref else ""), title_justify="left")
         cols = ["#", "draft", "γ*", "tok/iter", "draft", "verify", "tok/s", "speedup", "95% range (γ)", "α", "α is"]
@@ -183,7 +184,7 @@ def render(doc: dict) -> None:
         for r in rk["rows"]:
             for n in r["notes"]:
                 con.print(f"  [yellow]note[/yellow] {r['draft']}: {n}")
-    if doc.get("mode_comparison"):
+    if doc.get("mode_comparison") and not policy_only:
         con.print("[bold]graph vs eager[/bold]: best draft per mode"
                   + (f"; gains over {ref} in eager mode from CUDA graphs, from the best draft, and both" if ref else ""))
         t = Table("")
@@ -223,7 +224,7 @@ def render(doc: dict) -> None:
         be = pol["break_even"]
         con.print(f"  speculation loses (speedup < 1 even at the top of its range) in {be['n_off']} of "
                   f"{be['n_cells']} cells"
-                  + (f"; {be['n_exceed_memory']} cells exceed one GPU's memory" if be["n_exceed_memory"] else "")
+                  + (f"; {be['n_exceed_memory']} cell(s) exceed one GPU's memory" if be["n_exceed_memory"] else "")
                   + f"; one γ for engines that take a single value: {pol['export_gamma']}")
     ex = doc.get("export")
     if ex:

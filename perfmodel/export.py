@@ -86,6 +86,9 @@ def export_config(engine: str, target: ModelSpec, target_origin: str, draft: Mod
                "draft_tensor_parallel_size": 1}
         if disable_by_batch_size is not None:
             cfg["disable_by_batch_size"] = int(max(2, disable_by_batch_size))
+            if disable_by_batch_size < 2:
+                notes.append("vLLM requires disable_by_batch_size ≥ 2 (it disables above the value); set to 2, "
+                             "so a batch of 2 still speculates")
         cmd = ["vllm", "serve", tpath, "--tensor-parallel-size", str(tp), "--speculative-config",
                json.dumps(cfg)] + (["--enforce-eager"] if mode == "eager" else [])
         text = json.dumps(cfg, indent=2) + "\n"

@@ -65,7 +65,7 @@ def policy(res: OptimizeResult, mode: str, draft: int) -> dict:
 
 def export_gamma(res: OptimizeResult, mode: str, draft: int) -> int:
     """One γ for engines that take a single lookahead: the γ with the highest geometric-mean
-    speedup over the cells where the draft wins (all cells if it wins nowhere)."""
+    speedup over the cells where the draft wins and fits in memory (all cells if there are none)."""
     from .optimize import speedup_curve
 
     m = res.modes[mode]
@@ -73,7 +73,9 @@ def export_gamma(res: OptimizeResult, mode: str, draft: int) -> int:
                                                res.cands.n_layers[[draft]].astype(float), m.costs,
                                                res.gammas, bi, ci)[0]
                                  for ci in range(res.context.size)]) for bi in range(res.batch.size)])
-    wins = m.speedup[draft] >= 1.0
+    fits = np.array([[res.fits(draft, int(b), int(c), int(res.gammas[m.gamma_index[draft, bi, ci]]))
+                      for ci, c in enumerate(res.context)] for bi, b in enumerate(res.batch)])
+    wins = (m.speedup[draft] >= 1.0) & fits
     sel = curves[wins] if wins.any() else curves.reshape(-1, res.gammas.size)
     with np.errstate(divide="ignore"):
         score = np.mean(np.log(np.maximum(sel, 1e-12)), axis=0)

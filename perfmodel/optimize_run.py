@@ -144,21 +144,31 @@ def _export(req: OptimizeRequest, res, target, policies: list[dict], pol_idx: di
             notes.append("HF assisted decoding runs batch 1; the grid's smallest batch was used for γ")
     else:
         gamma = pol["export_gamma"]
-    disable = None
-    off = pol["break_even"]["batches_off_at_every_context"]
-    if off:
-        wins = [b for b in res.batch.tolist() if b < min(off)]
-        if wins:
-            disable = max(wins)
-            notes.append(f"speculation loses at batch ≥ {min(off)} at every context searched; break-even lies "
-                         f"between batch {max(wins)} and {min(off)} (grid points only)")
-        else:
-            notes.append("speculation loses at every batch and context searched: do not enable it")
-    if any(c["verdict"] == "off" for c in pol["cells"]) and not off:
-        notes.append("speculation loses in some (batch, context) cells; see the break-even map")
+    disable, more = _disable_threshold(pol["cells"])
+    notes += more
     target_origin = _origin(req.target)
     doc = export_config(req.emit, target, target_origin, draft, origin, int(gamma), req.tp, mode,
                         disable if req.emit == "vllm" else None, pol["gamma_table"])
     doc["notes"] = doc["notes"] + notes
     doc["draft"] = res.cands.name(i)
     return doc
+
+
+def _disable_threshold(cells: list[dict]) -> tuple[int | None, list[str]]:
+    """vLLM's disable_by_batch_size from the break-even map (cells that fit in memory): set only when
+    speculation loses at every batch above some size and wins below it — the one shape it can express."""
+    use = [c for c in cells if c["fits_memory"]] or cells
+    batches = sorted({c["batch"] for c in use})
+    off = {b: all(c["verdict"] == "off" for c in use if c["batch"] == b) for b in batches}
+    lost = [b for b in batches if off[b]]
+    if not lost:
+        return None, []
+    if len(lost) == len(batches):
+        return None, ["speculation loses at every batch and context searched: do not enable it"]
+    first = min(lost)
+    if all(off[b] for b in batches if b >= first):
+        last_win = max(b for b in batches if b < first)
+        return last_win, [f"speculation loses at batch ≥ {first} at every context searched; break-even lies "
+                          f"between batch {last_win} and {first} (grid points only)"]
+    return None, [f"speculation loses at batch {', '.join(map(str, lost))} but wins at others: vLLM's "
+                  "disable_by_batch_size can only switch it off above one size, so it is not set"]

@@ -107,3 +107,32 @@ def test_bad_input_one_line_exit_2(tmp_path, args, msg):
     assert r.exit_code == 2, r.output
     lines = [ln for ln in r.output.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and msg in lines[0], r.output
+
+
+def _cells(spec):
+    return [{"batch": b, "context": c, "verdict": v, "fits_memory": f} for b, c, v, f in spec]
+
+
+def test_vllm_disable_threshold_from_break_even_map():
+    from perfmodel.optimize_run import _disable_threshold
+
+    suffix = _cells([(1, 512, "speculate", True), (8, 512, "uncertain", True), (32, 512, "off", True),
+                     (64, 512, "off", True), (128, 512, "speculate", False)])  # 128 does not fit: ignored
+    assert _disable_threshold(suffix)[0] == 8
+    gap = _cells([(1, 512, "off", True), (8, 512, "speculate", True), (32, 512, "off", True)])
+    d, notes = _disable_threshold(gap)
+    assert d is None and "can only switch it off above one size" in notes[0]
+    assert _disable_threshold(_cells([(1, 512, "off", True)]))[1][0].startswith("speculation loses at every")
+    mixed = _cells([(1, 512, "speculate", True), (1, 4096, "off", True), (8, 512, "off", True), (8, 4096, "off", True)])
+    assert _disable_threshold(mixed)[0] == 1  # batch 1 wins at one context: only batch 8 is off everywhere
+    assert _disable_threshold(_cells([(1, 512, "speculate", True)])) == (None, [])
+
+
+def test_low_acceptance_shows_losing_cells_and_json_policy():
+    r = run(["optimize", "--target", "llama-2-7b", "--analytical", "--drafts", "tinyllama-1.1b", "--alpha", "0.2",
+             "--batch", "1,64", "--context", "512", "--mode", "graph", "--json", "--emit", "vllm"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    cells = doc["policy"][0]["cells"]
+    assert cells[0]["verdict"] == "off" and cells[0]["speedup"] < 1 and cells[0]["margin"] < 0
+    assert all(c["speedup_lo"] <= c["speedup"] <= c["speedup_hi"] for c in cells)
