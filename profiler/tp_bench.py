@@ -322,6 +322,10 @@ def worker(rank: int, world: int, job: TPJob) -> None:
     if c.device.type == "cuda":
         meta["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
         meta["nvls_env"] = {k: os.environ.get(k, "") for k in tp.NVLS_OFF_ENV}
+    meta["timing"] = ("CUDA events on rank 0; sample = mean of back-to-back calls (inner sized for >= 0.3 ms); "
+                      f"median/p10/p90 over a fixed {job.repeats} samples on every rank (lockstep); graph mode = "
+                      "replays of one captured graph; layers timed as a stack of distinct copies (>= 256 MiB "
+                      "of weights) so L2 holds no layer's weights between its calls")
     meta["layer_rows"] = "tp rows: one rank's sharded layer WITHOUT all-reduces, all ranks computing at once"
     meta_ar = dict(meta, layer_rows="tp rows: one rank's sharded layer WITH its two all-reduces")
     prof, with_ar = LatencyTable(meta=meta), LatencyTable(meta=meta_ar)
