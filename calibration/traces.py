@@ -52,18 +52,19 @@ def read_trace(path, fmt: str = "auto", select: dict | None = None) -> Acceptanc
 
 def detect_format(text: str, source) -> str:
     s = text.lstrip()
+    mean_keys = MEAN_KEYS_WITH_BONUS + MEAN_KEYS_NO_BONUS
     if s.startswith("{") or s.startswith("["):
         try:
             doc = json.loads(s)
         except json.JSONDecodeError:
-            return "iterations"  # JSON lines
+            return "histogram" if "accept_counts" in text else "iterations"  # else JSON lines
         keys = set(doc) if isinstance(doc, dict) else set()
         if "accept_counts" in keys or (isinstance(doc, list) and doc and not isinstance(doc[0], dict)):
             return "histogram"
-        if keys & set(MEAN_KEYS_WITH_BONUS + MEAN_KEYS_NO_BONUS):
+        if keys & set(mean_keys):
             return "mean-length"
         return "iterations"
-    if "vllm:spec_decode" in text or looks_like_prometheus(text):
+    if "vllm:spec_decode" in text:
         return "vllm-metrics"
     if "accept_counts" in text:
         return "histogram"
@@ -72,12 +73,12 @@ def detect_format(text: str, source) -> str:
                                  "give its accept_counts list (or --format mean-length with n_drafts)")
     first = next((ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")), "")
     low = first.lower()
-    if any(k in low for k in MEAN_KEYS_WITH_BONUS + MEAN_KEYS_NO_BONUS) and "," not in low:
+    if "," not in low and any(k in text.lower() for k in mean_keys):
         return "mean-length"
+    if looks_like_prometheus(text):
+        return "vllm-metrics"
     if "," in first and ("accepted" in low or "gamma" in low or _POS_COL.search(low.replace(",", " "))):
         return "iterations"
-    if any(k in text.lower() for k in MEAN_KEYS_WITH_BONUS + MEAN_KEYS_NO_BONUS):
-        return "mean-length"
     raise TraceError(source, f"cannot tell the trace format (first line {first[:50]!r}); "
                              f"give --format {'|'.join(FORMATS)}")
 
@@ -182,11 +183,11 @@ def read_histogram(text: str, source) -> AcceptanceData:
     s = text.lstrip()
     line = None
     gamma = None
-    if s.startswith("{") or s.startswith("["):
-        try:
-            doc = json.loads(s)
-        except json.JSONDecodeError as e:
-            raise TraceError(source, f"is not valid JSON ({e.msg})", e.lineno) from None
+    try:
+        doc = json.loads(s) if s.startswith("{") or s.startswith("[") else None
+    except json.JSONDecodeError:
+        doc = None  # e.g. a Python dict repr: fall back to finding the list in the text
+    if doc is not None:
         if isinstance(doc, dict):
             if "accept_counts" not in doc:
                 raise TraceError(source, "JSON histogram lacks 'accept_counts'")

@@ -122,3 +122,21 @@ def test_several_models_need_a_label(tmp_path):
     r = runner.invoke(app, ["calibrate", "acceptance", str(p), "--label", "model_name=b", "--json"])
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["alpha"] == pytest.approx(10 / 50)
+
+
+def test_more_shapes(tmp_path):
+    p = tmp_path / "h.txt"
+    p.write_text("{'accept_counts': [[10, 5, 5], [0, 5, 15]]}\n")  # Python repr, two samples summed
+    d = read_trace(p)
+    assert d.format == "histogram" and d.histogram[2].tolist() == [10, 10, 20]
+    p = tmp_path / "m.txt"
+    p.write_text("gamma: 4\nmean_accepted_tokens: 2.5\nn_drafts: 800\n")
+    d = read_trace(p)
+    assert d.format == "mean-length" and d.mean_accepted == 2.5 and d.n_drafts == 800
+    # vLLM totals without per-position counters: mean accepted length only (i.i.d. α)
+    p = tmp_path / "tot.txt"
+    p.write_text("vllm:spec_decode_num_drafts_total 1000\nvllm:spec_decode_num_draft_tokens_total 3000\n"
+                 "vllm:spec_decode_num_accepted_tokens_total 1500\n")
+    d = read_trace(p)
+    assert d.kind == "mean" and d.gammas == (3,) and d.mean_accepted == 1.5
+    assert any("only an i.i.d." in n for n in d.notes)
