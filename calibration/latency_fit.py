@@ -73,6 +73,8 @@ def read_runs(path, gpu: str | None = None, mode: str | None = None) -> list[Run
     if not body:
         raise TraceError(p, "file is empty")
     hl, header = body[0][0], [h.strip().lower() for h in next(csv.reader([body[0][1]]))]
+    if "iteration_s" not in header and "measured_iteration_s" in header:  # `specperf validate --out` table
+        header[header.index("measured_iteration_s")] = "iteration_s"
     need = ["gamma", "batch", "context", "target", "draft"]
     missing = [c for c in need if c not in header]
     if "iteration_s" not in header and "tokens_per_s" not in header:
@@ -88,6 +90,8 @@ def read_runs(path, gpu: str | None = None, mode: str | None = None) -> list[Run
         if len(cells) != len(header):
             raise TraceError(p, f"has {len(cells)} cells, the header has {len(header)}", ln)
         r = {h: c.strip() for h, c in zip(header, cells)}
+        if r.get("status", "ok") not in ("", "ok"):  # skipped/failed points of a validation table
+            continue
         g = _num(r["gamma"], p, ln, "gamma", integer=True)
         b = _num(r["batch"], p, ln, "batch", integer=True)
         ctx = _num(r["context"], p, ln, "context", integer=True)

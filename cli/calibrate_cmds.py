@@ -88,7 +88,7 @@ def acceptance(
 @calibrate_app.command("latency")
 @handle_errors
 def latency(
-    file: Annotated[str, typer.Argument(help="CSV of measured runs: gamma, batch, context, iteration_s or "
+    file: Annotated[str, typer.Argument(help="CSV of measured runs (or a `specperf validate --out` table): gamma, batch, context, iteration_s or "
                                              "tokens_per_s (+ alpha or tokens_per_iteration), target, draft, "
                                              "gpu, mode; optional tp, dtype.")],
     profile: Annotated[Optional[str], typer.Option(help="Measured LatencyTable the correction applies to (default: as predict).")] = None,
