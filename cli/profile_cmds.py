@@ -102,6 +102,10 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
         raise typer.Exit(130)
     wall = time.perf_counter() - t0
     ok = len(table.ok_rows())
+    if ok and meta["gpu"] in GPUS:  # store the analytical constants fitted to this profile
+        from perfmodel.fit import refit_file
+
+        refit_file(p, GPUS[meta["gpu"]])
     summary = {"out": str(p), "rows": len(table), "ok": ok, "skipped": len(table) - ok,
                "new_rows": len(table) - resumed, "wall_s": wall, "gpu": meta["gpu_name"]}
     if json_out:

@@ -139,3 +139,20 @@ def fit_profile(table: LatencyTable, hw: HardwareProfile) -> tuple[HardwareProfi
     report["stats"].update(st, **st2)
     report["params"] = {p: getattr(fitted_hw, p) for p in PARAMS + tuple(ov) + tuple(ar)}
     return fitted_hw, report
+
+
+def refit_file(path, hw: HardwareProfile | None = None) -> dict:
+    """Fit the profile at `path` and store the fitted constants in its metadata (`fitted`, `fit`)."""
+    from .hardware import GPUS
+
+    t = LatencyTable.load(path)
+    base = hw or GPUS.get(t.meta.get("gpu", ""), None)
+    if base is None:
+        base = next(iter(GPUS.values())).replace(name=t.meta.get("gpu", "unknown"))
+    fitted, report = fit_profile(t, base)
+    t.meta["fitted"] = report["params"]
+    t.meta["fit"] = {"stats": report["stats"], "base_gpu": base.name,
+                     "method": "Levenberg-Marquardt on log(time) of layer and lm_head rows; "
+                               "linear least squares for overhead and all-reduce rows"}
+    t.save(path)
+    return report
