@@ -94,7 +94,7 @@ def fit_allreduce(sizes_bytes, times_s, two_regime: bool = True) -> AllreduceFit
     m, t = m[order], t[order]
     one = AllreduceFit(fit_line(m, t), None, m[0], m[-1], m.size, 0.0, 0.0)
     best, best_rms = one, _errors(one, m, t)[2]
-    if two_regime:
+    if two_regime and best_rms > 1e-3:  # a curve a line fits to 0.1 % needs no second regime
         for k in range(MIN_REGIME_POINTS, m.size - MIN_REGIME_POINTS + 1):
             f = AllreduceFit(fit_line(m[:k], t[:k]), fit_line(m[k:], t[k:]), m[0], m[-1], m.size, 0.0, 0.0)
             rms = _errors(f, m, t)[2]
