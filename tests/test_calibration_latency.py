@@ -168,3 +168,36 @@ def test_bad_runs_file_is_one_line(tmp_path, text, line, msg):
     assert r.exit_code == 2, r.stdout
     err = r.stderr.strip()
     assert "\n" not in err and msg in err and f"{p}:{line}:" in err
+
+
+class ToyProvider:
+    """Any object with .forward/.overhead_s works: t = 1 µs × layers × (new tokens)^0.1 × batch^0.2."""
+    name = "toy"
+
+    def forward(self, spec, batch, new_tokens, context, tp=1, mode="graph"):
+        from perfmodel.latency import ComponentTimes
+
+        t = 1e-6 * np.asarray(new_tokens, float) ** 0.1 * np.asarray(batch, float) ** 0.2 + 0 * np.asarray(context)
+        return ComponentTimes(layer_s=t, allreduce_s=0 * t, lm_head_s=5 * t, n_layers=spec.n_layers)
+
+    def overhead_s(self, spec, batch, gamma, mode="graph"):
+        return 1e-5 + 0 * np.asarray(gamma, float), "toy"
+
+
+def test_fit_works_against_any_provider(tmp_path):
+    toy = ToyProvider()
+    lines = ["gamma,batch,context,iteration_s,target,draft,gpu,mode"]
+    for tgt, drf in (("llama-2-13b", "tinyllama-1.1b"), ("llama-7b", "sheared-llama-1.3b")):
+        for g in (1, 3, 5, 8):
+            for b in (1, 16):
+                T, D = resolve_model(tgt), resolve_model(drf)
+                td = toy.forward(D, b, 1, 512 + (g - 1) / 2).total_s
+                tv = toy.forward(T, b, g + 1, 512).total_s
+                it = float(0.7 * g * td + 1.3 * tv + 1e-5 + 2e-4)
+                lines.append(f"{g},{b},512,{it!r},{tgt},{drf},h100,eager")
+    p = tmp_path / "runs.csv"
+    p.write_text("\n".join(lines) + "\n")
+    corr, _ = fit_latency(p, lambda hw: toy, "toy")
+    e = corr.entries[0]
+    assert (e.mode, e.k_draft, e.k_verify, e.extra_overhead_s) == (
+        "eager", pytest.approx(0.7, rel=1e-6), pytest.approx(1.3, rel=1e-6), pytest.approx(2e-4, rel=1e-6))
