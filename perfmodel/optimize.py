@@ -121,8 +121,9 @@ def mode_costs(provider, target: ModelSpec, shapes, batch, context, gammas, tp: 
         ft = dp.forward(spec, B, 1, C + (G - 1) / 2.0, 1, mode)
         layer[s] = ft.layer_s + ft.allreduce_s + zero
         head[s] = ft.lm_head_s + zero
-        if s == 0:
-            sources.update({f"draft_{k}": v for k, v in ft.sources.items()})
+        for k, v in ft.sources.items():  # distinct descriptions over all draft shapes
+            sources.setdefault(f"draft_{k}", {})[v] = None
+    sources = {k: "; ".join(v) for k, v in sources.items()}
     vf = provider.forward(target, B, G + 1, C, tp, mode)
     t1 = provider.forward(target, B[..., 0], 1, C[..., 0], tp, mode)
     ov, ov_src = provider.overhead_s(target, B, G, mode)
@@ -164,9 +165,12 @@ def search(tpi: np.ndarray, shape_index: np.ndarray, n_layers: np.ndarray, costs
     for lo in range(0, P, chunk):
         sl = slice(lo, min(P, lo + chunk))
         idx = shape_index[sl]
-        depth = n_layers[sl].astype(float)[:, None, None, None]
-        it = (depth * costs.layer_s[idx] + costs.head_s[idx]) * g + fixed
-        s = tpi[sl, None, None, :] / it
+        s = costs.layer_s[idx]  # gathered copy, reused in place: iteration time, then speedup/base
+        s *= n_layers[sl].astype(float)[:, None, None, None]
+        s += costs.head_s[idx]
+        s *= g
+        s += fixed
+        np.divide(tpi[sl, None, None, :], s, out=s)
         if costs.feasible is not None:
             s = np.where(costs.feasible[idx][:, None, :, :], s, -np.inf)
         k = np.argmax(s, axis=-1)

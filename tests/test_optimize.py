@@ -152,3 +152,46 @@ def test_design_space_with_no_valid_model_is_an_error():
         design_space(TARGET, [1, 2], [1000], head_dims=[128])
     with pytest.raises(SpecError, match="no draft candidates"):
         make_candidates([])
+
+
+def test_measured_provider_matches_predict(tmp_path):
+    """The optimiser runs on a measured latency table (perfmodel.measured) exactly as predict() does."""
+    measured = pytest.importorskip("perfmodel.measured")
+    from perfmodel.table import LatencyTable, head_shape_key, layer_shape_key
+
+    l7 = resolve_model("llama-7b")
+    t = LatencyTable(meta={"gpu": "h100-sxm"})
+    for mode in ("graph", "eager"):
+        for b in (1, 4, 16):
+            for n in (1, 4, 16):
+                for c in (256, 1024):
+                    t.add({"gpu": "h100-sxm", "model": "llama-7b", "shape": layer_shape_key(l7), "head_shape": "",
+                           "component": "layer", "mode": mode, "dtype": "fp16", "tp": 1, "batch": b, "new_tokens": n,
+                           "context": c, "median_s": 2e-5 + 1e-7 * b * n + 1e-10 * b * c, "p10_s": 1e-5,
+                           "p90_s": 3e-5, "repeats": 10, "status": "ok", "reason": ""})
+    path = tmp_path / "m.csv"
+    t.save(path)
+    lat = measured.MeasuredLatency(path, resolve_gpu("h100-sxm"))
+    design, _ = design_space(TARGET, [1, 3, 6], [4096])  # = LLaMA-7B's layer shape: measured rows apply
+    cands = make_candidates([resolve_model("sheared-llama-1.3b")], design=design)
+    acc = assign_acceptance(cands, TARGET, default_model())
+    res = optimize(TARGET, cands, acc, lat, [1, 4], [512], GAMMAS, tp=4)
+    assert "measured" in res.modes["graph"].costs.sources["draft_layer"] or \
+        "interpolated" in res.modes["graph"].costs.sources["draft_layer"]
+    m = res.modes["graph"]
+    for i in range(len(cands)):
+        p = predict(TARGET, cands.spec(i), lat, AcceptanceModel(alpha=float(acc.alpha[i])), GAMMAS, [1, 4], [512],
+                    tp=4, mode="graph")
+        np.testing.assert_array_equal(res.gammas[m.gamma_index[i]], p.optimal_gamma)
+        np.testing.assert_allclose(m.speedup[i], p.optimal_speedup, rtol=1e-10)
+
+
+def test_memory_fit_arithmetic():
+    cands = make_candidates([resolve_model("sheared-llama-1.3b")])
+    acc = assign_acceptance(cands, TARGET, default_model(), alpha=0.7)
+    res = optimize(TARGET, cands, acc, LAT, [1], [512], GAMMAS, tp=4, memory_bytes=80e9)
+    d = resolve_model("sheared-llama-1.3b")
+    toks = 64 * (2048 + 4 + 1)
+    want = TARGET.weight_bytes / 4 + toks * TARGET.kv_bytes_per_token / 4 + d.weight_bytes + toks * d.kv_bytes_per_token
+    assert res.memory_needed_bytes(0, 64, 2048, 4) == pytest.approx(want)
+    assert res.fits(0, 1, 512, 4) and not res.fits(0, 64, 2048, 4)  # 65B at tp=4: KV of 64×2k tokens overflows
