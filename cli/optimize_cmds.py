@@ -189,7 +189,7 @@ def render(doc: dict, policy_only: bool = False) -> None:
                   + (f"; gains over {ref} in eager mode from CUDA graphs, from the best draft, and both" if ref else ""))
         t = Table("")
         for c in ["batch", "context", "graph: best (γ)", "tok/s", "eager: best (γ)", "tok/s"] + (
-                [f"ref graph tok/s", "ref eager tok/s", "+graphs", "+draft", "+both"] if ref else []):
+                ["ref graph tok/s", "ref eager tok/s", "+graphs", "+draft", "+both"] if ref else []):
             best = c in ("graph: best (γ)", "eager: best (γ)")
             t.add_column(c, justify="left" if best else "right", no_wrap=best)
         for row in doc["mode_comparison"]:

@@ -157,7 +157,7 @@ def test_design_space_with_no_valid_model_is_an_error():
 def test_measured_provider_matches_predict(tmp_path):
     """The optimiser runs on a measured latency table (perfmodel.measured) exactly as predict() does."""
     measured = pytest.importorskip("perfmodel.measured")
-    from perfmodel.table import LatencyTable, head_shape_key, layer_shape_key
+    from perfmodel.table import LatencyTable, layer_shape_key
 
     l7 = resolve_model("llama-7b")
     t = LatencyTable(meta={"gpu": "h100-sxm"})
