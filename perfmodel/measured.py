@@ -173,10 +173,16 @@ class MeasuredLatency:
             ar_src = self._describe(ak)
         else:
             ar, ar_src = np.zeros(shape), "none (tp=1)"
-        return ComponentTimes(layer_s=layer + np.zeros(shape), allreduce_s=ar + np.zeros(shape),
-                              lm_head_s=head + np.zeros(shape), n_layers=spec.n_layers,
-                              sources={"layer": self._describe(lk), "lm_head": self._describe(hk),
-                                       "allreduce": ar_src})
+        ct = ComponentTimes(layer_s=layer + np.zeros(shape), allreduce_s=ar + np.zeros(shape),
+                            lm_head_s=head + np.zeros(shape), n_layers=spec.n_layers,
+                            sources={"layer": self._describe(lk), "lm_head": self._describe(hk),
+                                     "allreduce": ar_src})
+        if tp > 1:  # shipped TP tables + measured all-reduce curve where this table has none (tp_model)
+            from .tp_model import apply_tp_measurements
+
+            ct = apply_tp_measurements(ct, spec, batch, new_tokens, context, tp, mode, gpu=self.gpu,
+                                       hw=self.hw, exclude=self.path)
+        return ct
 
     def overhead_s(self, spec: ModelSpec, batch, gamma, mode="graph"):
         _check_mode(mode)

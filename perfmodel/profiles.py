@@ -32,4 +32,7 @@ def latency_provider(hw: HardwareProfile, profile: str | None = None, use_shippe
         p = shipped_profile(hw.name)
         if p is not None:
             return MeasuredLatency(p, hw)
+        from .tp_model import with_allreduce_curve  # tp > 1: shipped TP tables + all-reduce curve
+
+        return with_allreduce_curve(AnalyticalLatency(hw), hw.name)
     return AnalyticalLatency(hw)

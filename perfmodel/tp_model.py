@@ -255,10 +255,51 @@ def curve_model(gpu: str, tp: int, mode: str, data_dir: str = str(DATA_DIR)) -> 
     return AllreduceModel.from_curve(best)
 
 
+def _measured(src) -> bool:
+    """A provider source built from measured rows only (not the analytical fallback)."""
+    return str(src).startswith(("measured", "interpolated")) and "analytical" not in str(src)
+
+
+def shipped_tp_table(gpu: str, tp: int, data_dir: str = str(DATA_DIR)) -> Path | None:
+    """The TP profile shipped for (gpu, tp): rows measured with `tp` processes on `tp` GPUs."""
+    p = Path(data_dir) / f"{gpu}_tp{tp}.csv"
+    return p if p.exists() else None
+
+
+_TP_PROVIDERS: dict = {}
+
+
+def apply_tp_measurements(ft, spec: ModelSpec, batch, new_tokens, context, tp: int, mode: str, *, gpu: str,
+                          hw=None, data_dir: str = str(DATA_DIR), exclude=None):
+    """For tp > 1: take layer / lm_head / allreduce times from the shipped TP table of `gpu` where
+    the base provider had only its analytical fallback, then the all-reduce from the measured
+    curve (labelled, with its extrapolation) where no measured all-reduce rows exist."""
+    if tp == 1:
+        return ft
+    fields, sources = {}, dict(ft.sources)
+    path = shipped_tp_table(gpu, tp, data_dir)
+    if path is not None and hw is not None and (exclude is None or Path(exclude).resolve() != path.resolve()):
+        from .measured import MeasuredLatency
+
+        key = (str(path), hw.name)
+        prov = _TP_PROVIDERS.get(key) or _TP_PROVIDERS.setdefault(key, MeasuredLatency(path, hw))
+        ft_tp = prov.forward(spec, batch, new_tokens, context, tp, mode)
+        for comp, f in (("layer", "layer_s"), ("lm_head", "lm_head_s"), ("allreduce", "allreduce_s")):
+            if not _measured(sources.get(comp)) and _measured(ft_tp.sources.get(comp)):
+                fields[f], sources[comp] = getattr(ft_tp, f), ft_tp.sources[comp]
+    if not _measured(sources.get("allreduce")):
+        model = curve_model(gpu, tp, mode, data_dir)
+        if model is not None:
+            shape = np.broadcast(np.asarray(ft.allreduce_s), np.asarray(batch), np.asarray(new_tokens)).shape
+            fields["allreduce_s"] = np.broadcast_to(model.layer_s(spec, batch, new_tokens, tp), shape).copy()
+            msg = np.asarray(batch, dtype=float) * np.asarray(new_tokens, dtype=float) * spec.d_model * spec.dtype_bytes
+            sources["allreduce"] = model.describe(tp, msg)
+    return dataclasses.replace(ft, sources=sources, **fields) if fields else ft
+
+
 class WithAllreduceCurve:
-    """Wrap a latency provider: for tp > 1, a forward's all-reduce time comes from the measured
-    curve (unless the base provider already has measured all-reduce rows), with the source saying
-    which curve and how far it extrapolates."""
+    """Wrap a latency provider (the analytical one): for tp > 1, shipped TP measurements and the
+    measured all-reduce curve replace its datasheet terms, each source saying so."""
 
     def __init__(self, base, gpu: str, data_dir: str = str(DATA_DIR)):
         self.base, self.gpu, self.data_dir = base, gpu, data_dir
@@ -269,23 +310,15 @@ class WithAllreduceCurve:
 
     def forward(self, spec: ModelSpec, batch, new_tokens, context, tp=1, mode="graph"):
         ft = self.base.forward(spec, batch, new_tokens, context, tp, mode)
-        if tp == 1 or str(ft.sources.get("allreduce", "")).startswith("measured"):
-            return ft
-        model = curve_model(self.gpu, tp, mode, self.data_dir)
-        if model is None:
-            return ft
-        shape = np.broadcast(np.asarray(ft.allreduce_s), np.asarray(batch), np.asarray(new_tokens)).shape
-        ar = np.broadcast_to(model.layer_s(spec, batch, new_tokens, tp), shape).copy()
-        msg = np.asarray(batch, dtype=float) * np.asarray(new_tokens, dtype=float) * spec.d_model * spec.dtype_bytes
-        return dataclasses.replace(ft, allreduce_s=ar,
-                                   sources=dict(ft.sources, allreduce=model.describe(tp, msg)))
+        return apply_tp_measurements(ft, spec, batch, new_tokens, context, tp, mode, gpu=self.gpu,
+                                     hw=getattr(self.base, "hw", None), data_dir=self.data_dir)
 
     def overhead_s(self, spec, batch, gamma, mode="graph"):
         return self.base.overhead_s(spec, batch, gamma, mode)
 
 
 def with_allreduce_curve(provider, gpu: str, data_dir: str = str(DATA_DIR)):
-    """`provider` wrapped with the shipped all-reduce curve of `gpu`, or unchanged when none ships."""
-    if not shipped_curves(gpu, data_dir):
+    """`provider` wrapped with the shipped TP data of `gpu`, or unchanged when none ships."""
+    if not shipped_curves(gpu, data_dir) and not list(Path(data_dir).glob(f"{gpu}_tp*.csv")):
         return provider
     return WithAllreduceCurve(provider, gpu, data_dir)
