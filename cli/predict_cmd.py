@@ -76,6 +76,8 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
         mode, profile, analytical, cost_ratio, json_out, calibration=None):
     gammas, auto = _gammas(gamma, gamma_max)
     if cost_ratio is not None:
+        if target is not None or draft is not None or profile is not None:
+            raise UsageError("--cost-ratio answers without models; drop --target/--draft/--profile or drop --cost-ratio")
         return run_cost_ratio(cost_ratio, alpha, gammas, auto, json_out)
     if target is None or draft is None:
         raise UsageError("--target and --draft are required (or --cost-ratio with --alpha)")
