@@ -140,19 +140,38 @@ def test_bad_inputs():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("dtype", ["fp32", "fp16"])
-def test_graph_mode_equals_eager_mode_on_gpu(dtype):
+@pytest.mark.parametrize("dtype,gamma", [("fp32", 3), ("fp16", 1), ("fp32", 1)])
+def test_graph_mode_equals_eager_mode_on_gpu(dtype, gamma):
     spec = resolve_model(TINY, dtype_bytes=4 if dtype == "fp32" else 2)
     prompt = torch.randint(0, spec.vocab, (4, 17), generator=torch.Generator().manual_seed(4))
     outs = []
     for mode in ("eager", "graph"):
         t = DecoderModel(spec, max_batch=4, max_context=CTX, dtype=dtype, device="cuda", seed=0)
         d = DecoderModel(spec, n_layers=1, max_batch=4, max_context=CTX, dtype=dtype, device="cuda", seed=5)
-        loop = SpecLoop(d, t, 4, 3, mode=mode, device="cuda")
+        loop = SpecLoop(d, t, 4, gamma, mode=mode, device="cuda")
         loop.prepare()
         loop.reset(16, prompt)
         outs.append(loop.run(6, collect_output=True).output)
     assert outs[0] == outs[1]
     if dtype == "fp32":
-        ref = greedy_reference(t, prompt, 24)
+        ref = greedy_reference(t, prompt, 6 * (gamma + 1))
         assert all(o == r[:len(o)] for o, r in zip(outs[1], ref))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gamma", [1, 4])
+def test_steady_oracle_loop_graph_equals_eager_on_gpu(gamma):
+    """The validation's configuration: oracle acceptance, steady state, fp16, graph vs eager."""
+    spec = resolve_model(TINY, dtype_bytes=2)
+    outs = []
+    for mode in ("eager", "graph"):
+        t = DecoderModel(spec, max_batch=8, max_context=CTX, dtype="fp16", device="cuda", seed=0)
+        d = DecoderModel(spec, n_layers=1, max_batch=8, max_context=CTX, dtype="fp16", device="cuda", seed=0)
+        o = AcceptanceOracle([0.8], gamma, device="cuda", seed=3)
+        loop = SpecLoop(d, t, 8, gamma, mode=mode, oracle=o, device="cuda", steady=True, context=32)
+        loop.prepare()
+        loop.reset()
+        log = loop.run(5, collect_output=True)
+        outs.append((log.output, log.tokens))
+    assert outs[0][0] == outs[1][0]
+    assert (outs[0][1] == outs[1][1]).all()
