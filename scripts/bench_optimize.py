@@ -62,8 +62,10 @@ def main() -> None:
     P = len(cands)
     evals = P * len(GAMMAS) * len(BATCH) * len(CONTEXT)
     best = np.unravel_index(int(np.argmax(s[:, 0, 0])), s[:, 0, 0].shape)[0]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"python {platform.python_version()}, numpy {np.__version__}")
+          f"python {platform.python_version()}, numpy {np.__version__}; 1-min load average {load:.1f} "
+          "(timings grow when other work shares the CPUs)")
     print(f"design points: {P} ({len(cands.shape_specs)} distinct layer shapes × {len(LAYERS)} depths), "
           f"γ 1..{GAMMAS[-1]}, {len(BATCH)} batch sizes, {len(CONTEXT)} context: {evals:,} (point, γ, batch) evaluations")
     print(f"median of {args.repeats} runs: build candidates + α {med[0]:.3f} s; per-shape latency {med[1]:.3f} s; "
@@ -75,7 +77,8 @@ def main() -> None:
                       "contexts": len(CONTEXT), "evaluations": evals, "build_s": round(float(med[0]), 4),
                       "latency_s": round(float(med[1]), 4), "search_s": round(float(med[2]), 4),
                       "total_s": round(float(med[3]), 4), "evals_per_s": round(evals / float(med[3])),
-                      "under_2s": bool(med[3] < 2.0), "cpus": os.cpu_count(), "repeats": args.repeats}))
+                      "under_2s": bool(med[3] < 2.0), "cpus": os.cpu_count(), "loadavg_1min": round(load, 2),
+                      "repeats": args.repeats}))
 
 
 if __name__ == "__main__":
