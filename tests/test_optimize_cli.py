@@ -1,6 +1,7 @@
 """`specperf optimize`: the study's worked example, JSON output, engine export, and bad input
 (one line, exit code 2)."""
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -13,7 +14,7 @@ from perfmodel.specs import SpecError
 runner = CliRunner()
 STUDY = ["optimize", "--target", "llama-65b", "--gpu", "h100-sxm", "--tp", "4", "--analytical",
          "--drafts", "sheared-llama-1.3b,tinyllama-1.1b,opt-1.3b", "--layers", "1..8", "--d-model", "4096",
-         "--alpha-model", "docs/worked_example_alpha.json", "--batch", "1,8,32", "--context", "512",
+         "--alpha-model", str(Path(__file__).resolve().parents[1] / "docs" / "worked_example_alpha.json"), "--batch", "1,8,32", "--context", "512",
          "--reference", "sheared-llama-1.3b"]
 
 
