@@ -128,15 +128,14 @@ def latency(
     con = Console()
     for r in reports:
         typer.echo(r.report())
-    t = Table(title=f"latency correction against {provider}")
-    for col in ("gpu", "mode", "runs", "k_draft", "k_verify", "extra overhead ms",
-                "median/p90 |%err| before", "after", "leave-one-out"):
+    t = Table(title=f"latency correction against {provider}; |%err| of iteration_s as median / p90")
+    for col in ("gpu/mode", "runs", "k_draft", "k_verify", "+overhead ms", "before", "after", "LOO"):
         t.add_column(col, justify="right")
-    pm = lambda v, s, f=1.0: f"{v * f:.4g}" + (f" ± {s * f:.2g}" if s is not None else "")  # noqa: E731
+    pm = lambda v, s, f=1.0: f"{v * f:.3g}" + (f"±{s * f:.1g}" if s is not None else "")  # noqa: E731
+    mp = lambda d: f"{d['median_abs_pct']:.2f}/{d['p90_abs_pct']:.2f}" if d["median_abs_pct"] is not None else "n/a"  # noqa: E731
     for e in corr.entries:
         x, er = e.extra, e.extra["error"]
-        mp = lambda d: f"{d['median_abs_pct']:.2f} / {d['p90_abs_pct']:.2f}" if d["median_abs_pct"] is not None else "n/a"  # noqa: E731
-        t.add_row(e.gpu, e.mode, str(x["n_runs"]), pm(e.k_draft, x["k_draft_stderr"]),
+        t.add_row(f"{e.gpu}/{e.mode}", str(x["n_runs"]), pm(e.k_draft, x["k_draft_stderr"]),
                   pm(e.k_verify, x["k_verify_stderr"]), pm(e.extra_overhead_s, x["extra_overhead_s_stderr"], 1e3),
                   mp(er["before"]), mp(er["after"]), mp(er["loo"]))
     con.print(t)

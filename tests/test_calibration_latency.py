@@ -3,6 +3,7 @@ runs; the written correction, applied by perfmodel.corrected through `predict --
 reproduces the runs; unidentifiable or bad run files are one-line errors with exit code 2."""
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,3 +202,25 @@ def test_fit_works_against_any_provider(tmp_path):
     e = corr.entries[0]
     assert (e.mode, e.k_draft, e.k_verify, e.extra_overhead_s) == (
         "eager", pytest.approx(0.7, rel=1e-6), pytest.approx(1.3, rel=1e-6), pytest.approx(2e-4, rel=1e-6))
+
+
+H100 = Path(__file__).parent / "data" / "calibration" / "h100"
+
+
+def test_real_h100_runs_against_the_analytical_model():
+    """Measured on an NVIDIA H100 80GB HBM3 (command in v_graph.csv.meta.json): 24 graph-mode runs of
+    llama-7b with two drafts, γ 1..8, batch 1..32. The roofline misses by ~20 %; the fit removes it."""
+    corr, (rep,) = fit_latency(H100 / "v_graph.csv", provider, "analytical")
+    err = corr.entries[0].extra["error"]
+    assert err["after"]["median_abs_pct"] < min(3.0, err["before"]["median_abs_pct"])
+    assert err["after"]["median_abs_pct"] <= err["loo"]["median_abs_pct"] < 3.5
+    assert err["loo"]["p90_abs_pct"] < 5.0
+
+
+def test_real_h100_runs_against_their_measured_profile():
+    """Against the profile measured in the same run the factors stay ≈ 1 and errors are ≤ ~1 %."""
+    corr, _ = fit_latency(H100 / "v_graph.csv", lambda hw: latency_provider(hw, profile=str(H100 / "p_graph.csv")),
+                          "measured")
+    e = corr.entries[0]
+    assert abs(e.k_draft - 1) < 0.05 and abs(e.k_verify - 1) < 0.05
+    assert e.extra["error"]["loo"]["p90_abs_pct"] < 2.0
