@@ -2,7 +2,8 @@
 and γ; the oracle's realised acceptance against the closed form; the best (draft, γ) measured
 versus predicted; the worst points. Used to write docs/accuracy.md.
 
-Usage: python scripts/validate_report.py perfmodel/data/validation_h100_graph.csv
+Usage: python scripts/validate_report.py perfmodel/data/validation_h100_graph.csv [--predict-with PROFILE --gpu G]
+(--predict-with re-predicts the same measured points from another profile, e.g. the shipped one.)
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from profiler.validate import abs_error_summary, gamma_regret, load_rows  # noqa: E402
+from profiler.validate import abs_error_summary, gamma_regret, load_rows, repredict  # noqa: E402
 
 
 def pct(x, signed=False):
@@ -32,8 +33,14 @@ def breakdown(rows, key, label):
               f"{pct(s['mean_signed'], True)} | {pct(sr['median_abs'])} |")
 
 
-def main(path):
+def main(path, predict_with=None, gpu="h100-sxm"):
     rows = [r for r in load_rows(path) if r["status"] == "ok"]
+    if predict_with:
+        from perfmodel.hardware import resolve_gpu
+        from perfmodel.profiles import latency_provider
+
+        rows = repredict(rows, latency_provider(resolve_gpu(gpu), profile=predict_with))
+        print(f"predictions recomputed from {predict_with} (not the profile taken in the validation run)")
     meta_p = Path(str(path) + ".meta.json")
     meta = json.loads(meta_p.read_text()) if meta_p.exists() else {}
     print(f"card: {meta.get('gpu_name')} (driver {meta.get('driver')}, torch {meta.get('torch')}, "
@@ -93,4 +100,11 @@ def main(path):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "perfmodel/data/validation_h100_graph.csv")
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("table", nargs="?", default="perfmodel/data/validation_h100_graph.csv")
+    ap.add_argument("--predict-with")
+    ap.add_argument("--gpu", default="h100-sxm")
+    a = ap.parse_args()
+    main(a.table, a.predict_with, a.gpu)
