@@ -145,15 +145,15 @@ def _markers(setting: Setting, d: dict) -> list:
 def figure(setting: Setting, layers=LAYERS, d_models=D_MODELS) -> go.Figure:
     table = profile_rows.load(setting.profile) if setting.profile else None
     grids = [grid(setting, m, layers, d_models, table) for m in setting.modes]
-    zmax = max(float(g["latency_s"].max()) for g in grids) * MS
     n = len(grids)
-    fig = make_subplots(rows=1, cols=n, shared_yaxes=True, horizontal_spacing=0.06,
+    fig = make_subplots(rows=1, cols=n, shared_yaxes=True, horizontal_spacing=0.1,
                         subplot_titles=[f"{g['mode']} mode" + (" (CUDA graphs)" if g["mode"] == "graph" else
                                                                " (kernel launches from the host)") for g in grids])
     for col, d in enumerate(grids, start=1):
         x = d["d_model"]
         fig.add_trace(go.Heatmap(x=x, y=d["layers"], z=d["latency_s"] * MS, text=_hover(d, setting.batch),
-                                 hovertemplate="%{text}<extra></extra>", coloraxis="coloraxis",
+                                 hovertemplate="%{text}<extra></extra>",
+                                 coloraxis="coloraxis" if col == 1 else f"coloraxis{col}",
                                  name=f"draft step latency ({d['mode']})"), row=1, col=col)
         for k, (dd, LL, lvl) in enumerate(_iso_params(d)):
             fig.add_trace(go.Scatter(x=dd, y=LL, mode="lines+text", line=dict(color="rgba(255,255,255,0.8)",
@@ -181,9 +181,19 @@ def figure(setting: Setting, layers=LAYERS, d_models=D_MODELS) -> go.Figure:
     fig.update_yaxes(title="depth (layers)", row=1, col=1)
     lo, hi = int(min(g["layers"].min() for g in grids)), int(max(g["layers"].max() for g in grids))
     fig.update_yaxes(range=[lo - 0.5, hi + 0.5])
-    fig.update_layout(coloraxis=dict(colorscale="Viridis", cmin=0, cmax=zmax,
-                                     colorbar=dict(title="draft step<br>latency (ms)")))
-    src = "profile " + setting.profile if setting.profile else (getattr(setting.latency, "name", "") or "")
+    # one colour scale per mode: eager steps are several times slower, and a shared scale would flatten
+    # the graph-mode panel; each bar sits at the right edge of its panel
+    for col, d in enumerate(grids, start=1):
+        dom = fig.layout[f"xaxis{'' if col == 1 else col}"].domain
+        fig.update_layout({"coloraxis" if col == 1 else f"coloraxis{col}": dict(
+            colorscale="Viridis", cmin=0, cmax=float(d["latency_s"].max()) * MS,
+            colorbar=dict(title=dict(text=f"{d['mode']}<br>ms", side="top"), x=dom[1] + 0.005, xanchor="left",
+                          len=0.8, thickness=12))})
+    src = getattr(setting.latency, "name", "") or ""
+    if setting.profile:
+        card = table.meta.get("gpu_name") or table.meta.get("gpu") or ""
+        src = f"profile {setting.profile}" + (f", measured on {card}" if card else "") + \
+            (f" ({table.meta['date'][:10]})" if table.meta.get("date") else "")
     title = (f"Draft step latency over depth × width "
              f"<span style='font-size:12px'>({setting.gpu + ', ' if setting.gpu else ''}batch {setting.batch}, "
              f"context {setting.context}, {setting.draft.family} shapes, vocab {setting.draft.vocab})</span>")
