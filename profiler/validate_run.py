@@ -146,6 +146,10 @@ def run_validation(cfg: ValidationConfig, profile_path, *, gpu: str | None = Non
     table = LatencyTable.load(profile_path)
     for s in cfg.targets:
         check_profile_range(table, s, cfg.gammas, cfg.modes)
+    here = env.catalog_gpu(env.device_name(cfg.device))
+    if table.meta.get("gpu") and table.meta["gpu"] != here:
+        raise SpecError(f"profile {str(profile_path)!r} was measured on {table.meta['gpu']!r}, but this device "
+                        f"is {here!r}: validation compares measurements from one card; profile this one")
     gpu_key = hardware_key(cfg.device, gpu)
     lat = latency_provider(GPUS[gpu_key], profile=str(profile_path), use_shipped=False)
     gpu_name = table.meta.get("gpu") or gpu_key

@@ -147,6 +147,18 @@ def test_gamma_beyond_the_profile_is_refused(tmp_path):
                          "--gpu", "h100-sxm", "--profile", str(prof)), "gamma=4", "beyond the profile")
 
 
+def test_profile_from_another_card_is_refused(tmp_path):
+    from perfmodel.table import LatencyTable
+
+    prof = _synthetic_profile(tmp_path / "p.csv")
+    t = LatencyTable.load(prof)
+    t.meta["gpu"] = "h200"
+    t.save(prof)
+    _one_line_error(_cli("--target", TINY, "--draft", TINY_DRAFT, "--gamma", "1", "--batch", "1",
+                         "--context", "16", "--mode", "eager", "--device", "cpu", "--dtype", "fp32",
+                         "--gpu", "h100-sxm", "--profile", str(prof)), "measured on 'h200'")
+
+
 def test_out_of_memory_at_a_point_is_skipped_and_recorded(monkeypatch, tmp_path):
     """OOM building one draft: its points are rows with status=skipped and the reason; the rest run."""
     torch = pytest.importorskip("torch")
