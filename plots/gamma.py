@@ -6,7 +6,6 @@ argmax over the setting's γ range (ties: smallest γ), so it is capped at max(�
 """
 from __future__ import annotations
 
-import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 

@@ -29,6 +29,8 @@ def kernel_env(tmp_path_factory):
     mp.setenv("JUPYTER_PATH", str(base))
     mp.setenv("PYTHONPATH", str(ROOT))  # the kernel imports this checkout even without an install
     mp.setenv("MPLBACKEND", "Agg")
+    mp.setenv("JUPYTER_RUNTIME_DIR", str(base / "runtime"))  # connection files: never in $HOME
+    mp.setenv("IPYTHONDIR", str(base / "ipython"))
     yield base
     mp.undo()
 
