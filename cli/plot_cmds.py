@@ -107,6 +107,8 @@ def register(app: typer.Typer) -> None:
             raise UsageError("the design figure needs --target")
         if cost_ratio is not None and kind != "speedup":
             raise UsageError("--cost-ratio applies to the speedup figure only")
+        if cost_ratio is not None and profile is not None:
+            raise UsageError("--cost-ratio uses no latency model; drop --profile")
         acc = None
         if acceptance is not None:
             if alpha is not None:
@@ -144,6 +146,14 @@ def register(app: typer.Typer) -> None:
         if style != "surface" and kind != "speedup":
             raise UsageError("--style applies to the speedup figure only")
         fig = plots.figure(kind, setting, **kw)
+        if profile is not None and kind != "acceptance":
+            from plots.common import latency_sources, source_kind
+
+            srcs = {k: v for k, v in latency_sources(fig).items() if source_kind(v) != "none"}
+            if srcs and not any(source_kind(v) in ("measured", "mixed") for v in srcs.values()):
+                raise UsageError(f"profile {profile!r} supplies none of the latencies the {kind} figure draws "
+                                 f"({', '.join(sorted(srcs)[:4])}{' …' if len(srcs) > 4 else ''} would all be "
+                                 "analytical): profile these shapes (component=layer/lm_head rows) or drop --profile")
         html = plots.write_html(fig, out)
         png_path = plots.write_png(fig, png) if png else None
         doc = {"kind": kind, "html": str(html), "png": str(png_path) if png_path else None,

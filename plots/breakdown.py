@@ -16,7 +16,7 @@ from perfmodel.predict import predict
 from perfmodel.table import head_shape_key, layer_shape_key
 
 from . import profile_rows
-from .common import COLORS, MS, Setting, footnote, source_kind, source_line, sources_note, style
+from .common import COLORS, MS, Setting, footnote, source_kind, source_line, sources_note, style, tag
 
 US = 1e6  # seconds → microseconds, for display only
 
@@ -127,5 +127,6 @@ def figure(setting: Setting) -> go.Figure:
     style(fig, title)
     fig.update_layout(barmode="group", legend=dict(orientation="h", x=0, y=1.1, yanchor="bottom"),
                       margin=dict(t=140), title=dict(y=0.98, yanchor="top"))
+    tag(fig, sources)
     footnote(fig, sources_note(sources), y=-0.14)
     return fig

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 
 from perfmodel.predict import predict
 
-from .common import MS, Setting, footnote, source_line, sources_note, style
+from .common import MS, Setting, footnote, source_line, sources_note, style, tag
 from .gamma import BATCHES, default_contexts
 
 BREAKEVEN_BATCHES = BATCHES + (512,)
@@ -64,5 +64,6 @@ def figure(setting: Setting, batches=BREAKEVEN_BATCHES, contexts=None) -> go.Fig
              f"{setting.acceptance.describe()}, γ ≤ {max(setting.gammas)})</span>")
     style(fig, title)
     fig.update_layout(legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
+    tag(fig, {k: v for k, v in p.sources.items() if k != 'acceptance'})
     footnote(fig, sources_note(p.sources))
     return fig

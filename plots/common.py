@@ -115,6 +115,17 @@ def sources_note(sources: dict, width: int = 150) -> str:
     return "sources — " + "<br>".join(lines)
 
 
+def tag(fig: go.Figure, sources: dict) -> go.Figure:
+    """Record the latency sources in the figure (layout.meta) so callers can check what was measured."""
+    fig.update_layout(meta={"specperf_latency_sources": {str(k): str(v) for k, v in sources.items()}})
+    return fig
+
+
+def latency_sources(fig: go.Figure) -> dict:
+    meta = fig.layout.meta or {}
+    return dict(meta.get("specperf_latency_sources", {})) if isinstance(meta, dict) else {}
+
+
 def footnote(fig: go.Figure, text: str, y: float = -0.16) -> None:
     fig.add_annotation(text=text, xref="paper", yref="paper", x=0, y=y, xanchor="left", yanchor="top",
                        showarrow=False, align="left", font=dict(size=10, color="#555"))

@@ -18,7 +18,7 @@ from perfmodel.specs import SpecError
 from perfmodel.table import head_shape_key, spec_from_shape_key
 
 from . import profile_rows
-from .common import MS, Setting, footnote, source_kind, style
+from .common import MS, Setting, footnote, source_kind, style, tag
 
 LAYERS = tuple(range(1, 33))
 D_MODELS = (1024, 1536, 2048, 2560, 3072, 4096, 5120)
@@ -205,5 +205,8 @@ def figure(setting: Setting, layers=LAYERS, d_models=D_MODELS) -> go.Figure:
     skipped = sorted({s for g in grids for s in g["skipped"]})
     if skipped:
         notes.append("skipped: " + "; ".join(skipped[:3]) + (" …" if len(skipped) > 3 else ""))
+    tag(fig, {f"{g['mode']} {part} d_model={s.d_model}": src for g in grids
+              for part, key in (("layer", "layer_source"), ("head", "head_source"))
+              for s, src in zip(g["shapes"], g[key])})
     footnote(fig, "<br>".join(n for n in notes if n), y=-0.14)
     return fig

@@ -15,7 +15,7 @@ from perfmodel.catalog import MODELS
 from perfmodel.specdec import tokens_per_iteration
 from perfmodel.specs import ModelSpec, SpecError
 
-from .common import COLORS, MS, Setting, footnote, source_line, sources_note, style
+from .common import COLORS, MS, Setting, footnote, source_line, sources_note, style, tag
 
 
 def default_drafts(target: ModelSpec) -> list[ModelSpec]:
@@ -132,6 +132,7 @@ def figure(setting: Setting, drafts=None, stated=(), layers=None, d_models=None,
     style(fig, title)
     fig.update_layout(legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
     kinds = sorted(set(d["kind"]))
+    tag(fig, res.modes[mode].costs.sources)
     footnote(fig, f"α: {', '.join(kinds)} — sources: " + "; ".join(res.acc.sources)[:300]
              + "<br>" + sources_note(res.modes[mode].costs.sources))
     return fig

@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from perfmodel.predict import predict
 
-from .common import COLORS, MS, Setting, footnote, source_line, sources_note, style
+from .common import COLORS, MS, Setting, footnote, source_line, sources_note, style, tag
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CONTEXTS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
@@ -90,5 +90,6 @@ def figure(setting: Setting, batches=BATCHES, contexts=None) -> go.Figure:
     style(fig, title, height=680)
     fig.update_layout(legend=dict(orientation="h", x=0, y=1.09, yanchor="bottom"), margin=dict(t=130),
                       title=dict(y=0.98, yanchor="top"))
+    tag(fig, {k: v for k, v in sources.items() if k != 'acceptance'})
     footnote(fig, sources_note(sources), y=-0.12)
     return fig

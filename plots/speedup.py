@@ -15,7 +15,7 @@ from perfmodel.predict import check_gammas, predict
 from perfmodel.specdec import iteration_s, speedup, speedup_cost_ratio, tokens_per_iteration
 from perfmodel.specs import SpecError
 
-from .common import MS, COLORS, Setting, footnote, source_line, sources_note, style
+from .common import MS, COLORS, Setting, footnote, source_line, sources_note, style, tag
 
 ALPHAS = np.round(np.arange(0.0, 0.99, 0.01), 2)  # 0.00 … 0.98: α = 1 is the draft = target limit
 STYLES = ("surface", "map")
@@ -106,6 +106,7 @@ def figure(setting: Setting, cost_ratio: float | None = None, style_: str = "sur
         title = (f"Speedup of {setting.draft.name} → {setting.target.name} over α × γ "
                  f"<span style='font-size:12px'>({setting.where()})</span>")
     style(fig, title)
+    tag(fig, d["sources"])
     footnote(fig, sources_note(d["sources"]) + f"<br>c = t_draft/t_target = {d['cost_ratio']:.4f}",
              y=-0.06 if style_ == "surface" else -0.16)
     return fig

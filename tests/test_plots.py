@@ -237,6 +237,18 @@ def test_profile_lacking_rows_names_them(tmp_path):
     assert "component=layer" in msg and "batch=8" in msg and "batch 1" in msg
 
 
+def test_profile_supplying_nothing_is_refused(tmp_path):
+    """A profile with none of the shapes a figure draws would silently mean 'analytical': refuse it."""
+    prof = planted_profile(tmp_path / "p.csv")  # widths 1024/2048/4096 only: no 65B or 2.7B layer or head
+    msg = bad(["gamma", "--profile", str(prof), "--target", "llama-65b", "--draft", "sheared-llama-2.7b",
+               "--alpha", "0.8", "--out", str(tmp_path / "g.html")])
+    assert "supplies none of the latencies the gamma figure draws" in msg and "draft_layer" in msg
+    r = runner.invoke(app, ["plot", "gamma", "--profile", str(prof), "--target", "llama-7b", "--draft",
+                            "llama-7b:n_layers=4,d_model=2048,n_heads=16,d_ff=5632", "--alpha", "0.8",
+                            "--out", str(tmp_path / "ok.html")])
+    assert r.exit_code == 0, r.output  # the same profile does cover this draft's layer
+
+
 def test_profile_lacking_columns_names_them(tmp_path):
     p = tmp_path / "cols.csv"
     p.write_text("gpu,model,component,mode,median_s\nh100-sxm,x,layer,graph,1e-5\n")
