@@ -58,6 +58,19 @@ eager = predict(target, draft, latency, acceptance, gammas=range(1, 9), batch=[1
 print(f"eager: optimal γ = {int(eager.optimal_gamma[0, 0])}, speedup = {float(eager.optimal_speedup[0, 0]):.2f}×")
 
 # %% [markdown]
+# Where specperf ships a measured profile for the GPU (per-layer latencies timed on the card),
+# `latency_provider` uses it and falls back to the analytical model elsewhere; each source says which.
+
+# %%
+from perfmodel.profiles import latency_provider
+
+provider = latency_provider(gpu)
+shipped = predict(target, draft, provider, acceptance, gammas=range(1, 9), batch=[1], context=[512], tp=4)
+print(provider.name)
+print(f"optimal γ = {int(shipped.optimal_gamma[0, 0])}, speedup = {float(shipped.optimal_speedup[0, 0]):.2f}×")
+print("draft layer:", shipped.sources["draft_layer"])
+
+# %% [markdown]
 # The speedup surface over α × γ for this pair — rotate it, hover for exact numbers and sources.
 
 # %%
