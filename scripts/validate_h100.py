@@ -53,7 +53,7 @@ def main():
     left = a.budget_s - (time.time() - t0)
     print(f"{left:.0f} s of the budget left for eager", flush=True)
     if left > 120:
-        rc |= validate(a.out, "h100_eager", "llama-7b", "llama-7b:n_layers=4,sheared-llama-1.3b", "eager",
+        rc |= validate(a.out, "h100_eager", "llama-7b", "llama-7b:n_layers=2,sheared-llama-1.3b", "eager",
                        ["--repeats", "3", "--iterations", "6"])
     sys.exit(rc)
 
