@@ -18,6 +18,11 @@ def _check_out(out: str):
         raise UsageError(f"out={out!r} is not allowed; give a .csv or .parquet file")
     if p.is_dir():
         raise UsageError(f"out={out!r} is a directory; give a .csv or .parquet file")
+    if p.suffix == ".parquet":
+        import importlib.util
+
+        if not (importlib.util.find_spec("pandas") and importlib.util.find_spec("pyarrow")):
+            raise UsageError(f"out={out!r}: parquet needs pandas and pyarrow; install them or give a .csv file")
     parent = p.parent if str(p.parent) else Path(".")
     import os
 
@@ -27,7 +32,7 @@ def _check_out(out: str):
 
 
 def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, tp, device, out,
-                copies, overhead, quiet, estimate_only, json_out):
+                copies, overhead, quiet, estimate_only, json_out, ranks=0):
     import time
 
     from perfmodel.catalog import resolve_model
@@ -72,6 +77,13 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
 
     from profiler import env
 
+    tps = grid_kw["tps"]
+    if ranks not in (0, 1) and (len(tps) != 1 or ranks != tps[0]):
+        raise UsageError(f"ranks={ranks} is not allowed; give 0 (auto), 1, or the single --tp value")
+    if ranks != 1 and len(tps) == 1 and tps[0] > 1:  # one process per rank (profiler.tp_bench)
+        n_gpu = torch.cuda.device_count() if device.startswith("cuda") and torch.cuda.is_available() else 0
+        if ranks == tps[0] or n_gpu >= tps[0]:
+            return _profile_tp(specs, grid_kw, p, dtype.lower(), tps[0], device, json_out)
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise UsageError(f"device={device!r} but no CUDA device is available; use --device cpu")
@@ -117,6 +129,22 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
                   f"{ok} ok, {summary['skipped']} skipped; wrote {p} (+ .meta.json)")
 
 
+def _profile_tp(specs, grid_kw, p, dtype, tp, device, json_out):
+    """--tp N over N processes: layers with/without all-reduces, all-reduce rows and curve."""
+    from profiler.tp_bench import profile_cli
+
+    s = profile_cli(specs, batches=grid_kw["batches"], contexts=grid_kw["contexts"],
+                    new_tokens=grid_kw["new_tokens"], modes=grid_kw["modes"], dtype=dtype, tp=tp, out=p,
+                    device=device)
+    if json_out:
+        from .common import print_json
+
+        print_json(s)
+    else:
+        typer.echo(f"profiled TP={tp} over {tp} processes in {s['wall_s']:.1f} s on {s['gpu']}: {s['ok']} ok rows "
+                   f"in {s['out']}; layers with all-reduces in {s['with_allreduce']}; curve {s['curve']}")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
@@ -136,8 +164,10 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", help="No per-point lines.")] = False,
         estimate: Annotated[bool, typer.Option("--estimate", help="Only print the point count and an H100 time estimate.")] = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+        ranks: Annotated[int, typer.Option(help="Processes for one --tp N > 1: 0 = auto (N when this host has N GPUs, "
+                                                 "NCCL), N = one per rank (gloo with --device cpu), 1 = one rank's shard here.")] = 0,
     ):
         """Measure layer, LM-head and overhead latency into a LatencyTable (resumable)."""
         run_profile(models=models, batch=batch, context=context, gamma_max=gamma_max, new_tokens=new_tokens,
                     mode=mode, dtype=dtype, tp=tp, device=device, out=out, copies=copies, overhead=overhead,
-                    quiet=quiet, estimate_only=estimate, json_out=json_out)
+                    quiet=quiet, estimate_only=estimate, json_out=json_out, ranks=ranks)

@@ -13,6 +13,8 @@ Key assumption: a shipped profile applies to the GPU it was measured on. numpy +
 """
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +22,11 @@ import numpy as np
 from .hardware import GPUS, HardwareProfile
 from .latency import AnalyticalLatency, ComponentTimes, _check_mode, check_tp
 from .specs import ModelSpec
-from .table import DTYPE_BYTES, LatencyTable, head_shape_key, layer_shape_key
+from .table import DTYPE_BYTES, SCHEMA_VERSION, LatencyTable, head_shape_key, layer_shape_key
 
 MEASURED, INTERP, FITTED, ANCHORED = 0, 1, 2, 3
+_LEAN = ("gpu", "shape", "head_shape", "component", "mode", "dtype", "tp", "batch", "new_tokens",
+         "context", "median_s")
 
 
 class Grid:
@@ -81,25 +85,58 @@ class MeasuredLatency:
         self._grids: dict = {}
         self._index: dict | None = None
         self._fallback = None
+        self._meta_cache = None
+        self.gpu = hw.name
 
     # ---- lazy state ----------------------------------------------------------------------------
     @property
     def table(self) -> LatencyTable:
+        """The full, validated table (only needed to fit when the metadata holds no fitted constants)."""
         if self._table is None:
             self._table = LatencyTable.load(self.path)
-            gpus = {r["gpu"] for r in self._table.rows}
-            self.gpu = self.hw.name if self.hw.name in gpus or not gpus else sorted(gpus)[0]
         return self._table
+
+    def _meta(self) -> dict:
+        mp = LatencyTable.meta_path(self.path)
+        if self._meta_cache is None:
+            try:
+                self._meta_cache = json.loads(mp.read_text()) if mp.exists() else {}
+            except (OSError, ValueError):
+                self._meta_cache = self.table.meta
+        return self._meta_cache
+
+    def _ok_rows(self):
+        """Lean CSV read (csv module, needed columns only) of the ok rows; parquet via LatencyTable."""
+        if self.path.suffix != ".csv" or self._meta().get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+            return [tuple(r[c] for c in _LEAN) for r in self.table.ok_rows()]
+        try:
+            with self.path.open(newline="") as f:
+                rd = csv.reader(f)
+                header = next(rd, [])
+                pos = [header.index(c) for c in _LEAN + ("status",)]
+                rows = [tuple(r[i] for i in pos) for r in rd]
+        except (ValueError, UnicodeDecodeError, OSError):
+            return [tuple(r[c] for c in _LEAN) for r in self.table.ok_rows()]  # raises a SpecError
+        return [r[:-1] for r in rows if r[-1] in ("ok", "")]
 
     def _rows_index(self):
         if self._index is None:
+            rows = self._ok_rows()
+            gpus = {r[0] for r in rows}
+            self.gpu = self.hw.name if self.hw.name in gpus or not gpus else sorted(gpus)[0]
             idx: dict = {}
-            for r in self.table.ok_rows():
-                if r["gpu"] != self.gpu:
+            for gpu, shape, head, comp, mode, dtype, tp, b, n, c, med in rows:
+                if gpu != self.gpu:
                     continue
-                k = r["shape"] if r["component"] in ("layer", "allreduce") else r["head_shape"]
-                by = DTYPE_BYTES.get(r["dtype"], 2)
-                idx.setdefault((r["component"], k, r["tp"], r["mode"], by), {}).setdefault(r["dtype"], []).append(r)
+                if comp in ("layer", "allreduce"):
+                    key = shape
+                elif comp == "overhead":  # argmax/compare/sync: depends on the vocabulary only
+                    key = head.rsplit(":", 1)[-1]
+                else:
+                    key = head
+                pt = (int(float(b)), int(float(n)), int(float(c)), float(med))
+                idx.setdefault((comp, key, int(float(tp)), mode, DTYPE_BYTES.get(dtype, 2)), {}) \
+                    .setdefault(dtype, []).append(pt)
             self._index = idx
         return self._index
 
@@ -109,16 +146,16 @@ class MeasuredLatency:
             by_dtype = self._rows_index().get(k)
             g = None
             if by_dtype:
-                rows = by_dtype.get("fp16") or next(iter(by_dtype.values()))
-                cols = ("batch", "new_tokens", "context") if component == "layer" else ("batch", "new_tokens")
-                g = Grid(np.array([[r[c] for c in cols] + [r["median_s"]] for r in rows], dtype=float))
+                pts = np.array(by_dtype.get("fp16") or next(iter(by_dtype.values())), dtype=float)
+                g = Grid(pts if component == "layer" else pts[:, [0, 1, 3]])
             self._grids[k] = g
         return self._grids[k]
 
     @property
     def fallback(self) -> AnalyticalLatency:
         if self._fallback is None:
-            fitted = self.table.meta.get("fitted")
+            self._rows_index()
+            fitted = self._meta().get("fitted")
             base = GPUS.get(self.gpu, self.hw)
             if fitted:
                 hw = base.replace(**{k: float(v) for k, v in fitted.items() if hasattr(base, k)})
@@ -188,6 +225,6 @@ class MeasuredLatency:
         _check_mode(mode)
         fb = self.fallback
         g1 = np.asarray(gamma, dtype=float) + 1  # rows store γ+1 in new_tokens
-        val, kinds = self._lookup("overhead", head_shape_key(spec), 1, mode, spec.dtype_bytes, (batch, g1),
+        val, kinds = self._lookup("overhead", f"v{spec.vocab}", 1, mode, spec.dtype_bytes, (batch, g1),
                                   lambda b, n, t: fb.overhead_s(spec, b, n - 1, mode)[0])
         return val, self._describe(kinds)

@@ -22,6 +22,7 @@ CTX = (128, 512, 2048, 8192)
 CTX_OPT = (128, 512, 1920)  # OPT: learned positions stop at 2048 (context + γ + 1 must fit)
 N_ALL = tuple(range(1, 10))  # verify of γ = 1..8, plus the 1-token step
 N_DRAFT = (1, 2, 3, 5, 9)  # drafts run 1-token steps; the rest only bounds interpolation
+N_TP = (1, 2, 3, 5, 9)  # tp shards: interpolated in between (linear in new tokens)
 GAMMAS = tuple(range(0, 9))
 # batch × context ≤ 128 Ki cached tokens: b=32/64 at 8192 would need 0.7-1.4 TB of KV cache for a
 # 65B model (2.6 MB/token), more than an 8-GPU server holds; those points come from the fitted model
@@ -54,7 +55,7 @@ def plan(sections=("targets", "drafts", "tp")):
             add(m, B_ALL, N_ALL)
     if "tp" in sections:
         for m in BIG:
-            add(m, B_TP, N_ALL, tps=(2, 4, 8))
+            add(m, B_TP, N_TP, tps=(2, 4, 8))
     return make_plan(models)
 
 

@@ -138,3 +138,22 @@ def test_latency_provider_picks_profile_shipped_or_analytical(tmp_path):
     if shipped_profile("h100-sxm"):
         lat = latency_provider(H100)
         assert isinstance(lat, MeasuredLatency) and lat.path.name == "h100-sxm.csv"
+
+
+def test_predict_cli_uses_profile_and_states_sources(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    p = _table(tmp_path)
+    r = CliRunner().invoke(app, ["predict", "--target", "llama-7b", "--draft", "llama-7b:n_layers=4",
+                                 "--alpha", "0.7", "--batch", "4", "--context", "512", "--profile", str(p), "--json"])
+    assert r.exit_code == 0, r.output
+    src = json.loads(r.output)["sources"]
+    assert src["target_layer"].startswith(("measured (t.csv)", "interpolated (t.csv)"))
+    assert src["overhead"].startswith(("measured", "interpolated"))
+    r = CliRunner().invoke(app, ["predict", "--target", "llama-7b", "--draft", "llama-7b:n_layers=4",
+                                 "--alpha", "0.7", "--profile", str(tmp_path / "missing.csv")])
+    assert r.exit_code == 2 and "does not exist" in r.output

@@ -1,0 +1,46 @@
+"""The shipped H100 profile: loads with the csv module, serves catalog models as measured, shows the
+study's central fact, and its composition check meets the issue's thresholds in graph mode."""
+import csv
+
+import numpy as np
+import pytest
+
+from perfmodel.catalog import resolve_model
+from perfmodel.hardware import GPUS
+from perfmodel.measured import MeasuredLatency
+from perfmodel.profiles import DATA, latency_provider, shipped_profile
+
+pytestmark = pytest.mark.skipif(shipped_profile("h100-sxm") is None, reason="no shipped H100 profile")
+
+
+def test_shipped_profile_serves_the_study_models_as_measured():
+    lat = latency_provider(GPUS["h100-sxm"])
+    assert isinstance(lat, MeasuredLatency)
+    for name in ("llama-65b", "llama-2-70b", "opt-66b", "llama-7b", "llama-13b", "llama-33b", "opt-125m",
+                 "opt-350m", "opt-1.3b", "opt-2.7b", "sheared-llama-1.3b", "sheared-llama-2.7b",
+                 "tinyllama-1.1b", "llama-7b:n_layers=4"):
+        for mode in ("graph", "eager"):
+            ct = lat.forward(resolve_model(name), 4, 1, 512, 1, mode)
+            assert ct.sources["layer"].startswith("measured"), (name, mode, ct.sources)
+            assert ct.sources["lm_head"].startswith("measured")
+    for name in ("llama-65b", "llama-2-70b", "opt-66b"):
+        for tp in (2, 4, 8):
+            assert lat.forward(resolve_model(name), 16, 5, 512, tp, "graph").sources["layer"].startswith("measured")
+    ov, src = lat.overhead_s(resolve_model("llama-65b"), 1, np.arange(9), "graph")
+    assert src.startswith("measured") and np.all(ov > 0)
+    assert "fitted" in lat._meta() and lat.fallback.hw.bandwidth_efficiency != GPUS["h100-sxm"].bandwidth_efficiency
+
+
+def test_central_fact_in_shipped_data():
+    lat = latency_provider(GPUS["h100-sxm"])
+    shallow, deep = resolve_model("llama-7b:n_layers=4"), resolve_model("sheared-llama-1.3b")
+    ratio = {m: float(lat.forward(deep, 1, 1, 512, 1, m).total_s / lat.forward(shallow, 1, 1, 512, 1, m).total_s)
+             for m in ("graph", "eager")}
+    assert ratio["graph"] > 2 and ratio["eager"] > ratio["graph"]
+
+
+def test_composition_check_meets_thresholds_in_graph_mode():
+    rows = list(csv.DictReader((DATA / "composition_h100.csv").open()))
+    err = np.abs([float(r["rel_err"]) for r in rows if r["mode"] == "graph"])
+    assert len(err) >= 30 and np.median(err) <= 0.03 and np.percentile(err, 90) <= 0.06
+    assert {r["model"] for r in rows} == {"llama-7b", "llama-13b", "llama-33b"}
