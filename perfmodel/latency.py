@@ -18,8 +18,9 @@ from .specs import ModelSpec, SpecError
 MODES = ("eager", "graph")
 
 # Small (elementwise/normalisation) kernels per decoder layer in a plain PyTorch implementation
-# like the profiler's: RMSNorm ≈ 4 kernels ×2, RoPE ≈ 8, KV-cache writes 2, residual adds 2,
-# SiLU·mul 2 (counted from torch profiler traces of profiler/blocks.py's eager layer, CPU run).
+# like profiler/blocks.py: RMSNorm ≈ 4 kernels ×2, RoPE ≈ 8, KV-cache writes 2, residual adds 2,
+# SiLU·mul 2. An estimate from reading the layer's code, not a trace count; perfmodel.fit refits the
+# per-kernel floor to measured profiles, which absorbs any error in this count.
 SMALL_KERNELS = {"llama": 18, "mistral": 18, "qwen2": 18, "opt": 10}
 # Large kernels per layer: q, k, v, o projections, attention, gate/up, down (llama) — OPT: q, k, v,
 # out, attention, fc1, fc2.
