@@ -32,31 +32,47 @@ def _analytical_shapes(base, d_models):
     return [s.replace(vocab=base.vocab, max_positions=base.max_positions) for s in cands.shape_specs], skipped
 
 
-def _profile_shapes(setting: Setting, table, mode: str, base):
+def _profile_shapes(setting: Setting, table, mode: str, base, d_models=None):
+    """The profile's layer shapes of the base draft's family (one per width: the d_ff/d_model ratio
+    closest to the base draft's), optionally only the widths in `d_models`."""
     keys = profile_rows.layer_shapes(table, setting.profile, mode=mode, tp=1, batch=setting.batch,
                                      new_tokens=1, figure="depth-width")
     specs = [spec_from_shape_key(k, base.dtype_bytes).replace(vocab=base.vocab, name=k) for k in keys]
+    family = [s for s in specs if s.family == base.family]
+    if not family:
+        raise SpecError(f"profile {setting.profile!r} has no {base.family} layer rows (it has "
+                        f"{', '.join(sorted({s.family for s in specs}))}); the depth-width figure draws the "
+                        f"family of --draft {base.name}")
     by_d: dict = {}
     ratio = base.d_ff / base.d_model
-    for s in specs:  # one shape per width: the d_ff/d_model ratio closest to the base draft's
+    for s in family:
         cur = by_d.get(s.d_model)
         if cur is None or abs(s.d_ff / s.d_model - ratio) < abs(cur.d_ff / cur.d_model - ratio):
             by_d[s.d_model] = s
-    skipped = [f"{s.name} (same width as a shape closer to the base FFN ratio)" for s in specs
-               if by_d[s.d_model] is not s]
-    return [by_d[d] for d in sorted(by_d)], skipped
+    widths = sorted(by_d)
+    if d_models is not None:
+        missing = [d for d in d_models if d not in by_d]
+        if missing:
+            raise SpecError(f"profile {setting.profile!r} has no {base.family} layer rows at d_model "
+                            f"{', '.join(map(str, missing))} (mode={mode}, batch={setting.batch}, new_tokens=1, "
+                            f"tp=1); it has d_model {', '.join(map(str, widths))}")
+        widths = sorted(set(d_models))
+    skipped = len(specs) - len(widths)
+    note = [f"{skipped} other profiled layer shapes not drawn (other family, width or FFN ratio)"] if skipped else []
+    return [by_d[d] for d in widths], note
 
 
-def grid(setting: Setting, mode: str, layers=LAYERS, d_models=D_MODELS, table=None) -> dict:
-    """latency_s (L, W), per-layer and head seconds (W,), their sources, params (L, W)."""
+def grid(setting: Setting, mode: str, layers=LAYERS, d_models=None, table=None) -> dict:
+    """latency_s (L, W), per-layer and head seconds (W,), their sources, params (L, W). d_models: the
+    widths drawn (default: D_MODELS analytically, every profiled width of the draft's family)."""
     setting.need("draft", kind="depth-width")
     base = setting.draft
     b, c = setting.batch, setting.context
     if setting.profile:
-        shapes, skipped = _profile_shapes(setting, table, mode, base)
+        shapes, skipped = _profile_shapes(setting, table, mode, base, d_models)
     else:
         setting.need("latency", kind="depth-width")
-        shapes, skipped = _analytical_shapes(base, d_models)
+        shapes, skipped = _analytical_shapes(base, D_MODELS if d_models is None else d_models)
     layer_s, head_s, l_src, h_src, ctx = [], [], [], [], []
     for s in shapes:
         one = s.replace(n_layers=1)
@@ -142,7 +158,7 @@ def _markers(setting: Setting, d: dict) -> list:
     return keep
 
 
-def figure(setting: Setting, layers=LAYERS, d_models=D_MODELS) -> go.Figure:
+def figure(setting: Setting, layers=LAYERS, d_models=None) -> go.Figure:
     table = profile_rows.load(setting.profile) if setting.profile else None
     grids = [grid(setting, m, layers, d_models, table) for m in setting.modes]
     n = len(grids)
@@ -204,7 +220,7 @@ def figure(setting: Setting, layers=LAYERS, d_models=D_MODELS) -> go.Figure:
              "one step = n_layers × one layer + embedding/LM head"]
     skipped = sorted({s for g in grids for s in g["skipped"]})
     if skipped:
-        notes.append("skipped: " + "; ".join(skipped[:3]) + (" …" if len(skipped) > 3 else ""))
+        notes.append("; ".join(skipped[:2]) + (" …" if len(skipped) > 2 else ""))
     tag(fig, {f"{g['mode']} {part} d_model={s.d_model}": src for g in grids
               for part, key in (("layer", "layer_source"), ("head", "head_source"))
               for s, src in zip(g["shapes"], g[key])})
