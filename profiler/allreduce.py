@@ -101,7 +101,8 @@ def curve(sizes_bytes, *, device, dtype, modes=("eager", "graph"), repeats: int 
                 dist.all_reduce(view, group=group)
             row = {"mode": mode, "size_bytes": int(view.numel() * esize), "status": "ok", "reason": ""}
             try:
-                row.update(summary(time_lockstep(fn, device, mode, repeats, inner_for(size), barrier)))
+                inner = inner_for(size) if torch.device(device).type == "cuda" else 1
+                row.update(summary(time_lockstep(fn, device, mode, repeats, inner, barrier)))
             except RuntimeError as e:  # e.g. a capture NCCL refuses: keep the row, say why
                 row.update(median_s="", p10_s="", p90_s="", repeats=0, status="failed",
                            reason=str(e).splitlines()[0][:200])
@@ -124,4 +125,5 @@ def layer_pair(batch: int, new_tokens: int, d_model: int, *, device, dtype, mode
         dist.all_reduce(a, group=group)
         dist.all_reduce(b, group=group)
     nbytes = a.numel() * a.element_size()
-    return time_lockstep(fn, device, mode, repeats, max(1, inner_for(nbytes) // 2), barrier)
+    inner = max(1, inner_for(nbytes) // 2) if torch.device(device).type == "cuda" else 1
+    return time_lockstep(fn, device, mode, repeats, inner, barrier)

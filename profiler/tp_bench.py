@@ -104,6 +104,7 @@ class _Ctx:
         if mode == "graph" and collectives and self.world > 1 and not self.graph_collectives:
             return None
         try:
+            inner = inner if self.device.type == "cuda" else 1  # CPU (tests): seconds-scale calls anyway
             s = allreduce.time_lockstep(fn, self.device, mode, repeats or self.job.repeats, inner, self.barrier)
         except torch.cuda.OutOfMemoryError:
             _free(self)
@@ -334,7 +335,8 @@ def worker(rank: int, world: int, job: TPJob) -> None:
         if job.curve_out and world > 1 and c.go_on():
             modes = tuple(m for m in _modes(c) if m == "eager" or c.graph_collectives)
             rows = allreduce.curve(list(job.curve_sizes), device=c.device, dtype=c.dtype, modes=modes,
-                                   repeats=max(job.repeats, 30), barrier=c.barrier, log=c.log)
+                                   repeats=max(job.repeats, 30) if c.device.type == "cuda" else job.repeats,
+                                   barrier=c.barrier, log=c.log)
             if rank == 0:
                 for r in rows:
                     r.update(gpu=c.gpu, tp=world, dtype=job.dtype)
@@ -360,3 +362,27 @@ def worker(rank: int, world: int, job: TPJob) -> None:
 def profile_tp(job: TPJob, world: int, device: str = "cuda") -> None:
     """Run `job` over `world` ranks (NCCL on `world` GPUs, or gloo on CPU processes)."""
     tp.launch(worker, world, (job,), backend=tp.pick_backend(world, device))
+
+
+def profile_cli(specs, *, batches, contexts, new_tokens, modes, dtype: str, tp: int, out, device: str,
+                repeats: int = 20, curve: bool = True) -> dict:
+    """`specperf profile --tp N` on N GPUs (or N gloo CPU processes): writes `out` (TP rows),
+    `<out>_with_allreduce.<ext>` and `allreduce_<gpu>_tp<N>.csv` beside it; returns a summary."""
+    from pathlib import Path
+
+    from . import allreduce as ar
+
+    p = Path(out)
+    job = TPJob(specs=tuple(specs), batches=tuple(batches), new_tokens=tuple(new_tokens),
+                contexts=tuple(contexts), modes=tuple(modes), dtype=dtype, out=str(p),
+                with_ar_out=str(p.with_name(p.stem + "_with_allreduce" + p.suffix)),
+                curve_out=str(p.with_name(f"allreduce_{{gpu}}_tp{tp}.csv")) if curve else "",
+                curve_sizes=tuple(ar.message_sizes(hi_bytes=ar.MiB if device == "cpu" else 256 * ar.MiB)),
+                repeats=repeats,
+                command="specperf profile " + " ".join(os.sys.argv[2:]))
+    t0 = time.time()
+    profile_tp(job, tp, device="cuda" if device.startswith("cuda") else "cpu")
+    table = LatencyTable.load(p)
+    return {"out": str(p), "with_allreduce": job.with_ar_out, "curve": job.curve_out.format(gpu=table.meta.get("gpu")),
+            "rows": len(table), "ok": len(table.ok_rows()), "tp": tp, "ranks": tp,
+            "wall_s": time.time() - t0, "gpu": table.meta.get("gpu_name", "")}
