@@ -160,6 +160,20 @@ def test_depth_width_from_a_profile_uses_its_rows(tmp_path):
         assert "layer: measured · head: analytical" in tr.text[0][2]  # the 4096 head was not measured
 
 
+def test_depth_width_profile_widths_and_family(tmp_path):
+    prof = planted_profile(tmp_path / "p.csv")
+    t = LatencyTable.load(prof)
+    opt = resolve_model("opt-1.3b")  # another family at a profiled width: must not be drawn
+    row = dict(t.rows[0], shape=layer_shape_key(opt), head_shape=head_shape_key(opt), median_s=1.0)
+    t.add(row)
+    t.save(prof)
+    st = Setting(draft=resolve_model("llama-7b"), latency=LAT, mode="graph", profile=str(prof))
+    fig = depth_width.figure(st, layers=(1, 2), d_models=[1024, 4096])
+    assert list(fig.data[0].x) == [1024, 4096] and float(np.max(fig.data[0].z)) < 1.0
+    with pytest.raises(Exception, match="no llama layer rows at d_model 3072.*it has d_model 1024, 2048, 4096"):
+        depth_width.figure(st, layers=(1, 2), d_models=[3072])
+
+
 # ---- design -----------------------------------------------------------------------------------
 def test_design_winner_is_the_best_by_independent_predict():
     names = ["sheared-llama-1.3b", "sheared-llama-2.7b", "llama-7b", "llama-7b:n_layers=4"]
