@@ -26,7 +26,7 @@ import torch.distributed as dist
 from perfmodel.hardware import GPUS
 from perfmodel.latency import AnalyticalLatency
 from perfmodel.table import LatencyTable, head_shape_key, layer_shape_key
-from perfmodel.tp_model import save_curve
+from perfmodel.tp_model import eager_allreduce_in_situ, save_curve
 
 from . import allreduce, env, tp
 from .blocks import KV_ALIGN, causal_mask, stack_bytes, torch_dtype
@@ -354,9 +354,10 @@ def worker(rank: int, world: int, job: TPJob) -> None:
                 if rank == 0 and job.validation_out:
                     save_validation(val, job.validation_out)
     if rank == 0:
-        prof.save(job.out)
         if world > 1:
             with_ar.save(job.with_ar_out)
+            eager_allreduce_in_situ(prof, with_ar)
+        prof.save(job.out)
 
 
 def profile_tp(job: TPJob, world: int, device: str = "cuda") -> None:
