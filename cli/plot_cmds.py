@@ -107,6 +107,14 @@ def register(app: typer.Typer) -> None:
             raise UsageError("the design figure needs --target")
         if cost_ratio is not None and kind != "speedup":
             raise UsageError("--cost-ratio applies to the speedup figure only")
+        only = {"--drafts": (drafts, ("design",)), "--batches": (batches, ("gamma", "breakeven")),
+                "--contexts": (contexts, ("gamma", "breakeven")), "--layers": (layers, ("depth-width", "design")),
+                "--d-model": (d_model, ("depth-width", "design"))}
+        for flag, (val, kinds) in only.items():
+            if val is not None and kind not in kinds:
+                raise UsageError(f"{flag} applies to the {' and '.join(kinds)} figure{'s' if len(kinds) > 1 else ''} only")
+        if profile is not None and analytical:
+            raise UsageError("give --profile or --analytical, not both")
         if cost_ratio is not None and profile is not None:
             raise UsageError("--cost-ratio uses no latency model; drop --profile")
         acc = None

@@ -277,6 +277,9 @@ def test_profile_lacking_columns_names_them(tmp_path):
     (["speedup", "--cost-ratio", "-1"], "cost-ratio=-1.0"),
     (["design", "--target", "llama-65b", "--drafts", "llama-7b@1.5"], "α must be in [0, 1)"),
     (["gamma", *PAIR, "--alpha", "0.8", "--cost-ratio", "0.1"], "speedup figure only"),
+    (["speedup", *PAIR, "--drafts", "llama-7b"], "--drafts applies to the design figure only"),
+    (["speedup", *PAIR, "--layers", "1..4"], "--layers applies to the depth-width and design figures only"),
+    (["speedup", *PAIR, "--profile", "x.csv"], "not both"),
 ])
 def test_bad_arguments(tmp_path, args, expect):
     assert expect in bad([*args, "--out", str(tmp_path / "x.html")])
