@@ -51,3 +51,26 @@ def test_ranks_must_match_tp():
     r = CliRunner().invoke(app, ["profile", "--models", TINY, "--tp", "2", "--ranks", "3", "--device", "cpu",
                                  "--out", "/tmp/x.csv"])
     assert r.exit_code == 2 and "ranks=3" in r.output
+
+
+@pytest.mark.slow
+def test_tp4_profile_script_on_four_gloo_processes(tmp_path):
+    """Any TP degree: 4 ranks, 2 KV heads (replicated across rank pairs), layer/allreduce/head rows,
+    curve and whole-model validation."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import tp_profile
+
+    tp_profile.main(["--tp", "4", "--device", "cpu", "--dtype", "fp32", "--out-dir", str(tmp_path), "--models", TINY,
+                     "--validate", TINY, "--batch", "1,2", "--new-tokens", "1,2", "--context", "8",
+                     "--validate-batch", "1", "--validate-new-tokens", "2", "--validate-context", "8",
+                     "--curve-hi-mib", "1", "--repeats", "3", "--gpu-tag", "cpu"])
+    from perfmodel.table import LatencyTable
+    from perfmodel.tp_model import load_curves
+
+    t = LatencyTable.load(tmp_path / "cpu_tp4.csv")
+    assert {(r["component"], r["tp"]) for r in t.ok_rows()} == {("layer", 4), ("allreduce", 4), ("lm_head", 4)}
+    assert [c.tp for c in load_curves(tmp_path / "allreduce_cpu_tp4.csv")] == [4]
+    assert "measured_s" in (tmp_path / "cpu_tp4_validation.csv").read_text().splitlines()[0]

@@ -118,3 +118,17 @@ def test_wrapper_replaces_analytical_allreduce_and_says_it_extrapolates(tmp_path
 def test_no_curve_for_gpu_leaves_provider_unchanged(tmp_path):
     base = AnalyticalLatency(resolve_gpu("a10g"))
     assert with_allreduce_curve(base, "a10g", str(tmp_path)) is base
+
+
+def test_nearest_measured_tp_is_used_and_named(tmp_path):
+    from perfmodel.tp_model import curve_model
+
+    _curve_file(tmp_path, tp=2)
+    _curve_file(tmp_path, tp=4, lat=15e-6)
+    d = str(tmp_path)
+    assert curve_model("h100-sxm", 4, "graph", d).curve.tp == 4
+    assert "EXTRAPOLATED" not in curve_model("h100-sxm", 4, "graph", d).describe(4)
+    m8 = curve_model("h100-sxm", 8, "graph", d)
+    assert m8.curve.tp == 4 and "TP=8 EXTRAPOLATED from measured TP=4" in m8.describe(8)
+    assert m8.factors(8) == pytest.approx((1.5, 1.75 / 1.5))
+    assert curve_model("h100-sxm", 2, "graph", d).curve.tp == 2
