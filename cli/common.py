@@ -104,17 +104,9 @@ def _split_models(text: str) -> list[str]:
 
 def finite(obj):
     """Replace non-finite floats by None so JSON output holds finite values only."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(v) for v in obj]
-    if hasattr(obj, "item") and hasattr(obj, "dtype"):  # numpy scalar
-        return finite(obj.item())
-    if hasattr(obj, "tolist"):
-        return finite(obj.tolist())
-    return obj
+    from perfmodel.jsonsafe import finite as _finite
+
+    return _finite(obj)
 
 
 def print_json(doc) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from perfmodel.jsonsafe import finite as _finite
 from perfmodel.specs import ModelSpec, SpecError
 
 KEY_COLUMNS = ("gpu", "target", "draft", "mode", "dtype", "context", "batch", "alpha", "gamma")
@@ -197,13 +198,3 @@ def _cell(v):
     if isinstance(v, float):
         return "" if not math.isfinite(v) else repr(v)
     return v
-
-
-def _finite(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    return obj
