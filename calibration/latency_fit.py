@@ -21,6 +21,7 @@ from perfmodel.acceptance import AcceptanceModel, check_alpha
 from perfmodel.corrected import CorrectionEntry, LatencyCorrection
 from perfmodel.specdec import tokens_per_iteration
 from perfmodel.specs import SpecError
+from perfmodel.table import DTYPE_BYTES
 
 from .data import TraceError
 from .report import FitReport
@@ -29,7 +30,6 @@ PARAMS = ("overhead", "draft", "verify")
 NAMES = {"draft": "k_draft", "verify": "k_verify", "overhead": "extra_overhead_s"}
 K_MIN = 1e-3  # lower bound on a multiplicative factor (a factor ≤ 0 is meaningless)
 COND_MAX = 1e7  # condition number beyond which parameters are not identifiable from the runs
-DTYPES = {"fp16": 2, "bf16": 2, "float16": 2, "bfloat16": 2, "fp32": 4}
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def read_runs(path, gpu: str | None = None, mode: str | None = None) -> list[Run
         if m not in ("graph", "eager"):
             raise TraceError(p, f"mode={m!r} is not allowed; use graph or eager", ln)
         dt = (r.get("dtype") or "fp16").lower()
-        if dt not in DTYPES:
+        if dt not in DTYPE_BYTES:
             raise TraceError(p, f"dtype={dt!r} is not allowed; use fp16, bf16 or fp32", ln)
         if r.get("iteration_s"):
             it = _num(r["iteration_s"], p, ln, "iteration_s")
@@ -120,34 +120,37 @@ def read_runs(path, gpu: str | None = None, mode: str | None = None) -> list[Run
             it = b * tpi / tps
         try:
             hw = resolve_gpu(r.get("gpu") or gpu)
-            tgt = resolve_model(r["target"], DTYPES[dt])
-            drf = resolve_model(r["draft"], DTYPES[dt])
+            tgt = resolve_model(r["target"], DTYPE_BYTES[dt])
+            drf = resolve_model(r["draft"], DTYPE_BYTES[dt])
         except SpecError as e:
             raise TraceError(p, str(e), ln) from None
         runs.append(Run(line=ln, gpu=hw.name, mode=m, target=tgt.name, draft=drf.name, gamma=g, batch=b,
-                        context=ctx, tp=tp, dtype_bytes=DTYPES[dt], iteration_s=it, target_spec=tgt,
+                        context=ctx, tp=tp, dtype_bytes=DTYPE_BYTES[dt], iteration_s=it, target_spec=tgt,
                         draft_spec=drf))
     if not runs:
         raise TraceError(p, "runs CSV has a header but no runs")
     return runs
 
 
-def components(runs: list[Run], provider_for, source) -> np.ndarray:
-    """Per run: (γ·t_draft_s, t_verify_s, overhead_s) exactly as perfmodel.predict composes them."""
+def components(runs: list[Run], provider_for, source) -> tuple[np.ndarray, dict]:
+    """Per run: (γ·t_draft_s, t_verify_s, overhead_s) exactly as perfmodel.predict composes them;
+    and the providers used, one per GPU (built once: a measured one loads its table once)."""
     from perfmodel.hardware import resolve_gpu
     from perfmodel.predict import predict
 
     out = np.empty((len(runs), 3))
+    providers: dict = {}
     acc = AcceptanceModel(alpha=0.5, source="calibration")  # acceptance does not enter iteration_s
     for i, r in enumerate(runs):
         try:
-            hw = resolve_gpu(r.gpu)
-            lat = provider_for(hw)
+            if r.gpu not in providers:
+                providers[r.gpu] = provider_for(resolve_gpu(r.gpu))
+            lat = providers[r.gpu]
             p = predict(r.target_spec, r.draft_spec, lat, acc, [r.gamma], [r.batch], [r.context], tp=r.tp, mode=r.mode)
         except SpecError as e:
             raise TraceError(source, str(e), r.line) from None
         out[i] = (r.gamma * p.t_draft_s.item(), p.t_verify_s.item(), p.overhead_s.item())
-    return out
+    return out, providers
 
 
 def _solve(X, y, w, free):
@@ -240,14 +243,17 @@ def fit_group(runs, comp, params=PARAMS, source="runs"):
     return entry, rep
 
 
-def fit_latency(path, provider_for, provider_name: str, params=PARAMS, gpu=None, mode=None):
-    """Read runs, fit each (gpu, mode) group → (LatencyCorrection, [FitReport])."""
+def fit_latency(path, provider_for, provider_name: str | None = None, params=PARAMS, gpu=None, mode=None):
+    """Read runs, fit each (gpu, mode) group → (LatencyCorrection, [FitReport]). `provider_name`
+    defaults to the names of the providers `provider_for` returned."""
     params = tuple(params)
     bad = [p for p in params if p not in PARAMS]
     if bad or not params:
         raise SpecError(f"--fit {','.join(params)} is not allowed; choose from {', '.join(PARAMS)}")
     runs = read_runs(path, gpu, mode)
-    comp = components(runs, provider_for, path)
+    comp, providers = components(runs, provider_for, path)
+    if provider_name is None:
+        provider_name = ", ".join(sorted({getattr(p, "name", type(p).__name__) for p in providers.values()}))
     entries, reports = [], []
     for key in sorted({(r.gpu, r.mode) for r in runs}):
         idx = [i for i, r in enumerate(runs) if (r.gpu, r.mode) == key]

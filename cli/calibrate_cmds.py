@@ -103,17 +103,10 @@ def latency(
     from calibration.latency_fit import fit_latency
     from perfmodel.profiles import latency_provider
 
-    names: list[str] = []
-
-    def provider_for(hw):
-        lat = latency_provider(hw, profile=profile, use_shipped=not analytical)
-        names.append(getattr(lat, "name", type(lat).__name__))
-        return lat
-
     params = [p.strip() for p in fit.split(",") if p.strip()]
-    corr, reports = fit_latency(file, provider_for, "", params, gpu=gpu, mode=mode)
-    provider = ", ".join(sorted(set(names)))
-    corr = type(corr)(entries=corr.entries, provider=provider, source=corr.source)
+    corr, reports = fit_latency(file, lambda hw: latency_provider(hw, profile=profile, use_shipped=not analytical),
+                                params=params, gpu=gpu, mode=mode)
+    provider = corr.provider
     doc = corr.to_dict()
     doc["profile"] = profile
     if out:
