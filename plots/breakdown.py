@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 
 from perfmodel.acceptance import AcceptanceModel
 from perfmodel.predict import predict
-from perfmodel.table import head_shape_key, layer_shape_key
+from perfmodel.table import LatencyTable, head_shape_key, layer_shape_key
 
 from . import profile_rows
 from .common import COLORS, MS, Setting, footnote, source_kind, source_line, sources_note, style, tag
@@ -35,17 +35,16 @@ def layer_bars(setting: Setting) -> list[dict]:
     b, c = setting.batch, setting.context
     out = []
     if setting.profile:
-        table = profile_rows.load(setting.profile)
+        table = LatencyTable.load(setting.profile)
         for role, spec, tp in (("draft", setting.draft, 1), ("target", setting.target, setting.tp)):
             m = profile_rows.lookup(table, setting.profile, component="layer", shape=layer_shape_key(spec),
                                     mode=mode, tp=tp, batch=b, new_tokens=1, context=c, figure="breakdown")
             out.append({"role": role, "part": "one decoder layer", "spec": spec, "tp": tp, "median_s": m.median_s,
                         "p10_s": m.p10_s, "p90_s": m.p90_s, "context": m.context, "source": m.source})
-            heads = [r for r in table.select(component="lm_head", head_shape=head_shape_key(spec), mode=mode,
-                                             tp=tp, batch=b, new_tokens=1)]
-            if heads:
-                h = profile_rows.lookup(table, setting.profile, component="lm_head", shape=head_shape_key(spec),
-                                        mode=mode, tp=tp, batch=b, new_tokens=1, context=c, figure="breakdown")
+            h = profile_rows.lookup(table, setting.profile, component="lm_head", shape=head_shape_key(spec),
+                                    mode=mode, tp=tp, batch=b, new_tokens=1, context=c, figure="breakdown",
+                                    required=False)
+            if h is not None:
                 out.append({"role": role, "part": "embed + LM head", "spec": spec, "tp": tp,
                             "median_s": h.median_s, "p10_s": h.p10_s, "p90_s": h.p90_s, "context": h.context,
                             "source": h.source})

@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 
 from perfmodel.catalog import MODELS
 from perfmodel.specs import SpecError
-from perfmodel.table import head_shape_key, spec_from_shape_key
+from perfmodel.table import LatencyTable, head_shape_key, spec_from_shape_key
 
 from . import profile_rows
 from .common import MS, Setting, footnote, source_kind, style, tag
@@ -82,11 +82,10 @@ def grid(setting: Setting, mode: str, layers=LAYERS, d_models=None, table=None) 
             layer_s.append(m.median_s)
             l_src.append(m.source)
             ctx.append(m.context)
-            heads = table.select(component="lm_head", head_shape=head_shape_key(one), mode=mode, tp=1,
-                                 batch=b, new_tokens=1)
-            if heads:
-                h = profile_rows.lookup(table, setting.profile, component="lm_head", shape=head_shape_key(one),
-                                        mode=mode, tp=1, batch=b, new_tokens=1, context=c, figure="depth-width")
+            h = profile_rows.lookup(table, setting.profile, component="lm_head", shape=head_shape_key(one),
+                                    mode=mode, tp=1, batch=b, new_tokens=1, context=c, figure="depth-width",
+                                    required=False)
+            if h is not None:
                 head_s.append(h.median_s)
                 h_src.append(h.source)
                 continue
@@ -159,7 +158,7 @@ def _markers(setting: Setting, d: dict) -> list:
 
 
 def figure(setting: Setting, layers=LAYERS, d_models=None) -> go.Figure:
-    table = profile_rows.load(setting.profile) if setting.profile else None
+    table = LatencyTable.load(setting.profile) if setting.profile else None
     grids = [grid(setting, m, layers, d_models, table) for m in setting.modes]
     n = len(grids)
     fig = make_subplots(rows=1, cols=n, shared_yaxes=True, horizontal_spacing=0.1,

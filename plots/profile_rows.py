@@ -27,23 +27,21 @@ class Measured:
     source: str
 
 
-def load(path: str) -> LatencyTable:
-    """Load a profile; LatencyTable.load already names missing columns."""
-    return LatencyTable.load(path)
-
-
 def _describe(rows: list[dict], key: str) -> str:
     vals = sorted({str(r[key]) for r in rows})
     return ", ".join(vals[:6]) + (" …" if len(vals) > 6 else "") if vals else "none"
 
 
 def lookup(table: LatencyTable, path: str, *, component: str, shape: str, mode: str, tp: int, batch: int,
-           new_tokens: int, context: int, figure: str) -> Measured:
-    """The row for (component, shape, mode, tp, batch, new_tokens) at the nearest measured context."""
+           new_tokens: int, context: int, figure: str, required: bool = True) -> Measured | None:
+    """The row for (component, shape, mode, tp, batch, new_tokens) at the nearest measured context;
+    None instead of the error when not `required` and the profile has no such row."""
     key = "head_shape" if component == "lm_head" else "shape"
     comp = table.select(component=component)
     rows = [r for r in comp if r[key] == shape and r["mode"] == mode and r["tp"] == tp
             and r["batch"] == batch and r["new_tokens"] == new_tokens and np.isfinite(r["median_s"])]
+    if not rows and not required:
+        return None
     if not rows:
         have = [r for r in comp if r[key] == shape]
         detail = (f"it has {component} rows for {key}s {_describe(comp, key)}" if not have else
@@ -75,22 +73,3 @@ def layer_shapes(table: LatencyTable, path: str, *, mode: str, tp: int, batch: i
                         f"mode={mode}, tp={tp}, batch={batch}, new_tokens={new_tokens} "
                         f"(columns {', '.join(NEEDED_COLUMNS)}); {detail}")
     return sorted({r["shape"] for r in rows})
-
-
-def parse_shape(key: str) -> dict:
-    """'llama:d2048:h16:kv16:ff5504:glu' → {'family': 'llama', 'd_model': 2048, 'n_heads': 16, …}."""
-    parts = key.split(":")
-    out = {"family": parts[0]}
-    names = {"d": "d_model", "h": "n_heads", "kv": "n_kv_heads", "ff": "d_ff"}
-    for p in parts[1:]:
-        for pre in ("kv", "ff", "d", "h"):
-            if p.startswith(pre) and p[len(pre):].isdigit():
-                out[names[pre]] = int(p[len(pre):])
-                break
-        else:
-            mlp, _, extra = p.partition("+")
-            if mlp in ("glu", "mlp"):
-                out["gated_mlp"] = mlp == "glu"
-                out["qkv_bias"] = "qkvb" in p
-                out["linear_bias"] = "+bias" in p
-    return out
