@@ -100,11 +100,6 @@ class AlphaModel:
         clip = lambda v: np.clip(v, 0.0, ALPHA_CLIP[1])  # noqa: E731
         return clip(expit(z)), clip(expit(z - half)), clip(expit(z + half))
 
-    def predict_specs(self, specs, target: ModelSpec):
-        x = features([nonembedding_params(s) for s in specs], nonembedding_params(target),
-                     [s.n_layers for s in specs])
-        return self.predict(x)
-
     def describe(self) -> str:
         c = ", ".join(f"{n}={v:+.3f}" for n, v in zip(FEATURES, self.coef))
         fixed = [f for f in FEATURES if f not in self.fitted]

@@ -221,12 +221,6 @@ class AllreduceModel:
                 s += f"; messages {_fmt_bytes(lo)}–{_fmt_bytes(hi)} within the measured sizes"
         return s
 
-    def fitted_hardware(self, hw):
-        """A HardwareProfile whose analytical all-reduce terms are this fit (one-regime)."""
-        line = fit_line(self.curve.size_bytes, self.curve.median_s)
-        return hw.replace(allreduce_latency_s=line.latency_s,
-                          interconnect_bytes_per_s=line.bytes_per_s * float(ring_bytes_factor(self.curve.tp)))
-
 
 def compare_extrapolation(model: AllreduceModel, measured: AllreduceCurve) -> dict:
     """Extrapolated (from model's TP) vs measured (at measured.tp) all-reduce times: relative errors."""
