@@ -70,7 +70,7 @@ class Prediction:
 
 def _positive_ints(values, what: str) -> np.ndarray:
     arr = np.atleast_1d(np.asarray(values))
-    for v in arr.ravel():
+    for v in arr.ravel().tolist():  # Python scalars: errors say batch=0, not np.int64(0)
         if not float(v).is_integer() or v <= 0:
             raise SpecError(f"{what}={v!r} is not allowed; {what} must be a positive integer")
     return arr.astype(int)
@@ -78,7 +78,7 @@ def _positive_ints(values, what: str) -> np.ndarray:
 
 def check_gammas(gammas) -> np.ndarray:
     g = np.atleast_1d(np.asarray(gammas))
-    for v in g.ravel():
+    for v in g.ravel().tolist():
         if not float(v).is_integer() or not 1 <= v <= GAMMA_MAX:
             raise SpecError(f"gamma={v!r} is not allowed; γ must be an integer in 1..{GAMMA_MAX}")
     return g.astype(int)
