@@ -6,23 +6,19 @@ import numpy as np
 from .common import UsageError, print_json
 
 
-def _gammas(gamma: str, gamma_max: int) -> tuple[list[int], bool]:
+def _gammas(gamma: str, gamma_max: int) -> list[int]:
+    from perfmodel.predict import check_gammas
     from perfmodel.specdec import GAMMA_MAX
 
     if not 1 <= gamma_max <= GAMMA_MAX:
         raise UsageError(f"gamma-max={gamma_max} is not allowed; must be in 1..{GAMMA_MAX}")
     if gamma.strip().lower() == "auto":
-        return list(range(1, gamma_max + 1)), True
-    out = []
-    for part in gamma.split(","):
-        try:
-            v = int(part)
-        except ValueError:
-            raise UsageError(f"gamma={gamma!r} is not allowed; give an integer in 1..{GAMMA_MAX}, a list, or auto") from None
-        if not 1 <= v <= GAMMA_MAX:
-            raise UsageError(f"gamma={v} is not allowed; γ must be an integer in 1..{GAMMA_MAX}")
-        out.append(v)
-    return sorted(set(out)), False
+        return list(range(1, gamma_max + 1))
+    try:
+        values = [int(part) for part in gamma.split(",")]
+    except ValueError:
+        raise UsageError(f"gamma={gamma!r} is not allowed; give an integer in 1..{GAMMA_MAX}, a list, or auto") from None
+    return sorted(set(check_gammas(values).tolist()))
 
 
 def _acceptance(alpha, acceptance):
@@ -37,7 +33,7 @@ def _acceptance(alpha, acceptance):
     return AcceptanceModel(alpha=check_alpha(alpha), source="--alpha")
 
 
-def run_cost_ratio(c, alpha, gammas, auto, json_out):
+def run_cost_ratio(c, alpha, gammas, json_out):
     from perfmodel.acceptance import check_alpha
     from perfmodel.specdec import arithmetic_factor, speedup_cost_ratio, tokens_per_iteration
 
@@ -74,11 +70,11 @@ def run_cost_ratio(c, alpha, gammas, auto, json_out):
 
 def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, context, tp, dtype_bytes,
         mode, profile, analytical, cost_ratio, json_out, calibration=None):
-    gammas, auto = _gammas(gamma, gamma_max)
+    gammas = _gammas(gamma, gamma_max)
     if cost_ratio is not None:
         if target is not None or draft is not None or profile is not None:
             raise UsageError("--cost-ratio answers without models; drop --target/--draft/--profile or drop --cost-ratio")
-        return run_cost_ratio(cost_ratio, alpha, gammas, auto, json_out)
+        return run_cost_ratio(cost_ratio, alpha, gammas, json_out)
     if target is None or draft is None:
         raise UsageError("--target and --draft are required (or --cost-ratio with --alpha)")
     if mode not in ("graph", "eager"):
