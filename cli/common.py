@@ -46,6 +46,15 @@ def handle_errors(fn):
     return wrapper
 
 
+def dtype_bytes(dtype: str) -> int:
+    """Bytes per element of a --dtype name (fp16, bf16, fp32 and their long forms)."""
+    from perfmodel.table import DTYPE_BYTES
+
+    if dtype.lower() not in DTYPE_BYTES:
+        raise UsageError(f"dtype={dtype!r} is not allowed; use fp16, bf16 or fp32")
+    return DTYPE_BYTES[dtype.lower()]
+
+
 def parse_ints(text: str, what: str, allow_zero: bool = False) -> list[int]:
     """'1,4,16' or '1..8' or '1..32:4' (step) → list of ints; each must be > 0 (or ≥ 0)."""
     out: list[int] = []

@@ -10,18 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import UsageError, fail, handle_errors, parse_ints, print_json
+from .common import dtype_bytes, handle_errors, print_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Which draft model and lookahead make speculative decoding fastest on your GPU.")
-
-DTYPES = {"fp16": 2, "bf16": 2, "float16": 2, "bfloat16": 2, "fp32": 4}
-
-
-def dtype_bytes(dtype: str) -> int:
-    if dtype.lower() not in DTYPES:
-        raise UsageError(f"dtype={dtype!r} is not allowed; use fp16, bf16 or fp32")
-    return DTYPES[dtype.lower()]
 
 
 @app.command()
