@@ -63,8 +63,6 @@ def figure(setting: Setting) -> go.Figure:
     fig.update_yaxes(title="α_i", range=[0, 1], row=1, col=1)
     fig.update_xaxes(title="lookahead γ", dtick=1, row=1, col=2)
     fig.update_yaxes(title="E[tokens per iteration]", rangemode="tozero", row=1, col=2)
-    style(fig, f"Calibrated acceptance <span style='font-size:12px'>({acc.describe()[:120]})</span>")
-    fig.update_layout(legend=dict(orientation="h", x=0, y=1.08, yanchor="bottom"), margin=dict(t=120),
-                      title=dict(y=0.98, yanchor="top"))
+    style(fig, "Calibrated acceptance", acc.describe()[:120], legend_y=1.08, top=120)
     footnote(fig, src + "; open markers: γ beyond the observed positions (extrapolated)")
     return fig

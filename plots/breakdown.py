@@ -121,11 +121,9 @@ def figure(setting: Setting) -> go.Figure:
         if setting.profile:
             sources.update({f"right panel {r['role']} {part}": r["source"] for r in sel})
     fig.update_yaxes(title="latency (µs)", row=1, col=2)
-    title = (f"Where an iteration's time goes: {setting.draft.name} → {setting.target.name} "
-             f"<span style='font-size:12px'>({setting.where()})</span>")
-    style(fig, title)
-    fig.update_layout(barmode="group", legend=dict(orientation="h", x=0, y=1.1, yanchor="bottom"),
-                      margin=dict(t=140), title=dict(y=0.98, yanchor="top"))
+    style(fig, f"Where an iteration's time goes: {setting.draft.name} → {setting.target.name}", setting.where(),
+          legend_y=1.1, top=140)
+    fig.update_layout(barmode="group")
     tag(fig, sources)
     footnote(fig, sources_note(sources), y=-0.14)
     return fig

@@ -59,11 +59,9 @@ def figure(setting: Setting, batches=BREAKEVEN_BATCHES, contexts=None) -> go.Fig
                              showlegend=False, name="γ* labels"))
     fig.update_xaxes(title="context (tokens in KV cache)", tickvals=xi, ticktext=[str(c) for c in p.context])
     fig.update_yaxes(title="batch (sequences)", tickvals=yi, ticktext=[str(b) for b in p.batch])
-    title = (f"Where speculation stops paying: {setting.draft.name} → {setting.target.name} "
-             f"<span style='font-size:12px'>({setting.gpu}, tp={setting.tp}, {setting.mode}, "
-             f"{setting.acceptance.describe()}, γ ≤ {max(setting.gammas)})</span>")
-    style(fig, title)
-    fig.update_layout(legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
-    tag(fig, {k: v for k, v in p.sources.items() if k != 'acceptance'})
+    style(fig, f"Where speculation stops paying: {setting.draft.name} → {setting.target.name}",
+          f"{setting.gpu}, tp={setting.tp}, {setting.mode}, {setting.acceptance.describe()}, "
+          f"γ ≤ {max(setting.gammas)}", legend_y=1.02)
+    tag(fig, p.sources)
     footnote(fig, sources_note(p.sources))
     return fig

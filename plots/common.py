@@ -116,8 +116,10 @@ def sources_note(sources: dict, width: int = 150) -> str:
 
 
 def tag(fig: go.Figure, sources: dict) -> go.Figure:
-    """Record the latency sources in the figure (layout.meta) so callers can check what was measured."""
-    fig.update_layout(meta={"specperf_latency_sources": {str(k): str(v) for k, v in sources.items()}})
+    """Record the latency sources in the figure (layout.meta) so callers can check what was measured;
+    a prediction's 'acceptance' entry is not a latency and is left out."""
+    fig.update_layout(meta={"specperf_latency_sources": {str(k): str(v) for k, v in sources.items()
+                                                         if k != "acceptance"}})
     return fig
 
 
@@ -131,10 +133,19 @@ def footnote(fig: go.Figure, text: str, y: float = -0.16) -> None:
                        showarrow=False, align="left", font=dict(size=10, color="#555"))
 
 
-def style(fig: go.Figure, title: str, bottom: int = 120, height: int = 620) -> go.Figure:
+def style(fig: go.Figure, title: str, sub: str | None = None, bottom: int = 120, height: int = 620,
+          legend_y: float | None = None, top: int | None = None) -> go.Figure:
+    """Template, fonts and a left-aligned title (`sub`: a small-print line after it); `legend_y`: a
+    horizontal legend above the plot at that height; `top`: a taller top margin, the title pinned to it."""
+    if sub:
+        title = f"{title} <span style='font-size:12px'>({sub})</span>"
     fig.update_layout(template=TEMPLATE, font=FONT, title=dict(text=title, x=0.01, xanchor="left"),
-                      margin=dict(l=70, r=30, t=80, b=bottom), height=height,
+                      margin=dict(l=70, r=30, t=top or 80, b=bottom), height=height,
                       hoverlabel=dict(font=dict(family="monospace", size=12)))
+    if top:
+        fig.update_layout(title=dict(y=0.98, yanchor="top"))
+    if legend_y is not None:
+        fig.update_layout(legend=dict(orientation="h", x=0, y=legend_y, yanchor="bottom"))
     return fig
 
 

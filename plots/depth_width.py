@@ -209,12 +209,9 @@ def figure(setting: Setting, layers=LAYERS, d_models=None) -> go.Figure:
         card = table.meta.get("gpu_name") or table.meta.get("gpu") or ""
         src = f"profile {setting.profile}" + (f", measured on {card}" if card else "") + \
             (f" ({table.meta['date'][:10]})" if table.meta.get("date") else "")
-    title = (f"Draft step latency over depth × width "
-             f"<span style='font-size:12px'>({setting.gpu + ', ' if setting.gpu else ''}batch {setting.batch}, "
-             f"context {setting.context}, {setting.draft.family} shapes, vocab {setting.draft.vocab})</span>")
-    style(fig, title)
-    fig.update_layout(legend=dict(orientation="h", x=0, y=1.07, yanchor="bottom"), margin=dict(t=110),
-                      title=dict(y=0.98, yanchor="top"))
+    style(fig, "Draft step latency over depth × width",
+          f"{setting.gpu + ', ' if setting.gpu else ''}batch {setting.batch}, context {setting.context}, "
+          f"{setting.draft.family} shapes, vocab {setting.draft.vocab}", legend_y=1.07, top=110)
     notes = [f"latency: {src}" if src else "", "lines: non-embedding parameters (billions); "
              "one step = n_layers × one layer + embedding/LM head"]
     skipped = sorted({s for g in grids for s in g["skipped"]})

@@ -127,10 +127,8 @@ def figure(setting: Setting, drafts=None, stated=(), layers=None, d_models=None,
                              hovertext=[hover(w)], hovertemplate="%{hovertext}<extra></extra>"))
     fig.update_xaxes(title="draft step latency t_draft (ms)", range=[0, t_hi * MS])
     fig.update_yaxes(title="acceptance α", range=[ay[0], ay[-1]])
-    title = (f"Draft design for {setting.target.name} "
-             f"<span style='font-size:12px'>({setting.where()}, γ ≤ {max(setting.gammas)})</span>")
-    style(fig, title)
-    fig.update_layout(legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
+    style(fig, f"Draft design for {setting.target.name}", f"{setting.where()}, γ ≤ {max(setting.gammas)}",
+          legend_y=1.02)
     kinds = sorted(set(d["kind"]))
     tag(fig, res.modes[mode].costs.sources)
     footnote(fig, f"α: {', '.join(kinds)} — sources: " + "; ".join(res.acc.sources)[:300]

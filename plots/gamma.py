@@ -84,12 +84,9 @@ def figure(setting: Setting, batches=BATCHES, contexts=None) -> go.Figure:
     fig.update_yaxes(rangemode="tozero", row=1, col=2)
     fig.update_yaxes(title="speedup at γ* (×)", row=2, col=1)
     fig.add_hline(y=1.0, line=dict(color="#999", dash="dash", width=1), row=2, col="all")
-    title = (f"Optimal lookahead of {setting.draft.name} → {setting.target.name} "
-             f"<span style='font-size:12px'>({setting.gpu}, tp={setting.tp}, {setting.acceptance.describe()},"
-             f" γ ≤ {max(setting.gammas)})</span>")
-    style(fig, title, height=680)
-    fig.update_layout(legend=dict(orientation="h", x=0, y=1.09, yanchor="bottom"), margin=dict(t=130),
-                      title=dict(y=0.98, yanchor="top"))
-    tag(fig, {k: v for k, v in sources.items() if k != 'acceptance'})
+    style(fig, f"Optimal lookahead of {setting.draft.name} → {setting.target.name}",
+          f"{setting.gpu}, tp={setting.tp}, {setting.acceptance.describe()}, γ ≤ {max(setting.gammas)}",
+          height=680, legend_y=1.09, top=130)
+    tag(fig, sources)
     footnote(fig, sources_note(sources), y=-0.12)
     return fig

@@ -99,13 +99,12 @@ def figure(setting: Setting, cost_ratio: float | None = None, style_: str = "sur
                                  hovertemplate="%{text}<extra></extra>"))
         fig.update_xaxes(title="lookahead γ", dtick=1)
         fig.update_yaxes(title="acceptance α")
-        fig.update_layout(legend=dict(orientation="h", x=0, y=1.02, yanchor="bottom"))
     if cost_ratio is not None:
-        title = f"Speedup over α × γ at cost ratio c = {cost_ratio:g} (Leviathan et al. 2023)"
+        style(fig, f"Speedup over α × γ at cost ratio c = {cost_ratio:g} (Leviathan et al. 2023)",
+              legend_y=None if style_ == "surface" else 1.02)
     else:
-        title = (f"Speedup of {setting.draft.name} → {setting.target.name} over α × γ "
-                 f"<span style='font-size:12px'>({setting.where()})</span>")
-    style(fig, title)
+        style(fig, f"Speedup of {setting.draft.name} → {setting.target.name} over α × γ", setting.where(),
+              legend_y=None if style_ == "surface" else 1.02)
     tag(fig, d["sources"])
     footnote(fig, sources_note(d["sources"]) + f"<br>c = t_draft/t_target = {d['cost_ratio']:.4f}",
              y=-0.06 if style_ == "surface" else -0.16)
