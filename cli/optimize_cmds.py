@@ -13,8 +13,6 @@ import typer
 
 from .common import UsageError, handle_errors, parse_floats, parse_ints, parse_names, print_json
 
-DTYPES = {"fp16": 2, "bf16": 2, "fp32": 4}
-
 
 def _acceptance_items(values: list[str]) -> list[tuple[str | None, str]]:
     out = []
@@ -61,6 +59,7 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     ):
         """Find the draft and lookahead that make speculative decoding fastest, per mode, batch and context."""
+        from perfmodel.acceptance import check_alpha
         from perfmodel.alpha_model import read_alpha_document
         from perfmodel.export import check_engine, write_export
         from perfmodel.hardware import resolve_gpu
@@ -68,10 +67,11 @@ def register(app: typer.Typer) -> None:
         from perfmodel.profiles import latency_provider
         from perfmodel.specdec import GAMMA_MAX
 
+        from .main import dtype_bytes
+
         if mode not in ("graph", "eager", "both"):
             raise UsageError(f"mode={mode!r} is not allowed; use graph, eager or both")
-        if dtype.lower() not in DTYPES:
-            raise UsageError(f"dtype={dtype!r} is not allowed; use fp16, bf16 or fp32")
+        by = dtype_bytes(dtype)
         if emit is not None:
             check_engine(emit)
         if emit_out is not None and emit is None:
@@ -82,8 +82,8 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"top={top} is not allowed; must be ≥ 1")
         if tp < 1:
             raise UsageError(f"tp={tp} is not allowed; must be a positive integer")
-        if alpha is not None and not 0.0 <= alpha < 1.0:
-            raise UsageError(f"alpha={alpha!r} is not allowed; α must be in [0, 1)")
+        if alpha is not None:
+            check_alpha(alpha)
         if drafts is None and layers is None and d_model is None:
             raise UsageError("no draft candidates: give --drafts and/or a design space (--layers with --d-model)")
         req = OptimizeRequest(
@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
             alpha_doc=read_alpha_document(alpha_model) if alpha_model else None, alpha=alpha,
             batch=parse_ints(batch, "batch"), context=parse_ints(context, "context"), gamma_max=gamma_max,
             tp=tp, modes=("graph", "eager") if mode == "both" else (mode,), top=top, reference=reference,
-            policy_draft=policy_draft, emit=emit, dtype_bytes=DTYPES[dtype.lower()])
+            policy_draft=policy_draft, emit=emit, dtype_bytes=by)
         hw = resolve_gpu(gpu)
         req.memory_bytes = hw.memory_bytes
         provider = latency_provider(hw, profile=profile, use_shipped=not analytical)

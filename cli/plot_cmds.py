@@ -13,7 +13,6 @@ import typer
 from .common import UsageError, handle_errors, parse_ints, parse_names, print_json
 
 KINDS = ("speedup", "gamma", "breakdown", "depth-width", "design", "breakeven", "acceptance")
-DTYPES = {"fp16": 2, "bf16": 2, "fp32": 4}
 NEEDS_PAIR = ("speedup", "gamma", "breakdown", "breakeven")  # target and draft (speedup: or --cost-ratio)
 NEEDS_ALPHA = ("gamma", "breakeven", "acceptance")
 DEPTH_WIDTH_BASE = "llama-7b"  # base family/vocabulary for depth-width when --draft is not given
@@ -76,8 +75,10 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"unknown plot kind {kind!r}; use one of {', '.join(KINDS)}")
         if mode not in ("graph", "eager", "both"):
             raise UsageError(f"mode={mode!r} is not allowed; use graph, eager or both")
-        if dtype.lower() not in DTYPES:
-            raise UsageError(f"dtype={dtype!r} is not allowed; use fp16, bf16 or fp32")
+        from .main import dtype_bytes
+        from .predict_cmd import _acceptance
+
+        by = dtype_bytes(dtype)
         for name, v in (("batch", batch), ("context", context), ("tp", tp)):
             if v <= 0:
                 raise UsageError(f"{name}={v} is not allowed; {name} must be a positive integer")
@@ -86,7 +87,6 @@ def register(app: typer.Typer) -> None:
         check_out(out, ".html", "--out")  # fail before any work
         if png is not None:
             check_out(png, ".png", "--png")
-        from perfmodel.acceptance import AcceptanceModel, check_alpha
         from perfmodel.catalog import resolve_model
         from perfmodel.hardware import resolve_gpu
         from perfmodel.profiles import latency_provider
@@ -95,7 +95,6 @@ def register(app: typer.Typer) -> None:
         import plots
         from plots.common import Setting
 
-        by = DTYPES[dtype.lower()]
         gmax = gamma_max if gamma_max is not None else (12 if kind in ("speedup", "design") else 8)
         if not 1 <= gmax <= GAMMA_MAX:
             raise UsageError(f"gamma-max={gmax} is not allowed; must be in 1..{GAMMA_MAX}")
@@ -117,13 +116,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError("give --profile or --analytical, not both")
         if cost_ratio is not None and profile is not None:
             raise UsageError("--cost-ratio uses no latency model; drop --profile")
-        acc = None
-        if acceptance is not None:
-            if alpha is not None:
-                raise UsageError("give --alpha or --acceptance, not both")
-            acc = AcceptanceModel.load(acceptance)
-        elif alpha is not None:
-            acc = AcceptanceModel(alpha=check_alpha(alpha), source="--alpha")
+        acc = _acceptance(alpha, acceptance) if alpha is not None or acceptance is not None else None
         if kind in NEEDS_ALPHA and acc is None:
             raise UsageError(f"the {kind} figure needs --alpha (α in [0, 1)) or --acceptance FILE")
         hw = resolve_gpu(gpu)
