@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .specdec import tokens_per_iteration, tokens_per_iteration_by_position
-from .specs import SpecError
+from .specs import SpecError, read_json
 
 
 @dataclass(frozen=True)
@@ -86,14 +86,7 @@ class AcceptanceModel:
 
     @classmethod
     def load(cls, path: str | Path) -> "AcceptanceModel":
-        p = Path(path)
-        try:
-            d = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise SpecError(f"acceptance file {str(p)!r} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise SpecError(f"acceptance file {str(p)!r} is not valid JSON ({e})") from None
-        return cls.from_dict(d, source=str(p))
+        return cls.from_dict(read_json(path, "acceptance file"), source=str(Path(path)))
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .latency import ComponentTimes
-from .specs import SpecError
+from .specs import SpecError, read_json
 
 KIND = "specperf latency correction"
 SCHEMA_VERSION = 1
@@ -85,14 +85,7 @@ class LatencyCorrection:
 
     @classmethod
     def load(cls, path) -> "LatencyCorrection":
-        p = Path(path)
-        try:
-            d = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise SpecError(f"calibration file {str(p)!r} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise SpecError(f"calibration file {str(p)!r} is not valid JSON ({e})") from None
-        return cls.from_dict(d, source=str(p))
+        return cls.from_dict(read_json(path, "calibration file"), source=str(Path(path)))
 
 
 def _scale(ft: ComponentTimes, k: float, note: str) -> ComponentTimes:

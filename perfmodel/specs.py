@@ -18,6 +18,17 @@ class SpecError(ValueError):
     """Bad model description; the message is one line naming the value and what is allowed."""
 
 
+def read_json(path: str | Path, what: str):
+    """The JSON document in `path`; a one-line SpecError naming `what` if it is missing or not JSON."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{what} {str(p)!r} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SpecError(f"{what} {str(p)!r} is not valid JSON ({e})") from None
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
@@ -179,12 +190,7 @@ def from_hf_config(path: str | Path, dtype_bytes: int = 2) -> ModelSpec:
     p = Path(path)
     if p.is_dir():
         p = p / "config.json"
-    try:
-        cfg = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"config file {str(p)!r} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SpecError(f"config file {str(p)!r} is not valid JSON ({e})") from None
+    cfg = read_json(p, "config file")
     if not isinstance(cfg, dict):
         raise SpecError(f"config file {str(p)!r} must hold a JSON object")
     mtype = cfg.get("model_type")

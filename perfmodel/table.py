@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .specs import ModelSpec, SpecError
+from .specs import ModelSpec, SpecError, read_json
 
 SCHEMA_VERSION = 1
 COMPONENTS = ("layer", "lm_head", "embed", "overhead", "allreduce")
@@ -100,12 +100,7 @@ class LatencyTable:
         if not p.exists():
             raise SpecError(f"profile {str(p)!r} does not exist")
         meta_p = cls.meta_path(p)
-        meta = {}
-        if meta_p.exists():
-            try:
-                meta = json.loads(meta_p.read_text())
-            except json.JSONDecodeError as e:
-                raise SpecError(f"profile metadata {str(meta_p)!r} is not valid JSON ({e})") from None
+        meta = read_json(meta_p, "profile metadata") if meta_p.exists() else {}
         if meta.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
             raise SpecError(f"profile {str(p)!r} has schema_version={meta.get('schema_version')!r}; "
                             f"this specperf reads schema_version={SCHEMA_VERSION}")
