@@ -27,7 +27,6 @@ from .data import TraceError
 from .report import FitReport
 
 PARAMS = ("overhead", "draft", "verify")
-NAMES = {"draft": "k_draft", "verify": "k_verify", "overhead": "extra_overhead_s"}
 K_MIN = 1e-3  # lower bound on a multiplicative factor (a factor ≤ 0 is meaningless)
 COND_MAX = 1e7  # condition number beyond which parameters are not identifiable from the runs
 

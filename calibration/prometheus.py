@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
-
 from .data import AcceptanceData, TraceError, from_position_counts, parse_count
 
 PREFIX = "vllm:spec_decode_"
@@ -190,7 +188,3 @@ def read_vllm_metrics(text: str, source, select: dict | None = None) -> Acceptan
         extra["draft_tokens"] = tokens
     return from_position_counts(source, "vllm-metrics", int(n_drafts), c, notes=notes, extra=extra)
 
-
-def per_position_rates(data: AcceptanceData) -> np.ndarray:
-    """vLLM's own 'per-position acceptance rate' (unconditional c_i / drafts), for comparison."""
-    return data.accepted / data.n_drafts
