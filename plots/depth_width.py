@@ -179,10 +179,8 @@ def figure(setting: Setting, layers=LAYERS, d_models=None) -> go.Figure:
                                      showlegend=col == 1 and k == 0), row=1, col=col)
         ms = _markers(setting, d)
         if ms:
-            ft = [setting.latency.forward(m.replace(n_layers=1), setting.batch, 1, setting.context, 1, d["mode"])
-                  if setting.latency is not None else None for m in ms]
-            lat = [(m.n_layers * float(np.asarray(f.layer_s)) + float(np.asarray(f.lm_head_s))) * MS
-                   if f is not None else float("nan") for m, f in zip(ms, ft)]
+            lat = [float(setting.latency.forward(m, setting.batch, 1, setting.context, 1, d["mode"]).total_s) * MS
+                   if setting.latency is not None else float("nan") for m in ms]
             fig.add_trace(go.Scatter(
                 x=[m.d_model for m in ms], y=[m.n_layers for m in ms], mode="markers+text",
                 text=[m.name for m in ms], textposition="middle right", textfont=dict(color="white", size=11),
