@@ -59,7 +59,7 @@ def acceptance(
     if not 1 <= gamma_max <= GAMMA_MAX:
         raise UsageError(f"gamma-max={gamma_max} is not allowed; must be in 1..{GAMMA_MAX}")
     data = read_trace(file, fmt, _labels(label))
-    fit = fit_acceptance(data, range(1, max(gamma_max, 1) + 1), model=model, seed=seed)
+    fit = fit_acceptance(data, range(1, gamma_max + 1), model=model, seed=seed)
     doc = fit.to_dict()
     if out:
         _write(out, doc)
