@@ -27,6 +27,21 @@ _INT_COLS = ("tp", "batch", "new_tokens", "context", "repeats")
 _FLOAT_COLS = ("median_s", "p10_s", "p90_s")
 
 
+def read_csv(path: str | Path, required, what: str) -> list[dict]:
+    """Rows of the CSV file `path` as dicts (strings); a one-line SpecError if it is not text or
+    lacks a `required` column (`what` names the table, e.g. "a specperf latency table")."""
+    p = Path(path)
+    try:
+        with p.open(newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in required if c not in (reader.fieldnames or [])]
+            if missing:
+                raise SpecError(f"{str(p)!r} is not {what}: missing columns {', '.join(missing)}")
+            return list(reader)
+    except UnicodeDecodeError:
+        raise SpecError(f"{str(p)!r} is not a text CSV file") from None
+
+
 def layer_shape_key(spec: ModelSpec) -> str:
     """Identity of one decoder layer's shape (depth and vocabulary excluded)."""
     extra = ("+qkvb" if spec.qkv_bias else "") + ("+bias" if spec.linear_bias else "")
@@ -109,17 +124,7 @@ class LatencyTable:
 
             raw = pd.read_parquet(p).to_dict("records")
         else:
-            try:
-                with p.open(newline="") as f:
-                    reader = csv.DictReader(f)
-                    header = reader.fieldnames or []
-                    missing = [c for c in COLUMNS if c not in header]
-                    if missing:
-                        raise SpecError(f"profile {str(p)!r} is not a specperf latency table: "
-                                        f"missing columns {', '.join(missing)}")
-                    raw = list(reader)
-            except UnicodeDecodeError:
-                raise SpecError(f"profile {str(p)!r} is not a text CSV file") from None
+            raw = read_csv(p, COLUMNS, "a specperf latency table")
         rows = []
         for i, r in enumerate(raw, start=2):
             try:

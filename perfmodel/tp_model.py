@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .specs import ModelSpec, SpecError
+from .specs import ModelSpec, SpecError, read_json
+from .table import LatencyTable, read_csv
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CURVE_COLUMNS = ("gpu", "tp", "mode", "dtype", "size_bytes", "median_s", "p10_s", "p90_s", "repeats",
@@ -130,7 +131,7 @@ def save_curve(rows: list[dict], path, meta: dict | None = None) -> None:
         w.writeheader()
         for r in rows:
             w.writerow({c: r.get(c, "") for c in CURVE_COLUMNS})
-    p.with_name(p.name + ".meta.json").write_text(json.dumps(meta or {}, indent=2, sort_keys=True) + "\n")
+    LatencyTable.meta_path(p).write_text(json.dumps(meta or {}, indent=2, sort_keys=True) + "\n")
 
 
 def load_curves(path) -> list[AllreduceCurve]:
@@ -138,16 +139,13 @@ def load_curves(path) -> list[AllreduceCurve]:
     p = Path(path)
     if not p.exists():
         raise SpecError(f"all-reduce curve {str(p)!r} does not exist")
-    with p.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in CURVE_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise SpecError(f"{str(p)!r} is not an all-reduce curve: missing columns {', '.join(missing)}")
-        raw = [r for r in reader if (r["status"] or "ok") == "ok"]
-    meta_p = p.with_name(p.name + ".meta.json")
-    meta = json.loads(meta_p.read_text()) if meta_p.exists() else {}
+    raw = read_csv(p, CURVE_COLUMNS, "an all-reduce curve")
+    meta_p = LatencyTable.meta_path(p)
+    meta = read_json(meta_p, "all-reduce curve metadata") if meta_p.exists() else {}
     groups: dict = {}
-    for i, r in enumerate(raw, start=2):
+    for i, r in enumerate(raw, start=2):  # i: the line in the file
+        if (r["status"] or "ok") != "ok":
+            continue
         try:
             key = (r["gpu"], int(r["tp"]), r["mode"], r["dtype"])
             vals = tuple(float(r[c]) for c in ("size_bytes", "median_s", "p10_s", "p90_s"))

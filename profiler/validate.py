@@ -20,6 +20,7 @@ import numpy as np
 
 from perfmodel.jsonsafe import finite as _finite
 from perfmodel.specs import ModelSpec, SpecError
+from perfmodel.table import read_csv
 
 KEY_COLUMNS = ("gpu", "target", "draft", "mode", "dtype", "context", "batch", "alpha", "gamma")
 MEASURED_COLUMNS = ("measured_iteration_s", "measured_iteration_p10_s", "measured_iteration_p90_s",
@@ -175,22 +176,17 @@ def load_rows(path) -> list[dict]:
     p = Path(path)
     if not p.exists():
         raise SpecError(f"validation table {str(p)!r} does not exist")
-    with p.open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in KEY_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise SpecError(f"{str(p)!r} is not a specperf validation table: missing {', '.join(missing)}")
-        rows = []
-        for r in reader:
-            row = {}
-            for k, v in r.items():
-                if k in ("gpu", "target", "draft", "mode", "dtype", "status", "reason"):
-                    row[k] = v
-                elif k in ("context", "batch", "gamma", "iterations", "repeats"):
-                    row[k] = int(float(v)) if v not in ("", None) else 0
-                else:
-                    row[k] = float(v) if v not in ("", None) else math.nan
-            rows.append(row)
+    rows = []
+    for r in read_csv(p, KEY_COLUMNS, "a specperf validation table"):
+        row = {}
+        for k, v in r.items():
+            if k in ("gpu", "target", "draft", "mode", "dtype", "status", "reason"):
+                row[k] = v
+            elif k in ("context", "batch", "gamma", "iterations", "repeats"):
+                row[k] = int(float(v)) if v not in ("", None) else 0
+            else:
+                row[k] = float(v) if v not in ("", None) else math.nan
+        rows.append(row)
     return rows
 
 
