@@ -14,14 +14,13 @@ Key assumption: a shipped profile applies to the GPU it was measured on. numpy +
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
 
 from .hardware import GPUS, HardwareProfile
 from .latency import AnalyticalLatency, ComponentTimes, _check_mode, check_tp
-from .specs import ModelSpec
+from .specs import ModelSpec, read_json
 from .table import DTYPE_BYTES, SCHEMA_VERSION, LatencyTable, head_shape_key, layer_shape_key
 
 MEASURED, INTERP, FITTED, ANCHORED = 0, 1, 2, 3
@@ -103,12 +102,9 @@ class MeasuredLatency:
         return self._table
 
     def _meta(self) -> dict:
-        mp = LatencyTable.meta_path(self.path)
         if self._meta_cache is None:
-            try:
-                self._meta_cache = json.loads(mp.read_text()) if mp.exists() else {}
-            except (OSError, ValueError):
-                self._meta_cache = self.table.meta
+            mp = LatencyTable.meta_path(self.path)
+            self._meta_cache = read_json(mp, "profile metadata") if mp.exists() else {}
         return self._meta_cache
 
     def _ok_rows(self):
