@@ -98,9 +98,9 @@ def _overheads(hw, rows):
         sample = np.array([4 * r["batch"] * r["new_tokens"] * s.vocab for s, r in spec_rows], dtype=float)
         t = np.array([r["median_s"] for r in rs])
         base = t - sample / (hw.hbm_bytes_per_s * hw.bandwidth_efficiency)
-        coef, *_ = np.linalg.lstsq(np.ones((len(base), 1)), base, rcond=None)  # least-squares constant
-        fitted[f"overhead_{mode}_s"] = float(max(coef[0], 0.0))
-        stats[f"overhead_{mode}"] = {"n": len(rs), "rms_s": float(np.sqrt(np.mean((base - coef[0]) ** 2)))}
+        const = float(np.mean(base))  # the least-squares constant
+        fitted[f"overhead_{mode}_s"] = max(const, 0.0)
+        stats[f"overhead_{mode}"] = {"n": len(rs), "rms_s": float(np.sqrt(np.mean((base - const) ** 2)))}
     return fitted, stats
 
 
