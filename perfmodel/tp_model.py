@@ -59,11 +59,9 @@ def fit_line(m, t) -> LineFit:
 class AllreduceFit:
     small: LineFit
     large: LineFit | None  # None: one regime
-    lo_bytes: float
-    hi_bytes: float
-    n: int
-    rel_err_median: float
-    rel_err_max: float
+    n: int = 0  # sizes fitted; the errors below are relative, over those sizes
+    rel_err_median: float = 0.0
+    rel_err_max: float = 0.0
 
     def __call__(self, m, latency_factor=1.0, bytes_factor=1.0):
         m = np.asarray(m, dtype=float)
@@ -96,17 +94,17 @@ def fit_allreduce(sizes_bytes, times_s, two_regime: bool = True) -> AllreduceFit
         raise SpecError(f"an all-reduce fit needs at least 2 measured sizes; got {m.size}")
     order = np.argsort(m)
     m, t = m[order], t[order]
-    one = AllreduceFit(fit_line(m, t), None, m[0], m[-1], m.size, 0.0, 0.0)
+    one = AllreduceFit(fit_line(m, t), None)
     best, best_rms = one, _rms(_rel_errors(one, m, t))
     if two_regime and best_rms > 1e-3:  # a curve a line fits to 0.1 % needs no second regime
         for k in range(MIN_REGIME_POINTS, m.size - MIN_REGIME_POINTS + 1):
-            f = AllreduceFit(fit_line(m[:k], t[:k]), fit_line(m[k:], t[k:]), m[0], m[-1], m.size, 0.0, 0.0)
+            f = AllreduceFit(fit_line(m[:k], t[:k]), fit_line(m[k:], t[k:]))
             rms = _rms(_rel_errors(f, m, t))
             if rms < 0.9 * best_rms:  # a second regime must earn its two parameters
                 best, best_rms = f, rms
     r = np.sort(_rel_errors(best, m, t))
     med = (r[(r.size - 1) // 2] + r[r.size // 2]) / 2  # np.median, which imports numpy.ma (~20 ms of predict)
-    return dataclasses.replace(best, rel_err_median=float(med), rel_err_max=float(r[-1]))
+    return dataclasses.replace(best, n=int(m.size), rel_err_median=float(med), rel_err_max=float(r[-1]))
 
 
 # ---- curves on disk -----------------------------------------------------------------------------
