@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .hardware import HardwareProfile
+from .hardware import GPUS, HardwareProfile
 from .latency import AnalyticalLatency
 from .table import DTYPE_BYTES, LatencyTable, spec_from_head_shape_key, spec_from_shape_key
 
@@ -143,8 +143,6 @@ def fit_profile(table: LatencyTable, hw: HardwareProfile) -> tuple[HardwareProfi
 
 def refit_file(path, hw: HardwareProfile | None = None) -> dict:
     """Fit the profile at `path` and store the fitted constants in its metadata (`fitted`, `fit`)."""
-    from .hardware import GPUS
-
     t = LatencyTable.load(path)
     base = hw or GPUS.get(t.meta.get("gpu", ""), None)
     if base is None:

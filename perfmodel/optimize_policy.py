@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .optimize import speedup_curve
 from .optimize_report import OptimizeResult, describe_candidate
 
 
@@ -66,8 +67,6 @@ def policy(res: OptimizeResult, mode: str, draft: int) -> dict:
 def export_gamma(res: OptimizeResult, mode: str, draft: int) -> int:
     """One γ for engines that take a single lookahead: the γ with the highest geometric-mean
     speedup over the cells where the draft wins and fits in memory (all cells if there are none)."""
-    from .optimize import speedup_curve
-
     m = res.modes[mode]
     curves = np.stack([np.stack([speedup_curve(res.tpi[[draft]], res.cands.shape_index[[draft]],
                                                res.cands.n_layers[[draft]].astype(float), m.costs,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .optimize import Candidates, ModeCosts, cell_details, mode_costs, search, speedup_curve, target_feasible
-from .optimize_space import Acceptance
+from .optimize_space import Acceptance, match
 from .specdec import tokens_per_iteration
 from .specs import ModelSpec, SpecError
 
@@ -176,8 +176,6 @@ def find_candidate(res: OptimizeResult, name: str | None, resolve) -> int | None
     for i in range(len(res.cands)):
         if res.cands.specs[i] is not None and res.cands.name(i) == name:
             return i
-    from .optimize_space import match
-
     hits = match(res.cands, resolve(name))
     if not hits.size:
         raise SpecError(f"reference draft {name!r} is not among the candidates; add it to --drafts")
