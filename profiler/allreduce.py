@@ -10,9 +10,13 @@ all-reduces between two events; median/p10/p90 over `repeats` samples. Reduction
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 import torch.distributed as dist
+
+from .timing import Timing, capture_graph, is_cuda
 
 KiB, MiB = 2**10, 2**20
 WARMUP = 3
@@ -26,27 +30,14 @@ def message_sizes(lo_bytes: int = 4 * KiB, hi_bytes: int = 256 * MiB, per_octave
 
 
 def capture(fn, device, warmup: int = WARMUP):
-    """CUDA graph of one fn() call; warm-up on a side stream; thread-local capture mode so the
-    NCCL watchdog thread's event queries do not invalidate the capture."""
-    s = torch.cuda.Stream(device=device)
-    s.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(s):
-        for _ in range(warmup):
-            fn()
-    torch.cuda.current_stream(device).wait_stream(s)
-    torch.cuda.synchronize(device)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g, capture_error_mode="thread_local"):
-        fn()
-    torch.cuda.synchronize(device)
-    return g
+    """CUDA graph of one fn() call; thread-local capture mode so the NCCL watchdog thread's event
+    queries do not invalidate the capture."""
+    return capture_graph(fn, device, warmup, capture_error_mode="thread_local")[0]
 
 
-def time_lockstep(fn, device, mode: str, repeats: int, inner: int, barrier=None) -> np.ndarray:
-    """Seconds per fn() call, `repeats` samples of `inner` calls; identical work on every rank."""
-    import time
-
-    cuda = torch.device(device).type == "cuda"
+def time_lockstep(fn, device, mode: str, repeats: int, inner: int, barrier=None) -> Timing:
+    """Seconds per fn() call over `repeats` samples of `inner` calls; identical work on every rank."""
+    cuda = is_cuda(device)
     if mode == "graph":
         if not cuda:
             raise ValueError("graph mode needs a CUDA device")
@@ -65,7 +56,7 @@ def time_lockstep(fn, device, mode: str, repeats: int, inner: int, barrier=None)
             for _ in range(inner):
                 call()
             out.append((time.perf_counter() - t0) / inner)
-        return np.array(out)
+        return Timing.from_samples(out, inner)
     torch.cuda.synchronize(device)
     evs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(repeats)]
     for a, b in evs:
@@ -74,12 +65,7 @@ def time_lockstep(fn, device, mode: str, repeats: int, inner: int, barrier=None)
             call()
         b.record()
     torch.cuda.synchronize(device)
-    return np.array([a.elapsed_time(b) * 1e-3 / inner for a, b in evs])
-
-
-def summary(samples: np.ndarray) -> dict:
-    return {"median_s": float(np.median(samples)), "p10_s": float(np.percentile(samples, 10)),
-            "p90_s": float(np.percentile(samples, 90)), "repeats": int(samples.size)}
+    return Timing.from_samples([a.elapsed_time(b) * 1e-3 / inner for a, b in evs], inner)
 
 
 def inner_for(size_bytes: int) -> int:
@@ -101,8 +87,9 @@ def curve(sizes_bytes, *, device, dtype, modes=("eager", "graph"), repeats: int 
                 dist.all_reduce(view, group=group)
             row = {"mode": mode, "size_bytes": int(view.numel() * esize), "status": "ok", "reason": ""}
             try:
-                inner = inner_for(size) if torch.device(device).type == "cuda" else 1
-                row.update(summary(time_lockstep(fn, device, mode, repeats, inner, barrier)))
+                inner = inner_for(size) if is_cuda(device) else 1
+                t = time_lockstep(fn, device, mode, repeats, inner, barrier)
+                row.update(median_s=t.median_s, p10_s=t.p10_s, p90_s=t.p90_s, repeats=t.repeats)
             except RuntimeError as e:  # e.g. a capture NCCL refuses: keep the row, say why
                 row.update(median_s="", p10_s="", p90_s="", repeats=0, status="failed",
                            reason=str(e).splitlines()[0][:200])
@@ -116,7 +103,7 @@ def curve(sizes_bytes, *, device, dtype, modes=("eager", "graph"), repeats: int 
 
 
 def layer_pair(batch: int, new_tokens: int, d_model: int, *, device, dtype, mode: str, repeats: int,
-               group=None, barrier=None) -> np.ndarray:
+               group=None, barrier=None) -> Timing:
     """Seconds of one layer's two all-reduces of [batch, new_tokens, d_model] (back to back)."""
     a = torch.randn(batch, new_tokens, d_model, device=device, dtype=torch.float32).to(dtype) * 1e-3
     b = a.clone()
@@ -125,5 +112,5 @@ def layer_pair(batch: int, new_tokens: int, d_model: int, *, device, dtype, mode
         dist.all_reduce(a, group=group)
         dist.all_reduce(b, group=group)
     nbytes = a.numel() * a.element_size()
-    inner = max(1, inner_for(nbytes) // 2) if torch.device(device).type == "cuda" else 1
+    inner = max(1, inner_for(nbytes) // 2) if is_cuda(device) else 1
     return time_lockstep(fn, device, mode, repeats, inner, barrier)

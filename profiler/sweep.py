@@ -21,6 +21,7 @@ from perfmodel.table import LatencyTable, head_shape_key, layer_shape_key
 
 from . import env, measure
 from .blocks import shard_sizes
+from .timing import row_fields
 
 SAVE_EVERY_S = 10.0
 # Host-side cost per measured point (capture, warm-up, Python), for the estimate only: about what
@@ -140,13 +141,9 @@ def _points(job: Job, dtype: str, device, copies):
 
 
 def _row(job: Job, gpu, dtype, n, mode, timing=None, reason=""):
-    nan = float("nan")
     return {"gpu": gpu, "model": job.spec.name, "shape": job.shape, "head_shape": job.head_shape,
             "component": job.component, "mode": mode, "dtype": dtype, "tp": job.tp, "batch": job.batch,
-            "new_tokens": n, "context": job.context,
-            "median_s": timing.median_s if timing else nan, "p10_s": timing.p10_s if timing else nan,
-            "p90_s": timing.p90_s if timing else nan, "repeats": timing.repeats if timing else 0,
-            "status": "ok" if timing else "skipped", "reason": reason}
+            "new_tokens": n, "context": job.context, **row_fields(timing, reason)}
 
 
 def _work(job: Job, n: int):

@@ -42,12 +42,21 @@ class Timing:
                       self.repeats, self.inner)
 
 
+def row_fields(t: Timing | None, reason: str = "") -> dict:
+    """The timing columns of a profile row: NaN times, 0 repeats and status=skipped without one."""
+    nan = float("nan")
+    return {"median_s": t.median_s if t else nan, "p10_s": t.p10_s if t else nan,
+            "p90_s": t.p90_s if t else nan, "repeats": t.repeats if t else 0,
+            "status": "ok" if t else "skipped", "reason": reason}
+
+
 def is_cuda(device) -> bool:
     return torch.device(device).type == "cuda"
 
 
-def capture_graph(fn, device, warmup: int = WARMUP):
-    """Warm `fn` up on a side stream, capture one call in a CUDA graph, return (graph, output)."""
+def capture_graph(fn, device, warmup: int = WARMUP, capture_error_mode: str = "global"):
+    """Warm `fn` up on a side stream, capture one call in a CUDA graph, return (graph, output).
+    `capture_error_mode="thread_local"` lets other threads (NCCL's watchdog) query events meanwhile."""
     stream = torch.cuda.Stream(device=device)
     stream.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(stream):
@@ -56,7 +65,7 @@ def capture_graph(fn, device, warmup: int = WARMUP):
     torch.cuda.current_stream(device).wait_stream(stream)
     torch.cuda.synchronize(device)
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
+    with torch.cuda.graph(graph, capture_error_mode=capture_error_mode):
         out = fn()
     torch.cuda.synchronize(device)
     return graph, out

@@ -19,7 +19,6 @@ import os
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -31,6 +30,7 @@ from perfmodel.tp_model import eager_allreduce_in_situ, save_curve
 from . import allreduce, env, tp
 from .blocks import KV_ALIGN, causal_mask, stack_bytes, torch_dtype
 from .measure import MAX_COPIES, STACK_BYTES
+from .timing import Timing, row_fields
 
 TARGET_SAMPLE_S = 3e-4  # ≥ 0.3 ms per sample (as profiler.timing): event resolution stays < 0.2 %
 MEMORY_FRACTION = 0.85  # a whole TP model may use this much of a GPU's memory
@@ -98,18 +98,17 @@ class _Ctx:
         dist.broadcast(t, src=0, group=self.ctrl)
         return bool(t.item())
 
-    def timing(self, fn, mode, inner, repeats=None, collectives=True):
-        """Summary dict, or None when this point ran out of memory or its capture failed (both ranks
+    def timing(self, fn, mode, inner, repeats=None, collectives=True) -> Timing | None:
+        """Timing, or None when this point ran out of memory or its capture failed (both ranks
         fail alike: same shapes, same GPU model)."""
         if mode == "graph" and collectives and self.world > 1 and not self.graph_collectives:
             return None
         try:
             inner = inner if self.device.type == "cuda" else 1  # CPU (tests): seconds-scale calls anyway
-            s = allreduce.time_lockstep(fn, self.device, mode, repeats or self.job.repeats, inner, self.barrier)
+            return allreduce.time_lockstep(fn, self.device, mode, repeats or self.job.repeats, inner, self.barrier)
         except torch.cuda.OutOfMemoryError:
             _free(self)
             return None
-        return allreduce.summary(s)
 
     def probe_graph_collectives(self) -> None:
         """Can this NCCL capture an all-reduce in a CUDA graph? Agreed across ranks."""
@@ -125,15 +124,12 @@ class _Ctx:
         self.graph_collectives = self.agree_min(ok) > 0
 
 
-def _row(c: _Ctx, spec, component, mode, batch, n, context, t: dict | None, reason=""):
-    nan = float("nan")
+def _row(c: _Ctx, spec, component, mode, batch, n, context, t: Timing | None, reason=""):
     return {"gpu": c.gpu, "model": spec.name,
             "shape": layer_shape_key(spec) if component in ("layer", "allreduce") else "",
             "head_shape": head_shape_key(spec) if component == "lm_head" else "",
             "component": component, "mode": mode, "dtype": c.job.dtype, "tp": c.world, "batch": batch,
-            "new_tokens": n, "context": context, "median_s": t["median_s"] if t else nan,
-            "p10_s": t["p10_s"] if t else nan, "p90_s": t["p90_s"] if t else nan,
-            "repeats": t["repeats"] if t else 0, "status": "ok" if t else "skipped", "reason": reason}
+            "new_tokens": n, "context": context, **row_fields(t, reason)}
 
 
 def _modes(c: _Ctx):
@@ -182,7 +178,7 @@ def profile_layers(c: _Ctx, spec, prof: LatencyTable, with_ar: LatencyTable) -> 
                             for layer in stack:
                                 layer.allreduce = ar
                             t = c.timing(fn, mode, _inner(est), collectives=ar)
-                            t = t and {kk: (v / k if kk.endswith("_s") else v) for kk, v in t.items()}
+                            t = t and t.scaled(1.0 / k)
                             table.add(_row(c, spec, "layer", mode, b, n, ctx, t, "" if t else _why(c, mode, ar)))
                         c.log(f"layer {spec.name} tp{c.world} {mode:5s} b={b:3d} n={n} ctx={ctx:5d} "
                               f"compute {prof.rows[-1]['median_s'] * 1e3:8.4f} ms"
@@ -203,7 +199,6 @@ def profile_heads_and_pairs(c: _Ctx, spec, prof: LatencyTable) -> None:
     heads = [tp.TPHead(spec, min(spec.max_positions, 64), c.dtype, c.device, c.world, c.rank, seed=i)
              for i in range(k)]
     lat = AnalyticalLatency(c.hw)
-    pos0 = None
     try:
         for n in j.new_tokens:
             for b in j.batches:
@@ -214,14 +209,13 @@ def profile_heads_and_pairs(c: _Ctx, spec, prof: LatencyTable) -> None:
                     return [h(toks, pos0) for h in heads]
                 for mode in _modes(c):
                     t = c.timing(fn, mode, _inner(k * float(lat.lm_head_s(spec, b, n, c.world, mode))))
-                    t = t and {kk: (v / k if kk.endswith("_s") else v) for kk, v in t.items()}
+                    t = t and t.scaled(1.0 / k)
                     prof.add(_row(c, spec, "lm_head", mode, b, n, 0, t, "" if t else _why(c, mode, True)))
                     if c.world > 1:
                         t = None
                         if mode == "eager" or c.graph_collectives:
-                            t = allreduce.summary(allreduce.layer_pair(
-                                b, n, spec.d_model, device=c.device, dtype=c.dtype, mode=mode,
-                                repeats=j.repeats, barrier=c.barrier))
+                            t = allreduce.layer_pair(b, n, spec.d_model, device=c.device, dtype=c.dtype,
+                                                     mode=mode, repeats=j.repeats, barrier=c.barrier)
                         prof.add(_row(c, spec, "allreduce", mode, b, n, 0, t, "" if t else _why(c, mode, True)))
                     c.log(f"head  {spec.name} tp{c.world} {mode:5s} b={b:3d} n={n} "
                           f"{prof.rows[-2 if c.world > 1 else -1]['median_s'] * 1e3:8.4f} ms"
@@ -295,12 +289,12 @@ def validate_model(c: _Ctx, spec, prof: LatencyTable, with_ar: LatencyTable) -> 
                         lay_ar = _lookup(with_ar, spec, "layer", mode, b, n, ctx)
                         comp = L_ * (lay + (ar if c.world > 1 else 0.0)) + head
                         comp2 = L_ * lay_ar + head if c.world > 1 else comp
-                        r.update(measured_s=t["median_s"], p10_s=t["p10_s"], p90_s=t["p90_s"], composed_s=comp,
-                                 rel_err=(comp - t["median_s"]) / t["median_s"], composed_in_layer_s=comp2,
-                                 rel_err_in_layer=(comp2 - t["median_s"]) / t["median_s"], status="ok", reason="")
+                        r.update(measured_s=t.median_s, p10_s=t.p10_s, p90_s=t.p90_s, composed_s=comp,
+                                 rel_err=(comp - t.median_s) / t.median_s, composed_in_layer_s=comp2,
+                                 rel_err_in_layer=(comp2 - t.median_s) / t.median_s, status="ok", reason="")
                         out.append(r)
                         c.log(f"model {spec.name} tp{c.world} {mode:5s} b={b:3d} n={n} ctx={ctx:5d} "
-                              f"measured {t['median_s'] * 1e3:8.3f} ms  composed {comp * 1e3:8.3f} ms "
+                              f"measured {t.median_s * 1e3:8.3f} ms  composed {comp * 1e3:8.3f} ms "
                               f"({r['rel_err']:+.1%})  with in-layer all-reduces {comp2 * 1e3:8.3f} ms "
                               f"({r['rel_err_in_layer']:+.1%})")
         return out
