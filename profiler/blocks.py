@@ -86,8 +86,13 @@ def _norm(spec: ModelSpec, x, w, b):
     return F.layer_norm(x, (x.shape[-1],), w, b, NORM_EPS)
 
 
+def kv_aligned(n: int) -> int:
+    """n rounded up to a multiple of KV_ALIGN (cache slots a forward attends over)."""
+    return -(-n // KV_ALIGN) * KV_ALIGN
+
+
 def _aligned(n: int, limit: int) -> int:
-    return min(limit, -(-n // KV_ALIGN) * KV_ALIGN)
+    return min(limit, kv_aligned(n))
 
 
 def rope_tables(head_dim: int, max_context: int, dtype, device):
@@ -293,4 +298,4 @@ def cache_bytes(spec: ModelSpec, max_batch: int, max_context: int, tp: int = 1) 
 
 
 __all__ = ["DecoderLayer", "Head", "DecoderModel", "shard_sizes", "causal_mask", "torch_dtype",
-           "stack_bytes", "cache_bytes"]
+           "stack_bytes", "cache_bytes", "kv_aligned"]

@@ -25,7 +25,7 @@ import torch.distributed as dist
 
 from perfmodel.specs import ModelSpec, SpecError
 
-from .blocks import KV_ALIGN, DecoderLayer, Head, _norm, causal_mask, shard_sizes
+from .blocks import DecoderLayer, DecoderModel, Head, _norm, shard_sizes
 
 # NVLink multicast (NVLS) can put a shared host's GPUs out of service: keep it off everywhere
 # (this workplace's device README / KINDS.md; issue 8).
@@ -118,14 +118,7 @@ class TPModel(torch.nn.Module):
             TPDecoderLayer(spec, max_batch, max_context, dtype, device, tp, rank, group, seed=seed + i)
             for i in range(spec.n_layers if n_layers is None else n_layers))
 
-    def forward(self, tokens, pos, kv_len=None):
-        n = tokens.shape[1]
-        L = self.max_context if kv_len is None else min(self.max_context, -(-int(kv_len) // KV_ALIGN) * KV_ALIGN)
-        mask = causal_mask(pos, n, L)  # once per forward, shared by all layers
-        x = self.head.embed(tokens, pos)
-        for layer in self.layers:
-            x = layer(x, pos, L, mask)
-        return self.head.logits(x)
+    forward = DecoderModel.forward  # the same composition; only the layers and the head are TP
 
 
 def tp_model_bytes(spec: ModelSpec, tp: int, max_batch: int, max_context: int) -> int:

@@ -22,7 +22,7 @@ from perfmodel.predict import predict
 from perfmodel.specs import ModelSpec, SpecError
 
 from . import env
-from .blocks import KV_ALIGN, DecoderModel
+from .blocks import DecoderModel, kv_aligned
 from .oracle import AcceptanceOracle, realised_acceptance
 from .specloop import SpecLoop
 from .validate import add_errors, check_pair, check_profile_range
@@ -72,7 +72,7 @@ class ValidationConfig:
 
     @property
     def max_context(self) -> int:
-        return -(-(self.context + max(self.gammas) + 2) // KV_ALIGN) * KV_ALIGN
+        return kv_aligned(self.context + max(self.gammas) + 2)
 
 
 def make_profile(cfg: ValidationConfig, out, command: str = "", console=None):

@@ -52,7 +52,7 @@ def print_fact(provider, label):
 def measure_model(name, provider, batches, new_tokens, contexts, modes, device, gpu, margin_bytes=3 * 2**30):
     import torch
 
-    from profiler.blocks import DecoderModel, KV_ALIGN, cache_bytes
+    from profiler.blocks import DecoderModel, KV_ALIGN, cache_bytes, kv_aligned
     from profiler.timing import time_module
 
     spec = resolve_model(name)
@@ -60,7 +60,7 @@ def measure_model(name, provider, batches, new_tokens, contexts, modes, device, 
     rows = []
     for b in batches:
         for c in contexts:
-            max_ctx = -(-(c + max(new_tokens)) // KV_ALIGN) * KV_ALIGN
+            max_ctx = kv_aligned(c + max(new_tokens))
             model.reset_cache(1, KV_ALIGN)
             torch.cuda.empty_cache()
             free, _ = torch.cuda.mem_get_info()
