@@ -13,7 +13,7 @@ import torch
 
 from perfmodel.specs import ModelSpec
 
-from .blocks import DecoderLayer, Head, KV_ALIGN, _aligned, cache_bytes, causal_mask, stack_bytes
+from .blocks import DecoderLayer, Head, _aligned, cache_bytes, causal_mask, kv_aligned, stack_bytes
 from .env import layer_work
 from .timing import Timing, capture_graph, is_cuda, time_host, time_module
 
@@ -26,12 +26,17 @@ FLOPS_EST_PER_S = 6.0e14  # rough achieved fp16 rate, only to size stacks
 CACHE_BUDGET_FRACTION = 0.5  # stacks' KV caches use at most half of the free device memory
 
 
+def copies_to_fill(weight_bytes: int) -> int:
+    """Distinct copies of a block with `weight_bytes` of weights that total ≥ STACK_BYTES (≤ MAX_COPIES)."""
+    return max(1, min(MAX_COPIES, -(-STACK_BYTES // max(weight_bytes, 1))))
+
+
 def copies_for(spec: ModelSpec, batch: int, max_context: int, tp: int, device, copies=None) -> int:
     if copies:
         return int(copies)
     if not is_cuda(device):
         return 1
-    k = max(1, min(MAX_COPIES, -(-STACK_BYTES // max(stack_bytes(spec, tp), 1))))
+    k = copies_to_fill(stack_bytes(spec, tp))
     free, _ = torch.cuda.mem_get_info(torch.device(device))
     per = cache_bytes(spec, batch, max_context, tp) + stack_bytes(spec, tp)
     return max(1, min(k, int(CACHE_BUDGET_FRACTION * free // max(per, 1))))
@@ -44,14 +49,9 @@ def stack_length(spec, tp, batch, context) -> int:
     return int(max(1, min(MIN_STACK, -(-STACK_S // max(t_est, 1e-9)))))
 
 
-def _aligned_context(context: int, new_tokens) -> int:
-    need = context + max(new_tokens)
-    return -(-need // KV_ALIGN) * KV_ALIGN
-
-
 def layer_points(spec, tp, batch, context, new_tokens, modes, dtype, device, copies=None):
     """Yield ((n, mode), Timing per layer) for one layer shape at (batch, context)."""
-    max_ctx = _aligned_context(context, new_tokens)
+    max_ctx = kv_aligned(context + max(new_tokens))
     k = copies_for(spec, batch, max_ctx, tp, device, copies)
     layers = [DecoderLayer(spec, batch, max_ctx, dtype, device, tp, seed=i) for i in range(k)]
     stack = [layers[i % k] for i in range(max(k, stack_length(spec, tp, batch, context)))]
@@ -81,7 +81,7 @@ def layer_points(spec, tp, batch, context, new_tokens, modes, dtype, device, cop
 def head_points(spec, tp, batch, new_tokens, modes, dtype, device, copies=None):
     """Yield ((n, mode), Timing) of embedding + final norm + LM head over n new tokens."""
     if copies is None and is_cuda(device):
-        k = max(1, min(MAX_COPIES, -(-STACK_BYTES // max(spec.lm_head_weight_bytes // tp, 1))))
+        k = copies_to_fill(spec.lm_head_weight_bytes // tp)
     else:
         k = copies or 1
     heads = [Head(spec, max_context=min(spec.max_positions, 64), dtype=dtype, device=device, tp=tp,

@@ -28,8 +28,8 @@ from perfmodel.table import LatencyTable, head_shape_key, layer_shape_key
 from perfmodel.tp_model import eager_allreduce_in_situ, save_curve
 
 from . import allreduce, env, tp
-from .blocks import KV_ALIGN, causal_mask, stack_bytes, torch_dtype
-from .measure import MAX_COPIES, STACK_BYTES
+from .blocks import causal_mask, kv_aligned, stack_bytes, torch_dtype
+from .measure import MAX_COPIES, copies_to_fill
 from .timing import Timing, row_fields
 
 TARGET_SAMPLE_S = 3e-4  # ≥ 0.3 ms per sample (as profiler.timing): event resolution stays < 0.2 %
@@ -58,10 +58,6 @@ class TPJob:
     deadline: float = math.inf  # time.time() after which no new job starts
     command: str = ""
     extra_meta: dict = field(default_factory=dict)
-
-
-def _aligned(n: int) -> int:
-    return -(-n // KV_ALIGN) * KV_ALIGN
 
 
 class _Ctx:
@@ -142,10 +138,10 @@ def _inner(est_s: float) -> int:
 
 def profile_layers(c: _Ctx, spec, prof: LatencyTable, with_ar: LatencyTable) -> None:
     j = c.job
-    max_b, max_ctx = max(j.batches), _aligned(max(j.contexts) + max(j.new_tokens))
+    max_b, max_ctx = max(j.batches), kv_aligned(max(j.contexts) + max(j.new_tokens))
     k = 1
     if c.device.type == "cuda":
-        k = max(1, min(MAX_COPIES, -(-STACK_BYTES // max(stack_bytes(spec, c.world), 1))))
+        k = copies_to_fill(stack_bytes(spec, c.world))
         free, _ = torch.cuda.mem_get_info(c.device)
         per = stack_bytes(spec, c.world) + 2 * spec.dtype_bytes * max_b * max_ctx * spec.kv_dim
         k = int(c.agree_min(max(1, min(k, int(0.5 * free // per)))))
@@ -159,7 +155,7 @@ def profile_layers(c: _Ctx, spec, prof: LatencyTable, with_ar: LatencyTable) -> 
                 c.log(f"deadline: stopped {spec.name} before context {ctx}")
                 return
             for n in j.new_tokens:
-                L = min(max_ctx, _aligned(ctx + n))
+                L = min(max_ctx, kv_aligned(ctx + n))
                 for b in j.batches:
                     x = torch.randn(b, n, spec.d_model, generator=gen, device=c.device, dtype=c.dtype)
                     pos = torch.full((b,), ctx, dtype=torch.long, device=c.device)
@@ -194,8 +190,7 @@ def profile_layers(c: _Ctx, spec, prof: LatencyTable, with_ar: LatencyTable) -> 
 
 def profile_heads_and_pairs(c: _Ctx, spec, prof: LatencyTable) -> None:
     j = c.job
-    k = 1 if c.device.type != "cuda" else max(1, min(MAX_COPIES, -(-STACK_BYTES // max(
-        spec.lm_head_weight_bytes // c.world, 1))))
+    k = 1 if c.device.type != "cuda" else copies_to_fill(spec.lm_head_weight_bytes // c.world)
     heads = [tp.TPHead(spec, min(spec.max_positions, 64), c.dtype, c.device, c.world, c.rank, seed=i)
              for i in range(k)]
     lat = AnalyticalLatency(c.hw)
@@ -250,7 +245,7 @@ def _lookup(table: LatencyTable, spec, component, mode, b, n, ctx):
 def validate_model(c: _Ctx, spec, prof: LatencyTable, with_ar: LatencyTable) -> list[dict]:
     """Whole TP model forward vs composition of the sharded profile, per grid point and mode."""
     vb, vn, vc = c.job.validate_grid
-    max_ctx = _aligned(max(vc) + max(vn))
+    max_ctx = kv_aligned(max(vc) + max(vn))
     total = torch.cuda.get_device_properties(c.device).total_memory if c.device.type == "cuda" else 8 * 2**30
     fits = [b for b in sorted(vb) if tp.tp_model_bytes(spec, c.world, b, max_ctx) < MEMORY_FRACTION * total]
     B = int(c.agree_min(max(fits) if fits else 0))
