@@ -9,6 +9,8 @@ re-read); a stack also reproduces the back-to-back launch pattern of a real forw
 """
 from __future__ import annotations
 
+import gc
+
 import torch
 
 from perfmodel.specs import ModelSpec
@@ -24,6 +26,19 @@ STACK_S = 2e-3  # ... unless one layer call already takes STACK_S / MIN_STACK (g
 HBM_EST_BYTES_PER_S = 3.0e12  # rough H100 rate, only to size stacks (datasheet 3.35 TB/s)
 FLOPS_EST_PER_S = 6.0e14  # rough achieved fp16 rate, only to size stacks
 CACHE_BUDGET_FRACTION = 0.5  # stacks' KV caches use at most half of the free device memory
+
+
+def is_oom(e: BaseException) -> bool:
+    """Whether `e` is the device (or host) running out of memory, which a sweep skips and records."""
+    msg = str(e).lower()
+    return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in msg or "alloc_failed" in msg
+
+
+def free_memory(device) -> None:
+    """Collect garbage and hand the caching allocator's free blocks back (after a job or an OOM)."""
+    gc.collect()
+    if is_cuda(device):
+        torch.cuda.empty_cache()
 
 
 def copies_to_fill(weight_bytes: int) -> int:
@@ -135,4 +150,5 @@ def overhead_points(spec, batch, gammas, modes, dtype, device):
                 yield (g + 1, mode), time_host(fn, device)
 
 
-__all__ = ["layer_points", "head_points", "overhead_points", "copies_for", "Timing", "STACK_BYTES"]
+__all__ = ["layer_points", "head_points", "overhead_points", "copies_for", "Timing", "STACK_BYTES", "is_oom",
+           "free_memory"]

@@ -9,7 +9,6 @@ goes on; a finished row is never lost (saved at least every SAVE_EVERY_S and on 
 """
 from __future__ import annotations
 
-import gc
 import time
 from dataclasses import dataclass, field
 
@@ -154,17 +153,6 @@ def _work(job: Job, n: int):
     return 0.0, 0.0
 
 
-def is_oom(e: BaseException) -> bool:
-    msg = str(e).lower()
-    return isinstance(e, torch.cuda.OutOfMemoryError) or "out of memory" in msg or "alloc_failed" in msg
-
-
-def _free(device):
-    gc.collect()
-    if torch.device(device).type == "cuda":
-        torch.cuda.empty_cache()
-
-
 def run(jobs: list[Job], table: LatencyTable, out, device, dtype: str, *, copies=None,
         console=None, verbose: bool = True, deadline_s: float | None = None) -> LatencyTable:
     """Measure every not-yet-done point of `jobs` into `table`, saving to `out` as it goes.
@@ -220,7 +208,7 @@ def run(jobs: list[Job], table: LatencyTable, out, device, dtype: str, *, copies
                             table.save(out)
                             last_save = time.monotonic()
                 except (torch.cuda.OutOfMemoryError, RuntimeError) as e:
-                    if not is_oom(e):
+                    if not measure.is_oom(e):
                         raise
                     reason = "out of memory: " + str(e).splitlines()[0][:160]
                     for n, m in sorted(want):
@@ -230,7 +218,7 @@ def run(jobs: list[Job], table: LatencyTable, out, device, dtype: str, *, copies
                     prog.console.print(f"skipped {job.component} {job.spec.name} b={job.batch} "
                                      f"ctx={job.context}: {reason}", highlight=False, soft_wrap=True)
                 finally:
-                    _free(device)
+                    measure.free_memory(device)
         finally:
             table.save(out)
     return table

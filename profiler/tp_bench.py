@@ -13,7 +13,6 @@ of weights, as profiler.measure does, so L2 never holds a layer's weights betwee
 from __future__ import annotations
 
 import csv
-import gc
 import math
 import os
 import time
@@ -29,7 +28,7 @@ from perfmodel.tp_model import eager_allreduce_in_situ, save_curve
 
 from . import allreduce, env, tp
 from .blocks import causal_mask, kv_aligned, stack_bytes, torch_dtype
-from .measure import MAX_COPIES, copies_to_fill
+from .measure import MAX_COPIES, copies_to_fill, free_memory
 from .timing import Timing, row_fields
 
 TARGET_SAMPLE_S = 3e-4  # ≥ 0.3 ms per sample (as profiler.timing): event resolution stays < 0.2 %
@@ -103,7 +102,7 @@ class _Ctx:
             inner = inner if self.device.type == "cuda" else 1  # CPU (tests): seconds-scale calls anyway
             return allreduce.time_lockstep(fn, self.device, mode, repeats or self.job.repeats, inner, self.barrier)
         except torch.cuda.OutOfMemoryError:
-            _free(self)
+            free_memory(self.device)
             return None
 
     def probe_graph_collectives(self) -> None:
@@ -185,7 +184,7 @@ def profile_layers(c: _Ctx, spec, prof: LatencyTable, with_ar: LatencyTable) -> 
                 with_ar.save(j.with_ar_out)
     finally:
         del stack
-        _free(c)
+        free_memory(c.device)
 
 
 def profile_heads_and_pairs(c: _Ctx, spec, prof: LatencyTable) -> None:
@@ -219,19 +218,13 @@ def profile_heads_and_pairs(c: _Ctx, spec, prof: LatencyTable) -> None:
             prof.save(j.out)
     finally:
         del heads
-        _free(c)
+        free_memory(c.device)
 
 
 def _why(c: _Ctx, mode: str, collectives: bool) -> str:
     if mode == "graph" and collectives and c.world > 1 and not c.graph_collectives:
         return "CUDA-graph capture of NCCL collectives failed on this machine"
     return "out of memory"
-
-
-def _free(c: _Ctx):
-    gc.collect()
-    if c.device.type == "cuda":
-        torch.cuda.empty_cache()
 
 
 def _lookup(table: LatencyTable, spec, component, mode, b, n, ctx):
@@ -295,7 +288,7 @@ def validate_model(c: _Ctx, spec, prof: LatencyTable, with_ar: LatencyTable) -> 
         return out
     finally:
         del model
-        _free(c)
+        free_memory(c.device)
 
 
 def save_validation(rows: list[dict], path: str) -> None:

@@ -9,7 +9,6 @@ is still a separate timed run with its own oracle draws.
 """
 from __future__ import annotations
 
-import gc
 import math
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ from perfmodel.specs import ModelSpec, SpecError
 
 from . import env
 from .blocks import DecoderModel, kv_aligned
+from .measure import free_memory, is_oom
 from .oracle import AcceptanceOracle, realised_acceptance
 from .specloop import SpecLoop
 from .validate import add_errors, check_pair, check_profile_range
@@ -107,16 +107,6 @@ def predict_point(lat, target, draft, gamma, batch, alpha, context, mode) -> dic
             "predicted_speedup": float(p.speedup[g]), "_sources": p.sources}
 
 
-def _is_oom(e: BaseException) -> bool:
-    return isinstance(e, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(e).lower()
-
-
-def _free():
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def _build(spec: ModelSpec, cfg: ValidationConfig, seed: int) -> DecoderModel:
     return DecoderModel(spec, max_batch=max(cfg.batches), max_context=cfg.max_context,
                             dtype=cfg.dtype, device=cfg.device, seed=seed)
@@ -178,10 +168,10 @@ def run_validation(cfg: ValidationConfig, profile_path, *, gpu: str | None = Non
             try:
                 target = _build(t, cfg, seed=cfg.seed + 17 * ti)
             except Exception as e:  # noqa: BLE001 - only OOM is tolerated
-                if not _is_oom(e):
+                if not is_oom(e):
                     raise
                 skip_all(t, cfg.drafts, mode, cfg.batches, cfg.gammas, "out of memory building the target")
-                _free()
+                free_memory(cfg.device)
                 continue
             baseline = {}
             for b in cfg.batches:
@@ -192,18 +182,18 @@ def run_validation(cfg: ValidationConfig, profile_path, *, gpu: str | None = Non
                     baseline[b] = b / m["measured_iteration_s"]
                     del lp
                 except Exception as e:  # noqa: BLE001
-                    if not _is_oom(e):
+                    if not is_oom(e):
                         raise
                     baseline[b] = math.nan
-                _free()
+                free_memory(cfg.device)
             for di, d in enumerate(cfg.drafts):
                 try:
                     draft = _build(d, cfg, seed=cfg.seed + 1000 + di)
                 except Exception as e:  # noqa: BLE001
-                    if not _is_oom(e):
+                    if not is_oom(e):
                         raise
                     skip_all(t, [d], mode, cfg.batches, cfg.gammas, "out of memory building the draft")
-                    _free()
+                    free_memory(cfg.device)
                     continue
                 for b in cfg.batches:
                     for g in cfg.gammas:
@@ -229,7 +219,7 @@ def run_validation(cfg: ValidationConfig, profile_path, *, gpu: str | None = Non
                                 emit(row)
                             del loop
                         except Exception as e:  # noqa: BLE001
-                            if not _is_oom(e):
+                            if not is_oom(e):
                                 raise
                             done = {(r["gamma"], r["alpha"]) for r in rows if r["target"] == t.name
                                     and r["draft"] == d.name and r["mode"] == mode and r["batch"] == b}
@@ -238,10 +228,10 @@ def run_validation(cfg: ValidationConfig, profile_path, *, gpu: str | None = Non
                                     emit(dict(base(t, d, mode, b, a, g), status="skipped",
                                               reason="out of memory: " + str(e).splitlines()[0][:120]))
                             log(f"skipped {t.name}/{d.name} {mode} b={b} γ={g}: out of memory")
-                        _free()
+                        free_memory(cfg.device)
                 del draft
-                _free()
+                free_memory(cfg.device)
                 log(f"done {t.name} ← {d.name} ({mode})")
             del target
-            _free()
+            free_memory(cfg.device)
     return rows, sources
