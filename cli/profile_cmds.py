@@ -10,6 +10,43 @@ import typer
 from .common import UsageError, handle_errors, parse_ints, parse_names
 
 
+def parse_modes(mode: str) -> tuple:
+    """--mode of a measuring command ('graph', 'eager' or both, comma-separated) → unique modes."""
+    modes = tuple(dict.fromkeys(parse_names(mode, "mode")))
+    for m in modes:
+        if m not in ("graph", "eager"):
+            raise UsageError(f"mode={m!r} is not allowed; use graph, eager or graph,eager")
+    return modes
+
+
+def check_dtype(dtype: str) -> tuple[str, int]:
+    """--dtype of a measuring command → (fp16 | bf16 | fp32, bytes per element)."""
+    name = dtype.lower()
+    if name not in ("fp16", "bf16", "fp32"):
+        raise UsageError(f"dtype={dtype!r} is not allowed; use fp16, bf16 or fp32")
+    return name, 4 if name == "fp32" else 2
+
+
+def check_device(device: str) -> str:
+    if device not in ("cuda", "cpu") and not device.startswith("cuda:"):
+        raise UsageError(f"device={device!r} is not allowed; use cuda, cuda:N or cpu")
+    return device
+
+
+def use_device(device: str) -> None:
+    """Make cuda[:N] the current CUDA device (nothing to do for cpu); refuse one this host lacks."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UsageError(f"device={device!r} but no CUDA device is available; use --device cpu")
+    idx = torch.device(device).index or 0
+    if idx >= torch.cuda.device_count():
+        raise UsageError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+    torch.cuda.set_device(idx)
+
+
 def _check_out(out: str):
     from pathlib import Path
 
@@ -41,19 +78,13 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
 
     if not 1 <= gamma_max <= GAMMA_MAX:
         raise UsageError(f"gamma-max={gamma_max} is not allowed; must be in 1..{GAMMA_MAX}")
-    if dtype.lower() not in ("fp16", "bf16", "fp32"):
-        raise UsageError(f"dtype={dtype!r} is not allowed; use fp16, bf16 or fp32")
-    modes = tuple(dict.fromkeys(parse_names(mode, "mode")))
-    for m in modes:
-        if m not in ("graph", "eager"):
-            raise UsageError(f"mode={m!r} is not allowed; use graph, eager or graph,eager")
-    if device not in ("cuda", "cpu") and not device.startswith("cuda:"):
-        raise UsageError(f"device={device!r} is not allowed; use cuda, cuda:N or cpu")
+    dtype, by = check_dtype(dtype)
+    modes = parse_modes(mode)
+    check_device(device)
     nt = parse_ints(new_tokens, "new-tokens") if new_tokens else list(range(1, gamma_max + 2))
     grid_kw = dict(batches=tuple(parse_ints(batch, "batch")), contexts=tuple(parse_ints(context, "context")),
                    new_tokens=tuple(nt), modes=modes, tps=tuple(parse_ints(tp, "tp")),
                    overhead_gammas=tuple(range(0, gamma_max + 1)) if overhead else ())
-    by = 4 if dtype.lower() == "fp32" else 2
     specs = [resolve_model(m, by) for m in parse_names(models, "models")]
     p = _check_out(out)
 
@@ -83,15 +114,9 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
     if ranks != 1 and len(tps) == 1 and tps[0] > 1:  # one process per rank (profiler.tp_bench)
         n_gpu = torch.cuda.device_count() if device.startswith("cuda") and torch.cuda.is_available() else 0
         if ranks == tps[0] or n_gpu >= tps[0]:
-            return _profile_tp(specs, grid_kw, p, dtype.lower(), tps[0], device, json_out)
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"device={device!r} but no CUDA device is available; use --device cpu")
-        idx = torch.device(device).index or 0
-        if idx >= torch.cuda.device_count():
-            raise UsageError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
-        torch.cuda.set_device(idx)
-    meta = env.metadata(device, dtype.lower(), command="specperf profile " + " ".join(sys.argv[2:]))
+            return _profile_tp(specs, grid_kw, p, dtype, tps[0], device, json_out)
+    use_device(device)
+    meta = env.metadata(device, dtype, command="specperf profile " + " ".join(sys.argv[2:]))
     if p.exists():
         table = LatencyTable.load(p)
         if table.meta.get("gpu") not in (None, meta["gpu"]):
@@ -108,7 +133,7 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
               f"({resumed} rows already in {out}); H100 estimate {est:.0f} s")
     t0 = time.perf_counter()
     try:
-        sweep.run(jobs, table, p, device, dtype.lower(), copies=copies, console=con, verbose=not quiet)
+        sweep.run(jobs, table, p, device, dtype, copies=copies, console=con, verbose=not quiet)
     except KeyboardInterrupt:
         con.print(f"interrupted: {len(table)} rows kept in {out}; run the same command to resume")
         raise typer.Exit(130)

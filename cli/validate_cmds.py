@@ -9,12 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from .common import UsageError, handle_errors, parse_floats, parse_ints, parse_names
-
-
-def _device(device: str) -> str:
-    if device not in ("cuda", "cpu") and not device.startswith("cuda:"):
-        raise UsageError(f"device={device!r} is not allowed; use cuda, cuda:N or cpu")
-    return device
+from .profile_cmds import check_device, check_dtype, parse_modes, use_device
 
 
 def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, dtype, gpu, repeats,
@@ -31,12 +26,8 @@ def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, d
         raise UsageError(f"gamma={max(gammas)} is not allowed; γ must be an integer in 1..{GAMMA_MAX}")
     batches = sorted(set(parse_ints(batch, "batch")))
     alphas = parse_floats(alpha, "alpha")
-    modes = tuple(dict.fromkeys(parse_names(mode, "mode")))
-    for m in modes:
-        if m not in ("graph", "eager"):
-            raise UsageError(f"mode={m!r} is not allowed; use graph, eager or graph,eager")
-    if dtype.lower() not in ("fp16", "bf16", "fp32"):
-        raise UsageError(f"dtype={dtype!r} is not allowed; use fp16, bf16 or fp32")
+    modes = parse_modes(mode)
+    dtype, by = check_dtype(dtype)
     if repeats < 1 or iterations < 1:
         raise UsageError(f"repeats={repeats}, iterations={iterations}: both must be ≥ 1")
     if context <= 0:
@@ -44,25 +35,18 @@ def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, d
     for p in (out, profile_out):
         if p and (Path(p).suffix != ".csv" or not os.access(Path(p).parent if str(Path(p).parent) else ".", os.W_OK)):
             raise UsageError(f"out={p!r} is not allowed; give a writable .csv path")
-    by = 4 if dtype.lower() == "fp32" else 2
     targets = tuple(resolve_model(t, by) for t in parse_names(target, "target"))
     drafts = tuple(resolve_model(d, by) for d in parse_names(draft, "draft"))
-    _device(device)
-
-    import torch
+    check_device(device)
 
     from profiler import validate as V
     from profiler.validate_run import ValidationConfig, make_profile, run_validation
 
     cfg = ValidationConfig(targets=targets, drafts=drafts, gammas=tuple(gammas), batches=tuple(batches),
-                           alphas=tuple(alphas), context=context, modes=modes, dtype=dtype.lower(),
+                           alphas=tuple(alphas), context=context, modes=modes, dtype=dtype,
                            device=device, repeats=repeats, iterations=iterations, seed=seed)
     cfg.check()  # bad input refused before anything is built or measured
-    if device.startswith("cuda"):
-        idx = torch.device(device).index or 0
-        if idx >= torch.cuda.device_count():
-            raise UsageError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
-        torch.cuda.set_device(idx)
+    use_device(device)
     from rich.console import Console
 
     con = Console(stderr=True)
@@ -84,7 +68,7 @@ def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, d
     rows, sources = run_validation(cfg, profile, gpu=gpu, on_row=on_row,
                                    log=(lambda s: con.print(s, highlight=False)))
     summary = V.summarize(rows)
-    meta = env.metadata(device, dtype.lower(), command)
+    meta = env.metadata(device, dtype, command)
     meta.update(profile=str(profile), sources=sources, summary=summary, repeats=repeats,
                 iterations=iterations, seed=seed, targets=V.TARGETS)
     if out:
