@@ -16,8 +16,6 @@ import csv
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from perfmodel.catalog import resolve_model
 from perfmodel.hardware import resolve_gpu
 from perfmodel.profiles import latency_provider
@@ -93,12 +91,10 @@ def measure_model(name, provider, batches, new_tokens, contexts, modes, device, 
 
 
 def summary(rows):
-    out = {}
-    for m in sorted({r["mode"] for r in rows}):
-        e = np.abs([r["rel_err"] for r in rows if r["mode"] == m])
-        out[m] = {"n": int(e.size), "median_abs_err": float(np.median(e)),
-                  "p90_abs_err": float(np.percentile(e, 90)), "max_abs_err": float(e.max())}
-    return out
+    from profiler.validate import abs_error_summary
+
+    return {m: abs_error_summary([r["rel_err"] for r in rows if r["mode"] == m])
+            for m in sorted({r["mode"] for r in rows})}
 
 
 def main(argv=None):
@@ -120,21 +116,21 @@ def main(argv=None):
         return 0
     import torch
 
+    from cli.common import parse_ints
     from profiler.env import device_name
 
-    ints = lambda s: [int(x) for x in s.split(",")]  # noqa: E731
     card = device_name(a.device) if torch.device(a.device).type == "cuda" else "cpu"
     rows = []
     for name in a.models.split(","):
-        rows += measure_model(name, provider, ints(a.batch), ints(a.new_tokens), ints(a.context),
-                              a.modes.split(","), a.device, card)
+        rows += measure_model(name, provider, parse_ints(a.batch, "batch"), parse_ints(a.new_tokens, "new-tokens"),
+                              parse_ints(a.context, "context"), a.modes.split(","), a.device, card)
     with open(a.out, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
         w.writerows(rows)
     for m, s in summary(rows).items():
-        print(f"composition {m:5s} on {card}: n={s['n']}  median |err| {s['median_abs_err']:.2%}  "
-              f"p90 |err| {s['p90_abs_err']:.2%}  max {s['max_abs_err']:.2%}", flush=True)
+        print(f"composition {m:5s} on {card}: n={s['n']}  median |err| {s['median_abs']:.2%}  "
+              f"p90 |err| {s['p90_abs']:.2%}  max {s['max_abs']:.2%}", flush=True)
     return 0
 
 

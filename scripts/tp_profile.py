@@ -24,17 +24,6 @@ from profiler.tp import nvls_off  # noqa: E402
 nvls_off()  # before torch/NCCL start anywhere in this process tree
 
 
-def ints(text):
-    out = []
-    for part in text.split(","):
-        if ".." in part:
-            lo, hi = part.split("..")
-            out += list(range(int(lo), int(hi) + 1))
-        else:
-            out.append(int(part))
-    return tuple(out)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tp", type=int, default=2)
@@ -57,10 +46,13 @@ def main(argv=None):
     ap.add_argument("--gpu-tag", default="", help="file prefix (default: the catalog name of the GPU)")
     a = ap.parse_args(argv)
 
-    from cli.common import parse_names
+    from cli.common import parse_ints, parse_names
     from perfmodel.catalog import resolve_model
     from profiler import allreduce, env
     from profiler.tp_bench import TPJob, profile_tp
+
+    def ints(text, what):
+        return tuple(parse_ints(text, what))
 
     by = 4 if a.dtype == "fp32" else 2
     specs = tuple(resolve_model(m, by) for m in parse_names(a.models, "models"))
@@ -75,12 +67,14 @@ def main(argv=None):
     vnames = {s.name for s in specs}
     if a.validate and a.validate not in vnames:
         ap.error(f"--validate {a.validate!r} must be one of --models")
-    job = TPJob(specs=specs, batches=ints(a.batch), new_tokens=ints(a.new_tokens), contexts=ints(a.context),
+    job = TPJob(specs=specs, batches=ints(a.batch, "batch"), new_tokens=ints(a.new_tokens, "new-tokens"),
+                contexts=ints(a.context, "context"),
                 modes=tuple(a.mode.split(",")), dtype=a.dtype, out=f"{stem}.csv",
                 with_ar_out=f"{stem}_with_allreduce.csv", curve_out=str(d / f"allreduce_{gpu}_tp{a.tp}.csv"),
                 curve_sizes=tuple(allreduce.message_sizes(a.curve_lo_kib * 2**10, a.curve_hi_mib * 2**20)),
-                validate=a.validate, validate_grid=(ints(a.validate_batch), ints(a.validate_new_tokens),
-                                                    ints(a.validate_context)),
+                validate=a.validate, validate_grid=(ints(a.validate_batch, "validate-batch"),
+                                                    ints(a.validate_new_tokens, "validate-new-tokens"),
+                                                    ints(a.validate_context, "validate-context")),
                 validation_out=f"{stem}_validation.csv", repeats=a.repeats,
                 deadline=time.time() + a.budget_s,
                 command="PYTHONPATH=. python scripts/tp_profile.py " + " ".join(sys.argv[1:] if argv is None else argv))
