@@ -109,25 +109,32 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
+def predicted_fields(latency, target: ModelSpec, draft: ModelSpec, gamma: int, batch: int, alpha: float,
+                     context: int, mode: str) -> tuple[dict, dict]:
+    """The PREDICTED_COLUMNS of one point (oracle acceptance α) and the sources the prediction used."""
+    from perfmodel.acceptance import AcceptanceModel
+    from perfmodel.predict import predict
+
+    p = predict(target, draft, latency, AcceptanceModel(alpha=alpha, source="oracle α"), [gamma], [batch],
+                [context], mode=mode)
+    i = (0, 0, 0)
+    return ({"predicted_iteration_s": float(p.iteration_s[i]), "predicted_t_draft_s": float(p.t_draft_s[i]),
+             "predicted_t_verify_s": float(p.t_verify_s[i]), "predicted_overhead_s": float(p.overhead_s[i]),
+             "predicted_tok_s": float(p.throughput_tok_s[i]), "predicted_baseline_tok_s": float(p.baseline_tok_s[i]),
+             "predicted_speedup": float(p.speedup[i])}, p.sources)
+
+
 def repredict(rows: list[dict], latency, dtype_bytes: int = 2) -> list[dict]:
     """The same measured rows with predicted_* (and errors) recomputed from another latency provider
     (e.g. the shipped profile instead of the one taken in the validation run)."""
-    from perfmodel.acceptance import AcceptanceModel
     from perfmodel.catalog import resolve_model
-    from perfmodel.predict import predict
 
     out = []
     for r in rows:
         r = dict(r)
         if r.get("status", "ok") == "ok":
             t, d = resolve_model(r["target"], dtype_bytes), resolve_model(r["draft"], dtype_bytes)
-            p = predict(t, d, latency, AcceptanceModel(alpha=r["alpha"]), [r["gamma"]], [r["batch"]],
-                        [r["context"]], mode=r["mode"])
-            i = (0, 0, 0)
-            r.update(predicted_iteration_s=float(p.iteration_s[i]), predicted_t_draft_s=float(p.t_draft_s[i]),
-                     predicted_t_verify_s=float(p.t_verify_s[i]), predicted_overhead_s=float(p.overhead_s[i]),
-                     predicted_tok_s=float(p.throughput_tok_s[i]), predicted_baseline_tok_s=float(p.baseline_tok_s[i]),
-                     predicted_speedup=float(p.speedup[i]))
+            r.update(predicted_fields(latency, t, d, r["gamma"], r["batch"], r["alpha"], r["context"], r["mode"])[0])
             add_errors(r)
         out.append(r)
     return out

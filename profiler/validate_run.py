@@ -15,9 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from perfmodel.acceptance import AcceptanceModel
 from perfmodel.hardware import GPUS
-from perfmodel.predict import predict
 from perfmodel.specs import ModelSpec, SpecError
 
 from . import env
@@ -25,7 +23,7 @@ from .blocks import DecoderModel, kv_aligned
 from .measure import free_memory, is_oom
 from .oracle import AcceptanceOracle, realised_acceptance
 from .specloop import SpecLoop
-from .validate import add_errors, check_pair, check_profile_range
+from .validate import add_errors, check_pair, check_profile_range, predicted_fields
 
 CONTEXT_STEP = 64  # second profiled context above `context`, so the draft's mid-iteration context interpolates
 
@@ -95,16 +93,6 @@ def hardware_key(device, gpu: str | None) -> str:
         raise SpecError(f"device {env.device_name(device)!r} is not in the GPU catalog; pass --gpu NAME "
                         f"(one of {', '.join(GPUS)}) for the analytical fallback")
     return key
-
-
-def predict_point(lat, target, draft, gamma, batch, alpha, context, mode) -> dict:
-    p = predict(target, draft, lat, AcceptanceModel(alpha=alpha, source="oracle α"), [gamma], [batch],
-                [context], mode=mode)
-    g = (0, 0, 0)
-    return {"predicted_iteration_s": float(p.iteration_s[g]), "predicted_t_draft_s": float(p.t_draft_s[g]),
-            "predicted_t_verify_s": float(p.t_verify_s[g]), "predicted_overhead_s": float(p.overhead_s[g]),
-            "predicted_tok_s": float(p.throughput_tok_s[g]), "predicted_baseline_tok_s": float(p.baseline_tok_s[g]),
-            "predicted_speedup": float(p.speedup[g]), "_sources": p.sources}
 
 
 def _build(spec: ModelSpec, cfg: ValidationConfig, seed: int) -> DecoderModel:
@@ -213,8 +201,8 @@ def run_validation(cfg: ValidationConfig, profile_path, *, gpu: str | None = Non
                                            measured_tok_s_expected=b * ra.expected_tokens / m["measured_iteration_s"],
                                            measured_baseline_tok_s=baseline[b])
                                 row["measured_speedup"] = row["measured_tok_s_expected"] / baseline[b]
-                                pr = predict_point(lat, t, d, g, b, a, cfg.context, mode)
-                                sources.update({f"{mode}:{k}": v for k, v in pr.pop("_sources").items()})
+                                pr, src = predicted_fields(lat, t, d, g, b, a, cfg.context, mode)
+                                sources.update({f"{mode}:{k}": v for k, v in src.items()})
                                 row.update(pr)
                                 emit(row)
                             del loop
