@@ -14,7 +14,7 @@ import subprocess
 import torch
 
 import perfmodel
-from perfmodel.hardware import GPUS, HardwareProfile
+from perfmodel.hardware import HardwareProfile
 from perfmodel.specs import ModelSpec
 
 from .blocks import shard_sizes
@@ -62,10 +62,6 @@ def metadata(device, dtype: str, command: str = "") -> dict:
                       "layers timed as a stack of distinct copies (>= 256 MiB of weights) so that "
                       "L2 holds no layer's weights between its calls, as in a whole model; overhead = "
                       "wall clock from an idle device to the host having the accepted counts"}
-
-
-def hardware_for(gpu_key: str) -> HardwareProfile | None:
-    return GPUS.get(gpu_key)
 
 
 def layer_work(spec: ModelSpec, batch: int, new_tokens: int, context: int, tp: int = 1):

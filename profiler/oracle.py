@@ -74,10 +74,6 @@ class RealisedAcceptance:
             return 0.0 if self.mean_tokens == self.expected_tokens else math.inf
         return (self.mean_tokens - self.expected_tokens) / self.standard_error
 
-    @property
-    def relative_error(self) -> float:
-        return self.mean_tokens / self.expected_tokens - 1.0
-
 
 def realised_acceptance(tokens_per_sequence_iteration, alpha_by_position, gamma: int) -> RealisedAcceptance:
     """Summarise the tokens each sequence produced in each iteration (any array shape)."""

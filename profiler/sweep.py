@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from perfmodel.hardware import GPUS
 from perfmodel.latency import AnalyticalLatency
 from perfmodel.specs import ModelSpec, SpecError
 from perfmodel.table import LatencyTable, head_shape_key, layer_shape_key
@@ -163,7 +164,7 @@ def run(jobs: list[Job], table: LatencyTable, out, device, dtype: str, *, copies
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     gpu = table.meta["gpu"]
-    hw = env.hardware_for(gpu)
+    hw = GPUS.get(gpu)
     done = table.done_keys()
     todo = [(j, [k for k in j.keys(gpu, dtype) if k not in done]) for j in jobs]
     todo = [(j, ks) for j, ks in todo if ks]

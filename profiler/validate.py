@@ -148,7 +148,7 @@ def check_pair(target: ModelSpec, draft: ModelSpec) -> None:
                         "target's family")
 
 
-def check_profile_range(table, spec: ModelSpec, gammas, modes, batches=None) -> None:
+def check_profile_range(table, spec: ModelSpec, gammas, modes) -> None:
     """Refuse γ whose verification (γ+1 new tokens) lies beyond what the profile measured."""
     from perfmodel.table import layer_shape_key
 
