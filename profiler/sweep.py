@@ -86,26 +86,22 @@ def check_model_grid(spec: ModelSpec, grid: Grid) -> None:
 def plan(models: list[tuple[ModelSpec, Grid]]) -> list[Job]:
     """Jobs for every (model, grid), deduplicated by shape key; big layers first within a shape."""
     jobs: dict = {}
+
+    def add(component, key, spec, tp, batch, context, new_tokens, modes):
+        j = jobs.setdefault((component, key, tp, batch, context), Job(component, spec, tp, batch, context, [], ()))
+        j.new_tokens = sorted(set(j.new_tokens) | set(new_tokens))
+        j.modes = tuple(m for m in ("graph", "eager") if m in set(j.modes) | set(modes))
+
     for spec, g in models:
         check_model_grid(spec, g)
         for tp in g.tps:
             for b in g.batches:
                 for c in g.contexts:
-                    if g.max_cached_tokens and b * c > g.max_cached_tokens:
-                        continue
-                    k = ("layer", layer_shape_key(spec), tp, b, c)
-                    j = jobs.setdefault(k, Job("layer", spec, tp, b, c, [], ()))
-                    j.new_tokens = sorted(set(j.new_tokens) | set(g.new_tokens))
-                    j.modes = tuple(m for m in ("graph", "eager") if m in set(j.modes) | set(g.modes))
-                k = ("lm_head", head_shape_key(spec), tp, b, 0)
-                j = jobs.setdefault(k, Job("lm_head", spec, tp, b, 0, [], ()))
-                j.new_tokens = sorted(set(j.new_tokens) | set(g.new_tokens))
-                j.modes = tuple(m for m in ("graph", "eager") if m in set(j.modes) | set(g.modes))
+                    if not (g.max_cached_tokens and b * c > g.max_cached_tokens):
+                        add("layer", layer_shape_key(spec), spec, tp, b, c, g.new_tokens, g.modes)
+                add("lm_head", head_shape_key(spec), spec, tp, b, 0, g.new_tokens, g.modes)
         for b in g.batches if g.overhead_gammas else ():
-            k = ("overhead", head_shape_key(spec), 1, b, 0)
-            j = jobs.setdefault(k, Job("overhead", spec, 1, b, 0, [], ()))
-            j.new_tokens = sorted(set(j.new_tokens) | {x + 1 for x in g.overhead_gammas})
-            j.modes = tuple(m for m in ("graph", "eager") if m in set(j.modes) | set(g.modes))
+            add("overhead", head_shape_key(spec), spec, 1, b, 0, [x + 1 for x in g.overhead_gammas], g.modes)
     return list(jobs.values())
 
 
