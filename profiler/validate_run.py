@@ -23,6 +23,7 @@ from .blocks import DecoderModel, kv_aligned
 from .measure import free_memory, is_oom
 from .oracle import AcceptanceOracle, realised_acceptance
 from .specloop import SpecLoop
+from .timing import Timing
 from .validate import add_errors, check_pair, check_profile_range, predicted_fields
 
 CONTEXT_STEP = 64  # second profiled context above `context`, so the draft's mid-iteration context interpolates
@@ -108,9 +109,9 @@ def measure_loop(loop: SpecLoop, cfg: ValidationConfig) -> dict:
     times = np.concatenate([lg.iteration_s for lg in logs])
     toks = np.concatenate([lg.tokens for lg in logs])
     per_rep = [lg.total_tokens / lg.iteration_s.sum() for lg in logs]
-    return {"measured_iteration_s": float(np.median(times)),
-            "measured_iteration_p10_s": float(np.percentile(times, 10)),
-            "measured_iteration_p90_s": float(np.percentile(times, 90)),
+    t = Timing.from_samples(times, 1)
+    return {"measured_iteration_s": t.median_s, "measured_iteration_p10_s": t.p10_s,
+            "measured_iteration_p90_s": t.p90_s,
             "measured_tok_s": float(np.median(per_rep)), "_tokens": toks,
             "iterations": int(times.size), "repeats": cfg.repeats}
 
