@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import UsageError, handle_errors, parse_ints, parse_names
+from .common import UsageError, handle_errors, parse_ints, parse_names, print_json
 
 
 def parse_modes(mode: str) -> tuple:
@@ -98,8 +98,6 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
     if estimate_only:
         msg = {"points": n_points, "jobs": len(jobs), "estimate_h100_s": est}
         if json_out:
-            from .common import print_json
-
             print_json(msg)
         else:
             typer.echo(f"{n_points} points in {len(jobs)} jobs; estimated {est:.0f} s on an H100")
@@ -146,8 +144,6 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
     summary = {"out": str(p), "rows": len(table), "ok": ok, "skipped": len(table) - ok,
                "new_rows": len(table) - resumed, "wall_s": wall, "gpu": meta["gpu_name"]}
     if json_out:
-        from .common import print_json
-
         print_json(summary)
     else:
         con.print(f"profiled {summary['new_rows']} points in {wall:.1f} s on {meta['gpu_name']}; "
@@ -162,8 +158,6 @@ def _profile_tp(specs, grid_kw, p, dtype, tp, device, json_out):
                     new_tokens=grid_kw["new_tokens"], modes=grid_kw["modes"], dtype=dtype, tp=tp, out=p,
                     device=device)
     if json_out:
-        from .common import print_json
-
         print_json(s)
     else:
         typer.echo(f"profiled TP={tp} over {tp} processes in {s['wall_s']:.1f} s on {s['gpu']}: {s['ok']} ok rows "

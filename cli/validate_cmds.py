@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import UsageError, handle_errors, parse_floats, parse_ints, parse_names
+from .common import UsageError, handle_errors, parse_floats, parse_ints, parse_names, print_json
 from .profile_cmds import check_device, check_dtype, parse_modes, use_device
 
 
@@ -74,8 +74,6 @@ def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, d
     if out:
         V.save_rows(rows, out, meta)
     if json_out:
-        from .common import print_json
-
         print_json({"meta": meta, "summary": summary, "regret": {m: V.gamma_regret([r for r in rows if r["mode"] == m])
                                                                 for m in summary}, "rows": rows})
         return

@@ -353,14 +353,13 @@ def profile_cli(specs, *, batches, contexts, new_tokens, modes, dtype: str, tp: 
     `<out>_with_allreduce.<ext>` and `allreduce_<gpu>_tp<N>.csv` beside it; returns a summary."""
     from pathlib import Path
 
-    from . import allreduce as ar
-
     p = Path(out)
     job = TPJob(specs=tuple(specs), batches=tuple(batches), new_tokens=tuple(new_tokens),
                 contexts=tuple(contexts), modes=tuple(modes), dtype=dtype, out=str(p),
                 with_ar_out=str(p.with_name(p.stem + "_with_allreduce" + p.suffix)),
                 curve_out=str(p.with_name(f"allreduce_{{gpu}}_tp{tp}.csv")) if curve else "",
-                curve_sizes=tuple(ar.message_sizes(hi_bytes=ar.MiB if device == "cpu" else 256 * ar.MiB)),
+                curve_sizes=tuple(allreduce.message_sizes(
+                    hi_bytes=allreduce.MiB if device == "cpu" else 256 * allreduce.MiB)),
                 repeats=repeats,
                 command="specperf profile " + " ".join(os.sys.argv[2:]))
     t0 = time.time()
