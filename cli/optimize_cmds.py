@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
         from perfmodel.profiles import latency_provider
         from perfmodel.specdec import GAMMA_MAX
 
-        from .main import dtype_bytes
+        from .common import dtype_bytes
 
         if mode not in ("graph", "eager", "both"):
             raise UsageError(f"mode={mode!r} is not allowed; use graph, eager or both")
@@ -103,15 +103,10 @@ def register(app: typer.Typer) -> None:
         provider = latency_provider(hw, profile=profile, use_shipped=not analytical)
         draft_provider = None
         if calibration is not None:  # latency correction fitted by `specperf calibrate latency`
-            from perfmodel.corrected import CorrectedLatency, LatencyCorrection
+            from perfmodel.corrected import apply_correction
 
-            corr = LatencyCorrection.load(calibration)
-            missing = [m for m in req.modes if corr.entry(hw.name, m) is None]
-            if missing:
-                raise UsageError(f"calibration {calibration} has no entry for gpu={hw.name}, mode={missing[0]} "
-                                 f"(it has: {corr.describe()}); pass --mode to match it")
-            provider = CorrectedLatency(provider, corr, gpu=hw.name)
-            draft_provider = provider.for_draft()
+            provider, draft_provider = apply_correction(provider, calibration, hw.name, req.modes,
+                                                        hint="; pass --mode to match it")
         doc = run(req, provider, draft_provider)
         doc["gpu"] = hw.name
         doc["latency_provider"] = getattr(provider, "name", type(provider).__name__)

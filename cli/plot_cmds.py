@@ -75,8 +75,8 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"unknown plot kind {kind!r}; use one of {', '.join(KINDS)}")
         if mode not in ("graph", "eager", "both"):
             raise UsageError(f"mode={mode!r} is not allowed; use graph, eager or both")
-        from .main import dtype_bytes
-        from .predict_cmd import _acceptance
+        from .common import dtype_bytes
+        from .predict_cmd import acceptance_model
 
         by = dtype_bytes(dtype)
         for name, v in (("batch", batch), ("context", context), ("tp", tp)):
@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError("give --profile or --analytical, not both")
         if cost_ratio is not None and profile is not None:
             raise UsageError("--cost-ratio uses no latency model; drop --profile")
-        acc = _acceptance(alpha, acceptance) if alpha is not None or acceptance is not None else None
+        acc = acceptance_model(alpha, acceptance) if alpha is not None or acceptance is not None else None
         if kind in NEEDS_ALPHA and acc is None:
             raise UsageError(f"the {kind} figure needs --alpha (α in [0, 1)) or --acceptance FILE")
         hw = resolve_gpu(gpu)

@@ -21,7 +21,7 @@ def _gammas(gamma: str, gamma_max: int) -> list[int]:
     return sorted(set(check_gammas(values).tolist()))
 
 
-def _acceptance(alpha, acceptance):
+def acceptance_model(alpha, acceptance):
     from perfmodel.acceptance import AcceptanceModel, check_alpha
 
     if acceptance is not None:
@@ -87,21 +87,16 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
     from perfmodel.predict import predict
     from perfmodel.profiles import latency_provider
 
-    acc = _acceptance(alpha, acceptance)
+    acc = acceptance_model(alpha, acceptance)
     tgt = resolve_model(target, dtype_bytes)
     drf = resolve_model(draft, dtype_bytes)
     hw = resolve_gpu(gpu)
     lat = latency_provider(hw, profile=profile, use_shipped=not analytical)
     draft_lat = None
     if calibration is not None:  # latency correction fitted by `specperf calibrate latency`
-        from perfmodel.corrected import CorrectedLatency, LatencyCorrection
+        from perfmodel.corrected import apply_correction
 
-        corr = LatencyCorrection.load(calibration)
-        if corr.entry(hw.name, mode) is None:
-            raise UsageError(f"calibration {calibration} has no entry for gpu={hw.name}, mode={mode} "
-                             f"(it has: {corr.describe()})")
-        lat = CorrectedLatency(lat, corr, gpu=hw.name)
-        draft_lat = lat.for_draft()
+        lat, draft_lat = apply_correction(lat, calibration, hw.name, [mode])
     p = predict(tgt, drf, lat, acc, gammas, [batch], [context], tp=tp, mode=mode, draft_latency=draft_lat)
     rows = p.rows()
     k = int(p.optimal_index[0, 0])

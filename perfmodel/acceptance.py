@@ -11,7 +11,6 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from .specdec import tokens_per_iteration, tokens_per_iteration_by_position
 from .specs import SpecError, read_json
@@ -99,6 +98,3 @@ def check_alpha(alpha: float, what: str = "alpha") -> float:
         raise SpecError(f"{what}={alpha!r} is not allowed; α must be in [0, 1)")
     return a
 
-
-def as_array(alpha_by_position) -> np.ndarray:
-    return np.asarray(alpha_by_position, dtype=float)

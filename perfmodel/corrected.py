@@ -128,3 +128,18 @@ class CorrectedLatency:
 
     def __getattr__(self, item):  # other provider attributes (hw, table, ...) pass through
         return getattr(self.__dict__["base"], item)
+
+
+def apply_correction(provider, path, gpu: str, modes, hint: str = ""):
+    """Wrap `provider` with the correction in `path`: (target-side provider, draft-side provider).
+
+    Every mode in `modes` must have an entry for `gpu`; otherwise one SpecError line says what the
+    file has (and `hint`, if given).
+    """
+    corr = LatencyCorrection.load(path)
+    missing = [m for m in modes if corr.entry(gpu, m) is None]
+    if missing:
+        raise SpecError(f"calibration {path} has no entry for gpu={gpu}, mode={missing[0]} "
+                        f"(it has: {corr.describe()}){hint}")
+    wrapped = CorrectedLatency(provider, corr, gpu=gpu)
+    return wrapped, wrapped.for_draft()

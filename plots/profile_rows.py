@@ -66,7 +66,7 @@ def layer_shapes(table: LatencyTable, path: str, *, mode: str, tp: int, batch: i
     rows = [r for r in comp if r["mode"] == mode and r["tp"] == tp and r["batch"] == batch
             and r["new_tokens"] == new_tokens]
     if not rows:
-        detail = (f"it has no component=layer rows at all" if not comp else
+        detail = ("it has no component=layer rows at all" if not comp else
                   f"its layer rows have mode {_describe(comp, 'mode')}, tp {_describe(comp, 'tp')}, "
                   f"batch {_describe(comp, 'batch')}, new_tokens {_describe(comp, 'new_tokens')}")
         raise SpecError(f"profile {path!r} lacks the rows the {figure} figure needs: component=layer, "

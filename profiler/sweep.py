@@ -84,7 +84,7 @@ def check_model_grid(spec: ModelSpec, grid: Grid) -> None:
 
 
 def plan(models: list[tuple[ModelSpec, Grid]]) -> list[Job]:
-    """Jobs for every (model, grid), deduplicated by shape key; big layers first within a shape."""
+    """Jobs for every (model, grid), deduplicated by shape key, in the order the models are given."""
     jobs: dict = {}
 
     def add(component, key, spec, tp, batch, context, new_tokens, modes):
