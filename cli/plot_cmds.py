@@ -20,8 +20,8 @@ DEPTH_WIDTH_BASE = "llama-7b"  # base family/vocabulary for depth-width when --d
 
 def _drafts_with_alpha(text: str, dtype_bytes: int):
     """'a,b@0.7,c:n_layers=4@0.62' → ([specs], [(spec, α, None, source)])."""
-    from perfmodel.acceptance import check_alpha
-    from perfmodel.catalog import resolve_model
+    from perfmodel.specdec.acceptance import check_alpha
+    from perfmodel.specs.catalog import resolve_model
 
     specs, stated = [], []
     for item in parse_names(text, "drafts"):
@@ -87,10 +87,10 @@ def register(app: typer.Typer) -> None:
         check_out(out, ".html", "--out")  # fail before any work
         if png is not None:
             check_out(png, ".png", "--png")
-        from perfmodel.catalog import resolve_model
-        from perfmodel.hardware import resolve_gpu
-        from perfmodel.profiles import latency_provider
-        from perfmodel.specdec import GAMMA_MAX
+        from perfmodel.specs.catalog import resolve_model
+        from perfmodel.specs.hardware import resolve_gpu
+        from perfmodel.latency.providers import latency_provider
+        from perfmodel.specdec.maths import GAMMA_MAX
 
         import plots
         from plots.common import Setting

@@ -1,16 +1,16 @@
-"""perfmodel.measured + perfmodel.fit on synthetic tables: exact interpolation of multilinear latency,
+"""perfmodel.latency.measured + perfmodel.latency.fit on synthetic tables: exact interpolation of multilinear latency,
 anchored fallback outside the grid, fitted analytical for unmeasured shapes, sources; planted
 efficiencies recovered by the fit; the shipped-profile selection."""
 import numpy as np
 import pytest
 
-from perfmodel.catalog import resolve_model
-from perfmodel.fit import fit_profile
-from perfmodel.hardware import GPUS
-from perfmodel.latency import AnalyticalLatency
-from perfmodel.measured import Grid, MeasuredLatency
-from perfmodel.profiles import latency_provider, shipped_profile
-from perfmodel.table import LatencyTable, head_shape_key, layer_shape_key
+from perfmodel.specs.catalog import resolve_model
+from perfmodel.latency.fit import fit_profile
+from perfmodel.specs.hardware import GPUS
+from perfmodel.latency.analytical import AnalyticalLatency
+from perfmodel.latency.measured import Grid, MeasuredLatency
+from perfmodel.latency.providers import latency_provider, shipped_profile
+from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
 
 H100 = GPUS["h100-sxm"]
 L7 = resolve_model("llama-7b")
@@ -97,7 +97,7 @@ def test_outside_grid_is_anchored_and_unmeasured_shape_is_fitted(tmp_path):
     ct = lat.forward(L7, 4, 3, 512, 2, "graph")
     assert "nearest measured" in ct.sources["layer"]
     # no all-reduce rows in this table: the shipped measured NCCL curve of the H100 pair stands in
-    # (perfmodel.tp_model.apply_tp_measurements)
+    # (perfmodel.latency.tp.apply_tp_measurements)
     assert ct.sources["allreduce"].startswith("NCCL all-reduce curve measured on 2× h100-sxm")
 
 

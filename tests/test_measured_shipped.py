@@ -5,10 +5,10 @@ import csv
 import numpy as np
 import pytest
 
-from perfmodel.catalog import resolve_model
-from perfmodel.hardware import GPUS
-from perfmodel.measured import MeasuredLatency
-from perfmodel.profiles import DATA, latency_provider, shipped_profile
+from perfmodel.specs.catalog import resolve_model
+from perfmodel.specs.hardware import GPUS
+from perfmodel.latency.measured import MeasuredLatency
+from perfmodel.latency.providers import DATA, latency_provider, shipped_profile
 
 pytestmark = pytest.mark.skipif(shipped_profile("h100-sxm") is None, reason="no shipped H100 profile")
 

@@ -1,13 +1,13 @@
-"""perfmodel.tp_model: planted-parameter recovery of the all-reduce fit (one and two regimes), the
+"""perfmodel.latency.tp: planted-parameter recovery of the all-reduce fit (one and two regimes), the
 TP extrapolation factors, curve I/O, and the provider wrapper's sources (measured vs extrapolated)."""
 import numpy as np
 import pytest
 
-from perfmodel.catalog import resolve_model
-from perfmodel.hardware import resolve_gpu
-from perfmodel.latency import AnalyticalLatency
-from perfmodel.specs import SpecError
-from perfmodel.tp_model import (AllreduceModel, WithAllreduceCurve, compare_extrapolation, fit_allreduce,
+from perfmodel.specs.catalog import resolve_model
+from perfmodel.specs.hardware import resolve_gpu
+from perfmodel.latency.analytical import AnalyticalLatency
+from perfmodel.specs.models import SpecError
+from perfmodel.latency.tp import (AllreduceModel, WithAllreduceCurve, compare_extrapolation, fit_allreduce,
                                 fit_line, load_curves, ring_bytes_factor, save_curve, shipped_curves,
                                 with_allreduce_curve)
 
@@ -121,7 +121,7 @@ def test_no_curve_for_gpu_leaves_provider_unchanged(tmp_path):
 
 
 def test_nearest_measured_tp_is_used_and_named(tmp_path):
-    from perfmodel.tp_model import curve_model
+    from perfmodel.latency.tp import curve_model
 
     _curve_file(tmp_path, tp=2)
     _curve_file(tmp_path, tp=4, lat=15e-6)

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .specs import ModelSpec, SpecError, read_json
-from .table import LatencyTable, read_csv
+from perfmodel.specs.models import ModelSpec, SpecError, read_json
+from perfmodel.latency.table import LatencyTable, read_csv
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 CURVE_COLUMNS = ("gpu", "tp", "mode", "dtype", "size_bytes", "median_s", "p10_s", "p90_s", "repeats",
                  "status", "reason")
 ALLREDUCES_PER_LAYER = 2  # attention output + MLP output (Megatron-LM, Shoeybi et al. 2019, Sec. 3)
@@ -273,7 +273,7 @@ def apply_tp_measurements(ft, spec: ModelSpec, batch, new_tokens, context, tp: i
     fields, sources = {}, dict(ft.sources)
     path = shipped_tp_table(gpu, tp, data_dir)
     if path is not None and hw is not None and (exclude is None or Path(exclude).resolve() != path.resolve()):
-        from .measured import MeasuredLatency
+        from perfmodel.latency.measured import MeasuredLatency
 
         key = (str(path), hw.name)
         prov = _TP_PROVIDERS.get(key) or _TP_PROVIDERS.setdefault(key, MeasuredLatency(path, hw))
@@ -346,6 +346,6 @@ def eager_allreduce_in_situ(table, with_ar) -> int:
                 n += 1
     table.meta["eager_allreduce_rows"] = ("in situ: median over contexts of (layer with all-reduces - layer "
                                           "without), p10/p90 over contexts, repeats = contexts "
-                                          "(perfmodel.tp_model.eager_allreduce_in_situ); graph rows: the pair "
+                                          "(perfmodel.latency.tp.eager_allreduce_in_situ); graph rows: the pair "
                                           "timed alone")
     return n

@@ -12,14 +12,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .hardware import HardwareProfile
-from .specs import ModelSpec, SpecError
+from perfmodel.specs.hardware import HardwareProfile
+from perfmodel.specs.models import ModelSpec, SpecError
 
 MODES = ("eager", "graph")
 
 # Small (elementwise/normalisation) kernels per decoder layer in a plain PyTorch implementation
 # like profiler/blocks.py: RMSNorm ≈ 4 kernels ×2, RoPE ≈ 8, KV-cache writes 2, residual adds 2,
-# SiLU·mul 2. An estimate from reading the layer's code, not a trace count; perfmodel.fit refits the
+# SiLU·mul 2. An estimate from reading the layer's code, not a trace count; perfmodel.latency.fit refits the
 # per-kernel floor to measured profiles, which absorbs any error in this count.
 SMALL_KERNELS = {"llama": 18, "mistral": 18, "qwen2": 18, "opt": 10}
 # Large kernels per layer: q, k, v, o projections, attention, gate/up, down (llama) — OPT: q, k, v,

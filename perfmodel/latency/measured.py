@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .hardware import GPUS, HardwareProfile
-from .latency import AnalyticalLatency, ComponentTimes, _check_mode, check_tp
-from .specs import ModelSpec, read_json
-from .table import DTYPE_BYTES, SCHEMA_VERSION, LatencyTable, head_shape_key, layer_shape_key
+from perfmodel.specs.hardware import GPUS, HardwareProfile
+from perfmodel.latency.analytical import AnalyticalLatency, ComponentTimes, _check_mode, check_tp
+from perfmodel.specs.models import ModelSpec, read_json
+from perfmodel.latency.table import DTYPE_BYTES, SCHEMA_VERSION, LatencyTable, head_shape_key, layer_shape_key
 
 MEASURED, INTERP, FITTED, ANCHORED = 0, 1, 2, 3
 _LEAN = ("gpu", "shape", "head_shape", "component", "mode", "dtype", "tp", "batch", "new_tokens",
@@ -162,7 +162,7 @@ class MeasuredLatency:
             if fitted:
                 hw = base.replace(**{k: float(v) for k, v in fitted.items() if hasattr(base, k)})
             else:
-                from .fit import fit_profile
+                from perfmodel.latency.fit import fit_profile
 
                 hw, _ = fit_profile(self.table, base)
             self._fallback = AnalyticalLatency(hw)
@@ -217,7 +217,7 @@ class MeasuredLatency:
                             sources={"layer": self._describe(lk), "lm_head": self._describe(hk),
                                      "allreduce": ar_src})
         if tp > 1:  # shipped TP tables + measured all-reduce curve where this table has none (tp_model)
-            from .tp_model import apply_tp_measurements
+            from perfmodel.latency.tp import apply_tp_measurements
 
             ct = apply_tp_measurements(ct, spec, batch, new_tokens, context, tp, mode, gpu=self.gpu,
                                        hw=self.hw, exclude=self.path)

@@ -1,7 +1,7 @@
 """Optimiser core: the best lookahead γ* and speedup for many draft candidates at once, over
 batch × context, per execution mode — vectorised, no Python loop over design points.
 
-Key assumption (as perfmodel.predict): one iteration = γ sequential draft forwards on one GPU
+Key assumption (as perfmodel.specdec.predict): one iteration = γ sequential draft forwards on one GPU
 (context grows by one token per step; the mid-iteration context is used) + one target forward over
 γ+1 tokens at tensor parallelism `tp` + a per-iteration overhead. A draft's forward time is
 n_layers × (one layer's time) + embedding/LM-head time, and one layer's time does not depend on
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .specs import ModelSpec, SpecError
+from perfmodel.specs.models import ModelSpec, SpecError
 
 CHUNK = 4096  # candidates per block: keeps the (chunk, batch, context, γ) work array cache-sized
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .hardware import HardwareProfile
-from .latency import AnalyticalLatency
-from .specs import SpecError
+from perfmodel.specs.hardware import HardwareProfile
+from perfmodel.latency.analytical import AnalyticalLatency
+from perfmodel.specs.models import SpecError
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def shipped_profile(gpu: str) -> Path | None:
@@ -22,7 +22,7 @@ def shipped_profile(gpu: str) -> Path | None:
 
 def latency_provider(hw: HardwareProfile, profile: str | None = None, use_shipped: bool = True):
     """Return an object with .forward(spec, b, n, ctx, tp, mode) and .overhead_s(spec, b, γ, mode)."""
-    from .measured import MeasuredLatency
+    from perfmodel.latency.measured import MeasuredLatency
 
     if profile is not None:
         if not Path(profile).is_file():
@@ -32,7 +32,7 @@ def latency_provider(hw: HardwareProfile, profile: str | None = None, use_shippe
         p = shipped_profile(hw.name)
         if p is not None:
             return MeasuredLatency(p, hw)
-        from .tp_model import with_allreduce_curve  # tp > 1: shipped TP tables + all-reduce curve
+        from perfmodel.latency.tp import with_allreduce_curve  # tp > 1: shipped TP tables + all-reduce curve
 
         return with_allreduce_curve(AnalyticalLatency(hw), hw.name)
     return AnalyticalLatency(hw)

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .acceptance import AcceptanceModel
-from .specdec import GAMMA_MAX, iteration_s, throughput_tok_s
-from .specs import ModelSpec, SpecError
+from perfmodel.specdec.acceptance import AcceptanceModel
+from perfmodel.specdec.maths import GAMMA_MAX, iteration_s, throughput_tok_s
+from perfmodel.specs.models import ModelSpec, SpecError
 
 ARRAY_FIELDS = ("tokens_per_iteration", "t_draft_s", "t_verify_s", "t_target_s", "overhead_s",
                 "baseline_overhead_s", "iteration_s", "throughput_tok_s", "baseline_tok_s", "speedup")

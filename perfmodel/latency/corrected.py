@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .latency import ComponentTimes
-from .specs import SpecError, read_json
+from perfmodel.latency.analytical import ComponentTimes
+from perfmodel.specs.models import SpecError, read_json
 
 KIND = "specperf latency correction"
 SCHEMA_VERSION = 1
