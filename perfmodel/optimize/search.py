@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from perfmodel.latency.source import Provenance
+
 from perfmodel.specs.models import ModelSpec, SpecError
 
 CHUNK = 4096  # candidates per block: keeps the (chunk, batch, context, γ) work array cache-sized
@@ -122,8 +124,8 @@ def mode_costs(provider, target: ModelSpec, shapes, batch, context, gammas, tp: 
         layer[s] = ft.layer_s + ft.allreduce_s + zero
         head[s] = ft.lm_head_s + zero
         for k, v in ft.sources.items():  # distinct descriptions over all draft shapes
-            sources.setdefault(f"draft_{k}", {})[v] = None
-    sources = {k: "; ".join(v) for k, v in sources.items()}
+            sources.setdefault(f"draft_{k}", []).append(v)
+    sources = {k: Provenance.merge(v) for k, v in sources.items()}
     vf = provider.forward(target, B, G + 1, C, tp, mode)
     t1 = provider.forward(target, B[..., 0], 1, C[..., 0], tp, mode)
     ov, ov_src = provider.overhead_s(target, B, G, mode)
