@@ -152,7 +152,7 @@ def rows_for(fam: Family, recs: dict, accs: dict, profile: Path, gpu: str, dtype
     hf = [r for r in rows if r["mode"] == "hf"]
     if hf:
         corr = calibrate_hf(fam, hf, profile, gpu, dtype, derived)
-        for row in hf:
+        for row in (r for r in hf if r["draft"] != "none"):  # the target alone has no draft to calibrate
             row.update(predict(fam, row["_draft_for_predict"], accs[row["_draft_for_predict"]]["greedy"][0],
                                row["gamma"], row["context"], "eager", gpu, dtype, profile, calibration=corr))
     base = {m: next((r["measured_tok_s"] for r in rows if r["mode"] == m and r["draft"] == "none"), math.nan)
