@@ -34,7 +34,7 @@ def read_trace(path, fmt: str = "auto", select: dict | None = None) -> Acceptanc
     if not p.exists():
         raise TraceError(p, "file does not exist")
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8-sig")  # a spreadsheet BOM is accepted
     except UnicodeDecodeError:
         raise TraceError(p, "is not a text file (not UTF-8)") from None
     if not text.strip():

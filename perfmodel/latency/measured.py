@@ -115,7 +115,7 @@ class MeasuredLatency:
         if self.path.suffix != ".csv" or self._meta().get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
             return [tuple(r[c] for c in _LEAN) for r in self.table.ok_rows()]
         try:
-            with self.path.open(newline="") as f:
+            with self.path.open(newline="", encoding="utf-8-sig") as f:
                 rd = csv.reader(f)
                 header = next(rd, [])
                 pos = [header.index(c) for c in _LEAN + ("status",)]

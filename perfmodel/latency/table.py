@@ -32,7 +32,7 @@ def read_csv(path: str | Path, required, what: str) -> list[dict]:
     lacks a `required` column (`what` names the table, e.g. "a specperf latency table")."""
     p = Path(path)
     try:
-        with p.open(newline="") as f:
+        with p.open(newline="", encoding="utf-8-sig") as f:  # a spreadsheet's BOM is accepted
             reader = csv.DictReader(f)
             missing = [c for c in required if c not in (reader.fieldnames or [])]
             if missing:
