@@ -99,12 +99,9 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
         return run_cost_ratio(cost_ratio, acceptance_model(alpha, acceptance), gammas, gamma_max, json_out)
     if target is None or draft is None:
         raise UsageError("--target and --draft are required (or --cost-ratio with --alpha)")
-    md = o.modes(mode, both=False)[0]
+    modes = o.modes(mode)
     batches, contexts = o.batch_context(batch, context)
     o.positive(tp, "tp")
-    from perfmodel.latency.providers import build_provider
-    from perfmodel.specdec.document import cells_document, prediction_document
-    from perfmodel.specdec.predict import predict
     from perfmodel.specs.catalog import resolve_model
     from perfmodel.specs.hardware import resolve_gpu
 
@@ -113,6 +110,27 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
     drf = resolve_model(draft, dtype_bytes)
     tgt.check_tp(tp)
     hw = resolve_gpu(gpu)
+    docs, sources = [], {}
+    for md in modes:
+        cell_docs, src = _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, tp,
+                                       profile, analytical, calibration, allow_gpu_mismatch)
+        docs += cell_docs
+        sources[md] = src
+    if json_out:
+        from perfmodel.specdec.document import cells_document
+
+        print_json(cells_document(docs))
+        return
+    render(docs, sources, hw.name, tp)
+
+
+def _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, tp, profile, analytical,
+                  calibration, allow_gpu_mismatch):
+    """One mode: the cell documents (batch-major) and the prediction's sources."""
+    from perfmodel.latency.providers import build_provider
+    from perfmodel.specdec.document import prediction_document
+    from perfmodel.specdec.predict import predict
+
     prov = build_provider(hw, profile=profile, analytical=analytical, calibration=calibration, modes=[md],
                           allow_gpu_mismatch=allow_gpu_mismatch)
 
@@ -131,19 +149,16 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
             for bi in range(len(batches)) for ci in range(len(contexts))]
     for d in docs:
         d["notes"] = search_notes + d["notes"]
-    if json_out:
-        print_json(cells_document(docs))
-        return
-    render(docs, p, hw.name, md, tp)
+    return docs, p.sources
 
 
-def render(docs, p, gpu, mode, tp) -> None:
+def render(docs, sources, gpu, tp) -> None:
     from rich.console import Console
     from rich.table import Table
 
     con = Console()
     for doc in docs:
-        t = Table(title=f"{doc['draft']} → {doc['target']} on {gpu} (tp={tp}, {mode}, batch {doc['batch']}, "
+        t = Table(title=f"{doc['draft']} → {doc['target']} on {gpu} (tp={tp}, {doc['mode']}, batch {doc['batch']}, "
                         f"context {doc['context']})")
         for col in ("γ", "tokens/iter", "draft ms", "verify ms", "overhead ms", "iteration ms", "tokens/s", "speedup", ""):
             t.add_column(col, justify="right")
@@ -160,5 +175,6 @@ def render(docs, p, gpu, mode, tp) -> None:
                   f"{doc['memory_needed_bytes'] / 1e9:.1f} GB" + ("" if doc["fits_memory"] else " — DOES NOT FIT"))
         for n in doc["notes"]:
             con.print(f"[yellow]note:[/yellow] {n}")
-    for k_, v in p.sources.items():
-        con.print(f"  source {k_}: {v}")
+    for md, src in sources.items():
+        for k_, v in src.items():
+            con.print(f"  source {k_}: {v}" + (f" ({md})" if len(sources) > 1 else ""))

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import UsageError, handle_errors, parse_floats, parse_ints, parse_names, print_json
+from . import options as o
+from .common import UsageError, handle_errors, parse_floats, parse_names, print_json
 from .profile_cmds import check_device, check_dtype, parse_modes, use_device
 
 
@@ -21,17 +22,17 @@ def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, d
     from perfmodel.specs.catalog import resolve_model
     from perfmodel.specdec.maths import GAMMA_MAX
 
-    gammas = sorted(set(parse_ints(gamma, "gamma")))
-    if max(gammas) > GAMMA_MAX:
-        raise UsageError(f"gamma={max(gammas)} is not allowed; γ must be an integer in 1..{GAMMA_MAX}")
-    batches = sorted(set(parse_ints(batch, "batch")))
+    gammas = o.int_list(gamma, "gamma", hi=GAMMA_MAX)
+    batches, contexts = o.batch_context(batch, context)
+    if len(contexts) != 1:
+        raise UsageError(f"context={context!r} is not allowed; validate measures at one context per run",
+                         value=context, allowed="one integer")
+    context = contexts[0]
     alphas = parse_floats(alpha, "alpha")
     modes = parse_modes(mode)
     dtype, by = check_dtype(dtype)
     if repeats < 1 or iterations < 1:
         raise UsageError(f"repeats={repeats}, iterations={iterations}: both must be ≥ 1")
-    if context <= 0:
-        raise UsageError(f"context={context} is not allowed; must be a positive integer")
     for p in (out, profile_out):
         if p and (Path(p).suffix != ".csv" or not os.access(Path(p).parent if str(Path(p).parent) else ".", os.W_OK)):
             raise UsageError(f"out={p!r} is not allowed; give a writable .csv path")
@@ -120,11 +121,11 @@ def register(app: typer.Typer) -> None:
     def validate(
         target: Annotated[str, typer.Option(help="Target model(s): catalog name, config.json, NAME:field=value; comma-separated.")],
         draft: Annotated[str, typer.Option(help="Draft model(s), same forms; must share the target's vocabulary.")],
-        gamma: Annotated[str, typer.Option(help="Lookaheads γ, e.g. 1,2,4,8.")] = "1,2,4,8",
-        batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,8,32.")] = "1,8,32",
+        gamma: o.Gamma = "1,2,4,8",
+        batch: o.Batch = "1,8,32",
         alpha: Annotated[str, typer.Option(help="Oracle acceptance rates α, e.g. 0.6,0.8.")] = "0.6,0.8",
-        context: Annotated[int, typer.Option(help="Tokens cached per sequence at each iteration.")] = 512,
-        mode: Annotated[str, typer.Option(help="graph, eager or graph,eager.")] = "graph",
+        context: o.Context = "512",
+        mode: o.Mode = "graph",
         profile: Annotated[Optional[str], typer.Option(help="LatencyTable measured on this device (default: profile now).")] = None,
         device: Annotated[str, typer.Option(help="cuda, cuda:N or cpu.")] = "cuda",
         dtype: Annotated[str, typer.Option(help="fp16, bf16 (or fp32 on CPU).")] = "fp16",
@@ -134,7 +135,7 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Seed of the weights and the oracle.")] = 0,
         out: Annotated[Optional[str], typer.Option(help="Write the validation table here (.csv + .meta.json).")] = None,
         profile_out: Annotated[Optional[str], typer.Option(help="Keep the profile taken by this run here (.csv).")] = None,
-        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+        json_out: o.Json = False,
     ):
         """Measure speculative decoding for real and compare it with specperf's prediction."""
         run(target=target, draft=draft, gamma=gamma, batch=batch, alpha=alpha, context=context, mode=mode,

@@ -79,7 +79,8 @@ def build_provider(hw: HardwareProfile, profile: str | None = None, analytical: 
 
 def latency_provider(hw: HardwareProfile, profile: str | None = None, use_shipped: bool = True) -> LatencyProvider:
     """The target-side provider of build_provider (no calibration): `use_shipped=False` means
-    analytical when no profile is given."""
+    analytical when no profile is given. The profile's GPU is not checked against `hw` here (library
+    callers such as `specperf validate` pair a device profile with a catalog GPU for the fallback)."""
     if profile is not None or use_shipped:
-        return build_provider(hw, profile=profile).target
+        return build_provider(hw, profile=profile, allow_gpu_mismatch=True).target
     return build_provider(hw, analytical=True).target
