@@ -110,18 +110,10 @@ def parse_names(text: str, what: str) -> list[str]:
 
 
 def _split_models(text: str) -> list[str]:
-    """Split 'a,b:n_layers=4,d_model=2048,c' into models: a comma followed by `field=` stays."""
-    parts, cur = [], ""
-    for tok in text.split(","):
-        if cur and "=" in tok.split(":")[0] and ":" not in tok:
-            cur += "," + tok
-        else:
-            if cur:
-                parts.append(cur)
-            cur = tok
-    if cur:
-        parts.append(cur)
-    return parts
+    """Split 'a,b:n_layers=4,d_model=2048,c' into models (perfmodel.specs.catalog.split_models)."""
+    from perfmodel.specs.catalog import split_models
+
+    return split_models(text)
 
 
 def finite(obj):

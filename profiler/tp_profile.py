@@ -58,13 +58,13 @@ def main(argv=None):
     ap.add_argument("--gpu-tag", default="", help="file prefix (default: the catalog name of the GPU)")
     a = ap.parse_args(argv)
 
-    from perfmodel.specs.catalog import resolve_model
+    from perfmodel.specs.catalog import resolve_model, split_models
     from profiler import allreduce, env
     from profiler.tp_bench import TPJob, profile_tp
 
     ints = _ints
     by = 4 if a.dtype == "fp32" else 2
-    specs = tuple(resolve_model(m.strip(), by) for m in a.models.split(",") if m.strip())
+    specs = tuple(resolve_model(m, by) for m in split_models(a.models))
     gpu = a.gpu_tag
     if not gpu:
         import torch
