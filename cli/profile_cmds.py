@@ -113,7 +113,29 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
             return _profile_tp(specs, grid_kw, p, dtype, tps[0], device, json_out)
     use_device(device)
     meta = env.metadata(device, dtype, command="specperf profile " + " ".join(sys.argv[2:]))
+    from profiler.filelock import LockedError, locked
+
+    try:
+        with locked(p):
+            return _sweep(p, out, meta, jobs, n_points, est, device, dtype, copies, quiet, json_out)
+    except LockedError as e:
+        raise UsageError(str(e), value=str(out), allowed="an --out no other run is writing") from None
+
+
+def _sweep(p, out, meta, jobs, n_points, est, device, dtype, copies, quiet, json_out):
+    """Measure `jobs` into the table at `p` (resumed when it exists), under the caller's lock."""
+    import time
+
+    from perfmodel.latency.table import SCHEMA_VERSION, LatencyTable
+    from perfmodel.specs.hardware import GPUS
+    from profiler import sweep
+
     if p.exists():
+        ver = LatencyTable.read_meta(p).get("schema_version", SCHEMA_VERSION)
+        if not isinstance(ver, int) or ver > SCHEMA_VERSION:
+            raise UsageError(f"out={out!r} holds a table of schema_version={ver!r}, newer than this specperf's "
+                             f"{SCHEMA_VERSION}; upgrade specperf or give another --out", value=ver,
+                             allowed=f"schema_version ≤ {SCHEMA_VERSION}")
         table = LatencyTable.load(p)
         if table.meta.get("gpu") not in (None, meta["gpu"]):
             raise UsageError(f"out={out!r} holds a profile measured on {table.meta.get('gpu')!r}, "

@@ -107,7 +107,16 @@ class LatencyTable:
                     w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v)
                                 for k, v in r.items()})
             tmp.replace(p)  # atomic: an interrupted save never truncates a table
-        self.meta_path(p).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        mp = self.meta_path(p)
+        tmp = mp.with_name(mp.name + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        tmp.replace(mp)  # atomic too: table and metadata are never half-written
+
+    @classmethod
+    def read_meta(cls, path: str | Path) -> dict:
+        """The metadata next to the table at `path` ({} when there is none)."""
+        mp = cls.meta_path(path)
+        return read_json(mp, "profile metadata") if mp.exists() else {}
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyTable":
