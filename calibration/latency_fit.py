@@ -67,7 +67,10 @@ def read_runs(path, gpu: str | None = None, mode: str | None = None) -> list[Run
     p = Path(path)
     if not p.exists():
         raise TraceError(p, "file does not exist")
-    lines = p.read_text().splitlines()
+    try:
+        lines = p.read_text(encoding="utf-8-sig").splitlines()  # a spreadsheet BOM is accepted
+    except UnicodeDecodeError:
+        raise TraceError(p, "is not a text file (not UTF-8)") from None
     body = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")]
     if not body:
         raise TraceError(p, "file is empty")

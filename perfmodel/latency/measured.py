@@ -120,7 +120,7 @@ class MeasuredLatency:
                 header = next(rd, [])
                 pos = [header.index(c) for c in _LEAN + ("status",)]
                 rows = [tuple(r[i] for i in pos) for r in rd]
-        except (ValueError, UnicodeDecodeError, OSError):
+        except (ValueError, UnicodeDecodeError, OSError, IndexError, csv.Error):
             return [tuple(r[c] for c in _LEAN) for r in self.table.ok_rows()]  # raises a SpecError
         return [r[:-1] for r in rows if r[-1] in ("ok", "")]
 

@@ -145,10 +145,11 @@ class LatencyTable:
                     row[c] = float("nan") if v in ("", None) else float(v)
                 row["status"] = row["status"] or "ok"
                 row["reason"] = row["reason"] or ""
-            except (KeyError, TypeError, ValueError) as e:
+            except (KeyError, TypeError, ValueError, OverflowError) as e:
                 raise SpecError(f"profile {str(p)!r} line {i}: malformed value ({e})") from None
-            if row["status"] == "ok" and not (row["median_s"] > 0):
-                raise SpecError(f"profile {str(p)!r} line {i}: median_s={row['median_s']!r} must be > 0")
+            if row["status"] == "ok" and not (math.isfinite(row["median_s"]) and row["median_s"] > 0):
+                raise SpecError(f"profile {str(p)!r} line {i}: median_s={row['median_s']!r} is not allowed; "
+                                "must be a finite number > 0")
             if row["component"] not in COMPONENTS or row["mode"] not in MODES:
                 raise SpecError(f"profile {str(p)!r} line {i}: component={row['component']!r} "
                                 f"mode={row['mode']!r}; allowed {COMPONENTS} and {MODES}")
