@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
-from perfmodel.acceptance import AcceptanceModel
-from perfmodel.specdec import tokens_per_iteration, tokens_per_iteration_by_position
+from perfmodel.specdec.acceptance import AcceptanceModel
+from perfmodel.specdec.maths import tokens_per_iteration, tokens_per_iteration_by_position
 
 from .data import AcceptanceData, TraceError
 from .report import FitReport

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perfmodel.specs import SpecError
+from perfmodel.specs.models import SpecError
 
 FORMATS = ("vllm-metrics", "iterations", "histogram", "mean-length")
 

@@ -1,7 +1,7 @@
 """Latency calibration: fit a per-iteration overhead and multiplicative corrections on draft and
 verify time to measured end-to-end speculative-decoding runs, per (GPU, mode).
 
-Model (same composition as perfmodel.predict, so the fit corrects exactly what `predict` computes):
+Model (same composition as perfmodel.specdec.predict, so the fit corrects exactly what `predict` computes):
     iteration_s = k_draft·γ·t_draft_s + k_verify·t_verify_s + overhead_s(provider) + extra_overhead_s
 Linear in (k_draft, k_verify, extra_overhead_s): weighted least squares on relative residuals
 (weights 1/measured, so fast and slow runs count alike), k bounded > 0 (scipy lsq_linear), standard
@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize
 
-from perfmodel.acceptance import AcceptanceModel, check_alpha
-from perfmodel.corrected import CorrectionEntry, LatencyCorrection
-from perfmodel.specdec import tokens_per_iteration
-from perfmodel.specs import SpecError
-from perfmodel.table import DTYPE_BYTES
+from perfmodel.specdec.acceptance import AcceptanceModel, check_alpha
+from perfmodel.latency.corrected import CorrectionEntry, LatencyCorrection
+from perfmodel.specdec.maths import tokens_per_iteration
+from perfmodel.specs.models import SpecError
+from perfmodel.latency.table import DTYPE_BYTES
 
 from .data import TraceError
 from .report import FitReport
@@ -61,8 +61,8 @@ def _num(v, src, ln, what, integer=False, positive=True):
 
 
 def read_runs(path, gpu: str | None = None, mode: str | None = None) -> list[Run]:
-    from perfmodel.catalog import resolve_model
-    from perfmodel.hardware import resolve_gpu
+    from perfmodel.specs.catalog import resolve_model
+    from perfmodel.specs.hardware import resolve_gpu
 
     p = Path(path)
     if not p.exists():
@@ -132,10 +132,10 @@ def read_runs(path, gpu: str | None = None, mode: str | None = None) -> list[Run
 
 
 def components(runs: list[Run], provider_for, source) -> tuple[np.ndarray, dict]:
-    """Per run: (γ·t_draft_s, t_verify_s, overhead_s) exactly as perfmodel.predict composes them;
+    """Per run: (γ·t_draft_s, t_verify_s, overhead_s) exactly as perfmodel.specdec.predict composes them;
     and the providers used, one per GPU (built once: a measured one loads its table once)."""
-    from perfmodel.hardware import resolve_gpu
-    from perfmodel.predict import predict
+    from perfmodel.specs.hardware import resolve_gpu
+    from perfmodel.specdec.predict import predict
 
     out = np.empty((len(runs), 3))
     providers: dict = {}

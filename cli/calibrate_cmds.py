@@ -55,7 +55,7 @@ def acceptance(
     """Fit i.i.d. α and α by position (95 % intervals, LR test) from a speculative-decoding trace."""
     from calibration.acceptance_fit import fit_acceptance
     from calibration.traces import read_trace
-    from perfmodel.specdec import GAMMA_MAX
+    from perfmodel.specdec.maths import GAMMA_MAX
 
     if not 1 <= gamma_max <= GAMMA_MAX:
         raise UsageError(f"gamma-max={gamma_max} is not allowed; must be in 1..{GAMMA_MAX}")
@@ -102,10 +102,10 @@ def latency(
 ):
     """Fit per-iteration overhead and draft/verify time corrections to measured end-to-end runs."""
     from calibration.latency_fit import fit_latency
-    from perfmodel.profiles import latency_provider
+    from perfmodel.latency.providers import build_provider
 
     params = [p.strip() for p in fit.split(",") if p.strip()]
-    corr, reports = fit_latency(file, lambda hw: latency_provider(hw, profile=profile, use_shipped=not analytical),
+    corr, reports = fit_latency(file, lambda hw: build_provider(hw, profile=profile, analytical=analytical).target,
                                 params=params, gpu=gpu, mode=mode)
     provider = corr.provider
     doc = corr.to_dict()

@@ -24,7 +24,7 @@ def fail(message: str) -> None:
 
 
 def bad_input_errors() -> tuple:
-    from perfmodel.specs import SpecError
+    from perfmodel.specs.models import SpecError
 
     return (SpecError, UsageError)
 
@@ -48,7 +48,7 @@ def handle_errors(fn):
 
 def dtype_bytes(dtype: str) -> int:
     """Bytes per element of a --dtype name (fp16, bf16, fp32 and their long forms)."""
-    from perfmodel.table import DTYPE_BYTES
+    from perfmodel.latency.table import DTYPE_BYTES
 
     if dtype.lower() not in DTYPE_BYTES:
         raise UsageError(f"dtype={dtype!r} is not allowed; use fp16, bf16 or fp32")

@@ -20,7 +20,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 @handle_errors
 def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False):
     """List the model catalog (shapes checked against each model's config.json)."""
-    from perfmodel.catalog import MODELS
+    from perfmodel.specs.catalog import MODELS
 
     if json_out:
         print_json([m.to_dict() for m in MODELS.values()])
@@ -41,7 +41,7 @@ def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")]
 @handle_errors
 def gpus(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False):
     """List the GPU catalog (datasheet rates, each with its source)."""
-    from perfmodel.hardware import GPUS
+    from perfmodel.specs.hardware import GPUS
 
     if json_out:
         print_json([g.to_dict() for g in GPUS.values()])

@@ -59,13 +59,13 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
     ):
         """Find the draft and lookahead that make speculative decoding fastest, per mode, batch and context."""
-        from perfmodel.acceptance import check_alpha
-        from perfmodel.alpha_model import read_alpha_document
-        from perfmodel.export import check_engine, write_export
-        from perfmodel.hardware import resolve_gpu
-        from perfmodel.optimize_run import OptimizeRequest, run
-        from perfmodel.profiles import latency_provider
-        from perfmodel.specdec import GAMMA_MAX
+        from perfmodel.specdec.acceptance import check_alpha
+        from perfmodel.specdec.alpha_model import read_alpha_document
+        from perfmodel.optimize.export import check_engine, write_export
+        from perfmodel.specs.hardware import resolve_gpu
+        from perfmodel.optimize.run import OptimizeRequest, run
+        from perfmodel.latency.providers import build_provider
+        from perfmodel.specdec.maths import GAMMA_MAX
 
         from .common import dtype_bytes
 
@@ -100,14 +100,10 @@ def register(app: typer.Typer) -> None:
             policy_draft=policy_draft, emit=emit, dtype_bytes=by)
         hw = resolve_gpu(gpu)
         req.memory_bytes = hw.memory_bytes
-        provider = latency_provider(hw, profile=profile, use_shipped=not analytical)
-        draft_provider = None
-        if calibration is not None:  # latency correction fitted by `specperf calibrate latency`
-            from perfmodel.corrected import apply_correction
-
-            provider, draft_provider = apply_correction(provider, calibration, hw.name, req.modes,
-                                                        hint="; pass --mode to match it")
-        doc = run(req, provider, draft_provider)
+        prov = build_provider(hw, profile=profile, analytical=analytical, calibration=calibration,
+                              modes=req.modes, hint="; pass --mode to match it")
+        provider = prov.target
+        doc = run(req, provider, prov.draft)
         doc["gpu"] = hw.name
         doc["latency_provider"] = getattr(provider, "name", type(provider).__name__)
         if emit and emit_out:

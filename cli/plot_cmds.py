@@ -20,8 +20,8 @@ DEPTH_WIDTH_BASE = "llama-7b"  # base family/vocabulary for depth-width when --d
 
 def _drafts_with_alpha(text: str, dtype_bytes: int):
     """'a,b@0.7,c:n_layers=4@0.62' → ([specs], [(spec, α, None, source)])."""
-    from perfmodel.acceptance import check_alpha
-    from perfmodel.catalog import resolve_model
+    from perfmodel.specdec.acceptance import check_alpha
+    from perfmodel.specs.catalog import resolve_model
 
     specs, stated = [], []
     for item in parse_names(text, "drafts"):
@@ -87,10 +87,10 @@ def register(app: typer.Typer) -> None:
         check_out(out, ".html", "--out")  # fail before any work
         if png is not None:
             check_out(png, ".png", "--png")
-        from perfmodel.catalog import resolve_model
-        from perfmodel.hardware import resolve_gpu
-        from perfmodel.profiles import latency_provider
-        from perfmodel.specdec import GAMMA_MAX
+        from perfmodel.specs.catalog import resolve_model
+        from perfmodel.specs.hardware import resolve_gpu
+        from perfmodel.latency.providers import build_provider
+        from perfmodel.specdec.maths import GAMMA_MAX
 
         import plots
         from plots.common import Setting
@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
         if kind in NEEDS_ALPHA and acc is None:
             raise UsageError(f"the {kind} figure needs --alpha (α in [0, 1)) or --acceptance FILE")
         hw = resolve_gpu(gpu)
-        lat = latency_provider(hw, profile=profile, use_shipped=not analytical)
+        lat = build_provider(hw, profile=profile, analytical=analytical).target
         tgt = resolve_model(target, by) if target else None
         drf = resolve_model(draft or DEPTH_WIDTH_BASE, by) if (draft or kind == "depth-width") else None
         setting = Setting(target=tgt, draft=drf, latency=lat, gpu=hw.name, tp=tp, mode=mode, batch=batch,

@@ -72,9 +72,9 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
                 copies, overhead, quiet, estimate_only, json_out, ranks=0):
     import time
 
-    from perfmodel.catalog import resolve_model
-    from perfmodel.specdec import GAMMA_MAX
-    from perfmodel.table import LatencyTable
+    from perfmodel.specs.catalog import resolve_model
+    from perfmodel.specdec.maths import GAMMA_MAX
+    from perfmodel.latency.table import LatencyTable
 
     if not 1 <= gamma_max <= GAMMA_MAX:
         raise UsageError(f"gamma-max={gamma_max} is not allowed; must be in 1..{GAMMA_MAX}")
@@ -88,7 +88,7 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
     specs = [resolve_model(m, by) for m in parse_names(models, "models")]
     p = _check_out(out)
 
-    from perfmodel.hardware import GPUS
+    from perfmodel.specs.hardware import GPUS
 
     from profiler import sweep
 
@@ -138,7 +138,7 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
     wall = time.perf_counter() - t0
     ok = len(table.ok_rows())
     if ok and meta["gpu"] in GPUS:  # store the analytical constants fitted to this profile
-        from perfmodel.fit import refit_file
+        from perfmodel.latency.fit import refit_file
 
         refit_file(p, GPUS[meta["gpu"]])
     summary = {"out": str(p), "rows": len(table), "ok": ok, "skipped": len(table) - ok,

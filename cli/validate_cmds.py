@@ -18,8 +18,8 @@ def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, d
     import tempfile
     from pathlib import Path
 
-    from perfmodel.catalog import resolve_model
-    from perfmodel.specdec import GAMMA_MAX
+    from perfmodel.specs.catalog import resolve_model
+    from perfmodel.specdec.maths import GAMMA_MAX
 
     gammas = sorted(set(parse_ints(gamma, "gamma")))
     if max(gammas) > GAMMA_MAX:

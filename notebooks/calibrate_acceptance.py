@@ -51,7 +51,7 @@ fit = fit_acceptance(data, gammas=range(1, 9))
 print(fit.report.report())
 
 # %% [markdown]
-# The fit is a `perfmodel.acceptance.AcceptanceModel` — the same object `specperf predict
+# The fit is a `perfmodel.specdec.acceptance.AcceptanceModel` — the same object `specperf predict
 # --acceptance` reads. Acceptance decays with position here, so the i.i.d. α misstates the
 # expected tokens per iteration:
 
@@ -68,11 +68,11 @@ plots.figure("acceptance", Setting(acceptance=acc, gammas=tuple(range(1, 9))))
 # analytical H100 latency) shows how much the optimal lookahead depends on the acceptance model.
 
 # %%
-from perfmodel.acceptance import AcceptanceModel
-from perfmodel.catalog import resolve_model
-from perfmodel.hardware import resolve_gpu
-from perfmodel.latency import AnalyticalLatency
-from perfmodel.predict import predict
+from perfmodel.specdec.acceptance import AcceptanceModel
+from perfmodel.specs.catalog import resolve_model
+from perfmodel.specs.hardware import resolve_gpu
+from perfmodel.latency.analytical import AnalyticalLatency
+from perfmodel.specdec.predict import predict
 
 target, draft = resolve_model("llama-3.1-70b"), resolve_model("llama-3.1-8b")
 latency = AnalyticalLatency(resolve_gpu("h100-sxm"))

@@ -24,9 +24,9 @@
 # %%
 import pandas as pd
 
-from perfmodel.catalog import resolve_model
-from perfmodel.hardware import resolve_gpu
-from perfmodel.latency import AnalyticalLatency
+from perfmodel.specs.catalog import resolve_model
+from perfmodel.specs.hardware import resolve_gpu
+from perfmodel.latency.analytical import AnalyticalLatency
 
 import plots
 from plots import depth_width

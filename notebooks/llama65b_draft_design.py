@@ -29,9 +29,9 @@
 # %%
 import pandas as pd
 
-from perfmodel.hardware import resolve_gpu
-from perfmodel.latency import AnalyticalLatency
-from perfmodel.optimize_run import OptimizeRequest, run
+from perfmodel.specs.hardware import resolve_gpu
+from perfmodel.latency.analytical import AnalyticalLatency
+from perfmodel.optimize.run import OptimizeRequest, run
 
 gpu = resolve_gpu("a100-sxm-80gb")
 latency = AnalyticalLatency(gpu)
@@ -77,7 +77,7 @@ pd.DataFrame(rows)
 
 # %%
 import plots
-from perfmodel.catalog import resolve_model
+from perfmodel.specs.catalog import resolve_model
 from plots.common import Setting
 
 setting = Setting(target=resolve_model("llama-65b"), latency=latency, gpu=gpu.name, tp=4, mode="graph",
@@ -90,7 +90,7 @@ fig
 # Where speculation stops paying for the study's usual draft, Sheared-LLaMA-1.3B, at an assumed α of 0.7:
 
 # %%
-from perfmodel.acceptance import AcceptanceModel
+from perfmodel.specdec.acceptance import AcceptanceModel
 
 be = Setting(target=setting.target, draft=resolve_model("sheared-llama-1.3b"), latency=latency, gpu=gpu.name,
              tp=4, mode="graph", acceptance=AcceptanceModel(alpha=0.7, source="assumed"), gammas=tuple(range(1, 9)))

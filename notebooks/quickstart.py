@@ -19,11 +19,11 @@
 # roofline turns them into forward times. Every number below says where its latency came from.
 
 # %%
-from perfmodel.acceptance import AcceptanceModel
-from perfmodel.catalog import resolve_model
-from perfmodel.hardware import resolve_gpu
-from perfmodel.latency import AnalyticalLatency
-from perfmodel.predict import predict
+from perfmodel.specdec.acceptance import AcceptanceModel
+from perfmodel.specs.catalog import resolve_model
+from perfmodel.specs.hardware import resolve_gpu
+from perfmodel.latency.analytical import AnalyticalLatency
+from perfmodel.specdec.predict import predict
 
 target = resolve_model("llama-65b")
 draft = resolve_model("sheared-llama-1.3b")
@@ -62,7 +62,7 @@ print(f"eager: optimal γ = {int(eager.optimal_gamma[0, 0])}, speedup = {float(e
 # `latency_provider` uses it and falls back to the analytical model elsewhere; each source says which.
 
 # %%
-from perfmodel.profiles import latency_provider
+from perfmodel.latency.providers import latency_provider
 
 provider = latency_provider(gpu)
 shipped = predict(target, draft, provider, acceptance, gammas=range(1, 9), batch=[1], context=[512], tp=4)

@@ -1,5 +1,5 @@
 """specperf's performance model: specs, catalogs, latency composition and speculative-decoding maths.
 
-Pure numpy (sympy only in perfmodel.symbolic); never imports torch or plotly.
+Pure numpy (sympy only in perfmodel.specdec.symbolic); never imports torch or plotly.
 """
 __version__ = "0.1.0"

@@ -15,7 +15,7 @@ KINDS = {"speedup": "speedup", "gamma": "gamma", "breakdown": "breakdown", "dept
 
 def figure(kind: str, setting, **kw):
     """Build the plotly Figure of `kind` for a plots.common.Setting."""
-    from perfmodel.specs import SpecError
+    from perfmodel.specs.models import SpecError
 
     if kind not in KINDS:
         raise SpecError(f"unknown plot kind {kind!r}; use one of {', '.join(KINDS)}")

@@ -2,7 +2,7 @@
 the i.i.d. α, and the expected tokens per iteration over γ under both models (extrapolated positions
 marked), so one sees where assuming i.i.d. acceptance over- or under-predicts.
 
-Key assumption: as perfmodel.acceptance — positions beyond the observed ones repeat the last rate.
+Key assumption: as perfmodel.specdec.acceptance — positions beyond the observed ones repeat the last rate.
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from perfmodel.specdec import tokens_per_iteration
-from perfmodel.specs import SpecError
+from perfmodel.specdec.maths import tokens_per_iteration
+from perfmodel.specs.models import SpecError
 
 from .common import COLORS, Setting, footnote, style
 

@@ -2,7 +2,7 @@
 (t_verify over γ+1 tokens) and overhead, stacked per γ; beside it, one decoder layer's latency for
 the draft versus the target — read from a measured profile's rows when one is given.
 
-Key assumption: as perfmodel.predict — the draft runs γ sequential one-token forwards, the target
+Key assumption: as perfmodel.specdec.predict — the draft runs γ sequential one-token forwards, the target
 verifies γ+1 tokens in one forward, and the per-iteration overhead is added once.
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from perfmodel.acceptance import AcceptanceModel
-from perfmodel.predict import predict
-from perfmodel.table import LatencyTable, head_shape_key, layer_shape_key
+from perfmodel.specdec.acceptance import AcceptanceModel
+from perfmodel.specdec.predict import predict
+from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
 
 from . import profile_rows
 from .common import COLORS, MS, Setting, footnote, source_kind, source_line, sources_note, style, tag

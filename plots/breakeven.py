@@ -1,7 +1,7 @@
 """`breakeven` figure: over (batch, context), the best speedup over γ, with the line where
 speculation stops paying (best speedup = 1) drawn; cells below it are better served autoregressively.
 
-Key assumption: perfmodel.predict over γ × batch × context with the setting's acceptance; the best
+Key assumption: perfmodel.specdec.predict over γ × batch × context with the setting's acceptance; the best
 speedup is the maximum over the setting's γ range, so "stops paying" means no γ in that range helps.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from perfmodel.predict import predict
+from perfmodel.specdec.predict import predict
 
 from .common import MS, Setting, footnote, source_line, sources_note, style, tag
 from .gamma import BATCHES, default_contexts

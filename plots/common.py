@@ -12,7 +12,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from perfmodel.specs import ModelSpec, SpecError
+from perfmodel.specs.models import ModelSpec, SpecError
 
 MS = 1e3  # seconds → milliseconds, for display only
 TEMPLATE = "plotly_white"
@@ -33,7 +33,7 @@ class Setting:
     mode: str = "graph"
     batch: int = 1
     context: int = 512
-    acceptance: object | None = None  # perfmodel.acceptance.AcceptanceModel
+    acceptance: object | None = None  # perfmodel.specdec.acceptance.AcceptanceModel
     gammas: tuple = tuple(range(1, 9))
     profile: str | None = None  # LatencyTable path for figures that read measured rows directly
     extra: dict = field(default_factory=dict)

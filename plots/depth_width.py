@@ -3,7 +3,7 @@ per sequence) over depth (layers) × width (d_model), with iso-parameter lines, 
 At small batch the colour changes along the depth axis and barely across widths: latency follows depth.
 
 Key assumption: step latency = n_layers × one layer + embedding/LM head (layers are identical).
-Widths come from perfmodel.optimize_space.design_space (LLaMA-style shapes: head_dim 128, d_ff =
+Widths come from perfmodel.optimize.space.design_space (LLaMA-style shapes: head_dim 128, d_ff =
 2.6875·d rounded to 256) with the base draft's vocabulary; with a profile, from the layer shapes the
 profile measured (one layer and LM head read from its rows; a head it lacks is analytical, and says so).
 """
@@ -13,9 +13,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from perfmodel.catalog import MODELS
-from perfmodel.specs import SpecError
-from perfmodel.table import LatencyTable, head_shape_key, spec_from_shape_key
+from perfmodel.specs.catalog import MODELS
+from perfmodel.specs.models import SpecError
+from perfmodel.latency.table import LatencyTable, head_shape_key, spec_from_shape_key
 
 from . import profile_rows
 from .common import MS, Setting, footnote, source_kind, style, tag
@@ -26,7 +26,7 @@ PARAM_LEVELS_B = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # iso-parameter lines, bi
 
 
 def _analytical_shapes(base, d_models):
-    from perfmodel.optimize_space import design_space
+    from perfmodel.optimize.space import design_space
 
     cands, skipped = design_space(base, [1], d_models, dtype_bytes=base.dtype_bytes)
     return [s.replace(vocab=base.vocab, max_positions=base.max_positions) for s in cands.shape_specs], skipped

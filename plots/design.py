@@ -3,7 +3,7 @@ iso-throughput contours for the target, the optimiser's winner highlighted. It s
 trade: a draft pays for a higher α only if its latency does not cross the contours faster.
 
 Key assumption: candidates, their α (stated with @α or --alpha, else the optimiser's α model —
-labelled "assumed") and the winner come from perfmodel.optimize; the contours use the same costs
+labelled "assumed") and the winner come from perfmodel.optimize.search; the contours use the same costs
 (verification, overhead, baseline step) at the γ-averaged draft context, maximised over γ.
 """
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from perfmodel.catalog import MODELS
-from perfmodel.specdec import tokens_per_iteration
-from perfmodel.specs import ModelSpec, SpecError
+from perfmodel.specs.catalog import MODELS
+from perfmodel.specdec.maths import iteration_s, throughput_tok_s, tokens_per_iteration
+from perfmodel.specs.models import ModelSpec, SpecError
 
 from .common import COLORS, MS, Setting, footnote, source_line, sources_note, style, tag
 
@@ -33,10 +33,10 @@ def default_drafts(target: ModelSpec) -> list[ModelSpec]:
 
 def run(setting: Setting, drafts=None, stated=(), layers=None, d_models=None, alpha=None):
     """The optimiser over the candidates at the setting's (batch, context); returns (res, cands)."""
-    from perfmodel.alpha_model import default_model
-    from perfmodel.optimize import make_candidates
-    from perfmodel.optimize_report import optimize
-    from perfmodel.optimize_space import assign_acceptance, design_space
+    from perfmodel.specdec.alpha_model import default_model
+    from perfmodel.optimize.search import make_candidates
+    from perfmodel.optimize.report import optimize
+    from perfmodel.optimize.space import assign_acceptance, design_space
 
     setting.need("target", "latency", kind="design")
     mode = setting.single_mode("design")
@@ -75,8 +75,8 @@ def contour_grid(res, mode: str, t_draft_s: np.ndarray, alphas: np.ndarray) -> n
     m = res.modes[mode].costs
     g = res.gammas.astype(float)
     tpi = tokens_per_iteration(alphas[:, None, None], g[None, None, :])  # (A,1,G)
-    it = t_draft_s[None, :, None] * g + m.verify_s[0, 0][None, None, :] + m.overhead_s[0, 0][None, None, :]
-    return (float(res.batch[0]) * tpi / it).max(axis=-1)
+    it = iteration_s(g, t_draft_s[None, :, None], m.verify_s[0, 0][None, None, :], m.overhead_s[0, 0][None, None, :])
+    return throughput_tok_s(float(res.batch[0]), tpi, it).max(axis=-1)
 
 
 def figure(setting: Setting, drafts=None, stated=(), layers=None, d_models=None, alpha=None) -> go.Figure:

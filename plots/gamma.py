@@ -1,7 +1,7 @@
 """`gamma` figure: the optimal lookahead γ* and the speedup it gives, versus batch (at the setting's
 context) and versus context length (at the setting's batch), per execution mode.
 
-Key assumption: everything comes from perfmodel.predict over γ × batch × context; γ* is the
+Key assumption: everything comes from perfmodel.specdec.predict over γ × batch × context; γ* is the
 argmax over the setting's γ range (ties: smallest γ), so it is capped at max(γ).
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from perfmodel.predict import predict
+from perfmodel.specdec.predict import predict
 
 from .common import COLORS, MS, Setting, footnote, source_line, sources_note, style, tag
 

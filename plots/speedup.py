@@ -2,18 +2,18 @@
 with the optimum ridge γ*(α) marked and the break-even level (speedup = 1) drawn.
 
 Key assumption: i.i.d. acceptance. Latencies (draft step, verification over γ+1 tokens, overhead)
-do not depend on α, so one perfmodel.predict call gives them and the α axis is pure arithmetic with
-perfmodel.specdec; with a cost ratio c alone it is Leviathan et al.'s form E[tokens]/(γc + 1).
+do not depend on α, so one perfmodel.specdec.predict call gives them and the α axis is pure arithmetic with
+perfmodel.specdec.maths; with a cost ratio c alone it is Leviathan et al.'s form E[tokens]/(γc + 1).
 """
 from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
 
-from perfmodel.acceptance import AcceptanceModel
-from perfmodel.predict import check_gammas, predict
-from perfmodel.specdec import iteration_s, speedup, speedup_cost_ratio, tokens_per_iteration
-from perfmodel.specs import SpecError
+from perfmodel.specdec.acceptance import AcceptanceModel
+from perfmodel.specdec.predict import check_gammas, predict
+from perfmodel.specdec.maths import iteration_s, speedup, speedup_cost_ratio, tokens_per_iteration
+from perfmodel.specs.models import SpecError
 
 from .common import MS, COLORS, Setting, footnote, source_line, sources_note, style, tag
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perfmodel.specs import ModelSpec, SpecError
+from perfmodel.specs.models import ModelSpec, SpecError
 
 DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16,
           "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
@@ -47,23 +47,8 @@ def torch_dtype(dtype) -> torch.dtype:
 
 
 def shard_sizes(spec: ModelSpec, tp: int = 1) -> tuple[int, int, int]:
-    """Per-rank (n_heads, n_kv_heads, d_ff) of a Megatron-style tensor-parallel layer.
-
-    KV heads are split when tp divides them and replicated (one per rank) when n_kv_heads < tp.
-    """
-    if not isinstance(tp, int) or tp <= 0:
-        raise SpecError(f"tp={tp!r} is not allowed; tensor parallelism must be a positive integer")
-    if spec.n_heads % tp:
-        raise SpecError(f"tp={tp} does not divide {spec.name}'s n_heads={spec.n_heads}; "
-                        "allowed: divisors of n_heads")
-    if spec.n_kv_heads % tp == 0:
-        kv = spec.n_kv_heads // tp
-    elif tp % spec.n_kv_heads == 0:
-        kv = 1
-    else:
-        raise SpecError(f"tp={tp} neither divides nor is a multiple of {spec.name}'s "
-                        f"n_kv_heads={spec.n_kv_heads}")
-    return spec.n_heads // tp, kv, -(-spec.d_ff // tp)
+    """Per-rank (n_heads, n_kv_heads, d_ff) of a tensor-parallel layer (ModelSpec.shard owns the rule)."""
+    return spec.shard(tp)
 
 
 def _param(shape, std, dtype, device, gen):

@@ -14,8 +14,8 @@ import subprocess
 import torch
 
 import perfmodel
-from perfmodel.hardware import HardwareProfile
-from perfmodel.specs import ModelSpec
+from perfmodel.specs.hardware import HardwareProfile
+from perfmodel.specs.models import ModelSpec
 
 from .blocks import shard_sizes
 

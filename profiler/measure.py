@@ -13,7 +13,7 @@ import gc
 
 import torch
 
-from perfmodel.specs import ModelSpec
+from perfmodel.specs.models import ModelSpec
 
 from .blocks import DecoderLayer, Head, _aligned, cache_bytes, causal_mask, kv_aligned, stack_bytes
 from .env import layer_work

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from perfmodel.specs import SpecError
+from perfmodel.specs.models import SpecError
 
 from .oracle import AcceptanceOracle
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from perfmodel.hardware import GPUS
-from perfmodel.latency import AnalyticalLatency
-from perfmodel.specs import ModelSpec, SpecError
-from perfmodel.table import LatencyTable, head_shape_key, layer_shape_key
+from perfmodel.specs.hardware import GPUS
+from perfmodel.latency.analytical import AnalyticalLatency
+from perfmodel.specs.models import ModelSpec, SpecError
+from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
 
 from . import env, measure
 from .blocks import shard_sizes

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-from perfmodel.hardware import GPUS
-from perfmodel.latency import AnalyticalLatency
-from perfmodel.table import LatencyTable, head_shape_key, layer_shape_key
-from perfmodel.tp_model import eager_allreduce_in_situ, save_curve
+from perfmodel.specs.hardware import GPUS
+from perfmodel.latency.analytical import AnalyticalLatency
+from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
+from perfmodel.latency.tp import eager_allreduce_in_situ, save_curve
 
 from . import allreduce, env, tp
 from .blocks import causal_mask, kv_aligned, stack_bytes, torch_dtype

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from perfmodel.jsonsafe import finite as _finite
-from perfmodel.specs import ModelSpec, SpecError
-from perfmodel.table import read_csv
+from perfmodel.specs.models import ModelSpec, SpecError
+from perfmodel.latency.table import read_csv
 
 KEY_COLUMNS = ("gpu", "target", "draft", "mode", "dtype", "context", "batch", "alpha", "gamma")
 MEASURED_COLUMNS = ("measured_iteration_s", "measured_iteration_p10_s", "measured_iteration_p90_s",
@@ -112,8 +112,8 @@ def summarize(rows: list[dict]) -> dict:
 def predicted_fields(latency, target: ModelSpec, draft: ModelSpec, gamma: int, batch: int, alpha: float,
                      context: int, mode: str) -> tuple[dict, dict]:
     """The PREDICTED_COLUMNS of one point (oracle acceptance α) and the sources the prediction used."""
-    from perfmodel.acceptance import AcceptanceModel
-    from perfmodel.predict import predict
+    from perfmodel.specdec.acceptance import AcceptanceModel
+    from perfmodel.specdec.predict import predict
 
     p = predict(target, draft, latency, AcceptanceModel(alpha=alpha, source="oracle α"), [gamma], [batch],
                 [context], mode=mode)
@@ -127,7 +127,7 @@ def predicted_fields(latency, target: ModelSpec, draft: ModelSpec, gamma: int, b
 def repredict(rows: list[dict], latency, dtype_bytes: int = 2) -> list[dict]:
     """The same measured rows with predicted_* (and errors) recomputed from another latency provider
     (e.g. the shipped profile instead of the one taken in the validation run)."""
-    from perfmodel.catalog import resolve_model
+    from perfmodel.specs.catalog import resolve_model
 
     out = []
     for r in rows:
@@ -150,7 +150,7 @@ def check_pair(target: ModelSpec, draft: ModelSpec) -> None:
 
 def check_profile_range(table, spec: ModelSpec, gammas, modes) -> None:
     """Refuse γ whose verification (γ+1 new tokens) lies beyond what the profile measured."""
-    from perfmodel.table import layer_shape_key
+    from perfmodel.latency.table import layer_shape_key
 
     shape = layer_shape_key(spec)
     for mode in modes:

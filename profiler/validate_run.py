@@ -1,6 +1,6 @@
 """Run the validation grid on one device: profile exactly the shapes it needs (unless a profile is
 given), measure real speculative decoding at every (target, draft, mode, batch, γ, α) point, and
-predict the same points from that profile with perfmodel.predict.
+predict the same points from that profile with perfmodel.specdec.predict.
 
 Key assumption: the loop runs in steady state at `context` (every sequence is rolled back to
 `context` cached tokens before each iteration), so the measured iteration is the one the model
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from perfmodel.hardware import GPUS
-from perfmodel.specs import ModelSpec, SpecError
+from perfmodel.specs.hardware import GPUS
+from perfmodel.specs.models import ModelSpec, SpecError
 
 from . import env
 from .blocks import DecoderModel, kv_aligned
@@ -76,7 +76,7 @@ class ValidationConfig:
 
 def make_profile(cfg: ValidationConfig, out, command: str = "", console=None):
     """Profile the targets' and drafts' shapes on exactly this grid (sweep), saved at `out`."""
-    from perfmodel.table import LatencyTable
+    from perfmodel.latency.table import LatencyTable
 
     from . import sweep
 
@@ -118,8 +118,8 @@ def measure_loop(loop: SpecLoop, cfg: ValidationConfig) -> dict:
 
 def run_validation(cfg: ValidationConfig, profile_path, *, gpu: str | None = None, on_row=None, log=print):
     """Measure and predict every point; returns the rows (skipped points carry status/reason)."""
-    from perfmodel.profiles import latency_provider
-    from perfmodel.table import LatencyTable
+    from perfmodel.latency.providers import latency_provider
+    from perfmodel.latency.table import LatencyTable
 
     cfg.check()
     table = LatencyTable.load(profile_path)

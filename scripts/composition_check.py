@@ -16,9 +16,9 @@ import csv
 import sys
 from pathlib import Path
 
-from perfmodel.catalog import resolve_model
-from perfmodel.hardware import resolve_gpu
-from perfmodel.profiles import latency_provider
+from perfmodel.specs.catalog import resolve_model
+from perfmodel.specs.hardware import resolve_gpu
+from perfmodel.latency.providers import latency_provider
 
 FIELDS = ("gpu", "model", "mode", "batch", "new_tokens", "context", "measured_s", "p10_s", "p90_s",
           "composed_s", "rel_err", "layer_source", "lm_head_source")

@@ -13,8 +13,8 @@ import argparse
 import sys
 import time
 
-from perfmodel.catalog import resolve_model
-from perfmodel.hardware import GPUS
+from perfmodel.specs.catalog import resolve_model
+from perfmodel.specs.hardware import GPUS
 
 B_ALL = (1, 2, 4, 8, 16, 32, 64)
 B_TP = (1, 4, 16, 64)
@@ -84,7 +84,7 @@ def main(argv=None):
     import torch
     from rich.console import Console
 
-    from perfmodel.table import LatencyTable
+    from perfmodel.latency.table import LatencyTable
     from profiler import env, sweep
 
     meta = env.metadata(a.device, "fp16", command="PYTHONPATH=. python scripts/profile_h100.py " + " ".join(sys.argv[1:]))

@@ -2,7 +2,7 @@
 
   python scripts/tp_error_table.py [--gpu h100-sxm --tp 2] [--json]
 
-1. whole TP model measured vs composed by the measured provider (perfmodel.measured on the shipped
+1. whole TP model measured vs composed by the measured provider (perfmodel.latency.measured on the shipped
    TP table: n_layers·(layer + allreduce) + lm_head), per mode; 2. per layer: layer measured WITH its
    all-reduces vs layer without + the all-reduce pair; 3. the all-reduce curve fits.
 """
@@ -18,11 +18,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfmodel.catalog import resolve_model  # noqa: E402
-from perfmodel.hardware import GPUS  # noqa: E402
-from perfmodel.measured import MeasuredLatency  # noqa: E402
-from perfmodel.table import LatencyTable  # noqa: E402
-from perfmodel.tp_model import DATA_DIR, AllreduceModel, load_curves  # noqa: E402
+from perfmodel.specs.catalog import resolve_model  # noqa: E402
+from perfmodel.specs.hardware import GPUS  # noqa: E402
+from perfmodel.latency.measured import MeasuredLatency  # noqa: E402
+from perfmodel.latency.table import LatencyTable  # noqa: E402
+from perfmodel.latency.tp import DATA_DIR, AllreduceModel, load_curves  # noqa: E402
 
 
 def whole_model(gpu: str, tp: int) -> list[dict]:
@@ -39,7 +39,7 @@ def whole_model(gpu: str, tp: int) -> list[dict]:
             out.append({"model": r["model"], "mode": r["mode"], "batch": b, "new_tokens": n, "context": c,
                         "measured_s": meas, "composed_s": float(ft.total_s), "rel_err": float(ft.total_s) / meas - 1,
                         "rel_err_in_layer": float(r["rel_err_in_layer"]),
-                        "sources": sorted({ft.sources["layer"], ft.sources["allreduce"], ft.sources["lm_head"]})})
+                        "sources": sorted({str(ft.sources[k]) for k in ("layer", "allreduce", "lm_head")})})
     return out
 
 

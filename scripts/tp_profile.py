@@ -47,7 +47,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
 
     from cli.common import parse_ints, parse_names
-    from perfmodel.catalog import resolve_model
+    from perfmodel.specs.catalog import resolve_model
     from profiler import allreduce, env
     from profiler.tp_bench import TPJob, profile_tp
 

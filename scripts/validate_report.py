@@ -36,8 +36,8 @@ def breakdown(rows, key, label):
 def main(path, predict_with=None, gpu="h100-sxm"):
     rows = [r for r in load_rows(path) if r["status"] == "ok"]
     if predict_with:
-        from perfmodel.hardware import resolve_gpu
-        from perfmodel.profiles import latency_provider
+        from perfmodel.specs.hardware import resolve_gpu
+        from perfmodel.latency.providers import latency_provider
 
         rows = repredict(rows, latency_provider(resolve_gpu(gpu), profile=predict_with))
         print(f"predictions recomputed from {predict_with} (not the profile taken in the validation run)")

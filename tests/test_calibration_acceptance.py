@@ -9,7 +9,7 @@ from calibration.acceptance_fit import (_mean_accepted, fit_acceptance, loglik, 
                                         wilson_ci)
 from calibration.data import AcceptanceData, from_iterations, from_position_counts
 from calibration.traces import read_trace
-from perfmodel.specdec import tokens_per_iteration, tokens_per_iteration_by_position
+from perfmodel.specdec.maths import tokens_per_iteration, tokens_per_iteration_by_position
 
 DECAY = [0.9, 0.8, 0.7, 0.6, 0.5]
 

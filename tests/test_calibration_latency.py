@@ -1,5 +1,5 @@
 """Latency calibration: a planted overhead and draft/verify factors are recovered from synthetic
-runs; the written correction, applied by perfmodel.corrected through `predict --calibration`,
+runs; the written correction, applied by perfmodel.latency.corrected through `predict --calibration`,
 reproduces the runs; unidentifiable or bad run files are one-line errors with exit code 2."""
 import csv
 import json
@@ -11,13 +11,13 @@ from typer.testing import CliRunner
 
 from calibration.latency_fit import fit_latency
 from cli.main import app
-from perfmodel.acceptance import AcceptanceModel
-from perfmodel.catalog import resolve_model
-from perfmodel.corrected import CorrectedLatency, LatencyCorrection
-from perfmodel.hardware import resolve_gpu
-from perfmodel.predict import predict
-from perfmodel.profiles import latency_provider
-from perfmodel.specdec import tokens_per_iteration
+from perfmodel.specdec.acceptance import AcceptanceModel
+from perfmodel.specs.catalog import resolve_model
+from perfmodel.latency.corrected import CorrectedLatency, LatencyCorrection
+from perfmodel.specs.hardware import resolve_gpu
+from perfmodel.specdec.predict import predict
+from perfmodel.latency.providers import latency_provider
+from perfmodel.specdec.maths import tokens_per_iteration
 
 runner = CliRunner()
 PLANT = {"k_draft": 1.2, "k_verify": 0.9, "extra_overhead_s": 0.4e-3}
@@ -176,7 +176,7 @@ class ToyProvider:
     name = "toy"
 
     def forward(self, spec, batch, new_tokens, context, tp=1, mode="graph"):
-        from perfmodel.latency import ComponentTimes
+        from perfmodel.latency.analytical import ComponentTimes
 
         t = 1e-6 * np.asarray(new_tokens, float) ** 0.1 * np.asarray(batch, float) ** 0.2 + 0 * np.asarray(context)
         return ComponentTimes(layer_s=t, allreduce_s=0 * t, lm_head_s=5 * t, n_layers=spec.n_layers)

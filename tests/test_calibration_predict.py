@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from calibration.acceptance_fit import fit_acceptance
 from calibration.data import from_position_counts
 from cli.main import app
-from perfmodel.specdec import tokens_per_iteration, tokens_per_iteration_by_position
+from perfmodel.specdec.maths import tokens_per_iteration, tokens_per_iteration_by_position
 
 runner = CliRunner()
 DECAY = [0.95, 0.85, 0.7, 0.5, 0.35, 0.25]  # conditional α_i, positions 0..5
@@ -49,11 +49,11 @@ def test_decay_moves_the_optimal_gamma(tmp_path):
 
 
 def test_layering_imports():
-    """calibration never imports torch/plotly; perfmodel.corrected and the CLI module stay scipy-free."""
+    """calibration never imports torch/plotly; perfmodel.latency.corrected and the CLI module stay scipy-free."""
     import subprocess
     import sys
 
-    code = ("import sys, perfmodel.corrected, cli.calibrate_cmds;"
+    code = ("import sys, perfmodel.latency.corrected, cli.calibrate_cmds;"
             "assert 'scipy' not in sys.modules, 'scipy';"
             "import calibration.traces, calibration.acceptance_fit, calibration.latency_fit;"
             "bad = [m for m in ('torch', 'plotly') if m in sys.modules]; assert not bad, bad")

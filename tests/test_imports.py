@@ -28,21 +28,21 @@ def _modules(package: str) -> list[str]:
 
 
 def test_perfmodel_core_has_no_torch_or_plotly():
-    mods = ["perfmodel", "perfmodel.predict", "perfmodel.catalog", "perfmodel.latency", "perfmodel.profiles"]
+    mods = ["perfmodel", "perfmodel.specdec.predict", "perfmodel.specs.catalog", "perfmodel.latency.analytical", "perfmodel.latency.providers"]
     assert _loaded_after(mods, ["torch", "plotly"]) == []
 
 
 def test_every_perfmodel_module_has_no_torch_plotly_or_scipy():
     """Ground rules: perfmodel is numpy-only at import time (scipy, if used, inside functions)."""
-    mods = [m for m in _modules("perfmodel") if m != "perfmodel.symbolic"]
+    mods = [m for m in _modules("perfmodel") if m != "perfmodel.specdec.symbolic"]
     assert _loaded_after(mods, ["torch", "plotly", "scipy"]) == []
 
 
 def test_sympy_only_with_symbolic():
-    mods = ["perfmodel", "perfmodel.predict", "perfmodel.catalog", "perfmodel.latency", "perfmodel.profiles",
-            "perfmodel.specdec", "perfmodel.specs", "perfmodel.hardware"]
+    mods = ["perfmodel", "perfmodel.specdec.predict", "perfmodel.specs.catalog", "perfmodel.latency.analytical", "perfmodel.latency.providers",
+            "perfmodel.specdec.maths", "perfmodel.specs.models", "perfmodel.specs.hardware"]
     assert _loaded_after(mods, ["sympy"]) == []
-    assert _loaded_after(["perfmodel.symbolic"], ["sympy"]) == ["sympy"]  # the check can fire
+    assert _loaded_after(["perfmodel.specdec.symbolic"], ["sympy"]) == ["sympy"]  # the check can fire
 
 
 @pytest.mark.skipif(not (ROOT / "calibration").is_dir(), reason="no calibration package")

@@ -1,21 +1,21 @@
-"""Optimiser core: γ* and speedup agree with perfmodel.predict (an independent per-draft sweep) and
+"""Optimiser core: γ* and speedup agree with perfmodel.specdec.predict (an independent per-draft sweep) and
 with a plain Python brute force; properties in α and draft cost (hypothesis); design space."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfmodel.acceptance import AcceptanceModel
-from perfmodel.alpha_model import default_model
-from perfmodel.catalog import resolve_model
-from perfmodel.hardware import resolve_gpu
-from perfmodel.latency import AnalyticalLatency
-from perfmodel.optimize import ModeCosts, make_candidates, mode_costs, search
-from perfmodel.optimize_report import optimize
-from perfmodel.optimize_space import LLAMA_FFN_RATIO, assign_acceptance, design_space
-from perfmodel.predict import predict
-from perfmodel.specdec import iteration_s, tokens_per_iteration
-from perfmodel.specs import SpecError
+from perfmodel.specdec.acceptance import AcceptanceModel
+from perfmodel.specdec.alpha_model import default_model
+from perfmodel.specs.catalog import resolve_model
+from perfmodel.specs.hardware import resolve_gpu
+from perfmodel.latency.analytical import AnalyticalLatency
+from perfmodel.optimize.search import ModeCosts, make_candidates, mode_costs, search
+from perfmodel.optimize.report import optimize
+from perfmodel.optimize.space import LLAMA_FFN_RATIO, assign_acceptance, design_space
+from perfmodel.specdec.predict import predict
+from perfmodel.specdec.maths import iteration_s, tokens_per_iteration
+from perfmodel.specs.models import SpecError
 
 LAT = AnalyticalLatency(resolve_gpu("h100-sxm"))
 TARGET = resolve_model("llama-65b")
@@ -37,7 +37,7 @@ def study():
 
 @pytest.mark.parametrize("mode", ["graph", "eager"])
 def test_gamma_star_equals_predict_sweep(study, mode):
-    """Every candidate, every (batch, context): same γ* and speedup as perfmodel.predict's sweep."""
+    """Every candidate, every (batch, context): same γ* and speedup as perfmodel.specdec.predict's sweep."""
     cands, acc, res = study
     m = res.modes[mode]
     for i in range(len(cands)):
@@ -155,9 +155,9 @@ def test_design_space_with_no_valid_model_is_an_error():
 
 
 def test_measured_provider_matches_predict(tmp_path):
-    """The optimiser runs on a measured latency table (perfmodel.measured) exactly as predict() does."""
-    measured = pytest.importorskip("perfmodel.measured")
-    from perfmodel.table import LatencyTable, layer_shape_key
+    """The optimiser runs on a measured latency table (perfmodel.latency.measured) exactly as predict() does."""
+    measured = pytest.importorskip("perfmodel.latency.measured")
+    from perfmodel.latency.table import LatencyTable, layer_shape_key
 
     l7 = resolve_model("llama-7b")
     t = LatencyTable(meta={"gpu": "h100-sxm"})
@@ -176,8 +176,7 @@ def test_measured_provider_matches_predict(tmp_path):
     cands = make_candidates([resolve_model("sheared-llama-1.3b")], design=design)
     acc = assign_acceptance(cands, TARGET, default_model())
     res = optimize(TARGET, cands, acc, lat, [1, 4], [512], GAMMAS, tp=4)
-    assert "measured" in res.modes["graph"].costs.sources["draft_layer"] or \
-        "interpolated" in res.modes["graph"].costs.sources["draft_layer"]
+    assert {"measured", "interpolated"} & set(res.modes["graph"].costs.sources["draft_layer"].kinds)
     m = res.modes["graph"]
     for i in range(len(cands)):
         p = predict(TARGET, cands.spec(i), lat, AcceptanceModel(alpha=float(acc.alpha[i])), GAMMAS, [1, 4], [512],

@@ -1,4 +1,4 @@
-"""Figures agree with the model they draw (numbers checked against perfmodel.predict, Leviathan et
+"""Figures agree with the model they draw (numbers checked against perfmodel.specdec.predict, Leviathan et
 al.'s Table 1 and planted profile rows), hover names the latency source, and bad input is one line
 with exit code 2. No GPU and no browser needed (the browser checks are in test_plots_browser.py)."""
 import re
@@ -10,12 +10,12 @@ from typer.testing import CliRunner
 pytest.importorskip("plotly")
 
 from cli.main import app  # noqa: E402
-from perfmodel.acceptance import AcceptanceModel  # noqa: E402
-from perfmodel.catalog import resolve_model  # noqa: E402
-from perfmodel.hardware import resolve_gpu  # noqa: E402
-from perfmodel.latency import AnalyticalLatency  # noqa: E402
-from perfmodel.predict import predict  # noqa: E402
-from perfmodel.table import LatencyTable, head_shape_key, layer_shape_key  # noqa: E402
+from perfmodel.specdec.acceptance import AcceptanceModel  # noqa: E402
+from perfmodel.specs.catalog import resolve_model  # noqa: E402
+from perfmodel.specs.hardware import resolve_gpu  # noqa: E402
+from perfmodel.latency.analytical import AnalyticalLatency  # noqa: E402
+from perfmodel.specdec.predict import predict  # noqa: E402
+from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key  # noqa: E402
 
 import plots  # noqa: E402
 from plots import breakdown, depth_width, design, speedup  # noqa: E402
@@ -36,7 +36,7 @@ def setting(**kw):
 
 def planted_profile(path, widths=(1024, 2048, 4096), head_widths=(1024, 2048)):
     """Layer rows with median = 1e-5·(1 + d/1024)·(graph 1, eager 2) s at contexts 256 and 1024."""
-    from perfmodel.optimize_space import design_space
+    from perfmodel.optimize.space import design_space
 
     base = resolve_model("llama-7b")
     shapes, _ = design_space(base, [1], list(widths))

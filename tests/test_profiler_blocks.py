@@ -4,8 +4,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from perfmodel.catalog import resolve_model  # noqa: E402
-from perfmodel.specs import SpecError  # noqa: E402
+from perfmodel.specs.catalog import resolve_model  # noqa: E402
+from perfmodel.specs.models import SpecError  # noqa: E402
 from profiler.blocks import DecoderLayer, DecoderModel, Head, cache_bytes, shard_sizes, stack_bytes  # noqa: E402
 
 TINY = {

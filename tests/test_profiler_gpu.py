@@ -7,8 +7,8 @@ torch = pytest.importorskip("torch")
 from typer.testing import CliRunner  # noqa: E402
 
 from cli.main import app  # noqa: E402
-from perfmodel.catalog import resolve_model  # noqa: E402
-from perfmodel.table import LatencyTable  # noqa: E402
+from perfmodel.specs.catalog import resolve_model  # noqa: E402
+from perfmodel.latency.table import LatencyTable  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 GQA = "llama-2-70b:n_layers=3,d_model=512,n_heads=8,n_kv_heads=2,d_ff=1024,vocab=1000"

@@ -7,8 +7,8 @@ torch = pytest.importorskip("torch")
 from typer.testing import CliRunner  # noqa: E402
 
 from cli.main import app  # noqa: E402
-from perfmodel.catalog import resolve_model  # noqa: E402
-from perfmodel.table import LatencyTable, layer_shape_key  # noqa: E402
+from perfmodel.specs.catalog import resolve_model  # noqa: E402
+from perfmodel.latency.table import LatencyTable, layer_shape_key  # noqa: E402
 from profiler import measure, sweep  # noqa: E402
 
 TINY = "opt-125m:n_layers=1,d_model=64,n_heads=4,d_ff=128,vocab=256"

@@ -1,4 +1,4 @@
-"""Speculative-decoding maths (perfmodel.specdec): published values, Monte Carlo, properties."""
+"""Speculative-decoding maths (perfmodel.specdec.maths): published values, Monte Carlo, properties."""
 import json
 
 import numpy as np
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from cli.main import app
-from perfmodel import specdec
+from perfmodel.specdec import maths as specdec
 
 # Leviathan, Kalman, Matias 2023, "Fast Inference from Transformers via Speculative Decoding",
 # Table 1 (c = 0 / ĉ = 0): (α, γ) → (speedup, factor increase in arithmetic operations).

@@ -7,9 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from perfmodel.catalog import resolve_model  # noqa: E402
-from perfmodel.specdec import simulate_tokens_per_iteration, tokens_per_iteration  # noqa: E402
-from perfmodel.specs import SpecError  # noqa: E402
+from perfmodel.specs.catalog import resolve_model  # noqa: E402
+from perfmodel.specdec.maths import simulate_tokens_per_iteration, tokens_per_iteration  # noqa: E402
+from perfmodel.specs.models import SpecError  # noqa: E402
 from profiler.blocks import DecoderModel  # noqa: E402
 from profiler.oracle import AcceptanceOracle, realised_acceptance, tokens_per_iteration_variance  # noqa: E402
 from profiler.specloop import SpecLoop, greedy_reference  # noqa: E402

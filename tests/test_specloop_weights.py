@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-from perfmodel.specs import SpecError, from_hf_config  # noqa: E402
+from perfmodel.specs.models import SpecError, from_hf_config  # noqa: E402
 from profiler.blocks import DecoderModel  # noqa: E402
 from profiler.specloop import SpecLoop, greedy_reference  # noqa: E402
 from profiler.specloop_weights import load_decoder, save_hf  # noqa: E402

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from perfmodel.table import LatencyTable
-from perfmodel.tp_model import DATA_DIR, AllreduceModel, load_curves
+from perfmodel.latency.table import LatencyTable
+from perfmodel.latency.tp import DATA_DIR, AllreduceModel, load_curves
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import tp_error_table  # noqa: E402

@@ -116,8 +116,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
 
 def _synthetic_profile(path, new_tokens=(1, 2, 3), batches=(1, 2), contexts=(16, 80), overhead=True):
     """A LatencyTable for the tiny shapes with made-up times (for input handling, not accuracy)."""
-    from perfmodel.catalog import resolve_model
-    from perfmodel.table import LatencyTable, head_shape_key, layer_shape_key
+    from perfmodel.specs.catalog import resolve_model
+    from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
 
     rows = []
     for name in (TINY, TINY_DRAFT):
@@ -150,7 +150,7 @@ def test_gamma_beyond_the_profile_is_refused(tmp_path):
 
 
 def test_profile_from_another_card_is_refused(tmp_path):
-    from perfmodel.table import LatencyTable
+    from perfmodel.latency.table import LatencyTable
 
     prof = _synthetic_profile(tmp_path / "p.csv")
     t = LatencyTable.load(prof)

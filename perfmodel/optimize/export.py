@@ -12,7 +12,7 @@ import re
 import shlex
 from pathlib import Path
 
-from .specs import ModelSpec, SpecError
+from perfmodel.specs.models import ModelSpec, SpecError
 
 ENGINES = ("vllm", "sglang", "hf")
 # vLLM draft-model speculative decoding: speculative_config keys model, num_speculative_tokens, method

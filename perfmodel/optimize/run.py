@@ -3,7 +3,7 @@ config.json, NAME:field=value shapes, design space), acceptance (files, stated p
 rankings per mode × batch × context, mode comparison, lookahead policy, break-even map, export.
 
 Key assumption: this module only wires the pieces together; every number comes from
-perfmodel.optimize / optimize_report / optimize_policy and the latency provider given.
+perfmodel.optimize.search / optimize_report / optimize_policy and the latency provider given.
 """
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import alpha_model as am
-from .acceptance import AcceptanceModel
-from .catalog import resolve_model
-from .export import check_engine, export_config
-from .optimize import make_candidates
-from .optimize_policy import mode_comparison, policy, policy_draft
-from .optimize_report import find_candidate, optimize, ranking
-from .optimize_space import LLAMA_FFN_RATIO, assign_acceptance, design_space
-from .specs import SpecError
+from perfmodel.specdec import alpha_model as am
+from perfmodel.specdec.acceptance import AcceptanceModel
+from perfmodel.specs.catalog import resolve_model
+from perfmodel.optimize.export import check_engine, export_config
+from perfmodel.optimize.search import make_candidates
+from perfmodel.optimize.policy import mode_comparison, policy, policy_draft
+from perfmodel.optimize.report import find_candidate, optimize, ranking
+from perfmodel.optimize.space import LLAMA_FFN_RATIO, assign_acceptance, design_space
+from perfmodel.specs.models import SpecError
 
 
 @dataclass

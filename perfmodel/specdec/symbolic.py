@@ -1,4 +1,4 @@
-"""Symbolic derivation (sympy) of the speculative-decoding equations that perfmodel.specdec
+"""Symbolic derivation (sympy) of the speculative-decoding equations that perfmodel.specdec.maths
 evaluates numerically: tokens per iteration, Leviathan's cost-ratio speedup, the general speedup
 with t_draft, t_verify(γ) and overhead, their derivative in γ, and the continuous optimum γ*.
 

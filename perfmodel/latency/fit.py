@@ -1,7 +1,7 @@
 """Fit a HardwareProfile's efficiencies, kernel floors and overheads to a measured LatencyTable, so the
 analytical model can stand in for the measurements outside their grid.
 
-Key assumption: the analytical model's structure (roofline-plus-floor kernels, perfmodel.latency) is
+Key assumption: the analytical model's structure (roofline-plus-floor kernels, perfmodel.latency.analytical) is
 right and only its five rate constants are off. Layer and LM-head rows fix matmul_efficiency,
 bandwidth_efficiency and the eager/graph kernel floors by Levenberg-Marquardt least squares on
 log(time) (relative errors, so a 10 µs layer counts as much as a 10 ms one); overhead rows fix
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .hardware import GPUS, HardwareProfile
-from .latency import AnalyticalLatency
-from .table import DTYPE_BYTES, LatencyTable, spec_from_head_shape_key, spec_from_shape_key
+from perfmodel.specs.hardware import GPUS, HardwareProfile
+from perfmodel.latency.analytical import AnalyticalLatency
+from perfmodel.latency.table import DTYPE_BYTES, LatencyTable, spec_from_head_shape_key, spec_from_shape_key
 
 PARAMS = ("matmul_efficiency", "bandwidth_efficiency", "kernel_floor_eager_s", "kernel_floor_graph_s")
 BOUNDS = {"matmul_efficiency": (0.02, 1.0), "bandwidth_efficiency": (0.05, 1.0),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .specs import ModelSpec, SpecError, read_json
+from perfmodel.specs.models import ModelSpec, SpecError, read_json
 
 SCHEMA_VERSION = 1
 COMPONENTS = ("layer", "lm_head", "embed", "overhead", "allreduce")

@@ -10,7 +10,7 @@ import dataclasses
 import difflib
 from dataclasses import dataclass, field
 
-from .specs import SpecError
+from perfmodel.specs.models import SpecError
 
 TB = 1e12
 GB = 1e9
@@ -41,7 +41,7 @@ class HardwareProfile:
         return dataclasses.asdict(self)
 
 
-# Efficiency/overhead defaults, used until a measured profile refits them (perfmodel.fit):
+# Efficiency/overhead defaults, used until a measured profile refits them (perfmodel.latency.fit):
 # - matmul_efficiency 0.70: large bf16 GEMMs reach ~70 % of dense peak on H100/A100 in cuBLAS
 #   (NVIDIA "Matrix Multiplication Background" user guide reports 60-75 % for large shapes).
 # - bandwidth_efficiency 0.80: streaming copies reach ~80-90 % of HBM datasheet bandwidth

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .acceptance import AcceptanceModel
-from .alpha_model import AlphaModel, features, nonembedding_params
-from .optimize import Candidates, shape_key
-from .specdec import tokens_per_iteration
-from .specs import ModelSpec, SpecError
+from perfmodel.specdec.acceptance import AcceptanceModel
+from perfmodel.specdec.alpha_model import AlphaModel, features, nonembedding_params
+from perfmodel.optimize.search import Candidates, shape_key
+from perfmodel.specdec.maths import tokens_per_iteration
+from perfmodel.specs.models import ModelSpec, SpecError
 
 LLAMA_FFN_RATIO = 11008 / 4096  # 2.6875: LLaMA-7B config.json (intermediate_size / hidden_size)
 FFN_MULTIPLE = 256  # LLaMA rounds intermediate_size to a multiple of 256 (Meta llama model.py)

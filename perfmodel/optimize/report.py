@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .optimize import Candidates, ModeCosts, cell_details, mode_costs, search, speedup_curve, target_feasible
-from .optimize_space import Acceptance, match
-from .specdec import tokens_per_iteration
-from .specs import ModelSpec, SpecError
+from perfmodel.optimize.search import Candidates, ModeCosts, cell_details, mode_costs, search, speedup_curve, target_feasible
+from perfmodel.optimize.space import Acceptance, match
+from perfmodel.specdec.maths import tokens_per_iteration
+from perfmodel.specs.models import ModelSpec, SpecError
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .specs import ModelSpec, SpecError
+from perfmodel.specs.models import ModelSpec, SpecError
 
 FEATURES = ("intercept", "log_param_ratio", "log_layers")
 ALPHA_CLIP = (0.01, 0.99)  # logit is finite only inside (0, 1); α outside this range is not credible

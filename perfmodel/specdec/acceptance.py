@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-from .specdec import tokens_per_iteration, tokens_per_iteration_by_position
-from .specs import SpecError, read_json
+from perfmodel.specdec.maths import tokens_per_iteration, tokens_per_iteration_by_position
+from perfmodel.specs.models import SpecError, read_json
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,39 @@ class ModelSpec:
     def kv_bytes_per_token(self) -> int:
         return self.n_layers * self.kv_bytes_per_token_per_layer
 
+    # ---- tensor parallelism and the layer's matrices (the one place that knows them) ------------
+    def shard(self, tp: int = 1) -> tuple[int, int, int]:
+        """Per-rank (n_heads, n_kv_heads, d_ff) of a Megatron-style tensor-parallel layer: heads and
+        the FFN split; KV heads split when tp divides them, replicated (one per rank) when tp is a
+        multiple of n_kv_heads. A one-line SpecError for any other tp."""
+        if not isinstance(tp, int) or isinstance(tp, bool) or tp <= 0:
+            raise SpecError(f"tp={tp!r} is not allowed; tensor parallelism must be a positive integer")
+        if self.n_heads % tp:
+            raise SpecError(f"tp={tp} does not divide {self.name}'s n_heads={self.n_heads}; "
+                            "allowed: divisors of n_heads")
+        if self.n_kv_heads % tp == 0:
+            kv = self.n_kv_heads // tp
+        elif tp % self.n_kv_heads == 0:
+            kv = 1
+        else:
+            raise SpecError(f"tp={tp} neither divides nor is a multiple of {self.name}'s "
+                            f"n_kv_heads={self.n_kv_heads}")
+        return self.n_heads // tp, kv, -(-self.d_ff // tp)
+
+    def check_tp(self, tp: int) -> int:
+        self.shard(tp)
+        return tp
+
+    def layer_matmuls(self, tp: int = 1) -> tuple[tuple[str, int, int], ...]:
+        """(name, in features, out features) of one rank's weight matrices in one decoder layer, in
+        execution order: q, k, v, o, then gate/up (gated MLP) or fc1, then down. Used by the
+        analytical model, the profiler's blocks and memory estimates."""
+        H, KV, ff = self.shard(tp)
+        d, hd = self.d_model, self.head_dim
+        mats = [("q", d, H * hd), ("k", d, KV * hd), ("v", d, KV * hd), ("o", H * hd, d)]
+        mats += [("gate", d, ff), ("up", d, ff)] if self.gated_mlp else [("fc1", d, ff)]
+        return tuple(mats + [("down", ff, d)])
+
     def replace(self, **changes) -> "ModelSpec":
         return dataclasses.replace(self, **changes)
 
