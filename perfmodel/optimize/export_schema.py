@@ -1,4 +1,5 @@
-"""The engines' documented settings as data, and a check of an `export_config` document against them.
+"""The engines' documented settings as data, and a check of an `export_config` document
+(perfmodel.optimize.export) against them.
 
 Each schema lists the fields the engine documents for draft-model speculative decoding, with type
 and allowed values, and where it says so:
