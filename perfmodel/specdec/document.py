@@ -8,7 +8,6 @@ baseline's numbers (the rows still show every γ's loss).
 """
 from __future__ import annotations
 
-from perfmodel.latency.source import Provenance
 from perfmodel.specdec.acceptance import AcceptanceModel
 from perfmodel.specdec.predict import Prediction
 from perfmodel.specs.memory import memory_needed_bytes, memory_note
@@ -52,7 +51,7 @@ def prediction_document(p: Prediction, target: ModelSpec, draft: ModelSpec, gpu:
             "cost_ratio": best["t_draft_s"] / best["t_target_s"],
             "fits_memory": fits, "memory_needed_bytes": need, "memory_bytes": memory_bytes,
             "sources": {k: str(v) for k, v in p.sources.items()},
-            "provenance": {k: v.to_dict() for k, v in p.sources.items() if isinstance(v, Provenance)},
+            "provenance": {k: v.to_dict() for k, v in p.sources.items() if hasattr(v, "to_dict")},
             "notes": notes, "rows": rows}
 
 

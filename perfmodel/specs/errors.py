@@ -1,0 +1,9 @@
+"""The one error type of bad model, GPU or input descriptions (the CLI turns it into exit code 2).
+
+Key assumption: every message is one line naming the bad value and what is allowed; `value` and
+`allowed` travel as data too (perfmodel.errors.InputError) for `--json` error documents."""
+from perfmodel.errors import InputError
+
+
+class SpecError(InputError):
+    """Bad model description; the message is one line naming the value and what is allowed."""
