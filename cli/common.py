@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from perfmodel.errors import InputError
+from perfmodel.specs.errors import InputError
 
 EXIT_BAD_INPUT = 2
 

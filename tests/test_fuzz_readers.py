@@ -1,7 +1,8 @@
 """Hypothesis fuzzing of every trace and profile reader (issue 16): mutated real files and random
-text/bytes must either parse or raise the one bad-input error type (perfmodel.errors.InputError,
+text/bytes must either parse or raise the one bad-input error type (perfmodel.specs.errors.InputError,
 which TraceError and SpecError are) — never anything else. The default run uses a few hundred
 examples per reader; the slow-marked test runs 10⁴ across the readers."""
+import os
 import tempfile
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from calibration.latency_fit import read_runs
 from calibration.traces import read_trace
-from perfmodel.errors import InputError
+from perfmodel.specs.errors import InputError
 from perfmodel.latency.integrity import check_profile
 from perfmodel.latency.measured import MeasuredLatency
 from perfmodel.latency.table import LatencyTable
@@ -99,6 +100,9 @@ def test_readers_never_crash(kind):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", list(READERS))
-def test_readers_never_crash_10k(kind):
-    """2,500 examples × 4 readers = 10⁴ fuzzed files, 0 crashes."""
+def test_readers_never_crash_10k(kind, request):
+    """2,500 examples × 4 readers = 10⁴ fuzzed files, 0 crashes. Runs when asked for:
+    `pytest -m slow tests/test_fuzz_readers.py` (or SPECPERF_FUZZ_10K=1); the default run uses FAST."""
+    if "slow" not in (request.config.option.markexpr or "") and not os.environ.get("SPECPERF_FUZZ_10K"):
+        pytest.skip("10⁴-example fuzzing runs with -m slow or SPECPERF_FUZZ_10K=1")
     given(mutated(kind))(SLOW(lambda data: _check(kind, data, SUFFIX[kind])))()
