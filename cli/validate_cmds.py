@@ -24,10 +24,6 @@ def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, d
 
     gammas = o.int_list(gamma, "gamma", hi=GAMMA_MAX)
     batches, contexts = o.batch_context(batch, context)
-    if len(contexts) != 1:
-        raise UsageError(f"context={context!r} is not allowed; validate measures at one context per run",
-                         value=context, allowed="one integer")
-    context = contexts[0]
     alphas = parse_floats(alpha, "alpha")
     modes = parse_modes(mode)
     dtype, by = check_dtype(dtype)
@@ -43,34 +39,48 @@ def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, d
     from profiler import validate as V
     from profiler.validate_run import ValidationConfig, make_profile, run_validation
 
+    import dataclasses
+
     cfg = ValidationConfig(targets=targets, drafts=drafts, gammas=tuple(gammas), batches=tuple(batches),
-                           alphas=tuple(alphas), context=context, modes=modes, dtype=dtype,
+                           alphas=tuple(alphas), context=contexts[0], modes=modes, dtype=dtype,
                            device=device, repeats=repeats, iterations=iterations, seed=seed)
-    cfg.check()  # bad input refused before anything is built or measured
+    cfgs = [dataclasses.replace(cfg, context=c) for c in contexts]
+    for c in cfgs:
+        c.check()  # bad input refused before anything is built or measured
     use_device(device)
     from rich.console import Console
 
     con = Console(stderr=True)
     command = "specperf validate " + " ".join(sys.argv[2:])
-    if profile is None:
-        profile = profile_out or os.path.join(tempfile.mkdtemp(prefix="specperf-validate-"), "profile.csv")
-        con.print(f"profiling the shapes this validation needs into {profile} …")
-        make_profile(cfg, profile, command=command, console=con)
-    from profiler import env
+    done: list = []
 
     def on_row(row, rows):
         if out:
-            V.save_rows(rows, out)
+            V.save_rows(done + rows, out)
         if row["status"] == "ok" and not json_out:
-            con.print(f"{row['target']} ← {row['draft']} {row['mode']} b={row['batch']} γ={row['gamma']} "
-                      f"α={row['alpha']}: {row['measured_tok_s']:.1f} tok/s measured, "
+            con.print(f"{row['target']} ← {row['draft']} {row['mode']} b={row['batch']} ctx={row['context']} "
+                      f"γ={row['gamma']} α={row['alpha']}: {row['measured_tok_s']:.1f} tok/s measured, "
                       f"{row['predicted_tok_s']:.1f} predicted ({row['err_tok_s_expected']:+.1%})", highlight=False)
 
-    rows, sources = run_validation(cfg, profile, gpu=gpu, on_row=on_row,
-                                   log=(lambda s: con.print(s, highlight=False)))
+    profiles, sources = [], {}
+    for c in cfgs:  # one steady-state context per pass; a profile taken here covers that context
+        prof = profile
+        if prof is None:
+            prof = profile_out or os.path.join(tempfile.mkdtemp(prefix="specperf-validate-"), "profile.csv")
+            if len(cfgs) > 1:  # one profile per context (make_profile writes a fresh table)
+                prof = str(Path(prof).with_name(f"{Path(prof).stem}_ctx{c.context}.csv"))
+            con.print(f"profiling the shapes this validation needs at context {c.context} into {prof} …")
+            make_profile(c, prof, command=command, console=con)
+        rows_c, src = run_validation(c, prof, gpu=gpu, on_row=on_row, log=(lambda s_: con.print(s_, highlight=False)))
+        done += rows_c
+        sources.update(src)
+        profiles.append(str(prof))
+    rows, profile = done, profiles[0] if len(set(profiles)) == 1 else sorted(set(profiles))
+    from profiler import env
+
     summary = V.summarize(rows)
     meta = env.metadata(device, dtype, command)
-    meta.update(profile=str(profile), sources=sources, summary=summary, repeats=repeats,
+    meta.update(profile=profile, sources=sources, summary=summary, repeats=repeats,
                 iterations=iterations, seed=seed, targets=V.TARGETS)
     if out:
         V.save_rows(rows, out, meta)

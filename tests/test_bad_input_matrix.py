@@ -115,7 +115,7 @@ CASES = [
     *[VAL + [opt, v] for opt, vals in {
         "--target": ["nope"], "--draft": ["nope"], "--gamma": ["0", "65"], "--batch": ["0", "x"],
         "--alpha": ["1.5", "x"], "--mode": ["fast"], "--device": ["tpu"], "--repeats": ["0"],
-        "--iterations": ["0"], "--context": ["0", "1,2"], "--out": ["v.txt"], "--dtype": ["int8"]}.items()
+        "--iterations": ["0"], "--context": ["0", "1..300"], "--out": ["v.txt"], "--dtype": ["int8"]}.items()
       for v in vals],
     # calibrate acceptance / latency
     *[CA + [f"in/{f}"] for f in ("missing.csv", "binary.csv", "empty.csv", "scalar_counts.json", "huge_count.csv",
