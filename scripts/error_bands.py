@@ -1,8 +1,8 @@
 """Compute the latency error bands by source kind from the project's shipped validation data and
 write perfmodel/data/error_bands.json (the file perfmodel.latency.bands reads).
 
-Band = 90th percentile of |relative error| of that kind of source against measurement (so a stated
-90 % interval is prediction × (1 ± band)). Sources of evidence, per kind:
+Band b = exp(90th percentile of |ln(predicted/measured)|) − 1 for that kind of source (so a stated
+90 % interval is [prediction/(1+b), prediction·(1+b)]). Sources of evidence, per kind:
 - measured / interpolated: own speculative-decoding loop, predicted vs measured iteration time
   (validation_h100_{graph,eager,smoke}.csv, status ok), per mode;
 - curve (tp > 1 all-reduce curve, whole TP forward): h100-sxm_tp2_validation.csv, per mode;
@@ -35,9 +35,11 @@ def _rows(name):
 
 
 def _band(errs):
-    e = np.abs(np.asarray(errs, dtype=float))
-    e = e[np.isfinite(e)]
-    return float(np.percentile(e, Q)), int(e.size)
+    """exp(p90 |ln(predicted/measured)|) − 1 from relative errors e = predicted/measured − 1: the
+    log-symmetric band that the Monte Carlo's log-normal factor uses (covers e < 0 and e > 0 alike)."""
+    e = np.asarray(errs, dtype=float)
+    e = np.abs(np.log1p(e[np.isfinite(e)]))
+    return float(np.expm1(np.percentile(e, Q))), int(e.size)
 
 
 def loop_errors():
@@ -48,22 +50,26 @@ def loop_errors():
     return out
 
 
-def datasheet_errors():
+def analytical_errors(fitted: bool):
+    """Relative errors of the analytical model on every shipped profile's layer/lm_head rows: with
+    the catalog (datasheet) constants, or with the constants fitted to that profile (in-sample)."""
     from perfmodel.latency.fit import _groups, _predict
     from perfmodel.latency.table import LatencyTable
     from perfmodel.specs.hardware import resolve_gpu
 
-    errs, files = [], []
+    errs, files = {}, []
     for meta in sorted(DATA.glob("*.csv.meta.json")):
         m = json.loads(meta.read_text())
         if "fit" not in m:
             continue
         csv_path = meta.with_name(meta.name[:-len(".meta.json")])
         groups = _groups(LatencyTable.load(csv_path).ok_rows())
+        hw = resolve_gpu(m["fit"]["base_gpu"])
+        if fitted:
+            hw = hw.replace(**m["fitted"])
         y = np.concatenate([g[4][:, 3] for g in groups])
-        errs.append(_predict(resolve_gpu(m["fit"]["base_gpu"]), groups) / y - 1.0)
-        files.append(csv_path.name)
-    return np.concatenate(errs), files
+        errs[csv_path.name] = _predict(hw, groups) / y - 1.0
+    return errs
 
 
 def compute(operator_check: str | None = None) -> dict:
@@ -78,25 +84,23 @@ def compute(operator_check: str | None = None) -> dict:
     for mode in ("graph", "eager"):
         b, n = _band([r["rel_err"] for r in _rows("h100-sxm_tp2_validation.csv") if r["mode"] == mode])
         bands.setdefault("curve", {})[mode] = {"band": b, "n": n, "evidence": "TP forward, h100-sxm_tp2_validation.csv"}
-    worst = None
-    for meta in sorted(DATA.glob("*.csv.meta.json")):
-        st = json.loads(meta.read_text()).get("fit", {}).get("stats", {}).get("layer_and_lm_head")
-        if st and (worst is None or st["p90_abs_rel_err"] > worst[0]):
-            worst = (st["p90_abs_rel_err"], st["n"], meta.name)
+    fits = {f: _band(e) for f, e in analytical_errors(fitted=True).items()}
+    f_w = max(fits, key=lambda f: fits[f][0])
+    worst = (fits[f_w][0], fits[f_w][1], f_w)
     for kind in ("fitted", "anchored"):
         bands[kind] = {"any": {"band": worst[0], "n": worst[1],
                                "evidence": f"fitted analytical on its profile's rows, in-sample ({worst[2]}, worst shipped GPU)"
                                + ("" if kind == "fitted" else "; anchoring not validated separately: fitted band")}}
-    e, files = datasheet_errors()
-    b, n = _band(e)
-    bands["datasheet"] = {"any": {"band": b, "n": n, "evidence": "catalog analytical vs " + ", ".join(files)}}
+    ds = analytical_errors(fitted=False)
+    b, n = _band(np.concatenate(list(ds.values())))
+    bands["datasheet"] = {"any": {"band": b, "n": n, "evidence": "catalog analytical vs " + ", ".join(ds)}}
     if operator_check:
         with open(operator_check, newline="") as f:
             rows = list(csv.DictReader(f))
         for mode in sorted({r["mode"] for r in rows}):
             b, n = _band([r["rel_err"] for r in rows if r["mode"] == mode])
             bands.setdefault("operator", {})[mode] = {"band": b, "n": n, "evidence": f"shape check {Path(operator_check).name}"}
-    return {"level": Q / 100, "definition": "band = 90th percentile of |predicted/measured - 1|",
+    return {"level": Q / 100, "definition": "band = exp(90th percentile of |ln(predicted/measured)|) - 1; interval [pred/(1+band), pred*(1+band)]",
             "command": "PYTHONPATH=. python scripts/error_bands.py" + (f" --operator-check {operator_check}" if operator_check else ""),
             "bands": bands, "checks": checks(loop, bands)}
 
@@ -109,13 +113,14 @@ def checks(loop, bands) -> dict:
         hit = n = 0
         for d in drafts:
             b, _ = _band([e for dd, e in pts if dd != d])
-            held = np.abs([e for dd, e in pts if dd == d])
-            hit += int((held <= b).sum())
+            held = np.array([e for dd, e in pts if dd == d])
+            hit += int((np.abs(np.log1p(held)) <= np.log1p(b)).sum())
             n += held.size
         out[f"loop_leave_one_draft_out_{mode}"] = {"coverage": hit / n, "n": n, "groups": len(drafts)}
-        comp = np.abs([float(r["rel_err"]) for r in _rows("composition_h100.csv") if r["mode"] == mode])
+        comp = np.array([float(r["rel_err"]) for r in _rows("composition_h100.csv") if r["mode"] == mode])
         b = bands["measured"][mode]["band"]
-        out[f"composition_with_loop_band_{mode}"] = {"coverage": float((comp <= b).mean()), "n": int(comp.size)}
+        out[f"composition_with_loop_band_{mode}"] = {"coverage": float((np.abs(np.log1p(comp)) <= np.log1p(b)).mean()),
+                                                    "n": int(comp.size)}
     return out
 
 
