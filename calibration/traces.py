@@ -116,7 +116,7 @@ def _row(source, ln, gamma, accepted, mask, count, batch, context, out):
 
 
 def read_iterations(text: str, source) -> AcceptanceData:
-    out = {"gamma": [], "accepted": [], "count": [], "batch": [], "context": []}
+    out = {"gamma": [], "accepted": [], "count": [], "batch": [], "context": [], "request": []}
     lines = text.splitlines()
     first = next((i for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")), None)
     if first is None:
@@ -133,6 +133,7 @@ def read_iterations(text: str, source) -> AcceptanceData:
                 raise TraceError(source, "JSON line lacks 'gamma'", ln)
             _row(source, ln, d["gamma"], d.get("accepted"), d.get("accept_mask"), d.get("count"),
                  d.get("batch"), d.get("context"), out)
+            out["request"].append(d.get("request"))
     else:
         header = [h.strip().lower() for h in next(csv.reader([lines[first]]))]
         if "gamma" not in header:
@@ -155,9 +156,16 @@ def read_iterations(text: str, source) -> AcceptanceData:
             mask = [cells[j].strip() for _, j in pos_cols] if pos_cols else None
             _row(source, ln, get("gamma"), get("accepted"), mask, get("count"), get("batch"),
                  get("context"), out)
+            out["request"].append(get("request"))
     if not out["gamma"]:
         raise TraceError(source, "trace holds no iterations")
     extra = {k: [min(out[k]), max(out[k])] for k in ("batch", "context") if out[k]}
+    req = out["request"]
+    if any(r in (None, "") for r in req) and not all(r in (None, "") for r in req):
+        raise TraceError(source, "some rows name a 'request' and others do not; give it on every row or none")
+    if req and req[0] not in (None, ""):  # per-iteration arrays for the per-request (cluster) interval
+        extra["iterations"] = {"request": [str(r) for r in req], "gamma": out["gamma"],
+                               "accepted": out["accepted"], "count": out["count"]}
     return from_iterations(source, "iterations", out["gamma"], out["accepted"], out["count"], extra=extra)
 
 
