@@ -16,7 +16,7 @@ import numpy as np
 
 from perfmodel.specdec.acceptance import AcceptanceModel
 from perfmodel.specdec.maths import iteration_s
-from perfmodel.specdec.uncertainty import N_DRAWS, alpha_draws, kind_factors, role_band, tokens_from_draws
+from perfmodel.specdec.uncertainty import N_DRAWS, alpha_draws, fallback_band, kind_factors, role_band, tokens_from_draws
 
 NEAR_TIE = 0.9
 
@@ -31,14 +31,12 @@ def _acceptance(res, i: int) -> AcceptanceModel:
 
 def speedup_draws(res, mode: str, bi: int, ci: int, idx, n: int = N_DRAWS, seed: int = 0):
     """(len(idx), n, G) speedup draws of candidates `idx` at one cell, and the latency roles used."""
-    from perfmodel.latency.bands import band as _band
-
     m = res.modes[mode]
     c = m.costs
     rng = np.random.default_rng(seed)
     roles = {}
     for role in ("draft", "target", "overhead"):
-        k, b, _ = role_band(c.sources, role, _band("fitted", mode))
+        k, b, _ = role_band(c.sources, role, fallback_band(mode))
         roles[role] = {"kind": k, "band": b}
     f = kind_factors({r["kind"]: r["band"] for r in roles.values()}, n, rng)
     fd, ft, fo = (f[roles[r]["kind"]][:, None] for r in ("draft", "target", "overhead"))

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 from perfmodel.specdec.maths import iteration_s, speedup, throughput_tok_s, tokens_per_iteration_by_position
@@ -20,6 +23,19 @@ from perfmodel.specdec.maths import iteration_s, speedup, throughput_tok_s, toke
 LEVEL = 0.90  # stated interval level for iteration_s / throughput / speedup
 N_DRAWS = 2000
 Z90, Z95 = 1.6448536269514722, 1.959963984540054
+
+
+BANDS_FILE = Path(__file__).resolve().parent.parent / "data" / "error_bands.json"
+
+
+def fallback_band(mode: str, path: Path = BANDS_FILE) -> float | None:
+    """The fitted-analytical band (read as data; specdec imports no latency module), used for a
+    source kind that has no validated band of its own."""
+    if not Path(path).is_file():
+        return None
+    per = json.loads(Path(path).read_text())["bands"].get("fitted", {})
+    e = per.get(mode) or per.get("any")
+    return None if e is None else float(e["band"])
 
 
 def _logit(a):
@@ -110,9 +126,7 @@ class Uncertainty:
 def propagate(p, acc, n: int = N_DRAWS, seed: int = 0, level: float = LEVEL, return_samples: bool = False):
     """Monte Carlo over a Prediction `p` (from specdec.predict) and its AcceptanceModel `acc`."""
     rng = np.random.default_rng(seed)
-    from perfmodel.latency.bands import band as _band  # data lookup only (fallback for unbanded kinds)
-
-    fb = _band("fitted", p.mode)
+    fb = fallback_band(p.mode)
     roles, notes = {}, []
     for role in ("draft", "target", "overhead"):
         k, b, ns = role_band(p.sources, role, fb)
