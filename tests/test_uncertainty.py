@@ -146,3 +146,42 @@ def test_optimize_win_probabilities():
     assert top["draft"] != "sheared-llama-1.3b" and top["p_beats_reference"] > 0.9
     assert 0 <= top["p_beats_next"] <= 1 and top["robust_gamma"] in range(1, 9)
     assert doc["rankings"][0]["latency_bands"]["draft"]["kind"] in ("measured", "interpolated")
+
+
+def test_alpha_model_interval_includes_stated_uncertainty_and_counting_is_consistent():
+    from perfmodel.optimize.search import make_candidates
+    from perfmodel.optimize.space import assign_acceptance
+    from perfmodel.specdec import alpha_model as am
+
+    target = resolve_model("llama-65b")
+    specs = [resolve_model(n) for n in ("sheared-llama-1.3b", "tinyllama-1.1b", "opt-1.3b")]
+    x = np.array([am.features(am.nonembedding_params(s), am.nonembedding_params(target), s.n_layers) for s in specs])
+    m = am.fit(x, [0.7, 0.7, 0.7], alpha_ci=[(0.65, 0.75)] * 3)
+    a, lo, hi = m.predict(x[0])
+    assert lo <= 0.65 and hi >= 0.75  # never narrower than the inputs it is derived from
+    d = am.default_model()
+    assert d.counting == "total" and d.coef_var[2] > 0  # depth coefficient assumed, with a variance
+    cands = make_candidates(specs)
+    acc = assign_acceptance(cands, target, d)
+    want = d.predict(am.features(np.array([s.params for s in specs], float), target.params,
+                                 np.array([s.n_layers for s in specs])))[0]
+    assert acc.alpha == pytest.approx(want)
+
+
+def test_alpha_model_prediction_interval_covers_planted_truth():
+    from perfmodel.specdec import alpha_model as am
+
+    rng = np.random.default_rng(4)
+    true = np.array([1.2, 0.2, 0.15])
+    P = np.array([1e8, 3e8, 1e9, 3e9, 1e8, 1e9, 3e8, 3e9])
+    L = np.array([2, 4, 8, 16, 16, 2, 24, 4])
+    x = am.features(P, 65e9, L)
+    x_new = am.features(5e8, 65e9, 6)
+    hit = []
+    for _ in range(400):
+        y = am.expit(x @ true + rng.normal(0, 0.2, P.size))
+        m = am.fit(x, y)
+        a_new = am.expit(x_new @ true + rng.normal(0, 0.2))
+        _, lo, hi = m.predict(x_new)
+        hit.append(lo <= a_new <= hi)
+    assert 0.92 <= np.mean(hit) <= 0.98

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.alpha_model import AlphaModel, features, nonembedding_params
+from perfmodel.specdec.alpha_model import AlphaModel, features, param_count
 from perfmodel.optimize.search import Candidates, shape_key
 from perfmodel.specdec.maths import tokens_per_iteration
 from perfmodel.specs.models import ModelSpec, SpecError
@@ -115,7 +115,7 @@ def assign_acceptance(cands: Candidates, target: ModelSpec, model: AlphaModel,
                       alpha: float | None = None) -> Acceptance:
     """α per candidate. measured: (draft spec, model, file); stated: (draft spec, α, ci, source)."""
     P = len(cands)
-    x = features(cands.nonembedding_params(), nonembedding_params(target), cands.n_layers)
+    x = features(cands.param_counts(model.counting), param_count(target, model.counting), cands.n_layers)
     a, lo, hi = model.predict(x)
     sources = [f"α model: {model.source}"]
     kind = np.full(P, KINDS.index(model.kind), dtype=np.uint8)
