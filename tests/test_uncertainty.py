@@ -185,3 +185,21 @@ def test_alpha_model_prediction_interval_covers_planted_truth():
         _, lo, hi = m.predict(x_new)
         hit.append(lo <= a_new <= hi)
     assert 0.92 <= np.mean(hit) <= 0.98
+
+
+def test_calibrated_provider_carries_its_leave_one_out_band(tmp_path):
+    from calibration.latency_fit import fit_latency
+    from perfmodel.latency.corrected import CorrectedLatency, LatencyCorrection
+    from perfmodel.latency.providers import latency_provider
+    from test_calibration_latency import write_runs
+
+    runs = write_runs(tmp_path / "runs.csv", noise=0.02, seed=5)
+    corr, _ = fit_latency(runs, lambda hw: latency_provider(hw, use_shipped=False), "analytical")
+    e = corr.entries[0]
+    assert e.extra["loo_band_n"] >= 3 and 0.0 < e.extra["loo_band"] < 0.2  # planted 2 % noise, p90 in log
+    path = tmp_path / "corr.json"
+    path.write_text(json.dumps(corr.to_dict()))
+    hw = resolve_gpu("h100-sxm")
+    lat = CorrectedLatency(latency_provider(hw, use_shipped=False), LatencyCorrection.load(path), gpu="h100-sxm")
+    ft = lat.forward(resolve_model("llama-7b"), 1, 1, 512)
+    assert ft.sources["layer"].parts[0].band == pytest.approx(e.extra["loo_band"])
