@@ -203,3 +203,18 @@ def test_calibrated_provider_carries_its_leave_one_out_band(tmp_path):
     lat = CorrectedLatency(latency_provider(hw, use_shipped=False), LatencyCorrection.load(path), gpu="h100-sxm")
     ft = lat.forward(resolve_model("llama-7b"), 1, 1, 512)
     assert ft.sources["layer"].parts[0].band == pytest.approx(e.extra["loo_band"])
+
+
+def test_alpha_model_joint_draws_match_its_interval_and_share_coefficients():
+    from perfmodel.specdec import alpha_model as am
+
+    target = resolve_model("llama-65b")
+    specs = [resolve_model(n) for n in ("sheared-llama-1.3b", "tinyllama-1.1b", "opt-1.3b")]
+    x = np.array([am.features(am.nonembedding_params(s), am.nonembedding_params(target), s.n_layers) for s in specs])
+    m = am.fit(x, [0.7, 0.7, 0.7], alpha_ci=[(0.65, 0.75)] * 3)
+    new = np.array([am.features(4.0e8 * k, am.nonembedding_params(target), k) for k in (1, 2)])
+    z = m.sample_logits(new, 40000, np.random.default_rng(0))
+    _, lo, hi = m.predict(new)
+    a = am.expit(z)
+    assert np.mean((a >= lo) & (a <= hi), axis=0) == pytest.approx([0.95, 0.95], abs=0.01)
+    assert np.corrcoef(z.T)[0, 1] > 0.5  # the shared depth/size coefficients move both drafts

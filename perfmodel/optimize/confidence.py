@@ -5,8 +5,9 @@ and a γ robust to the interval — from the same Monte Carlo as `predict`
 
 Key assumptions: latency errors are shared by all drafts answered by the same source kind (one
 profile errs the same way for every draft; the target's verification is common to all), so
-differences between drafts are not blurred by errors that cancel; acceptance errors are independent
-between drafts. Each draw re-optimises γ per draft, so probabilities compare best achievable
+differences between drafts are not blurred by errors that cancel; drafts whose α the α model
+predicts are drawn jointly (one coefficient draw shared, plus each draft's own scatter); other
+drafts' acceptance errors are independent. Each draw re-optimises γ per draft, so probabilities compare best achievable
 speedups. A γ is robust when it maximises the 5th percentile of speedup; the choice is a near-tie
 when the point-estimate γ* wins in fewer than 90 % of draws.
 """
@@ -29,6 +30,22 @@ def _acceptance(res, i: int) -> AcceptanceModel:
     return AcceptanceModel(alpha=a, alpha_ci=(lo, hi) if lo < a < hi or lo < hi else None, source=res.acc.source(i))
 
 
+def _model_draws(res, idx, n: int, rng) -> dict:
+    """{candidate: (n, γmax) α draws} for candidates whose α comes from the α model: drawn jointly,
+    so drafts predicted by one model share its coefficient errors."""
+    acc = res.acc
+    if acc.model is None or acc.model_x is None:
+        return {}
+    own = [i for i in idx if acc.kind(i) == acc.model.kind and i not in acc.per_position]
+    if not own:
+        return {}
+    from perfmodel.specdec.alpha_model import ALPHA_CLIP, expit
+
+    a = np.clip(expit(acc.model.sample_logits(acc.model_x[own], n, rng)), 0.0, ALPHA_CLIP[1])
+    gmax = int(np.max(res.gammas))
+    return {i: np.repeat(a[:, k:k + 1], gmax, axis=1) for k, i in enumerate(own)}
+
+
 def speedup_draws(res, mode: str, bi: int, ci: int, idx, n: int = N_DRAWS, seed: int = 0):
     """(len(idx), n, G) speedup draws of candidates `idx` at one cell, and the latency roles used."""
     m = res.modes[mode]
@@ -42,11 +59,13 @@ def speedup_draws(res, mode: str, bi: int, ci: int, idx, n: int = N_DRAWS, seed:
     fd, ft, fo = (f[roles[r]["kind"]][:, None] for r in ("draft", "target", "overhead"))
     fbase = kind_factors({"baseline": roles["target"]["band"]}, n, rng)["baseline"][:, None]
     g = np.asarray(res.gammas, dtype=float)
+    joint = _model_draws(res, idx, n, rng)
     out = np.empty((len(idx), n, g.size))
     for j, i in enumerate(idx):
         s = int(res.cands.shape_index[i])
         td = res.cands.n_layers[i] * c.layer_s[s, bi, ci, :] + c.head_s[s, bi, ci, :]
-        tpi = tokens_from_draws(alpha_draws(_acceptance(res, i), n, int(g.max()), rng)[0], res.gammas)
+        ab = joint[i] if i in joint else alpha_draws(_acceptance(res, i), n, int(g.max()), rng)[0]
+        tpi = tokens_from_draws(ab, res.gammas)
         it = iteration_s(g, td[None] * fd, c.verify_s[bi, ci][None] * ft, c.overhead_s[bi, ci][None] * fo)
         sp = tpi * c.base_s[bi, ci] * fbase / it
         if c.feasible is not None:

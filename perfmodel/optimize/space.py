@@ -84,6 +84,8 @@ class Acceptance:
     sources: tuple
     per_position: dict = field(default_factory=dict)  # candidate index → AcceptanceModel
     notes: tuple = ()
+    model: AlphaModel | None = None  # the α model behind the rows of its kind (joint draws)
+    model_x: np.ndarray | None = None  # (P, 3) its feature rows
 
     def kind(self, i: int) -> str:
         return KINDS[int(self.kind_code[i])]
@@ -153,4 +155,4 @@ def assign_acceptance(cands: Candidates, target: ModelSpec, model: AlphaModel,
             per_position.update({int(i): acc for i in idx})
     return Acceptance(alpha=np.asarray(a, float), lo=np.minimum(lo, a), hi=np.maximum(hi, a),
                       kind_code=kind, source_code=src, sources=tuple(sources),
-                      per_position=per_position, notes=tuple(notes))
+                      per_position=per_position, notes=tuple(notes), model=model, model_x=x)

@@ -117,6 +117,24 @@ class AlphaModel:
         clip = lambda v: np.clip(v, 0.0, ALPHA_CLIP[1])  # noqa: E731
         return clip(expit(z)), clip(expit(z - half)), clip(expit(z + half))
 
+    def sample_logits(self, x: np.ndarray, n: int, rng) -> np.ndarray:
+        """(n, P) joint draws of logit α for feature rows x (P, 3): one coefficient draw per row
+        shared by every draft (their errors move together), plus each draft's own scatter. Matches
+        predict()'s variance, with the t factor folded into the estimated part."""
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        idx = [FEATURES.index(f) for f in self.fitted]
+        k = (t975(self.dof) / 1.96) ** 2
+        cov = k * self.resid_sd ** 2 * np.asarray(self.xtx_inv, dtype=float).reshape(len(idx), len(idx))
+        if self.meas_cov:
+            cov = cov + np.asarray(self.meas_cov, dtype=float).reshape(len(idx), len(idx))
+        d_fit = rng.multivariate_normal(np.zeros(len(idx)), cov, size=n, method="eigh")  # (n, k)
+        z = x @ np.asarray(self.coef) + d_fit @ x[:, idx].T
+        for j, f in enumerate(FEATURES):
+            if f not in self.fitted and self.coef_var[j] > 0:
+                z = z + np.sqrt(self.coef_var[j]) * rng.standard_normal((n, 1)) * (x[:, j] - self.x_mean[j])
+        own = np.sqrt(k * self.resid_sd ** 2 + self.meas_var)
+        return z + own * rng.standard_normal(z.shape)
+
     def describe(self) -> str:
         c = ", ".join(f"{n}={v:+.3f}" for n, v in zip(FEATURES, self.coef))
         fixed = [f for f in FEATURES if f not in self.fitted]
