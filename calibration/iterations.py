@@ -58,16 +58,22 @@ class _Acc:
     """Running totals: weight per (γ, accepted) and min/max of batch and context."""
 
     def __init__(self, source):
-        self.source, self.pairs, self.cache = source, Counter(), {}
+        self.source, self.pairs, self.cache = source, Counter(), {}  # pairs: (request, γ, accepted) → weight
+        self.with_request: bool | None = None
         self.ranges: dict = {}
         self.seen: dict = {"batch": {}, "context": {}}
 
-    def add(self, ln, gamma, accepted, mask, count, batch, context):
+    def add(self, ln, gamma, accepted, mask, count, batch, context, request=None):
         key = (gamma, accepted, mask, count)
         hit = self.cache.get(key)
         if hit is None:
             hit = self.cache[key] = parse_iteration(self.source, ln, gamma, accepted, mask, count)
-        self.pairs[hit[:2]] += hit[2]
+        has = request not in (None, "")
+        if self.with_request is None:
+            self.with_request = has
+        elif has != self.with_request:
+            raise TraceError(self.source, "some rows name a 'request' and others do not; give it on every row or none", ln)
+        self.pairs[(str(request) if has else None, *hit[:2])] += hit[2]
         for what, v in (("batch", batch), ("context", context)):
             if v in (None, "") or v in self.seen[what]:
                 continue
@@ -81,9 +87,12 @@ class _Acc:
     def result(self) -> AcceptanceData:
         if not self.pairs:
             raise TraceError(self.source, "trace holds no iterations")
-        gs, acc = zip(*self.pairs.keys())
+        req, gs, acc = (list(x) for x in zip(*self.pairs.keys()))
+        w = list(self.pairs.values())
         extra = {k: [lo, hi] for k, (lo, hi) in self.ranges.items()}
-        return from_iterations(self.source, "iterations", list(gs), list(acc), list(self.pairs.values()), extra=extra)
+        if self.with_request:  # per-request rows (weights summed within a request) for the cluster interval
+            extra["iterations"] = {"request": req, "gamma": gs, "accepted": acc, "count": w}
+        return from_iterations(self.source, "iterations", gs, acc, w, extra=extra)
 
 
 def read_iterations_lines(lines: Iterable[str], source) -> AcceptanceData:
@@ -106,7 +115,7 @@ def read_iterations_lines(lines: Iterable[str], source) -> AcceptanceData:
                 raise TraceError(source, f"accept_mask={mask!r} must be a list of 0/1 flags", ln)
             acc.add(ln, *(_plain(d.get(k), source, ln, k) for k in ("gamma", "accepted")),
                     tuple(_plain(m, source, ln, "accept_mask") for m in mask) if mask is not None else None,
-                    *(_plain(d.get(k), source, ln, k) for k in ("count", "batch", "context")))
+                    *(_plain(d.get(k), source, ln, k) for k in ("count", "batch", "context", "request")))
         return acc.result()
     hl, head = first
     header = [h.strip().lower() for h in next(csv.reader([head]))]
@@ -118,15 +127,15 @@ def read_iterations_lines(lines: Iterable[str], source) -> AcceptanceData:
     if "accepted" not in header and not pos_cols:
         raise TraceError(source, "CSV needs an 'accepted' column or position columns pos_0, pos_1, ...", hl)
     col = {h: j for j, h in enumerate(header)}
-    idx = [col.get(k) for k in ("gamma", "accepted", "count", "batch", "context")]
+    idx = [col.get(k) for k in ("gamma", "accepted", "count", "batch", "context", "request")]
     pj = [j for _, j in pos_cols]
     n = len(header)
     for ln, raw in rows:
         cells = raw.split(",") if '"' not in raw else next(csv.reader([raw]))
         if len(cells) != n:
             raise TraceError(source, f"has {len(cells)} cells, the header has {n}", ln)
-        g, a, c, b, x = (cells[j].strip() if j is not None else None for j in idx)
-        acc.add(ln, g, a, tuple(cells[j].strip() for j in pj) if pj else None, c, b, x)
+        g, a, c, b, x, q = (cells[j].strip() if j is not None else None for j in idx)
+        acc.add(ln, g, a, tuple(cells[j].strip() for j in pj) if pj else None, c, b, x, q)
     return acc.result()
 
 

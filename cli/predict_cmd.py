@@ -145,7 +145,10 @@ def _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, t
             raise UsageError(f"{name} is not positive for some γ (a calibration or profile gives a non-physical "
                              f"time, min {float(np.nanmin(arr)):.3g} s); re-fit the calibration or check the profile",
                              value=float(np.nanmin(arr)), allowed="> 0 s")
-    docs = [prediction_document(p, tgt, drf, hw.name, tp, acc, bi, ci, memory_bytes=hw.memory_bytes)
+    from perfmodel.specdec.uncertainty import propagate
+
+    u = propagate(p, acc)  # once for every cell of this mode
+    docs = [prediction_document(p, tgt, drf, hw.name, tp, acc, bi, ci, memory_bytes=hw.memory_bytes, u=u)
             for bi in range(len(batches)) for ci in range(len(contexts))]
     for d in docs:
         d["notes"] = search_notes + d["notes"]
@@ -160,12 +163,15 @@ def render(docs, sources, gpu, tp) -> None:
     for doc in docs:
         t = Table(title=f"{doc['draft']} → {doc['target']} on {gpu} (tp={tp}, {doc['mode']}, batch {doc['batch']}, "
                         f"context {doc['context']})")
-        for col in ("γ", "tokens/iter", "draft ms", "verify ms", "overhead ms", "iteration ms", "tokens/s", "speedup", ""):
+        for col in ("γ", "tokens/iter", "draft ms", "verify ms", "overhead ms", "iteration ms [90 %]",
+                    "tokens/s [90 %]", "speedup [90 %]", ""):
             t.add_column(col, justify="right")
         for r in doc["rows"]:
             t.add_row(str(r["gamma"]), f"{r['tokens_per_iteration']:.2f}", f"{r['t_draft_s'] * 1e3:.3f}",
-                      f"{r['t_verify_s'] * 1e3:.3f}", f"{r['overhead_s'] * 1e3:.3f}", f"{r['iteration_s'] * 1e3:.3f}",
-                      f"{r['throughput_tok_s']:.1f}", f"{r['speedup']:.2f}",
+                      f"{r['t_verify_s'] * 1e3:.3f}", f"{r['overhead_s'] * 1e3:.3f}",
+                      f"{r['iteration_s'] * 1e3:.2f} [{r['iteration_s_lo'] * 1e3:.2f}–{r['iteration_s_hi'] * 1e3:.2f}]",
+                      f"{r['throughput_tok_s']:.0f} [{r['throughput_tok_s_lo']:.0f}–{r['throughput_tok_s_hi']:.0f}]",
+                      f"{r['speedup']:.2f} [{r['speedup_lo']:.2f}–{r['speedup_hi']:.2f}]",
                       ("◀ optimal" if r["optimal"] else "") + (" (α extrapolated)" if r["extrapolated_acceptance"] else ""))
         con.print(t)
         best = doc["rows"][0]
@@ -173,7 +179,12 @@ def render(docs, sources, gpu, tp) -> None:
                   f"{best['t_target_s'] * 1e3:.3f} ms; c = {doc['cost_ratio']:.3f}; optimal γ = "
                   f"{doc['optimal_gamma']} ({doc['verdict']}); GPU memory needed "
                   f"{doc['memory_needed_bytes'] / 1e9:.1f} GB" + ("" if doc["fits_memory"] else " — DOES NOT FIT"))
-        for n in doc["notes"]:
+        u = doc["uncertainty"]
+        bands = ", ".join(f"{k} {v['kind']} ±{v['band']:.1%}" for k, v in u["latency_bands"].items())
+        con.print(f"90 % intervals: Monte Carlo ({u['draws']} draws) over latency bands ({bands}) and acceptance; "
+                  f"P(γ={doc['best_gamma']} is best) = {u['optimal_gamma_probability']:.2f}, robust γ = "
+                  f"{u['robust_gamma']}" + (" — near-tie" if u["near_tie"] else ""))
+        for n in doc["notes"] + u["notes"]:
             con.print(f"[yellow]note:[/yellow] {n}")
     for md, src in sources.items():
         for k_, v in src.items():

@@ -1,6 +1,6 @@
 """The `predict` answer as one JSON-ready document, built here so the CLI, notebooks and the
-explorer share it: the optimal γ and its numbers, every γ row, sources (text) and provenance (data),
-the verdict and the GPU-memory check.
+explorer share it: the optimal γ and its numbers, every γ row with 90 % intervals, sources (text)
+and provenance (data), the verdict and the GPU-memory check.
 
 Key assumptions: one (batch, context) cell per document (`cells_document` lists several); when no
 γ beats autoregressive decoding, the answer is γ = 0 with verdict "do not speculate" and the
@@ -10,20 +10,32 @@ from __future__ import annotations
 
 from perfmodel.specdec.acceptance import AcceptanceModel
 from perfmodel.specdec.predict import Prediction
+from perfmodel.specdec.uncertainty import gamma_summary, propagate
 from perfmodel.specs.memory import memory_needed_bytes, memory_note
 from perfmodel.specs.models import ModelSpec
 
+INTERVAL_FIELDS = ("iteration_s", "throughput_tok_s", "speedup")
 SHARED_KEYS = ("target", "draft", "gpu", "tp", "mode", "alpha", "alpha_by_position")
 
 
 def prediction_document(p: Prediction, target: ModelSpec, draft: ModelSpec, gpu: str, tp: int,
-                        acc: AcceptanceModel, bi: int = 0, ci: int = 0, memory_bytes: float | None = None) -> dict:
-    """{target, draft, gpu, ..., optimal_gamma, verdict, speedup, ..., fits_memory, sources, provenance, notes, rows}."""
+                        acc: AcceptanceModel, bi: int = 0, ci: int = 0, seed: int = 0,
+                        memory_bytes: float | None = None, u=None) -> dict:
+    """{target, draft, gpu, ..., optimal_gamma, verdict, speedup, ..., fits_memory, sources, provenance,
+    uncertainty, notes, rows}; each row and the optimum carry 90 % intervals `<field>_lo/_hi` of
+    iteration_s, throughput_tok_s and speedup (Monte Carlo, perfmodel.specdec.uncertainty; pass `u`
+    from one `propagate(p, acc)` when documenting several cells of one prediction)."""
     ng = len(p.gamma)
     rows = p.rows()[(bi * len(p.context) + ci) * ng:(bi * len(p.context) + ci + 1) * ng]
     best = rows[int(p.optimal_index[bi, ci])]
-    for r in rows:
+    u = propagate(p, acc, seed=seed) if u is None else u
+    for k, r in enumerate(rows):
         r["extrapolated_acceptance"] = acc.extrapolated(r["gamma"])
+        for f in INTERVAL_FIELDS:
+            r[f"{f}_lo"] = float(getattr(u, f"{f}_lo")[bi, ci, k])
+            r[f"{f}_hi"] = float(getattr(u, f"{f}_hi")[bi, ci, k])
+    unc = {"level": u.level, "draws": u.draws, "latency_bands": u.latency, **gamma_summary(p, u, bi, ci),
+           "notes": list(u.notes)}
     batch, context = int(p.batch[bi]), int(p.context[ci])
     notes = list(p.notes)
     speculate = best["speedup"] > 1.0
@@ -52,7 +64,8 @@ def prediction_document(p: Prediction, target: ModelSpec, draft: ModelSpec, gpu:
             "fits_memory": fits, "memory_needed_bytes": need, "memory_bytes": memory_bytes,
             "sources": {k: str(v) for k, v in p.sources.items()},
             "provenance": {k: v.to_dict() for k, v in p.sources.items() if hasattr(v, "to_dict")},
-            "notes": notes, "rows": rows}
+            **{f"{f}_{e}": best[f"{f}_{e}"] for f in INTERVAL_FIELDS for e in ("lo", "hi")},
+            "uncertainty": unc, "notes": notes, "rows": rows}
 
 
 def cells_document(docs: list[dict]) -> dict:
