@@ -98,21 +98,30 @@ def source_line(sources: dict) -> str:
 
 
 def sources_note(sources: dict, width: int = 150) -> str:
-    """Full source strings for a figure footnote (deduplicated, wrapped with <br>)."""
+    """A one-line badge for a figure footnote — 'latency: draft measured · target mixed · …' — the
+    full source strings go to the footnote's hover (footnote() reads them from the figure's tag)."""
+    return source_line(sources) + " (hover here for every source)"
+
+
+def sources_detail(sources: dict, width: int = 110) -> str:
+    """Full source strings, deduplicated and wrapped with <br>: hover text of the footnote."""
     seen: dict = {}
     for k, v in sources.items():
         if source_kind(v) != "none":
             seen.setdefault(str(v), []).append(k)
-    text = "; ".join(f"{', '.join(ks)}: {v}" for v, ks in seen.items())
-    words, lines, cur = text.split(" "), [], ""
-    for w in words:
-        if len(cur) + len(w) + 1 > width:
+    return "<br>".join(_wrap(f"{', '.join(ks)}: {v}", width) for v, ks in seen.items())
+
+
+def _wrap(text: str, width: int) -> str:
+    lines, cur = [], ""
+    for w in text.split(" "):
+        if cur and len(cur) + len(w) + 1 > width:
             lines.append(cur)
             cur = w
         else:
             cur = f"{cur} {w}".strip()
     lines.append(cur)
-    return "sources — " + "<br>".join(lines)
+    return "<br>".join(lines)
 
 
 def tag(fig: go.Figure, sources: dict) -> go.Figure:
@@ -128,9 +137,24 @@ def latency_sources(fig: go.Figure) -> dict:
     return dict(meta.get("specperf_latency_sources", {})) if isinstance(meta, dict) else {}
 
 
-def footnote(fig: go.Figure, text: str, y: float = -0.16) -> None:
-    fig.add_annotation(text=text, xref="paper", yref="paper", x=0, y=y, xanchor="left", yanchor="top",
-                       showarrow=False, align="left", font=dict(size=10, color="#555"))
+FOOT_LINE_PX = 14  # one 10-px footnote line
+FOOT_GAP_PX = 58  # below the plot area: tick labels and the x-axis title
+
+
+def footnote(fig: go.Figure, text: str, y: float | None = None, width: int = 150) -> None:
+    """Small print under the plot area; the bottom margin and the height grow with its lines, so it is
+    never clipped. Hovering it shows every latency source the figure was tagged with (`tag`).
+    `y` is accepted for old callers and ignored: the position is in pixels below the plot area."""
+    text = "<br>".join(_wrap(line, width) for line in text.split("<br>"))
+    n = text.count("<br>") + 1
+    detail = sources_detail(latency_sources(fig))
+    fig.add_annotation(text=text, xref="paper", yref="paper", x=0, y=0, yshift=-FOOT_GAP_PX, xanchor="left",
+                       yanchor="top", showarrow=False, align="left", font=dict(size=10, color="#555"),
+                       hovertext=detail or None, hoverlabel=dict(font=dict(size=11)) if detail else None)
+    old = fig.layout.margin.b if fig.layout.margin.b is not None else 80
+    need = FOOT_GAP_PX + n * FOOT_LINE_PX + 12
+    if need > old:
+        fig.update_layout(margin=dict(b=need), height=int(fig.layout.height or PNG_SIZE[1]) + need - old)
 
 
 def style(fig: go.Figure, title: str, sub: str | None = None, bottom: int = 120, height: int = 620,
