@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
         if study:  # no models named: the study's case
             target = STUDY["target"]
             draft = draft or (STUDY["draft"] if kind != "design" else None)
-            if alpha is None and acceptance is None:
+            if alpha is None and acceptance is None and kind in NEEDS_ALPHA:
                 alpha = STUDY["alpha"]
         tp = tp if tp is not None else (STUDY["tp"] if study else 1)
 

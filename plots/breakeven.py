@@ -11,7 +11,9 @@ import plotly.graph_objects as go
 
 from perfmodel.specdec.predict import predict
 
-from .common import MS, Setting, footnote, source_line, sources_note, style, tag
+from perfmodel.specs.hardware import resolve_gpu
+
+from .common import MS, Setting, footnote, memory_needed_bytes, source_line, sources_note, speedup_colour, style, tag
 from .gamma import BATCHES, default_contexts
 
 BREAKEVEN_BATCHES = BATCHES + (512,)
@@ -29,31 +31,55 @@ def figure(setting: Setting, batches=BREAKEVEN_BATCHES, contexts=None) -> go.Fig
     best = p.optimal_speedup  # (B, C)
     k = p.optimal_index
     src = source_line(p.sources)
+    gcap = int(p.gamma[-1])
+    mem = resolve_gpu(setting.gpu).memory_bytes if setting.gpu else None
+    need = memory_needed_bytes(setting.target, setting.draft, setting.tp, p.batch[:, None], p.context[None, :],
+                               p.gamma[k])
+    fits = np.ones(best.shape, bool) if mem is None else need <= mem
     text = np.empty(best.shape, dtype=object)
     for i, b in enumerate(p.batch):
         for j, c in enumerate(p.context):
             g = int(k[i, j])
-            verdict = "speculation pays" if best[i, j] > 1 else "autoregressive is faster"
-            text[i, j] = (f"batch = {b}   context = {c}<br>best speedup = {best[i, j]:.3f}× at γ* = {p.gamma[g]}"
+            verdict = "speculation pays" if best[i, j] > 1 else "autoregressive is faster: off"
+            if p.gamma[g] == gcap and best[i, j] > 1:
+                verdict += f"; γ* is the search cap {gcap}, the optimum may be larger"
+            fit = "" if fits[i, j] else (f"<b>does not fit</b>: {need[i, j] / 1e9:,.0f} GB of weights + KV cache "
+                                         f"> {mem / 1e9:.0f} GB<br>")
+            text[i, j] = fit + (f"batch = {b}   context = {c}<br>best speedup = {best[i, j]:.3f}× at γ* = {p.gamma[g]}"
                           f" ({verdict})<br>tokens/s = {p.throughput_tok_s[i, j, g]:,.1f} vs baseline "
                           f"{p.baseline_tok_s[i, j, g]:,.1f}<br>t_draft = {p.t_draft_s[i, j, g] * MS:.4f} ms, "
                           f"t_verify = {p.t_verify_s[i, j, g] * MS:.4f} ms, t_target = "
                           f"{p.t_target_s[i, j, g] * MS:.4f} ms<br>{src}")
     # x/y as category indices so log-spaced grids get equal cells; tick labels carry the values
     xi, yi = np.arange(len(p.context)), np.arange(len(p.batch))
-    lim = max(float(np.max(np.abs(np.log2(best)))), 0.05)
+    shown = np.where(fits, best, np.nan)  # cells whose KV cache does not fit are masked (grey)
+    col = speedup_colour(shown if np.isfinite(shown).any() else best)
+    lim = col["cmax"]
     fig = go.Figure()
-    fig.add_trace(go.Heatmap(x=xi, y=yi, z=np.log2(best), text=text, hovertemplate="%{text}<extra></extra>",
-                             colorscale="RdBu", zmid=0.0, zmin=-lim, zmax=lim, name="best speedup",
-                             colorbar=dict(title="best speedup ×", tickvals=np.log2([0.5, 0.75, 1, 1.5, 2, 3, 4]),
-                                           ticktext=["0.5", "0.75", "1", "1.5", "2", "3", "4"])))
-    if best.min() < 1.0 < best.max():
-        fig.add_trace(go.Contour(x=xi, y=yi, z=best, showscale=False, hoverinfo="skip",
+    fig.add_trace(go.Heatmap(x=xi, y=yi, z=np.where(fits, np.log2(best), np.nan), text=text,
+                             hovertemplate="%{text}<extra></extra>", colorscale=col["colorscale"], zmid=0.0,
+                             zmin=col["cmin"], zmax=col["cmax"], name="best speedup", colorbar=col["colorbar"],
+                             hoverongaps=False))
+    if not fits.all():
+        fig.add_trace(go.Heatmap(x=xi, y=yi, z=np.where(fits, np.nan, 1.0), text=text, showscale=False,
+                                 colorscale=[[0, "#d9d9d9"], [1, "#d9d9d9"]], hoverongaps=False,
+                                 hovertemplate="%{text}<extra></extra>", name="does not fit in GPU memory",
+                                 showlegend=True))
+    if np.nanmin(shown, initial=np.inf) < 1.0 < np.nanmax(shown, initial=-np.inf):
+        fig.add_trace(go.Contour(x=xi, y=yi, z=shown, connectgaps=False, showscale=False, hoverinfo="skip",
                                  contours=dict(coloring="lines", start=1.0, end=1.0, size=1.0),
                                  colorscale=[[0, "black"], [1, "black"]], line=dict(width=3),
                                  name="speedup = 1: speculation stops paying", showlegend=True))
+    def label(i, j):
+        if not fits[i, j]:
+            return "no fit"
+        if best[i, j] <= 1.0:
+            return "off"
+        g = int(p.gamma[k[i, j]])
+        return f"γ*={g}" + ("+" if g == gcap else "")
+
     fig.add_trace(go.Scatter(x=np.repeat(xi, len(yi)), y=np.tile(yi, len(xi)), mode="text",
-                             text=[f"γ*={p.gamma[k[i, j]]}" for j in xi for i in yi], hoverinfo="skip",
+                             text=[label(i, j) for j in xi for i in yi], hoverinfo="skip",
                              textfont=dict(size=9, color=["white" if abs(np.log2(best[i, j])) > 0.6 * lim else "#333"
                                                           for j in xi for i in yi]),
                              showlegend=False, name="γ* labels"))
@@ -61,7 +87,7 @@ def figure(setting: Setting, batches=BREAKEVEN_BATCHES, contexts=None) -> go.Fig
     fig.update_yaxes(title="batch (sequences)", tickvals=yi, ticktext=[str(b) for b in p.batch])
     style(fig, f"Where speculation stops paying: {setting.draft.name} → {setting.target.name}",
           f"{setting.gpu}, tp={setting.tp}, {setting.mode}, {setting.acceptance.describe()}, "
-          f"γ ≤ {max(setting.gammas)}", legend_y=1.02)
+          f"γ ≤ {max(setting.gammas)}; γ*=N+: at the search cap; off: speculation loses", legend_y=1.02)
     tag(fig, p.sources)
     footnote(fig, sources_note(p.sources))
     return fig

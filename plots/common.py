@@ -60,6 +60,63 @@ class Setting:
         return ", ".join(parts)
 
 
+# ---- one diverging scale for speedup, 1× at its centre (breakeven, speedup map and surface) --------
+SPEEDUP_TICKS = (0.25, 0.5, 0.75, 0.9, 1, 1.1, 1.25, 1.5, 2, 3, 4)
+SPEEDUP_SCALE = "RdBu"  # red: speculation loses, white: break-even, blue: it wins
+
+
+def speedup_colour(z) -> dict:
+    """Plotly colour arguments for speedup values z, drawn on log2 so 0.5× and 2× are equally far from
+    1×: use with z=np.log2(speedup). The range is symmetric about 1× and at least ±2^0.25."""
+    import numpy as np
+
+    lz = np.log2(np.asarray(z, dtype=float))
+    lim = max(float(np.nanmax(np.abs(lz))) if np.isfinite(lz).any() else 0.0, 0.25)
+    ticks = [1.0]  # outward from 1×, each tick at least a tenth of the bar from the last one kept
+    for side in (sorted((t for t in SPEEDUP_TICKS if t > 1)), sorted((t for t in SPEEDUP_TICKS if t < 1), reverse=True)):
+        last = 0.0
+        for t in side:
+            if abs(np.log2(t)) <= lim + 1e-9 and abs(np.log2(t) - last) >= lim / 5:
+                ticks.append(t)
+                last = np.log2(t)
+    ticks.sort()
+    return dict(colorscale=SPEEDUP_SCALE, cmid=0.0, cmin=-lim, cmax=lim,
+                colorbar=dict(title="speedup ×", tickvals=list(np.log2(ticks)), ticktext=[f"{t:g}" for t in ticks]))
+
+
+def memory_needed_bytes(target: ModelSpec, draft: ModelSpec, tp: int, batch, context, gamma):
+    """Bytes on the GPU holding target shard 0 and the co-located draft (perfmodel.optimize.report's
+    rule): weights + KV cache for context + γ + 1 tokens; activations are not counted."""
+    toks = batch * (context + gamma + 1)
+    return (target.weight_bytes / tp + toks * target.kv_bytes_per_token / tp
+            + draft.weight_bytes + toks * draft.kv_bytes_per_token)
+
+
+# ---- labels that do not overlap ----------------------------------------------------------------
+POSITIONS = ("top center", "bottom center", "middle right", "middle left", "top right", "bottom left",
+             "top left", "bottom right")
+
+
+def label_positions(x, y, texts, x_range, y_range, size_px=(1000, 440), char_px=7.5, line_px=16) -> list[str]:
+    """A textposition per point so that no two labels' boxes overlap (greedy, left to right; a label
+    that fits nowhere keeps 'top center'). Ranges are the axes' data ranges, size_px the plot area."""
+    sx = size_px[0] / max(x_range[1] - x_range[0], 1e-30)
+    sy = size_px[1] / max(y_range[1] - y_range[0], 1e-30)
+    placed, out = [], ["top center"] * len(texts)
+    for i in sorted(range(len(texts)), key=lambda k: x[k]):
+        px, py, w = (x[i] - x_range[0]) * sx, (y[i] - y_range[0]) * sy, len(str(texts[i])) * char_px
+        for pos in POSITIONS:
+            v, h = pos.split()
+            x0 = {"center": px - w / 2, "right": px + 6, "left": px - 6 - w}[h]
+            y0 = {"top": py + 7, "bottom": py - 7 - line_px, "middle": py - line_px / 2}[v]
+            box = (x0, y0, x0 + w, y0 + line_px)
+            if all(box[2] <= b[0] or box[0] >= b[2] or box[3] <= b[1] or box[1] >= b[3] for b in placed):
+                out[i] = pos
+                placed.append(box)
+                break
+    return out
+
+
 # ---- latency sources ---------------------------------------------------------------------------
 def source_kind(src: str) -> str:
     """'measured' (measured or interpolated between measured points), 'analytical' (roofline, plain
