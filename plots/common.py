@@ -120,7 +120,12 @@ def label_positions(x, y, texts, x_range, y_range, size_px=(1000, 440), char_px=
 # ---- latency sources ---------------------------------------------------------------------------
 def source_kind(src: str) -> str:
     """'measured' (measured or interpolated between measured points), 'analytical' (roofline, plain
-    or fitted to a profile), 'mixed', 'none' (component absent), or the string itself."""
+    or fitted to a profile), 'operator', 'mixed', 'none' (component absent), or the string itself.
+    A perfmodel.latency.source.Provenance answers with its own `.coarse`; text (older tags, profile
+    rows) is parsed."""
+    coarse = getattr(src, "coarse", None)
+    if isinstance(coarse, str):
+        return coarse
     s = str(src).lower()
     if s.startswith("none"):
         return "none"
@@ -269,3 +274,25 @@ def write_png(fig: go.Figure, path: str | Path, scale: float = 2.0) -> Path:
         raise SpecError(f"--png export failed (kaleido needs Chrome or Chromium): "
                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
     return p
+
+
+class Shown:
+    """A figure as a notebook cell's output: plotly's interactive bundle plus a static PNG of the same
+    figure (kaleido), so an executed notebook still shows it where plotly.js does not run (GitHub)."""
+
+    def __init__(self, fig: go.Figure):
+        self.fig = fig
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        import base64
+        import json
+
+        bundle = {"application/vnd.plotly.v1+json": {**json.loads(self.fig.to_json()),
+                                                     "config": {"displaylogo": False, "responsive": True}}}
+        w, h = PNG_SIZE
+        try:
+            png = self.fig.to_image(format="png", width=w, height=max(h, int(self.fig.layout.height or h)), scale=1)
+            bundle["image/png"] = base64.b64encode(png).decode("ascii")
+        except Exception as e:  # kaleido without a browser: say so in the output instead of failing the cell
+            bundle["text/plain"] = f"(static PNG not available: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        return bundle

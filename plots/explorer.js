@@ -48,16 +48,17 @@
     return Object.keys(tab.detail).map(function (k) { return k + ': ' + tab.detail[k]; }).join('<br>');
   }
   var LAYOUT = {template: 'plotly_white', font: {family: 'Helvetica, Arial, sans-serif', size: 12},
-                margin: {l: 60, r: 20, t: 40, b: 50}, hovermode: 'x unified', height: 360,
-                legend: {orientation: 'h', x: 0, y: -0.22}};
+                margin: {l: 60, r: 20, t: 40, b: 90}, hovermode: 'x unified', height: 380,
+                legend: {orientation: 'h', x: 0, y: -0.3}};
   function lay(title, x, y, extra) {
     var l = JSON.parse(JSON.stringify(LAYOUT));
     l.title = {text: title, x: 0.01, xanchor: 'left', font: {size: 14}};
+    [x, y].forEach(function (ax) { if (typeof ax.title === 'string') { ax.title = {text: ax.title}; } });
     l.xaxis = x; l.yaxis = y;
     Object.keys(extra || {}).forEach(function (k) { l[k] = extra[k]; });
     return l;
   }
-  var CFG = {displaylogo: false, responsive: true};
+  var CFG = {displaylogo: false, responsive: true, displayModeBar: false};
 
   function update() {
     var s = state(), T = tables(s), bi = s.b, ci = s.c, r = best(s, s.alpha, bi, ci), p = r.pt;
@@ -94,7 +95,7 @@
                    marker: {symbol: r.cap ? 'triangle-right' : 'star', size: cur ? 16 : 10, color: r.pt.speedup < 1 ? '#999' : '#d62728'},
                    hovertemplate: 'γ* ' + (r.pt.speedup < 1 ? 'off' : r.pt.gamma) + (r.cap ? ' (search cap)' : '') + ' at α ' + a.toFixed(2) + '<extra></extra>'});
     });
-    var l = lay('Speedup vs lookahead γ (★ γ*, ▶ γ* at the search cap) — draft ' + cell.draft + ', target ' + cell.target,
+    var l = lay('Speedup vs lookahead γ (★ γ*, ▶ γ* at the search cap)',
                 {title: 'lookahead γ', dtick: 1}, {title: 'speedup ×'});
     l.shapes = [{type: 'line', xref: 'paper', x0: 0, x1: 1, y0: 1, y1: 1, line: {dash: 'dash', color: '#999', width: 1}}];
     Plotly.react('fig-gamma', traces, l, CFG);

@@ -87,6 +87,7 @@ def figure(setting: Setting, batches=BATCHES, contexts=None) -> go.Figure:
     style(fig, f"Optimal lookahead of {setting.draft.name} → {setting.target.name}",
           f"{setting.gpu}, tp={setting.tp}, {setting.acceptance.describe()}, γ ≤ {max(setting.gammas)}",
           height=680, legend_y=1.09, top=130)
+    fig.update_layout(hovermode="x unified")  # traces share the x axis: one hover lists them all
     tag(fig, sources)
     footnote(fig, sources_note(sources), y=-0.12)
     return fig

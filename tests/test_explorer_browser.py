@@ -4,6 +4,7 @@ exactly what `specperf predict --json` gives for the same inputs; every figure o
 `specperf plot` kind, written with no model arguments, is screenshotted and must have drawn pixels.
 Skipped where chromium or chromedriver is missing."""
 import json
+import os
 import shutil
 import struct
 import zlib
@@ -12,6 +13,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+REQUIRED = os.environ.get("SPECPERF_REQUIRE_BROWSER") == "1"  # .ci/run: a missing browser fails, never skips
+if REQUIRED:
+    import plotly  # noqa: F401
+    import selenium  # noqa: F401
 pytest.importorskip("plotly")
 selenium = pytest.importorskip("selenium")
 
@@ -24,6 +29,8 @@ from cli.main import app  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
+if REQUIRED and not (CHROMIUM and DRIVER):
+    raise RuntimeError(f"SPECPERF_REQUIRE_BROWSER=1 but chromium={CHROMIUM} chromedriver={DRIVER}: run scripts/setup.sh")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="needs chromium and chromium-driver (Debian)")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1100",

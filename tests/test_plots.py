@@ -129,9 +129,25 @@ def test_breakeven_map_is_best_speedup_and_marks_the_crossing():
     acc = AcceptanceModel(alpha=0.7)
     fig = plots.figure("breakeven", setting(acceptance=acc), batches=(1, 64, 512), contexts=(128, 2048))
     p = predict(TARGET, DRAFT, LAT, acc, range(1, 9), [1, 64, 512], [128, 2048], tp=4)
-    np.testing.assert_allclose(2 ** np.asarray(fig.data[0].z), p.optimal_speedup, rtol=1e-12)
-    crosses = p.optimal_speedup.min() < 1 < p.optimal_speedup.max()
+    # memory: target shard + draft, weights + KV cache for context + γ* + 1 tokens, against one GPU
+    toks = p.batch[:, None] * (p.context[None, :] + p.optimal_gamma + 1)
+    need = (TARGET.weight_bytes / 4 + toks * TARGET.kv_bytes_per_token / 4 + DRAFT.weight_bytes
+            + toks * DRAFT.kv_bytes_per_token)
+    fits = need <= HW.memory_bytes
+    assert fits[0, 0] and not fits[-1, -1]  # batch 512 × 2048 tokens of a 65B KV cache cannot fit in 80 GB
+    z = 2 ** np.asarray(fig.data[0].z, dtype=float)
+    np.testing.assert_allclose(z[fits], p.optimal_speedup[fits], rtol=1e-12)
+    assert np.isnan(z[~fits]).all()  # masked, not drawn as a speedup
+    masked = [t for t in fig.data if t.name == "does not fit in GPU memory"]
+    assert len(masked) == 1 and np.array_equal(np.isfinite(np.asarray(masked[0].z, dtype=float)), ~fits)
+    shown = np.where(fits, p.optimal_speedup, np.nan)
+    crosses = np.nanmin(shown) < 1 < np.nanmax(shown)
     assert crosses == any("stops paying" in (t.name or "") for t in fig.data)
+    labels = next(t for t in fig.data if t.name == "γ* labels").text
+    want = ["no fit" if not fits[i, j] else "off" if p.optimal_speedup[i, j] <= 1 else
+            f"γ*={p.optimal_gamma[i, j]}" + ("+" if p.optimal_gamma[i, j] == 8 else "")
+            for j in range(len(p.context)) for i in range(len(p.batch))]
+    assert list(labels) == want
 
 
 # ---- depth-width ------------------------------------------------------------------------------
