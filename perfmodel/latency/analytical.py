@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from perfmodel.specs.families import FAMILIES
 from perfmodel.specs.hardware import HardwareProfile
 from perfmodel.specs.models import ModelSpec
 
 from .base import MODES, ComponentTimes, check_mode, check_tp  # noqa: F401  (re-exported)
 from .source import NONE_TP1, Provenance
 
-# Small (elementwise/normalisation) kernels per decoder layer in a plain PyTorch implementation
-# like profiler/blocks.py: RMSNorm ≈ 4 kernels ×2, RoPE ≈ 8, KV-cache writes 2, residual adds 2,
-# SiLU·mul 2. An estimate from reading the layer's code, not a trace count; perfmodel.latency.fit
-# refits the per-kernel floor to measured profiles, which absorbs any error in this count.
-SMALL_KERNELS = {"llama": 18, "mistral": 18, "qwen2": 18, "opt": 10}
+# Small (elementwise/normalisation) kernels per decoder layer: perfmodel.specs.families (with the count)
+SMALL_KERNELS = {name: f.small_kernels for name, f in FAMILIES.items()}
 SMALL_KERNEL_BYTES_PER_TOKEN_D = 4  # each small kernel reads+writes ~2 activations of d_model
 _check_mode = check_mode
 

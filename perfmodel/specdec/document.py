@@ -6,7 +6,6 @@ use `Prediction` arrays directly.
 """
 from __future__ import annotations
 
-from perfmodel.latency.source import Provenance
 from perfmodel.specdec.acceptance import AcceptanceModel
 from perfmodel.specdec.predict import Prediction
 from perfmodel.specs.models import ModelSpec
@@ -28,5 +27,5 @@ def prediction_document(p: Prediction, target: ModelSpec, draft: ModelSpec, gpu:
             "iteration_s": best["iteration_s"], "baseline_tok_s": best["baseline_tok_s"],
             "cost_ratio": best["t_draft_s"] / best["t_target_s"],
             "sources": {k: str(v) for k, v in p.sources.items()},
-            "provenance": {k: v.to_dict() for k, v in p.sources.items() if isinstance(v, Provenance)},
+            "provenance": {k: v.to_dict() for k, v in p.sources.items() if hasattr(v, "to_dict")},
             "notes": list(p.notes), "rows": rows}
