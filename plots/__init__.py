@@ -24,7 +24,7 @@ def figure(kind: str, setting, **kw):
 
 def show(fig):
     """Notebook output of a figure: interactive plotly plus a static PNG (reads on GitHub)."""
-    from .common import Shown
+    from .layout import Shown
 
     return Shown(fig)
 

@@ -15,7 +15,8 @@ from perfmodel.specs.catalog import MODELS
 from perfmodel.specdec.maths import iteration_s, throughput_tok_s, tokens_per_iteration
 from perfmodel.specs.models import ModelSpec, SpecError
 
-from .common import COLORS, MS, Setting, footnote, label_positions, source_line, sources_note, style, tag
+from .common import COLORS, MS, Setting, footnote, source_line, sources_note, style, tag
+from .layout import label_positions
 
 
 def default_drafts(target: ModelSpec) -> list[ModelSpec]:
