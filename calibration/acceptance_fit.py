@@ -198,6 +198,10 @@ def fit_acceptance(data: AcceptanceData, gammas=range(1, 9), model: str = "auto"
             row["per_position_ci"] = [float(boot[0][j]), float(boot[1][j])]
             row["per_position_extrapolated"] = g > len(pp[0])
         preds.append(row)
+    if any(g not in data.gammas for g in gammas):
+        notes.append(f"intervals at γ other than the observed {', '.join(map(str, data.gammas))} count sampling error "
+                     "only: real acceptance by position shifts with γ (where iterations start depends on γ), "
+                     "so a prediction at another γ can miss them (docs/accuracy.md, 'real engine')")
     notes.append(f"extrapolation: i.i.d. beyond γ={g_obs} assumes α stays constant"
                  + (f"; per-position beyond position {len(pp[0]) - 1} repeats the last rate α[{len(pp[0]) - 1}]"
                     if pp is not None else ""))

@@ -1,6 +1,6 @@
 """Trace readers: per-iteration CSV/JSONL, accepted-count histograms (gpt-fast's accept_counts),
-mean accepted length with γ (SGLang, papers), and vLLM /metrics (calibration.prometheus); format
-auto-detection. Every reader returns AcceptanceData.
+mean accepted length with γ (SGLang, papers), and vLLM /metrics (calibration.prometheus) from a file
+or a live http(s) URL, optionally minus a baseline scrape; format auto-detection. Every reader returns AcceptanceData.
 
 Key assumption: an iteration's accepted count is the leading run of accepted draft tokens (tokens
 after the first rejection are discarded even when they match), so position-level booleans are
@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from .data import FORMATS, AcceptanceData, TraceError, from_iterations, parse_count
-from .prometheus import looks_like_prometheus, read_vllm_metrics
+from .prometheus import fetch_metrics, is_url, looks_like_prometheus, read_vllm_metrics
 
 _POS_COL = re.compile(r"^(?:pos|position|accept)_(\d+)$")
 MEAN_KEYS_WITH_BONUS = ("mean_acceptance_length", "accept_length", "avg_spec_accept_length",
@@ -26,28 +26,43 @@ MEAN_KEYS_NO_BONUS = ("mean_accepted_tokens", "mean_accepted")
 N_KEYS = ("n_drafts", "num_drafts", "n_iterations")
 
 
-def read_trace(path, fmt: str = "auto", select: dict | None = None) -> AcceptanceData:
-    p = Path(path)
+def read_trace(path, fmt: str = "auto", select: dict | None = None, baseline=None) -> AcceptanceData:
+    """Read a trace file, or a live vLLM /metrics URL; `baseline`: an earlier scrape (file or URL) of the
+    same endpoint whose counts are subtracted (a server restart in between is detected, not subtracted)."""
+    p = str(path) if is_url(path) else Path(path)
     fmt = (fmt or "auto").strip().lower()
     if fmt not in FORMATS + ("auto",):
         raise TraceError(p, f"format={fmt!r} is not known; use auto, {', '.join(FORMATS)}")
-    if not p.exists():
-        raise TraceError(p, "file does not exist")
-    try:
-        text = p.read_text()
-    except UnicodeDecodeError:
-        raise TraceError(p, "is not a text file (not UTF-8)") from None
-    if not text.strip():
-        raise TraceError(p, "file is empty")
+    text = _read_text(p)
     if fmt == "auto":
         fmt = detect_format(text, p)
+    if baseline is not None and fmt != "vllm-metrics":
+        raise TraceError(baseline, f"a baseline applies to vLLM /metrics scrapes only, not to format {fmt}")
     if fmt == "vllm-metrics":
+        if baseline is not None:
+            b = str(baseline) if is_url(baseline) else Path(baseline)
+            text = _read_text(b).rstrip("\n") + "\n" + text
         return read_vllm_metrics(text, p, select)
     if fmt == "histogram":
         return read_histogram(text, p)
     if fmt == "mean-length":
         return read_mean_length(text, p)
     return read_iterations(text, p)
+
+
+def _read_text(p) -> str:
+    if isinstance(p, str):
+        text = fetch_metrics(p)
+    elif not p.exists():
+        raise TraceError(p, "file does not exist")
+    else:
+        try:
+            text = p.read_text()
+        except UnicodeDecodeError:
+            raise TraceError(p, "is not a text file (not UTF-8)") from None
+    if not text.strip():
+        raise TraceError(p, "file is empty" if not isinstance(p, str) else "the endpoint answered nothing")
+    return text
 
 
 def detect_format(text: str, source) -> str:

@@ -1,6 +1,7 @@
 """Every `.venv/bin/specperf …` command the README shows runs as written (continuation lines joined,
 from the repository root, in a fresh shell with no venv activated) and exits 0. The set-up, test and
-benchmark lines are exercised by .ci/run and the benchmark tests; the notebook loop by test_notebooks.
+benchmark lines are exercised by .ci/run and the benchmark tests; the notebook loop by test_notebooks;
+commands against a live vLLM server or the user's own config.json files (NEEDS_OUTSIDE) only by name.
 Here `.venv/bin/specperf` is this interpreter running this checkout's CLI, so the commands test the code
 under test; where the checkout has its own .venv, the launcher the README names must exist too."""
 import os
@@ -14,6 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCHER = ".venv/bin/specperf"
+# commands that need something the README says to bring: a live vLLM server, the user's own config.json
+NEEDS_OUTSIDE = ("http://", "TARGET/", "DRAFT/")
 
 
 def readme_commands() -> list[str]:
@@ -28,8 +31,12 @@ def readme_commands() -> list[str]:
     return cmds
 
 
+def runnable() -> list[str]:
+    return [c for c in readme_commands() if not any(m in c for m in NEEDS_OUTSIDE)]
+
+
 def test_readme_shows_runnable_specperf_commands():
-    cmds = readme_commands()
+    cmds = runnable()
     assert len(cmds) >= 5, cmds
     assert any(" explore " in c for c in cmds)
     text = (ROOT / "README.md").read_text()
@@ -39,7 +46,7 @@ def test_readme_shows_runnable_specperf_commands():
         assert (ROOT / LAUNCHER).exists(), f"{LAUNCHER} missing after set-up"
 
 
-@pytest.mark.parametrize("cmd", readme_commands())
+@pytest.mark.parametrize("cmd", runnable())
 def test_readme_command_runs(cmd, tmp_path):
     argv = shlex.split(cmd)[1:]
     argv = [str(tmp_path / Path(a).name) if a.endswith(".html") else a for a in argv]  # write pages to tmp
