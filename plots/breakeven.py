@@ -13,7 +13,10 @@ from perfmodel.specdec.predict import predict
 
 from perfmodel.specs.hardware import resolve_gpu
 
-from .common import MS, Setting, footnote, memory_needed_bytes, source_line, sources_note, speedup_colour, style, tag
+from perfmodel.specdec.maths import draft_context
+
+from .common import (MS, Setting, footnote, memory_needed_bytes, source_kind, source_line, sources_note,
+                     speedup_colour, style, tag)
 from .gamma import BATCHES, default_contexts
 
 BREAKEVEN_BATCHES = BATCHES + (512,)
@@ -26,6 +29,21 @@ def surface(setting: Setting, batches=BREAKEVEN_BATCHES, contexts=None):
                    list(batches), contexts, tp=setting.tp, mode=setting.single_mode("breakeven"))
 
 
+def cell_estimated(setting: Setting, p) -> np.ndarray:
+    """(B, C) True where the draft step or the verification at the cell's γ* is not all measured
+    (analytical, operator-composed or mixed), from each forward's Provenance."""
+    k = p.optimal_index
+    out = np.zeros(k.shape, bool)
+    mode = setting.single_mode("breakeven")
+    for i, b in enumerate(p.batch):
+        for j, c in enumerate(p.context):
+            g = int(p.gamma[k[i, j]])
+            srcs = {**setting.latency.forward(setting.draft, int(b), 1, draft_context(int(c), g), 1, mode).sources,
+                    **setting.latency.forward(setting.target, int(b), g + 1, int(c), setting.tp, mode).sources}
+            out[i, j] = any(source_kind(v) not in ("measured", "none") for v in srcs.values())
+    return out
+
+
 def figure(setting: Setting, batches=BREAKEVEN_BATCHES, contexts=None) -> go.Figure:
     p = surface(setting, batches, contexts)
     best = p.optimal_speedup  # (B, C)
@@ -36,6 +54,7 @@ def figure(setting: Setting, batches=BREAKEVEN_BATCHES, contexts=None) -> go.Fig
     need = memory_needed_bytes(setting.target, setting.draft, setting.tp, p.batch[:, None], p.context[None, :],
                                p.gamma[k])
     fits = np.ones(best.shape, bool) if mem is None else need <= mem
+    est = cell_estimated(setting, p)
     text = np.empty(best.shape, dtype=object)
     for i, b in enumerate(p.batch):
         for j, c in enumerate(p.context):
@@ -45,6 +64,8 @@ def figure(setting: Setting, batches=BREAKEVEN_BATCHES, contexts=None) -> go.Fig
                 verdict += f"; γ* is the search cap {gcap}, the optimum may be larger"
             fit = "" if fits[i, j] else (f"<b>does not fit</b>: {need[i, j] / 1e9:,.0f} GB of weights + KV cache "
                                          f"> {mem / 1e9:.0f} GB<br>")
+            if est[i, j]:
+                fit += "<i>latency at this cell is not all measured (analytical or mixed): ~ on its label</i><br>"
             text[i, j] = fit + (f"batch = {b}   context = {c}<br>best speedup = {best[i, j]:.3f}× at γ* = {p.gamma[g]}"
                           f" ({verdict})<br>tokens/s = {p.throughput_tok_s[i, j, g]:,.1f} vs baseline "
                           f"{p.baseline_tok_s[i, j, g]:,.1f}<br>t_draft = {p.t_draft_s[i, j, g] * MS:.4f} ms, "
@@ -76,18 +97,19 @@ def figure(setting: Setting, batches=BREAKEVEN_BATCHES, contexts=None) -> go.Fig
         if best[i, j] <= 1.0:
             return "off"
         g = int(p.gamma[k[i, j]])
-        return f"γ*={g}" + ("+" if g == gcap else "")
+        return ("~" if est[i, j] else "") + f"γ*={g}" + ("+" if g == gcap else "")
 
     fig.add_trace(go.Scatter(x=np.repeat(xi, len(yi)), y=np.tile(yi, len(xi)), mode="text",
                              text=[label(i, j) for j in xi for i in yi], hoverinfo="skip",
-                             textfont=dict(size=9, color=["white" if abs(np.log2(best[i, j])) > 0.6 * lim else "#333"
+                             textfont=dict(size=9, color=["white" if fits[i, j] and abs(np.log2(best[i, j])) > 0.6 * lim else "#333"
                                                           for j in xi for i in yi]),
                              showlegend=False, name="γ* labels"))
     fig.update_xaxes(title="context (tokens in KV cache)", tickvals=xi, ticktext=[str(c) for c in p.context])
     fig.update_yaxes(title="batch (sequences)", tickvals=yi, ticktext=[str(b) for b in p.batch])
     style(fig, f"Where speculation stops paying: {setting.draft.name} → {setting.target.name}",
           f"{setting.gpu}, tp={setting.tp}, {setting.mode}, {setting.acceptance.describe()}, "
-          f"γ ≤ {max(setting.gammas)}; γ*=N+: at the search cap; off: speculation loses", legend_y=1.02)
+          f"γ ≤ {max(setting.gammas)}", legend_y=1.02)
     tag(fig, p.sources)
-    footnote(fig, sources_note(p.sources))
+    footnote(fig, "labels: γ*=N+ at the search cap (the optimum may be larger) · off: speculation loses · "
+                  "~ latency not all measured · no fit: weights + KV cache exceed the GPU<br>" + sources_note(p.sources))
     return fig

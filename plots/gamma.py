@@ -98,10 +98,10 @@ def figure(setting: Setting, batches=BATCHES, contexts=None) -> go.Figure:
     fig.update_yaxes(title="speedup at γ* (×)", row=2, col=1)
     fig.add_hline(y=1.0, line=dict(color="#999", dash="dash", width=1), row=2, col="all")
     style(fig, f"Optimal lookahead of {setting.draft.name} → {setting.target.name}",
-          f"{setting.gpu}, tp={setting.tp}, {setting.acceptance.describe()}, γ ≤ {max(setting.gammas)}; "
-          "▲ γ* at the search cap, ✕ off (speedup < 1), gaps: weights + KV cache exceed the GPU",
+          f"{setting.gpu}, tp={setting.tp}, {setting.acceptance.describe()}, γ ≤ {max(setting.gammas)}",
           height=680, legend_y=1.09, top=130)
     fig.update_layout(hovermode="x unified")  # traces share the x axis: one hover lists them all
     tag(fig, sources)
-    footnote(fig, sources_note(sources), y=-0.12)
+    footnote(fig, "▲ γ* at the search cap (the optimum may be larger) · ✕ off: speedup < 1 · gaps: weights + KV "
+                  "cache exceed the GPU<br>" + sources_note(sources))
     return fig

@@ -18,7 +18,7 @@ from perfmodel.specdec.predict import predict  # noqa: E402
 from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key  # noqa: E402
 
 import plots  # noqa: E402
-from plots import breakdown, depth_width, design, speedup  # noqa: E402
+from plots import breakdown, breakeven, depth_width, design, speedup  # noqa: E402
 from plots.common import Setting, source_kind  # noqa: E402
 
 runner = CliRunner()
@@ -150,10 +150,25 @@ def test_breakeven_map_is_best_speedup_and_marks_the_crossing():
     crosses = np.nanmin(shown) < 1 < np.nanmax(shown)
     assert crosses == any("stops paying" in (t.name or "") for t in fig.data)
     labels = next(t for t in fig.data if t.name == "γ* labels").text
+    # LAT is the analytical roofline: every drawn γ* is marked ~ (latency not measured)
     want = ["no fit" if not fits[i, j] else "off" if p.optimal_speedup[i, j] <= 1 else
-            f"γ*={p.optimal_gamma[i, j]}" + ("+" if p.optimal_gamma[i, j] == 8 else "")
+            f"~γ*={p.optimal_gamma[i, j]}" + ("+" if p.optimal_gamma[i, j] == 8 else "")
             for j in range(len(p.context)) for i in range(len(p.batch))]
     assert list(labels) == want
+
+
+def test_breakeven_marks_only_cells_that_are_not_measured(tmp_path):
+    """With the shipped H100 profile the study's cell (batch 1, context 512) is all measured and not
+    marked; batch 512, which the profile never measured (it stops at 64), is marked."""
+    from perfmodel.latency.providers import build_provider
+
+    lat = build_provider(HW).target
+    st = setting(acceptance=AcceptanceModel(alpha=0.7), latency=lat)
+    fig = plots.figure("breakeven", st, batches=(1, 512), contexts=(512,))
+    labels = list(next(t for t in fig.data if t.name == "γ* labels").text)
+    est = breakeven.cell_estimated(st, predict(TARGET, DRAFT, lat, st.acceptance, range(1, 9), [1, 512], [512], tp=4))
+    assert [bool(e) for e in est[:, 0]] == [False, True]
+    assert not labels[0].startswith("~")
 
 
 # ---- depth-width ------------------------------------------------------------------------------
