@@ -104,7 +104,7 @@ CASES = [
     *[PLOT + ["--profile", f"in/{f}"] for f in PROFILES[:8]],
     ["plot", "nokind", "--out", "f.html"], ["plot", "gamma", "--out", "f.html", "--target", "llama-7b"],
     ["plot", "gamma", "--out", "f.html", "--target", "llama-7b", "--draft", "sheared-llama-1.3b"],
-    ["plot", "breakdown", "--out", "f.html", "--cost-ratio", "0.1"], ["plot", "design", "--out", "f.html"],
+    ["plot", "breakdown", "--out", "f.html", "--cost-ratio", "0.1"], ["plot", "design", "--out", "f.html", "--drafts", "nope-1b"],
     # profile (--estimate: nothing is measured even if a check were missed)
     *[PROF + [opt, v] for opt, vals in {
         "--models": ["nope", "", "llama-7b:d_model=1000000000"], "--out": ["p.txt", "nodir/p.csv", "in"],
