@@ -12,7 +12,7 @@ from .common import UsageError, print_json
 
 
 def run_operator_profile(*, out: str, dtype: str, mode: str, device: str, grid: str, deadline_s,
-                         json_out: bool) -> dict:
+                         json_out: bool, ops: str = "") -> dict:
     from pathlib import Path
 
     from .profile_cmds import check_device, check_dtype, parse_modes, use_device
@@ -29,8 +29,13 @@ def run_operator_profile(*, out: str, dtype: str, mode: str, device: str, grid: 
         raise UsageError(f"grid={grid!r} is not allowed; use one of {', '.join(osw.GRIDS)}")
     if deadline_s is not None and not deadline_s > 0:
         raise UsageError(f"deadline-s={deadline_s} is not allowed; give seconds > 0")
+    from perfmodel.latency.operator_table import OPS, OperatorTable
+
+    only = tuple(o.strip() for o in ops.split(",") if o.strip())
+    bad = [o for o in only if o not in OPS]
+    if bad:
+        raise UsageError(f"ops={bad[0]!r} is not allowed; use some of {', '.join(OPS)}")
     use_device(device)
-    from perfmodel.latency.operator_table import OperatorTable
     from profiler import env
 
     meta = env.metadata(device, dtype, command="specperf profile " + " ".join(sys.argv[2:]))
@@ -53,7 +58,7 @@ def run_operator_profile(*, out: str, dtype: str, mode: str, device: str, grid: 
     before = len(table)
     t0 = time.perf_counter()
     log = (lambda s: None) if json_out else (lambda s: typer.echo(s, err=True))
-    osw.run(osw.GRIDS[grid], table, p, device, dtype, modes=modes, deadline_s=deadline_s, log=log)
+    osw.run(osw.GRIDS[grid], table, p, device, dtype, modes=modes, deadline_s=deadline_s, log=log, ops=only or None)
     ok = len(table.ok_rows())
     summary = {"out": str(p), "rows": len(table), "ok": ok, "new_rows": len(table) - before,
                "wall_s": time.perf_counter() - t0, "gpu": meta["gpu_name"], "dtype": dtype}

@@ -189,13 +189,14 @@ def register(app: typer.Typer) -> None:
                                                  "norms, RoPE, ...) into an operator table instead of layers.")] = False,
         grid: Annotated[str, typer.Option(help="--operators grid: default or tiny.")] = "default",
         deadline_s: Annotated[Optional[float], typer.Option(help="--operators: start no point after this many seconds.")] = None,
+        ops: Annotated[str, typer.Option(help="--operators: only these operators (comma-separated; default all).")] = "",
     ):
         """Measure layer, LM-head and overhead latency into a LatencyTable (resumable); --operators: operator tables."""
         if operators:
             from .operator_cmd import run_operator_profile
 
             run_operator_profile(out=out, dtype=dtype, mode=mode, device=device, grid=grid, deadline_s=deadline_s,
-                                 json_out=json_out)
+                                 json_out=json_out, ops=ops)
             return
         if not models:
             raise UsageError("--models is required (or give --operators)")

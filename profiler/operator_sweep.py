@@ -81,8 +81,8 @@ def _level(idx) -> int:
     return 0 if all(i % 2 == 0 for i in idx) else 1
 
 
-def points(grid: OpGrid, modes=("graph", "eager")):
-    """[(level, op, mode, sizes)] of the whole sweep, coarse (level 0) before fine."""
+def points(grid: OpGrid, modes=("graph", "eager"), ops=None):
+    """[(level, op, mode, sizes)] of the whole sweep (only `ops` when given), coarse (level 0) before fine."""
     out = []
     z = dict.fromkeys(SIZE_COLS, 0)
     if "graph" in modes:
@@ -118,6 +118,8 @@ def points(grid: OpGrid, modes=("graph", "eager")):
             for op in ("attention", "attention_gqa"):
                 out.append((0, op, "eager", dict(z, batch_heads=bh, queries=max(q, 2) if op.endswith("gqa") else q,
                                                  kv_len=L, head_dim=hd)))
+    if ops:
+        out = [p for p in out if p[1] in ops]
     order = {"graph": 0, "eager": 1}
     out.sort(key=lambda p: (p[0], order[p[2]] if p[0] == 0 else 0))
     return out
@@ -129,7 +131,7 @@ def _row(gpu, dtype, op, mode, sizes, timing=None, copies=0, reason=""):
 
 
 def run(grid: OpGrid, table: OperatorTable, out, device, dtype: str, *, modes=("graph", "eager"),
-        deadline_s: float | None = None, log=print) -> OperatorTable:
+        deadline_s: float | None = None, log=print, ops=None) -> OperatorTable:
     """Measure every point of `grid` not yet in `table`, saving to `out`; stop starting new points at
     `deadline_s` seconds from now (what is measured is kept; rerun to resume)."""
     from .blocks import torch_dtype
@@ -138,7 +140,7 @@ def run(grid: OpGrid, table: OperatorTable, out, device, dtype: str, *, modes=("
     gpu = table.meta["gpu"]
     graph_ok = torch.device(device).type == "cuda"
     done = table.done_keys()
-    todo = [p for p in points(grid, modes) if (graph_ok or p[2] != "graph")
+    todo = [p for p in points(grid, modes, ops) if (graph_ok or p[2] != "graph")
             and op_key(_row(gpu, dtype, p[1], p[2], p[3])) not in done]
     need = max([operators.pool_elems_needed(op, s) for _, op, _, s in todo] + [1])
     dt = torch_dtype(dtype)
