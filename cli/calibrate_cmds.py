@@ -101,10 +101,10 @@ def latency(
 ):
     """Fit per-iteration overhead and draft/verify time corrections to measured end-to-end runs."""
     from calibration.latency_fit import fit_latency
-    from perfmodel.latency.providers import latency_provider
+    from perfmodel.latency.providers import build_provider
 
     params = [p.strip() for p in fit.split(",") if p.strip()]
-    corr, reports = fit_latency(file, lambda hw: latency_provider(hw, profile=profile, use_shipped=not analytical),
+    corr, reports = fit_latency(file, lambda hw: build_provider(hw, profile=profile, analytical=analytical).target,
                                 params=params, gpu=gpu, mode=mode)
     provider = corr.provider
     doc = corr.to_dict()

@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
         from perfmodel.optimize.export import check_engine, write_export
         from perfmodel.specs.hardware import resolve_gpu
         from perfmodel.optimize.run import OptimizeRequest, run
-        from perfmodel.latency.providers import latency_provider
+        from perfmodel.latency.providers import build_provider
         from perfmodel.specdec.maths import GAMMA_MAX
 
         from .common import dtype_bytes
@@ -100,14 +100,10 @@ def register(app: typer.Typer) -> None:
             policy_draft=policy_draft, emit=emit, dtype_bytes=by)
         hw = resolve_gpu(gpu)
         req.memory_bytes = hw.memory_bytes
-        provider = latency_provider(hw, profile=profile, use_shipped=not analytical)
-        draft_provider = None
-        if calibration is not None:  # latency correction fitted by `specperf calibrate latency`
-            from perfmodel.latency.corrected import apply_correction
-
-            provider, draft_provider = apply_correction(provider, calibration, hw.name, req.modes,
-                                                        hint="; pass --mode to match it")
-        doc = run(req, provider, draft_provider)
+        prov = build_provider(hw, profile=profile, analytical=analytical, calibration=calibration,
+                              modes=req.modes, hint="; pass --mode to match it")
+        provider = prov.target
+        doc = run(req, provider, prov.draft)
         doc["gpu"] = hw.name
         doc["latency_provider"] = getattr(provider, "name", type(provider).__name__)
         if emit and emit_out:

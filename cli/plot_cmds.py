@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
             check_out(png, ".png", "--png")
         from perfmodel.specs.catalog import resolve_model
         from perfmodel.specs.hardware import resolve_gpu
-        from perfmodel.latency.providers import latency_provider
+        from perfmodel.latency.providers import build_provider
         from perfmodel.specdec.maths import GAMMA_MAX
 
         import plots
@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
         if kind in NEEDS_ALPHA and acc is None:
             raise UsageError(f"the {kind} figure needs --alpha (α in [0, 1)) or --acceptance FILE")
         hw = resolve_gpu(gpu)
-        lat = latency_provider(hw, profile=profile, use_shipped=not analytical)
+        lat = build_provider(hw, profile=profile, analytical=analytical).target
         tgt = resolve_model(target, by) if target else None
         drf = resolve_model(draft or DEPTH_WIDTH_BASE, by) if (draft or kind == "depth-width") else None
         setting = Setting(target=tgt, draft=drf, latency=lat, gpu=hw.name, tp=tp, mode=mode, batch=batch,

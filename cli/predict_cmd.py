@@ -82,35 +82,20 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
     for name, v in (("batch", batch), ("context", context), ("tp", tp)):
         if v <= 0:
             raise UsageError(f"{name}={v} is not allowed; {name} must be a positive integer")
+    from perfmodel.latency.providers import build_provider
+    from perfmodel.specdec.document import prediction_document
+    from perfmodel.specdec.predict import predict
     from perfmodel.specs.catalog import resolve_model
     from perfmodel.specs.hardware import resolve_gpu
-    from perfmodel.specdec.predict import predict
-    from perfmodel.latency.providers import latency_provider
 
     acc = acceptance_model(alpha, acceptance)
     tgt = resolve_model(target, dtype_bytes)
     drf = resolve_model(draft, dtype_bytes)
     hw = resolve_gpu(gpu)
-    lat = latency_provider(hw, profile=profile, use_shipped=not analytical)
-    draft_lat = None
-    if calibration is not None:  # latency correction fitted by `specperf calibrate latency`
-        from perfmodel.latency.corrected import apply_correction
-
-        lat, draft_lat = apply_correction(lat, calibration, hw.name, [mode])
-    p = predict(tgt, drf, lat, acc, gammas, [batch], [context], tp=tp, mode=mode, draft_latency=draft_lat)
-    rows = p.rows()
-    k = int(p.optimal_index[0, 0])
-    best = rows[k]
-    for r in rows:
-        r["extrapolated_acceptance"] = acc.extrapolated(r["gamma"])
-    doc = {"target": tgt.name, "draft": drf.name, "gpu": hw.name, "tp": tp, "mode": mode,
-           "batch": batch, "context": context, "alpha": acc.alpha,
-           "alpha_by_position": list(acc.alpha_by_position) if acc.alpha_by_position else None,
-           "optimal_gamma": best["gamma"], "speedup": best["speedup"],
-           "tokens_per_iteration": best["tokens_per_iteration"], "throughput_tok_s": best["throughput_tok_s"],
-           "iteration_s": best["iteration_s"], "baseline_tok_s": best["baseline_tok_s"],
-           "cost_ratio": best["t_draft_s"] / best["t_target_s"],
-           "sources": p.sources, "notes": list(p.notes), "rows": rows}
+    prov = build_provider(hw, profile=profile, analytical=analytical, calibration=calibration, modes=[mode])
+    p = predict(tgt, drf, prov.target, acc, gammas, [batch], [context], tp=tp, mode=mode, draft_latency=prov.draft)
+    doc = prediction_document(p, tgt, drf, hw.name, tp, acc)
+    rows, best = doc["rows"], doc["rows"][int(p.optimal_index[0, 0])]
     if json_out:
         print_json(doc)
         return

@@ -20,4 +20,6 @@ def finite(obj):
         return finite(obj.item()) if getattr(obj, "ndim", 0) == 0 else finite(obj.tolist())
     if hasattr(obj, "tolist"):
         return finite(obj.tolist())
+    if callable(getattr(obj, "describe", None)):  # provenance (perfmodel.latency.source): its text
+        return obj.describe()
     return obj

@@ -12,7 +12,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from perfmodel.specs.catalog import MODELS
-from perfmodel.specdec.maths import tokens_per_iteration
+from perfmodel.specdec.maths import iteration_s, throughput_tok_s, tokens_per_iteration
 from perfmodel.specs.models import ModelSpec, SpecError
 
 from .common import COLORS, MS, Setting, footnote, source_line, sources_note, style, tag
@@ -75,8 +75,8 @@ def contour_grid(res, mode: str, t_draft_s: np.ndarray, alphas: np.ndarray) -> n
     m = res.modes[mode].costs
     g = res.gammas.astype(float)
     tpi = tokens_per_iteration(alphas[:, None, None], g[None, None, :])  # (A,1,G)
-    it = t_draft_s[None, :, None] * g + m.verify_s[0, 0][None, None, :] + m.overhead_s[0, 0][None, None, :]
-    return (float(res.batch[0]) * tpi / it).max(axis=-1)
+    it = iteration_s(g, t_draft_s[None, :, None], m.verify_s[0, 0][None, None, :], m.overhead_s[0, 0][None, None, :])
+    return throughput_tok_s(float(res.batch[0]), tpi, it).max(axis=-1)
 
 
 def figure(setting: Setting, drafts=None, stated=(), layers=None, d_models=None, alpha=None) -> go.Figure:

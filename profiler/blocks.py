@@ -2,7 +2,7 @@
 for real speculative-decoding loops.
 
 Computes one decoder layer (llama family: RMSNorm, RoPE, grouped-query attention, SwiGLU, optional
-q/k/v bias; OPT: LayerNorm, ReLU MLP, biases everywhere), the embedding + final norm + LM head, and
+q/k/v bias, optional per-head q/k RMSNorm and explicit head_dim as in Qwen3; OPT: LayerNorm, ReLU MLP, biases everywhere), the embedding + final norm + LM head, and
 a whole decoder model. Key assumption: a plain PyTorch implementation in the style of gpt-fast /
 vLLM's reference layers — fused QKV and fused gate/up projections, scaled_dot_product_attention
 against a static cache [max_batch, n_kv_heads, max_context, head_dim] with a boolean mask built from
@@ -47,23 +47,8 @@ def torch_dtype(dtype) -> torch.dtype:
 
 
 def shard_sizes(spec: ModelSpec, tp: int = 1) -> tuple[int, int, int]:
-    """Per-rank (n_heads, n_kv_heads, d_ff) of a Megatron-style tensor-parallel layer.
-
-    KV heads are split when tp divides them and replicated (one per rank) when n_kv_heads < tp.
-    """
-    if not isinstance(tp, int) or tp <= 0:
-        raise SpecError(f"tp={tp!r} is not allowed; tensor parallelism must be a positive integer")
-    if spec.n_heads % tp:
-        raise SpecError(f"tp={tp} does not divide {spec.name}'s n_heads={spec.n_heads}; "
-                        "allowed: divisors of n_heads")
-    if spec.n_kv_heads % tp == 0:
-        kv = spec.n_kv_heads // tp
-    elif tp % spec.n_kv_heads == 0:
-        kv = 1
-    else:
-        raise SpecError(f"tp={tp} neither divides nor is a multiple of {spec.name}'s "
-                        f"n_kv_heads={spec.n_kv_heads}")
-    return spec.n_heads // tp, kv, -(-spec.d_ff // tp)
+    """Per-rank (n_heads, n_kv_heads, d_ff) of a tensor-parallel layer (ModelSpec.shard owns the rule)."""
+    return spec.shard(tp)
 
 
 def _param(shape, std, dtype, device, gen):
@@ -137,6 +122,8 @@ class DecoderLayer(nn.Module):
         self.norm1_b = _param((d,), 0.02, dt, dev, g) if ln else None
         self.norm2_b = _param((d,), 0.02, dt, dev, g) if ln else None
         self.w_qkv = _param((qkv, d), d ** -0.5, dt, dev, g)
+        self.q_norm_w = _param((hd,), 1.0, dt, dev, g) if spec.qk_norm else None  # Qwen3
+        self.k_norm_w = _param((hd,), 1.0, dt, dev, g) if spec.qk_norm else None
         self.b_qkv = _param((qkv,), 0.02, dt, dev, g) if bias else None
         self.w_o = _param((d, self.n_heads * hd), (self.n_heads * hd) ** -0.5, dt, dev, g)
         self.b_o = _param((d,), 0.02, dt, dev, g) if spec.linear_bias else None
@@ -175,6 +162,9 @@ class DecoderLayer(nn.Module):
         qkv = F.linear(x, self.w_qkv, self.b_qkv)
         q, k, v = qkv.split([H * hd, KV * hd, KV * hd], dim=-1)
         q, k, v = q.view(b, n, H, hd), k.view(b, n, KV, hd), v.view(b, n, KV, hd)
+        if self.q_norm_w is not None:  # Qwen3: RMSNorm over head_dim on q and k, before RoPE
+            q = F.rms_norm(q, (hd,), self.q_norm_w, NORM_EPS)
+            k = F.rms_norm(k, (hd,), self.k_norm_w, NORM_EPS)
         positions = pos[:, None] + torch.arange(n, device=x.device)  # [b, n]
         if not self.spec.learned_positions:
             q, k = self._rope(q, positions), self._rope(k, positions)

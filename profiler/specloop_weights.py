@@ -42,6 +42,9 @@ def hf_names(spec: ModelSpec, n_layers: int) -> dict[str, tuple[str, ...]]:
         names[f"layers.{i}.w_down"] = (m + "down_proj.weight",)
         if spec.qkv_bias:
             names[f"layers.{i}.b_qkv"] = tuple(a + f"{x}_proj.bias" for x in "qkv")
+        if spec.qk_norm:  # Qwen3
+            names[f"layers.{i}.q_norm_w"] = (a + "q_norm.weight",)
+            names[f"layers.{i}.k_norm_w"] = (a + "k_norm.weight",)
     return names
 
 

@@ -39,7 +39,7 @@ def whole_model(gpu: str, tp: int) -> list[dict]:
             out.append({"model": r["model"], "mode": r["mode"], "batch": b, "new_tokens": n, "context": c,
                         "measured_s": meas, "composed_s": float(ft.total_s), "rel_err": float(ft.total_s) / meas - 1,
                         "rel_err_in_layer": float(r["rel_err_in_layer"]),
-                        "sources": sorted({ft.sources["layer"], ft.sources["allreduce"], ft.sources["lm_head"]})})
+                        "sources": sorted({str(ft.sources[k]) for k in ("layer", "allreduce", "lm_head")})})
     return out
 
 

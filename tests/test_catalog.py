@@ -38,6 +38,7 @@ PUBLISHED_PARAMS = {
     "opt-6.7b": 6.7e9, "opt-13b": 13.0e9, "opt-30b": 30.0e9, "opt-66b": 66.0e9,
     "sheared-llama-1.3b": 1.3e9, "sheared-llama-2.7b": 2.7e9, "tinyllama-1.1b": 1.1e9,
     "mistral-7b": 7.24e9, "qwen2.5-0.5b": 0.49e9, "qwen2.5-7b": 7.61e9, "qwen2.5-72b": 72.7e9,
+    "qwen3-0.6b": 0.6e9, "qwen3-4b": 4.0e9,  # Qwen3 model cards
 }
 
 

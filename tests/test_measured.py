@@ -9,6 +9,7 @@ from perfmodel.latency.fit import fit_profile
 from perfmodel.specs.hardware import GPUS
 from perfmodel.latency.analytical import AnalyticalLatency
 from perfmodel.latency.measured import Grid, MeasuredLatency
+from perfmodel.latency.base import LatencyProvider
 from perfmodel.latency.providers import latency_provider, shipped_profile
 from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
 
@@ -68,17 +69,17 @@ def test_measured_provider_interpolates_and_says_so(tmp_path):
     lat = MeasuredLatency(_table(tmp_path), H100)
     ct = lat.forward(L7, 4, 3, 512, 1, "graph")
     assert float(ct.layer_s) == pytest.approx(planted(4, 3, 512), rel=1e-12)
-    assert ct.sources["layer"] == "measured (t.csv)"
+    assert str(ct.sources["layer"]) == "measured (t.csv)"
     assert float(ct.total_s) == pytest.approx(32 * planted(4, 3, 512) + 5e-5 + 1.2e-6, rel=1e-9)
     ct = lat.forward(L7, np.array([2, 8]), 5, 1000, 1, "eager")
     np.testing.assert_allclose(ct.layer_s, planted(np.array([2, 8]), 5, 1000), rtol=1e-12)
-    assert ct.sources["layer"] == "interpolated (t.csv)"
+    assert str(ct.sources["layer"]) == "interpolated (t.csv)"
     # a wide-shallow draft reuses the llama-7b layer rows
     d4 = resolve_model("llama-7b:n_layers=4")
     assert float(lat.forward(d4, 4, 3, 512).total_s) == pytest.approx(4 * planted(4, 3, 512) + 5e-5 + 1.2e-6)
     ov, src = lat.overhead_s(L7, 4, np.array([0, 1, 2]), "graph")
     np.testing.assert_allclose(ov, 7e-5 + 1e-6 * 4 * np.arange(3))
-    assert src == "measured (t.csv)"
+    assert str(src) == "measured (t.csv)" and src.kinds == ("measured",)
 
 
 def test_outside_grid_is_anchored_and_unmeasured_shape_is_fitted(tmp_path):
@@ -87,18 +88,19 @@ def test_outside_grid_is_anchored_and_unmeasured_shape_is_fitted(tmp_path):
     ct = lat.forward(L7, 64, 1, 512, 1, "graph")  # batch beyond the grid
     want = planted(16, 1, 512) * fb.layer_s(L7, 64, 1, 512, 1, "graph") / fb.layer_s(L7, 16, 1, 512, 1, "graph")
     assert float(ct.layer_s) == pytest.approx(float(want), rel=1e-9)
-    assert "analytical fitted to t.csv" in ct.sources["layer"] and "nearest measured" in ct.sources["layer"]
+    assert "analytical fitted to t.csv" in str(ct.sources["layer"]) and "nearest measured" in str(ct.sources["layer"])
     ct = lat.forward(S13, 1, 1, 512, 1, "graph")  # shape never measured
-    assert ct.sources["layer"] == "analytical fitted to t.csv"
+    assert str(ct.sources["layer"]) == "analytical fitted to t.csv"
     assert float(ct.layer_s) == pytest.approx(float(fb.layer_s(S13, 1, 1, 512, 1, "graph")))
     mixed = lat.forward(L7, np.array([4, 64]), 1, 512).sources["layer"]
-    assert "×1" in mixed and "measured" in mixed
+    assert "×1" in str(mixed) and "measured" in str(mixed)
+    assert mixed.coarse == "mixed" and [(p.kind, p.count) for p in mixed.parts] == [("measured", 1), ("anchored", 1)]
     # tp without tp rows: scaled from the tp=1 measurement
-    ct = lat.forward(L7, 4, 3, 512, 2, "graph")
-    assert "nearest measured" in ct.sources["layer"]
+    ct = latency_provider(H100, profile=str(tmp_path / "t.csv")).forward(L7, 4, 3, 512, 2, "graph")
+    assert "nearest measured" in str(ct.sources["layer"])
     # no all-reduce rows in this table: the shipped measured NCCL curve of the H100 pair stands in
-    # (perfmodel.latency.tp.apply_tp_measurements)
-    assert ct.sources["allreduce"].startswith("NCCL all-reduce curve measured on 2× h100-sxm")
+    # (perfmodel.latency.tp.TPMeasuredLatency, put on top by build_provider)
+    assert str(ct.sources["allreduce"]).startswith("NCCL all-reduce curve measured on 2× h100-sxm")
 
 
 def test_fit_recovers_planted_efficiencies(tmp_path):
@@ -134,12 +136,13 @@ def test_fitted_params_in_metadata_are_used(tmp_path):
 
 def test_latency_provider_picks_profile_shipped_or_analytical(tmp_path):
     p = _table(tmp_path)
-    assert isinstance(latency_provider(H100, profile=str(p)), MeasuredLatency)
+    lat = latency_provider(H100, profile=str(p))  # the shipped TP tables of the H100 sit on top
+    assert isinstance(getattr(lat, "base", lat), MeasuredLatency) and isinstance(lat, LatencyProvider)
     assert isinstance(latency_provider(GPUS["l40s"]), AnalyticalLatency)
     assert isinstance(latency_provider(H100, use_shipped=False), AnalyticalLatency)
     if shipped_profile("h100-sxm"):
         lat = latency_provider(H100)
-        assert isinstance(lat, MeasuredLatency) and lat.path.name == "h100-sxm.csv"
+        assert isinstance(lat.base, MeasuredLatency) and lat.base.path.name == "h100-sxm.csv"
 
 
 def test_predict_cli_uses_profile_and_states_sources(tmp_path):

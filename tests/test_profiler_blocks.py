@@ -14,6 +14,8 @@ TINY = {
     "qwen": "qwen2.5-0.5b:n_layers=2,d_model=64,n_heads=4,n_kv_heads=2,d_ff=96,vocab=101",
     "opt": "opt-125m:n_layers=2,d_model=64,n_heads=4,d_ff=128,vocab=101",
     "opt350": "opt-350m:n_layers=2,d_model=64,n_heads=4,d_ff=128,vocab=101,embed_dim=32",
+    # Qwen3: q/k norms and head_dim 32 with 4 heads at width 64 (q is 128 wide, not d_model)
+    "qwen3": "qwen3-0.6b:n_layers=2,d_model=64,n_heads=4,n_kv_heads=2,d_ff=96,vocab=101,attn_head_dim=32",
 }
 CTX = 32
 

@@ -14,8 +14,8 @@ SHAPE_FIELDS = [f.name for f in dataclasses.fields(ModelSpec) if f.name not in (
 FIXTURE_NAMES = sorted(p.name for p in FIXTURES.iterdir() if (p / "config.json").is_file())
 
 
-def test_fixtures_cover_the_four_families():
-    assert {MODELS[n].family for n in FIXTURE_NAMES} == {"llama", "mistral", "qwen2", "opt"}
+def test_fixtures_cover_every_family():
+    assert {MODELS[n].family for n in FIXTURE_NAMES} == {"llama", "mistral", "qwen2", "qwen3", "opt"}
 
 
 @pytest.mark.parametrize("name", FIXTURE_NAMES)

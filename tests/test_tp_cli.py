@@ -42,7 +42,7 @@ def test_profile_tp2_over_two_processes(tmp_path):
 
     spec = resolve_model(TINY, 4)
     ft = MeasuredLatency(out, GPUS["h100-sxm"]).forward(spec, 2, 2, 8, 2, "eager")
-    assert ft.sources["layer"].startswith("measured") and ft.sources["allreduce"].startswith("measured")
+    assert str(ft.sources["layer"]).startswith("measured") and str(ft.sources["allreduce"]).startswith("measured")
     row = t.select(component="allreduce", batch=2, new_tokens=2)[0]
     assert float(ft.allreduce_s) == pytest.approx(row["median_s"])
 

@@ -7,9 +7,10 @@ from perfmodel.specs.catalog import resolve_model
 from perfmodel.specs.hardware import resolve_gpu
 from perfmodel.latency.analytical import AnalyticalLatency
 from perfmodel.specs.models import SpecError
-from perfmodel.latency.tp import (AllreduceModel, WithAllreduceCurve, compare_extrapolation, fit_allreduce,
-                                fit_line, load_curves, ring_bytes_factor, save_curve, shipped_curves,
-                                with_allreduce_curve)
+from perfmodel.latency.base import LatencyProvider
+from perfmodel.latency.providers import with_tp_data
+from perfmodel.latency.tp import (AllreduceModel, TPMeasuredLatency, compare_extrapolation, fit_allreduce,
+                                fit_line, load_curves, ring_bytes_factor, save_curve)
 
 SIZES = np.geomspace(4096, 256 * 2**20, 33)
 
@@ -91,22 +92,22 @@ def test_load_curves_rejects_other_files(tmp_path):
 
 def test_wrapper_replaces_analytical_allreduce_and_says_it_extrapolates(tmp_path):
     _curve_file(tmp_path, lat=8e-6, bw=200e9)
-    shipped_curves.cache_clear()
     hw = resolve_gpu("h100-sxm")
     base = AnalyticalLatency(hw)
-    lat = with_allreduce_curve(base, "h100-sxm", str(tmp_path))
-    assert isinstance(lat, WithAllreduceCurve)
+    lat = with_tp_data(base, hw, tmp_path)
+    assert isinstance(lat, TPMeasuredLatency) and isinstance(lat, LatencyProvider)
     spec = resolve_model("llama-65b")
     b, n = np.array([1, 8])[:, None], np.array([1, 5])[None, :]
     ft4 = lat.forward(spec, b, n, 512, 4, "graph")
     msg = b * n * spec.d_model * 2
     want = 2 * (8e-6 * 2.0 + msg * 1.5 / 200e9)
     np.testing.assert_allclose(ft4.allreduce_s, want, rtol=1e-3)
-    src = ft4.sources["allreduce"]
+    src = str(ft4.sources["allreduce"])
+    assert ft4.sources["allreduce"].kinds == ("curve",)
     assert "measured on 2× h100-sxm" in src and "TP=4 EXTRAPOLATED from measured TP=2" in src
     assert "×1.50" in src and "×2.00" in src and "the TP=2 time" in src
     ft2 = lat.forward(spec, 1, 1, 512, 2, "graph")
-    assert "EXTRAPOLATED" not in ft2.sources["allreduce"]
+    assert "EXTRAPOLATED" not in str(ft2.sources["allreduce"])
     np.testing.assert_allclose(ft2.allreduce_s, 2 * (8e-6 + 16384 / 200e9), rtol=1e-3)
     ft1 = lat.forward(spec, 1, 1, 512, 1, "graph")
     assert float(np.max(ft1.allreduce_s)) == 0.0
@@ -117,7 +118,7 @@ def test_wrapper_replaces_analytical_allreduce_and_says_it_extrapolates(tmp_path
 
 def test_no_curve_for_gpu_leaves_provider_unchanged(tmp_path):
     base = AnalyticalLatency(resolve_gpu("a10g"))
-    assert with_allreduce_curve(base, "a10g", str(tmp_path)) is base
+    assert with_tp_data(base, resolve_gpu("a10g"), tmp_path) is base
 
 
 def test_nearest_measured_tp_is_used_and_named(tmp_path):

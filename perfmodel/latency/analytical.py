@@ -8,56 +8,19 @@ latency grow with depth rather than with size — the effect the study found.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 
+from perfmodel.specs.families import FAMILIES
 from perfmodel.specs.hardware import HardwareProfile
-from perfmodel.specs.models import ModelSpec, SpecError
+from perfmodel.specs.models import ModelSpec
 
-MODES = ("eager", "graph")
+from .base import MODES, ComponentTimes, check_mode, check_tp  # noqa: F401  (re-exported)
+from .source import NONE_TP1, Provenance
 
-# Small (elementwise/normalisation) kernels per decoder layer in a plain PyTorch implementation
-# like profiler/blocks.py: RMSNorm ≈ 4 kernels ×2, RoPE ≈ 8, KV-cache writes 2, residual adds 2,
-# SiLU·mul 2. An estimate from reading the layer's code, not a trace count; perfmodel.latency.fit refits the
-# per-kernel floor to measured profiles, which absorbs any error in this count.
-SMALL_KERNELS = {"llama": 18, "mistral": 18, "qwen2": 18, "opt": 10}
-# Large kernels per layer: q, k, v, o projections, attention, gate/up, down (llama) — OPT: q, k, v,
-# out, attention, fc1, fc2.
+# Small (elementwise/normalisation) kernels per decoder layer: perfmodel.specs.families (with the count)
+SMALL_KERNELS = {name: f.small_kernels for name, f in FAMILIES.items()}
 SMALL_KERNEL_BYTES_PER_TOKEN_D = 4  # each small kernel reads+writes ~2 activations of d_model
-
-
-@dataclass(frozen=True)
-class ComponentTimes:
-    """Seconds for one forward, by component; arrays broadcast over (batch, new_tokens, context)."""
-    layer_s: np.ndarray  # one decoder layer, without its all-reduces
-    allreduce_s: np.ndarray  # the all-reduces of one layer (0 at tp = 1)
-    lm_head_s: np.ndarray  # embedding + final norm + LM head
-    n_layers: int
-    sources: dict = field(default_factory=dict)
-
-    @property
-    def layers_s(self):
-        return self.n_layers * (self.layer_s + self.allreduce_s)
-
-    @property
-    def total_s(self):
-        return self.layers_s + self.lm_head_s
-
-
-def _check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise SpecError(f"mode={mode!r} is not allowed; use eager or graph")
-    return mode
-
-
-def check_tp(spec: ModelSpec, tp: int) -> int:
-    if not isinstance(tp, (int, np.integer)) or tp <= 0:
-        raise SpecError(f"tp={tp!r} is not allowed; tensor parallelism must be a positive integer")
-    if spec.n_heads % tp or spec.n_kv_heads % tp and tp % spec.n_kv_heads:
-        raise SpecError(f"tp={tp} does not divide {spec.name}'s n_heads={spec.n_heads} "
-                        f"(n_kv_heads={spec.n_kv_heads}); allowed: divisors of n_heads")
-    return int(tp)
+_check_mode = check_mode
 
 
 class AnalyticalLatency:
@@ -66,6 +29,7 @@ class AnalyticalLatency:
     def __init__(self, hw: HardwareProfile):
         self.hw = hw
         self.name = f"analytical ({hw.name} datasheet roofline)"
+        self.source = Provenance.of("datasheet", detail=hw.name)
 
     def _floor(self, mode: str) -> float:
         return self.hw.kernel_floor_eager_s if mode == "eager" else self.hw.kernel_floor_graph_s
@@ -79,17 +43,17 @@ class AnalyticalLatency:
         _check_mode(mode)
         b, n, ctx = (np.asarray(x, dtype=float) for x in (batch, new_tokens, context))
         T = b * n
-        by, d, kv, ff = spec.dtype_bytes, spec.d_model, spec.kv_dim, spec.d_ff
+        by, d = spec.dtype_bytes, spec.d_model
+        H, KV, _ = spec.shard(tp)
+        qd, kvd = H * spec.head_dim, KV * spec.head_dim
         fl = self._floor(mode)
         t = 0.0
-        mats = [(d, d / tp), (d, kv / tp), (d, kv / tp), (d / tp, d)]  # q, k, v, o
-        mats += [(d, ff / tp)] * (2 if spec.gated_mlp else 1) + [(ff / tp, d)]
-        for k_in, k_out in mats:
+        for _, k_in, k_out in spec.layer_matmuls(tp):
             t = t + self._kernel(2 * T * k_in * k_out, by * (k_in * k_out + T * (k_in + k_out)), fl)
         # attention over the cache: QK^T and PV, reading the whole KV cache of each sequence
         kv_len = ctx + n
-        att_flops = 4 * T * kv_len * d / tp
-        att_bytes = by * (b * kv_len * 2 * kv / tp + 2 * T * d / tp)
+        att_flops = 4 * T * kv_len * qd
+        att_bytes = by * (b * kv_len * 2 * kvd + 2 * T * qd)
         t = t + self._kernel(att_flops, att_bytes, fl)
         small = SMALL_KERNELS[spec.family]
         t = t + small * self._kernel(0.0, SMALL_KERNEL_BYTES_PER_TOKEN_D * by * T * d, fl)
@@ -119,12 +83,12 @@ class AnalyticalLatency:
             allreduce_s=self.allreduce_s(spec, batch, new_tokens, tp, mode),
             lm_head_s=self.lm_head_s(spec, batch, new_tokens, tp, mode),
             n_layers=spec.n_layers,
-            sources={"layer": self.name, "lm_head": self.name,
-                     "allreduce": self.name if tp > 1 else "none (tp=1)"})
+            sources={"layer": self.source, "lm_head": self.source,
+                     "allreduce": self.source if tp > 1 else NONE_TP1})
 
     def overhead_s(self, spec: ModelSpec, batch, gamma, mode="graph"):
         """Per-iteration work outside forwards: sampling over the vocabulary, accept/reject, sync."""
         base = self.hw.overhead_eager_s if mode == "eager" else self.hw.overhead_graph_s
         b, g = np.asarray(batch, dtype=float), np.asarray(gamma, dtype=float)
         sample_bytes = 4 * b * (g + 1) * spec.vocab  # fp32 logits read once by argmax/softmax
-        return base + sample_bytes / (self.hw.hbm_bytes_per_s * self.hw.bandwidth_efficiency), self.name
+        return base + sample_bytes / (self.hw.hbm_bytes_per_s * self.hw.bandwidth_efficiency), self.source

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.latency.analytical import ComponentTimes
+from perfmodel.latency.base import ComponentTimes
 from perfmodel.specs.models import SpecError, read_json
 
 KIND = "specperf latency correction"
@@ -89,7 +89,7 @@ class LatencyCorrection:
 
 
 def _scale(ft: ComponentTimes, k: float, note: str) -> ComponentTimes:
-    src = {key: f"{v} × {note}" for key, v in ft.sources.items()}
+    src = {key: v.with_note(f"× {note}") for key, v in ft.sources.items()}
     return ComponentTimes(layer_s=np.asarray(ft.layer_s) * k, allreduce_s=np.asarray(ft.allreduce_s) * k,
                           lm_head_s=np.asarray(ft.lm_head_s) * k, n_layers=ft.n_layers, sources=src)
 
@@ -124,10 +124,8 @@ class CorrectedLatency:
         e = self.correction.entry(self.gpu, mode)
         if e is None:
             return ov, src
-        return ov + e.extra_overhead_s, f"{src} + calibrated {e.extra_overhead_s * 1e3:.4g} ms"
+        return ov + e.extra_overhead_s, src.with_note(f"+ calibrated {e.extra_overhead_s * 1e3:.4g} ms")
 
-    def __getattr__(self, item):  # other provider attributes (hw, table, ...) pass through
-        return getattr(self.__dict__["base"], item)
 
 
 def apply_correction(provider, path, gpu: str, modes, hint: str = ""):

@@ -19,11 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from perfmodel.specs.hardware import GPUS, HardwareProfile
-from perfmodel.latency.analytical import AnalyticalLatency, ComponentTimes, _check_mode, check_tp
+from perfmodel.latency.analytical import AnalyticalLatency
+from perfmodel.latency.base import ComponentTimes, check_mode as _check_mode, check_tp
+from perfmodel.latency.source import NONE_TP1, Provenance, Source
 from perfmodel.specs.models import ModelSpec, read_json
 from perfmodel.latency.table import DTYPE_BYTES, SCHEMA_VERSION, LatencyTable, head_shape_key, layer_shape_key
 
 MEASURED, INTERP, FITTED, ANCHORED = 0, 1, 2, 3
+_KIND = {MEASURED: "measured", INTERP: "interpolated", FITTED: "fitted", ANCHORED: "anchored"}
 _LEAN = ("gpu", "shape", "head_shape", "component", "mode", "dtype", "tp", "batch", "new_tokens",
          "context", "median_s")
 
@@ -188,14 +191,9 @@ class MeasuredLatency:
                          np.where(np.isfinite(edge), ANCHORED, FITTED))
         return out, kinds
 
-    def _describe(self, kinds) -> str:
-        labels = {MEASURED: f"measured ({self.file})", INTERP: f"interpolated ({self.file})",
-                  FITTED: f"analytical fitted to {self.file}",
-                  ANCHORED: f"analytical fitted to {self.file}, scaled to the nearest measured point"}
-        u, c = np.unique(np.asarray(kinds).ravel(), return_counts=True)
-        if len(u) == 1:
-            return labels[int(u[0])]
-        return "; ".join(f"{labels[int(k)]} ×{n}" for k, n in zip(u, c))
+    def _describe(self, kinds) -> Provenance:
+        labels = {str(k): Source(_KIND[k], self.file) for k in _KIND}
+        return Provenance.from_kinds(np.asarray(kinds).astype(int).astype(str), labels)
 
     def forward(self, spec: ModelSpec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
         _check_mode(mode)
@@ -211,16 +209,11 @@ class MeasuredLatency:
                                   lambda b, n, t: fb.allreduce_s(spec, b, n, t, mode))
             ar_src = self._describe(ak)
         else:
-            ar, ar_src = np.zeros(shape), "none (tp=1)"
+            ar, ar_src = np.zeros(shape), NONE_TP1
         ct = ComponentTimes(layer_s=layer + np.zeros(shape), allreduce_s=ar + np.zeros(shape),
                             lm_head_s=head + np.zeros(shape), n_layers=spec.n_layers,
                             sources={"layer": self._describe(lk), "lm_head": self._describe(hk),
                                      "allreduce": ar_src})
-        if tp > 1:  # shipped TP tables + measured all-reduce curve where this table has none (tp_model)
-            from perfmodel.latency.tp import apply_tp_measurements
-
-            ct = apply_tp_measurements(ct, spec, batch, new_tokens, context, tp, mode, gpu=self.gpu,
-                                       hw=self.hw, exclude=self.path)
         return ct
 
     def overhead_s(self, spec: ModelSpec, batch, gamma, mode="graph"):

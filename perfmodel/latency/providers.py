@@ -1,38 +1,81 @@
-"""Choose the latency provider for a prediction: a measured profile when one is given or shipped
-for the GPU (perfmodel/data/<gpu>.csv), the analytical roofline otherwise.
+"""Choose the latency provider for a prediction — the one place that does: a measured profile when
+one is given or shipped for the GPU (perfmodel/data/<gpu>.csv), the analytical roofline otherwise;
+for tp > 1 the GPU's shipped TP tables and all-reduce curves on top; a calibration on top of all.
 
 Key assumption: a shipped profile applies only to the GPU it was measured on.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from perfmodel.specs.hardware import HardwareProfile
 from perfmodel.latency.analytical import AnalyticalLatency
+from perfmodel.latency.base import LatencyProvider
+from perfmodel.latency.measured import MeasuredLatency
+from perfmodel.latency.tp import TPMeasuredLatency, shipped_curves, shipped_tp_tables
+from perfmodel.specs.hardware import HardwareProfile
 from perfmodel.specs.models import SpecError
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
 
-def shipped_profile(gpu: str) -> Path | None:
+def shipped_profile(gpu: str, data_dir: Path = DATA) -> Path | None:
     """The profile shipped for catalog GPU `gpu`, or None."""
-    p = DATA / f"{gpu}.csv"
+    p = Path(data_dir) / f"{gpu}.csv"
     return p if p.exists() else None
 
 
-def latency_provider(hw: HardwareProfile, profile: str | None = None, use_shipped: bool = True):
-    """Return an object with .forward(spec, b, n, ctx, tp, mode) and .overhead_s(spec, b, γ, mode)."""
-    from perfmodel.latency.measured import MeasuredLatency
+def with_tp_data(provider: LatencyProvider, hw: HardwareProfile, data_dir: Path = DATA,
+                 exclude: Path | None = None) -> LatencyProvider:
+    """`provider` with the shipped TP tables and all-reduce curves of `hw` for tp > 1 (unchanged
+    when none ship). `exclude`: a table not to add (the base profile itself)."""
+    tables = {tp: p for tp, p in shipped_tp_tables(hw.name, str(data_dir)).items()
+              if exclude is None or p.resolve() != Path(exclude).resolve()}
+    curves = shipped_curves(hw.name, str(data_dir))
+    if not tables and not curves:
+        return provider
+    return TPMeasuredLatency(provider, {tp: MeasuredLatency(p, hw) for tp, p in tables.items()}, curves)
 
+
+@dataclass(frozen=True)
+class Providers:
+    """The target-side and draft-side providers of one prediction (they differ only under a
+    calibration, which corrects drafts and verification with different factors)."""
+    target: LatencyProvider
+    draft: LatencyProvider
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+
+def build_provider(hw: HardwareProfile, profile: str | None = None, analytical: bool = False,
+                   calibration: str | None = None, modes=("graph",), data_dir: Path = DATA,
+                   hint: str = "") -> Providers:
+    """The providers for a prediction on `hw`: `profile` (a LatencyTable file) or the shipped one
+    unless `analytical`; shipped TP data for tp > 1; `calibration` (from `specperf calibrate
+    latency`) on top, which must hold an entry for every mode in `modes`."""
+    if analytical and profile is not None:
+        raise SpecError(f"--analytical ignores profiles, but profile={str(profile)!r} was given; drop one")
     if profile is not None:
         if not Path(profile).is_file():
             raise SpecError(f"profile {str(profile)!r} does not exist")
-        return MeasuredLatency(profile, hw)
-    if use_shipped:
-        p = shipped_profile(hw.name)
-        if p is not None:
-            return MeasuredLatency(p, hw)
-        from perfmodel.latency.tp import with_allreduce_curve  # tp > 1: shipped TP tables + all-reduce curve
+        base: LatencyProvider = MeasuredLatency(profile, hw)
+    else:
+        p = None if analytical else shipped_profile(hw.name, data_dir)
+        base = MeasuredLatency(p, hw) if p is not None else AnalyticalLatency(hw)
+    prov = base if analytical else with_tp_data(base, hw, data_dir, exclude=profile)
+    if calibration is None:
+        return Providers(prov, prov)
+    from perfmodel.latency.corrected import apply_correction
 
-        return with_allreduce_curve(AnalyticalLatency(hw), hw.name)
-    return AnalyticalLatency(hw)
+    target, draft = apply_correction(prov, calibration, hw.name, list(modes), hint)
+    return Providers(target, draft)
+
+
+def latency_provider(hw: HardwareProfile, profile: str | None = None, use_shipped: bool = True) -> LatencyProvider:
+    """The target-side provider of build_provider (no calibration): `use_shipped=False` means
+    analytical when no profile is given."""
+    if profile is not None or use_shipped:
+        return build_provider(hw, profile=profile).target
+    return build_provider(hw, analytical=True).target

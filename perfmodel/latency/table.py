@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from perfmodel.specs.families import traits
 from perfmodel.specs.models import ModelSpec, SpecError, read_json
 
 SCHEMA_VERSION = 1
@@ -45,6 +46,7 @@ def read_csv(path: str | Path, required, what: str) -> list[dict]:
 def layer_shape_key(spec: ModelSpec) -> str:
     """Identity of one decoder layer's shape (depth and vocabulary excluded)."""
     extra = ("+qkvb" if spec.qkv_bias else "") + ("+bias" if spec.linear_bias else "")
+    extra += ("+qkn" if spec.qk_norm else "") + (f"+hd{spec.attn_head_dim}" if spec.attn_head_dim else "")
     mlp = "glu" if spec.gated_mlp else "mlp"
     return f"{spec.family}:d{spec.d_model}:h{spec.n_heads}:kv{spec.n_kv_heads}:ff{spec.d_ff}:{mlp}{extra}"
 
@@ -153,11 +155,14 @@ def spec_from_shape_key(key: str, dtype_bytes: int = 2) -> ModelSpec:
     try:
         fam, d, h, kv, ff, rest = key.split(":", 5)
         mlp, *flags = rest.split("+")
+        tr = traits(fam)
+        hd = [int(f[2:]) for f in flags if f.startswith("hd")]
         return ModelSpec(name=key, family=fam, n_layers=1, d_model=int(d[1:]), n_heads=int(h[1:]),
                          n_kv_heads=int(kv[2:]), d_ff=int(ff[2:]), vocab=1, gated_mlp=(mlp == "glu"),
-                         norm="layernorm" if fam == "opt" else "rmsnorm", dtype_bytes=dtype_bytes,
-                         qkv_bias="qkvb" in flags, linear_bias="bias" in flags,
-                         learned_positions=(fam == "opt"), max_positions=2**20)
+                         norm=tr.norm, dtype_bytes=dtype_bytes,
+                         qkv_bias="qkvb" in flags, linear_bias="bias" in flags, qk_norm="qkn" in flags,
+                         attn_head_dim=hd[0] if hd else 0,
+                         learned_positions=tr.learned_positions, max_positions=2**20)
     except (ValueError, IndexError, SpecError) as e:
         raise SpecError(f"layer shape key {key!r} is malformed ({e})") from None
 
@@ -167,10 +172,10 @@ def spec_from_head_shape_key(key: str, dtype_bytes: int = 2) -> ModelSpec:
     try:
         fam, d, v = key.split(":")
         width = int(d[1:])
+        tr = traits(fam)
         return ModelSpec(name=key, family=fam, n_layers=1, d_model=width, n_heads=1, n_kv_heads=1,
-                         d_ff=1, vocab=int(v[1:]), gated_mlp=fam != "opt",
-                         norm="layernorm" if fam == "opt" else "rmsnorm", dtype_bytes=dtype_bytes,
-                         learned_positions=(fam == "opt"), max_positions=2**20)
+                         d_ff=1, vocab=int(v[1:]), gated_mlp=tr.gated_mlp, norm=tr.norm,
+                         dtype_bytes=dtype_bytes, learned_positions=tr.learned_positions, max_positions=2**20)
     except (ValueError, IndexError, SpecError) as e:
         raise SpecError(f"head shape key {key!r} is malformed ({e})") from None
 

@@ -1,5 +1,6 @@
 """Tensor-parallel all-reduce cost from a measured NCCL curve: fit, extrapolation to other TP
-degrees, and a latency-provider wrapper that puts it into predictions.
+degrees, and TPMeasuredLatency, the provider that puts measured TP tables and the curve into
+predictions (the tables and curves are passed in: this module reads no profile by itself).
 
 Fit: t(m) = a + m / B (latency + size/bandwidth), by least squares on relative error; optionally two
 regimes t(m) = min(a_s + m/B_s, a_l + m/B_l), because NCCL picks the faster of its protocols (LL for
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import json
 import math
 import re
@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from perfmodel.specs.models import ModelSpec, SpecError, read_json
+from perfmodel.latency.source import Provenance
 from perfmodel.latency.table import LatencyTable, read_csv
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -230,8 +231,8 @@ def compare_extrapolation(model: AllreduceModel, measured: AllreduceCurve) -> di
 _FILE_RE = re.compile(r"allreduce_(?P<gpu>.+)_tp(?P<tp>\d+)\.csv$")
 
 
-@functools.lru_cache(maxsize=None)
 def shipped_curves(gpu: str, data_dir: str = str(DATA_DIR)) -> tuple:
+    """Every all-reduce curve shipped for `gpu` (files allreduce_<gpu>_tp<N>.csv in data_dir)."""
     out = []
     for p in sorted(Path(data_dir).glob(f"allreduce_{gpu}_tp*.csv")):
         if _FILE_RE.search(p.name):
@@ -239,83 +240,69 @@ def shipped_curves(gpu: str, data_dir: str = str(DATA_DIR)) -> tuple:
     return tuple(out)
 
 
-@functools.lru_cache(maxsize=None)
-def curve_model(gpu: str, tp: int, mode: str, data_dir: str = str(DATA_DIR)) -> AllreduceModel | None:
-    """The shipped curve for (gpu, mode) measured at the TP degree nearest to `tp` (exact first)."""
-    cands = [c for c in shipped_curves(gpu, data_dir) if c.mode == mode and c.tp > 1]
+def nearest_curve_model(curves, tp: int, mode: str) -> AllreduceModel | None:
+    """The curve for `mode` measured at the TP degree nearest to `tp` (exact first), fitted."""
+    cands = [c for c in curves if c.mode == mode and c.tp > 1]
     if not cands:
         return None
     best = min(cands, key=lambda c: (abs(math.log2(c.tp) - math.log2(tp)), -c.tp))
     return AllreduceModel.from_curve(best)
 
 
-def _measured(src) -> bool:
-    """A provider source built from measured rows only (not the analytical fallback)."""
-    return str(src).startswith(("measured", "interpolated")) and "analytical" not in str(src)
+def curve_model(gpu: str, tp: int, mode: str, data_dir: str = str(DATA_DIR)) -> AllreduceModel | None:
+    """The shipped curve for (gpu, mode) nearest to `tp`, fitted (reads the files each call)."""
+    return nearest_curve_model(shipped_curves(gpu, data_dir), tp, mode)
 
 
-def shipped_tp_table(gpu: str, tp: int, data_dir: str = str(DATA_DIR)) -> Path | None:
-    """The TP profile shipped for (gpu, tp): rows measured with `tp` processes on `tp` GPUs."""
-    p = Path(data_dir) / f"{gpu}_tp{tp}.csv"
-    return p if p.exists() else None
+def shipped_tp_tables(gpu: str, data_dir: str = str(DATA_DIR)) -> dict[int, Path]:
+    """{tp: path} of the TP profiles shipped for `gpu`: rows measured with tp processes on tp GPUs."""
+    out = {}
+    for p in sorted(Path(data_dir).glob(f"{gpu}_tp*.csv")):
+        m = re.fullmatch(rf"{re.escape(gpu)}_tp(\d+)\.csv", p.name)
+        if m:
+            out[int(m.group(1))] = p
+    return out
 
 
-_TP_PROVIDERS: dict = {}
+class TPMeasuredLatency:
+    """A LatencyProvider for tp > 1: the base provider's components, replaced — where the base had
+    no measured rows — by a measured TP table's (one provider per tp, passed in) and then, for the
+    all-reduce, by the measured NCCL curve nearest in TP degree (its extrapolation stated)."""
 
-
-def apply_tp_measurements(ft, spec: ModelSpec, batch, new_tokens, context, tp: int, mode: str, *, gpu: str,
-                          hw=None, data_dir: str = str(DATA_DIR), exclude=None):
-    """For tp > 1: take layer / lm_head / allreduce times from the shipped TP table of `gpu` where
-    the base provider had only its analytical fallback, then the all-reduce from the measured
-    curve (labelled, with its extrapolation) where no measured all-reduce rows exist."""
-    if tp == 1:
-        return ft
-    fields, sources = {}, dict(ft.sources)
-    path = shipped_tp_table(gpu, tp, data_dir)
-    if path is not None and hw is not None and (exclude is None or Path(exclude).resolve() != path.resolve()):
-        from perfmodel.latency.measured import MeasuredLatency
-
-        key = (str(path), hw.name)
-        prov = _TP_PROVIDERS.get(key) or _TP_PROVIDERS.setdefault(key, MeasuredLatency(path, hw))
-        ft_tp = prov.forward(spec, batch, new_tokens, context, tp, mode)
-        for comp, f in (("layer", "layer_s"), ("lm_head", "lm_head_s"), ("allreduce", "allreduce_s")):
-            if not _measured(sources.get(comp)) and _measured(ft_tp.sources.get(comp)):
-                fields[f], sources[comp] = getattr(ft_tp, f), ft_tp.sources[comp]
-    if not _measured(sources.get("allreduce")):
-        model = curve_model(gpu, tp, mode, data_dir)
-        if model is not None:
-            shape = np.broadcast(np.asarray(ft.allreduce_s), np.asarray(batch), np.asarray(new_tokens)).shape
-            fields["allreduce_s"] = np.broadcast_to(model.layer_s(spec, batch, new_tokens, tp), shape).copy()
-            msg = np.asarray(batch, dtype=float) * np.asarray(new_tokens, dtype=float) * spec.d_model * spec.dtype_bytes
-            sources["allreduce"] = model.describe(tp, msg)
-    return dataclasses.replace(ft, sources=sources, **fields) if fields else ft
-
-
-class WithAllreduceCurve:
-    """Wrap a latency provider (the analytical one): for tp > 1, shipped TP measurements and the
-    measured all-reduce curve replace its datasheet terms, each source saying so."""
-
-    def __init__(self, base, gpu: str, data_dir: str = str(DATA_DIR)):
-        self.base, self.gpu, self.data_dir = base, gpu, data_dir
+    def __init__(self, base, tables: dict | None = None, curves: tuple = ()):
+        self.base, self.tables, self.curves = base, dict(tables or {}), tuple(curves)
         self.name = getattr(base, "name", type(base).__name__)
+        self._models: dict = {}
 
-    def __getattr__(self, k):
-        return getattr(self.base, k)
+    def _curve(self, tp: int, mode: str):
+        if (tp, mode) not in self._models:
+            self._models[(tp, mode)] = nearest_curve_model(self.curves, tp, mode)
+        return self._models[(tp, mode)]
 
     def forward(self, spec: ModelSpec, batch, new_tokens, context, tp=1, mode="graph"):
         ft = self.base.forward(spec, batch, new_tokens, context, tp, mode)
-        return apply_tp_measurements(ft, spec, batch, new_tokens, context, tp, mode, gpu=self.gpu,
-                                     hw=getattr(self.base, "hw", None), data_dir=self.data_dir)
+        if tp == 1:
+            return ft
+        fields, sources = {}, dict(ft.sources)
+        prov = self.tables.get(tp)
+        if prov is not None:
+            ft_tp = prov.forward(spec, batch, new_tokens, context, tp, mode)
+            for comp, f in (("layer", "layer_s"), ("lm_head", "lm_head_s"), ("allreduce", "allreduce_s")):
+                if not sources[comp].measured_only and ft_tp.sources[comp].measured_only:
+                    fields[f], sources[comp] = getattr(ft_tp, f), ft_tp.sources[comp]
+        if not sources["allreduce"].measured_only:
+            model = self._curve(tp, mode)
+            if model is not None:
+                shape = np.broadcast(np.asarray(ft.allreduce_s), np.asarray(batch), np.asarray(new_tokens)).shape
+                fields["allreduce_s"] = np.broadcast_to(model.layer_s(spec, batch, new_tokens, tp), shape).copy()
+                msg = (np.asarray(batch, dtype=float) * np.asarray(new_tokens, dtype=float)
+                       * spec.d_model * spec.dtype_bytes)
+                sources["allreduce"] = Provenance.of("curve", file=Path(model.curve.path).name,
+                                                     detail=model.describe(tp, msg))
+        return dataclasses.replace(ft, sources=sources, **fields) if fields else ft
 
     def overhead_s(self, spec, batch, gamma, mode="graph"):
         return self.base.overhead_s(spec, batch, gamma, mode)
-
-
-def with_allreduce_curve(provider, gpu: str, data_dir: str = str(DATA_DIR)):
-    """`provider` wrapped with the shipped TP data of `gpu`, or unchanged when none ships."""
-    if not shipped_curves(gpu, data_dir) and not list(Path(data_dir).glob(f"{gpu}_tp*.csv")):
-        return provider
-    return WithAllreduceCurve(provider, gpu, data_dir)
 
 
 def eager_allreduce_in_situ(table, with_ar) -> int:

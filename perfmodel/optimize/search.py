@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from perfmodel.latency.source import Provenance
+from perfmodel.specdec.maths import draft_context, iteration_s, speedup
+
 from perfmodel.specs.models import ModelSpec, SpecError
 
 CHUNK = 4096  # candidates per block: keeps the (chunk, batch, context, γ) work array cache-sized
@@ -118,12 +121,12 @@ def mode_costs(provider, target: ModelSpec, shapes, batch, context, gammas, tp: 
     head = np.empty((S,) + zero.shape)
     sources: dict = {}
     for s, spec in enumerate(shapes):
-        ft = dp.forward(spec, B, 1, C + (G - 1) / 2.0, 1, mode)
+        ft = dp.forward(spec, B, 1, draft_context(C, G), 1, mode)
         layer[s] = ft.layer_s + ft.allreduce_s + zero
         head[s] = ft.lm_head_s + zero
         for k, v in ft.sources.items():  # distinct descriptions over all draft shapes
-            sources.setdefault(f"draft_{k}", {})[v] = None
-    sources = {k: "; ".join(v) for k, v in sources.items()}
+            sources.setdefault(f"draft_{k}", []).append(v)
+    sources = {k: Provenance.merge(v) for k, v in sources.items()}
     vf = provider.forward(target, B, G + 1, C, tp, mode)
     t1 = provider.forward(target, B[..., 0], 1, C[..., 0], tp, mode)
     ov, ov_src = provider.overhead_s(target, B, G, mode)
@@ -165,7 +168,8 @@ def search(tpi: np.ndarray, shape_index: np.ndarray, n_layers: np.ndarray, costs
     for lo in range(0, P, chunk):
         sl = slice(lo, min(P, lo + chunk))
         idx = shape_index[sl]
-        s = costs.layer_s[idx]  # gathered copy, reused in place: iteration time, then speedup/base
+        # maths.iteration_s and maths.speedup, computed in place on one gathered copy (10^5 designs)
+        s = costs.layer_s[idx]
         s *= n_layers[sl].astype(float)[:, None, None, None]
         s += costs.head_s[idx]
         s *= g
@@ -186,7 +190,7 @@ def cell_details(tpi_row: np.ndarray, shape: int, depth: int, costs: ModeCosts, 
     t_draft = depth * costs.layer_s[shape, bi, ci, gi] + costs.head_s[shape, bi, ci, gi]
     t_ver = costs.verify_s[bi, ci, gi]
     ov = costs.overhead_s[bi, ci, gi]
-    it = g * t_draft + t_ver + ov
+    it = iteration_s(g, t_draft, t_ver, ov)
     tpi = float(tpi_row[gi])
     b = float(np.asarray(batch)[bi])
     return {"gamma": int(g), "tokens_per_iteration": tpi, "t_draft_s": float(t_draft),
@@ -194,7 +198,7 @@ def cell_details(tpi_row: np.ndarray, shape: int, depth: int, costs: ModeCosts, 
             "draft_share": float(g * t_draft / it), "verify_share": float(t_ver / it),
             "overhead_share": float(ov / it), "throughput_tok_s": b * tpi / float(it),
             "baseline_tok_s": b / float(costs.base_s[bi, ci]),
-            "speedup": tpi * float(costs.base_s[bi, ci]) / float(it),
+            "speedup": float(speedup(tpi, it, costs.base_s[bi, ci])),
             "cost_ratio": float(t_draft / costs.target_s[bi, ci])}
 
 
@@ -202,8 +206,7 @@ def speedup_curve(tpi_rows: np.ndarray, shape_index, n_layers, costs: ModeCosts,
     """Speedup over γ for a few candidates at one (batch, context) cell: (n, G)."""
     g = np.asarray(gammas, dtype=float)
     td = n_layers[:, None] * costs.layer_s[shape_index, bi, ci, :] + costs.head_s[shape_index, bi, ci, :]
-    it = g * td + costs.verify_s[bi, ci] + costs.overhead_s[bi, ci]
-    s = tpi_rows / it * costs.base_s[bi, ci]
+    s = speedup(tpi_rows, iteration_s(g, td, costs.verify_s[bi, ci], costs.overhead_s[bi, ci]), costs.base_s[bi, ci])
     if costs.feasible is not None:
         s = np.where(costs.feasible[shape_index, ci, :], s, -np.inf)
     return s

@@ -1,5 +1,7 @@
 """Speculative-decoding maths: expected tokens per iteration, iteration time, throughput, speedup,
-optimal lookahead, and a Monte Carlo check of the accept/reject process.
+optimal lookahead, and a Monte Carlo check of the accept/reject process. The one home of the
+iteration-time / throughput / speedup formula and the draft-context rule: predict, the optimiser,
+the plots and the explorer all call these functions.
 
 Key assumption (Leviathan et al. 2023, Thm 3.8): draft token i is accepted with probability α_i
 given that tokens < i were accepted (α_i = α for the i.i.d. model); the first rejection ends the
@@ -43,6 +45,12 @@ def tokens_per_iteration_by_position(alpha_by_position, gamma):
     ab = extend_positions(alpha_by_position, max(gmax, 1))
     cum = np.concatenate([[1.0], 1.0 + np.cumsum(np.cumprod(ab))])  # cum[k] = E at γ = k
     return cum[g.astype(int)]
+
+
+def draft_context(context, gamma):
+    """The context a draft forward is timed at: the draft's context grows by one token per draft
+    step within an iteration, so its γ steps are represented by the mid-iteration context."""
+    return np.asarray(context) + (np.asarray(gamma) - 1) / 2.0
 
 
 def iteration_s(gamma, t_draft_s, t_verify_s, overhead_s=0.0):

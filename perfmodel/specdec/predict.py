@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.maths import GAMMA_MAX, iteration_s, throughput_tok_s
+from perfmodel.specdec.maths import GAMMA_MAX, draft_context, iteration_s, throughput_tok_s
 from perfmodel.specs.models import ModelSpec, SpecError
 
 ARRAY_FIELDS = ("tokens_per_iteration", "t_draft_s", "t_verify_s", "t_target_s", "overhead_s",
@@ -107,8 +107,7 @@ def predict(target: ModelSpec, draft: ModelSpec, latency, acceptance: Acceptance
     dl = draft_latency or latency
     B, C, G = b[:, None, None], c[None, :, None], g[None, None, :]
     zero = np.zeros((len(b), len(c), len(g)))
-    # draft: context grows by one token per draft step; use the mid-iteration context
-    draft_ft = dl.forward(draft, B, 1, C + (G - 1) / 2.0, 1, mode)
+    draft_ft = dl.forward(draft, B, 1, draft_context(C, G), 1, mode)
     verify_ft = latency.forward(target, B, G + 1, C, tp, mode)
     target_ft = latency.forward(target, B, 1, C, tp, mode)
     ov, ov_src = latency.overhead_s(target, B, G, mode)

@@ -89,6 +89,14 @@ _ENTRIES = [
            family="qwen2", qkv_bias=True),
     _llama("qwen2.5-72b", "Qwen/Qwen2.5-72B", 80, 8192, 64, 8, 29568, vocab=152064, pos=131072,
            family="qwen2", qkv_bias=True),
+    # Qwen3 dense (q/k RMSNorm, head_dim 128 independent of width, no q/k/v bias). Checked against
+    # copies of the published config.json: Qwen3-0.6B 1024/3072/16 heads/8 KV/28 layers/head_dim
+    # 128/vocab 151936/40960 pos/tied (a Rust crate quoting huggingface.co/Qwen/Qwen3-0.6B's
+    # config.json); Qwen3-4B 2560/9728/32/8/36 layers/head_dim 128/tied (a model card's config.json).
+    _llama("qwen3-0.6b", "Qwen/Qwen3-0.6B", 28, 1024, 16, 8, 3072, vocab=151936, pos=40960,
+           family="qwen3", tied=True, qk_norm=True, attn_head_dim=128),
+    _llama("qwen3-4b", "Qwen/Qwen3-4B", 36, 2560, 32, 8, 9728, vocab=151936, pos=40960,
+           family="qwen3", tied=True, qk_norm=True, attn_head_dim=128),
 ]
 
 MODELS: dict[str, ModelSpec] = {m.name: m for m in _ENTRIES}

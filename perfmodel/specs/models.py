@@ -11,11 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-FAMILIES = ("llama", "mistral", "qwen2", "opt")
-
-
-class SpecError(ValueError):
-    """Bad model description; the message is one line naming the value and what is allowed."""
+from perfmodel.specs.errors import SpecError  # re-exported: callers import it from here
+from perfmodel.specs.families import FAMILIES, MODEL_TYPES, traits
 
 
 def read_json(path: str | Path, what: str):
@@ -32,7 +29,7 @@ def read_json(path: str | Path, what: str):
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
-    family: str  # llama | mistral | qwen2 | opt
+    family: str  # a key of perfmodel.specs.families.FAMILIES
     n_layers: int
     d_model: int
     n_heads: int
@@ -48,6 +45,8 @@ class ModelSpec:
     linear_bias: bool = False  # OPT has biases on every linear layer
     learned_positions: bool = False  # OPT: learned position embeddings; others: RoPE
     embed_dim: int = 0  # OPT-350m projects 512-d embeddings to d_model; 0 = same as d_model
+    qk_norm: bool = False  # Qwen3: per-head RMSNorm on q and k
+    attn_head_dim: int = 0  # explicit head_dim (Qwen3: 128 at any width); 0 = d_model // n_heads
     source: str = ""
 
     def __post_init__(self) -> None:
@@ -60,7 +59,9 @@ class ModelSpec:
             raise SpecError(f"{self.name}: family={self.family!r} is not allowed; use one of {', '.join(FAMILIES)}")
         if self.norm not in ("rmsnorm", "layernorm"):
             raise SpecError(f"{self.name}: norm={self.norm!r} is not allowed; use rmsnorm or layernorm")
-        if self.d_model % self.n_heads:
+        if self.attn_head_dim < 0 or isinstance(self.attn_head_dim, bool):
+            raise SpecError(f"{self.name}: attn_head_dim={self.attn_head_dim!r} is not allowed; 0 or a positive integer")
+        if not self.attn_head_dim and self.d_model % self.n_heads:
             raise SpecError(f"{self.name}: n_heads={self.n_heads} does not divide d_model={self.d_model}")
         if self.n_heads % self.n_kv_heads:
             raise SpecError(f"{self.name}: n_kv_heads={self.n_kv_heads} does not divide n_heads={self.n_heads}")
@@ -68,7 +69,11 @@ class ModelSpec:
     # ---- derived sizes -------------------------------------------------------------------
     @property
     def head_dim(self) -> int:
-        return self.d_model // self.n_heads
+        return self.attn_head_dim or self.d_model // self.n_heads
+
+    @property
+    def q_dim(self) -> int:
+        return self.n_heads * self.head_dim
 
     @property
     def kv_dim(self) -> int:
@@ -77,10 +82,10 @@ class ModelSpec:
     @property
     def attn_params(self) -> int:
         """q, k, v and output projections (plus biases where the family has them)."""
-        w = self.d_model * (self.d_model + 2 * self.kv_dim) + self.d_model * self.d_model
-        b = 0
+        w = self.d_model * (self.q_dim + 2 * self.kv_dim) + self.q_dim * self.d_model
+        b = 2 * self.head_dim if self.qk_norm else 0
         if self.qkv_bias or self.linear_bias:
-            b += self.d_model + 2 * self.kv_dim
+            b += self.q_dim + 2 * self.kv_dim
         if self.linear_bias:
             b += self.d_model
         return w + b
@@ -138,6 +143,39 @@ class ModelSpec:
     def kv_bytes_per_token(self) -> int:
         return self.n_layers * self.kv_bytes_per_token_per_layer
 
+    # ---- tensor parallelism and the layer's matrices (the one place that knows them) ------------
+    def shard(self, tp: int = 1) -> tuple[int, int, int]:
+        """Per-rank (n_heads, n_kv_heads, d_ff) of a Megatron-style tensor-parallel layer: heads and
+        the FFN split; KV heads split when tp divides them, replicated (one per rank) when tp is a
+        multiple of n_kv_heads. A one-line SpecError for any other tp."""
+        if not isinstance(tp, int) or isinstance(tp, bool) or tp <= 0:
+            raise SpecError(f"tp={tp!r} is not allowed; tensor parallelism must be a positive integer")
+        if self.n_heads % tp:
+            raise SpecError(f"tp={tp} does not divide {self.name}'s n_heads={self.n_heads}; "
+                            "allowed: divisors of n_heads")
+        if self.n_kv_heads % tp == 0:
+            kv = self.n_kv_heads // tp
+        elif tp % self.n_kv_heads == 0:
+            kv = 1
+        else:
+            raise SpecError(f"tp={tp} neither divides nor is a multiple of {self.name}'s "
+                            f"n_kv_heads={self.n_kv_heads}")
+        return self.n_heads // tp, kv, -(-self.d_ff // tp)
+
+    def check_tp(self, tp: int) -> int:
+        self.shard(tp)
+        return tp
+
+    def layer_matmuls(self, tp: int = 1) -> tuple[tuple[str, int, int], ...]:
+        """(name, in features, out features) of one rank's weight matrices in one decoder layer, in
+        execution order: q, k, v, o, then gate/up (gated MLP) or fc1, then down. Used by the
+        analytical model, the profiler's blocks and memory estimates."""
+        H, KV, ff = self.shard(tp)
+        d, hd = self.d_model, self.head_dim
+        mats = [("q", d, H * hd), ("k", d, KV * hd), ("v", d, KV * hd), ("o", H * hd, d)]
+        mats += [("gate", d, ff), ("up", d, ff)] if self.gated_mlp else [("fc1", d, ff)]
+        return tuple(mats + [("down", ff, d)])
+
     def replace(self, **changes) -> "ModelSpec":
         return dataclasses.replace(self, **changes)
 
@@ -182,7 +220,7 @@ def apply_overrides(spec: ModelSpec, text: str) -> ModelSpec:
 
 
 # ---- Hugging Face config.json --------------------------------------------------------------------
-_MODEL_TYPES = {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2", "opt": "opt"}
+_MODEL_TYPES = MODEL_TYPES
 
 
 def from_hf_config(path: str | Path, dtype_bytes: int = 2) -> ModelSpec:
@@ -228,6 +266,13 @@ def from_hf_config(path: str | Path, dtype_bytes: int = 2) -> ModelSpec:
                 linear_bias=bool(cfg.get("enable_bias", True)), learned_positions=True,
                 embed_dim=0 if proj == d else proj, source=str(p))
         n_heads = int(need("num_attention_heads"))
+        fam = traits(_MODEL_TYPES[mtype])
+        extra = {}
+        if fam.explicit_head_dim and cfg.get("head_dim") is not None:
+            extra["attn_head_dim"] = _strict_int(cfg["head_dim"], "head_dim")
+        if fam.qk_norm:
+            extra["qk_norm"] = True
+        bias = cfg.get("attention_bias")
         return ModelSpec(
             name=str(name), family=_MODEL_TYPES[mtype], n_layers=int(need("num_hidden_layers")),
             d_model=int(need("hidden_size")), n_heads=n_heads,
@@ -235,7 +280,7 @@ def from_hf_config(path: str | Path, dtype_bytes: int = 2) -> ModelSpec:
             d_ff=int(need("intermediate_size")), vocab=int(need("vocab_size")), gated_mlp=True,
             norm="rmsnorm", tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
             dtype_bytes=dtype_bytes, max_positions=int(need("max_position_embeddings")),
-            qkv_bias=(mtype == "qwen2"), source=str(p))
+            qkv_bias=fam.qkv_bias if bias is None else bool(bias), source=str(p), **extra)
     except (TypeError, ValueError) as e:
         if isinstance(e, SpecError):
             raise

@@ -1,0 +1,63 @@
+"""The latency interface every provider implements, and the value it returns.
+
+`LatencyProvider` is the one interface for "how long does one forward of this model take": the
+analytical roofline, measured profiles, operator composition, tensor-parallel measurements and
+calibrated corrections all implement it explicitly (checked by tests with `isinstance`). A provider
+returns `ComponentTimes`: seconds per component, broadcast over (batch, new_tokens, context), each
+component with its `Provenance` as data. Key assumption: a forward is n_layers identical decoder
+layers (each with its all-reduces) plus one head (embedding + final norm + LM head).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from perfmodel.specs.models import ModelSpec, SpecError
+
+from .source import Provenance
+
+MODES = ("eager", "graph")
+
+
+@dataclass(frozen=True)
+class ComponentTimes:
+    """Seconds for one forward, by component; arrays broadcast over (batch, new_tokens, context)."""
+    layer_s: np.ndarray  # one decoder layer, without its all-reduces
+    allreduce_s: np.ndarray  # the all-reduces of one layer (0 at tp = 1)
+    lm_head_s: np.ndarray  # embedding + final norm + LM head
+    n_layers: int
+    sources: dict = field(default_factory=dict)  # {"layer"|"lm_head"|"allreduce": Provenance}
+
+    @property
+    def layers_s(self):
+        return self.n_layers * (self.layer_s + self.allreduce_s)
+
+    @property
+    def total_s(self):
+        return self.layers_s + self.lm_head_s
+
+
+@runtime_checkable
+class LatencyProvider(Protocol):
+    """Seconds of one forward and of the per-iteration overhead, with provenance."""
+    name: str
+
+    def forward(self, spec: ModelSpec, batch, new_tokens, context, tp: int = 1,
+                mode: str = "graph") -> ComponentTimes: ...
+
+    def overhead_s(self, spec: ModelSpec, batch, gamma, mode: str = "graph") -> tuple[np.ndarray, Provenance]: ...
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise SpecError(f"mode={mode!r} is not allowed; use eager or graph")
+    return mode
+
+
+def check_tp(spec: ModelSpec, tp: int) -> int:
+    if not isinstance(tp, (int, np.integer)) or tp <= 0:
+        raise SpecError(f"tp={tp!r} is not allowed; tensor parallelism must be a positive integer")
+    spec.check_tp(int(tp))
+    return int(tp)

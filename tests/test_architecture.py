@@ -1,0 +1,113 @@
+"""The architecture as a test: no import cycle inside perfmodel (module-level or function-level
+imports alike), perfmodel's subpackages import only downward (specs ← latency, specdec ← optimize),
+and no package imports upward (cli → {profiler, calibration, plots} → perfmodel)."""
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("perfmodel", "profiler", "calibration", "plots", "cli")
+# who may import whom, by top-level package (perfmodel's jsonsafe/__init__ count as perfmodel)
+ALLOWED = {"perfmodel": {"perfmodel"}, "profiler": {"perfmodel", "profiler"},
+           "calibration": {"perfmodel", "calibration"}, "plots": {"perfmodel", "plots"},
+           "cli": set(PACKAGES)}
+# perfmodel subpackages: what each may import ('' = perfmodel's top-level modules)
+SUB_ALLOWED = {"specs": {"specs", ""}, "latency": {"latency", "specs", ""},
+               "specdec": {"specdec", "specs", ""},
+               "optimize": {"optimize", "specdec", "latency", "specs", ""}, "": {""}}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module a file imports, anywhere in it (absolute and relative), resolved to module names."""
+    me = module_name(path)
+    pkg = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                base = ".".join(up + ([base] if base else []))
+            out.add(base)
+            out.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import module`
+    return {m for m in out if m.split(".")[0] in PACKAGES}
+
+
+def graph(package: str) -> dict[str, set[str]]:
+    files = sorted((ROOT / package).rglob("*.py"))
+    mods = {module_name(f): f for f in files}
+    return {m: {i for i in imports_of(f) if i in mods and i != m} for m, f in mods.items()}
+
+
+def find_cycle(g: dict[str, set[str]]):
+    state, stack = {}, []
+
+    def visit(n):
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(g.get(n, ())):
+            if state.get(m) == 1:
+                return stack[stack.index(m):] + [m]
+            if m not in state:
+                c = visit(m)
+                if c:
+                    return c
+        state[n] = 2
+        stack.pop()
+        return None
+
+    for n in sorted(g):
+        if n not in state:
+            c = visit(n)
+            if c:
+                return c
+    return None
+
+
+def _sub(mod: str) -> str:
+    parts = mod.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and (ROOT / "perfmodel" / parts[1]).is_dir()) else ""
+
+
+def test_no_import_cycle_inside_perfmodel():
+    g = graph("perfmodel")
+    g = {m: {i for i in deps if not (ROOT / Path(*i.split("."))).is_dir()} for m, deps in g.items()}
+    assert find_cycle(g) is None, " → ".join(find_cycle(g))
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_upward_import_between_packages(package):
+    bad = [(module_name(f), i) for f in sorted((ROOT / package).rglob("*.py")) for i in imports_of(f)
+           if i.split(".")[0] not in ALLOWED[package]]
+    assert not bad, bad
+
+
+def test_perfmodel_subpackages_import_only_downward():
+    bad = []
+    for f in sorted((ROOT / "perfmodel").rglob("*.py")):
+        me = _sub(module_name(f))
+        for i in imports_of(f):
+            if i.startswith("perfmodel") and _sub(i) not in SUB_ALLOWED[me]:
+                bad.append((module_name(f), i))
+    assert not bad, bad
+
+
+def test_the_checker_finds_planted_cycles_and_upward_imports(tmp_path):
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+    planted = ROOT / "perfmodel" / "specs" / "_planted_probe.py"
+    planted.write_text("def f():\n    from perfmodel.optimize import search\n    from cli import main\n")
+    try:
+        mods = imports_of(planted)
+        assert "perfmodel.optimize.search" in mods and "cli" in mods
+        assert _sub(module_name(planted)) == "specs" and _sub("perfmodel.optimize.search") == "optimize"
+    finally:
+        planted.unlink()
