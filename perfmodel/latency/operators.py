@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.latency.analytical import ComponentTimes, _check_mode, check_tp
+from perfmodel.latency.analytical import _check_mode, check_tp
+from perfmodel.latency.base import ComponentTimes
+from perfmodel.latency.source import NONE_TP1, Provenance
 from perfmodel.latency.opgrid import OpGrid
 from perfmodel.latency.operator_table import AXES, OperatorTable
 from perfmodel.specs.models import ModelSpec
@@ -88,10 +90,10 @@ class OperatorLatency:
 
     @property
     def fallback(self):
-        if self._fallback is None:
-            from perfmodel.latency.providers import latency_provider
+        if self._fallback is None:  # build_provider passes the GPU's measured provider instead
+            from perfmodel.latency.analytical import AnalyticalLatency
 
-            self._fallback = latency_provider(self.hw)
+            self._fallback = AnalyticalLatency(self.hw)
         return self._fallback
 
     def _rows(self, op, mode, rows=None):
@@ -198,11 +200,19 @@ class OperatorLatency:
         head = self.lm_head_s(spec, batch, new_tokens, tp, mode) + np.zeros(shape)
         if tp > 1:
             fb = self.fallback.forward(spec, batch, new_tokens, context, tp, mode)
-            ar, ar_src = fb.allreduce_s + np.zeros(shape), fb.sources.get("allreduce", "")
+            ar, ar_src = fb.allreduce_s + np.zeros(shape), fb.sources["allreduce"]
         else:
-            ar, ar_src = np.zeros(shape), "none (tp=1)"
+            ar, ar_src = np.zeros(shape), NONE_TP1
+        src = self.provenance(mode)
         return ComponentTimes(layer_s=layer, allreduce_s=ar, lm_head_s=head, n_layers=spec.n_layers,
-                              sources={"layer": self.name, "lm_head": self.name, "allreduce": ar_src})
+                              sources={"layer": src, "lm_head": src, "allreduce": ar_src})
+
+    def provenance(self, mode: str) -> Provenance:
+        """kind 'operator', this table, and the 90 % error band measured on unseen whole models
+        (scripts/shape_check.py, stored in the table's metadata) when there is one."""
+        band = self.table.meta.get("band", {}).get(mode)
+        detail = f"{self.dtype}" + (f", 90 % band ±{band:.0%} on unseen shapes" if band else "")
+        return Provenance.of("operator", self.file, detail=detail, band=band)
 
     def overhead_s(self, spec: ModelSpec, batch, gamma, mode="graph"):
         """Sampling/accept/sync outside forwards: not an operator-table quantity; the fallback's."""
