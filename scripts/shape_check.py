@@ -23,7 +23,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from perfmodel.latency.operators import OperatorLatency, shipped_operator_table  # noqa: E402
-from perfmodel.latency.providers import latency_provider  # noqa: E402
+from perfmodel.latency.measured import MeasuredLatency  # noqa: E402
+from perfmodel.latency.providers import shipped_profile  # noqa: E402
 from perfmodel.latency.table import layer_shape_key  # noqa: E402
 from perfmodel.specs.hardware import resolve_gpu  # noqa: E402
 from perfmodel.specs.models import ModelSpec  # noqa: E402
@@ -112,7 +113,7 @@ def report(path: Path, gpu: str = "h200", table: Path | None = None) -> dict:
     hw = resolve_gpu(gpu)
     host = path.with_name(path.stem + "_host.csv")
     ops = OperatorLatency(table or shipped_operator_table(gpu), hw, host_path=host if host.exists() else None)
-    before = latency_provider(hw)
+    before = MeasuredLatency(shipped_profile(gpu), hw)  # before operators: fitted roofline off-grid
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     out = {}
