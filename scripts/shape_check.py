@@ -22,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from perfmodel.latency.operator_table import OperatorTable  # noqa: E402
 from perfmodel.latency.operators import OperatorLatency, shipped_operator_table  # noqa: E402
 from perfmodel.latency.measured import MeasuredLatency  # noqa: E402
 from perfmodel.latency.providers import shipped_profile  # noqa: E402
@@ -43,7 +44,8 @@ SHAPES = {
 }
 BATCHES, CONTEXTS, NEW_TOKENS, MODES = (1, 8, 32), (512, 2048), (1, 5), ("graph", "eager")
 FIELDS = ("gpu", "model", "n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab", "mode", "batch",
-          "new_tokens", "context", "measured_s", "p10_s", "p90_s")
+          "new_tokens", "context", "measured_s", "p10_s", "p90_s", "host_probe_s")
+PROBE = (1, 256, 2, 2, 704, 1000)  # a tiny host-bound model: its eager forward tracks host speed
 
 
 def spec_of(name: str) -> ModelSpec:
@@ -63,25 +65,40 @@ def check_unseen(data_dir: Path) -> None:
         raise SystemExit(f"shapes {clash} appear in a shipped profile; pick unseen shapes")
 
 
-def measure(out: Path, device: str, deadline_s: float, host_grid: str = "default") -> None:
+def host_probe(device) -> float:
+    """Eager seconds of one forward of the tiny PROBE model (batch 1, one token): host speed now."""
+    import torch
+
+    from profiler.blocks import DecoderModel
+    from profiler.timing import time_module
+
+    L, d, h, kv, ff, v = PROBE
+    spec = ModelSpec(name="probe", family="llama", n_layers=L, d_model=d, n_heads=h, n_kv_heads=kv, d_ff=ff, vocab=v)
+    m = DecoderModel(spec, max_batch=1, max_context=64, dtype="fp16", device=device)
+    toks, pos = torch.zeros((1, 1), dtype=torch.long, device=device), torch.full((1,), 8, device=device)
+    with torch.inference_mode():
+        return time_module(lambda: m(toks, pos, 16), device, "eager", min_repeats=20, max_repeats=60).median_s
+
+
+def measure(out: Path, device: str, deadline_s: float, host_grid: str = "default", modes=MODES) -> None:
     import time
 
     import torch
 
-    from perfmodel.latency.operator_table import OperatorTable
     from profiler import env, operator_sweep
     from profiler.blocks import KV_ALIGN, DecoderModel, kv_aligned
     from profiler.timing import time_module
 
     t0 = time.monotonic()
     meta = env.metadata(device, "fp16", command="python scripts/shape_check.py " + " ".join(sys.argv[1:]))
-    host = OperatorTable(meta=dict(meta))
+    host = OperatorTable(meta=dict(meta, host_probe_s=host_probe(device)))
     operator_sweep.run(operator_sweep.GRIDS[host_grid], host, out.with_name(out.stem + "_host.csv"), device,
                        "fp16", modes=("eager",))
     rows = []
     for name in SHAPES:
         spec = spec_of(name)
         model = DecoderModel(spec, max_batch=1, max_context=KV_ALIGN, dtype="fp16", device=device)
+        probe = host_probe(device) if "eager" in modes else float("nan")
         for b in BATCHES:
             for c in CONTEXTS:
                 if time.monotonic() - t0 > deadline_s:
@@ -91,14 +108,14 @@ def measure(out: Path, device: str, deadline_s: float, host_grid: str = "default
                 for n in NEW_TOKENS:
                     toks = torch.randint(0, spec.vocab, (b, n), device=device)
                     with torch.inference_mode():
-                        for m in MODES if device.startswith("cuda") else ("eager",):
-                            t = time_module(lambda: model(toks, pos, c + n), device, m, min_repeats=10,
-                                            max_repeats=40, rel_tol=0.02)
+                        for m in modes if device.startswith("cuda") else ("eager",):
+                            t = time_module(lambda: model(toks, pos, c + n), device, m, min_repeats=20,
+                                            max_repeats=60, rel_tol=0.01)
                             L, d, h, kv, ff, v = SHAPES[name]
                             rows.append({"gpu": meta["gpu"], "model": name, "n_layers": L, "d_model": d,
                                          "n_heads": h, "n_kv_heads": kv, "d_ff": ff, "vocab": v, "mode": m,
                                          "batch": b, "new_tokens": n, "context": c, "measured_s": t.median_s,
-                                         "p10_s": t.p10_s, "p90_s": t.p90_s})
+                                         "p10_s": t.p10_s, "p90_s": t.p90_s, "host_probe_s": probe})
         del model
         torch.cuda.empty_cache() if device.startswith("cuda") else None
         with out.open("w", newline="") as f:
@@ -116,24 +133,32 @@ def report(path: Path, gpu: str = "h200", table: Path | None = None) -> dict:
     before = MeasuredLatency(shipped_profile(gpu), hw)  # before operators: fitted roofline off-grid
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
+    ref = OperatorTable.load(host).meta.get("host_probe_s") if host.exists() else None
     out = {}
     for m in MODES:
         rs = [r for r in rows if r["mode"] == m]
         if not rs:
             continue
-        e_op, e_old = [], []
+        e_op, e_old, e_norm = [], [], []
         for r in rs:
             spec = spec_of(r["model"])
             b, n, c = int(r["batch"]), int(r["new_tokens"]), int(r["context"])
             t = float(r["measured_s"])
             e_op.append(float(ops.forward(spec, b, n, c, 1, m).total_s) / t - 1)
             e_old.append(float(before.forward(spec, b, n, c, 1, m).total_s) / t - 1)
+            if m == "eager" and ref and r.get("host_probe_s") not in (None, "", "nan"):
+                k = float(r["host_probe_s"]) / ref  # host speed when this model ran vs when launch costs were timed
+                e_norm.append(float(OperatorLatency(ops.path, hw, host_path=ops.host_path, host_scale=k)
+                                    .forward(spec, b, n, c, 1, m).total_s) / t - 1)
             r[f"operator_err_{m}"] = e_op[-1]
         a, o = np.abs(e_op), np.abs(e_old)
         out[m] = {"points": len(rs), "shapes": len({r["model"] for r in rs}),
                   "operator_median": float(np.median(a)), "operator_p90": float(np.percentile(a, 90)),
                   "operator_max": float(a.max()), "operator_mean_signed": float(np.mean(e_op)),
                   "before_median": float(np.median(o)), "before_p90": float(np.percentile(o, 90))}
+        if e_norm:
+            out[m].update(host_normalised_median=float(np.median(np.abs(e_norm))),
+                          host_normalised_p90=float(np.percentile(np.abs(e_norm), 90)))
     return out
 
 
@@ -145,16 +170,18 @@ def main(argv=None) -> None:
     ap.add_argument("--deadline-s", type=float, default=240.0)
     ap.add_argument("--table", help="operator table (default: the shipped one of --gpu)")
     ap.add_argument("--gpu", default="h200")
+    ap.add_argument("--modes", default="graph,eager")
     a = ap.parse_args(argv)
     check_unseen(Path(__file__).resolve().parents[1] / "perfmodel" / "data")
     if a.out:
-        measure(Path(a.out), a.device, a.deadline_s)
+        measure(Path(a.out), a.device, a.deadline_s, modes=tuple(a.modes.split(",")))
     path = Path(a.report or a.out)
     for m, s in report(path, a.gpu, Path(a.table) if a.table else None).items():
         print(f"{m:5s} {s['points']:3d} points, {s['shapes']} shapes: operator-composed median "
               f"{s['operator_median']:.1%} p90 {s['operator_p90']:.1%} max {s['operator_max']:.1%} "
               f"(mean signed {s['operator_mean_signed']:+.1%}); before median {s['before_median']:.1%} "
-              f"p90 {s['before_p90']:.1%}")
+              f"p90 {s['before_p90']:.1%}" + (f"; host-normalised median {s['host_normalised_median']:.1%} "
+                                               f"p90 {s['host_normalised_p90']:.1%}" if "host_normalised_median" in s else ""))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from perfmodel.specs.models import ModelSpec
 DATA = Path(__file__).resolve().parent.parent / "data"
 KV_ALIGN = 16  # as profiler.blocks: attention sees the cache rounded up to 16 keys
 KIND = "operator"
+MIN_FILLED = 0.2  # a variant (bias, GQA) needs this fraction of its base operator's rows to be used
 DEFAULT_GLUE = {"graph": {"factor": 1.0, "const_s": 0.0},
                 "eager": {"host_factor": 1.0, "const_s": 0.0, "graph_factor": 1.0, "graph_const_s": 0.0},
                 "head_graph": {"factor": 1.0, "const_s": 0.0},
@@ -63,11 +64,13 @@ def shards(spec: ModelSpec, tp: int):
 class OperatorLatency:
     """forward()/overhead_s() of any layer shape from one GPU's operator table (loaded lazily)."""
 
-    def __init__(self, path, hw, dtype: str = "fp16", fallback=None, scale=None, host_path=None):
+    def __init__(self, path, hw, dtype: str = "fp16", fallback=None, scale=None, host_path=None,
+                 host_scale: float = 1.0):
         """`host_path`: an operator table whose eager rows give the host launch costs (eager time
         is host time: re-measured on the host that will run the model, a few seconds)."""
         self.path, self.hw, self.dtype = Path(path), hw, dtype
         self.host_path = Path(host_path) if host_path else None
+        self.host_scale = float(host_scale)  # host slower (> 1) or faster than when launch costs were timed
         self.file = self.path.name
         self.name = f"operator-composed ({self.file})"
         self._fallback = fallback
@@ -103,9 +106,11 @@ class OperatorLatency:
     def grid(self, op: str, mode: str = "graph") -> OpGrid | None:
         k = (op, mode)
         if k not in self._grids:
-            rows = self._rows(op, mode)
-            self._grids[k] = OpGrid.from_points(np.array([[r[c] for c in AXES[op]] + [r["median_s"]] for r in rows],
-                                                         dtype=float)) if rows else None
+            pts = np.array([[r[c] for c in AXES[op]] + [r["median_s"]] for r in self._rows(op, mode)], dtype=float)
+            base = {"gemm_bias": "gemm", "attention_gqa": "attention"}.get(op, op)
+            nodes = len(self._rows(base, mode)) if base != op else 0
+            # a grid mostly made of holes (a sweep stopped early) would be mostly extrapolation: unused
+            self._grids[k] = OpGrid.from_points(pts) if len(pts) and len(pts) >= MIN_FILLED * nodes else None
         return self._grids[k]
 
     def op_s(self, op: str, *sizes, mode: str = "graph"):
@@ -139,7 +144,7 @@ class OperatorLatency:
             rows = self._rows(op, "eager", src) or self._rows("launch", "eager", src)
             if not rows:
                 raise KeyError(f"{self.file} has no eager rows ({self.dtype})")
-            self._host[op] = float(min(rows, key=lambda r: tuple(r[c] for c in AXES[r["op"]]))["median_s"])
+            self._host[op] = self.host_scale * float(min(rows, key=lambda r: tuple(r[c] for c in AXES[r["op"]]))["median_s"])
         return self._host[op]
 
     # ---- composition ---------------------------------------------------------------------------
