@@ -128,3 +128,45 @@ def test_operator_profiler_cpu_resumes(tmp_path):
     assert r2.exit_code == 0 and "profiled 0 operator points" in r2.output
     bad = CliRunner().invoke(app, args[:-2] + ["--ops", "conv", "--out", str(out)])
     assert bad.exit_code == 2 and "ops='conv'" in bad.output
+
+
+def test_opgrid_scalar_axes_match_full_interpolation():
+    a, b, c = np.array([1.0, 4, 16]), np.array([256.0, 1024, 4096, 16384]), np.array([128.0, 512, 2048])
+    rng = np.random.default_rng(0)
+    g = OpGrid([a, b, c], rng.uniform(1, 2, (3, 4, 3)))
+    x = np.array([1, 3, 9, 16, 40])
+    full = g(x, np.full(5, 3000.0), np.full(5, 700.0))
+    assert np.allclose(g(x, 3000.0, 700.0), full)  # scalar axes contracted first (cached slice)
+    assert np.allclose(g(5.0, 3000.0, 700.0), full[2] * 0 + g(np.array([5.0, 5.0]), 3000.0, 700.0)[0])
+
+
+def test_chain_measured_rows_first_operator_elsewhere():
+    from perfmodel.latency.chain import OperatorChain
+    from perfmodel.latency.providers import build_provider
+
+    prov = build_provider(HW).target
+    assert isinstance(prov, OperatorChain)
+    seen = prov.forward(resolve_model("llama-7b"), 1, 1, 512, 1, "graph")
+    assert seen.sources["layer"].kinds == ("measured",)
+    unseen = resolve_model("llama-7b:d_model=1280,n_heads=10,n_kv_heads=2,d_ff=3584")
+    ft = prov.forward(unseen, np.array([1, 8]), 1, 512, 1, "graph")
+    assert ft.sources["layer"].kinds == ("operator",) and ft.sources["lm_head"].kinds == ("operator",)
+    assert ft.sources["layer"].parts[0].band is not None  # the band measured on unseen shapes
+    mixed = prov.forward(resolve_model("llama-7b"), 1, 1, np.array([512, 100000]), 1, "graph")
+    assert set(mixed.sources["layer"].kinds) == {"measured", "operator"}
+    assert np.all(np.diff(mixed.layer_s) > 0)  # the far context costs more
+
+
+def test_crossgpu_rescale_moves_bandwidth_bound_only():
+    from perfmodel.latency.crossgpu import rescaled
+
+    table = shipped_operator_table("h200")
+    if table is None:
+        pytest.skip("no shipped H200 operator table")
+    h100 = resolve_gpu("h100-sxm")
+    src, dst = OperatorLatency(table, HW), rescaled(table, HW, h100)
+    big = src.op_s("gemm", 1, 16384, 8192), dst.op_s("gemm", 1, 16384, 8192)  # 256 MiB of weights
+    tiny = src.op_s("add", 1, 256), dst.op_s("add", 1, 256)
+    assert big[1] / big[0] == pytest.approx(4.8 / 3.35, rel=0.08)
+    assert tiny[1] / tiny[0] == pytest.approx(1.0, abs=0.01)
+    assert dst.forward(resolve_model("llama-7b"), 1, 1, 512).sources["layer"].kinds == ("operator",)

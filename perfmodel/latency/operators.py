@@ -77,7 +77,9 @@ class OperatorLatency:
         self._table = None
         self._grids: dict = {}
         self._host: dict = {}
-        self.scale = scale  # optional (op, mode, sizes...) -> factor (cross-GPU rescaling)
+        self._prov: dict = {}
+        self._index = None
+        self.scale = scale  # optional (op, seconds, bytes, flops) -> seconds on another GPU (crossgpu.py)
 
     # ---- data ----------------------------------------------------------------------------------
     @property
@@ -100,8 +102,14 @@ class OperatorLatency:
         return self._fallback
 
     def _rows(self, op, mode, rows=None):
-        rows = self.table.ok_rows() if rows is None else rows
-        return [r for r in rows if r["op"] == op and r["mode"] == mode and r["dtype"] == self.dtype]
+        if rows is not None:
+            return [r for r in rows if r["op"] == op and r["mode"] == mode and r["dtype"] == self.dtype]
+        if self._index is None:  # one pass over the table: rows by (op, mode) of this dtype
+            self._index = {}
+            for r in self.table.ok_rows():
+                if r["dtype"] == self.dtype:
+                    self._index.setdefault((r["op"], r["mode"]), []).append(r)
+        return self._index.get((op, mode), [])
 
     def grid(self, op: str, mode: str = "graph") -> OpGrid | None:
         k = (op, mode)
@@ -122,7 +130,7 @@ class OperatorLatency:
         bw, peak = self.ceilings()
         nbytes, flops = work(op, *sizes)
         t = np.maximum(g(*sizes), np.maximum(nbytes / bw, flops / peak))
-        return t * self.scale(op, mode, *sizes) if self.scale is not None else t
+        return self.scale(op, t, nbytes, flops) if self.scale is not None else t
 
     def ceilings(self):
         """(bytes/s, FLOP/s): the best rates any graph row of this table achieved — a floor for
@@ -130,10 +138,13 @@ class OperatorLatency:
         than the card's measured streaming and matrix rates allow."""
         if "_ceil" not in self._host:
             bw = peak = 0.0
-            for r in self.table.ok_rows():
-                if r["mode"] == "graph" and r["dtype"] == self.dtype and r["op"] in AXES:
-                    by, fl = work(r["op"], *(r[c] for c in AXES[r["op"]]))
-                    bw, peak = max(bw, float(by) / r["median_s"]), max(peak, float(fl) / r["median_s"])
+            for op in AXES:
+                rows = self._rows(op, "graph")
+                if rows:
+                    t = np.array([r["median_s"] for r in rows])
+                    by, fl = work(op, *(np.array([r[c] for r in rows], dtype=float) for c in AXES[op]))
+                    bw = max(bw, float(np.max(np.asarray(by) / t)))
+                    peak = max(peak, float(np.max(np.asarray(fl) / t)))
             self._host["_ceil"] = (bw or np.inf, peak or np.inf)
         return self._host["_ceil"]
 
@@ -179,7 +190,14 @@ class OperatorLatency:
         return ops + [(norm, M, d), ("gemm", M, -(-spec.vocab // tp), e)]
 
     def _sums(self, ops):
-        gpu = sum(self.op_s(op, *sz) for op, *sz in ops)
+        seen: dict = {}  # a layer repeats some operators with the same sizes (two norms, two adds)
+        for op, *sz in ops:
+            key = (op,) + tuple(x if np.ndim(x) == 0 else id(x) for x in sz)
+            if key in seen:
+                seen[key][1] += 1
+            else:
+                seen[key] = [self.op_s(op, *sz), 1]
+        gpu = sum(t * k for t, k in seen.values())
         host = sum(self.host_s(op) for op, *_ in ops)
         return np.asarray(gpu, dtype=float), float(host)
 
@@ -208,7 +226,7 @@ class OperatorLatency:
             ar, ar_src = fb.allreduce_s + np.zeros(shape), fb.sources["allreduce"]
         else:
             ar, ar_src = np.zeros(shape), NONE_TP1
-        src = self.provenance(mode)
+        src = self._prov.get(mode) or self._prov.setdefault(mode, self.provenance(mode))
         return ComponentTimes(layer_s=layer, allreduce_s=ar, lm_head_s=head, n_layers=spec.n_layers,
                               sources={"layer": src, "lm_head": src, "allreduce": ar_src})
 

@@ -63,6 +63,7 @@ class OpGrid:
     def __init__(self, axes, values: np.ndarray):
         axes = [np.asarray(a, dtype=float) for a in axes]
         self.axes, self.v = _pad(axes, fill_holes(axes, np.asarray(values, dtype=float)))
+        self._cache: dict = {}
 
     @classmethod
     def from_points(cls, pts: np.ndarray) -> "OpGrid":
@@ -73,29 +74,60 @@ class OpGrid:
         v[idx] = pts[:, -1]
         return cls(axes, v)
 
+    def _slice(self, fixed: tuple):
+        """The grid contracted over the axes given as scalars (fixed: ((axis, value), ...)), cached."""
+        hit = self._cache.get(fixed)
+        if hit is not None:
+            return hit
+        v = self.v
+        for k, x in sorted(fixed, reverse=True):  # highest axis first keeps lower axis numbers valid
+            a = self.axes[k]
+            if len(a) == 1:
+                v = np.take(v, 0, axis=k)
+                continue
+            xc = min(max(x, a[0]), a[-1])
+            i = int(np.clip(np.searchsorted(a, xc, side="right") - 1, 0, len(a) - 2))
+            w = (xc - a[i]) / (a[i + 1] - a[i])
+            v = (1 - w) * np.take(v, i, axis=k) + w * np.take(v, i + 1, axis=k)
+        if len(self._cache) > 4096:
+            self._cache.clear()
+        self._cache[fixed] = v
+        return v
+
     def __call__(self, *xs) -> np.ndarray:
-        xs = np.broadcast_arrays(*[np.asarray(x, dtype=float) for x in xs])
-        shape = xs[0].shape
+        xs = [np.asarray(x, dtype=float) for x in xs]
+        fixed = tuple((k, float(x.reshape(-1)[0])) for k, x in enumerate(xs) if x.size == 1)
+        free = [k for k, x in enumerate(xs) if x.size != 1]
+        shape = np.broadcast(*xs).shape
+        v = self._slice(fixed)
+        if not free:
+            return np.full(shape, float(v))
+        if len(free) == 1:
+            a = self.axes[free[0]]
+            return np.broadcast_to(np.interp(xs[free[0]], a, v) if len(a) > 1 else np.full(xs[free[0]].shape, v[0]),
+                                   shape).copy()
+        fx = np.broadcast_arrays(*[xs[k] for k in free])
+        axes = [self.axes[k] for k in free]
         lo, w = [], []
-        for x, a in zip(xs, self.axes):
+        for x, a in zip(fx, axes):
             xc = np.clip(x, a[0], a[-1])
             if len(a) == 1:
-                lo.append(np.zeros(shape, int))
-                w.append(np.zeros(shape))
+                lo.append(np.zeros(x.shape, int))
+                w.append(np.zeros(x.shape))
             else:
                 i = np.clip(np.searchsorted(a, xc, side="right") - 1, 0, len(a) - 2)
                 lo.append(i)
                 w.append((xc - a[i]) / (a[i + 1] - a[i]))
-        out = np.zeros(shape)
-        for corner in range(2 ** len(xs)):
-            wt = np.ones(shape)
+        out = np.zeros(fx[0].shape)
+        for corner in range(2 ** len(fx)):
+            wt = np.ones(fx[0].shape)
             ix = []
-            for k in range(len(xs)):
+            for k in range(len(fx)):
                 up = (corner >> k) & 1
                 wt = wt * (w[k] if up else 1.0 - w[k])
-                ix.append(np.minimum(lo[k] + up, len(self.axes[k]) - 1))
-            out = out + wt * self.v[tuple(ix)]
-        return out
+                ix.append(np.minimum(lo[k] + up, len(axes[k]) - 1))
+            out = out + wt * v[tuple(ix)]
+        return np.broadcast_to(out, shape).copy()
 
 
 __all__ = ["OpGrid", "fill_holes"]
