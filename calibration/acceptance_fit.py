@@ -23,6 +23,7 @@ from scipy import optimize, stats
 from perfmodel.specdec.acceptance import AcceptanceModel
 from perfmodel.specdec.maths import tokens_per_iteration, tokens_per_iteration_by_position
 
+from .cluster import cluster_ci, per_request_counts, short_proposal_bounds, widen
 from .data import AcceptanceData, TraceError
 from .report import FitReport
 
@@ -118,6 +119,36 @@ def _bootstrap_tokens(n, k, gammas, seed):
     return lo, hi
 
 
+def _dependence(data, a_ci, ab_ci, m, level, notes, ci_method):
+    """Per-request (cluster-robust) intervals when the trace names requests, a visible note when
+    independence is assumed, and partial-identification bounds under short vLLM proposals."""
+    it = data.extra.get("iterations")
+    if it:
+        n_r, k_r, S_r, N_r = per_request_counts(it["request"], it["gamma"], it["accepted"], it["count"], m)
+        a_ci = widen(a_ci, cluster_ci(S_r, N_r, level))
+        ab_ci = [widen(c, cluster_ci(k_r[:, i], n_r[:, i], level)) for i, c in enumerate(ab_ci)]
+        notes.append(f"intervals are per-request (cluster-robust over {len(S_r)} requests, t on "
+                     f"{len(S_r) - 1} df), never narrower than the independent-iteration ones")
+        return a_ci, ab_ci, ci_method + "; widened to the per-request cluster-robust interval", []
+    tok = data.extra.get("draft_tokens")
+    if data.format == "vllm-metrics" and tok is not None and tok < data.gamma_max * (data.n_drafts or 0):
+        b = short_proposal_bounds(data.accepted[:m], data.n_drafts, tok, profile_ci, level)
+        ab_ci = [iv for (_, _, iv, _) in b]
+        bad = [i for i, x in enumerate(b) if not x[3]]
+        notes.append("short proposals: α_i bounded in [" + "; ".join(f"{lo:.3f}, {hi:.3f}" for lo, hi, _, _ in b)
+                     + "] by position; intervals widened to these bounds"
+                     + (f"; positions {bad} are unidentifiable (upper bound 1): no per-position rate from "
+                        f"position {bad[0]} on" if bad else ""))
+        return a_ci, ab_ci, ci_method + "; per-position widened for short proposals (partial identification)", bad
+    if data.format == "iterations":
+        notes.append("iterations assumed independent (the trace names no request): if α varies by request "
+                     "the intervals are too narrow — add a 'request' column")
+    else:
+        notes.append(f"iterations assumed independent ({data.format} counts carry no request identity): "
+                     "if α varies by request the intervals are too narrow")
+    return a_ci, ab_ci, ci_method, []
+
+
 def fit_acceptance(data: AcceptanceData, gammas=range(1, 9), model: str = "auto", seed: int = 0,
                    level: float = LEVEL) -> AcceptanceFit:
     """Fit, test, predict; `model` = auto (per-position only where the LR test needs it) | iid | per-position."""
@@ -170,7 +201,9 @@ def fit_acceptance(data: AcceptanceData, gammas=range(1, 9), model: str = "auto"
         if model == "auto" and not use_pp and m > 1:
             notes.append("LR test does not need the per-position model: the JSON carries the i.i.d. α "
                          "(per-position estimates kept under alpha_by_position_fit)")
-        pp = (ab, ab_ci, ab_se, n, k, use_pp)
+        a_ci, ab_ci, ci_method, bad = _dependence(data, a_ci, ab_ci, m, level, notes, ci_method)
+        cut = bad[0] if bad else m  # refuse per-position rates from the first unidentifiable position
+        pp = (ab[:cut], ab_ci[:cut], ab_se[:cut], n[:cut], k[:cut], use_pp)
         if data.format == "vllm-metrics":
             uncond = ", ".join(f"{v:.3f}" for v in k / data.n_drafts)
             notes.append(f"vLLM's logged per-position rates (c_i / drafts, unconditional) are [{uncond}]; "
@@ -198,6 +231,10 @@ def fit_acceptance(data: AcceptanceData, gammas=range(1, 9), model: str = "auto"
             row["per_position_ci"] = [float(boot[0][j]), float(boot[1][j])]
             row["per_position_extrapolated"] = g > len(pp[0])
         preds.append(row)
+    if any(g not in data.gammas for g in gammas):
+        notes.append(f"intervals at γ other than the observed {', '.join(map(str, data.gammas))} count sampling error "
+                     "only: real acceptance by position shifts with γ (where iterations start depends on γ), "
+                     "so a prediction at another γ can miss them (docs/accuracy.md, 'real engine')")
     notes.append(f"extrapolation: i.i.d. beyond γ={g_obs} assumes α stays constant"
                  + (f"; per-position beyond position {len(pp[0]) - 1} repeats the last rate α[{len(pp[0]) - 1}]"
                     if pp is not None else ""))

@@ -213,7 +213,7 @@ def fit_group(runs, comp, params=PARAMS, source="runs"):
         drafts=tuple(sorted({r.draft for r in runs})),
         extra={"k_draft_stderr": stderr["k_draft"], "k_verify_stderr": stderr["k_verify"],
                "extra_overhead_s_stderr": stderr["extra_overhead_s"], "fitted": list(params),
-               "n_runs": len(runs), "error": err})
+               "n_runs": len(runs), "error": err, **_loo_band(loo, meas)})
     z = 1.959963984540054  # standard normal 97.5 % quantile
     notes = [f"unfitted parameters held at identity: {', '.join(names[j] for j in fixed)}"] if fixed else []
     for j in free:
@@ -240,6 +240,16 @@ def fit_group(runs, comp, params=PARAMS, source="runs"):
                  "p90 |%err| LOO": err["loo"]["p90_abs_pct"], "reduced chi-square": sigma2},
         notes=tuple(notes))
     return entry, rep
+
+
+def _loo_band(loo, meas) -> dict:
+    """The calibrated provider's error band (issue 14): exp(p90 |ln(LOO prediction/measured)|) − 1
+    over the runs whose leave-one-out fit was identifiable, with its n; empty when fewer than 3."""
+    ok = np.isfinite(loo) & (loo > 0)
+    if ok.sum() < 3:
+        return {}
+    e = np.abs(np.log(loo[ok] / meas[ok]))
+    return {"loo_band": float(np.expm1(np.percentile(e, 90))), "loo_band_n": int(ok.sum())}
 
 
 def fit_latency(path, provider_for, provider_name: str | None = None, params=PARAMS, gpu=None, mode=None):

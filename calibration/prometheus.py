@@ -11,10 +11,18 @@ So the per-position counter is unconditional; the conditional rate is α_i = c_i
 c_{-1} = drafts. Key assumption: every draft proposed γ = (number of positions) tokens; when
 draft_tokens < γ·drafts (n-gram proposers propose fewer) later positions are biased low, and the
 reader says so. Several scrapes in one file are cumulative snapshots: the last minus the first is used.
+
+Counters restart from zero when the server restarts. A restart between two scrapes is detected by
+any of: `process_start_time_seconds` changed, a counter's `_created` timestamp changed (prometheus
+client exports both by default), a counter fell, or the set of positions changed (a new γ needs a
+new server). Then only the scrapes after the last restart are used (a single scrape after it counts
+from the restart), never a difference across it.
 """
 from __future__ import annotations
 
 import re
+import urllib.error
+import urllib.request
 
 from .data import AcceptanceData, TraceError, from_position_counts, parse_count
 
@@ -22,6 +30,8 @@ PREFIX = "vllm:spec_decode_"
 DRAFTS, DRAFT_TOKENS = PREFIX + "num_drafts", PREFIX + "num_draft_tokens"
 ACCEPTED, PER_POS = PREFIX + "num_accepted_tokens", PREFIX + "num_accepted_tokens_per_pos"
 COUNTERS = (DRAFTS, DRAFT_TOKENS, ACCEPTED, PER_POS)
+PROCESS_START = "process_start_time_seconds"
+CREATED = "_created"  # prometheus_client's creation-time sample of a counter: NAME_created
 POOLED_LABELS = ("engine",)  # data-parallel engines of one model: counts add up
 
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?"
@@ -82,7 +92,9 @@ def parse_scrapes(text: str, source) -> list[dict]:
         name = m.group("name")
         if name.endswith("_total"):
             name = name[: -len("_total")]
-        if name not in COUNTERS:
+        elif name.endswith(CREATED) and name[: -len(CREATED)] in COUNTERS:
+            name = name[: -len(CREATED)] + CREATED  # kept as a restart marker
+        if name not in COUNTERS and name != PROCESS_START and not name.endswith(CREATED):
             continue
         key = (name, _labels(m.group("labels"), source, ln))
         if key in scrapes[-1]:
@@ -97,12 +109,12 @@ def _group(labels: tuple) -> tuple:
 
 def read_vllm_metrics(text: str, source, select: dict | None = None) -> AcceptanceData:
     scrapes = parse_scrapes(text, source)
-    if not any(scrapes[0]):
+    if not any(k[0] in COUNTERS for k in scrapes[0]):
         raise TraceError(source, "metrics dump has no speculative-decoding counters "
                                  f"(expected {DRAFTS}_total, {PER_POS}_total{{position=...}}); "
                                  "was vLLM started with --speculative-config?")
     select = dict(select or {})
-    keys = [k for k in scrapes[-1] if all(dict(k[1]).get(a) == b for a, b in select.items())]
+    keys = [k for k in scrapes[-1] if k[0] in COUNTERS and all(dict(k[1]).get(a) == b for a, b in select.items())]
     groups = sorted({_group(lab) for _, lab in keys})
     if not groups:
         raise TraceError(source, f"no speculative-decoding series match labels {select}")
@@ -116,7 +128,7 @@ def read_vllm_metrics(text: str, source, select: dict | None = None) -> Acceptan
         """Sum over engines: {(name, position): (count, last line)}."""
         out: dict = {}
         for (name, lab), (val, ln) in scrape.items():
-            if _group(lab) != group or not all(dict(lab).get(a) == b for a, b in select.items()):
+            if name not in COUNTERS or _group(lab) != group or not all(dict(lab).get(a) == b for a, b in select.items()):
                 continue
             pos = dict(lab).get("position")
             what = f"{name}_total" + (f'{{position="{pos}"}}' if pos is not None else "")
@@ -128,26 +140,31 @@ def read_vllm_metrics(text: str, source, select: dict | None = None) -> Acceptan
             out[k] = (prev[0] + v, ln)
         return out
 
-    last = totals(scrapes[-1])
+    sums = [totals(sc) for sc in scrapes]
     notes = []
-    if len(scrapes) > 1:
-        first = totals(scrapes[0])
-        diff = {}
-        for k, (v, ln) in last.items():
-            v0 = first.get(k, (0, ln))[0]
-            if v < v0:
-                raise TraceError(source, f"counter {k[0]}_total fell from {v0} to {v} between the first "
-                                         "and last scrape (server restarted?)", ln)
-            diff[k] = (v - v0, ln)
-        last = diff
-        notes.append(f"{len(scrapes)} scrapes in the file: used last minus first")
+    start = 0
+    for i in range(1, len(scrapes)):
+        why = restart_evidence(scrapes[i - 1], scrapes[i], sums[i - 1], sums[i])
+        if why:
+            start = i
+            notes.append(f"server restarted between scrapes {i} and {i + 1} ({why}): counters reset, so "
+                         "counts before the restart are not used")
+    last = sums[-1]
+    if len(scrapes) - start > 1:
+        first = sums[start]
+        last = {k: (v - first.get(k, (0, ln))[0], ln) for k, (v, ln) in last.items()}
+        notes.append(f"{len(scrapes) - start} scrapes{' since the restart' if start else ''}: "
+                     "used last minus first")
+    elif start:
+        notes.append("one scrape since the restart: used its counts (since the restart)")
     if (DRAFTS, None) not in last:
         raise TraceError(source, f"metrics dump lacks {DRAFTS}_total (it has other spec-decode counters)")
     n_drafts, ln_d = last[(DRAFTS, None)]
     if n_drafts == 0:
         raise TraceError(source, f"{DRAFTS}_total is 0 (no drafts between the scrapes)", ln_d)
     positions = sorted(p for (n, p) in last if n == PER_POS)
-    extra = {"labels": dict(group), "scrapes": len(scrapes), "n_drafts": n_drafts}
+    extra = {"labels": dict(group), "scrapes": len(scrapes), "scrapes_used": len(scrapes) - start,
+             "restarts": sum(1 for n in notes if n.startswith("server restarted")), "n_drafts": n_drafts}
     tokens = last.get((DRAFT_TOKENS, None), (None, None))[0]
     accepted = last.get((ACCEPTED, None), (None, None))[0]
     if not positions:
@@ -188,3 +205,42 @@ def read_vllm_metrics(text: str, source, select: dict | None = None) -> Acceptan
         extra["draft_tokens"] = tokens
     return from_position_counts(source, "vllm-metrics", int(n_drafts), c, notes=notes, extra=extra)
 
+
+
+def restart_evidence(before: dict, after: dict, sums_before: dict, sums_after: dict) -> str | None:
+    """Why the server must have restarted between two consecutive scrapes, or None."""
+    p0, p1 = before.get((PROCESS_START, ())), after.get((PROCESS_START, ()))
+    if p0 and p1 and float(p0[0]) != float(p1[0]):
+        return f"{PROCESS_START} changed from {p0[0]} to {p1[0]}"
+    for key, (val, _) in after.items():
+        if key[0].endswith(CREATED) and key in before and float(before[key][0]) != float(val):
+            return f"{key[0]} changed from {before[key][0]} to {val}"
+    pos0 = sorted(p for n, p in sums_before if n == PER_POS)
+    pos1 = sorted(p for n, p in sums_after if n == PER_POS)
+    if pos0 != pos1:
+        return f"per-position counters changed from {len(pos0)} to {len(pos1)} positions"
+    for k, (v, ln) in sums_after.items():
+        v0 = sums_before.get(k, (0, ln))[0]
+        if v < v0:
+            return f"{k[0]}_total fell from {v0} to {v}"
+    return None
+
+
+def is_url(path) -> bool:
+    return str(path).startswith(("http://", "https://"))
+
+
+def fetch_metrics(url: str, timeout_s: float = 10.0) -> str:
+    """GET a live Prometheus endpoint (vLLM: http://HOST:PORT/metrics) and return its text."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as r:
+            body = r.read()
+    except urllib.error.HTTPError as e:
+        raise TraceError(url, f"HTTP {e.code} {e.reason} (is this the server's /metrics path?)") from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        why = getattr(e, "reason", None) or e
+        raise TraceError(url, f"cannot read the endpoint: {why} (is the server running and the port right?)") from None
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TraceError(url, "the endpoint did not answer with UTF-8 text") from None

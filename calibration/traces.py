@@ -1,6 +1,6 @@
 """Trace readers: per-iteration CSV/JSONL, accepted-count histograms (gpt-fast's accept_counts),
-mean accepted length with γ (SGLang, papers), and vLLM /metrics (calibration.prometheus); format
-auto-detection. Every reader returns AcceptanceData.
+mean accepted length with γ (SGLang, papers), and vLLM /metrics (calibration.prometheus) from a file
+or a live http(s) URL, optionally minus a baseline scrape; format auto-detection. Every reader returns AcceptanceData.
 
 Key assumption: an iteration's accepted count is the leading run of accepted draft tokens (tokens
 after the first rejection are discarded even when they match), so position-level booleans are
@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from .data import FORMATS, AcceptanceData, TraceError, from_iterations, parse_count
-from .prometheus import looks_like_prometheus, read_vllm_metrics
+from .prometheus import fetch_metrics, is_url, looks_like_prometheus, read_vllm_metrics
 
 _POS_COL = re.compile(r"^(?:pos|position|accept)_(\d+)$")
 MEAN_KEYS_WITH_BONUS = ("mean_acceptance_length", "accept_length", "avg_spec_accept_length",
@@ -26,28 +26,43 @@ MEAN_KEYS_NO_BONUS = ("mean_accepted_tokens", "mean_accepted")
 N_KEYS = ("n_drafts", "num_drafts", "n_iterations")
 
 
-def read_trace(path, fmt: str = "auto", select: dict | None = None) -> AcceptanceData:
-    p = Path(path)
+def read_trace(path, fmt: str = "auto", select: dict | None = None, baseline=None) -> AcceptanceData:
+    """Read a trace file, or a live vLLM /metrics URL; `baseline`: an earlier scrape (file or URL) of the
+    same endpoint whose counts are subtracted (a server restart in between is detected, not subtracted)."""
+    p = str(path) if is_url(path) else Path(path)
     fmt = (fmt or "auto").strip().lower()
     if fmt not in FORMATS + ("auto",):
         raise TraceError(p, f"format={fmt!r} is not known; use auto, {', '.join(FORMATS)}")
-    if not p.exists():
-        raise TraceError(p, "file does not exist")
-    try:
-        text = p.read_text()
-    except UnicodeDecodeError:
-        raise TraceError(p, "is not a text file (not UTF-8)") from None
-    if not text.strip():
-        raise TraceError(p, "file is empty")
+    text = _read_text(p)
     if fmt == "auto":
         fmt = detect_format(text, p)
+    if baseline is not None and fmt != "vllm-metrics":
+        raise TraceError(baseline, f"a baseline applies to vLLM /metrics scrapes only, not to format {fmt}")
     if fmt == "vllm-metrics":
+        if baseline is not None:
+            b = str(baseline) if is_url(baseline) else Path(baseline)
+            text = _read_text(b).rstrip("\n") + "\n" + text
         return read_vllm_metrics(text, p, select)
     if fmt == "histogram":
         return read_histogram(text, p)
     if fmt == "mean-length":
         return read_mean_length(text, p)
     return read_iterations(text, p)
+
+
+def _read_text(p) -> str:
+    if isinstance(p, str):
+        text = fetch_metrics(p)
+    elif not p.exists():
+        raise TraceError(p, "file does not exist")
+    else:
+        try:
+            text = p.read_text()
+        except UnicodeDecodeError:
+            raise TraceError(p, "is not a text file (not UTF-8)") from None
+    if not text.strip():
+        raise TraceError(p, "file is empty" if not isinstance(p, str) else "the endpoint answered nothing")
+    return text
 
 
 def detect_format(text: str, source) -> str:
@@ -116,7 +131,7 @@ def _row(source, ln, gamma, accepted, mask, count, batch, context, out):
 
 
 def read_iterations(text: str, source) -> AcceptanceData:
-    out = {"gamma": [], "accepted": [], "count": [], "batch": [], "context": []}
+    out = {"gamma": [], "accepted": [], "count": [], "batch": [], "context": [], "request": []}
     lines = text.splitlines()
     first = next((i for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")), None)
     if first is None:
@@ -133,6 +148,7 @@ def read_iterations(text: str, source) -> AcceptanceData:
                 raise TraceError(source, "JSON line lacks 'gamma'", ln)
             _row(source, ln, d["gamma"], d.get("accepted"), d.get("accept_mask"), d.get("count"),
                  d.get("batch"), d.get("context"), out)
+            out["request"].append(d.get("request"))
     else:
         header = [h.strip().lower() for h in next(csv.reader([lines[first]]))]
         if "gamma" not in header:
@@ -155,9 +171,16 @@ def read_iterations(text: str, source) -> AcceptanceData:
             mask = [cells[j].strip() for _, j in pos_cols] if pos_cols else None
             _row(source, ln, get("gamma"), get("accepted"), mask, get("count"), get("batch"),
                  get("context"), out)
+            out["request"].append(get("request"))
     if not out["gamma"]:
         raise TraceError(source, "trace holds no iterations")
     extra = {k: [min(out[k]), max(out[k])] for k in ("batch", "context") if out[k]}
+    req = out["request"]
+    if any(r in (None, "") for r in req) and not all(r in (None, "") for r in req):
+        raise TraceError(source, "some rows name a 'request' and others do not; give it on every row or none")
+    if req and req[0] not in (None, ""):  # per-iteration arrays for the per-request (cluster) interval
+        extra["iterations"] = {"request": [str(r) for r in req], "gamma": out["gamma"],
+                               "accepted": out["accepted"], "count": out["count"]}
     return from_iterations(source, "iterations", out["gamma"], out["accepted"], out["count"], extra=extra)
 
 

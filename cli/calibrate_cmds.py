@@ -42,12 +42,13 @@ def _write(path: str, doc: dict) -> None:
 @calibrate_app.command("acceptance")
 @handle_errors
 def acceptance(
-    file: Annotated[str, typer.Argument(help="Trace file (see --format).")],
+    file: Annotated[str, typer.Argument(help="Trace file (see --format), or a live vLLM endpoint http://HOST:PORT/metrics.")],
     fmt: Annotated[str, typer.Option("--format", help=FORMAT_HELP)] = "auto",
     out: Annotated[Optional[str], typer.Option(help="Write the AcceptanceModel JSON (for `predict --acceptance`).")] = None,
     model: Annotated[str, typer.Option(help="auto (per-position only if the LR test needs it) | iid | per-position.")] = "auto",
     gamma_max: Annotated[int, typer.Option(help="Predict tokens/iteration for γ = 1..gamma-max.")] = 8,
     label: Annotated[Optional[list[str]], typer.Option(help="Pick one vLLM series: NAME=VALUE (repeatable).")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="Earlier /metrics scrape (file or URL) of the same server: count only what came after it (a restart in between is detected).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the parametric bootstrap for per-position intervals.")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ):
@@ -58,7 +59,7 @@ def acceptance(
 
     if not 1 <= gamma_max <= GAMMA_MAX:
         raise UsageError(f"gamma-max={gamma_max} is not allowed; must be in 1..{GAMMA_MAX}")
-    data = read_trace(file, fmt, _labels(label))
+    data = read_trace(file, fmt, _labels(label), baseline=baseline)
     fit = fit_acceptance(data, range(1, gamma_max + 1), model=model, seed=seed)
     doc = fit.to_dict()
     if out:

@@ -115,6 +115,10 @@ def register(app: typer.Typer) -> None:
 
 
 # ---- human output ------------------------------------------------------------------------------
+def _p(v) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
 def _pct(v) -> str:
     return "–" if v is None else f"{100 * v:.0f}%"
 
@@ -152,7 +156,7 @@ def render(doc: dict, policy_only: bool = False) -> None:
         t = Table(f"{rk['mode']} mode · batch {rk['batch']} · context {rk['context']} · autoregressive "
                   f"{rk['baseline_tok_s']:.1f} tok/s" + (f" · ref = {ref}" if ref else ""), title_justify="left")
         cols = ["#", "draft", "γ*", "tok/iter", "draft", "verify", "tok/s", "speedup", "95% range (γ)", "α", "α is"]
-        cols += ["vs ref", "α to tie ref"] if ref else []
+        cols += ["P>next"] + (["vs ref", "P>ref", "α to tie ref"] if ref else [])
         for c in cols:
             t.add_column(c, justify="left" if c in ("draft", "α is") else "right",
                          no_wrap=c in ("draft", "α", "95% range (γ)"))
@@ -165,13 +169,20 @@ def render(doc: dict, policy_only: bool = False) -> None:
                      f"{r['alpha']:.3f}" + (f" [{r['alpha_lo']:.2f}–{r['alpha_hi']:.2f}]"
                                              if r["alpha_hi"] > r["alpha_lo"] else ""),
                      r["alpha_kind"] + (" (by position)" if r["alpha_by_position"] else "")]
+            cells.append(_p(r.get("p_beats_next")))
             if ref:
                 g = r.get("gain_vs_reference")
                 need = r.get("alpha_to_match_reference")
-                cells += ["–" if g is None else f"{100 * g:+.0f}%",
+                cells += ["–" if g is None else f"{100 * g:+.0f}%", _p(r.get("p_beats_reference")),
                           "unreachable" if need is None else f"{need:.3f}"]
             t.add_row(*cells)
         con.print(t)
+        con.print("  P>next / P>ref: share of Monte Carlo draws (latency bands × acceptance intervals) in which the "
+                  "row's best speedup beats the next row's / the reference's")
+        for r in rk["rows"][:1]:
+            if r.get("gamma_near_tie"):
+                con.print(f"  γ near-tie for {escape(r['draft'])}: γ*={r['gamma']} wins in {r['p_gamma_is_best']:.0%} "
+                          f"of draws; robust γ = {r['robust_gamma']}")
         for r in rk["rows"]:
             for n in r["notes"]:
                 con.print(f"  [yellow]note[/yellow] {r['draft']}: {n}")

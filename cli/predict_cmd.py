@@ -104,17 +104,25 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
 
     con = Console()
     t = Table(title=f"{drf.name} → {tgt.name} on {hw.name} (tp={tp}, {mode}, batch {batch}, context {context})")
-    for col in ("γ", "tokens/iter", "draft ms", "verify ms", "overhead ms", "iteration ms", "tokens/s", "speedup", ""):
+    for col in ("γ", "tokens/iter", "draft ms", "verify ms", "overhead ms", "iteration ms [90 %]",
+                "tokens/s [90 %]", "speedup [90 %]", ""):
         t.add_column(col, justify="right")
     for r in rows:
         t.add_row(str(r["gamma"]), f"{r['tokens_per_iteration']:.2f}", f"{r['t_draft_s'] * 1e3:.3f}",
-                  f"{r['t_verify_s'] * 1e3:.3f}", f"{r['overhead_s'] * 1e3:.3f}", f"{r['iteration_s'] * 1e3:.3f}",
-                  f"{r['throughput_tok_s']:.1f}", f"{r['speedup']:.2f}",
+                  f"{r['t_verify_s'] * 1e3:.3f}", f"{r['overhead_s'] * 1e3:.3f}", 
+                  f"{r['iteration_s'] * 1e3:.2f} [{r['iteration_s_lo'] * 1e3:.2f}–{r['iteration_s_hi'] * 1e3:.2f}]",
+                  f"{r['throughput_tok_s']:.0f} [{r['throughput_tok_s_lo']:.0f}–{r['throughput_tok_s_hi']:.0f}]",
+                  f"{r['speedup']:.2f} [{r['speedup_lo']:.2f}–{r['speedup_hi']:.2f}]",
                   ("◀ optimal" if r["optimal"] else "") + (" (α extrapolated)" if r["extrapolated_acceptance"] else ""))
     con.print(t)
     con.print(f"autoregressive baseline: {best['baseline_tok_s']:.1f} tokens/s; "
               f"target step {best['t_target_s'] * 1e3:.3f} ms; c = {doc['cost_ratio']:.3f}")
     for k_, v in p.sources.items():
         con.print(f"  source {k_}: {v}")
-    for n in p.notes:
+    u = doc["uncertainty"]
+    bands = ", ".join(f"{k} {v['kind']} ±{v['band']:.1%}" for k, v in u["latency_bands"].items())
+    con.print(f"90 % intervals: Monte Carlo ({u['draws']} draws) over latency bands ({bands}) and acceptance; "
+              f"P(γ={doc['optimal_gamma']} is best) = {u['optimal_gamma_probability']:.2f}, robust γ = {u['robust_gamma']}"
+              + (" — near-tie" if u["near_tie"] else ""))
+    for n in list(p.notes) + u["notes"]:
         con.print(f"[yellow]note:[/yellow] {n}")

@@ -74,8 +74,10 @@ def test_human_output_and_emit_file(tmp_path):
 def test_export_engines_field_names():
     t, d = resolve_model("llama-65b"), resolve_model("sheared-llama-1.3b")
     v = export_config("vllm", t, "catalog", d, "catalog", 5, tp=4, disable_by_batch_size=1)
+    # vLLM 0.32's SpeculativeConfig rejects disable_by_batch_size: the threshold is a note, not a key
     assert v["config"] == {"model": "princeton-nlp/Sheared-LLaMA-1.3B", "num_speculative_tokens": 5,
-                           "method": "draft_model", "draft_tensor_parallel_size": 1, "disable_by_batch_size": 2}
+                           "method": "draft_model", "draft_tensor_parallel_size": 1}
+    assert v["speculation_off_above_batch"] == 1 and any("above batch 1" in n for n in v["notes"])
     assert "huggyllama/llama-65b" in v["command"] and not v["placeholder"]
     s = export_config("sglang", t, "catalog", d, "catalog", 5, tp=4, mode="eager")
     assert "--speculative-algorithm STANDALONE" in s["text"] and "--speculative-num-draft-tokens 6" in s["text"]

@@ -15,6 +15,7 @@ from perfmodel.specs.hardware import HardwareProfile
 from perfmodel.specs.models import ModelSpec
 
 from .base import MODES, ComponentTimes, check_mode, check_tp  # noqa: F401  (re-exported)
+from .bands import band, load_bands
 from .source import NONE_TP1, Provenance
 
 # Small (elementwise/normalisation) kernels per decoder layer: perfmodel.specs.families (with the count)
@@ -30,6 +31,9 @@ class AnalyticalLatency:
         self.hw = hw
         self.name = f"analytical ({hw.name} datasheet roofline)"
         self.source = Provenance.of("datasheet", detail=hw.name)
+        bands = load_bands()
+        self._sources = {m: Provenance.of("datasheet", detail=hw.name, band=band("datasheet", m, bands))
+                         for m in ("graph", "eager")}
 
     def _floor(self, mode: str) -> float:
         return self.hw.kernel_floor_eager_s if mode == "eager" else self.hw.kernel_floor_graph_s
@@ -83,12 +87,12 @@ class AnalyticalLatency:
             allreduce_s=self.allreduce_s(spec, batch, new_tokens, tp, mode),
             lm_head_s=self.lm_head_s(spec, batch, new_tokens, tp, mode),
             n_layers=spec.n_layers,
-            sources={"layer": self.source, "lm_head": self.source,
-                     "allreduce": self.source if tp > 1 else NONE_TP1})
+            sources={"layer": self._sources[mode], "lm_head": self._sources[mode],
+                     "allreduce": self._sources[mode] if tp > 1 else NONE_TP1})
 
     def overhead_s(self, spec: ModelSpec, batch, gamma, mode="graph"):
         """Per-iteration work outside forwards: sampling over the vocabulary, accept/reject, sync."""
         base = self.hw.overhead_eager_s if mode == "eager" else self.hw.overhead_graph_s
         b, g = np.asarray(batch, dtype=float), np.asarray(gamma, dtype=float)
         sample_bytes = 4 * b * (g + 1) * spec.vocab  # fp32 logits read once by argmax/softmax
-        return base + sample_bytes / (self.hw.hbm_bytes_per_s * self.hw.bandwidth_efficiency), self.source
+        return base + sample_bytes / (self.hw.hbm_bytes_per_s * self.hw.bandwidth_efficiency), self._sources.get(mode, self.source)

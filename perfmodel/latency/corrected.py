@@ -10,6 +10,7 @@ the factor of the role the wrapper was built for (`for_draft()` gives the draft-
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,8 +89,16 @@ class LatencyCorrection:
         return cls.from_dict(read_json(path, "calibration file"), source=str(Path(path)))
 
 
-def _scale(ft: ComponentTimes, k: float, note: str) -> ComponentTimes:
-    src = {key: v.with_note(f"× {note}") for key, v in ft.sources.items()}
+def _banded(prov, band: float | None):
+    """A calibrated component's band is the calibration's own leave-one-out error (issue 14)."""
+    if band is None or not hasattr(prov, "parts"):
+        return prov
+    parts = tuple(p if p.kind == "none" else dataclasses.replace(p, band=band) for p in prov.parts)
+    return dataclasses.replace(prov, parts=parts, members=tuple(_banded(m, band) for m in prov.members))
+
+
+def _scale(ft: ComponentTimes, k: float, note: str, band: float | None = None) -> ComponentTimes:
+    src = {key: _banded(v.with_note(f"× {note}"), band) for key, v in ft.sources.items()}
     return ComponentTimes(layer_s=np.asarray(ft.layer_s) * k, allreduce_s=np.asarray(ft.allreduce_s) * k,
                           lm_head_s=np.asarray(ft.lm_head_s) * k, n_layers=ft.n_layers, sources=src)
 
@@ -117,14 +126,19 @@ class CorrectedLatency:
     def forward(self, spec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
         ft = self.base.forward(spec, batch, new_tokens, context, tp, mode)
         k, note = self.factor(spec, mode)
-        return _scale(ft, k, note)
+        return _scale(ft, k, note, self._band(mode))
+
+    def _band(self, mode: str) -> float | None:
+        e = self.correction.entry(self.gpu, mode)
+        return None if e is None else e.extra.get("loo_band")
 
     def overhead_s(self, spec, batch, gamma, mode="graph"):
         ov, src = self.base.overhead_s(spec, batch, gamma, mode)
         e = self.correction.entry(self.gpu, mode)
         if e is None:
             return ov, src
-        return ov + e.extra_overhead_s, src.with_note(f"+ calibrated {e.extra_overhead_s * 1e3:.4g} ms")
+        return ov + e.extra_overhead_s, _banded(src.with_note(f"+ calibrated {e.extra_overhead_s * 1e3:.4g} ms"),
+                                                e.extra.get("loo_band"))
 
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from perfmodel.specs.hardware import GPUS, HardwareProfile
 from perfmodel.latency.analytical import AnalyticalLatency
 from perfmodel.latency.base import ComponentTimes, check_mode as _check_mode, check_tp
+from perfmodel.latency.bands import band, load_bands
 from perfmodel.latency.source import NONE_TP1, Provenance, Source
 from perfmodel.specs.models import ModelSpec, read_json
 from perfmodel.latency.table import DTYPE_BYTES, SCHEMA_VERSION, LatencyTable, head_shape_key, layer_shape_key
@@ -89,6 +90,7 @@ class MeasuredLatency:
         self.hw = hw
         self.file = self.path.name
         self.name = f"measured ({self.file})"
+        self._bands = load_bands()
         self._table = None
         self._grids: dict = {}
         self._index: dict | None = None
@@ -191,8 +193,8 @@ class MeasuredLatency:
                          np.where(np.isfinite(edge), ANCHORED, FITTED))
         return out, kinds
 
-    def _describe(self, kinds) -> Provenance:
-        labels = {str(k): Source(_KIND[k], self.file) for k in _KIND}
+    def _describe(self, kinds, mode: str = "graph") -> Provenance:
+        labels = {str(k): Source(_KIND[k], self.file, band=band(_KIND[k], mode, self._bands)) for k in _KIND}
         return Provenance.from_kinds(np.asarray(kinds).astype(int).astype(str), labels)
 
     def forward(self, spec: ModelSpec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
@@ -207,12 +209,12 @@ class MeasuredLatency:
         if tp > 1:
             ar, ak = self._lookup("allreduce", layer_shape_key(spec), tp, mode, by, (batch, new_tokens),
                                   lambda b, n, t: fb.allreduce_s(spec, b, n, t, mode))
-            ar_src = self._describe(ak)
+            ar_src = self._describe(ak, mode)
         else:
             ar, ar_src = np.zeros(shape), NONE_TP1
         ct = ComponentTimes(layer_s=layer + np.zeros(shape), allreduce_s=ar + np.zeros(shape),
                             lm_head_s=head + np.zeros(shape), n_layers=spec.n_layers,
-                            sources={"layer": self._describe(lk), "lm_head": self._describe(hk),
+                            sources={"layer": self._describe(lk, mode), "lm_head": self._describe(hk, mode),
                                      "allreduce": ar_src})
         return ct
 
@@ -222,4 +224,4 @@ class MeasuredLatency:
         g1 = np.asarray(gamma, dtype=float) + 1  # rows store γ+1 in new_tokens
         val, kinds = self._lookup("overhead", f"v{spec.vocab}", 1, mode, spec.dtype_bytes, (batch, g1),
                                   lambda b, n, t: fb.overhead_s(spec, b, n - 1, mode)[0])
-        return val, self._describe(kinds)
+        return val, self._describe(kinds, mode)

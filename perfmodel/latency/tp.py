@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from perfmodel.specs.models import ModelSpec, SpecError, read_json
+from perfmodel.latency.bands import band
 from perfmodel.latency.source import Provenance
 from perfmodel.latency.table import LatencyTable, read_csv
 
@@ -298,7 +299,7 @@ class TPMeasuredLatency:
                 msg = (np.asarray(batch, dtype=float) * np.asarray(new_tokens, dtype=float)
                        * spec.d_model * spec.dtype_bytes)
                 sources["allreduce"] = Provenance.of("curve", file=Path(model.curve.path).name,
-                                                     detail=model.describe(tp, msg))
+                                                     detail=model.describe(tp, msg), band=band("curve", mode))
         return dataclasses.replace(ft, sources=sources, **fields) if fields else ft
 
     def overhead_s(self, spec, batch, gamma, mode="graph"):

@@ -20,7 +20,9 @@ ENGINES = ("vllm", "sglang", "hf")
 #   https://docs.vllm.ai/en/latest/features/speculative_decoding/draft_model/
 #   https://docs.vllm.ai/en/stable/features/speculative_decoding/mlp/ (draft_tensor_parallel_size)
 # disable_by_batch_size ("Disable speculative decoding for new incoming requests when the number of
-# enqueued requests is larger than this value", ge=2):
+# enqueued requests is larger than this value") is gone from SpeculativeConfig in vLLM 0.32, whose
+# pydantic config forbids unknown keys (the server refuses to start: "Unexpected keyword argument"),
+# so the threshold is reported as a note, not emitted:
 #   https://docs.vllm.ai/en/latest/api/vllm/config/speculative/
 VLLM_DOC = "https://docs.vllm.ai/en/latest/features/speculative_decoding/draft_model/"
 VLLM_API_DOC = "https://docs.vllm.ai/en/latest/api/vllm/config/speculative/"
@@ -85,10 +87,9 @@ def export_config(engine: str, target: ModelSpec, target_origin: str, draft: Mod
         cfg = {"model": dpath, "num_speculative_tokens": gamma, "method": "draft_model",
                "draft_tensor_parallel_size": 1}
         if disable_by_batch_size is not None:
-            cfg["disable_by_batch_size"] = int(max(2, disable_by_batch_size))
-            if disable_by_batch_size < 2:
-                notes.append("vLLM requires disable_by_batch_size ≥ 2 (it disables above the value); set to 2, "
-                             "so a batch of 2 still speculates")
+            notes.append(f"speculation loses above batch {disable_by_batch_size}: vLLM 0.32 has no "
+                         "disable_by_batch_size (the server rejects the key), so keep batches ≤ "
+                         f"{disable_by_batch_size} (--max-num-seqs) or serve larger batches without speculation")
         cmd = ["vllm", "serve", tpath, "--tensor-parallel-size", str(tp), "--speculative-config",
                json.dumps(cfg)] + (["--enforce-eager"] if mode == "eager" else [])
         text = json.dumps(cfg, indent=2) + "\n"
@@ -118,7 +119,8 @@ def export_config(engine: str, target: ModelSpec, target_origin: str, draft: Mod
         doc = [HF_DOC, HF_CONFIG_DOC]
     return {"engine": engine, "config": cfg, "command": shlex.join(cmd) if cmd else None, "text": text,
             "notes": notes, "docs": doc, "placeholder": any(PLACEHOLDER.split("{")[0] in p for p in (tpath, dpath)),
-            "gamma": gamma, "gamma_table": gamma_table, "mode": mode}
+            "gamma": gamma, "gamma_table": gamma_table, "mode": mode,
+            "speculation_off_above_batch": disable_by_batch_size if engine == "vllm" else None}
 
 
 def _quote_pairs(cmd: list[str]) -> list[str]:

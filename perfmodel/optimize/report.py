@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from perfmodel.optimize.confidence import confidence
 from perfmodel.optimize.search import Candidates, ModeCosts, cell_details, mode_costs, search, speedup_curve, target_feasible
 from perfmodel.optimize.space import Acceptance, match
 from perfmodel.specdec.maths import tokens_per_iteration
@@ -160,13 +161,16 @@ def ranking(res: OptimizeResult, mode: str, bi: int, ci: int, top: int = 5, refe
     rows = rows_for(res, mode, bi, ci, idx, reference)
     for rank, r in zip(range(1, len(rows) + 1), rows):
         r["rank"] = rank if rank <= k else int(np.sum(s > s[reference]) + 1)
+    conf, roles = confidence(res, mode, bi, ci, idx[:k], reference)
+    for r, c in zip(rows, conf):
+        r.update(c)
     if reference is not None:
         goal = float(m.speedup[reference, bi, ci])
         need = alpha_to_match(res, mode, idx, bi, ci, goal) if np.isfinite(goal) else [None] * len(idx)
         for r, a in zip(rows, need):
             r["alpha_to_match_reference"] = a
     return {"mode": mode, "batch": int(res.batch[bi]), "context": int(res.context[ci]),
-            "baseline_tok_s": float(res.batch[bi] / m.costs.base_s[bi, ci]), "rows": rows}
+            "baseline_tok_s": float(res.batch[bi] / m.costs.base_s[bi, ci]), "latency_bands": roles, "rows": rows}
 
 
 def find_candidate(res: OptimizeResult, name: str | None, resolve) -> int | None:

@@ -57,6 +57,13 @@ class Candidates:
         per_layer = np.array([s.layer_params for s in self.shape_specs], dtype=float)
         return per_layer[self.shape_index] * self.n_layers
 
+    def param_counts(self, counting: str) -> np.ndarray:
+        """P per candidate as an α model counts it ('nonembedding' or 'total' with embeddings/head)."""
+        if counting == "nonembedding":
+            return self.nonembedding_params()
+        rest = np.array([s.params - s.layer_params for s in self.shape_specs], dtype=float)  # n_layers = 1
+        return self.nonembedding_params() + rest[self.shape_index]
+
 
 def make_candidates(drafts: list[ModelSpec], labels: list[str] | None = None, origins: list[str] | None = None,
                     design: "Candidates | None" = None) -> Candidates:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.alpha_model import AlphaModel, features, nonembedding_params
+from perfmodel.specdec.alpha_model import AlphaModel, features, param_count
 from perfmodel.optimize.search import Candidates, shape_key
 from perfmodel.specdec.maths import tokens_per_iteration
 from perfmodel.specs.models import ModelSpec, SpecError
@@ -84,6 +84,8 @@ class Acceptance:
     sources: tuple
     per_position: dict = field(default_factory=dict)  # candidate index → AcceptanceModel
     notes: tuple = ()
+    model: AlphaModel | None = None  # the α model behind the rows of its kind (joint draws)
+    model_x: np.ndarray | None = None  # (P, 3) its feature rows
 
     def kind(self, i: int) -> str:
         return KINDS[int(self.kind_code[i])]
@@ -115,7 +117,7 @@ def assign_acceptance(cands: Candidates, target: ModelSpec, model: AlphaModel,
                       alpha: float | None = None) -> Acceptance:
     """α per candidate. measured: (draft spec, model, file); stated: (draft spec, α, ci, source)."""
     P = len(cands)
-    x = features(cands.nonembedding_params(), nonembedding_params(target), cands.n_layers)
+    x = features(cands.param_counts(model.counting), param_count(target, model.counting), cands.n_layers)
     a, lo, hi = model.predict(x)
     sources = [f"α model: {model.source}"]
     kind = np.full(P, KINDS.index(model.kind), dtype=np.uint8)
@@ -153,4 +155,4 @@ def assign_acceptance(cands: Candidates, target: ModelSpec, model: AlphaModel,
             per_position.update({int(i): acc for i in idx})
     return Acceptance(alpha=np.asarray(a, float), lo=np.minimum(lo, a), hi=np.maximum(hi, a),
                       kind_code=kind, source_code=src, sources=tuple(sources),
-                      per_position=per_position, notes=tuple(notes))
+                      per_position=per_position, notes=tuple(notes), model=model, model_x=x)

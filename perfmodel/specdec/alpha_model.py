@@ -3,9 +3,11 @@ size relative to the target and in its depth, fitted by least squares from (draf
 
     logit α = c0 + c1 · ln(P_draft / P_target) + c2 · ln(n_layers_draft)
 
-P counts non-embedding parameters (n_layers × one layer's parameters). Key assumption: acceptance
-grows smoothly with the draft's share of the target's capacity; embeddings are excluded, which is
-the conservative choice for shallow-wide drafts (most of whose parameters are embeddings).
+P counts non-embedding parameters (n_layers × one layer's parameters) in models fitted to user pairs
+— the conservative choice for shallow-wide drafts (most of whose parameters are embeddings) — and
+total parameters in the default model (the paper names total sizes); a model records its `counting`
+and is always evaluated with it. Prediction intervals carry the residual scatter, every coefficient's
+variance (fitted, borrowed from the default, or assumed for c2) and the pairs' stated ±.
 Without user pairs the default fits c0, c1 to the only published α-versus-draft-size series we
 could find (Leviathan et al. 2023, Table 3, LaMDA 137B target) and assumes c2 = 0; rows using it
 are labelled "assumed", never "measured".
@@ -13,6 +15,7 @@ are labelled "assumed", never "measured".
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -62,6 +65,11 @@ def nonembedding_params(spec: ModelSpec) -> int:
     return spec.n_layers * spec.layer_params
 
 
+def param_count(spec: ModelSpec, counting: str) -> int:
+    """P as a model counts it: 'nonembedding' (layers only) or 'total' (with embeddings and head)."""
+    return nonembedding_params(spec) if counting == "nonembedding" else spec.params
+
+
 def features(draft_params, target_params, n_layers) -> np.ndarray:
     """Design matrix rows [1, ln(P_draft/P_target), ln(n_layers)]; broadcasts over arrays."""
     p = np.asarray(draft_params, dtype=float)
@@ -83,6 +91,9 @@ class AlphaModel:
     pairs: tuple = field(default=(), compare=False)
     coef_var: tuple = (0.0, 0.0, 0.0)  # variance of each coefficient (fitted here or by the prior)
     x_mean: tuple = (1.0, 0.0, 0.0)  # feature means of the pairs (where held coefficients pivot)
+    counting: str = "nonembedding"  # how P is counted, in the fit and in every prediction
+    meas_cov: tuple = ()  # (k×k) covariance of the fitted coefficients from the pairs' stated ± (logit)
+    meas_var: float = 0.0  # mean stated logit variance of a pair: a new draft is at least this uncertain
 
     def predict(self, x: np.ndarray):
         """α, α_lo, α_hi (95 % prediction interval) for feature rows x (…, 3)."""
@@ -92,13 +103,37 @@ class AlphaModel:
         xf = x[..., idx]
         V = np.asarray(self.xtx_inv, dtype=float).reshape(len(idx), len(idx))
         lev = np.einsum("...i,ij,...j->...", xf, V, xf)
-        var = self.resid_sd ** 2 * (1.0 + lev)
-        for j, f in enumerate(FEATURES):  # coefficients held at the prior carry the prior's variance
+        # estimated from the pairs' scatter (Student t on dof) ...
+        var_t = self.resid_sd ** 2 * (1.0 + lev)
+        # ... and known-variance terms (normal): the pairs' stated ±, coefficients held at the prior
+        var_z = self.meas_var + np.zeros_like(var_t)
+        if self.meas_cov:
+            M = np.asarray(self.meas_cov, dtype=float).reshape(len(idx), len(idx))
+            var_z = var_z + np.einsum("...i,ij,...j->...", xf, M, xf)
+        for j, f in enumerate(FEATURES):
             if f not in self.fitted and self.coef_var[j] > 0:
-                var = var + self.coef_var[j] * (x[..., j] - self.x_mean[j]) ** 2
-        half = t975(self.dof) * np.sqrt(var)
+                var_z = var_z + self.coef_var[j] * (x[..., j] - self.x_mean[j]) ** 2
+        half = np.sqrt(t975(self.dof) ** 2 * var_t + 1.96 ** 2 * var_z)
         clip = lambda v: np.clip(v, 0.0, ALPHA_CLIP[1])  # noqa: E731
         return clip(expit(z)), clip(expit(z - half)), clip(expit(z + half))
+
+    def sample_logits(self, x: np.ndarray, n: int, rng) -> np.ndarray:
+        """(n, P) joint draws of logit α for feature rows x (P, 3): one coefficient draw per row
+        shared by every draft (their errors move together), plus each draft's own scatter. Matches
+        predict()'s variance, with the t factor folded into the estimated part."""
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        idx = [FEATURES.index(f) for f in self.fitted]
+        k = (t975(self.dof) / 1.96) ** 2
+        cov = k * self.resid_sd ** 2 * np.asarray(self.xtx_inv, dtype=float).reshape(len(idx), len(idx))
+        if self.meas_cov:
+            cov = cov + np.asarray(self.meas_cov, dtype=float).reshape(len(idx), len(idx))
+        d_fit = rng.multivariate_normal(np.zeros(len(idx)), cov, size=n, method="eigh")  # (n, k)
+        z = x @ np.asarray(self.coef) + d_fit @ x[:, idx].T
+        for j, f in enumerate(FEATURES):
+            if f not in self.fitted and self.coef_var[j] > 0:
+                z = z + np.sqrt(self.coef_var[j]) * rng.standard_normal((n, 1)) * (x[:, j] - self.x_mean[j])
+        own = np.sqrt(k * self.resid_sd ** 2 + self.meas_var)
+        return z + own * rng.standard_normal(z.shape)
 
     def describe(self) -> str:
         c = ", ".join(f"{n}={v:+.3f}" for n, v in zip(FEATURES, self.coef))
@@ -128,11 +163,13 @@ def _lstsq(X: np.ndarray, y: np.ndarray, cols: list[int], base: np.ndarray):
 
 
 def fit(x: np.ndarray, alpha, prior: "AlphaModel | None" = None, source: str = "user pairs",
-        kind: str = "predicted", pairs: tuple = ()) -> AlphaModel:
+        kind: str = "predicted", pairs: tuple = (), alpha_ci=None, counting: str = "nonembedding") -> AlphaModel:
     """Fit logit α on rows x (n×3). Columns enter while dof ≥ 1: intercept always; ln(P/P_target)
     from 3 pairs if they span ≥ 2× in size; ln(layers) from 4 pairs if they span ≥ 2× in depth
     independently of size. Coefficients not fitted keep the prior's values (the default model's
-    unless given) — a slope is never extrapolated from pairs that barely differ."""
+    unless given) — a slope is never extrapolated from pairs that barely differ. `alpha_ci`: each
+    pair's stated 95 % interval (or None): its logit spread enters the coefficients' covariance and,
+    as a floor, every prediction's variance. `counting` must be how x's P were counted."""
     x = np.atleast_2d(np.asarray(x, dtype=float))
     a = np.asarray(alpha, dtype=float).ravel()
     if x.shape[0] != a.size or a.size == 0:
@@ -158,10 +195,24 @@ def fit(x: np.ndarray, alpha, prior: "AlphaModel | None" = None, source: str = "
         sd, dof = (prior.resid_sd, prior.dof) if prior else (0.0, 1)
     var = np.array(prior.coef_var if prior else (0.0, 0.0, 0.0), dtype=float)
     var[cols] = sd ** 2 * np.diag(inv)
+    s2 = _stated_logit_var(a, alpha_ci)
+    Xf = x[:, cols]
+    mcov = inv @ (Xf.T * s2) @ Xf @ inv  # sandwich: the stated ± of each pair through least squares
+    var[cols] += np.diag(mcov)
     return AlphaModel(coef=tuple(float(c) for c in coef), fitted=tuple(FEATURES[j] for j in cols),
                       xtx_inv=tuple(inv.ravel().tolist()), resid_sd=sd, dof=dof, kind=kind,
                       source=source, n_pairs=n, pairs=tuple(pairs), coef_var=tuple(var.tolist()),
-                      x_mean=tuple(x.mean(axis=0).tolist()))
+                      x_mean=tuple(x.mean(axis=0).tolist()), counting=counting,
+                      meas_cov=tuple(mcov.ravel().tolist()) if s2.any() else (), meas_var=float(s2.mean()))
+
+
+def _stated_logit_var(a, alpha_ci) -> np.ndarray:
+    """Per pair, the logit-scale variance of a stated 95 % interval ((hi − lo)/(2·1.96))², 0 if none."""
+    out = np.zeros(a.size)
+    for i, ci in enumerate(alpha_ci or ()):
+        if ci is not None:
+            out[i] = ((logit(ci[1]) - logit(ci[0])) / (2 * 1.959963984540054)) ** 2
+    return out
 
 
 _DEFAULT: list = []
@@ -173,9 +224,12 @@ def default_model() -> AlphaModel:
         p = np.array([r[0] for r in DEFAULT_ROWS])
         a = np.array([r[1] for r in DEFAULT_ROWS])
         x = features(p, DEFAULT_TARGET_PARAMS, np.ones_like(p))  # depth unknown: ln(1) = 0
-        m = fit(x, a, prior=None, source=DEFAULT_SOURCE + "; ln(layers) coefficient assumed 0",
-                kind="assumed")
-        _DEFAULT.append(m)
+        m = fit(x, a, prior=None, source=DEFAULT_SOURCE + "; ln(layers) coefficient assumed 0 ± the "
+                "size slope (depth assumed to matter no more per e-fold than size)", kind="assumed",
+                counting="total")  # the paper names total sizes: P counts embeddings, fit and prediction
+        var = list(m.coef_var)
+        var[2] = m.coef[1] ** 2  # c2 = 0 is an assumption, not a measurement: give it the size slope's scale
+        _DEFAULT.append(dataclasses.replace(m, coef_var=tuple(var)))
     return _DEFAULT[0]
 
 

@@ -1,0 +1,164 @@
+"""Monte Carlo propagation of latency error bands and acceptance intervals into iteration time,
+throughput, speedup and the optimal γ (issue 14). Vectorised: one (draws, batch, context, γ) array.
+
+Key assumptions. Latency: a component answered by source kind k is off by a log-normal factor whose
+90 % interval is (1 ± band_k) (bands from perfmodel/data/error_bands.json, carried on each
+Source.band); errors are shared by every component of the iteration answered by the same kind and independent
+across kinds; the autoregressive baseline gets its own draw at the target's band (on the own-loop
+validation its error is uncorrelated with the iteration's). A forward takes the widest band among its
+components. Acceptance: α (or each α_i) is logit-normal with the model's 95 % interval as ±1.96 σ;
+α given without an interval is taken as exact, and the document says so.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from perfmodel.specdec.maths import iteration_s, speedup, throughput_tok_s, tokens_per_iteration_by_position
+
+LEVEL = 0.90  # stated interval level for iteration_s / throughput / speedup
+N_DRAWS = 2000
+Z90, Z95 = 1.6448536269514722, 1.959963984540054
+
+
+BANDS_FILE = Path(__file__).resolve().parent.parent / "data" / "error_bands.json"
+
+
+def fallback_band(mode: str, path: Path = BANDS_FILE) -> float | None:
+    """The fitted-analytical band (read as data; specdec imports no latency module), used for a
+    source kind that has no validated band of its own."""
+    if not Path(path).is_file():
+        return None
+    per = json.loads(Path(path).read_text())["bands"].get("fitted", {})
+    e = per.get(mode) or per.get("any")
+    return None if e is None else float(e["band"])
+
+
+def _logit(a):
+    a = np.clip(np.asarray(a, dtype=float), 1e-9, 1 - 1e-9)
+    return np.log(a / (1 - a))
+
+
+def role_band(sources: dict, role: str, fallback: float | None = None) -> tuple[str, float, list[str]]:
+    """(kind, band, notes) of the widest-band source among `role`'s components ('draft', 'target',
+    'overhead'). A source without a band (operator before its shape check ships) takes `fallback`."""
+    parts, notes = [], []
+    for key, prov in sources.items():
+        if not (key == role or key.startswith(role + "_")) or not hasattr(prov, "parts"):
+            continue
+        for m in (prov.members or (prov,)):
+            parts.extend(s for s in m.parts if s.kind != "none")
+    best = ("none", 0.0)
+    for s in parts:
+        b = s.band
+        if b is None:
+            b = fallback if fallback is not None else 0.0
+            notes.append(f"{role}: no validated band for source kind '{s.kind}'"
+                         + (f"; the fitted-analytical band ±{b:.0%} is used" if fallback is not None else "; taken as exact"))
+        if b >= best[1]:
+            best = (s.kind, float(b))
+    return best[0], best[1], notes
+
+
+def alpha_draws(acc, n: int, gmax: int, rng) -> tuple[np.ndarray, str | None]:
+    """(n, gmax) α_i draws from an AcceptanceModel, and a note when it carries no interval."""
+    if acc.per_position:
+        mid, ci = np.asarray(acc.alpha_by_position, dtype=float), acc.alpha_by_position_ci
+    else:
+        mid, ci = np.array([acc.alpha]), (acc.alpha_ci,) if acc.alpha_ci else None
+    if not ci or any(c is None for c in ci):
+        return np.broadcast_to(_extend(mid, gmax), (n, gmax)).copy(), \
+            f"acceptance ({acc.source}) has no interval: taken as exact"
+    lo, hi = np.array([c[0] for c in ci]), np.array([c[1] for c in ci])
+    sd = np.maximum((_logit(hi) - _logit(lo)) / (2 * Z95), 0.0)
+    z = rng.standard_normal((n, mid.size))
+    a = 1.0 / (1.0 + np.exp(-(_logit(mid) + sd * z)))
+    a = np.where(sd > 0, a, mid)
+    return _extend_rows(a, gmax), None
+
+
+def _extend(ab, gmax):
+    return np.concatenate([ab, np.full(max(gmax - ab.size, 0), ab[-1])])[:gmax]
+
+
+def _extend_rows(a, gmax):
+    if a.shape[1] >= gmax:
+        return a[:, :gmax]
+    return np.concatenate([a, np.repeat(a[:, -1:], gmax - a.shape[1], axis=1)], axis=1)
+
+
+def tokens_from_draws(ab: np.ndarray, gammas) -> np.ndarray:
+    """(n, G) expected tokens per iteration from (n, gmax) α_i draws."""
+    cum = np.concatenate([np.ones((ab.shape[0], 1)), 1.0 + np.cumsum(np.cumprod(ab, axis=1), axis=1)], axis=1)
+    return cum[:, np.asarray(gammas, dtype=int)]
+
+
+def kind_factors(kinds_bands: dict, n: int, rng) -> dict:
+    """{kind: (n,) multiplicative factor}; one standard normal per kind, shared by its components."""
+    out = {}
+    for kind, b in sorted(kinds_bands.items()):
+        z = rng.standard_normal(n)
+        out[kind] = np.exp(np.log1p(b) / Z90 * z) if b > 0 else np.ones(n)
+    return out
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """Interval arrays (batch, context, γ) at `level`, the γ* distribution and notes."""
+    level: float
+    draws: int
+    iteration_s_lo: np.ndarray
+    iteration_s_hi: np.ndarray
+    throughput_tok_s_lo: np.ndarray
+    throughput_tok_s_hi: np.ndarray
+    speedup_lo: np.ndarray
+    speedup_hi: np.ndarray
+    p_optimal: np.ndarray  # (batch, context, γ): share of draws in which γ is the best
+    robust_index: np.ndarray  # (batch, context): γ index maximising the lower speedup bound
+    latency: dict  # {role: {"kind", "band"}}
+    notes: tuple = ()
+
+
+def propagate(p, acc, n: int = N_DRAWS, seed: int = 0, level: float = LEVEL, return_samples: bool = False):
+    """Monte Carlo over a Prediction `p` (from specdec.predict) and its AcceptanceModel `acc`."""
+    rng = np.random.default_rng(seed)
+    fb = fallback_band(p.mode)
+    roles, notes = {}, []
+    for role in ("draft", "target", "overhead"):
+        k, b, ns = role_band(p.sources, role, fb)
+        roles[role] = {"kind": k, "band": b}
+        notes += ns
+    f = kind_factors({r["kind"]: r["band"] for r in roles.values()}, n, rng)
+    ab, note = alpha_draws(acc, n, int(p.gamma.max()), rng)
+    if note:
+        notes.append(note)
+    tpi = tokens_from_draws(ab, p.gamma)[:, None, None, :]
+    fd, ft, fo = (f[roles[r]["kind"]][:, None, None, None] for r in ("draft", "target", "overhead"))
+    G, B = p.gamma[None, None, None, :], p.batch[None, :, None, None]
+    it = iteration_s(G, p.t_draft_s[None] * fd, p.t_verify_s[None] * ft, p.overhead_s[None] * fo)
+    thr = throughput_tok_s(B, tpi, it)
+    # the baseline (target alone) is a separate measurement: own-loop validation shows its error
+    # uncorrelated with the iteration's (docs/accuracy.md), so it gets its own draw at the target's band
+    fbase = kind_factors({"baseline": roles["target"]["band"]}, n, rng)["baseline"][:, None, None, None]
+    sp = speedup(tpi, it, p.t_target_s[None] * fbase, p.baseline_overhead_s[None] * fbase)
+    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+    (il, ih), (tl, th), (sl, sh) = (np.percentile(x, q, axis=0) for x in (it, thr, sp))
+    best = np.argmax(sp, axis=-1)
+    p_opt = np.stack([(best == k).mean(axis=0) for k in range(p.gamma.size)], axis=-1)
+    u = Uncertainty(level, n, il, ih, tl, th, sl, sh, p_opt, np.argmax(sl, axis=-1), roles,
+                    tuple(dict.fromkeys(notes)))
+    return (u, sp) if return_samples else u
+
+
+def gamma_summary(p, u: Uncertainty, bi: int = 0, ci: int = 0) -> dict:
+    """The γ choice under uncertainty for one cell: P(point γ* is best), robust γ, near-tie flag."""
+    k = int(p.optimal_index[bi, ci])
+    probs = u.p_optimal[bi, ci]
+    near_tie = bool(probs[k] < 0.9)
+    return {"optimal_gamma_probability": float(probs[k]),
+            "gamma_probabilities": {int(g): float(x) for g, x in zip(p.gamma, probs) if x > 0},
+            "robust_gamma": int(p.gamma[int(u.robust_index[bi, ci])]), "near_tie": near_tie}
