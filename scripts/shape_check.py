@@ -125,7 +125,7 @@ def measure(out: Path, device: str, deadline_s: float, host_grid: str = "default
         print(f"{name}: {len(rows)} rows so far, {time.monotonic() - t0:.0f} s", flush=True)
 
 
-def report(path: Path, gpu: str = "h200", table: Path | None = None) -> dict:
+def report(path: Path, gpu: str = "h200", table: Path | None = None, errors_out: Path | None = None) -> dict:
     """Errors of the operator-composed and the pre-operator predictions against `path`'s rows."""
     hw = resolve_gpu(gpu)
     host = path.with_name(path.stem + "_host.csv")
@@ -150,7 +150,7 @@ def report(path: Path, gpu: str = "h200", table: Path | None = None) -> dict:
                 k = float(r["host_probe_s"]) / ref  # host speed when this model ran vs when launch costs were timed
                 e_norm.append(float(OperatorLatency(ops.path, hw, host_path=ops.host_path, host_scale=k)
                                     .forward(spec, b, n, c, 1, m).total_s) / t - 1)
-            r[f"operator_err_{m}"] = e_op[-1]
+            r["rel_err"], r["predicted_s"] = e_op[-1], t * (1 + e_op[-1])
         a, o = np.abs(e_op), np.abs(e_old)
         out[m] = {"points": len(rs), "shapes": len({r["model"] for r in rs}),
                   "operator_median": float(np.median(a)), "operator_p90": float(np.percentile(a, 90)),
@@ -159,6 +159,14 @@ def report(path: Path, gpu: str = "h200", table: Path | None = None) -> dict:
         if e_norm:
             out[m].update(host_normalised_median=float(np.median(np.abs(e_norm))),
                           host_normalised_p90=float(np.percentile(np.abs(e_norm), 90)))
+    if errors_out:  # one row per point: the evidence scripts/error_bands.py --operator-check reads
+        cols = ("gpu", "model", "mode", "batch", "new_tokens", "context", "measured_s", "predicted_s", "rel_err")
+        new = not errors_out.exists()
+        with errors_out.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerows(r for r in rows if "rel_err" in r)
     return out
 
 
@@ -171,12 +179,14 @@ def main(argv=None) -> None:
     ap.add_argument("--table", help="operator table (default: the shipped one of --gpu)")
     ap.add_argument("--gpu", default="h200")
     ap.add_argument("--modes", default="graph,eager")
+    ap.add_argument("--errors-out", help="append per-point operator errors to this CSV (error_bands.py evidence)")
     a = ap.parse_args(argv)
     check_unseen(Path(__file__).resolve().parents[1] / "perfmodel" / "data")
     if a.out:
         measure(Path(a.out), a.device, a.deadline_s, modes=tuple(a.modes.split(",")))
     path = Path(a.report or a.out)
-    for m, s in report(path, a.gpu, Path(a.table) if a.table else None).items():
+    for m, s in report(path, a.gpu, Path(a.table) if a.table else None,
+                       Path(a.errors_out) if a.errors_out else None).items():
         print(f"{m:5s} {s['points']:3d} points, {s['shapes']} shapes: operator-composed median "
               f"{s['operator_median']:.1%} p90 {s['operator_p90']:.1%} max {s['operator_max']:.1%} "
               f"(mean signed {s['operator_mean_signed']:+.1%}); before median {s['before_median']:.1%} "

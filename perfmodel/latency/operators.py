@@ -232,8 +232,11 @@ class OperatorLatency:
 
     def provenance(self, mode: str) -> Provenance:
         """kind 'operator', this table, and the 90 % error band measured on unseen whole models
-        (scripts/shape_check.py, stored in the table's metadata) when there is one."""
-        band = self.table.meta.get("band", {}).get(mode)
+        (scripts/shape_check.py → scripts/error_bands.py --operator-check) when there is one."""
+        from perfmodel.latency.bands import band as kind_band
+
+        band = kind_band("operator", mode)  # perfmodel/data/error_bands.json (scripts/error_bands.py)
+        band = band if band is not None else self.table.meta.get("band", {}).get(mode)
         detail = f"{self.dtype}" + (f", 90 % band ±{band:.0%} on unseen shapes" if band else "")
         return Provenance.of("operator", self.file, detail=detail, band=band)
 
