@@ -90,7 +90,7 @@ def predict(
 
 
 # Optional command modules (each defines register(app)); imported lazily-cheap: typer only.
-for _name in ("profile", "calibrate", "optimize", "plot", "validate"):
+for _name in ("profile", "calibrate", "optimize", "plot", "explore", "validate"):
     try:
         _mod = importlib.import_module(f"cli.{_name}_cmds")
     except ModuleNotFoundError as _e:

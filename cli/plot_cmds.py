@@ -16,6 +16,9 @@ KINDS = ("speedup", "gamma", "breakdown", "depth-width", "design", "breakeven", 
 NEEDS_PAIR = ("speedup", "gamma", "breakdown", "breakeven")  # target and draft (speedup: or --cost-ratio)
 NEEDS_ALPHA = ("gamma", "breakeven", "acceptance")
 DEPTH_WIDTH_BASE = "llama-7b"  # base family/vocabulary for depth-width when --draft is not given
+# with no model arguments every kind draws the study's case (README "Worked example"): llama-65b at
+# tp 4 on h100-sxm, draft sheared-llama-1.3b, α = 0.70 (the study's stated acceptance)
+STUDY = {"target": "llama-65b", "draft": "sheared-llama-1.3b", "tp": 4, "alpha": 0.7}
 
 
 def _drafts_with_alpha(text: str, dtype_bytes: int):
@@ -62,7 +65,7 @@ def register(app: typer.Typer) -> None:
         contexts: Annotated[Optional[str], typer.Option(help="gamma/breakeven: context axis, e.g. 512,2048,8192.")] = None,
         layers: Annotated[Optional[str], typer.Option(help="depth-width: depth axis (default 1..32); design: design-space depths.")] = None,
         d_model: Annotated[Optional[str], typer.Option("--d-model", help="depth-width: width axis; design: design-space widths.")] = None,
-        tp: Annotated[int, typer.Option(help="Tensor-parallel degree of the target.")] = 1,
+        tp: Annotated[Optional[int], typer.Option(help="Tensor-parallel degree of the target (default 4 for the study's case, else 1).")] = None,
         dtype: Annotated[str, typer.Option(help="fp16 or bf16.")] = "fp16",
         mode: Annotated[str, typer.Option(help="graph or eager; both (gamma, depth-width).")] = "graph",
         profile: Annotated[Optional[str], typer.Option(help="Measured LatencyTable (default: the shipped one for --gpu).")] = None,
@@ -77,6 +80,14 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"mode={mode!r} is not allowed; use graph, eager or both")
         from .common import dtype_bytes
         from .predict_cmd import acceptance_model
+
+        study = target is None and cost_ratio is None and kind != "depth-width"
+        if study:  # no models named: the study's case
+            target = STUDY["target"]
+            draft = draft or (STUDY["draft"] if kind != "design" else None)
+            if alpha is None and acceptance is None and kind in NEEDS_ALPHA:
+                alpha = STUDY["alpha"]
+        tp = tp if tp is not None else (STUDY["tp"] if study else 1)
 
         by = dtype_bytes(dtype)
         for name, v in (("batch", batch), ("context", context), ("tp", tp)):

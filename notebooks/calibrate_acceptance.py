@@ -61,7 +61,7 @@ from plots.common import Setting
 
 acc = fit.model
 print(acc.describe())
-plots.figure("acceptance", Setting(acceptance=acc, gammas=tuple(range(1, 9))))
+plots.show(plots.figure("acceptance", Setting(acceptance=acc, gammas=tuple(range(1, 9)))))
 
 # %% [markdown]
 # Feeding both models into a prediction (Llama-3.1-70B target at tp=4, Llama-3.1-8B draft,

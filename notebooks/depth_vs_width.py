@@ -70,4 +70,4 @@ for mode in ("graph", "eager"):
 
 # %%
 fig = plots.figure("depth-width", setting)
-fig
+plots.show(fig)

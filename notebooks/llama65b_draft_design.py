@@ -84,7 +84,7 @@ setting = Setting(target=resolve_model("llama-65b"), latency=latency, gpu=gpu.na
                   batch=1, context=512, gammas=tuple(range(1, 13)))
 drafts = [resolve_model(n) for n in req.drafts]
 fig = plots.figure("design", setting, drafts=drafts, layers=[1, 2, 4, 8, 16, 32], d_models=[2048, 4096])
-fig
+plots.show(fig)
 
 # %% [markdown]
 # Where speculation stops paying for the study's usual draft, Sheared-LLaMA-1.3B, at an assumed α of 0.7:
@@ -94,4 +94,4 @@ from perfmodel.specdec.acceptance import AcceptanceModel
 
 be = Setting(target=setting.target, draft=resolve_model("sheared-llama-1.3b"), latency=latency, gpu=gpu.name,
              tp=4, mode="graph", acceptance=AcceptanceModel(alpha=0.7, source="assumed"), gammas=tuple(range(1, 9)))
-plots.figure("breakeven", be)
+plots.show(plots.figure("breakeven", be))

@@ -80,4 +80,4 @@ from plots.common import Setting
 setting = Setting(target=target, draft=draft, latency=latency, gpu=gpu.name, tp=4, mode="graph",
                   gammas=tuple(range(1, 13)))
 fig = plots.figure("speedup", setting)
-fig
+plots.show(fig)

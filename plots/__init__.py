@@ -22,6 +22,13 @@ def figure(kind: str, setting, **kw):
     return importlib.import_module(f"plots.{KINDS[kind]}").figure(setting, **kw)
 
 
+def show(fig):
+    """Notebook output of a figure: interactive plotly plus a static PNG (reads on GitHub)."""
+    from .layout import Shown
+
+    return Shown(fig)
+
+
 def write_html(fig, path):
     from .common import write_html as _w
 

@@ -64,5 +64,6 @@ def figure(setting: Setting) -> go.Figure:
     fig.update_xaxes(title="lookahead γ", dtick=1, row=1, col=2)
     fig.update_yaxes(title="E[tokens per iteration]", rangemode="tozero", row=1, col=2)
     style(fig, "Calibrated acceptance", acc.describe()[:120], legend_y=1.08, top=120)
+    fig.update_layout(hovermode="x unified")  # traces share the x axis: one hover lists them all
     footnote(fig, src + "; open markers: γ beyond the observed positions (extrapolated)")
     return fig

@@ -124,6 +124,7 @@ def figure(setting: Setting) -> go.Figure:
     style(fig, f"Where an iteration's time goes: {setting.draft.name} → {setting.target.name}", setting.where(),
           legend_y=1.1, top=140)
     fig.update_layout(barmode="group")
+    fig.update_layout(hovermode="x unified")  # traces share the x axis: one hover lists them all
     tag(fig, sources)
     footnote(fig, sources_note(sources), y=-0.14)
     return fig

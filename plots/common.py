@@ -60,10 +60,47 @@ class Setting:
         return ", ".join(parts)
 
 
+# ---- one diverging scale for speedup, 1× at its centre (breakeven, speedup map and surface) --------
+SPEEDUP_TICKS = (0.25, 0.5, 0.75, 0.9, 1, 1.1, 1.25, 1.5, 2, 3, 4)
+SPEEDUP_SCALE = "RdBu"  # red: speculation loses, white: break-even, blue: it wins
+
+
+def speedup_colour(z) -> dict:
+    """Plotly colour arguments for speedup values z, drawn on log2 so 0.5× and 2× are equally far from
+    1×: use with z=np.log2(speedup). The range is symmetric about 1× and at least ±2^0.25."""
+    import numpy as np
+
+    lz = np.log2(np.asarray(z, dtype=float))
+    lim = max(float(np.nanmax(np.abs(lz))) if np.isfinite(lz).any() else 0.0, 0.25)
+    ticks = [1.0]  # outward from 1×, each tick at least a tenth of the bar from the last one kept
+    for side in (sorted((t for t in SPEEDUP_TICKS if t > 1)), sorted((t for t in SPEEDUP_TICKS if t < 1), reverse=True)):
+        last = 0.0
+        for t in side:
+            if abs(np.log2(t)) <= lim + 1e-9 and abs(np.log2(t) - last) >= lim / 5:
+                ticks.append(t)
+                last = np.log2(t)
+    ticks.sort()
+    return dict(colorscale=SPEEDUP_SCALE, cmid=0.0, cmin=-lim, cmax=lim,
+                colorbar=dict(title="speedup ×", tickvals=list(np.log2(ticks)), ticktext=[f"{t:g}" for t in ticks]))
+
+
+def memory_needed_bytes(target: ModelSpec, draft: ModelSpec, tp: int, batch, context, gamma):
+    """Bytes on the GPU holding target shard 0 and the co-located draft (perfmodel.optimize.report's
+    rule): weights + KV cache for context + γ + 1 tokens; activations are not counted."""
+    toks = batch * (context + gamma + 1)
+    return (target.weight_bytes / tp + toks * target.kv_bytes_per_token / tp
+            + draft.weight_bytes + toks * draft.kv_bytes_per_token)
+
+
 # ---- latency sources ---------------------------------------------------------------------------
 def source_kind(src: str) -> str:
     """'measured' (measured or interpolated between measured points), 'analytical' (roofline, plain
-    or fitted to a profile), 'mixed', 'none' (component absent), or the string itself."""
+    or fitted to a profile), 'operator', 'mixed', 'none' (component absent), or the string itself.
+    A perfmodel.latency.source.Provenance answers with its own `.coarse`; text (older tags, profile
+    rows) is parsed."""
+    coarse = getattr(src, "coarse", None)
+    if isinstance(coarse, str):
+        return coarse
     s = str(src).lower()
     if s.startswith("none"):
         return "none"
@@ -98,21 +135,30 @@ def source_line(sources: dict) -> str:
 
 
 def sources_note(sources: dict, width: int = 150) -> str:
-    """Full source strings for a figure footnote (deduplicated, wrapped with <br>)."""
+    """A one-line badge for a figure footnote — 'latency: draft measured · target mixed · …' — the
+    full source strings go to the footnote's hover (footnote() reads them from the figure's tag)."""
+    return source_line(sources) + " (hover here for every source)"
+
+
+def sources_detail(sources: dict, width: int = 110) -> str:
+    """Full source strings, deduplicated and wrapped with <br>: hover text of the footnote."""
     seen: dict = {}
     for k, v in sources.items():
         if source_kind(v) != "none":
             seen.setdefault(str(v), []).append(k)
-    text = "; ".join(f"{', '.join(ks)}: {v}" for v, ks in seen.items())
-    words, lines, cur = text.split(" "), [], ""
-    for w in words:
-        if len(cur) + len(w) + 1 > width:
+    return "<br>".join(_wrap(f"{', '.join(ks)}: {v}", width) for v, ks in seen.items())
+
+
+def _wrap(text: str, width: int) -> str:
+    lines, cur = [], ""
+    for w in text.split(" "):
+        if cur and len(cur) + len(w) + 1 > width:
             lines.append(cur)
             cur = w
         else:
             cur = f"{cur} {w}".strip()
     lines.append(cur)
-    return "sources — " + "<br>".join(lines)
+    return "<br>".join(lines)
 
 
 def tag(fig: go.Figure, sources: dict) -> go.Figure:
@@ -128,9 +174,24 @@ def latency_sources(fig: go.Figure) -> dict:
     return dict(meta.get("specperf_latency_sources", {})) if isinstance(meta, dict) else {}
 
 
-def footnote(fig: go.Figure, text: str, y: float = -0.16) -> None:
-    fig.add_annotation(text=text, xref="paper", yref="paper", x=0, y=y, xanchor="left", yanchor="top",
-                       showarrow=False, align="left", font=dict(size=10, color="#555"))
+FOOT_LINE_PX = 14  # one 10-px footnote line
+FOOT_GAP_PX = 58  # below the plot area: tick labels and the x-axis title
+
+
+def footnote(fig: go.Figure, text: str, y: float | None = None, width: int = 150) -> None:
+    """Small print under the plot area; the bottom margin and the height grow with its lines, so it is
+    never clipped. Hovering it shows every latency source the figure was tagged with (`tag`).
+    `y` is accepted for old callers and ignored: the position is in pixels below the plot area."""
+    text = "<br>".join(_wrap(line, width) for line in text.split("<br>"))
+    n = text.count("<br>") + 1
+    detail = sources_detail(latency_sources(fig))
+    fig.add_annotation(text=text, xref="paper", yref="paper", x=0, y=0, yshift=-FOOT_GAP_PX, xanchor="left",
+                       yanchor="top", showarrow=False, align="left", font=dict(size=10, color="#555"),
+                       hovertext=detail or None, hoverlabel=dict(font=dict(size=11)) if detail else None)
+    old = fig.layout.margin.b if fig.layout.margin.b is not None else 80
+    need = FOOT_GAP_PX + n * FOOT_LINE_PX + 12
+    if need > old:
+        fig.update_layout(margin=dict(b=need), height=int(fig.layout.height or PNG_SIZE[1]) + need - old)
 
 
 def style(fig: go.Figure, title: str, sub: str | None = None, bottom: int = 120, height: int = 620,
@@ -188,3 +249,4 @@ def write_png(fig: go.Figure, path: str | Path, scale: float = 2.0) -> Path:
         raise SpecError(f"--png export failed (kaleido needs Chrome or Chromium): "
                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
     return p
+

@@ -190,7 +190,16 @@ def figure(setting: Setting, layers=LAYERS, d_models=None) -> go.Figure:
                               " (d_ff %{customdata[3]})<br>its own draft step = %{customdata[4]:.4f} ms"
                               "<br>params = %{customdata[5]:.2f} B<extra></extra>",
                 name="catalog drafts", showlegend=col == 1), row=1, col=col)
-        fig.update_xaxes(title="width d_model", tickvals=x, row=1, col=col)
+        faded = [j for j in range(len(x)) if source_kind(d["layer_source"][j]) not in ("measured",)]
+        edges = np.concatenate([[x[0] - (x[1] - x[0]) / 2 if len(x) > 1 else x[0] - 1],
+                                (x[:-1] + x[1:]) / 2, [x[-1] + (x[-1] - x[-2]) / 2 if len(x) > 1 else x[0] + 1]])
+        ax = "" if col == 1 else str(col)
+        for j in faded:  # analytical (or mixed) columns: faded, and their tick says so
+            fig.add_shape(type="rect", xref=f"x{ax}", yref=f"y{ax}", x0=edges[j], x1=edges[j + 1],
+                          y0=d["layers"].min() - 0.5, y1=d["layers"].max() + 0.5, line=dict(width=0),
+                          fillcolor="rgba(255,255,255,0.45)", layer="above")
+        fig.update_xaxes(title="width d_model" + (" (faded: analytical)" if faded else ""), tickvals=x,
+                         ticktext=[f"{v}" + ("*" if j in faded else "") for j, v in enumerate(x)], row=1, col=col)
     fig.update_yaxes(title="depth (layers)", row=1, col=1)
     lo, hi = int(min(g["layers"].min() for g in grids)), int(max(g["layers"].max() for g in grids))
     fig.update_yaxes(range=[lo - 0.5, hi + 0.5])

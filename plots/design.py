@@ -16,6 +16,7 @@ from perfmodel.specdec.maths import iteration_s, throughput_tok_s, tokens_per_it
 from perfmodel.specs.models import ModelSpec, SpecError
 
 from .common import COLORS, MS, Setting, footnote, source_line, sources_note, style, tag
+from .layout import label_positions
 
 
 def default_drafts(target: ModelSpec) -> list[ModelSpec]:
@@ -114,7 +115,9 @@ def figure(setting: Setting, drafts=None, stated=(), layers=None, d_models=None,
             continue
         fig.add_trace(go.Scatter(
             x=d["t_draft_s"][idx] * MS, y=d["alpha"][idx], mode=mode_, marker=marker, name=name,
-            text=[d["names"][i] for i in idx] if mode_ == "markers+text" else None, textposition="top center",
+            text=[d["names"][i] for i in idx] if mode_ == "markers+text" else None,
+            textposition=label_positions(d["t_draft_s"][idx] * MS, d["alpha"][idx], [d["names"][i] for i in idx],
+                                         (0, t_hi * MS), (ay[0], ay[-1])) if mode_ == "markers+text" else None,
             error_y=dict(type="data", symmetric=False, array=(d["hi"] - d["alpha"])[idx],
                          arrayminus=(d["alpha"] - d["lo"])[idx], thickness=1, color="#666")
             if name == "drafts" else None,

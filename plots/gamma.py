@@ -11,7 +11,11 @@ from plotly.subplots import make_subplots
 
 from perfmodel.specdec.predict import predict
 
-from .common import COLORS, MS, Setting, footnote, source_line, sources_note, style, tag
+import numpy as np
+
+from perfmodel.specs.hardware import resolve_gpu
+
+from .common import COLORS, MS, Setting, footnote, memory_needed_bytes, source_line, sources_note, style, tag
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CONTEXTS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
@@ -48,7 +52,9 @@ def _hover(p, axis: str) -> list[str]:
     src = source_line(p.sources)
     for i, j in flat:
         g = int(k[i, j])
-        out.append(f"batch = {p.batch[i]}   context = {p.context[j]}<br>γ* = {p.gamma[g]}"
+        flag = (" — off: autoregressive is faster" if p.speedup[i, j, g] < 1 else
+                " (search cap: the optimum may be larger)" if g == len(p.gamma) - 1 else "")
+        out.append(f"batch = {p.batch[i]}   context = {p.context[j]}<br>γ* = {p.gamma[g]}{flag}"
                    f"<br>speedup = {p.speedup[i, j, g]:.3f}×<br>tokens/s = {p.throughput_tok_s[i, j, g]:,.1f}"
                    f" (baseline {p.baseline_tok_s[i, j, g]:,.1f})<br>tokens/iteration = {p.tokens_per_iteration[i, j, g]:.3f}"
                    f"<br>iteration = {p.iteration_s[i, j, g] * MS:.4f} ms<br>mode = {p.mode}<br>{src}")
@@ -61,6 +67,7 @@ def figure(setting: Setting, batches=BATCHES, contexts=None) -> go.Figure:
                         subplot_titles=(f"versus batch (context {setting.context})",
                                         f"versus context (batch {setting.batch})", "", ""))
     sources = {}
+    mem = resolve_gpu(setting.gpu).memory_bytes if setting.gpu else np.inf
     for mode, d in data.items():
         color = COLORS[mode]
         for col, axis in ((1, "batch"), (2, "context")):
@@ -70,7 +77,13 @@ def figure(setting: Setting, batches=BATCHES, contexts=None) -> go.Figure:
             opt_s = p.optimal_speedup[:, 0] if axis == "batch" else p.optimal_speedup[0, :]
             text = _hover(p, axis)
             show = col == 1
+            gb, gc = (p.batch, setting.context) if axis == "batch" else (setting.batch, p.context)
+            fits = memory_needed_bytes(setting.target, setting.draft, setting.tp, gb, gc, opt_g) <= mem
+            opt_g, opt_s = np.where(fits, opt_g, np.nan), np.where(fits, opt_s, np.nan)  # gaps: does not fit
+            cap = max(setting.gammas)  # ▲: γ* is the search cap (the optimum may lie beyond); ✕: off, speedup < 1
+            sym = ["x" if s_ < 1 else "triangle-up" if g_ == cap else "circle" for g_, s_ in zip(opt_g, opt_s)]
             fig.add_trace(go.Scatter(x=x, y=opt_g, mode="lines+markers", line=dict(color=color, shape="hv"),
+                                     marker=dict(symbol=sym, size=[10 if m != "circle" else 6 for m in sym]),
                                      name=f"γ* ({mode})", legendgroup=mode, showlegend=show, text=text,
                                      hovertemplate="%{text}<extra></extra>"), row=1, col=col)
             fig.add_trace(go.Scatter(x=x, y=opt_s, mode="lines+markers", line=dict(color=color, dash="dot"),
@@ -87,6 +100,8 @@ def figure(setting: Setting, batches=BATCHES, contexts=None) -> go.Figure:
     style(fig, f"Optimal lookahead of {setting.draft.name} → {setting.target.name}",
           f"{setting.gpu}, tp={setting.tp}, {setting.acceptance.describe()}, γ ≤ {max(setting.gammas)}",
           height=680, legend_y=1.09, top=130)
+    fig.update_layout(hovermode="x unified")  # traces share the x axis: one hover lists them all
     tag(fig, sources)
-    footnote(fig, sources_note(sources), y=-0.12)
+    footnote(fig, "▲ γ* at the search cap (the optimum may be larger) · ✕ off: speedup < 1 · gaps: weights + KV "
+                  "cache exceed the GPU<br>" + sources_note(sources))
     return fig

@@ -15,7 +15,7 @@ from perfmodel.specdec.predict import check_gammas, predict
 from perfmodel.specdec.maths import iteration_s, speedup, speedup_cost_ratio, tokens_per_iteration
 from perfmodel.specs.models import SpecError
 
-from .common import MS, COLORS, Setting, footnote, source_line, sources_note, style, tag
+from .common import MS, COLORS, Setting, footnote, source_line, sources_note, speedup_colour, style, tag
 
 ALPHAS = np.round(np.arange(0.0, 0.99, 0.01), 2)  # 0.00 … 0.98: α = 1 is the draft = target limit
 STYLES = ("surface", "map")
@@ -72,30 +72,35 @@ def figure(setting: Setting, cost_ratio: float | None = None, style_: str = "sur
     d = grid(setting, cost_ratio, alphas)
     g_star, s_star = ridge(d)
     text = _hover(d)
-    ridge_text = [f"ridge: α = {a:.2f}, γ* = {g}, speedup = {s:.3f}×" for a, g, s in zip(d["alpha"], g_star, s_star)]
+    cap = int(d["gamma"][-1])
+    ridge_text = [f"ridge: α = {a:.2f}, " + (f"off (best γ = {g} gives {s:.3f}× < 1)" if s < 1 else
+                  f"γ* = {g}{' (search cap)' if g == cap else ''}, speedup = {s:.3f}×")
+                  for a, g, s in zip(d["alpha"], g_star, s_star)]
+    col = speedup_colour(d["speedup"])
+    lz = np.log2(d["speedup"])
     fig = go.Figure()
     if style_ == "surface":
         fig.add_trace(go.Surface(
-            x=d["gamma"], y=d["alpha"], z=d["speedup"], text=text, hovertemplate="%{text}<extra></extra>",
-            colorscale="Viridis", colorbar=dict(title="speedup ×"), name="speedup",
+            x=d["gamma"], y=d["alpha"], z=d["speedup"], surfacecolor=lz, text=text,
+            hovertemplate="%{text}<extra></extra>", name="speedup", **col,
             contours=dict(z=dict(show=True, start=1.0, end=1.0, size=1.0, color="white", width=4))))
         fig.add_trace(go.Scatter3d(x=g_star, y=d["alpha"], z=s_star * 1.01, mode="lines+markers",
                                    line=dict(color=COLORS["ridge"], width=6), marker=dict(size=2.5),
                                    name="optimum ridge γ*(α)", text=ridge_text,
                                    hovertemplate="%{text}<extra></extra>"))
-        fig.update_layout(scene=dict(xaxis_title="lookahead γ", yaxis_title="acceptance α",
+        fig.update_layout(scene=dict(xaxis=dict(title="lookahead γ", dtick=1), yaxis_title="acceptance α",
                                      zaxis_title="speedup ×", camera=dict(eye=dict(x=1.6, y=-1.6, z=0.9))),
                           showlegend=True, legend=dict(x=0.01, y=0.98))
     else:
-        fig.add_trace(go.Heatmap(x=d["gamma"], y=d["alpha"], z=d["speedup"], text=text,
-                                 hovertemplate="%{text}<extra></extra>", colorscale="Viridis",
-                                 colorbar=dict(title="speedup ×"), name="speedup"))
+        fig.add_trace(go.Heatmap(x=d["gamma"], y=d["alpha"], z=lz, text=text, hovertemplate="%{text}<extra></extra>",
+                                 colorscale=col["colorscale"], zmid=0.0, zmin=col["cmin"], zmax=col["cmax"],
+                                 colorbar=col["colorbar"], name="speedup"))
         fig.add_trace(go.Contour(x=d["gamma"], y=d["alpha"], z=d["speedup"], showscale=False,
                                  contours=dict(coloring="lines", start=1.0, end=1.0, size=1.0, showlabels=True),
-                                 line=dict(width=2, dash="dash"), colorscale=[[0, "white"], [1, "white"]], hoverinfo="skip",
+                                 line=dict(width=2, dash="dash"), colorscale=[[0, "black"], [1, "black"]], hoverinfo="skip",
                                  name="speedup = 1 (break-even)", showlegend=True))
         fig.add_trace(go.Scatter(x=g_star, y=d["alpha"], mode="lines+markers", line=dict(color=COLORS["ridge"], width=2),
-                                 marker=dict(size=4), name="optimum ridge γ*(α)", text=ridge_text,
+                                 marker=dict(size=4, color=np.where(s_star < 1, "#999", COLORS["ridge"])), name="optimum ridge γ*(α)", text=ridge_text,
                                  hovertemplate="%{text}<extra></extra>"))
         fig.update_xaxes(title="lookahead γ", dtick=1)
         fig.update_yaxes(title="acceptance α")

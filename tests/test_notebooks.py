@@ -1,6 +1,7 @@
 """Every notebook in notebooks/ (jupytext percent .py) executes top to bottom in a kernel running
 this interpreter (a kernelspec written to a temporary JUPYTER_PATH, so a fresh clone needs nothing
 installed beyond the README's set-up), and a planted failing cell does fail."""
+import base64
 import json
 import sys
 from pathlib import Path
@@ -59,6 +60,13 @@ def test_notebook_executes(path, kernel_env):
     # each notebook ends in (or shows) a figure: the plotly mime bundle is in some output
     mimes = {k for c in code for o in c.get("outputs", []) for k in o.get("data", {})}
     assert "application/vnd.plotly.v1+json" in mimes or "text/html" in mimes
+    # every interactive figure carries a static PNG beside it, so the notebook reads on GitHub
+    figs = [o["data"] for c in code for o in c.get("outputs", []) if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert figs, "no figure output"
+    for d in figs:
+        assert "image/png" in d, f"a figure without a static PNG: {sorted(d)}"
+        png = base64.b64decode(d["image/png"])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000, "the PNG is not a drawn figure"
 
 
 def test_notebooks_hold_no_library_logic():

@@ -18,7 +18,7 @@ from perfmodel.specdec.predict import predict  # noqa: E402
 from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key  # noqa: E402
 
 import plots  # noqa: E402
-from plots import breakdown, depth_width, design, speedup  # noqa: E402
+from plots import breakdown, breakeven, depth_width, design, speedup  # noqa: E402
 from plots.common import Setting, source_kind  # noqa: E402
 
 runner = CliRunner()
@@ -109,9 +109,15 @@ def test_gamma_traces_are_predicts_optimum():
     for mode in ("graph", "eager"):
         p = predict(TARGET, DRAFT, LAT, acc, range(1, 9), [1, 16, 256], [512], tp=4, mode=mode)
         tr = next(t for t in fig.data if t.name == f"γ* ({mode})" and list(t.x) == [1, 16, 256])
-        np.testing.assert_array_equal(tr.y, p.optimal_gamma[:, 0])
+        g = p.optimal_gamma[:, 0]
+        toks = np.array([1, 16, 256]) * (512 + g + 1)  # weights + KV of target shard and draft on one GPU
+        fits = (TARGET.weight_bytes / 4 + toks * TARGET.kv_bytes_per_token / 4 + DRAFT.weight_bytes
+                + toks * DRAFT.kv_bytes_per_token) <= HW.memory_bytes
+        assert list(fits) == [True, True, False]  # 256 × 520 tokens of 65B KV cache / 4 > 80 GB
+        np.testing.assert_array_equal(np.asarray(tr.y, dtype=float)[fits], g[fits])
         sp = next(t for t in fig.data if t.name == f"speedup at γ* ({mode})" and list(t.x) == [1, 16, 256])
-        np.testing.assert_allclose(sp.y, p.optimal_speedup[:, 0])
+        np.testing.assert_allclose(np.asarray(sp.y, dtype=float)[fits], p.optimal_speedup[fits, 0])
+        assert np.isnan(np.asarray(sp.y, dtype=float)[~fits]).all() and np.isnan(np.asarray(tr.y, dtype=float)[~fits]).all()
 
 
 def test_breakdown_stacks_to_the_iteration_time():
@@ -129,9 +135,40 @@ def test_breakeven_map_is_best_speedup_and_marks_the_crossing():
     acc = AcceptanceModel(alpha=0.7)
     fig = plots.figure("breakeven", setting(acceptance=acc), batches=(1, 64, 512), contexts=(128, 2048))
     p = predict(TARGET, DRAFT, LAT, acc, range(1, 9), [1, 64, 512], [128, 2048], tp=4)
-    np.testing.assert_allclose(2 ** np.asarray(fig.data[0].z), p.optimal_speedup, rtol=1e-12)
-    crosses = p.optimal_speedup.min() < 1 < p.optimal_speedup.max()
+    # memory: target shard + draft, weights + KV cache for context + γ* + 1 tokens, against one GPU
+    toks = p.batch[:, None] * (p.context[None, :] + p.optimal_gamma + 1)
+    need = (TARGET.weight_bytes / 4 + toks * TARGET.kv_bytes_per_token / 4 + DRAFT.weight_bytes
+            + toks * DRAFT.kv_bytes_per_token)
+    fits = need <= HW.memory_bytes
+    assert fits[0, 0] and not fits[-1, -1]  # batch 512 × 2048 tokens of a 65B KV cache cannot fit in 80 GB
+    z = 2 ** np.asarray(fig.data[0].z, dtype=float)
+    np.testing.assert_allclose(z[fits], p.optimal_speedup[fits], rtol=1e-12)
+    assert np.isnan(z[~fits]).all()  # masked, not drawn as a speedup
+    masked = [t for t in fig.data if t.name == "does not fit in GPU memory"]
+    assert len(masked) == 1 and np.array_equal(np.isfinite(np.asarray(masked[0].z, dtype=float)), ~fits)
+    shown = np.where(fits, p.optimal_speedup, np.nan)
+    crosses = np.nanmin(shown) < 1 < np.nanmax(shown)
     assert crosses == any("stops paying" in (t.name or "") for t in fig.data)
+    labels = next(t for t in fig.data if t.name == "γ* labels").text
+    # LAT is the analytical roofline: every drawn γ* is marked ~ (latency not measured)
+    want = ["no fit" if not fits[i, j] else "off" if p.optimal_speedup[i, j] <= 1 else
+            f"~γ*={p.optimal_gamma[i, j]}" + ("+" if p.optimal_gamma[i, j] == 8 else "")
+            for j in range(len(p.context)) for i in range(len(p.batch))]
+    assert list(labels) == want
+
+
+def test_breakeven_marks_only_cells_that_are_not_measured(tmp_path):
+    """With the shipped H100 profile the study's cell (batch 1, context 512) is all measured and not
+    marked; batch 512, which the profile never measured (it stops at 64), is marked."""
+    from perfmodel.latency.providers import build_provider
+
+    lat = build_provider(HW).target
+    st = setting(acceptance=AcceptanceModel(alpha=0.7), latency=lat)
+    fig = plots.figure("breakeven", st, batches=(1, 512), contexts=(512,))
+    labels = list(next(t for t in fig.data if t.name == "γ* labels").text)
+    est = breakeven.cell_estimated(st, predict(TARGET, DRAFT, lat, st.acceptance, range(1, 9), [1, 512], [512], tp=4))
+    assert [bool(e) for e in est[:, 0]] == [False, True]
+    assert not labels[0].startswith("~")
 
 
 # ---- depth-width ------------------------------------------------------------------------------

@@ -1,0 +1,66 @@
+"""`specperf explore`: write the explorer page — one self-contained HTML file (plotly.js and latency
+tables embedded; works offline) with dropdowns for target, draft, GPU, mode and tp and sliders for
+α, batch and context. Defaults: the study's case (llama-65b, tp 4, h100-sxm, the study's drafts).
+
+Module top imports only stdlib, typer and cli.common (fast start); numpy/plotly load in the command.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .common import UsageError, handle_errors, parse_ints, parse_names, print_json
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @handle_errors
+    def explore(
+        out: Annotated[str, typer.Option(help="HTML file to write (self-contained; open it in any browser).")] = "explorer.html",
+        targets: Annotated[Optional[str], typer.Option(help="Target models, comma-separated (default: llama-65b).")] = None,
+        drafts: Annotated[Optional[str], typer.Option(help="Draft models, comma-separated (default: the study's drafts).")] = None,
+        gpus: Annotated[str, typer.Option(help="GPUs from `specperf gpus`, comma-separated.")] = "h100-sxm,h200",
+        tps: Annotated[str, typer.Option(help="Tensor-parallel degrees of the target, e.g. 1,2,4,8.")] = "1,2,4,8",
+        modes: Annotated[str, typer.Option(help="graph, eager or graph,eager.")] = "graph,eager",
+        batches: Annotated[Optional[str], typer.Option(help="Batch slider values, e.g. 1,2,4,8 or 1..64.")] = None,
+        contexts: Annotated[Optional[str], typer.Option(help="Context slider values, e.g. 512,2048,8192.")] = None,
+        gamma_max: Annotated[int, typer.Option(help="Largest lookahead γ searched in the page.")] = 12,
+        dtype: Annotated[str, typer.Option(help="fp16 or bf16.")] = "fp16",
+        analytical: Annotated[bool, typer.Option("--analytical", help="Ignore measured profiles.")] = False,
+        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document naming the file.")] = False,
+    ):
+        """Write the explorer page: every figure recomputed in the browser as you move α, batch and context."""
+        from perfmodel.specdec.maths import GAMMA_MAX
+        from plots import explore_data as ed
+        from plots.common import check_out
+        from plots.explorer import write_explorer
+
+        from .common import dtype_bytes
+
+        check_out(out, ".html", "--out")
+        mode_list = parse_names(modes, "modes")
+        for m in mode_list:
+            if m not in ("graph", "eager"):
+                raise UsageError(f"mode={m!r} is not allowed; use graph, eager or graph,eager")
+        if not 1 <= gamma_max <= GAMMA_MAX:
+            raise UsageError(f"gamma-max={gamma_max} is not allowed; must be in 1..{GAMMA_MAX}")
+        kw = {}
+        if batches:
+            kw["batches"] = parse_ints(batches, "batches")
+        if contexts:
+            kw["contexts"] = parse_ints(contexts, "contexts")
+        data = ed.explorer_data(targets=parse_names(targets, "targets") if targets else ed.TARGETS,
+                                drafts=parse_names(drafts, "drafts") if drafts else ed.STUDY_DRAFTS,
+                                gpus=parse_names(gpus, "gpus"), modes=mode_list, tps=parse_ints(tps, "tps"),
+                                gammas=tuple(range(1, gamma_max + 1)), dtype_bytes=dtype_bytes(dtype),
+                                analytical=analytical, **kw)
+        path = write_explorer(data, out)
+        size = path.stat().st_size
+        doc = {"html": str(path), "bytes": size, "targets": data["targets"], "drafts": data["drafts"],
+               "gpus": data["gpus"], "modes": data["modes"], "tps": data["tps"]}
+        if json_out:
+            print_json(doc)
+            return
+        typer.echo(f"wrote {path} ({size / 1e6:.1f} MB; {len(data['drafts'])} drafts × {len(data['gpus'])} GPUs × "
+                   f"{len(data['modes'])} modes × tp {','.join(map(str, data['tps']))}); open it in a browser")

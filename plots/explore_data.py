@@ -1,0 +1,135 @@
+"""Latency tables for the explorer page: per (draft, GPU, mode) the draft step time and per (target,
+GPU, mode, tp) the verification, target-step and overhead times, over a batch × context × γ grid,
+computed in Python by the real latency providers (build_provider) and embedded in the page as JSON.
+The page's JavaScript only does tokens per iteration and the closed form of perfmodel.specdec.maths.
+
+Key assumption: predict's components separate exactly — the draft forward depends only on the draft
+(at draft_context(context, γ)), verification, target step and overhead only on the target and tp —
+so tables are stored per side and the page combines any draft with any target without loss. Memory
+fit uses the rule of perfmodel.optimize.report: target shard + co-located draft, weights + KV cache
+for context + γ + 1 tokens, against one GPU's memory (activations are not counted).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from perfmodel.latency.providers import build_provider
+from perfmodel.specdec.maths import draft_context
+from perfmodel.specs.catalog import resolve_model
+from perfmodel.specs.hardware import resolve_gpu
+from perfmodel.specs.models import SpecError
+
+# the study's case (Yan et al.; README "Worked example"): LLaMA-65B at tp 4 on H100-SXM and its drafts
+STUDY_TARGET = "llama-65b"
+STUDY_DRAFTS = ("sheared-llama-1.3b", "tinyllama-1.1b", "llama-7b:n_layers=1", "llama-7b:n_layers=2",
+                "llama-7b:n_layers=4", "llama-7b:n_layers=8")
+STUDY_GPU = "h100-sxm"
+STUDY_TP = 4
+TARGETS = (STUDY_TARGET,)
+GPUS = ("h100-sxm", "h200")
+TPS = (1, 2, 4, 8)
+MODES = ("graph", "eager")
+BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
+CONTEXTS = (128, 256, 512, 1024, 2048, 4096, 8192)
+GAMMAS = tuple(range(1, 13))
+
+
+def _coarse(prov) -> str:
+    """'measured' | 'operator' | 'analytical' | 'mixed' | 'none' from a Provenance (text: legacy)."""
+    c = getattr(prov, "coarse", None)
+    if c is not None:
+        return c
+    from .common import source_kind
+
+    return source_kind(str(prov))
+
+
+def _side(sources: dict) -> dict:
+    """Badge and hover detail of one side: the coarse kind over its non-empty components."""
+    items = {k: v for k, v in sources.items() if _coarse(v) != "none"}
+    kinds = {_coarse(v) for v in items.values()}
+    badge = kinds.pop() if len(kinds) == 1 else ("mixed" if kinds else "none")
+    return {"badge": badge, "detail": {k: str(v) for k, v in items.items()},
+            "kinds": {k: _coarse(v) for k, v in items.items()}}
+
+
+def _arr(x) -> list:
+    return np.asarray(x, dtype=float).tolist()  # full precision: the page must match predict
+
+
+def _model(spec, by_name: str) -> dict:
+    return {"name": by_name, "n_layers": spec.n_layers, "d_model": spec.d_model,
+            "weight_bytes": float(spec.weight_bytes), "kv_bytes_per_token": float(spec.kv_bytes_per_token),
+            "max_positions": int(spec.max_positions), "learned_positions": bool(spec.learned_positions),
+            "vocab": int(spec.vocab)}
+
+
+def draft_table(spec, latency, mode: str, batches, contexts, gammas) -> dict:
+    """t_draft_s[b][c][g]: one draft forward at draft_context(context, γ), as predict times it."""
+    B, C, G = (np.asarray(v)[s] for v, s in ((batches, np.s_[:, None, None]), (contexts, np.s_[None, :, None]),
+                                            (gammas, np.s_[None, None, :])))
+    ft = latency.forward(spec, B, 1, draft_context(C, G), 1, mode)
+    zero = np.zeros((len(batches), len(contexts), len(gammas)))
+    cells = [[_side(latency.forward(spec, b, 1, draft_context(c, G[0, 0]), 1, mode).sources)["badge"]
+              for c in contexts] for b in batches]
+    return {"t_draft_s": _arr(ft.total_s + zero), "cell_badge": cells, **_side(ft.sources)}
+
+
+def target_table(spec, latency, mode: str, tp: int, batches, contexts, gammas) -> dict:
+    """t_verify_s[b][c][g], overhead_s[b][c][g], t_target_s[b][c], baseline_overhead_s[b][c]."""
+    B, C = np.asarray(batches)[:, None, None], np.asarray(contexts)[None, :, None]
+    G = np.asarray(gammas)[None, None, :]
+    zero = np.zeros((len(batches), len(contexts), len(gammas)))
+    ver = latency.forward(spec, B, G + 1, C, tp, mode)
+    tgt = latency.forward(spec, B, 1, C, tp, mode)
+    ov, ov_src = latency.overhead_s(spec, B, G, mode)
+    ov0, _ = latency.overhead_s(spec, B, 0, mode)
+    side = _side({**ver.sources, "overhead": ov_src})
+    g = G[0, 0]
+    side["cell_badge"] = [[_side({**latency.forward(spec, b, g + 1, c, tp, mode).sources,
+                                  "overhead": latency.overhead_s(spec, b, g, mode)[1]})["badge"]
+                           for c in contexts] for b in batches]
+    return {"t_verify_s": _arr(ver.total_s + zero), "overhead_s": _arr(ov + zero),
+            "t_target_s": _arr((tgt.total_s + zero)[:, :, 0]), "baseline_overhead_s": _arr((ov0 + zero)[:, :, 0]),
+            **side}
+
+
+def explorer_data(targets=TARGETS, drafts=STUDY_DRAFTS, gpus=GPUS, modes=MODES, tps=TPS,
+                  batches=BATCHES, contexts=CONTEXTS, gammas=GAMMAS, dtype_bytes: int = 2,
+                  analytical: bool = False) -> dict:
+    """Everything the page needs, JSON-ready. Keys 'draft|gpu|mode' and 'target|gpu|mode|tp'."""
+    if not targets or not drafts or not gpus or not modes or not tps:
+        raise SpecError("the explorer needs at least one target, draft, GPU, mode and tp")
+    tspecs = {t: resolve_model(t, dtype_bytes) for t in targets}
+    dspecs = {d: resolve_model(d, dtype_bytes) for d in drafts}
+    for t, s in tspecs.items():
+        bad = [tp for tp in tps if s.n_heads % tp or s.n_kv_heads % tp]
+        if bad:
+            raise SpecError(f"tp={bad[0]} does not divide {t}'s {s.n_heads} heads; choose tp from "
+                            f"{', '.join(str(k) for k in (1, 2, 4, 8, 16) if s.n_heads % k == 0 and s.n_kv_heads % k == 0)}")
+    longest = max(contexts) + max(gammas) + 1
+    for name, s in {**tspecs, **dspecs}.items():
+        if s.learned_positions and longest > s.max_positions:
+            raise SpecError(f"{name} holds {s.max_positions} positions (learned) but the explorer's largest "
+                            f"context + γ + 1 is {longest}; choose contexts ≤ {s.max_positions - max(gammas) - 1}")
+    draft_tabs, target_tabs, hw = {}, {}, {}
+    for g in gpus:
+        h = resolve_gpu(g)
+        hw[g] = {"memory_bytes": float(h.memory_bytes), "name": h.name}
+        lat = build_provider(h, analytical=analytical, modes=tuple(modes)).target
+        for m in modes:
+            for d, s in dspecs.items():
+                draft_tabs[f"{d}|{g}|{m}"] = draft_table(s, lat, m, batches, contexts, gammas)
+            for t, s in tspecs.items():
+                for tp in tps:
+                    target_tabs[f"{t}|{g}|{m}|{tp}"] = target_table(s, lat, m, tp, batches, contexts, gammas)
+    default_draft = drafts[0]
+    return {"targets": list(targets), "drafts": list(drafts), "gpus": list(gpus), "modes": list(modes),
+            "tps": [int(t) for t in tps], "batches": [int(b) for b in batches],
+            "contexts": [int(c) for c in contexts], "gammas": [int(g) for g in gammas],
+            "models": {**{t: _model(s, t) for t, s in tspecs.items()}, **{d: _model(s, d) for d, s in dspecs.items()}},
+            "hardware": hw, "draft": draft_tabs, "target": target_tabs,
+            "defaults": {"target": targets[0], "draft": default_draft,
+                         "gpu": STUDY_GPU if STUDY_GPU in gpus else gpus[0], "mode": modes[0],
+                         "tp": STUDY_TP if STUDY_TP in tps else tps[0], "alpha": 0.8,
+                         "batch": 1 if 1 in batches else batches[0], "context": 512 if 512 in contexts else contexts[0]}}

@@ -1,0 +1,84 @@
+"""The explorer: one self-contained HTML page (plotly.js and the latency tables embedded; no server,
+no network) with dropdowns for target, draft, GPU, mode and tp and sliders for α, batch and context.
+Moving a control recomputes the closed form in the page (plots/explorer.js) and redraws speedup vs
+γ, tokens/s vs batch against autoregressive decoding, throughput vs per-token latency, and the time
+per iteration; badges say whether each side's latency at the chosen cell is measured or analytical.
+
+Key assumption: the page's numbers equal `specperf predict` for the same inputs, because the tables
+come from the same providers (plots.explore_data) and the JavaScript reproduces perfmodel.specdec.maths.
+"""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from perfmodel.specs.models import SpecError
+
+from .common import check_out
+
+JS = Path(__file__).with_name("explorer.js")
+CSS = """
+body{font-family:Helvetica,Arial,sans-serif;margin:16px;color:#222;max-width:1400px}
+h1{font-size:20px;margin:0 0 4px} .sub{color:#555;font-size:13px;margin-bottom:10px}
+.controls{display:flex;flex-wrap:wrap;gap:14px;align-items:center;padding:8px;background:#f5f6f8;border-radius:6px}
+.controls label{font-size:13px} select{font-size:13px} input[type=range]{width:150px;vertical-align:middle}
+.readout{margin:10px 0;font-size:15px} .readout b{font-size:17px} .warn{color:#b00}
+.badge{display:inline-block;padding:1px 7px;border-radius:9px;font-size:12px;color:#fff;margin:0 4px}
+.badge.measured{background:#2a7d2a} .badge.operator{background:#2a5d9d} .badge.analytical{background:#a86400}
+.badge.mixed{background:#7a4a9a} .badge.none{background:#999}
+.grid{display:grid;grid-template-columns:1fr 1fr;gap:8px} .fig{min-height:360px}
+.note{font-size:12px;color:#555;margin-top:8px}
+"""
+
+
+def _plotly_js() -> str:
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
+
+
+def page(data: dict, title: str = "specperf explorer") -> str:
+    """The HTML text of the page for explore_data.explorer_data(...)."""
+    blob = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
+    d = data["defaults"]
+    body = f"""
+<h1>{html.escape(title)}</h1>
+<div class="sub">Speculative decoding, closed form of <code>specperf predict</code> on latency tables from the
+shipped profiles (measured where the badge says so, analytical roofline otherwise). Study's case:
+{html.escape(d['target'])}, tp {d['tp']}, {html.escape(d['gpu'])}.</div>
+<div class="controls">
+ <label>target <select id="target"></select></label>
+ <label>draft <select id="draft"></select></label>
+ <label>GPU <select id="gpu"></select></label>
+ <label>mode <select id="mode"></select></label>
+ <label>tp <select id="tp"></select></label>
+ <label>α <input id="alpha" type="range" min="0" max="0.98" step="0.01"> <span id="alpha-val"></span></label>
+ <label>batch <input id="batch" type="range" min="0" step="1"> <span id="batch-val"></span></label>
+ <label>context <input id="context" type="range" min="0" step="1"> <span id="context-val"></span></label>
+</div>
+<div class="readout">γ* = <b id="gstar"></b> · speedup <b id="speedup"></b> · <b id="tps"></b> tokens/s vs
+<span id="base"></span> autoregressive · memory: <span id="mem"></span> · latency: <span id="badges"></span></div>
+<div class="grid">
+ <div id="fig-gamma" class="fig"></div><div id="fig-batch" class="fig"></div>
+ <div id="fig-pareto" class="fig"></div><div id="fig-breakdown" class="fig"></div>
+</div>
+<div class="note">γ searched over {data['gammas'][0]}..{data['gammas'][-1]}; "off": no γ beats autoregressive
+decoding; "search cap": γ* is the largest γ searched, the true optimum may be larger. Memory: target
+weights and KV cache / tp + the co-located draft's weights and KV cache for context + γ + 1 tokens against
+one GPU (activations not counted); cells that do not fit are left out of the figures. Hover a badge for
+every component's source.</div>"""
+    return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{CSS}</style><script>{_plotly_js()}</script></head><body>{body}"
+            f"<script id=\"specperf-data\" type=\"application/json\">{blob}</script>"
+            f"<script>{JS.read_text()}</script></body></html>")
+
+
+def write_explorer(data: dict, path: str | Path) -> Path:
+    """Write the page; returns its path."""
+    p = check_out(path, ".html", "--out")
+    try:
+        p.write_text(page(data), encoding="utf-8")
+    except OSError as e:
+        raise SpecError(f"--out {str(p)!r} cannot be written: {e.strerror or e}") from None
+    return p
