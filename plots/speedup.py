@@ -16,6 +16,9 @@ from perfmodel.specdec.maths import iteration_s, speedup, speedup_cost_ratio, to
 from perfmodel.specs.models import SpecError
 
 from .common import MS, COLORS, Setting, footnote, source_line, sources_note, speedup_colour, style, tag
+from .kinds import KindInputs  # noqa: E402
+
+INPUTS = KindInputs(needs=("target", "draft"), flags=("cost-ratio", "style"), gamma_max=12, cost_ratio_replaces_models=True)  # what this kind reads (cli/plot_cmds.py)
 
 ALPHAS = np.round(np.arange(0.0, 0.99, 0.01), 2)  # 0.00 … 0.98: α = 1 is the draft = target limit
 STYLES = ("surface", "map")
