@@ -3,7 +3,8 @@
 
 Lists: `1,4,16`, ranges `1..8`, stepped ranges `1..64:8`, or a mix. Every list is bounded (at most
 MAX_VALUES values, each within the flag's physical range), checked before any range is expanded.
-`--mode` is graph, eager, or both (`graph,eager` is the same as both). Imports stdlib + typer only.
+`--mode` is graph, eager, compiled, a comma list of them, both (= graph,eager, kept for old scripts)
+or all (graph,eager,compiled). Imports stdlib + typer only.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ MAX_VALUES = 256  # values one list flag may expand to
 BOUNDS = {"batch": 65536, "context": 16777216, "gamma": 64, "tp": 1024, "new-tokens": 65,
           "layers": 1024, "d-model": 131072, "head-dim": 1024, "kv-heads": 2048}
 MAX_TOKENS = 2 ** 32  # batch × context: KV-cache tokens in one cell
-MODES = ("graph", "eager")
+MODES = ("graph", "eager", "compiled")
+MODE_SETS = {"both": ("graph", "eager"), "all": MODES}  # the named sets --mode accepts
 
 # ---- option declarations (defaults stay in each command's signature) ----------------------------
 Target = Annotated[Optional[str], typer.Option(help="Target model: catalog name, config.json, NAME:field=value.")]
@@ -27,7 +29,8 @@ Batch = Annotated[str, typer.Option(help="Batch sizes: N, a list 1,4,16, a range
 Context = Annotated[str, typer.Option(help="Context lengths (tokens in the KV cache): N, a list or a range.")]
 Gamma = Annotated[str, typer.Option(help="Lookahead γ: N, a list 1,2,4, a range 1..8, or auto.")]
 GammaMax = Annotated[int, typer.Option(help="Largest lookahead γ (with --gamma auto: where the search starts).")]
-Mode = Annotated[str, typer.Option(help="graph (CUDA graphs), eager, or both (graph,eager is the same).")]
+Mode = Annotated[str, typer.Option(help="graph (CUDA graphs), eager, compiled (torch.compile + CUDA graphs), "
+                                         "a list, both (graph,eager) or all.")]
 Tp = Annotated[int, typer.Option(help="Tensor-parallel degree of the target.")]
 Dtype = Annotated[str, typer.Option(help="fp16 or bf16 (fp32 on CPU).")]
 Profile = Annotated[Optional[str], typer.Option(help="Measured LatencyTable (default: the shipped one for --gpu).")]
@@ -101,13 +104,17 @@ def gamma_list(text, gamma_max: int) -> list[int] | None:
     return int_list(text, "gamma")
 
 
-def modes(text, *, both: bool = True) -> tuple[str, ...]:
-    """--mode: 'graph', 'eager', 'both' or 'graph,eager' → ('graph',) | ('eager',) | ('graph', 'eager')."""
-    allowed = "graph, eager or both (graph,eager)" if both else "graph or eager"
+def modes(text, *, both: bool = True, allowed_modes=MODES) -> tuple[str, ...]:
+    """--mode: 'graph' | 'eager' | 'compiled' | a comma list | 'both' (graph,eager) | 'all' → the modes in
+    MODES order; `both=False` allows one mode only; `allowed_modes` narrows what a command supports."""
+    names = ", ".join(allowed_modes)
+    allowed = (f"{names}, a comma list of them, both (graph,eager) or all" if both else f"one of {names}")
     parts = [p.strip().lower() for p in str(text).split(",") if p.strip()]
-    if parts == ["both"]:
-        parts = list(MODES)
-    if not parts or any(p not in MODES for p in parts) or (len(set(parts)) > 1 and not both):
+    if parts == ["all"]:  # all that this command supports
+        parts = list(allowed_modes)
+    elif parts == ["both"]:
+        parts = list(MODE_SETS["both"])
+    if not parts or any(p not in allowed_modes for p in parts) or (len(set(parts)) > 1 and not both):
         raise _bad("mode", text, allowed)
     return tuple(m for m in MODES if m in parts)
 

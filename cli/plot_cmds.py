@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
         modules = {k: k.replace("-", "_") for k in KINDS}
         inp = inputs(modules[kind])
         modes = o.modes(mode)
-        mode = "both" if len(modes) == 2 else modes[0]
+        mode = ",".join(modes)  # one mode, or the list the multi-mode figures draw side by side
         batches, contexts = o.batch_context(batch, context)
         given = {"cost-ratio": cost_ratio is not None, "style": style != "surface", "drafts": drafts is not None,
                  "layers": layers is not None, "d-model": d_model is not None,

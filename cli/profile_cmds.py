@@ -66,7 +66,7 @@ def _check_out(out: str):
 
 
 def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, tp, device, out,
-                copies, overhead, quiet, estimate_only, json_out, ranks=0):
+                copies, overhead, quiet, estimate_only, json_out, ranks=0, deadline_s=None):
     import time
 
     from perfmodel.specs.catalog import resolve_model
@@ -78,6 +78,8 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
     dtype, by = check_dtype(dtype)
     modes = parse_modes(mode)
     check_device(device)
+    if deadline_s is not None and not deadline_s > 0:
+        raise UsageError(f"deadline-s={deadline_s} is not allowed; give seconds > 0")
     nt = o.int_list(new_tokens, "new-tokens") if new_tokens else list(range(1, gamma_max + 2))
     batches, contexts = o.batch_context(batch, context)
     grid_kw = dict(batches=tuple(batches), contexts=tuple(contexts),
@@ -105,6 +107,9 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
     from profiler import env
 
     tps = grid_kw["tps"]
+    if "compiled" in modes and max(tps) > 1:
+        raise UsageError("mode=compiled is not supported with --tp > 1 yet (issue 19); use graph or eager",
+                         value="compiled", allowed="graph, eager")
     if ranks not in (0, 1) and (len(tps) != 1 or ranks != tps[0]):
         raise UsageError(f"ranks={ranks} is not allowed; give 0 (auto), 1, or the single --tp value")
     if ranks != 1 and len(tps) == 1 and tps[0] > 1:  # one process per rank (profiler.tp_bench)
@@ -117,12 +122,12 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
 
     try:
         with locked(p):
-            return _sweep(p, out, meta, jobs, n_points, est, device, dtype, copies, quiet, json_out)
+            return _sweep(p, out, meta, jobs, n_points, est, device, dtype, copies, quiet, json_out, deadline_s)
     except LockedError as e:
         raise UsageError(str(e), value=str(out), allowed="an --out no other run is writing") from None
 
 
-def _sweep(p, out, meta, jobs, n_points, est, device, dtype, copies, quiet, json_out):
+def _sweep(p, out, meta, jobs, n_points, est, device, dtype, copies, quiet, json_out, deadline_s=None):
     """Measure `jobs` into the table at `p` (resumed when it exists), under the caller's lock."""
     import time
 
@@ -151,7 +156,8 @@ def _sweep(p, out, meta, jobs, n_points, est, device, dtype, copies, quiet, json
               f"({resumed} rows already in {out}); H100 estimate {est:.0f} s")
     t0 = time.perf_counter()
     try:
-        sweep.run(jobs, table, p, device, dtype, copies=copies, console=con, verbose=not quiet)
+        sweep.run(jobs, table, p, device, dtype, copies=copies, console=con, verbose=not quiet,
+                  deadline_s=deadline_s)
     except KeyboardInterrupt:
         con.print(f"interrupted: {len(table)} rows kept in {out}; run the same command to resume")
         raise typer.Exit(130)
@@ -208,7 +214,8 @@ def register(app: typer.Typer) -> None:
         operators: Annotated[bool, typer.Option("--operators", help="Time the operators of a decoder layer (GEMM, attention, "
                                                  "norms, RoPE, ...) into an operator table instead of layers.")] = False,
         grid: Annotated[str, typer.Option(help="--operators grid: default or tiny.")] = "default",
-        deadline_s: Annotated[Optional[float], typer.Option(help="--operators: start no point after this many seconds.")] = None,
+        deadline_s: Annotated[Optional[float], typer.Option(help="Start no job (--operators: no point) after this many seconds; "
+                                                             "rerun with the same --out to resume.")] = None,
         ops: Annotated[str, typer.Option(help="--operators: only these operators (comma-separated; default all).")] = "",
     ):
         """Measure layer, LM-head and overhead latency into a LatencyTable (resumable); --operators: operator tables."""
@@ -222,4 +229,4 @@ def register(app: typer.Typer) -> None:
             raise UsageError("--models is required (or give --operators)")
         run_profile(models=models, batch=batch, context=context, gamma_max=gamma_max, new_tokens=new_tokens,
                     mode=mode, dtype=dtype, tp=tp, device=device, out=out, copies=copies, overhead=overhead,
-                    quiet=quiet, estimate_only=estimate, json_out=json_out, ranks=ranks)
+                    quiet=quiet, estimate_only=estimate, json_out=json_out, ranks=ranks, deadline_s=deadline_s)

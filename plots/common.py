@@ -46,12 +46,13 @@ class Setting:
 
     @property
     def modes(self) -> tuple[str, ...]:
-        return ("graph", "eager") if self.mode == "both" else (self.mode,)
+        """`mode` is one mode, a comma list (graph,compiled …) or both (= graph,eager)."""
+        return ("graph", "eager") if self.mode == "both" else tuple(self.mode.split(","))
 
     def single_mode(self, kind: str) -> str:
-        if self.mode not in ("graph", "eager"):
-            raise SpecError(f"mode={self.mode!r} is not allowed for the {kind} figure; use graph or eager "
-                            "(both: gamma and depth-width only)")
+        if self.mode not in ("graph", "eager", "compiled"):
+            raise SpecError(f"mode={self.mode!r} is not allowed for the {kind} figure; use graph, eager or "
+                            "compiled (several modes: gamma and depth-width only)")
         return self.mode
 
     def where(self) -> str:

@@ -160,13 +160,16 @@ def _markers(setting: Setting, d: dict) -> list:
     return keep
 
 
+_MODE_NOTES = {"graph": " (CUDA graphs)", "eager": " (kernel launches from the host)",
+               "compiled": " (torch.compile + CUDA graphs)"}
+
+
 def figure(setting: Setting, layers=LAYERS, d_models=None) -> go.Figure:
     table = LatencyTable.load(setting.profile) if setting.profile else None
     grids = [grid(setting, m, layers, d_models, table) for m in setting.modes]
     n = len(grids)
     fig = make_subplots(rows=1, cols=n, shared_yaxes=True, horizontal_spacing=0.1,
-                        subplot_titles=[f"{g['mode']} mode" + (" (CUDA graphs)" if g["mode"] == "graph" else
-                                                               " (kernel launches from the host)") for g in grids])
+                        subplot_titles=[f"{g['mode']} mode" + _MODE_NOTES.get(g["mode"], "") for g in grids])
     for col, d in enumerate(grids, start=1):
         x = d["d_model"]
         fig.add_trace(go.Heatmap(x=x, y=d["layers"], z=d["latency_s"] * MS, text=_hover(d, setting.batch),

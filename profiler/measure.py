@@ -6,15 +6,20 @@ runs, because the other layers evicted them. So small layers are timed as a stac
 distinct layers (each with its own weights and KV cache) whose weights total ≥ STACK_BYTES, and
 the stack's time is divided by its length (≥ MIN_STACK calls, copies repeated in turn). Rotating inputs would not help (the weights are what gets
 re-read); a stack also reproduces the back-to-back launch pattern of a real forward.
+Compiled mode times the same stack with every call through torch.compile (profiler.compiled), captured
+in one CUDA graph like graph mode; the overhead's verification work is captured uncompiled in both.
 """
 from __future__ import annotations
 
+import functools
 import gc
 
 import torch
 
+from perfmodel.latency.table import head_shape_key, layer_shape_key
 from perfmodel.specs.models import ModelSpec
 
+from . import compiled
 from .blocks import DecoderLayer, Head, _aligned, cache_bytes, causal_mask, kv_aligned, stack_bytes
 from .env import layer_work
 from .timing import Timing, capture_graph, is_cuda, time_host, time_module
@@ -80,15 +85,20 @@ def layer_points(spec, tp, batch, context, new_tokens, modes, dtype, device, cop
             # the mask is built once per forward in a whole model (DecoderModel): keep it outside
             mask = causal_mask(pos, n, _aligned(context + n, max_ctx))
 
-            def fn(x=x, n=n, mask=mask):
+            def fn(x=x, n=n, mask=mask, calls=stack):
                 y = x
-                for layer in stack:
+                for layer in calls:
                     y = layer(y, pos, context + n, mask)
                 return y
 
             with torch.inference_mode():
                 for mode in modes:
-                    yield (n, mode), time_module(fn, device, mode).scaled(1.0 / len(stack))
+                    f = fn
+                    if mode == "compiled":  # the same stack, each call through the compiled layer function
+                        calls = [compiled.layer_fn(layer) for layer in stack]
+                        f = functools.partial(fn, calls=calls)
+                        compiled.warm(f, device, f"layer {layer_shape_key(spec)} tp{tp} b{batch} n{n} ctx{context}")
+                    yield (n, mode), time_module(f, device, mode).scaled(1.0 / len(stack))
     finally:
         del layers
 
@@ -106,12 +116,16 @@ def head_points(spec, tp, batch, new_tokens, modes, dtype, device, copies=None):
         for n in new_tokens:
             toks = torch.randint(0, spec.vocab, (batch, n), device=device)
 
-            def fn(toks=toks):
-                return [h(toks, pos) for h in heads]
+            def fn(toks=toks, calls=heads):
+                return [h(toks, pos) for h in calls]
 
             with torch.inference_mode():
                 for mode in modes:
-                    yield (n, mode), time_module(fn, device, mode).scaled(1.0 / k)
+                    f = fn
+                    if mode == "compiled":
+                        f = functools.partial(fn, calls=[compiled.head_fn(h) for h in heads])
+                        compiled.warm(f, device, f"lm_head {head_shape_key(spec)} tp{tp} b{batch} n{n}")
+                    yield (n, mode), time_module(f, device, mode).scaled(1.0 / k)
     finally:
         del heads
 
@@ -138,7 +152,7 @@ def overhead_points(spec, batch, gammas, modes, dtype, device):
 
         with torch.inference_mode():
             for mode in modes:
-                if mode == "graph":
+                if mode in ("graph", "compiled"):  # engines compile the model, not the sampler
                     graph, out = capture_graph(work, device)
 
                     def fn(graph=graph, out=out):

@@ -68,7 +68,8 @@ class SpecLoop:
                  oracle: AcceptanceOracle | None = None, device="cpu", steady: bool = False,
                  context: int = 0, catchup: bool | None = None):
         if mode not in ("eager", "graph"):
-            raise SpecError(f"mode={mode!r} is not allowed; use eager or graph")
+            raise SpecError(f"mode={mode!r} is not allowed; use eager or graph"
+                            + (" (compiled is not supported by the loop yet: issue 19)" if mode == "compiled" else ""))
         if batch <= 0 or gamma < 0:
             raise SpecError(f"batch={batch}, gamma={gamma}: batch must be > 0 and γ ≥ 0")
         self.dev = torch.device(device)

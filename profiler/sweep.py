@@ -19,14 +19,17 @@ from perfmodel.latency.analytical import AnalyticalLatency
 from perfmodel.specs.models import ModelSpec, SpecError
 from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
 
-from . import env, measure
+from . import compiled, env, measure
 from .blocks import shard_sizes
 from .timing import row_fields
 
 SAVE_EVERY_S = 10.0
 # Host-side cost per measured point (capture, warm-up, Python), for the estimate only: about what
 # a first H100 smoke run showed; a CPU run is dominated by compute instead.
-FIXED_POINT_S = {"eager": 0.012, "graph": 0.025}
+# A compiled point also compiles its shape (torch.compile, mode default): ~10 s is a guess to be
+# replaced by the COMPILE_LOG of a real run (the table's meta keeps it).
+FIXED_POINT_S = {"eager": 0.012, "graph": 0.025, "compiled": 10.0}
+SWEEP_MODES = ("graph", "eager", "compiled")
 
 
 @dataclass(frozen=True)
@@ -74,8 +77,8 @@ def check_model_grid(spec: ModelSpec, grid: Grid) -> None:
         if bad:
             raise SpecError(f"{name}={bad[0]!r} is not allowed; {name} must be a positive integer")
     for m in grid.modes:
-        if m not in ("eager", "graph"):
-            raise SpecError(f"mode={m!r} is not allowed; use eager or graph")
+        if m not in SWEEP_MODES:
+            raise SpecError(f"mode={m!r} is not allowed; use eager, graph or compiled")
     if spec.learned_positions and max(grid.contexts) + max(grid.new_tokens) > spec.max_positions:
         raise SpecError(f"context={max(grid.contexts)} + {max(grid.new_tokens)} new tokens exceeds "
                         f"{spec.name}'s max_positions={spec.max_positions} (learned positions)")
@@ -90,7 +93,7 @@ def plan(models: list[tuple[ModelSpec, Grid]]) -> list[Job]:
     def add(component, key, spec, tp, batch, context, new_tokens, modes):
         j = jobs.setdefault((component, key, tp, batch, context), Job(component, spec, tp, batch, context, [], ()))
         j.new_tokens = sorted(set(j.new_tokens) | set(new_tokens))
-        j.modes = tuple(m for m in ("graph", "eager") if m in set(j.modes) | set(modes))
+        j.modes = tuple(m for m in SWEEP_MODES if m in set(j.modes) | set(modes))
 
     for spec, g in models:
         check_model_grid(spec, g)
@@ -102,7 +105,8 @@ def plan(models: list[tuple[ModelSpec, Grid]]) -> list[Job]:
                 add("lm_head", head_shape_key(spec), spec, tp, b, 0, g.new_tokens, g.modes)
         for b in g.batches if g.overhead_gammas else ():
             add("overhead", head_shape_key(spec), spec, 1, b, 0, [x + 1 for x in g.overhead_gammas], g.modes)
-    return list(jobs.values())
+    order = {"layer": 0, "lm_head": 1, "overhead": 2}  # layers first: a deadline keeps the most useful rows
+    return sorted(jobs.values(), key=lambda j: order[j.component])
 
 
 def estimate_s(jobs: list[Job], hw) -> float:
@@ -157,6 +161,7 @@ def run(jobs: list[Job], table: LatencyTable, out, device, dtype: str, *, copies
     With `deadline_s` (seconds from now) no new job starts after it; the rest stays for a resume.
     """
     stop_at = None if deadline_s is None else time.monotonic() + deadline_s
+    log_start = len(compiled.COMPILE_LOG)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     gpu = table.meta["gpu"]
@@ -177,10 +182,10 @@ def run(jobs: list[Job], table: LatencyTable, out, device, dtype: str, *, copies
                     prog.console.print("deadline reached: stopping; rerun with the same --out to resume")
                     break
                 want = {(k[8], k[4]) for k in keys}
-                modes = tuple(m for m in job.modes if graph_ok or m != "graph")
+                modes = tuple(m for m in job.modes if graph_ok or m == "eager")
                 for n, m in sorted(want):
                     if m not in modes:
-                        table.add(_row(job, gpu, dtype, n, m, reason="graph mode needs a CUDA device"))
+                        table.add(_row(job, gpu, dtype, n, m, reason=f"{m} mode needs a CUDA device (CUDA graphs)"))
                         prog.advance(task)
                 job_ = Job(job.component, job.spec, job.tp, job.batch, job.context,
                            sorted({n for n, m in want if m in modes}), modes)
@@ -197,7 +202,7 @@ def run(jobs: list[Job], table: LatencyTable, out, device, dtype: str, *, copies
                         prog.advance(task)
                         if verbose:
                             fl, by = _work(job, n)
-                            prog.console.print(f"{job.component:7s} {job.shape or job.head_shape} tp{job.tp} {m:5s} "
+                            prog.console.print(f"{job.component:7s} {job.shape or job.head_shape} tp{job.tp} {m:8s} "
                                              f"b={job.batch} n={n} ctx={job.context}  {t.median_s * 1e3:8.4f} ms "
                                              f"(p10 {t.p10_s * 1e3:.4f}, p90 {t.p90_s * 1e3:.4f}, {t.repeats}×)  "
                                              f"{env.roofline(hw, fl, by, t.median_s)}", highlight=False, soft_wrap=True)
@@ -217,5 +222,7 @@ def run(jobs: list[Job], table: LatencyTable, out, device, dtype: str, *, copies
                 finally:
                     measure.free_memory(device)
         finally:
+            if len(compiled.COMPILE_LOG) > log_start:  # seconds of every compile this run did
+                table.meta["compile_s"] = table.meta.get("compile_s", []) + compiled.COMPILE_LOG[log_start:]
             table.save(out)
     return table

@@ -124,10 +124,11 @@ def time_callable(call, device, *, min_repeats=MIN_REPEATS, max_repeats=MAX_REPE
 
 
 def time_module(fn, device, mode: str, **kw) -> Timing:
-    """Time `fn()` per call in `mode` ('eager' or 'graph'; graph needs CUDA: captured once, replayed)."""
-    if mode == "graph":
+    """Time `fn()` per call in `mode` ('eager', 'graph' or 'compiled'; graph and compiled need CUDA:
+    captured once, replayed — for compiled, `fn` already calls torch.compile'd code, see profiler.compiled)."""
+    if mode in ("graph", "compiled"):
         if not is_cuda(device):
-            raise ValueError("graph mode needs a CUDA device")
+            raise ValueError(f"{mode} mode needs a CUDA device")
         graph, _ = capture_graph(fn, device, warmup=2)
         try:
             return time_callable(graph.replay, device, **{"warmup": 1, **kw})

@@ -59,7 +59,8 @@ class ValidationConfig:
             raise SpecError(f"context={self.context} is not allowed; must be a positive integer")
         for m in self.modes:
             if m not in ("eager", "graph"):
-                raise SpecError(f"mode={m!r} is not allowed; use eager or graph")
+                raise SpecError(f"mode={m!r} is not allowed; use eager or graph"
+                                + (" (compiled is not supported by the loop yet: issue 19)" if m == "compiled" else ""))
         dev = torch.device(self.device)
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise SpecError("--device cuda was asked for but no CUDA device is available")

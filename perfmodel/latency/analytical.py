@@ -4,7 +4,9 @@ one decoder layer, the LM head, tensor-parallel all-reduces and the per-iteratio
 Key assumption: a forward pass is a fixed sequence of kernels; each takes the larger of its
 compute time (FLOPs / efficient peak), its memory time (bytes / efficient bandwidth) and a floor
 (launch cost in eager mode, minimum kernel time under CUDA graphs). The floor makes small-batch
-latency grow with depth rather than with size — the effect the study found.
+latency grow with depth rather than with size — the effect the study found. Compiled mode (fused
+kernels under CUDA graphs) uses a floor and a fused small-kernel count fitted to measured compiled rows;
+without them it answers graph mode's time, and its provenance says "compiled not measured".
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from perfmodel.specs.families import FAMILIES
 from perfmodel.specs.hardware import HardwareProfile
 from perfmodel.specs.models import ModelSpec
 
-from .base import MODES, ComponentTimes, check_mode, check_tp  # noqa: F401  (re-exported)
+from .base import COMPILED_NOT_MEASURED, MODES, ComponentTimes, check_mode, check_tp  # noqa: F401  (re-exported)
 from .bands import band, load_bands
 from .source import NONE_TP1, Provenance
 
@@ -34,9 +36,24 @@ class AnalyticalLatency:
         bands = load_bands()
         self._sources = {m: Provenance.of("datasheet", detail=hw.name, band=band("datasheet", m, bands))
                          for m in ("graph", "eager")}
+        # compiled: fitted constants when a profile had compiled rows, else graph mode, said so, no band
+        self._sources["compiled"] = (Provenance.of("datasheet", detail=hw.name) if self.compiled_fitted
+                                     else Provenance.of("datasheet", detail=hw.name).with_note(COMPILED_NOT_MEASURED))
+
+    @property
+    def compiled_fitted(self) -> bool:
+        """Whether `hw` carries compiled-mode constants fitted to measured compiled rows."""
+        return self.hw.kernel_floor_compiled_s is not None and self.hw.compiled_small_kernels is not None
 
     def _floor(self, mode: str) -> float:
+        if mode == "compiled" and self.compiled_fitted:
+            return self.hw.kernel_floor_compiled_s
         return self.hw.kernel_floor_eager_s if mode == "eager" else self.hw.kernel_floor_graph_s
+
+    def _small_kernels(self, spec: ModelSpec, mode: str) -> float:
+        if mode == "compiled" and self.compiled_fitted:
+            return self.hw.compiled_small_kernels
+        return SMALL_KERNELS[spec.family]
 
     def _kernel(self, flops, nbytes, floor):
         t_c = flops / (self.hw.peak_flops_per_s * self.hw.matmul_efficiency)
@@ -59,7 +76,7 @@ class AnalyticalLatency:
         att_flops = 4 * T * kv_len * qd
         att_bytes = by * (b * kv_len * 2 * kvd + 2 * T * qd)
         t = t + self._kernel(att_flops, att_bytes, fl)
-        small = SMALL_KERNELS[spec.family]
+        small = self._small_kernels(spec, mode)
         t = t + small * self._kernel(0.0, SMALL_KERNEL_BYTES_PER_TOKEN_D * by * T * d, fl)
         return t
 

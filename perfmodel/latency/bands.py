@@ -27,6 +27,8 @@ def load_bands(path: Path | str = BANDS_FILE) -> dict:
 def band_entry(kind: str, mode: str, bands: dict | None = None) -> dict | None:
     b = load_bands() if bands is None else bands
     per = b.get(kind, {})
+    if mode == "compiled":  # 'any' bands were validated on graph and eager data only
+        return per.get(mode)
     return per.get(mode) or per.get("any")
 
 

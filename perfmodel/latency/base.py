@@ -18,7 +18,8 @@ from perfmodel.specs.models import ModelSpec, SpecError
 
 from .source import Provenance
 
-MODES = ("eager", "graph")
+MODES = ("eager", "graph", "compiled")  # compiled: torch.compile'd (fused) kernels under CUDA graphs
+COMPILED_NOT_MEASURED = "compiled not measured: graph-mode latency"
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class LatencyProvider(Protocol):
 
 def check_mode(mode: str) -> str:
     if mode not in MODES:
-        raise SpecError(f"mode={mode!r} is not allowed; use eager or graph")
+        raise SpecError(f"mode={mode!r} is not allowed; use eager, graph or compiled")
     return mode
 
 

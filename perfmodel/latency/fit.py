@@ -6,19 +6,23 @@ right and only its five rate constants are off. Layer and LM-head rows fix matmu
 bandwidth_efficiency and the eager/graph kernel floors by Levenberg-Marquardt least squares on
 log(time) (relative errors, so a 10 µs layer counts as much as a 10 ms one); overhead rows fix
 overhead_{eager,graph}_s and all-reduce rows allreduce_latency_s and the fabric bandwidth by linear
-least squares. numpy only.
+least squares. Compiled-mode rows, when a profile has them, fix only the compiled kernel floor and the
+fused small-kernel count per layer (the other constants held), so graph/eager fits are unchanged. numpy only.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from perfmodel.specs.families import FAMILIES
 from perfmodel.specs.hardware import GPUS, HardwareProfile
 from perfmodel.latency.analytical import AnalyticalLatency
 from perfmodel.latency.table import DTYPE_BYTES, LatencyTable, spec_from_head_shape_key, spec_from_shape_key
 
 PARAMS = ("matmul_efficiency", "bandwidth_efficiency", "kernel_floor_eager_s", "kernel_floor_graph_s")
 BOUNDS = {"matmul_efficiency": (0.02, 1.0), "bandwidth_efficiency": (0.05, 1.0),
-          "kernel_floor_eager_s": (1e-7, 1e-3), "kernel_floor_graph_s": (1e-7, 1e-3)}
+          "kernel_floor_eager_s": (1e-7, 1e-3), "kernel_floor_graph_s": (1e-7, 1e-3),
+          "kernel_floor_compiled_s": (1e-7, 1e-3), "compiled_small_kernels": (0.5, 64.0)}
+COMPILED_PARAMS = ("kernel_floor_compiled_s", "compiled_small_kernels")  # fitted on compiled rows alone
 MAX_ROWS_PER_GROUP = 400  # subsample big groups: the fit needs shape variety, not every point
 
 
@@ -53,17 +57,17 @@ def _predict(hw: HardwareProfile, groups):
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def _with(hw, theta):
-    vals = {p: float(np.clip(np.exp(t), *BOUNDS[p])) for p, t in zip(PARAMS, theta)}
+def _with(hw, theta, params=PARAMS):
+    vals = {p: float(np.clip(np.exp(t), *BOUNDS[p])) for p, t in zip(params, theta)}
     return hw.replace(**vals)
 
 
-def _lm(hw, groups, y, iters=60):
-    """Levenberg-Marquardt on log-parameters with a forward-difference Jacobian."""
-    theta = np.log([getattr(hw, p) for p in PARAMS])
+def _lm(hw, groups, y, iters=60, params=PARAMS):
+    """Levenberg-Marquardt on log-parameters `params` with a forward-difference Jacobian."""
+    theta = np.log([getattr(hw, p) for p in params])
 
     def resid(th):
-        return np.log(_predict(_with(hw, th), groups)) - y
+        return np.log(_predict(_with(hw, th, params), groups)) - y
 
     r = resid(theta)
     lam = 1e-2
@@ -77,7 +81,7 @@ def _lm(hw, groups, y, iters=60):
         improved = False
         for _ in range(8):
             step = np.linalg.solve(A + lam * np.diag(np.diag(A) + 1e-12), -g)
-            cand = np.log([getattr(_with(hw, theta + step), p) for p in PARAMS])
+            cand = np.log([getattr(_with(hw, theta + step, params), p) for p in params])
             rc = resid(cand)
             if rc @ rc < r @ r:
                 theta, r, lam, improved = cand, rc, lam / 3, True
@@ -85,7 +89,7 @@ def _lm(hw, groups, y, iters=60):
             lam *= 4
         if not improved or np.max(np.abs(step)) < 1e-5:
             break
-    return _with(hw, theta), r
+    return _with(hw, theta, params), r
 
 
 def _overheads(hw, rows):
@@ -122,14 +126,21 @@ def _allreduce(rows):
 def fit_profile(table: LatencyTable, hw: HardwareProfile) -> tuple[HardwareProfile, dict]:
     """Return (hw with fitted constants, report with per-component error statistics)."""
     rows = table.ok_rows()
-    groups = _groups(rows)
+    all_groups = _groups(rows)
+    groups = [g for g in all_groups if g[3] != "compiled"]
+    compiled = [g for g in all_groups if g[3] == "compiled"]
     report: dict = {"params": {}, "stats": {}}
     fitted_hw = hw
-    if groups:
-        y = np.log(np.concatenate([g[4][:, 3] for g in groups]))
-        before = np.log(_predict(hw, groups)) - y
-        fitted_hw, r = _lm(hw, groups, y)
-        report["stats"]["layer_and_lm_head"] = {
+    for name, gs, params in (("layer_and_lm_head", groups, PARAMS), ("compiled", compiled, COMPILED_PARAMS)):
+        if not gs:
+            continue
+        if params is COMPILED_PARAMS:  # start from graph mode's floor and the unfused kernel count
+            fitted_hw = fitted_hw.replace(kernel_floor_compiled_s=fitted_hw.kernel_floor_graph_s,
+                                          compiled_small_kernels=float(FAMILIES[gs[0][1].family].small_kernels))
+        y = np.log(np.concatenate([g[4][:, 3] for g in gs]))
+        before = np.log(_predict(fitted_hw, gs)) - y
+        fitted_hw, r = _lm(fitted_hw, gs, y, params=params)
+        report["stats"][name] = {
             "n": int(y.size), "median_abs_rel_err_before": float(np.median(np.abs(np.expm1(before)))),
             "median_abs_rel_err": float(np.median(np.abs(np.expm1(r)))),
             "p90_abs_rel_err": float(np.percentile(np.abs(np.expm1(r)), 90))}
@@ -137,7 +148,8 @@ def fit_profile(table: LatencyTable, hw: HardwareProfile) -> tuple[HardwareProfi
     ar, st2 = _allreduce(rows)
     fitted_hw = fitted_hw.replace(**ov, **ar)
     report["stats"].update(st, **st2)
-    report["params"] = {p: getattr(fitted_hw, p) for p in PARAMS + tuple(ov) + tuple(ar)}
+    cp = COMPILED_PARAMS if compiled else ()
+    report["params"] = {p: getattr(fitted_hw, p) for p in PARAMS + cp + tuple(ov) + tuple(ar)}
     return fitted_hw, report
 
 

@@ -9,6 +9,8 @@ log-log interpolation bends a "constant + linear" segment. Errors stay in cells 
 roofline knee or a kernel-tile cliff. Outside the grid (or for a missing tp), the fitted analytical
 model is scaled to agree with the nearest measured point (continuity at the grid edge); a shape
 never measured gets the fitted analytical model alone. `sources` says which, per component.
+Compiled mode: a profile with compiled rows answers from them (fallback fitted to them too); one without
+any answers graph mode, with the note "compiled not measured: graph-mode latency" and no error band.
 Key assumption: a shipped profile applies to the GPU it was measured on. numpy + csv only.
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 from perfmodel.specs.hardware import GPUS, HardwareProfile
 from perfmodel.latency.analytical import AnalyticalLatency
-from perfmodel.latency.base import ComponentTimes, check_mode as _check_mode, check_tp
+from perfmodel.latency.base import COMPILED_NOT_MEASURED, ComponentTimes, check_mode as _check_mode, check_tp
 from perfmodel.latency.bands import band, load_bands
 from perfmodel.latency.source import NONE_TP1, Provenance, Source
 from perfmodel.specs.models import ModelSpec, read_json
@@ -197,8 +199,27 @@ class MeasuredLatency:
         labels = {str(k): Source(_KIND[k], self.file, band=band(_KIND[k], mode, self._bands)) for k in _KIND}
         return Provenance.from_kinds(np.asarray(kinds).astype(int).astype(str), labels)
 
+    @property
+    def has_compiled(self) -> bool:
+        """Whether this profile holds any measured compiled-mode row."""
+        return any(k[3] == "compiled" for k in self._rows_index())
+
+    def _graph_for_compiled(self, ct_or_pair):
+        """A graph-mode answer standing in for compiled mode: noted, and no error band claimed."""
+        def strip(p):
+            return Provenance(tuple(Source(s.kind, s.file, s.count, s.detail, None) for s in p.parts),
+                              p.notes + (COMPILED_NOT_MEASURED,), tuple(strip(m) for m in p.members))
+        if isinstance(ct_or_pair, tuple):
+            return ct_or_pair[0], strip(ct_or_pair[1])
+        ct = ct_or_pair
+        return ComponentTimes(ct.layer_s, ct.allreduce_s, ct.lm_head_s, ct.n_layers,
+                              {k: strip(v) if k != "allreduce" or v is not NONE_TP1 else v
+                               for k, v in ct.sources.items()})
+
     def forward(self, spec: ModelSpec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
         _check_mode(mode)
+        if mode == "compiled" and not self.has_compiled:  # never silently: graph rows, said so, no band
+            return self._graph_for_compiled(self.forward(spec, batch, new_tokens, context, tp, "graph"))
         tp = check_tp(spec, tp)
         fb, by = self.fallback, spec.dtype_bytes
         layer, lk = self._lookup("layer", layer_shape_key(spec), tp, mode, by, (batch, new_tokens, context),
@@ -220,6 +241,8 @@ class MeasuredLatency:
 
     def overhead_s(self, spec: ModelSpec, batch, gamma, mode="graph"):
         _check_mode(mode)
+        if mode == "compiled" and not any(k[0] == "overhead" and k[3] == "compiled" for k in self._rows_index()):
+            return self._graph_for_compiled(self.overhead_s(spec, batch, gamma, "graph"))
         fb = self.fallback
         g1 = np.asarray(gamma, dtype=float) + 1  # rows store γ+1 in new_tokens
         val, kinds = self._lookup("overhead", f"v{spec.vocab}", 1, mode, spec.dtype_bytes, (batch, g1),

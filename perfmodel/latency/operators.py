@@ -24,7 +24,7 @@ from perfmodel.latency.base import ComponentTimes
 from perfmodel.latency.source import NONE_TP1, Provenance
 from perfmodel.latency.opgrid import OpGrid
 from perfmodel.latency.operator_table import AXES, OperatorTable
-from perfmodel.specs.models import ModelSpec
+from perfmodel.specs.models import ModelSpec, SpecError
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 KV_ALIGN = 16  # as profiler.blocks: attention sees the cache rounded up to 16 keys
@@ -219,6 +219,10 @@ class OperatorLatency:
 
     def forward(self, spec: ModelSpec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
         _check_mode(mode)
+        if mode == "compiled":  # operators are timed unfused: no compiled tables; the fallback answers
+            if self.fallback is None:
+                raise SpecError("the operator model has no compiled-mode tables (issue 19) and no fallback")
+            return self.fallback.forward(spec, batch, new_tokens, context, tp, mode)
         tp = check_tp(spec, tp)
         shape = np.broadcast(np.asarray(batch), np.asarray(new_tokens), np.asarray(context)).shape
         layer = self.layer_s(spec, batch, new_tokens, context, tp, mode) + np.zeros(shape)

@@ -2,10 +2,15 @@
 one is given or shipped for the GPU (perfmodel/data/<gpu>.csv), the analytical roofline otherwise;
 for tp > 1 the GPU's shipped TP tables and all-reduce curves on top; a calibration on top of all.
 
+Compiled mode (torch.compile + CUDA graphs) is answered, at tp = 1, from the GPU's separate shipped
+compiled table (perfmodel/data/<gpu>_compiled.csv) where one exists; every other provider answers it
+with graph-mode latency and says so (perfmodel.latency.measured).
+
 Key assumption: a shipped profile applies only to the GPU it was measured on.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +28,38 @@ def shipped_profile(gpu: str, data_dir: Path = DATA) -> Path | None:
     """The profile shipped for catalog GPU `gpu`, or None."""
     p = Path(data_dir) / f"{gpu}.csv"
     return p if p.exists() else None
+
+
+def shipped_compiled_profile(gpu: str, data_dir: Path = DATA) -> Path | None:
+    """The compiled-mode table shipped for catalog GPU `gpu` (kept apart from <gpu>.csv), or None."""
+    p = Path(data_dir) / f"{gpu}_compiled.csv"
+    return p if p.exists() else None
+
+
+class CompiledSplit:
+    """`base` for every mode but compiled at tp = 1, which `compiled` (a MeasuredLatency of the
+    shipped compiled table) answers, with a note that the compiled data is partial."""
+    NOTE = "(compiled mode: partial shipped data, issue 19)"
+
+    def __init__(self, base: LatencyProvider, compiled: MeasuredLatency):
+        self.base, self.compiled = base, compiled
+        self.name = f"{base.name}; compiled mode: {compiled.name}"
+        self.hw = getattr(base, "hw", compiled.hw)
+
+    def forward(self, spec, batch, new_tokens, context, tp=1, mode="graph"):
+        if mode != "compiled" or tp != 1:
+            return self.base.forward(spec, batch, new_tokens, context, tp, mode)
+        ct = self.compiled.forward(spec, batch, new_tokens, context, tp, mode)
+        return dataclasses.replace(ct, sources={k: v.with_note(self.NOTE) if k != "allreduce" else v
+                                                for k, v in ct.sources.items()})
+
+    def overhead_s(self, spec, batch, gamma, mode="graph"):
+        return self.base.overhead_s(spec, batch, gamma, mode)  # the compiled table has no overhead rows
+
+    def __getattr__(self, name):  # grid(), file … of the base profile for callers that read them
+        if name in ("base", "compiled"):
+            raise AttributeError(name)
+        return getattr(self.base, name)
 
 
 def with_tp_data(provider: LatencyProvider, hw: HardwareProfile, data_dir: Path = DATA,
@@ -73,6 +110,9 @@ def build_provider(hw: HardwareProfile, profile: str | None = None, analytical: 
 
             base = with_operators(base, hw)
     prov = base if analytical else with_tp_data(base, hw, data_dir, exclude=profile)
+    cp = None if analytical or profile is not None else shipped_compiled_profile(hw.name, data_dir)
+    if cp is not None:
+        prov = CompiledSplit(prov, MeasuredLatency(cp, hw))
     if calibration is None:
         return Providers(prov, prov)
     from perfmodel.latency.corrected import apply_correction

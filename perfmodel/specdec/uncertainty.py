@@ -34,7 +34,7 @@ def fallback_band(mode: str, path: Path = BANDS_FILE) -> float | None:
     if not Path(path).is_file():
         return None
     per = json.loads(Path(path).read_text())["bands"].get("fitted", {})
-    e = per.get(mode) or per.get("any")
+    e = per.get(mode) if mode == "compiled" else (per.get(mode) or per.get("any"))  # no compiled claim
     return None if e is None else float(e["band"])
 
 

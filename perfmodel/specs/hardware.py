@@ -33,6 +33,10 @@ class HardwareProfile:
     allreduce_latency_s: float = 8.0e-6
     overhead_eager_s: float = 120e-6
     overhead_graph_s: float = 60e-6
+    # compiled mode (torch.compile + CUDA graphs): only ever fitted to measured compiled rows
+    # (perfmodel.latency.fit); None = not measured, and compiled predictions fall back to graph mode
+    kernel_floor_compiled_s: float | None = None
+    compiled_small_kernels: float | None = None  # fused small kernels per layer (family count unfused)
 
     def replace(self, **changes) -> "HardwareProfile":
         return dataclasses.replace(self, **changes)

@@ -1,0 +1,85 @@
+"""Compiled execution mode: each decoder layer (and the head) run through `torch.compile` (inductor's
+fused Triton kernels: norm, rotary, residual add and SiLU·mul fused with their neighbours), then the
+whole timed stack captured in one CUDA graph by profiler.timing — what vLLM and SGLang run by default.
+
+Key assumptions: one compiled function per (layer shape, batch, new tokens, kv_len) — `dynamic=False`,
+so every kernel is specialised to its shape as an engine's captured batch sizes are; the function
+takes the layer as an argument, so the distinct layer copies of a stack share one compiled graph
+(parameters are graph inputs). `fullgraph=True`: a graph break would leave unfused eager code behind
+and the row would not be what it says. Compile mode `default` (no autotuning) unless
+SPECPERF_COMPILE_MODE says `max-autotune-no-cudagraphs`; inductor's own CUDA graphs are never used
+(the capture is ours, exactly as in graph mode). Compiled artefacts go to TORCHINDUCTOR_CACHE_DIR
+(default ~/.cache/specperf/inductor) so a resumed sweep does not recompile.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import torch
+
+COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+CACHE_DIR = Path.home() / ".cache" / "specperf" / "inductor"
+COMPILE_LOG: list[dict] = []  # {"what", "seconds"} of every first (compiling) call, for the table's meta
+
+_FUNCS: dict = {}
+
+
+def compile_mode() -> str:
+    """The torch.compile mode in use (SPECPERF_COMPILE_MODE, default 'default'); a one-line error if unknown."""
+    m = os.environ.get("SPECPERF_COMPILE_MODE", "default")
+    if m not in COMPILE_MODES:
+        raise ValueError(f"SPECPERF_COMPILE_MODE={m!r} is not allowed; use {' or '.join(COMPILE_MODES)}")
+    return m
+
+
+def setup_cache() -> str:
+    """Point inductor's cache at CACHE_DIR unless the user already chose one; returns the directory."""
+    d = os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(CACHE_DIR))
+    Path(d).mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def _layer_call(layer, x, pos, kv_len, mask):
+    return layer(x, pos, kv_len, mask)
+
+
+def _head_call(head, tokens, pos):
+    return head(tokens, pos)
+
+
+def _compiled(fn):
+    mode = compile_mode()
+    key = (fn.__name__, mode)
+    if key not in _FUNCS:
+        setup_cache()
+        # each (shape, kv_len) is its own graph; the stacks of a sweep need more than dynamo's default 8
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
+        torch._dynamo.config.accumulated_cache_size_limit = max(
+            torch._dynamo.config.accumulated_cache_size_limit, 1024)
+        _FUNCS[key] = torch.compile(fn, mode=mode, dynamic=False, fullgraph=True)
+    return _FUNCS[key]
+
+
+def layer_fn(layer):
+    """`call(x, pos, kv_len, mask)` of `layer` through the shared compiled layer function."""
+    f = _compiled(_layer_call)
+    return lambda x, pos, kv_len=None, mask=None: f(layer, x, pos, kv_len, mask)
+
+
+def head_fn(head):
+    """`call(tokens, pos)` of a Head (embedding + final norm + LM head) through the compiled function."""
+    f = _compiled(_head_call)
+    return lambda tokens, pos: f(head, tokens, pos)
+
+
+def warm(fn, device, what: str) -> float:
+    """Call `fn()` once (this compiles it), wait for the device, log and return the seconds it took."""
+    t0 = time.perf_counter()
+    fn()
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    s = time.perf_counter() - t0
+    COMPILE_LOG.append({"what": what, "seconds": round(s, 2), "compile_mode": compile_mode()})
+    return s

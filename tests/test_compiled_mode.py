@@ -1,0 +1,94 @@
+"""Compiled mode in perfmodel and the CLI: measured compiled rows answer where they exist (h200), other
+providers answer graph mode and say "compiled not measured" with no band, the operator chain defers,
+the uncertainty code runs, and --mode parses compiled/all/both; unsupported commands exit 2."""
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from cli.common import UsageError
+from cli.main import app
+from cli.options import modes
+from perfmodel.latency.analytical import AnalyticalLatency
+from perfmodel.latency.base import COMPILED_NOT_MEASURED, check_mode
+from perfmodel.latency.fit import fit_profile
+from perfmodel.latency.providers import DATA, build_provider
+from perfmodel.latency.table import LatencyTable
+from perfmodel.specs.catalog import resolve_model
+from perfmodel.specs.hardware import GPUS
+
+runner = CliRunner()
+
+
+def test_mode_option_parses_compiled_all_and_both():
+    assert modes("compiled") == ("compiled",)
+    assert modes("all") == ("graph", "eager", "compiled")
+    assert modes("both") == ("graph", "eager")
+    assert modes("compiled,graph") == ("graph", "compiled")
+    with pytest.raises(UsageError):
+        modes("fused")
+    with pytest.raises(UsageError):
+        modes("all", both=False)
+    assert check_mode("compiled") == "compiled"
+
+
+def test_h200_compiled_from_shipped_compiled_rows():
+    p = build_provider(GPUS["h200"]).target
+    spec = resolve_model("tinyllama-1.1b", 2)
+    t = LatencyTable.load(DATA / "h200_compiled.csv")
+    row = next(r for r in t.ok_rows() if r["mode"] == "compiled" and r["component"] == "layer" and r["batch"] == 1
+               and r["new_tokens"] == 1 and r["shape"].startswith("llama:d2048:h32:kv4"))
+    ct = p.forward(spec, 1, 1, 512, 1, "compiled")
+    assert float(ct.layer_s) == pytest.approx(row["median_s"])
+    src = ct.sources["layer"]
+    assert src.kinds == ("measured",) and "h200_compiled.csv" in src.describe()
+    assert src.parts[0].band is None  # no compiled validation yet: no band claimed
+    g = p.forward(spec, 1, 1, 512, 1, "graph")
+    assert float(ct.layer_s) < float(g.layer_s)  # measured: fusion helps a 2048-wide layer at batch 1
+
+
+def test_compiled_without_rows_is_graph_with_a_note():
+    p = build_provider(GPUS["h100-sxm"]).target
+    spec = resolve_model("llama-7b", 2)
+    c, g = p.forward(spec, 1, 1, 512, 1, "compiled"), p.forward(spec, 1, 1, 512, 1, "graph")
+    assert float(c.total_s) == float(g.total_s)
+    for comp in ("layer", "lm_head"):
+        assert COMPILED_NOT_MEASURED in c.sources[comp].describe()
+        assert all(s.band is None for s in c.sources[comp].parts)
+    a = AnalyticalLatency(GPUS["h100-sxm"]).forward(spec, 1, 1, 512, 1, "compiled")
+    assert COMPILED_NOT_MEASURED in a.sources["layer"].describe()
+
+
+def test_fit_learns_compiled_constants_only_from_compiled_rows():
+    t = LatencyTable.load(DATA / "h200_compiled.csv")
+    hw, rep = fit_profile(t, GPUS["h200"])
+    assert hw.kernel_floor_compiled_s is not None and rep["stats"]["compiled"]["n"] > 0
+    lat = AnalyticalLatency(hw)
+    assert lat.compiled_fitted and "compiled not measured" not in lat.forward(
+        resolve_model("llama-7b", 2), 1, 1, 512, 1, "compiled").sources["layer"].describe()
+    graph_only = LatencyTable([r for r in t.rows if r["mode"] == "graph"], dict(t.meta))
+    assert fit_profile(graph_only, GPUS["h200"])[0].kernel_floor_compiled_s is None
+
+
+def test_predict_json_compiled_and_uncertainty_run():
+    r = runner.invoke(app, ["predict", "--target", "llama-7b", "--draft", "tinyllama-1.1b", "--gpu", "h200",
+                            "--alpha", "0.7", "--gamma", "4", "--mode", "all", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert "compiled" in json.dumps(doc)
+    from perfmodel.specdec.uncertainty import fallback_band
+    assert fallback_band("compiled") is None
+
+
+@pytest.mark.parametrize("args", [
+    ["validate", "--target", "llama-7b:n_layers=2", "--draft", "tinyllama-1.1b:n_layers=2", "--mode", "compiled",
+     "--device", "cpu"],
+    ["profile", "--operators", "--out", "x.csv", "--mode", "compiled", "--device", "cpu"],
+    ["predict", "--target", "llama-7b", "--draft", "tinyllama-1.1b", "--alpha", "0.7", "--mode", "fused"],
+])
+def test_unsupported_compiled_uses_exit_2(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2, r.output
+    assert "mode" in r.output
