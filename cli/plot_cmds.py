@@ -94,7 +94,8 @@ def register(app: typer.Typer) -> None:
         modules = {k: k.replace("-", "_") for k in KINDS}
         inp = inputs(modules[kind])
         modes = o.modes(mode)
-        mode = ",".join(modes)  # one mode, or the list the multi-mode figures draw side by side
+        # one mode, or the list the multi-mode figures draw side by side ('both' kept as the user said it)
+        mode = "both" if modes == ("graph", "eager") else ",".join(modes)
         batches, contexts = o.batch_context(batch, context)
         given = {"cost-ratio": cost_ratio is not None, "style": style != "surface", "drafts": drafts is not None,
                  "layers": layers is not None, "d-model": d_model is not None,
