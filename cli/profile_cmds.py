@@ -168,8 +168,8 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
     def profile(
-        models: Annotated[str, typer.Option(help="Models: catalog names or config.json, comma-separated; NAME:field=value overrides.")],
         out: Annotated[str, typer.Option(help="Output LatencyTable (.csv or .parquet); an existing one is resumed.")],
+        models: Annotated[str, typer.Option(help="Models: catalog names or config.json, comma-separated; NAME:field=value overrides.")] = "",
         batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,4,16,64.")] = "1,4,16,64",
         context: Annotated[str, typer.Option(help="Context lengths (tokens in the KV cache).")] = "512,2048",
         gamma_max: Annotated[int, typer.Option(help="Largest lookahead: new tokens 1..γ_max+1.")] = 8,
@@ -185,8 +185,21 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
         ranks: Annotated[int, typer.Option(help="Processes for one --tp N > 1: 0 = auto (N when this host has N GPUs, "
                                                  "NCCL), N = one per rank (gloo with --device cpu), 1 = one rank's shard here.")] = 0,
+        operators: Annotated[bool, typer.Option("--operators", help="Time the operators of a decoder layer (GEMM, attention, "
+                                                 "norms, RoPE, ...) into an operator table instead of layers.")] = False,
+        grid: Annotated[str, typer.Option(help="--operators grid: default or tiny.")] = "default",
+        deadline_s: Annotated[Optional[float], typer.Option(help="--operators: start no point after this many seconds.")] = None,
+        ops: Annotated[str, typer.Option(help="--operators: only these operators (comma-separated; default all).")] = "",
     ):
-        """Measure layer, LM-head and overhead latency into a LatencyTable (resumable)."""
+        """Measure layer, LM-head and overhead latency into a LatencyTable (resumable); --operators: operator tables."""
+        if operators:
+            from .operator_cmd import run_operator_profile
+
+            run_operator_profile(out=out, dtype=dtype, mode=mode, device=device, grid=grid, deadline_s=deadline_s,
+                                 json_out=json_out, ops=ops)
+            return
+        if not models:
+            raise UsageError("--models is required (or give --operators)")
         run_profile(models=models, batch=batch, context=context, gamma_max=gamma_max, new_tokens=new_tokens,
                     mode=mode, dtype=dtype, tp=tp, device=device, out=out, copies=copies, overhead=overhead,
                     quiet=quiet, estimate_only=estimate, json_out=json_out, ranks=ranks)

@@ -64,6 +64,10 @@ def build_provider(hw: HardwareProfile, profile: str | None = None, analytical: 
     else:
         p = None if analytical else shipped_profile(hw.name, data_dir)
         base = MeasuredLatency(p, hw) if p is not None else AnalyticalLatency(hw)
+        if not analytical and data_dir == DATA:  # measured row > operator-composed > analytical
+            from perfmodel.latency.chain import with_operators
+
+            base = with_operators(base, hw)
     prov = base if analytical else with_tp_data(base, hw, data_dir, exclude=profile)
     if calibration is None:
         return Providers(prov, prov)

@@ -103,8 +103,26 @@ def tokens_per_iteration(accepted: np.ndarray, gamma: int) -> float:
     return float(np.minimum(np.asarray(accepted), gamma).mean() + 1.0)
 
 
-def write_trace(path, accepted: np.ndarray, gamma: int, context: int) -> Path:
-    """Per-iteration CSV for `specperf calibrate acceptance` (gamma, accepted, sequence, iteration)."""
+def within_horizon(accepted: np.ndarray, horizon: int) -> np.ndarray:
+    """[iterations, sequences] mask: iterations that start before `horizon` tokens were generated."""
+    a = np.asarray(accepted)
+    start = np.cumsum(a + 1, axis=0) - (a + 1)  # tokens generated before each iteration
+    return start < horizon
+
+
+def expected_tokens(alpha_by_position, gamma: int) -> float:
+    """E = 1 + Σ_{k=1..γ} Π_{i≤k} α_i (positions beyond the list repeat the last rate)."""
+    a = list(alpha_by_position)
+    e, prod = 1.0, 1.0
+    for k in range(gamma):
+        prod *= a[min(k, len(a) - 1)]
+        e += prod
+    return e
+
+
+def write_trace(path, accepted: np.ndarray, gamma: int, context: int, mask=None) -> Path:
+    """Per-iteration CSV for `specperf calibrate acceptance` (gamma, accepted, sequence, iteration);
+    with `mask` [iterations, sequences], only the iterations it marks."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     with p.open("w", newline="") as f:
@@ -113,5 +131,6 @@ def write_trace(path, accepted: np.ndarray, gamma: int, context: int) -> Path:
         its, seqs = accepted.shape
         for s in range(seqs):
             for i in range(its):
-                w.writerow([gamma, int(accepted[i, s]), 1, context, s, i])
+                if mask is None or mask[i, s]:
+                    w.writerow([gamma, int(accepted[i, s]), 1, context, s, i])
     return p

@@ -35,11 +35,17 @@ from .family import Shape, write_configs
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 HF_FIT_RUNS = 4  # the issue's "≤ 4 runs"
+# Acceptance for predictions: greedy trace iterations within the first 64 generated tokens — the HF
+# runs' output length, and about what each loop run decodes (26 iterations × 1.3–2.4 tokens).
+HORIZON_TOKENS = 64
+PRIMARY = "greedy_h"
 RESULT_COLUMNS = ("draft", "role", "mode", "gamma", "layers", "d_model", "params", "non_embedding_params",
                   "perplexity", "alpha", "alpha_by_position", "sampling_alpha", "sampling_alpha_by_position",
                   "context", "measured_tok_s", "predicted_tok_s", "error_pct", "measured_tokens_per_iteration",
                   "predicted_tokens_per_iteration", "measured_iteration_s", "predicted_iteration_s",
                   "iteration_error_pct", "measured_speedup", "predicted_speedup", "iterations", "prompts",
+                  "predicted_tok_s_full_trace", "error_pct_full_trace", "predicted_tok_s_latency_only",
+                  "error_pct_latency_only", "predicted_iteration_s_catchup", "iteration_error_pct_catchup",
                   "in_fit", "gpu")
 
 
@@ -78,20 +84,27 @@ class Family:
         return _rel(self.configs[name])
 
 
-def calibrate(traces: list, derived: Path) -> dict:
-    """draft → {kind: (AcceptanceModel JSON path, fit document)} for greedy and sampling traces."""
+def calibrate(traces: list, derived: Path, horizon: int = HORIZON_TOKENS) -> dict:
+    """draft → {kind: (AcceptanceModel JSON path, fit document)} for the greedy trace (whole, and
+    its iterations within the first `horizon` generated tokens: kind 'greedy_h') and the sampling one."""
     out: dict = {}
+    jobs = []
     for t in traces:
-        csv_path = acc.write_trace(derived / f"{t['draft']}_{t['kind']}.csv", np.array(t["accepted"]), t["gamma"],
-                                   t["context"])
-        js = derived / f"{t['draft']}_{t['kind']}_acceptance.json"
+        a = np.array(t["accepted"])
+        jobs.append((t, t["kind"], None))
+        if t["kind"] == "greedy":
+            jobs.append((t, "greedy_h", acc.within_horizon(a, horizon)))
+    for t, kind, mask in jobs:
+        csv_path = acc.write_trace(derived / f"{t['draft']}_{kind}.csv", np.array(t["accepted"]), t["gamma"],
+                                   t["context"], mask=mask)
+        js = derived / f"{t['draft']}_{kind}_acceptance.json"
         try:
             doc = cli("calibrate", "acceptance", _rel(csv_path), "--model", "per-position", "--gamma-max",
                       str(t["gamma"]), "--out", _rel(js))
         except RuntimeError as e:  # e.g. every draft accepted: no finite α; the draft gets no prediction
             print(f"no acceptance model for {t['draft']} ({t['kind']}): {e}", file=sys.stderr)
             continue
-        out.setdefault(t["draft"], {})[t["kind"]] = (js, doc)
+        out.setdefault(t["draft"], {})[kind] = (js, doc)
     return out
 
 
@@ -123,7 +136,7 @@ def _pct(p, m):
 
 def rows_for(fam: Family, recs: dict, accs: dict, profile: Path, gpu: str, dtype: str, derived: Path) -> list[dict]:
     shapes, ppl = fam.shapes, fam.ppl
-    any_draft = next(d for d in accs if "greedy" in accs[d])
+    any_draft = next(d for d in accs if PRIMARY in accs[d])
     rows = []
     for r in recs.values():
         if r["kind"] not in ("loop", "hf") or r["status"] != "ok":
@@ -137,33 +150,61 @@ def rows_for(fam: Family, recs: dict, accs: dict, profile: Path, gpu: str, dtype
                    context=ctx, measured_tok_s=r["measured_tok_s"], measured_tokens_per_iteration=r["tokens_per_iteration"],
                    measured_iteration_s=r["measured_iteration_s"], iterations=r["iterations"], prompts=r["prompts"],
                    gpu=gpu, in_fit="", _exec_mode=mode, _draft_for_predict=d if d != "none" else any_draft)
-        if "greedy" in accs.get(d, {}):
-            g, s_ = accs[d]["greedy"][1], accs[d].get("sampling", (None, {}))[1]
+        if PRIMARY in accs.get(d, {}):
+            g, s_ = accs[d][PRIMARY][1], accs[d].get("sampling", (None, {}))[1]
             row.update(alpha=g["alpha"], alpha_by_position=";".join(f"{a:.3f}" for a in g["alpha_by_position"]),
                        sampling_alpha=s_.get("alpha", math.nan),
                        sampling_alpha_by_position=";".join(f"{a:.3f}" for a in s_.get("alpha_by_position") or []))
         rows.append(row)
-    rows = [r for r in rows if "greedy" in accs.get(r["_draft_for_predict"], {}) or
+    rows = [r for r in rows if PRIMARY in accs.get(r["_draft_for_predict"], {}) or
             print(f"no prediction for {r['draft']} {r['mode']} γ={r['gamma']}: no acceptance model", file=sys.stderr)]
     for row in rows:
         if row["mode"] != "hf":
-            row.update(predict(fam, row["_draft_for_predict"], accs[row["_draft_for_predict"]]["greedy"][0],
+            row.update(predict(fam, row["_draft_for_predict"], accs[row["_draft_for_predict"]][PRIMARY][0],
                                row["gamma"], row["context"], row["_exec_mode"], gpu, dtype, profile))
     hf = [r for r in rows if r["mode"] == "hf"]
     if hf:
         corr = calibrate_hf(fam, hf, profile, gpu, dtype, derived)
         for row in (r for r in hf if r["draft"] != "none"):  # the target alone has no draft to calibrate
-            row.update(predict(fam, row["_draft_for_predict"], accs[row["_draft_for_predict"]]["greedy"][0],
+            row.update(predict(fam, row["_draft_for_predict"], accs[row["_draft_for_predict"]][PRIMARY][0],
                                row["gamma"], row["context"], "eager", gpu, dtype, profile, calibration=corr))
     base = {m: next((r["measured_tok_s"] for r in rows if r["mode"] == m and r["draft"] == "none"), math.nan)
             for m in ("graph", "eager", "hf")}
+    extra = catchup_extra_s(profile, fam)
     for row in rows:
+        it = row.get("predicted_iteration_s")
+        if it and row["draft"] != "none" and row["mode"] != "hf":  # the loop's first draft step feeds 2 tokens
+            row["predicted_iteration_s_catchup"] = it + extra.get((row["draft"], row["mode"]), math.nan)
+            row["iteration_error_pct_catchup"] = _pct(row["predicted_iteration_s_catchup"], row["measured_iteration_s"])
+        full = accs[row["_draft_for_predict"]]["greedy"][1]["alpha_by_position"]
+        if it and row["draft"] != "none":
+            row["predicted_tok_s_full_trace"] = acc.expected_tokens(full, row["gamma"]) / it
+            row["predicted_tok_s_latency_only"] = row["measured_tokens_per_iteration"] / it
+        row["error_pct_full_trace"] = _pct(row.get("predicted_tok_s_full_trace"), row["measured_tok_s"])
+        row["error_pct_latency_only"] = _pct(row.get("predicted_tok_s_latency_only"), row["measured_tok_s"])
         row["error_pct"] = _pct(row.get("predicted_tok_s"), row["measured_tok_s"])
         row["iteration_error_pct"] = _pct(row.get("predicted_iteration_s"), row["measured_iteration_s"])
         row["measured_speedup"] = row["measured_tok_s"] / base[row["mode"]]
     order = {n: i for i, n in enumerate(["none"] + [d.name for d in fam.drafts])}
     rows.sort(key=lambda r: (["graph", "eager", "hf"].index(r["mode"]), order[r["draft"]], r["gamma"]))
     return rows
+
+
+def catchup_extra_s(profile: Path, fam: Family) -> dict:
+    """(draft, mode) → n_layers × (layer time at 2 new tokens − at 1), at the profile's first context:
+    what the loop's catch-up step (previous + last token) costs beyond the 1-token step the
+    prediction charges. A diagnostic of the prediction, read from the same profile."""
+    rows = list(csv.DictReader(profile.open()))
+    ctx = min(int(r["context"]) for r in rows if r["component"] == "layer")
+    t = {(r["shape"], r["mode"], int(r["new_tokens"])): float(r["median_s"]) for r in rows
+         if r["component"] == "layer" and int(r["context"]) == ctx and r.get("status", "ok") in ("", "ok")}
+    out = {}
+    for d in fam.drafts:
+        key = f"llama:d{d.d_model}:h{d.n_heads}:kv{d.n_heads}:ff{d.d_ff}:glu"
+        for mode in ("graph", "eager"):
+            if (key, mode, 1) in t and (key, mode, 2) in t:
+                out[(d.name, mode)] = d.n_layers * (t[(key, mode, 2)] - t[(key, mode, 1)])
+    return out
 
 
 def hf_fit_set(hf_rows: list[dict]) -> list[dict]:

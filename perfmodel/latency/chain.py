@@ -1,0 +1,80 @@
+"""Precedence per component and per point: a measured (or interpolated) whole-layer / LM-head row
+where the profile has the shape and the point lies inside its grid, the operator-composed time
+everywhere else (shapes never profiled, points outside the grid, tp shards the profile lacks);
+the analytical model only where no operator table exists for the GPU (build_provider never builds
+a chain then). All-reduces and the per-iteration overhead stay with the base provider.
+
+Key assumption: operator composition beats the fitted roofline off the measured grid (validated by
+scripts/shape_check.py: docs/accuracy.md), and a measured row beats both on it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from perfmodel.latency.base import ComponentTimes
+from perfmodel.latency.source import Provenance, Source
+from perfmodel.latency.table import head_shape_key, layer_shape_key
+
+
+class OperatorChain:
+    """measured row > operator-composed (> analytical inside the base provider, never reached here)."""
+
+    def __init__(self, base, operators):
+        self.base, self.operators = base, operators
+        self.name = f"{base.name}, else {operators.name}"
+        self.hw = getattr(base, "hw", operators.hw)
+
+    def _measured(self, component, key, tp, mode, by, coords):
+        """(values, kinds) of the base profile's grid at coords; NaN where it has no row to use."""
+        grid = getattr(self.base, "grid", None)
+        g = grid(component, key, tp, mode, by) if grid is not None else None
+        shape = np.broadcast(*[np.asarray(c) for c in coords]).shape
+        if g is None:
+            return np.full(shape, np.nan), None
+        val, kind = g(*coords)
+        kinds = np.where(np.isfinite(val), np.where(kind == 0, "measured", "interpolated"), "operator")
+        return val, kinds
+
+    def forward(self, spec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
+        by = spec.dtype_bytes
+        parts = {"layer": ("layer_s", layer_shape_key(spec), (batch, new_tokens, context)),
+                 "lm_head": ("lm_head_s", head_shape_key(spec), (batch, new_tokens))}
+        found = {comp: self._measured(comp, key, tp, mode, by, coords) for comp, (_, key, coords) in parts.items()}
+        if tp == 1 and all(np.isnan(v).all() for v, _ in found.values()):  # never profiled: operators alone
+            return self.operators.forward(spec, batch, new_tokens, context, tp, mode)
+        ft = self.base.forward(spec, batch, new_tokens, context, tp, mode)
+        fields, sources, op = {}, dict(ft.sources), None
+        for comp, (attr, key, coords) in parts.items():
+            val, kinds = found[comp]
+            if np.isfinite(val).all():
+                continue
+            op = op or self.operators.forward(spec, batch, new_tokens, context, tp, mode)
+            shape = np.broadcast(np.asarray(getattr(ft, attr)), val).shape
+            fields[attr] = np.where(np.isfinite(val), val, getattr(op, attr)) + np.zeros(shape)
+            if np.isnan(val).all():
+                sources[comp] = op.sources[comp]
+                continue
+            labels = {"measured": Source("measured", getattr(self.base, "file", "")),
+                      "interpolated": Source("interpolated", getattr(self.base, "file", "")),
+                      "operator": op.sources[comp].parts[0]}
+            sources[comp] = Provenance.from_kinds(np.broadcast_to(kinds, shape), labels)
+        if not fields:
+            return ft
+        vals = {f: fields.get(f, getattr(ft, f)) for f in ("layer_s", "allreduce_s", "lm_head_s")}
+        shape = np.broadcast(*vals.values()).shape
+        return ComponentTimes(**{f: v + np.zeros(shape) for f, v in vals.items()}, n_layers=spec.n_layers,
+                              sources=sources)
+
+    def overhead_s(self, spec, batch, gamma, mode="graph"):
+        return self.base.overhead_s(spec, batch, gamma, mode)
+
+
+def with_operators(base, hw, dtype: str = "fp16"):
+    """`base` chained with the shipped operator table of `hw`, or `base` unchanged when none ships."""
+    from perfmodel.latency.operators import operator_provider
+
+    ops = operator_provider(hw, dtype, fallback=base)
+    return base if ops is None else OperatorChain(base, ops)
+
+
+__all__ = ["OperatorChain", "with_operators"]

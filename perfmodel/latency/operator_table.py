@@ -1,0 +1,125 @@
+"""OperatorTable: the tidy table of measured operator latencies that `specperf profile --operators`
+writes and the operator-composed provider reads (numpy + csv only).
+
+One row per (gpu, op, mode, dtype, tokens, n, k, batch_heads, queries, kv_len, head_dim) with
+median, p10 and p90 seconds; unused size columns hold 0. Sizes by operator:
+  gemm, gemm_bias   tokens M × n (output features N) × k (input features K)
+  attention         batch_heads = batch × KV heads, queries = query rows per KV head
+  attention_gqa       (n new tokens, × the group size H/KV for _gqa), kv_len = keys attended, head_dim
+  rmsnorm, layernorm, add, silu_mul, relu, rope, kv_write, embed   tokens × n (= width)
+  launch            one kernel on one element (eager: the host's launch cost)
+Metadata (GPU, driver, torch/CUDA, date, grid, timing method, fitted glue) live in a JSON sidecar
+`<file>.meta.json`, as for LatencyTable. Key assumption: an operator's time depends only on these
+sizes, its dtype and the execution mode.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from perfmodel.specs.models import SpecError, read_json
+
+SCHEMA_VERSION = 1
+OPS = ("gemm", "gemm_bias", "attention", "attention_gqa", "rmsnorm", "layernorm", "add", "silu_mul",
+       "relu", "rope", "kv_write", "embed", "launch")
+SIZE_COLS = ("tokens", "n", "k", "batch_heads", "queries", "kv_len", "head_dim")
+COLUMNS = ("gpu", "op", "mode", "dtype") + SIZE_COLS + ("copies", "median_s", "p10_s", "p90_s",
+                                                         "repeats", "status", "reason")
+# which size columns span each operator's grid, in interpolation order
+AXES = {"gemm": ("tokens", "n", "k"), "gemm_bias": ("tokens", "n", "k"),
+        "attention": ("batch_heads", "queries", "kv_len", "head_dim"),
+        "attention_gqa": ("batch_heads", "queries", "kv_len", "head_dim"),
+        "launch": ("tokens",)}
+for _op in ("rmsnorm", "layernorm", "add", "silu_mul", "relu", "rope", "kv_write", "embed"):
+    AXES[_op] = ("tokens", "n")
+_INT = SIZE_COLS + ("copies", "repeats")
+_FLOAT = ("median_s", "p10_s", "p90_s")
+
+
+def op_key(row: dict) -> tuple:
+    return (row["gpu"], row["op"], row["mode"], row["dtype"]) + tuple(int(row[c]) for c in SIZE_COLS)
+
+
+@dataclass
+class OperatorTable:
+    rows: list[dict] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def ok_rows(self) -> list[dict]:
+        return [r for r in self.rows if r.get("status", "ok") == "ok"]
+
+    def done_keys(self) -> set:
+        return {op_key(r) for r in self.rows}
+
+    def add(self, row: dict) -> None:
+        missing = [c for c in COLUMNS if c not in row]
+        if missing:
+            raise ValueError(f"row lacks columns {missing}")
+        if row["op"] not in OPS:
+            raise ValueError(f"op={row['op']!r} is not one of {OPS}")
+        self.rows.append({c: row[c] for c in COLUMNS})
+
+    @staticmethod
+    def meta_path(path) -> Path:
+        p = Path(path)
+        return p.with_name(p.name + ".meta.json")
+
+    def save(self, path) -> None:
+        p = Path(path)
+        tmp = p.with_name(p.name + ".tmp")
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(COLUMNS))
+            w.writeheader()
+            for r in self.rows:
+                w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()})
+        tmp.replace(p)  # atomic: an interrupted save never truncates a table
+        meta = dict(self.meta, schema_version=SCHEMA_VERSION, rows=len(self.rows),
+                    ok_rows=len(self.ok_rows()))
+        self.meta_path(p).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path) -> "OperatorTable":
+        p = Path(path)
+        if not p.is_file():
+            raise SpecError(f"operator table {str(p)!r} does not exist")
+        mp = cls.meta_path(p)
+        meta = read_json(mp, "operator table metadata") if mp.exists() else {}
+        if meta.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+            raise SpecError(f"operator table {str(p)!r} has schema_version={meta.get('schema_version')!r}; "
+                            f"this specperf reads {SCHEMA_VERSION}")
+        rows = []
+        try:
+            with p.open(newline="") as f:
+                rd = csv.DictReader(f)
+                missing = [c for c in COLUMNS if c not in (rd.fieldnames or [])]
+                if missing:
+                    raise SpecError(f"{str(p)!r} is not a specperf operator table: missing columns "
+                                    f"{', '.join(missing)}")
+                for i, r in enumerate(rd, start=2):
+                    try:
+                        row = {c: r[c] for c in COLUMNS}
+                        for c in _INT:
+                            row[c] = int(float(row[c]))
+                        for c in _FLOAT:
+                            row[c] = float("nan") if row[c] in ("", None) else float(row[c])
+                    except (TypeError, ValueError) as e:
+                        raise SpecError(f"operator table {str(p)!r} line {i}: malformed value ({e})") from None
+                    row["status"] = row["status"] or "ok"
+                    if row["op"] not in OPS or row["mode"] not in ("eager", "graph"):
+                        raise SpecError(f"operator table {str(p)!r} line {i}: op={row['op']!r} "
+                                        f"mode={row['mode']!r}; allowed {OPS} and eager/graph")
+                    if row["status"] == "ok" and not row["median_s"] > 0:
+                        raise SpecError(f"operator table {str(p)!r} line {i}: median_s must be > 0")
+                    rows.append(row)
+        except UnicodeDecodeError:
+            raise SpecError(f"{str(p)!r} is not a text CSV file") from None
+        return cls(rows=rows, meta=meta)
+
+
+__all__ = ["OperatorTable", "OPS", "AXES", "COLUMNS", "SIZE_COLS", "op_key", "SCHEMA_VERSION"]

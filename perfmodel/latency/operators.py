@@ -1,0 +1,255 @@
+"""Operator-composed latency: any dense llama / mistral / qwen2 / opt layer (GQA, TP shards, biases,
+gated or plain MLP) and LM head rebuilt from measured operator tables (`specperf profile
+--operators`), with the same interface as AnalyticalLatency (`forward`, `overhead_s`).
+
+A layer is the operators profiler/blocks.py runs, sized from the spec: two norms, the fused QKV
+GEMM (+bias), RoPE on q and k, the KV-cache write, attention (grouped when H > KV) over
+kv_aligned(context + new tokens) keys, o-proj, gate/up GEMM, SiLU·mul or ReLU, down GEMM, two
+residual adds. Under CUDA graphs the layer takes G = Σ operator times (each timed alone as a graph
+of stacked copies) times a fitted glue factor plus a fitted constant — DESIGN.md measured the bare
+sum at 0.86–0.97 of the layer. In eager mode the host issues every kernel, so the layer takes the
+larger of host_factor · H + const (H = Σ host launch costs, each operator's eager time at its
+smallest size) and the graph-mode law. Glue is fitted (perfmodel.latency.operator_fit) on measured
+whole-layer rows and stored in the table's metadata. Key assumption: operators compose additively
+apart from that glue, and the host launch cost does not depend on operator size. numpy only.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from perfmodel.latency.analytical import _check_mode, check_tp
+from perfmodel.latency.base import ComponentTimes
+from perfmodel.latency.source import NONE_TP1, Provenance
+from perfmodel.latency.opgrid import OpGrid
+from perfmodel.latency.operator_table import AXES, OperatorTable
+from perfmodel.specs.models import ModelSpec
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+KV_ALIGN = 16  # as profiler.blocks: attention sees the cache rounded up to 16 keys
+KIND = "operator"
+MIN_FILLED = 0.2  # a variant (bias, GQA) needs this fraction of its base operator's rows to be used
+DEFAULT_GLUE = {"graph": {"factor": 1.0, "const_s": 0.0},
+                "eager": {"host_factor": 1.0, "const_s": 0.0, "graph_factor": 1.0, "graph_const_s": 0.0},
+                "head_graph": {"factor": 1.0, "const_s": 0.0},
+                "head_eager": {"host_factor": 1.0, "const_s": 0.0, "graph_factor": 1.0, "graph_const_s": 0.0}}
+
+
+def work(op: str, *sizes, elem_bytes: int = 2):
+    """(HBM bytes, FLOPs) an operator must at least move / compute, sizes as in AXES."""
+    if op in ("gemm", "gemm_bias"):
+        m, n, k = (np.asarray(x, dtype=float) for x in sizes)
+        return elem_bytes * (n * k + m * k + m * n), 2.0 * m * n * k
+    if op in ("attention", "attention_gqa"):
+        bh, q, L, hd = (np.asarray(x, dtype=float) for x in sizes)
+        return elem_bytes * 2 * bh * L * hd, 4.0 * bh * q * L * hd
+    if op == "launch":
+        return 0.0, 0.0
+    m, w = (np.asarray(x, dtype=float) for x in sizes)
+    return elem_bytes * 2 * m * w, 0.0  # read + write one activation (an underestimate: a floor)
+
+
+def shipped_operator_table(gpu: str, dtype: str = "fp16") -> Path | None:
+    p = DATA / f"operators_{gpu}_{dtype}.csv"
+    return p if p.exists() else None
+
+
+def shards(spec: ModelSpec, tp: int):
+    """Per-rank (n_heads, n_kv_heads, d_ff), as profiler.blocks.shard_sizes (KV heads replicated below tp)."""
+    kv = spec.n_kv_heads // tp if spec.n_kv_heads % tp == 0 else 1
+    return spec.n_heads // tp, kv, -(-spec.d_ff // tp)
+
+
+class OperatorLatency:
+    """forward()/overhead_s() of any layer shape from one GPU's operator table (loaded lazily)."""
+
+    def __init__(self, path, hw, dtype: str = "fp16", fallback=None, scale=None, host_path=None,
+                 host_scale: float = 1.0):
+        """`host_path`: an operator table whose eager rows give the host launch costs (eager time
+        is host time: re-measured on the host that will run the model, a few seconds)."""
+        self.path, self.hw, self.dtype = Path(path), hw, dtype
+        self.host_path = Path(host_path) if host_path else None
+        self.host_scale = float(host_scale)  # host slower (> 1) or faster than when launch costs were timed
+        self.file = self.path.name
+        self.name = f"operator-composed ({self.file})"
+        self._fallback = fallback
+        self._table = None
+        self._grids: dict = {}
+        self._host: dict = {}
+        self._prov: dict = {}
+        self._index = None
+        self.scale = scale  # optional (op, seconds, bytes, flops) -> seconds on another GPU (crossgpu.py)
+
+    # ---- data ----------------------------------------------------------------------------------
+    @property
+    def table(self) -> OperatorTable:
+        if self._table is None:
+            self._table = OperatorTable.load(self.path)
+        return self._table
+
+    @property
+    def glue(self) -> dict:
+        g = self.table.meta.get("glue", {}).get(self.dtype) or self.table.meta.get("glue", {}).get("fp16")
+        return {k: dict(DEFAULT_GLUE[k], **(g or {}).get(k, {})) for k in DEFAULT_GLUE}
+
+    @property
+    def fallback(self):
+        if self._fallback is None:  # build_provider passes the GPU's measured provider instead
+            from perfmodel.latency.analytical import AnalyticalLatency
+
+            self._fallback = AnalyticalLatency(self.hw)
+        return self._fallback
+
+    def _rows(self, op, mode, rows=None):
+        if rows is not None:
+            return [r for r in rows if r["op"] == op and r["mode"] == mode and r["dtype"] == self.dtype]
+        if self._index is None:  # one pass over the table: rows by (op, mode) of this dtype
+            self._index = {}
+            for r in self.table.ok_rows():
+                if r["dtype"] == self.dtype:
+                    self._index.setdefault((r["op"], r["mode"]), []).append(r)
+        return self._index.get((op, mode), [])
+
+    def grid(self, op: str, mode: str = "graph") -> OpGrid | None:
+        k = (op, mode)
+        if k not in self._grids:
+            pts = np.array([[r[c] for c in AXES[op]] + [r["median_s"]] for r in self._rows(op, mode)], dtype=float)
+            base = {"gemm_bias": "gemm", "attention_gqa": "attention"}.get(op, op)
+            nodes = len(self._rows(base, mode)) if base != op else 0
+            # a grid mostly made of holes (a sweep stopped early) would be mostly extrapolation: unused
+            self._grids[k] = OpGrid.from_points(pts) if len(pts) and len(pts) >= MIN_FILLED * nodes else None
+        return self._grids[k]
+
+    def op_s(self, op: str, *sizes, mode: str = "graph"):
+        g = self.grid(op, mode)
+        if g is None and op == "gemm_bias":  # bias not swept (yet): cuBLAS fuses it in the epilogue
+            g = self.grid("gemm", mode)
+        if g is None:
+            raise KeyError(f"{self.file} has no {mode} rows of operator {op!r} ({self.dtype})")
+        bw, peak = self.ceilings()
+        nbytes, flops = work(op, *sizes)
+        t = np.maximum(g(*sizes), np.maximum(nbytes / bw, flops / peak))
+        return self.scale(op, t, nbytes, flops) if self.scale is not None else t
+
+    def ceilings(self):
+        """(bytes/s, FLOP/s): the best rates any graph row of this table achieved — a floor for
+        every operator, so sizes beyond the grid (or in its unmeasured corners) are never cheaper
+        than the card's measured streaming and matrix rates allow."""
+        if "_ceil" not in self._host:
+            bw = peak = 0.0
+            for op in AXES:
+                rows = self._rows(op, "graph")
+                if rows:
+                    t = np.array([r["median_s"] for r in rows])
+                    by, fl = work(op, *(np.array([r[c] for r in rows], dtype=float) for c in AXES[op]))
+                    bw = max(bw, float(np.max(np.asarray(by) / t)))
+                    peak = max(peak, float(np.max(np.asarray(fl) / t)))
+            self._host["_ceil"] = (bw or np.inf, peak or np.inf)
+        return self._host["_ceil"]
+
+    def host_s(self, op: str) -> float:
+        """Host launch cost of one call of `op` in eager mode: its eager time at its smallest size."""
+        if op not in self._host:
+            src = OperatorTable.load(self.host_path).ok_rows() if self.host_path else None
+            rows = self._rows(op, "eager", src) or self._rows("launch", "eager", src)
+            if not rows:
+                raise KeyError(f"{self.file} has no eager rows ({self.dtype})")
+            self._host[op] = self.host_scale * float(min(rows, key=lambda r: tuple(r[c] for c in AXES[r["op"]]))["median_s"])
+        return self._host[op]
+
+    # ---- composition ---------------------------------------------------------------------------
+    def layer_ops(self, spec: ModelSpec, batch, new_tokens, context, tp=1):
+        """[(op, sizes...)] of one (sharded) layer; sizes broadcast over batch/new_tokens/context."""
+        b, n, c = (np.asarray(x, dtype=float) for x in (batch, new_tokens, context))
+        H, KV, ff = shards(spec, tp)
+        hd, d, M = spec.head_dim, spec.d_model, b * n
+        grp = H // KV
+        L = np.ceil((c + n) / KV_ALIGN) * KV_ALIGN
+        norm = "layernorm" if spec.norm == "layernorm" else "rmsnorm"
+        qkv_bias = "gemm_bias" if spec.qkv_bias or spec.linear_bias else "gemm"
+        lin = "gemm_bias" if spec.linear_bias else "gemm"
+        n_up = 2 if spec.gated_mlp else 1
+        ops = [(norm, M, d), (qkv_bias, M, (H + 2 * KV) * hd, d), ("kv_write", M, KV * hd)]
+        if not spec.learned_positions:
+            ops += [("rope", M, H * hd), ("rope", M, KV * hd)]
+        ops += [("attention_gqa" if grp > 1 else "attention", b * KV, grp * n, L, hd),
+                (lin, M, d, H * hd), ("add", M, d), (norm, M, d), (lin, M, n_up * ff, d),
+                ("silu_mul" if spec.gated_mlp else "relu", M, ff), (lin, M, d, ff), ("add", M, d)]
+        return ops
+
+    def head_ops(self, spec: ModelSpec, batch, new_tokens, tp=1):
+        b, n = np.asarray(batch, dtype=float), np.asarray(new_tokens, dtype=float)
+        M, d, e = b * n, spec.d_model, spec.embed_dim or spec.d_model
+        norm = "layernorm" if spec.norm == "layernorm" else "rmsnorm"
+        ops = [("embed", M, e)]
+        if e != d:
+            ops += [("gemm", M, d, e), ("gemm", M, e, d)]
+        if spec.learned_positions:
+            ops += [("embed", M, d), ("add", M, d)]
+        return ops + [(norm, M, d), ("gemm", M, -(-spec.vocab // tp), e)]
+
+    def _sums(self, ops):
+        seen: dict = {}  # a layer repeats some operators with the same sizes (two norms, two adds)
+        for op, *sz in ops:
+            key = (op,) + tuple(x if np.ndim(x) == 0 else id(x) for x in sz)
+            if key in seen:
+                seen[key][1] += 1
+            else:
+                seen[key] = [self.op_s(op, *sz), 1]
+        gpu = sum(t * k for t, k in seen.values())
+        host = sum(self.host_s(op) for op, *_ in ops)
+        return np.asarray(gpu, dtype=float), float(host)
+
+    def _glued(self, gpu, host, mode, key):
+        g = self.glue[key if mode == "graph" else key.replace("graph", "eager")]
+        if mode == "graph":
+            return g["factor"] * gpu + g["const_s"]
+        return np.maximum(g["host_factor"] * host + g["const_s"], g["graph_factor"] * gpu + g["graph_const_s"])
+
+    def layer_s(self, spec, batch, new_tokens, context, tp=1, mode="graph"):
+        gpu, host = self._sums(self.layer_ops(spec, batch, new_tokens, context, tp))
+        return self._glued(gpu, host, mode, "graph")
+
+    def lm_head_s(self, spec, batch, new_tokens, tp=1, mode="graph"):
+        gpu, host = self._sums(self.head_ops(spec, batch, new_tokens, tp))
+        return self._glued(gpu, host, mode, "head_graph")
+
+    def forward(self, spec: ModelSpec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
+        _check_mode(mode)
+        tp = check_tp(spec, tp)
+        shape = np.broadcast(np.asarray(batch), np.asarray(new_tokens), np.asarray(context)).shape
+        layer = self.layer_s(spec, batch, new_tokens, context, tp, mode) + np.zeros(shape)
+        head = self.lm_head_s(spec, batch, new_tokens, tp, mode) + np.zeros(shape)
+        if tp > 1:
+            fb = self.fallback.forward(spec, batch, new_tokens, context, tp, mode)
+            ar, ar_src = fb.allreduce_s + np.zeros(shape), fb.sources["allreduce"]
+        else:
+            ar, ar_src = np.zeros(shape), NONE_TP1
+        src = self._prov.get(mode) or self._prov.setdefault(mode, self.provenance(mode))
+        return ComponentTimes(layer_s=layer, allreduce_s=ar, lm_head_s=head, n_layers=spec.n_layers,
+                              sources={"layer": src, "lm_head": src, "allreduce": ar_src})
+
+    def provenance(self, mode: str) -> Provenance:
+        """kind 'operator', this table, and the 90 % error band measured on unseen whole models
+        (scripts/shape_check.py → scripts/error_bands.py --operator-check) when there is one."""
+        from perfmodel.latency.bands import band as kind_band
+
+        band = kind_band("operator", mode)  # perfmodel/data/error_bands.json (scripts/error_bands.py)
+        band = band if band is not None else self.table.meta.get("band", {}).get(mode)
+        detail = f"{self.dtype}" + (f", 90 % band ±{band:.0%} on unseen shapes" if band else "")
+        return Provenance.of("operator", self.file, detail=detail, band=band)
+
+    def overhead_s(self, spec: ModelSpec, batch, gamma, mode="graph"):
+        """Sampling/accept/sync outside forwards: not an operator-table quantity; the fallback's."""
+        return self.fallback.overhead_s(spec, batch, gamma, mode)
+
+
+def operator_provider(hw, dtype: str = "fp16", fallback=None) -> OperatorLatency | None:
+    """The operator-composed provider of catalog GPU `hw` from its shipped table, or None."""
+    p = shipped_operator_table(hw.name, dtype) or shipped_operator_table(hw.name, "fp16")
+    return None if p is None else OperatorLatency(p, hw, dtype if p.name.endswith(f"_{dtype}.csv") else "fp16",
+                                                  fallback)
+
+
+__all__ = ["OperatorLatency", "operator_provider", "shipped_operator_table", "shards", "work", "KIND"]

@@ -1,0 +1,198 @@
+"""Unseen-shape check: whole LLaMA-style models of shapes that appear in no shipped profile, timed on
+the GPU (profiler.blocks.DecoderModel, every layer + head), against the operator-composed
+prediction (perfmodel.latency.operators) and the pre-operator prediction (shipped layer profile →
+analytical roofline fitted to it).
+
+    PYTHONPATH=. python scripts/shape_check.py --out $OUT/shape_check_h200.csv      # GPU: measure
+    PYTHONPATH=. python scripts/shape_check.py --report perfmodel/data/shape_check_h200.csv  # CPU
+
+Measuring also re-times the operators' eager launch costs on this host (a few seconds) into
+`<out stem>_host.csv`: eager time is host time, so it is predicted from this host's launch costs.
+Key assumption: the shapes below are in no shipped profile (checked at start) and nothing about them
+was used to fit the operator glue (fitted on perfmodel/data/h200.csv's catalog layers only).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from perfmodel.latency.operator_table import OperatorTable  # noqa: E402
+from perfmodel.latency.operators import OperatorLatency, shipped_operator_table  # noqa: E402
+from perfmodel.latency.measured import MeasuredLatency  # noqa: E402
+from perfmodel.latency.providers import shipped_profile  # noqa: E402
+from perfmodel.latency.table import layer_shape_key  # noqa: E402
+from perfmodel.specs.hardware import resolve_gpu  # noqa: E402
+from perfmodel.specs.models import ModelSpec  # noqa: E402
+
+# name: (n_layers, d_model, n_heads, n_kv_heads, d_ff, vocab) — head dims 64/128, GQA 1..8, FFN 2.5..4
+SHAPES = {
+    "s512x16": (16, 512, 8, 8, 1408, 32000), "s640x12": (12, 640, 10, 2, 2048, 49152),
+    "s768x24": (24, 768, 12, 4, 2048, 32768), "s1024x48": (48, 1024, 16, 2, 2816, 32000),
+    "s1024x6": (6, 1024, 8, 8, 4096, 128256), "s1280x16": (16, 1280, 10, 10, 3584, 32000),
+    "s1536x20": (20, 1536, 12, 4, 4096, 151936), "s1536x4": (4, 1536, 24, 8, 5632, 32000),
+    "s1792x8": (8, 1792, 14, 2, 4864, 65536), "s2304x10": (10, 2304, 18, 6, 6144, 32000),
+    "s2816x3": (3, 2816, 22, 22, 7680, 32000), "s3072x6": (6, 3072, 24, 8, 12288, 32000),
+    "s3584x2": (2, 3584, 28, 4, 9728, 152064), "s4608x2": (2, 4608, 36, 12, 12288, 32000),
+    "s5632x1": (1, 5632, 44, 4, 15360, 128256), "s6144x2": (2, 6144, 48, 8, 16384, 32000),
+    "s7168x1": (1, 7168, 56, 8, 18432, 32000), "s8192x1": (1, 8192, 64, 8, 20480, 128256),
+}
+BATCHES, CONTEXTS, NEW_TOKENS, MODES = (1, 8, 32), (512, 2048), (1, 5), ("graph", "eager")
+FIELDS = ("gpu", "model", "n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab", "mode", "batch",
+          "new_tokens", "context", "measured_s", "p10_s", "p90_s", "host_probe_s")
+PROBE = (1, 256, 2, 2, 704, 1000)  # a tiny host-bound model: its eager forward tracks host speed
+
+
+def spec_of(name: str) -> ModelSpec:
+    L, d, h, kv, ff, v = SHAPES[name]
+    return ModelSpec(name=name, family="llama", n_layers=L, d_model=d, n_heads=h, n_kv_heads=kv, d_ff=ff, vocab=v)
+
+
+def check_unseen(data_dir: Path) -> None:
+    seen = set()
+    for p in data_dir.glob("*.csv"):
+        with p.open(newline="") as f:
+            rd = csv.DictReader(f)
+            if "shape" in (rd.fieldnames or []):
+                seen |= {r["shape"] for r in rd}
+    clash = [n for n in SHAPES if layer_shape_key(spec_of(n)) in seen]
+    if clash:
+        raise SystemExit(f"shapes {clash} appear in a shipped profile; pick unseen shapes")
+
+
+def host_probe(device) -> float:
+    """Eager seconds of one forward of the tiny PROBE model (batch 1, one token): host speed now."""
+    import torch
+
+    from profiler.blocks import DecoderModel
+    from profiler.timing import time_module
+
+    L, d, h, kv, ff, v = PROBE
+    spec = ModelSpec(name="probe", family="llama", n_layers=L, d_model=d, n_heads=h, n_kv_heads=kv, d_ff=ff, vocab=v)
+    m = DecoderModel(spec, max_batch=1, max_context=64, dtype="fp16", device=device)
+    toks, pos = torch.zeros((1, 1), dtype=torch.long, device=device), torch.full((1,), 8, device=device)
+    with torch.inference_mode():
+        return time_module(lambda: m(toks, pos, 16), device, "eager", min_repeats=20, max_repeats=60).median_s
+
+
+def measure(out: Path, device: str, deadline_s: float, host_grid: str = "default", modes=MODES) -> None:
+    import time
+
+    import torch
+
+    from profiler import env, operator_sweep
+    from profiler.blocks import KV_ALIGN, DecoderModel, kv_aligned
+    from profiler.timing import time_module
+
+    t0 = time.monotonic()
+    meta = env.metadata(device, "fp16", command="python scripts/shape_check.py " + " ".join(sys.argv[1:]))
+    host = OperatorTable(meta=dict(meta, host_probe_s=host_probe(device)))
+    operator_sweep.run(operator_sweep.GRIDS[host_grid], host, out.with_name(out.stem + "_host.csv"), device,
+                       "fp16", modes=("eager",))
+    rows = []
+    for name in SHAPES:
+        spec = spec_of(name)
+        model = DecoderModel(spec, max_batch=1, max_context=KV_ALIGN, dtype="fp16", device=device)
+        probe = host_probe(device) if "eager" in modes else float("nan")
+        for b in BATCHES:
+            for c in CONTEXTS:
+                if time.monotonic() - t0 > deadline_s:
+                    break
+                model.reset_cache(b, kv_aligned(c + max(NEW_TOKENS)))
+                pos = torch.full((b,), c, dtype=torch.long, device=device)
+                for n in NEW_TOKENS:
+                    toks = torch.randint(0, spec.vocab, (b, n), device=device)
+                    with torch.inference_mode():
+                        for m in modes if device.startswith("cuda") else ("eager",):
+                            t = time_module(lambda: model(toks, pos, c + n), device, m, min_repeats=20,
+                                            max_repeats=60, rel_tol=0.01)
+                            L, d, h, kv, ff, v = SHAPES[name]
+                            rows.append({"gpu": meta["gpu"], "model": name, "n_layers": L, "d_model": d,
+                                         "n_heads": h, "n_kv_heads": kv, "d_ff": ff, "vocab": v, "mode": m,
+                                         "batch": b, "new_tokens": n, "context": c, "measured_s": t.median_s,
+                                         "p10_s": t.p10_s, "p90_s": t.p90_s, "host_probe_s": probe})
+        del model
+        torch.cuda.empty_cache() if device.startswith("cuda") else None
+        with out.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+        print(f"{name}: {len(rows)} rows so far, {time.monotonic() - t0:.0f} s", flush=True)
+
+
+def report(path: Path, gpu: str = "h200", table: Path | None = None, errors_out: Path | None = None) -> dict:
+    """Errors of the operator-composed and the pre-operator predictions against `path`'s rows."""
+    hw = resolve_gpu(gpu)
+    host = path.with_name(path.stem + "_host.csv")
+    ops = OperatorLatency(table or shipped_operator_table(gpu), hw, host_path=host if host.exists() else None)
+    before = MeasuredLatency(shipped_profile(gpu), hw)  # before operators: fitted roofline off-grid
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    ref = OperatorTable.load(host).meta.get("host_probe_s") if host.exists() else None
+    out = {}
+    for m in MODES:
+        rs = [r for r in rows if r["mode"] == m]
+        if not rs:
+            continue
+        e_op, e_old, e_norm = [], [], []
+        for r in rs:
+            spec = spec_of(r["model"])
+            b, n, c = int(r["batch"]), int(r["new_tokens"]), int(r["context"])
+            t = float(r["measured_s"])
+            e_op.append(float(ops.forward(spec, b, n, c, 1, m).total_s) / t - 1)
+            e_old.append(float(before.forward(spec, b, n, c, 1, m).total_s) / t - 1)
+            if m == "eager" and ref and r.get("host_probe_s") not in (None, "", "nan"):
+                k = float(r["host_probe_s"]) / ref  # host speed when this model ran vs when launch costs were timed
+                e_norm.append(float(OperatorLatency(ops.path, hw, host_path=ops.host_path, host_scale=k)
+                                    .forward(spec, b, n, c, 1, m).total_s) / t - 1)
+            r["rel_err"], r["predicted_s"] = e_op[-1], t * (1 + e_op[-1])
+        a, o = np.abs(e_op), np.abs(e_old)
+        out[m] = {"points": len(rs), "shapes": len({r["model"] for r in rs}),
+                  "operator_median": float(np.median(a)), "operator_p90": float(np.percentile(a, 90)),
+                  "operator_max": float(a.max()), "operator_mean_signed": float(np.mean(e_op)),
+                  "before_median": float(np.median(o)), "before_p90": float(np.percentile(o, 90))}
+        if e_norm:
+            out[m].update(host_normalised_median=float(np.median(np.abs(e_norm))),
+                          host_normalised_p90=float(np.percentile(np.abs(e_norm), 90)))
+    if errors_out:  # one row per point: the evidence scripts/error_bands.py --operator-check reads
+        cols = ("gpu", "model", "mode", "batch", "new_tokens", "context", "measured_s", "predicted_s", "rel_err")
+        new = not errors_out.exists()
+        with errors_out.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerows(r for r in rows if "rel_err" in r)
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", help="measure on this machine's GPU into this CSV")
+    ap.add_argument("--report", help="compare a measured CSV with the predictions (no GPU needed)")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--deadline-s", type=float, default=240.0)
+    ap.add_argument("--table", help="operator table (default: the shipped one of --gpu)")
+    ap.add_argument("--gpu", default="h200")
+    ap.add_argument("--modes", default="graph,eager")
+    ap.add_argument("--errors-out", help="append per-point operator errors to this CSV (error_bands.py evidence)")
+    a = ap.parse_args(argv)
+    check_unseen(Path(__file__).resolve().parents[1] / "perfmodel" / "data")
+    if a.out:
+        measure(Path(a.out), a.device, a.deadline_s, modes=tuple(a.modes.split(",")))
+    path = Path(a.report or a.out)
+    for m, s in report(path, a.gpu, Path(a.table) if a.table else None,
+                       Path(a.errors_out) if a.errors_out else None).items():
+        print(f"{m:5s} {s['points']:3d} points, {s['shapes']} shapes: operator-composed median "
+              f"{s['operator_median']:.1%} p90 {s['operator_p90']:.1%} max {s['operator_max']:.1%} "
+              f"(mean signed {s['operator_mean_signed']:+.1%}); before median {s['before_median']:.1%} "
+              f"p90 {s['before_p90']:.1%}" + (f"; host-normalised median {s['host_normalised_median']:.1%} "
+                                               f"p90 {s['host_normalised_p90']:.1%}" if "host_normalised_median" in s else ""))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,172 @@
+"""The operator-composed provider: interpolation, composition from planted operator tables, glue
+fitting, the shipped H200 tables against measured whole layers, and the operator profiler on CPU."""
+import numpy as np
+import pytest
+
+from perfmodel.latency.opgrid import OpGrid
+from perfmodel.latency.operator_fit import fit
+from perfmodel.latency.operator_table import AXES, COLUMNS, SIZE_COLS, OperatorTable
+from perfmodel.latency.operators import OperatorLatency, shards, shipped_operator_table
+from perfmodel.latency.table import LatencyTable
+from perfmodel.specs.catalog import resolve_model
+from perfmodel.specs.hardware import resolve_gpu
+
+HW = resolve_gpu("h200")
+NODES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072]
+
+
+def planted(op, *s):
+    """A known cost law per operator: fixed part + bilinear/affine terms (what the grid must recover)."""
+    s = [np.asarray(x, dtype=float) for x in s]
+    if op.startswith("gemm"):
+        m, n, k = s
+        return 3e-6 + 2 * n * k / 4e12 + 2 * m * n * k / 6e14 + (1e-6 if op == "gemm_bias" else 0)
+    if op.startswith("attention"):
+        bh, q, L, hd = s
+        return (8e-6 if op == "attention" else 12e-6) + 4 * bh * L * hd / 4e12 * (1 + q / 64)
+    if op == "launch":
+        return 1e-6 + 0 * s[0]
+    m, w = s
+    return {"rope": 9e-6, "kv_write": 6e-6}.get(op, 2e-6) + 4 * m * w / 4e12
+
+
+def planted_table(path, ops=tuple(AXES)):
+    t = OperatorTable(meta={"gpu": "h200"})
+    grids = {("tokens",): [[1]], ("tokens", "n"): [[1, 4, 16, 64, 256], [64, 256, 1024, 4096, 16384, 65536]],
+             ("tokens", "n", "k"): [[1, 4, 16, 64, 256], [256, 1024, 4096, 16384, 65536, 131072],
+                                    [256, 1024, 4096, 16384, 65536]],
+             ("batch_heads", "queries", "kv_len", "head_dim"): [[1, 4, 16, 64, 256], [1, 2, 4, 8, 16, 64],
+                                                                [128, 512, 2048, 8192], [64, 128]]}
+    for op in ops:
+        import itertools
+
+        for pt in itertools.product(*grids[AXES[op]]):
+            sizes = dict.fromkeys(SIZE_COLS, 0) | dict(zip(AXES[op], pt))
+            for mode, f in (("graph", 1.0), ("eager", 0.0)):
+                med = planted(op, *pt) * f + (7e-6 if mode == "eager" else 0)
+                t.add({"gpu": "h200", "op": op, "mode": mode, "dtype": "fp16", **sizes, "copies": 1,
+                       "median_s": med, "p10_s": med, "p90_s": med, "repeats": 10, "status": "ok", "reason": ""})
+    t.save(path)
+    return path
+
+
+def test_opgrid_recovers_bilinear_and_affine_with_holes():
+    a, b = np.array([1.0, 4, 16, 64]), np.array([256.0, 1024, 4096])
+    f = lambda x, y: 2.0 + 0.5 * x + 0.01 * y + 1e-3 * x * y  # noqa: E731
+    v = f(a[:, None], b[None, :])
+    v[1, 1] = np.nan  # a hole the sweep did not reach
+    g = OpGrid([a, b], v)
+    x, y = np.array([2.5, 10, 50, 1]), np.array([300, 2000, 4000, 1024])
+    assert np.allclose(g(x, y), f(x, y), rtol=1e-12)
+    assert np.isclose(g(256, 4096), f(256, 4096), rtol=1e-9)  # beyond the top: affine extrapolation
+    assert np.isclose(g(0.5, 256), f(1, 256))  # below: the first node
+
+
+def test_planted_tables_recover_layer_times(tmp_path):
+    prov = OperatorLatency(planted_table(tmp_path / "ops.csv"), HW)
+    b, n, c = np.array([1, 8, 32]), np.array([1, 5, 1]), np.array([512, 2048, 1000])
+    for name, tp in (("llama-2-70b", 8), ("qwen2.5-0.5b", 1), ("opt-1.3b", 2), ("llama-7b", 1)):
+        spec = resolve_model(name)
+        want = sum(planted(op, *s) for op, *s in prov.layer_ops(spec, b, n, c, tp))
+        got = prov.forward(spec, b, n, c, tp, "graph").layer_s
+        assert np.allclose(got, want, rtol=1e-9), name
+        ops = [o for o, *_ in prov.layer_ops(spec, b, n, c, tp)]
+        H, KV, _ = shards(spec, tp)
+        assert ("attention_gqa" in ops) == (H // KV > 1)
+        assert ("gemm_bias" in ops) == (spec.qkv_bias or spec.linear_bias)
+        assert ("rope" in ops) != spec.learned_positions
+        eager = prov.forward(spec, b, n, c, tp, "eager").layer_s  # host-bound: n_ops × 7 µs here
+        assert np.allclose(eager, np.maximum(len(ops) * 7e-6, want))
+
+
+def test_glue_fit_recovers_planted_factor_and_constant(tmp_path):
+    prov = OperatorLatency(planted_table(tmp_path / "ops.csv"), HW)
+    rows = []
+    for name in ("llama-7b", "tinyllama-1.1b", "opt-1.3b", "sheared-llama-2.7b"):
+        spec = resolve_model(name)
+        from perfmodel.latency.table import layer_shape_key
+
+        for b in (1, 8, 32):
+            for n in (1, 5):
+                g = sum(planted(op, *s) for op, *s in prov.layer_ops(spec, b, n, 512))
+                rows.append({"shape": layer_shape_key(spec), "component": "layer", "mode": "graph", "tp": 1,
+                             "batch": b, "new_tokens": n, "context": 512, "median_s": float(1.1 * g + 5e-6)})
+    p, s = fit(prov, rows, "layer", "graph")
+    assert p["factor"] == pytest.approx(1.1, rel=1e-6) and p["const_s"] == pytest.approx(5e-6, rel=1e-4)
+    assert s["leave_one_shape_out"]["median_abs_rel_err"] < 1e-6
+
+
+@pytest.mark.skipif(shipped_operator_table("h200") is None, reason="no shipped H200 operator table")
+def test_shipped_h200_tables_compose_measured_layers():
+    """Composed vs measured on the shipped whole-layer rows (graph, tp = 1, context ≤ 2048)."""
+    prov = OperatorLatency(shipped_operator_table("h200"), HW)
+    rows = [r for r in LatencyTable.load(shipped_operator_table("h200").parent / "h200.csv").ok_rows()
+            if r["component"] == "layer" and r["tp"] == 1 and r["context"] <= 2048 and r["mode"] == "graph"]
+    from perfmodel.latency.table import spec_from_shape_key
+
+    err = [float(prov.layer_s(spec_from_shape_key(r["shape"]), r["batch"], r["new_tokens"], r["context"]))
+           / r["median_s"] - 1 for r in rows]
+    assert len(err) > 500
+    assert np.median(np.abs(err)) < 0.05 and np.percentile(np.abs(err), 90) < 0.12
+
+
+def test_operator_profiler_cpu_resumes(tmp_path):
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    out = tmp_path / "ops.csv"
+    args = ["profile", "--operators", "--grid", "tiny", "--device", "cpu", "--dtype", "fp32", "--out", str(out)]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    t = OperatorTable.load(out)
+    assert {row["op"] for row in t.rows} >= {"gemm", "attention", "attention_gqa", "rope", "launch"}
+    assert all(row["mode"] == "eager" and row["median_s"] > 0 for row in t.rows)  # no graphs on a CPU
+    assert list(COLUMNS) == list(t.rows[0])
+    r2 = CliRunner().invoke(app, args)
+    assert r2.exit_code == 0 and "profiled 0 operator points" in r2.output
+    bad = CliRunner().invoke(app, args[:-2] + ["--ops", "conv", "--out", str(out)])
+    assert bad.exit_code == 2 and "ops='conv'" in bad.output
+
+
+def test_opgrid_scalar_axes_match_full_interpolation():
+    a, b, c = np.array([1.0, 4, 16]), np.array([256.0, 1024, 4096, 16384]), np.array([128.0, 512, 2048])
+    rng = np.random.default_rng(0)
+    g = OpGrid([a, b, c], rng.uniform(1, 2, (3, 4, 3)))
+    x = np.array([1, 3, 9, 16, 40])
+    full = g(x, np.full(5, 3000.0), np.full(5, 700.0))
+    assert np.allclose(g(x, 3000.0, 700.0), full)  # scalar axes contracted first (cached slice)
+    assert np.allclose(g(5.0, 3000.0, 700.0), full[2] * 0 + g(np.array([5.0, 5.0]), 3000.0, 700.0)[0])
+
+
+def test_chain_measured_rows_first_operator_elsewhere():
+    from perfmodel.latency.chain import OperatorChain
+    from perfmodel.latency.providers import build_provider
+
+    prov = build_provider(HW).target
+    assert isinstance(prov, OperatorChain)
+    seen = prov.forward(resolve_model("llama-7b"), 1, 1, 512, 1, "graph")
+    assert seen.sources["layer"].kinds == ("measured",)
+    unseen = resolve_model("llama-7b:d_model=1280,n_heads=10,n_kv_heads=2,d_ff=3584")
+    ft = prov.forward(unseen, np.array([1, 8]), 1, 512, 1, "graph")
+    assert ft.sources["layer"].kinds == ("operator",) and ft.sources["lm_head"].kinds == ("operator",)
+    assert ft.sources["layer"].parts[0].band is not None  # the band measured on unseen shapes
+    mixed = prov.forward(resolve_model("llama-7b"), 1, 1, np.array([512, 100000]), 1, "graph")
+    assert set(mixed.sources["layer"].kinds) == {"measured", "operator"}
+    assert np.all(np.diff(mixed.layer_s) > 0)  # the far context costs more
+
+
+def test_crossgpu_rescale_moves_bandwidth_bound_only():
+    from perfmodel.latency.crossgpu import rescaled
+
+    table = shipped_operator_table("h200")
+    if table is None:
+        pytest.skip("no shipped H200 operator table")
+    h100 = resolve_gpu("h100-sxm")
+    src, dst = OperatorLatency(table, HW), rescaled(table, HW, h100)
+    big = src.op_s("gemm", 1, 16384, 8192), dst.op_s("gemm", 1, 16384, 8192)  # 256 MiB of weights
+    tiny = src.op_s("add", 1, 256), dst.op_s("add", 1, 256)
+    assert big[1] / big[0] == pytest.approx(4.8 / 3.35, rel=0.08)
+    assert tiny[1] / tiny[0] == pytest.approx(1.0, abs=0.01)
+    assert dst.forward(resolve_model("llama-7b"), 1, 1, 512).sources["layer"].kinds == ("operator",)
