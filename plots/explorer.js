@@ -142,7 +142,7 @@
                         '\ntarget — ' + Object.keys(T.t.detail).map(function (k) { return k + ': ' + T.t.detail[k]; }).join('; ');
     window.specperfState = {inputs: s, optimal_gamma: p.gamma, at_cap: r.cap, off: off, point: p,
                             badges: cell, fits: fit.ok, band: band};
-    drawGamma(s, bi, ci, U); drawBatch(s, ci, T); drawPareto(s, ci); drawBreakdown(s, bi, ci, r);
+    drawGamma(s, bi, ci, U); drawBatch(s, ci, T); drawPareto(s, ci); drawBreakdown(s, bi, ci, r, U);
     document.body.setAttribute('data-updates', String(parseInt(document.body.getAttribute('data-updates') || '0', 10) + 1));
   }
 
@@ -213,14 +213,19 @@
       {title: 'per-token latency of one sequence (ms)', type: 'log'}, {title: 'tokens/s', type: 'log'}, {hovermode: 'closest'}), CFG);
   }
 
-  function drawBreakdown(s, bi, ci, r) {
+  function drawBreakdown(s, bi, ci, r, U) {
     var ms = function (f) { return r.pts.map(function (q) { return 1e3 * f(q); }); };
     var traces = [
       {x: D.gammas, y: ms(function (q) { return q.gamma * q.t_draft_s; }), type: 'bar', name: 'γ × draft step', marker: {color: COL.draft}},
       {x: D.gammas, y: ms(function (q) { return q.t_verify_s; }), type: 'bar', name: 'verify (γ+1 tokens)', marker: {color: COL.verify}},
       {x: D.gammas, y: ms(function (q) { return q.overhead_s; }), type: 'bar', name: 'overhead', marker: {color: COL.overhead}},
       {x: D.gammas, y: ms(function (q) { return q.iteration_s / q.tokens_per_iteration; }), mode: 'lines+markers', name: 'per token',
-       line: {color: '#000', dash: 'dot'}}];
+       line: {color: '#000', dash: 'dot'}},
+      {x: D.gammas, y: ms(function (q) { return q.iteration_s; }), mode: 'markers', name: 'iteration, 90 % band',
+       marker: {color: '#000', size: 3}, meta: 'band', customdata: U.iteration_s,
+       error_y: {type: 'data', symmetric: false, color: '#000', thickness: 1.2, width: 3,
+                 array: r.pts.map(function (q, i) { return 1e3 * (U.iteration_s[i][1] - q.iteration_s); }),
+                 arrayminus: r.pts.map(function (q, i) { return 1e3 * (q.iteration_s - U.iteration_s[i][0]); })}}];
     traces.forEach(function (t) { t.hovertemplate = '%{y:.3f} ms'; });
     Plotly.react('fig-breakdown', traces, lay('Time per iteration (batch ' + D.batches[bi] + ', context ' + D.contexts[ci] + ')',
       {title: 'lookahead γ', dtick: 1}, {title: 'ms'}, {barmode: 'stack'}), CFG);

@@ -3,6 +3,8 @@ no network) with dropdowns for target, draft, GPU, mode and tp and sliders for �
 Moving a control recomputes the closed form in the page (plots/explorer.js) and redraws speedup vs
 γ, tokens/s vs batch against autoregressive decoding, throughput vs per-token latency, and the time
 per iteration; badges say whether each side's latency at the chosen cell is measured or analytical.
+Shaded 90 % bands (speedup vs γ, tokens/s vs batch) and the iteration's error bars come from the same
+Monte Carlo as `predict` (plots/explorer.js `bands`); the α ± slider gives α a 95 % interval.
 
 Key assumption: the page's numbers equal `specperf predict` for the same inputs, because the tables
 come from the same providers (plots.explore_data) and the JavaScript reproduces perfmodel.specdec.maths.

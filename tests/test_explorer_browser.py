@@ -127,6 +127,10 @@ def test_alpha_interval_widens_the_band_as_predict_does(browser, page, tmp_path)
     width0 = sum(h - lo for lo, h in zip(lo0, hi0) if lo is not None)
     width1 = sum(h - lo for lo, h in zip(lo1, hi1) if lo is not None)
     assert width1 > width0  # the acceptance interval makes the shaded area wider
+    it = browser.execute_script("return document.getElementById('fig-breakdown').data"
+                                ".find(function (t) { return t.meta === 'band'; }).customdata;")
+    k1 = s["state"]["optimal_gamma"] - 1
+    assert it[k1] == pytest.approx([s["state"]["band"]["iteration_s_lo"], s["state"]["band"]["iteration_s_hi"]], rel=1e-12)
     blo, bhi = band_trace(browser, "fig-batch")
     assert blo[0] == pytest.approx(s["state"]["band"]["throughput_tok_s_lo"], rel=1e-12)
     assert bhi[0] == pytest.approx(s["state"]["band"]["throughput_tok_s_hi"], rel=1e-12)
