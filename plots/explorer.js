@@ -161,7 +161,8 @@
       var r = best(s, a, bi, ci), cur = a === s.alpha;
       var y = r.pts.map(function (q) { return q.fit.ok ? q.speedup : null; });
       traces.push({x: gx, y: y, mode: 'lines', name: 'α = ' + a.toFixed(2), line: {width: cur ? 4 : 1.5, color: cur ? COL.spec : undefined},
-                   opacity: cur ? 1 : 0.55, hovertemplate: 'α ' + a.toFixed(2) + ': %{y:.3f}×<extra></extra>'});
+                   opacity: cur ? 1 : 0.55, customdata: cur ? U.speedup : undefined,
+                   hovertemplate: 'α ' + a.toFixed(2) + ': %{y:.3f}×' + (cur ? ' [%{customdata[0]:.3f}–%{customdata[1]:.3f}]' : '') + '<extra></extra>'});
       traces.push({x: [r.pt.gamma], y: [r.pt.fit.ok ? r.pt.speedup : null], mode: 'markers', showlegend: false,
                    marker: {symbol: r.cap ? 'triangle-right' : 'star', size: cur ? 16 : 10, color: r.pt.speedup < 1 ? '#999' : '#d62728'},
                    hovertemplate: 'γ* ' + (r.pt.speedup < 1 ? 'off' : r.pt.gamma) + (r.cap ? ' (search cap)' : '') + ' at α ' + a.toFixed(2) + '<extra></extra>'});

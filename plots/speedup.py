@@ -121,7 +121,7 @@ def figure(setting: Setting, cost_ratio: float | None = None, style_: str = "sur
                                            legendgroup="band", meta="band", customdata=d[e][rows, k],
                                            hovertemplate="α %{y:.2f}: %{customdata:.3f}×<extra>" + nm + "</extra>"))
         est = d["estimated"]
-        if est.any():  # a grey veil just above the columns whose latency is not all measured
+        if est.any() and not est.all():  # a grey veil just above the columns whose latency is not all measured
             fig.add_trace(go.Surface(x=d["gamma"], y=d["alpha"], z=np.where(est[None, :], d["speedup"] * 1.004, np.nan),
                                      colorscale=[[0, "#bbbbbb"], [1, "#bbbbbb"]], showscale=False, opacity=0.6,
                                      hoverinfo="skip", name="latency not all measured", showlegend=True, meta="estimated"))
@@ -137,7 +137,7 @@ def figure(setting: Setting, cost_ratio: float | None = None, style_: str = "sur
                                  line=dict(width=2, dash="dash"), colorscale=[[0, "black"], [1, "black"]], hoverinfo="skip",
                                  name="speedup = 1 (break-even)", showlegend=True))
         est = d["estimated"]
-        if est.any():  # faded: columns whose latency is not all measured
+        if est.any() and not est.all():  # faded: columns whose latency is not all measured
             fig.add_trace(go.Heatmap(x=d["gamma"], y=d["alpha"], z=np.where(est[None, :], 1.0, np.nan) + 0 * d["speedup"],
                                      colorscale=[[0, "rgba(255,255,255,0.6)"], [1, "rgba(255,255,255,0.6)"]],
                                      showscale=False, hoverinfo="skip", name="latency not all measured", meta="estimated"))
@@ -163,8 +163,9 @@ def figure(setting: Setting, cost_ratio: float | None = None, style_: str = "sur
     extra = ""
     if d["lo"] is not None:
         extra = ("<br>90 % band: latency error bands only (α on the axis is exact)"
-                 + (f" · {'grey' if style_ == 'surface' else 'faded'} γ columns: latency not all measured "
-                    f"(γ = {', '.join(str(x) for x in d['gamma'][d['estimated']])})" if d["estimated"].any() else ""))
+                 + (" · no γ column is all measured (analytical or mixed latency at every γ)" if d["estimated"].all() else
+                   f" · {'grey' if style_ == 'surface' else 'faded'} γ columns: latency not all measured "
+                   f"(γ = {', '.join(str(x) for x in d['gamma'][d['estimated']])})" if d["estimated"].any() else ""))
     footnote(fig, sources_note(d["sources"]) + f"<br>c = t_draft/t_target = {d['cost_ratio']:.4f}" + extra,
              y=-0.06 if style_ == "surface" else -0.16)
     return fig

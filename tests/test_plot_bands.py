@@ -112,8 +112,9 @@ def test_speedup_ridge_band_is_predicts_and_a_planted_band_is_wider():
 
 def test_speedup_marks_the_gamma_columns_that_are_not_measured():
     an = speedup.figure(setting(gammas=tuple(range(1, 13))), style_="map", alphas=(0.5, 0.8))
-    veil = next(t for t in an.data if t.meta == "estimated")
-    assert np.isfinite(np.asarray(veil.z, dtype=float)).all()  # the roofline: nothing is measured
+    # the roofline: nothing is measured; a veil over everything would hide the map, the footnote says it
+    assert not any(t.meta == "estimated" for t in an.data)
+    assert any("no γ column is all measured" in (a.text or "") for a in an.layout.annotations)
     st = setting(latency=build_provider(HW).target, gammas=tuple(range(1, 13)))
     est = speedup.estimated(st, np.arange(1, 13), "graph")
     assert est.any() and not est.all()  # the shipped profile measures some γ at batch 1, context 512, not all
