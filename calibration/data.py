@@ -18,6 +18,9 @@ from perfmodel.specs.models import SpecError
 FORMATS = ("vllm-metrics", "iterations", "histogram", "mean-length")
 
 
+MAX_COUNT = 2 ** 53  # counts beyond this are not exact in float64 (and overflow int64 sums)
+
+
 class TraceError(SpecError):
     """Bad trace input: one line naming the file and, where there is one, the line."""
 
@@ -76,6 +79,8 @@ class AcceptanceData:
 
 def from_iterations(source, fmt, gamma, accepted, weight=None, notes=(), extra=None) -> AcceptanceData:
     """Counts from per-iteration (γ_j, a_j[, weight_j]); inputs already validated."""
+    if weight is not None and sum(int(x) for x in weight) > 2 ** 62:
+        raise TraceError(source, "total iteration count exceeds 2^62; counts are not plausible")
     g = np.asarray(gamma, dtype=np.int64)
     a = np.asarray(accepted, dtype=np.int64)
     w = np.ones_like(g) if weight is None else np.asarray(weight, dtype=np.int64)
@@ -120,4 +125,6 @@ def parse_count(text, source, line, what: str) -> int:
         raise TraceError(source, f"{what}={text!r} is negative; counts must be ≥ 0", line)
     if not float(v).is_integer():
         raise TraceError(source, f"{what}={text!r} is not an integer count", line)
+    if v > MAX_COUNT:
+        raise TraceError(source, f"{what}={text!r} is not allowed; counts must be ≤ 2^53", line)
     return int(v)

@@ -67,7 +67,10 @@ def read_runs(path, gpu: str | None = None, mode: str | None = None) -> list[Run
     p = Path(path)
     if not p.exists():
         raise TraceError(p, "file does not exist")
-    lines = p.read_text().splitlines()
+    try:
+        lines = p.read_text(encoding="utf-8-sig").splitlines()  # a spreadsheet BOM is accepted
+    except UnicodeDecodeError:
+        raise TraceError(p, "is not a text file (not UTF-8)") from None
     body = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")]
     if not body:
         raise TraceError(p, "file is empty")
@@ -152,9 +155,11 @@ def components(runs: list[Run], provider_for, source) -> tuple[np.ndarray, dict]
     return out, providers
 
 
-def _solve(X, y, w, free):
+def _solve(X, y, w, free, overhead_floor: float = 0.0):
+    """Bounded least squares: k_draft, k_verify ≥ K_MIN > 0; extra overhead ≥ −overhead_floor, so the
+    corrected per-iteration overhead (provider's + extra) never goes negative on the runs fitted."""
     A, b = X[:, free] * w[:, None], y * w
-    lb = [-np.inf if f == 2 else K_MIN for f in free]
+    lb = [-overhead_floor if f == 2 else K_MIN for f in free]
     res = optimize.lsq_linear(A, b, bounds=(lb, np.inf), method="bvls")
     return res.x, A, b
 
@@ -176,11 +181,13 @@ def fit_group(runs, comp, params=PARAMS, source="runs"):
     y = meas - comp[:, 2] - X[:, fixed] @ np.array([1.0 if j < 2 else 0.0 for j in fixed])
     w = 1.0 / meas
     g0 = runs[0]
-    if len(runs) <= len(free) or not _identifiable(X[:, free] * w[:, None]):
+    floor = float(np.min(comp[:, 2])) if len(runs) else 0.0
+    if len(runs) < len(free) + 2 or not _identifiable(X[:, free] * w[:, None]):
         varied = "γ, batch, context or models"
-        raise TraceError(source, f"{g0.gpu}/{g0.mode}: {len(runs)} run(s) cannot identify {', '.join(params)}; "
+        raise TraceError(source, f"{g0.gpu}/{g0.mode}: {len(runs)} run(s) cannot identify {', '.join(params)} "
+                                 f"(need ≥ {len(free) + 2} well-separated runs); "
                                  f"vary {varied} across more runs, or fit fewer with --fit overhead")
-    x, A, b = _solve(X, y, w, free)
+    x, A, b = _solve(X, y, w, free, floor)
     theta = np.array([1.0, 1.0, 0.0])
     theta[free] = x
     dof = len(runs) - len(free)
@@ -192,8 +199,8 @@ def fit_group(runs, comp, params=PARAMS, source="runs"):
     loo = np.full(len(runs), np.nan)
     for i in range(len(runs)):
         keep = np.arange(len(runs)) != i
-        if keep.sum() > len(free) and _identifiable(X[keep][:, free] * w[keep, None]):
-            xi, _, _ = _solve(X[keep], y[keep], w[keep], free)
+        if keep.sum() >= len(free) + 2 and _identifiable(X[keep][:, free] * w[keep, None]):
+            xi, _, _ = _solve(X[keep], y[keep], w[keep], free, floor)
             th = np.array([1.0, 1.0, 0.0])
             th[free] = xi
             loo[i] = X[i] @ th + comp[i, 2]

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 
 from .data import FORMATS, AcceptanceData, TraceError, from_iterations, parse_count
+from .iterations import read_iterations_lines
 from .prometheus import fetch_metrics, is_url, looks_like_prometheus, read_vllm_metrics
 
 _POS_COL = re.compile(r"^(?:pos|position|accept)_(\d+)$")
@@ -24,6 +25,7 @@ MEAN_KEYS_WITH_BONUS = ("mean_acceptance_length", "accept_length", "avg_spec_acc
                         "tokens_per_iteration", "mean_tokens_per_iteration")
 MEAN_KEYS_NO_BONUS = ("mean_accepted_tokens", "mean_accepted")
 N_KEYS = ("n_drafts", "num_drafts", "n_iterations")
+STREAM_ABOVE_BYTES = 4 * 2 ** 20  # larger per-iteration traces are streamed from the file
 
 
 def read_trace(path, fmt: str = "auto", select: dict | None = None, baseline=None) -> AcceptanceData:
@@ -33,6 +35,14 @@ def read_trace(path, fmt: str = "auto", select: dict | None = None, baseline=Non
     fmt = (fmt or "auto").strip().lower()
     if fmt not in FORMATS + ("auto",):
         raise TraceError(p, f"format={fmt!r} is not known; use auto, {', '.join(FORMATS)}")
+    if isinstance(p, Path) and p.is_file() and p.stat().st_size > STREAM_ABOVE_BYTES and fmt in ("auto", "iterations"):
+        try:
+            with p.open(encoding="utf-8-sig", newline="") as f:  # big: detect on the head, then stream
+                if fmt == "iterations" or detect_format(f.read(65536), p) == "iterations":
+                    f.seek(0)
+                    return read_iterations_lines(f, p)
+        except UnicodeDecodeError:
+            raise TraceError(p, "is not a text file (not UTF-8)") from None
     text = _read_text(p)
     if fmt == "auto":
         fmt = detect_format(text, p)
@@ -55,9 +65,11 @@ def _read_text(p) -> str:
         text = fetch_metrics(p)
     elif not p.exists():
         raise TraceError(p, "file does not exist")
+    elif p.is_dir():
+        raise TraceError(p, "is a directory, not a trace file")
     else:
         try:
-            text = p.read_text()
+            text = p.read_text(encoding="utf-8-sig")  # a spreadsheet BOM is accepted
         except UnicodeDecodeError:
             raise TraceError(p, "is not a text file (not UTF-8)") from None
     if not text.strip():
@@ -98,90 +110,9 @@ def detect_format(text: str, source) -> str:
                              f"give --format {'|'.join(FORMATS)}")
 
 
-# ---- per-iteration CSV / JSONL --------------------------------------------------------------
-def _row(source, ln, gamma, accepted, mask, count, batch, context, out):
-    g = parse_count(gamma, source, ln, "gamma")
-    if g < 1:
-        raise TraceError(source, f"gamma={gamma!r} is not allowed; γ must be ≥ 1", ln)
-    if mask is not None:
-        if len(mask) < g:
-            raise TraceError(source, f"gives {len(mask)} position flags for gamma={g}", ln)
-        flags = [parse_count(m, source, ln, f"position {i} flag") for i, m in enumerate(mask[:g])]
-        if any(f > 1 for f in flags):
-            raise TraceError(source, f"position flags {mask[:g]} must be 0/1", ln)
-        run = next((i for i, f in enumerate(flags) if not f), g)
-    if accepted is None or (isinstance(accepted, str) and not accepted.strip()):
-        if mask is None:
-            raise TraceError(source, "row has neither 'accepted' nor position flags", ln)
-        a = run
-    else:
-        a = parse_count(accepted, source, ln, "accepted")
-        if mask is not None and a != run:
-            raise TraceError(source, f"accepted={a} but the position flags start with a run of {run}", ln)
-    if a > g:
-        raise TraceError(source, f"accepted={a} > gamma={g}; an iteration accepts at most γ draft tokens", ln)
-    w = 1 if count in (None, "") else parse_count(count, source, ln, "count")
-    for what, v in (("batch", batch), ("context", context)):
-        if v not in (None, ""):
-            x = parse_count(v, source, ln, what)
-            if what == "batch" and x < 1:
-                raise TraceError(source, f"batch={v!r} must be ≥ 1", ln)
-            out[what].append(x)
-    out["gamma"].append(g), out["accepted"].append(a), out["count"].append(w)
-
-
+# ---- per-iteration CSV / JSONL: calibration.iterations (streaming) ------------------------------
 def read_iterations(text: str, source) -> AcceptanceData:
-    out = {"gamma": [], "accepted": [], "count": [], "batch": [], "context": [], "request": []}
-    lines = text.splitlines()
-    first = next((i for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")), None)
-    if first is None:
-        raise TraceError(source, "trace holds no iterations (only comments)")
-    if lines[first].lstrip().startswith("{"):
-        for ln, raw in enumerate(lines, start=1):
-            if not raw.strip() or raw.lstrip().startswith("#"):
-                continue
-            try:
-                d = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise TraceError(source, f"not a JSON object ({e.msg})", ln) from None
-            if not isinstance(d, dict) or "gamma" not in d:
-                raise TraceError(source, "JSON line lacks 'gamma'", ln)
-            _row(source, ln, d["gamma"], d.get("accepted"), d.get("accept_mask"), d.get("count"),
-                 d.get("batch"), d.get("context"), out)
-            out["request"].append(d.get("request"))
-    else:
-        header = [h.strip().lower() for h in next(csv.reader([lines[first]]))]
-        if "gamma" not in header:
-            raise TraceError(source, f"CSV header {lines[first][:60]!r} lacks a 'gamma' column", first + 1)
-        pos_cols = sorted((int(m.group(1)), j) for j, h in enumerate(header) if (m := _POS_COL.match(h)))
-        if pos_cols and [p for p, _ in pos_cols] != list(range(len(pos_cols))):
-            raise TraceError(source, "position columns must be numbered 0, 1, 2, ...", first + 1)
-        if "accepted" not in header and not pos_cols:
-            raise TraceError(source, "CSV needs an 'accepted' column or position columns pos_0, pos_1, ...",
-                             first + 1)
-        col = {h: j for j, h in enumerate(header)}
-        for ln in range(first + 2, len(lines) + 1):
-            raw = lines[ln - 1]
-            if not raw.strip() or raw.lstrip().startswith("#"):
-                continue
-            cells = next(csv.reader(io.StringIO(raw)))
-            if len(cells) != len(header):
-                raise TraceError(source, f"has {len(cells)} cells, the header has {len(header)}", ln)
-            get = lambda name: cells[col[name]].strip() if name in col else None  # noqa: E731
-            mask = [cells[j].strip() for _, j in pos_cols] if pos_cols else None
-            _row(source, ln, get("gamma"), get("accepted"), mask, get("count"), get("batch"),
-                 get("context"), out)
-            out["request"].append(get("request"))
-    if not out["gamma"]:
-        raise TraceError(source, "trace holds no iterations")
-    extra = {k: [min(out[k]), max(out[k])] for k in ("batch", "context") if out[k]}
-    req = out["request"]
-    if any(r in (None, "") for r in req) and not all(r in (None, "") for r in req):
-        raise TraceError(source, "some rows name a 'request' and others do not; give it on every row or none")
-    if req and req[0] not in (None, ""):  # per-iteration arrays for the per-request (cluster) interval
-        extra["iterations"] = {"request": [str(r) for r in req], "gamma": out["gamma"],
-                               "accepted": out["accepted"], "count": out["count"]}
-    return from_iterations(source, "iterations", out["gamma"], out["accepted"], out["count"], extra=extra)
+    return read_iterations_lines(text.splitlines(), source)
 
 
 # ---- histogram (gpt-fast accept_counts) -------------------------------------------------------

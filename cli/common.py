@@ -6,43 +6,57 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 
 import typer
 
+from perfmodel.specs.errors import InputError
+
 EXIT_BAD_INPUT = 2
 
 
-class UsageError(ValueError):
-    """Bad user input detected in the CLI layer."""
+class UsageError(InputError):
+    """Bad user input detected in the CLI layer (one line; `value` and `allowed` as data)."""
 
 
-def fail(message: str) -> None:
-    """Print one clear line and exit with code 2."""
-    typer.echo(f"error: {message}", err=True)
+def fail(message: str, json_out: bool = False, value=None, allowed=None) -> None:
+    """Print one clear line on stderr (and with --json the error document on stdout); exit 2."""
+    line = " ".join(str(message).split()) or "bad input"
+    if json_out:
+        sys.stdout.write(json.dumps(finite({"error": line, "value": _plain(value), "allowed": allowed})) + "\n")
+    typer.echo(f"error: {line}", err=True)
     raise typer.Exit(EXIT_BAD_INPUT)
 
 
-def bad_input_errors() -> tuple:
-    from perfmodel.specs.models import SpecError
-
-    return (SpecError, UsageError)
+def _plain(v):
+    return v if v is None or isinstance(v, (int, float, str, bool)) else str(v)
 
 
 def handle_errors(fn):
-    """Turn library input errors into one line + exit 2 (never a traceback)."""
+    """The validation layer's exit: any bad input (InputError, a ValueError from a reader, an
+    unreadable or non-text file, a number too large) becomes one line + exit 2, never a traceback.
+    Set SPECPERF_DEBUG=1 to see the traceback instead."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        js = bool(kwargs.get("json_out"))
         try:
             return fn(*args, **kwargs)
         except typer.Exit:
             raise
-        except bad_input_errors() as e:
-            fail(str(e))
-        except MemoryError as e:
-            fail(f"out of memory: {e}")
-        except OSError as e:
-            fail(f"{e.strerror or e}: {e.filename}" if getattr(e, "filename", None) else str(e))
+        except Exception as e:  # noqa: BLE001 — classified below; unknown errors re-raised
+            if os.environ.get("SPECPERF_DEBUG"):
+                raise
+            if isinstance(e, InputError):
+                fail(str(e), js, e.value, e.allowed)
+            if isinstance(e, UnicodeDecodeError):
+                fail(f"file is not UTF-8 text ({e.reason} at byte {e.start})", js, allowed="a UTF-8 text file")
+            if isinstance(e, OSError):
+                name = getattr(e, "filename", None)
+                fail(f"{e.strerror or e}: {name}" if name else str(e), js, value=name)
+            if isinstance(e, (ValueError, OverflowError, KeyError, TypeError, MemoryError)):
+                fail(f"{type(e).__name__}: {e}" if isinstance(e, (KeyError, TypeError)) else str(e), js)
+            raise
     return wrapper
 
 
@@ -96,18 +110,10 @@ def parse_names(text: str, what: str) -> list[str]:
 
 
 def _split_models(text: str) -> list[str]:
-    """Split 'a,b:n_layers=4,d_model=2048,c' into models: a comma followed by `field=` stays."""
-    parts, cur = [], ""
-    for tok in text.split(","):
-        if cur and "=" in tok.split(":")[0] and ":" not in tok:
-            cur += "," + tok
-        else:
-            if cur:
-                parts.append(cur)
-            cur = tok
-    if cur:
-        parts.append(cur)
-    return parts
+    """Split 'a,b:n_layers=4,d_model=2048,c' into models (perfmodel.specs.catalog.split_models)."""
+    from perfmodel.specs.catalog import split_models
+
+    return split_models(text)
 
 
 def finite(obj):

@@ -10,15 +10,31 @@ from typing import Annotated, Optional
 
 import typer
 
+from . import options as o
 from .common import dtype_bytes, handle_errors, print_json
+from .group import OneLineErrorGroup
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=OneLineErrorGroup,
                   help="Which draft model and lookahead make speculative decoding fastest on your GPU.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from perfmodel import __version__
+
+        typer.echo(f"specperf {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False) -> None:
+    """Which draft model and lookahead make speculative decoding fastest on your GPU."""
 
 
 @app.command()
 @handle_errors
-def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False):
+def models(json_out: o.Json = False):
     """List the model catalog (shapes checked against each model's config.json)."""
     from perfmodel.specs.catalog import MODELS
 
@@ -30,16 +46,24 @@ def models(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
     t = Table(title="specperf model catalog")
     for col in ("name", "family", "layers", "d_model", "heads", "kv", "d_ff", "vocab", "params"):
-        t.add_column(col, justify="left" if col in ("name", "family") else "right")
+        t.add_column(col, justify="left" if col in ("name", "family") else "right", no_wrap=True, overflow="ignore")
     for m in MODELS.values():
         t.add_row(m.name, m.family, str(m.n_layers), str(m.d_model), str(m.n_heads), str(m.n_kv_heads),
                   str(m.d_ff), str(m.vocab), f"{m.params / 1e9:.2f} B")
-    Console().print(t)
+    _wide_console().print(t)
+
+
+def _wide_console():
+    """A console wide enough that tables never truncate or wrap names (pipes get 200+ columns)."""
+    from rich.console import Console
+
+    con = Console()
+    return con if con.is_terminal and con.width >= 200 else Console(width=max(con.width, 240))
 
 
 @app.command()
 @handle_errors
-def gpus(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False):
+def gpus(json_out: o.Json = False):
     """List the GPU catalog (datasheet rates, each with its source)."""
     from perfmodel.specs.hardware import GPUS
 
@@ -51,42 +75,44 @@ def gpus(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
 
     t = Table(title="specperf GPU catalog (dense fp16/bf16, no sparsity)")
     for col in ("name", "TFLOP/s", "HBM TB/s", "memory GB", "interconnect GB/s", "source"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=True, overflow="ignore")
     for g in GPUS.values():
         t.add_row(g.name, f"{g.peak_flops_per_s / 1e12:.1f}", f"{g.hbm_bytes_per_s / 1e12:.2f}",
                   f"{g.memory_bytes / 1e9:.0f}", f"{g.interconnect_bytes_per_s / 1e9:.0f}",
                   g.sources.get("datasheet", ""))
-    Console().print(t)
+    _wide_console().print(t)
 
 
 @app.command()
 @handle_errors
 def predict(
-    target: Annotated[Optional[str], typer.Option(help="Target model: catalog name, config.json, NAME:field=value.")] = None,
-    draft: Annotated[Optional[str], typer.Option(help="Draft model (same forms as --target).")] = None,
-    gpu: Annotated[str, typer.Option(help="GPU from `specperf gpus`.")] = "h100-sxm",
-    alpha: Annotated[Optional[float], typer.Option(help="i.i.d. acceptance probability α in [0, 1).")] = None,
-    acceptance: Annotated[Optional[str], typer.Option(help="Acceptance JSON (from `specperf calibrate acceptance`).")] = None,
-    gamma: Annotated[str, typer.Option(help="Lookahead γ: N, a list 1,2,4, or 'auto' (1..gamma-max).")] = "auto",
-    gamma_max: Annotated[int, typer.Option(help="Largest γ searched by 'auto'.")] = 8,
-    batch: Annotated[int, typer.Option(help="Sequences decoded together.")] = 1,
-    context: Annotated[int, typer.Option(help="Tokens already in the KV cache.")] = 512,
-    tp: Annotated[int, typer.Option(help="Tensor-parallel degree of the target.")] = 1,
-    dtype: Annotated[str, typer.Option(help="fp16 or bf16.")] = "fp16",
-    mode: Annotated[str, typer.Option(help="graph (CUDA graphs) or eager.")] = "graph",
-    profile: Annotated[Optional[str], typer.Option(help="Measured LatencyTable (default: the shipped one for --gpu).")] = None,
-    analytical: Annotated[bool, typer.Option("--analytical", help="Ignore measured profiles.")] = False,
+    target: o.Target = None,
+    draft: o.Draft = None,
+    gpu: o.Gpu = "h100-sxm",
+    alpha: o.Alpha = None,
+    acceptance: o.Acceptance = None,
+    gamma: o.Gamma = "auto",
+    gamma_max: o.GammaMax = 8,
+    batch: o.Batch = "1",
+    context: o.Context = "512",
+    tp: o.Tp = 1,
+    dtype: o.Dtype = "fp16",
+    mode: o.Mode = "graph",
+    profile: o.Profile = None,
+    analytical: o.Analytical = False,
     cost_ratio: Annotated[Optional[float], typer.Option(help="Leviathan's c = t_draft/t_target: no models needed.")] = None,
-    calibration: Annotated[Optional[str], typer.Option(help="Latency correction JSON (from `specperf calibrate latency`).")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    calibration: o.Calibration = None,
+    allow_gpu_mismatch: o.AllowGpuMismatch = False,
+    json_out: o.Json = False,
 ):
-    """Predict tokens/s and speedup of speculative decoding over γ, and the optimal γ."""
+    """Predict tokens/s and speedup of speculative decoding over γ, and the optimal γ (0: do not speculate)."""
     from . import predict_cmd
 
     predict_cmd.run(target=target, draft=draft, gpu=gpu, alpha=alpha, acceptance=acceptance,
                     gamma=gamma, gamma_max=gamma_max, batch=batch, context=context, tp=tp,
                     dtype_bytes=dtype_bytes(dtype), mode=mode, profile=profile, analytical=analytical,
-                    cost_ratio=cost_ratio, json_out=json_out, calibration=calibration)
+                    cost_ratio=cost_ratio, json_out=json_out, calibration=calibration,
+                    allow_gpu_mismatch=allow_gpu_mismatch)
 
 
 # Optional command modules (each defines register(app)); imported lazily-cheap: typer only.

@@ -11,7 +11,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import UsageError, handle_errors, parse_floats, parse_ints, parse_names, print_json
+from . import options as o
+from .common import UsageError, handle_errors, parse_floats, parse_names, print_json
 
 
 def _acceptance_items(values: list[str]) -> list[tuple[str | None, str]]:
@@ -37,26 +38,28 @@ def register(app: typer.Typer) -> None:
         ffn_ratio: Annotated[Optional[str], typer.Option(help="Design space: d_ff/d_model ratios (d_ff rounded to 256). Default 2.6875 (LLaMA-7B).")] = None,
         head_dim: Annotated[Optional[str], typer.Option(help="Design space: head dimensions (default: 128, or 64 where 128 does not divide d_model).")] = None,
         kv_heads: Annotated[Optional[str], typer.Option(help="Design space: KV heads (default: as many as query heads).")] = None,
-        gpu: Annotated[str, typer.Option(help="GPU from `specperf gpus`.")] = "h100-sxm",
-        profile: Annotated[Optional[str], typer.Option(help="Measured LatencyTable (default: the shipped one for --gpu).")] = None,
-        analytical: Annotated[bool, typer.Option("--analytical", help="Ignore measured profiles.")] = False,
-        calibration: Annotated[Optional[str], typer.Option(help="Latency correction JSON (from `specperf calibrate latency`).")] = None,
-        tp: Annotated[int, typer.Option(help="Tensor-parallel degree of the target (the draft runs on one GPU).")] = 1,
-        batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,8,32.")] = "1,8,32",
-        context: Annotated[str, typer.Option(help="Context lengths, e.g. 512,4096.")] = "512",
-        gamma_max: Annotated[int, typer.Option(help="Largest lookahead γ searched (1..γmax).")] = 12,
+        gpu: o.Gpu = "h100-sxm",
+        profile: o.Profile = None,
+        analytical: o.Analytical = False,
+        calibration: o.Calibration = None,
+        tp: o.Tp = 1,
+        batch: o.Batch = "1,8,32",
+        context: o.Context = "512",
+        gamma_max: o.GammaMax = 12,
         acceptance: Annotated[Optional[list[str]], typer.Option(help="Measured acceptance JSON per draft: DRAFT=FILE (or FILE with a 'draft' field). Repeatable.")] = None,
         alpha_model: Annotated[Optional[str], typer.Option(help="(draft, α) pairs (JSON/CSV) to fit the α model, or fitted coefficients (JSON).")] = None,
         alpha: Annotated[Optional[float], typer.Option(help="One stated α for every candidate without a measured or stated value.")] = None,
-        mode: Annotated[str, typer.Option(help="graph, eager or both.")] = "both",
+        mode: o.Mode = "both",
         reference: Annotated[Optional[str], typer.Option(help="Draft to compare against (gain and α needed to match it).")] = None,
         policy_draft: Annotated[Optional[str], typer.Option(help="Draft for the lookahead policy/export (default: best geometric-mean speedup).")] = None,
         top: Annotated[int, typer.Option(help="Rows per ranked table.")] = 5,
-        dtype: Annotated[str, typer.Option(help="fp16 or bf16.")] = "fp16",
+        dtype: o.Dtype = "fp16",
         emit: Annotated[Optional[str], typer.Option(help="Write a configuration for the winner: vllm, sglang or hf.")] = None,
         emit_out: Annotated[Optional[str], typer.Option(help="File for --emit (default: print it).")] = None,
         policy_only: Annotated[bool, typer.Option("--policy-only", help="Print only the lookahead policy, break-even map and export (no ranked tables).")] = False,
-        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+        allow_tokenizer_mismatch: Annotated[bool, typer.Option("--allow-tokenizer-mismatch", help="Let --emit write a configuration for a draft whose vocabulary differs from the target's.")] = False,
+        allow_gpu_mismatch: o.AllowGpuMismatch = False,
+        json_out: o.Json = False,
     ):
         """Find the draft and lookahead that make speculative decoding fastest, per mode, batch and context."""
         from perfmodel.specdec.acceptance import check_alpha
@@ -69,42 +72,40 @@ def register(app: typer.Typer) -> None:
 
         from .common import dtype_bytes
 
-        if mode not in ("graph", "eager", "both"):
-            raise UsageError(f"mode={mode!r} is not allowed; use graph, eager or both")
+        modes = o.modes(mode)
+        batches, contexts = o.batch_context(batch, context)
         by = dtype_bytes(dtype)
         if emit is not None:
             check_engine(emit)
         if emit_out is not None and emit is None:
             raise UsageError("--emit-out needs --emit vllm|sglang|hf")
-        if not 1 <= gamma_max <= GAMMA_MAX:
-            raise UsageError(f"gamma-max={gamma_max} is not allowed; must be in 1..{GAMMA_MAX}")
-        if top < 1:
-            raise UsageError(f"top={top} is not allowed; must be ≥ 1")
-        if tp < 1:
-            raise UsageError(f"tp={tp} is not allowed; must be a positive integer")
+        o.positive(gamma_max, "gamma-max", GAMMA_MAX)
+        o.positive(top, "top", 10000)
+        o.positive(tp, "tp")
         if alpha is not None:
             check_alpha(alpha)
         if drafts is None and layers is None and d_model is None:
             raise UsageError("no draft candidates: give --drafts and/or a design space (--layers with --d-model)")
         req = OptimizeRequest(
             target=target, drafts=parse_names(drafts, "drafts") if drafts is not None else [],
-            layers=parse_ints(layers, "layers") if layers is not None else None,
-            d_models=parse_ints(d_model, "d-model") if d_model is not None else None,
+            layers=o.int_list(layers, "layers") if layers is not None else None,
+            d_models=o.int_list(d_model, "d-model") if d_model is not None else None,
             ffn_ratios=parse_floats(ffn_ratio, "ffn-ratio") if ffn_ratio is not None else None,
-            head_dims=parse_ints(head_dim, "head-dim") if head_dim is not None else None,
-            kv_heads=parse_ints(kv_heads, "kv-heads") if kv_heads is not None else None,
+            head_dims=o.int_list(head_dim, "head-dim") if head_dim is not None else None,
+            kv_heads=o.int_list(kv_heads, "kv-heads") if kv_heads is not None else None,
             acceptance=_acceptance_items(acceptance or []),
             alpha_doc=read_alpha_document(alpha_model) if alpha_model else None, alpha=alpha,
-            batch=parse_ints(batch, "batch"), context=parse_ints(context, "context"), gamma_max=gamma_max,
-            tp=tp, modes=("graph", "eager") if mode == "both" else (mode,), top=top, reference=reference,
-            policy_draft=policy_draft, emit=emit, dtype_bytes=by)
+            batch=batches, context=contexts, gamma_max=gamma_max,
+            tp=tp, modes=modes, top=top, reference=reference,
+            policy_draft=policy_draft, emit=emit, dtype_bytes=by, allow_tokenizer_mismatch=allow_tokenizer_mismatch)
         hw = resolve_gpu(gpu)
         req.memory_bytes = hw.memory_bytes
         prov = build_provider(hw, profile=profile, analytical=analytical, calibration=calibration,
-                              modes=req.modes, hint="; pass --mode to match it")
+                              modes=req.modes, hint="; pass --mode to match it", allow_gpu_mismatch=allow_gpu_mismatch)
         provider = prov.target
         doc = run(req, provider, prov.draft)
         doc["gpu"] = hw.name
+        doc["fits_memory"] = all(c["fits_memory"] for pol in doc["policy"] for c in pol["cells"])
         doc["latency_provider"] = getattr(provider, "name", type(provider).__name__)
         if emit and emit_out:
             doc["export"]["written_to"] = str(write_export(doc["export"], emit_out))

@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import UsageError, handle_errors, parse_ints, parse_names, print_json
+from . import options as o
+from .common import UsageError, handle_errors, parse_names, print_json
 
 KINDS = ("speedup", "gamma", "breakdown", "depth-width", "design", "breakeven", "acceptance")
 NEEDS_PAIR = ("speedup", "gamma", "breakdown", "breakeven")  # target and draft (speedup: or --cost-ratio)
@@ -44,6 +45,19 @@ def _drafts_with_alpha(text: str, dtype_bytes: int):
     return specs, stated
 
 
+def _memory(tgt, drf, tp, batch, context, gamma, have) -> dict:
+    """fits_memory and bytes needed at the figure's largest batch, context and γ (as predict/optimize)."""
+    if tgt is None:
+        return {"fits_memory": None, "memory_needed_bytes": None}
+    from perfmodel.specs.memory import memory_needed_bytes, memory_note
+
+    need = memory_needed_bytes(tgt, drf, tp, batch, context, gamma)
+    out = {"fits_memory": need <= have, "memory_needed_bytes": need, "memory_bytes": have}
+    if need > have:
+        out["memory_note"] = memory_note(need, have, f"{tgt.name} (tp={tp}) at batch {batch}, context {context}")
+    return out
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
@@ -51,33 +65,37 @@ def register(app: typer.Typer) -> None:
         kind: Annotated[str, typer.Argument(help=f"Figure: {', '.join(KINDS)}.")],
         out: Annotated[str, typer.Option(help="Standalone HTML file to write (plotly.js embedded; works offline).")],
         png: Annotated[Optional[str], typer.Option(help="Also write a static PNG (kaleido; needs Chrome/Chromium).")] = None,
-        target: Annotated[Optional[str], typer.Option(help="Target model: catalog name, config.json, NAME:field=value.")] = None,
+        target: o.Target = None,
         draft: Annotated[Optional[str], typer.Option(help=f"Draft model (depth-width: the base shape family and vocabulary, default {DEPTH_WIDTH_BASE}).")] = None,
         drafts: Annotated[Optional[str], typer.Option(help="design: candidate drafts a,b@0.7,… (NAME@α states α; default: same-vocabulary catalog drafts).")] = None,
-        gpu: Annotated[str, typer.Option(help="GPU from `specperf gpus`.")] = "h100-sxm",
+        gpu: o.Gpu = "h100-sxm",
         alpha: Annotated[Optional[float], typer.Option(help="i.i.d. acceptance α in [0, 1) (design: for every draft without @α).")] = None,
-        acceptance: Annotated[Optional[str], typer.Option(help="Acceptance JSON (from `specperf calibrate acceptance`).")] = None,
+        acceptance: o.Acceptance = None,
         cost_ratio: Annotated[Optional[float], typer.Option(help="speedup: Leviathan's c = t_draft/t_target instead of models.")] = None,
         gamma_max: Annotated[Optional[int], typer.Option(help="Largest lookahead γ (default 12 for speedup/design, 8 otherwise).")] = None,
-        batch: Annotated[int, typer.Option(help="Sequences decoded together.")] = 1,
-        context: Annotated[int, typer.Option(help="Tokens already in the KV cache.")] = 512,
-        batches: Annotated[Optional[str], typer.Option(help="gamma/breakeven: batch axis, e.g. 1,4,16 or 1..64.")] = None,
-        contexts: Annotated[Optional[str], typer.Option(help="gamma/breakeven: context axis, e.g. 512,2048,8192.")] = None,
+        batch: Annotated[str, typer.Option(help="Batch size (gamma/breakeven: the batch axis, a list 1,4,16 or range 1..64).")] = "1",
+        context: Annotated[str, typer.Option(help="Context length (gamma/breakeven: the context axis, a list or range).")] = "512",
         layers: Annotated[Optional[str], typer.Option(help="depth-width: depth axis (default 1..32); design: design-space depths.")] = None,
         d_model: Annotated[Optional[str], typer.Option("--d-model", help="depth-width: width axis; design: design-space widths.")] = None,
         tp: Annotated[Optional[int], typer.Option(help="Tensor-parallel degree of the target (default 4 for the study's case, else 1).")] = None,
-        dtype: Annotated[str, typer.Option(help="fp16 or bf16.")] = "fp16",
-        mode: Annotated[str, typer.Option(help="graph or eager; both (gamma, depth-width).")] = "graph",
-        profile: Annotated[Optional[str], typer.Option(help="Measured LatencyTable (default: the shipped one for --gpu).")] = None,
-        analytical: Annotated[bool, typer.Option("--analytical", help="Ignore measured profiles.")] = False,
+        dtype: o.Dtype = "fp16",
+        mode: o.Mode = "graph",
+        profile: o.Profile = None,
+        analytical: o.Analytical = False,
+        calibration: o.Calibration = None,
+        allow_gpu_mismatch: o.AllowGpuMismatch = False,
         style: Annotated[str, typer.Option(help="speedup: surface (3-D, rotatable) or map (2-D).")] = "surface",
-        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document naming the files.")] = False,
+        json_out: o.Json = False,
     ):
         """Write an interactive figure: speedup, gamma, breakdown, depth-width, design, breakeven or acceptance."""
         if kind not in KINDS:
             raise UsageError(f"unknown plot kind {kind!r}; use one of {', '.join(KINDS)}")
-        if mode not in ("graph", "eager", "both"):
-            raise UsageError(f"mode={mode!r} is not allowed; use graph, eager or both")
+        modes = o.modes(mode)
+        mode = "both" if len(modes) == 2 else modes[0]
+        batches, contexts = o.batch_context(batch, context)
+        if kind not in ("gamma", "breakeven") and (len(batches) > 1 or len(contexts) > 1):
+            raise UsageError(f"the {kind} figure takes one --batch and one --context (lists: gamma, breakeven)",
+                             value=f"{batch} / {context}", allowed="one integer each")
         from .common import dtype_bytes
         from .predict_cmd import acceptance_model
 
@@ -90,9 +108,7 @@ def register(app: typer.Typer) -> None:
         tp = tp if tp is not None else (STUDY["tp"] if study else 1)
 
         by = dtype_bytes(dtype)
-        for name, v in (("batch", batch), ("context", context), ("tp", tp)):
-            if v <= 0:
-                raise UsageError(f"{name}={v} is not allowed; {name} must be a positive integer")
+        o.positive(tp, "tp")
         from plots.common import check_out
 
         check_out(out, ".html", "--out")  # fail before any work
@@ -117,8 +133,7 @@ def register(app: typer.Typer) -> None:
             raise UsageError("the design figure needs --target")
         if cost_ratio is not None and kind != "speedup":
             raise UsageError("--cost-ratio applies to the speedup figure only")
-        only = {"--drafts": (drafts, ("design",)), "--batches": (batches, ("gamma", "breakeven")),
-                "--contexts": (contexts, ("gamma", "breakeven")), "--layers": (layers, ("depth-width", "design")),
+        only = {"--drafts": (drafts, ("design",)), "--layers": (layers, ("depth-width", "design")),
                 "--d-model": (d_model, ("depth-width", "design"))}
         for flag, (val, kinds) in only.items():
             if val is not None and kind not in kinds:
@@ -131,29 +146,30 @@ def register(app: typer.Typer) -> None:
         if kind in NEEDS_ALPHA and acc is None:
             raise UsageError(f"the {kind} figure needs --alpha (α in [0, 1)) or --acceptance FILE")
         hw = resolve_gpu(gpu)
-        lat = build_provider(hw, profile=profile, analytical=analytical).target
+        lat = build_provider(hw, profile=profile, analytical=analytical, calibration=calibration,
+                             modes=list(modes), allow_gpu_mismatch=allow_gpu_mismatch).target
         tgt = resolve_model(target, by) if target else None
         drf = resolve_model(draft or DEPTH_WIDTH_BASE, by) if (draft or kind == "depth-width") else None
-        setting = Setting(target=tgt, draft=drf, latency=lat, gpu=hw.name, tp=tp, mode=mode, batch=batch,
-                          context=context, acceptance=acc, gammas=tuple(range(1, gmax + 1)), profile=profile)
+        setting = Setting(target=tgt, draft=drf, latency=lat, gpu=hw.name, tp=tp, mode=mode, batch=batches[0],
+                          context=contexts[0], acceptance=acc, gammas=tuple(range(1, gmax + 1)), profile=profile)
         kw: dict = {}
         if kind == "speedup":
             kw = {"cost_ratio": cost_ratio, "style_": style}
         elif kind in ("gamma", "breakeven"):
-            if batches:
-                kw["batches"] = parse_ints(batches, "batches")
-            if contexts:
-                kw["contexts"] = parse_ints(contexts, "contexts")
+            if len(batches) > 1:
+                kw["batches"] = batches
+            if len(contexts) > 1:
+                kw["contexts"] = contexts
         elif kind == "depth-width":
             if layers:
-                kw["layers"] = parse_ints(layers, "layers")
+                kw["layers"] = o.int_list(layers, "layers")
             if d_model:
-                kw["d_models"] = parse_ints(d_model, "d-model")
+                kw["d_models"] = o.int_list(d_model, "d-model")
         elif kind == "design":
             if drafts:
                 kw["drafts"], kw["stated"] = _drafts_with_alpha(drafts, by)
-            kw["layers"] = parse_ints(layers, "layers") if layers else None
-            kw["d_models"] = parse_ints(d_model, "d-model") if d_model else None
+            kw["layers"] = o.int_list(layers, "layers") if layers else None
+            kw["d_models"] = o.int_list(d_model, "d-model") if d_model else None
             kw["alpha"] = acc.alpha if acc is not None else None
         if style != "surface" and kind != "speedup":
             raise UsageError("--style applies to the speedup figure only")
@@ -166,13 +182,16 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"profile {profile!r} supplies none of the latencies the {kind} figure draws "
                                  f"({', '.join(sorted(srcs)[:4])}{' …' if len(srcs) > 4 else ''} would all be "
                                  "analytical): profile these shapes (component=layer/lm_head rows) or drop --profile")
+        png_path = plots.write_png(fig, png) if png else None  # first: a failed PNG leaves no HTML behind
         html = plots.write_html(fig, out)
-        png_path = plots.write_png(fig, png) if png else None
         doc = {"kind": kind, "html": str(html), "png": str(png_path) if png_path else None,
                "traces": len(fig.data), "latency": getattr(lat, "name", type(lat).__name__)}
+        doc.update(_memory(tgt, drf, tp, max(batches), max(contexts), gmax, hw.memory_bytes))
         if json_out:
             print_json(doc)
             return
         typer.echo(f"wrote {html} ({kind}, {len(fig.data)} traces; latency: {doc['latency']})")
+        if doc.get("memory_note"):
+            typer.echo(f"note: {doc['memory_note']}")
         if png_path:
             typer.echo(f"wrote {png_path}")

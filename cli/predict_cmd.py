@@ -1,24 +1,36 @@
-"""`specperf predict`: resolve inputs, call perfmodel.specdec.predict, render a table or one JSON document."""
+"""`specperf predict`: resolve inputs, call perfmodel.specdec.predict over every (batch, context)
+cell, render one table per cell or one JSON document (a list under `cells` when several).
+
+`--gamma auto` searches 1..gamma-max and widens (doubling, cap GAMMA_CAP) until every cell's
+optimum is interior, saying so when the cap binds.
+"""
 from __future__ import annotations
 
 import numpy as np
 
+from . import options as o
 from .common import UsageError, print_json
 
+GAMMA_CAP = 64  # the i.i.d. optimum is unimodal in γ; beyond 64 drafts are never useful in practice
 
-def _gammas(gamma: str, gamma_max: int) -> list[int]:
-    from perfmodel.specdec.predict import check_gammas
-    from perfmodel.specdec.maths import GAMMA_MAX
 
-    if not 1 <= gamma_max <= GAMMA_MAX:
-        raise UsageError(f"gamma-max={gamma_max} is not allowed; must be in 1..{GAMMA_MAX}")
-    if gamma.strip().lower() == "auto":
-        return list(range(1, gamma_max + 1))
-    try:
-        values = [int(part) for part in gamma.split(",")]
-    except ValueError:
-        raise UsageError(f"gamma={gamma!r} is not allowed; give an integer in 1..{GAMMA_MAX}, a list, or auto") from None
-    return sorted(set(check_gammas(values).tolist()))
+def auto_search(evaluate, gammas, gamma_max: int):
+    """evaluate(list of γ) → (result, optimal γ per cell array). Fixed lists run once; auto widens
+    1..gamma_max by doubling until no optimum sits on the top γ or GAMMA_CAP is reached."""
+    if gammas is not None:
+        return evaluate(gammas)[0], []
+    hi = gamma_max
+    while True:
+        res, best = evaluate(list(range(1, hi + 1)))
+        if not np.any(np.asarray(best) == hi) or hi >= GAMMA_CAP:
+            break
+        hi = min(2 * hi, GAMMA_CAP)
+    notes = []
+    if np.any(np.asarray(best) == hi) and hi >= GAMMA_CAP:
+        notes.append(f"the γ search cap {GAMMA_CAP} binds: the optimum may lie above γ={GAMMA_CAP}")
+    elif hi > gamma_max:
+        notes.append(f"--gamma auto widened the search to 1..{hi} (the optimum was at the top of 1..{gamma_max})")
+    return res, notes
 
 
 def acceptance_model(alpha, acceptance):
@@ -33,96 +45,147 @@ def acceptance_model(alpha, acceptance):
     return AcceptanceModel(alpha=check_alpha(alpha), source="--alpha")
 
 
-def run_cost_ratio(c, alpha, gammas, json_out):
-    from perfmodel.specdec.acceptance import check_alpha
-    from perfmodel.specdec.maths import arithmetic_factor, speedup_cost_ratio, tokens_per_iteration
+def run_cost_ratio(c, acc, gammas, gamma_max, json_out):
+    from perfmodel.specdec.maths import arithmetic_factor
 
-    if alpha is None:
-        raise UsageError("--cost-ratio needs --alpha")
-    a = check_alpha(alpha)
-    if not np.isfinite(c) or c < 0:
-        raise UsageError(f"cost-ratio={c!r} is not allowed; c = t_draft/t_target must be ≥ 0")
-    g = np.array(gammas)
-    s = speedup_cost_ratio(a, g, c)
-    tpi = tokens_per_iteration(a, g)
+    if not np.isfinite(c) or c < 0 or c > 1e6:
+        raise UsageError(f"cost-ratio={c!r} is not allowed; c = t_draft/t_target must be in 0..1e6",
+                         value=c, allowed="a number in 0..1e6")
+
+    def evaluate(gs):
+        g = np.array(gs)
+        tpi = acc.tokens_per_iteration(g)
+        s = tpi / (g * c + 1)
+        return (g, tpi, s), np.array([g[int(np.argmax(s))]])
+
+    (g, tpi, s), notes = auto_search(evaluate, gammas, gamma_max)
     k = int(np.argmax(s))
+    speculate = s[k] > 1.0
     rows = [{"gamma": int(gi), "tokens_per_iteration": float(t), "speedup": float(si),
-             "arithmetic_factor": float(arithmetic_factor(a, gi, c)), "optimal": i == k}
+             "arithmetic_factor": float(arithmetic_factor(acc.alpha, gi, c)), "optimal": bool(i == k and speculate)}
             for i, (gi, t, si) in enumerate(zip(g, tpi, s))]
-    doc = {"mode": "cost-ratio", "alpha": a, "cost_ratio": c, "optimal_gamma": int(g[k]),
-           "speedup": float(s[k]), "tokens_per_iteration": float(tpi[k]),
-           "throughput_tok_s": None, "iteration_s": None, "rows": rows,
-           "sources": {"latency": "none: Leviathan et al. 2023 cost-ratio form, speedup = E[tokens]/(γc+1)"}}
+    if not speculate:
+        notes.append("no γ beats autoregressive decoding at this cost ratio: do not speculate")
+    doc = {"mode": "cost-ratio", "alpha": acc.alpha, "cost_ratio": c, "optimal_gamma": int(g[k]) if speculate else 0,
+           "verdict": "speculate" if speculate else "do not speculate",
+           "speedup": float(s[k]) if speculate else 1.0, "tokens_per_iteration": float(tpi[k]) if speculate else 1.0,
+           "throughput_tok_s": None, "iteration_s": None, "rows": rows, "notes": notes,
+           "sources": {"latency": "none: Leviathan et al. 2023 cost-ratio form, speedup = E[tokens]/(γc+1)",
+                       "acceptance": acc.describe()}}
     if json_out:
         print_json(doc)
         return
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"speedup at α={a}, c={c} (Leviathan et al. 2023, Thm 3.8)")
+    t = Table(title=f"speedup at α={acc.alpha:.4g}, c={c} (Leviathan et al. 2023, Thm 3.8)")
     for col in ("γ", "tokens/iter", "speedup", "arith. ops ×", ""):
         t.add_column(col, justify="right")
     for r in rows:
         t.add_row(str(r["gamma"]), f"{r['tokens_per_iteration']:.3f}", f"{r['speedup']:.2f}",
                   f"{r['arithmetic_factor']:.2f}", "◀ optimal" if r["optimal"] else "")
-    Console().print(t)
+    con = Console()
+    con.print(t)
+    for n in notes:
+        con.print(f"[yellow]note:[/yellow] {n}")
 
 
 def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, context, tp, dtype_bytes,
-        mode, profile, analytical, cost_ratio, json_out, calibration=None):
-    gammas = _gammas(gamma, gamma_max)
+        mode, profile, analytical, cost_ratio, json_out, calibration=None, allow_gpu_mismatch=False):
+    gammas = o.gamma_list(gamma, gamma_max)
     if cost_ratio is not None:
         if target is not None or draft is not None or profile is not None:
             raise UsageError("--cost-ratio answers without models; drop --target/--draft/--profile or drop --cost-ratio")
-        return run_cost_ratio(cost_ratio, alpha, gammas, json_out)
+        return run_cost_ratio(cost_ratio, acceptance_model(alpha, acceptance), gammas, gamma_max, json_out)
     if target is None or draft is None:
         raise UsageError("--target and --draft are required (or --cost-ratio with --alpha)")
-    if mode not in ("graph", "eager"):
-        raise UsageError(f"mode={mode!r} is not allowed; use graph or eager")
-    for name, v in (("batch", batch), ("context", context), ("tp", tp)):
-        if v <= 0:
-            raise UsageError(f"{name}={v} is not allowed; {name} must be a positive integer")
-    from perfmodel.latency.providers import build_provider
-    from perfmodel.specdec.document import prediction_document
-    from perfmodel.specdec.predict import predict
+    modes = o.modes(mode)
+    batches, contexts = o.batch_context(batch, context)
+    o.positive(tp, "tp")
     from perfmodel.specs.catalog import resolve_model
     from perfmodel.specs.hardware import resolve_gpu
 
     acc = acceptance_model(alpha, acceptance)
     tgt = resolve_model(target, dtype_bytes)
     drf = resolve_model(draft, dtype_bytes)
+    tgt.check_tp(tp)
     hw = resolve_gpu(gpu)
-    prov = build_provider(hw, profile=profile, analytical=analytical, calibration=calibration, modes=[mode])
-    p = predict(tgt, drf, prov.target, acc, gammas, [batch], [context], tp=tp, mode=mode, draft_latency=prov.draft)
-    doc = prediction_document(p, tgt, drf, hw.name, tp, acc)
-    rows, best = doc["rows"], doc["rows"][int(p.optimal_index[0, 0])]
+    docs, sources = [], {}
+    for md in modes:
+        cell_docs, src = _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, tp,
+                                       profile, analytical, calibration, allow_gpu_mismatch)
+        docs += cell_docs
+        sources[md] = src
     if json_out:
-        print_json(doc)
+        from perfmodel.specdec.document import cells_document
+
+        print_json(cells_document(docs))
         return
+    render(docs, sources, hw.name, tp)
+
+
+def _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, tp, profile, analytical,
+                  calibration, allow_gpu_mismatch):
+    """One mode: the cell documents (batch-major) and the prediction's sources."""
+    from perfmodel.latency.providers import build_provider
+    from perfmodel.specdec.document import prediction_document
+    from perfmodel.specdec.predict import predict
+
+    prov = build_provider(hw, profile=profile, analytical=analytical, calibration=calibration, modes=[md],
+                          allow_gpu_mismatch=allow_gpu_mismatch)
+
+    def evaluate(gs):
+        p = predict(tgt, drf, prov.target, acc, gs, batches, contexts, tp=tp, mode=md, draft_latency=prov.draft)
+        return p, p.optimal_gamma
+
+    p, search_notes = auto_search(evaluate, gammas, gamma_max)
+    for name in ("t_draft_s", "t_verify_s", "iteration_s", "t_target_s"):
+        arr = getattr(p, name)
+        if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
+            raise UsageError(f"{name} is not positive for some γ (a calibration or profile gives a non-physical "
+                             f"time, min {float(np.nanmin(arr)):.3g} s); re-fit the calibration or check the profile",
+                             value=float(np.nanmin(arr)), allowed="> 0 s")
+    from perfmodel.specdec.uncertainty import propagate
+
+    u = propagate(p, acc)  # once for every cell of this mode
+    docs = [prediction_document(p, tgt, drf, hw.name, tp, acc, bi, ci, memory_bytes=hw.memory_bytes, u=u)
+            for bi in range(len(batches)) for ci in range(len(contexts))]
+    for d in docs:
+        d["notes"] = search_notes + d["notes"]
+    return docs, p.sources
+
+
+def render(docs, sources, gpu, tp) -> None:
     from rich.console import Console
     from rich.table import Table
 
     con = Console()
-    t = Table(title=f"{drf.name} → {tgt.name} on {hw.name} (tp={tp}, {mode}, batch {batch}, context {context})")
-    for col in ("γ", "tokens/iter", "draft ms", "verify ms", "overhead ms", "iteration ms [90 %]",
-                "tokens/s [90 %]", "speedup [90 %]", ""):
-        t.add_column(col, justify="right")
-    for r in rows:
-        t.add_row(str(r["gamma"]), f"{r['tokens_per_iteration']:.2f}", f"{r['t_draft_s'] * 1e3:.3f}",
-                  f"{r['t_verify_s'] * 1e3:.3f}", f"{r['overhead_s'] * 1e3:.3f}", 
-                  f"{r['iteration_s'] * 1e3:.2f} [{r['iteration_s_lo'] * 1e3:.2f}–{r['iteration_s_hi'] * 1e3:.2f}]",
-                  f"{r['throughput_tok_s']:.0f} [{r['throughput_tok_s_lo']:.0f}–{r['throughput_tok_s_hi']:.0f}]",
-                  f"{r['speedup']:.2f} [{r['speedup_lo']:.2f}–{r['speedup_hi']:.2f}]",
-                  ("◀ optimal" if r["optimal"] else "") + (" (α extrapolated)" if r["extrapolated_acceptance"] else ""))
-    con.print(t)
-    con.print(f"autoregressive baseline: {best['baseline_tok_s']:.1f} tokens/s; "
-              f"target step {best['t_target_s'] * 1e3:.3f} ms; c = {doc['cost_ratio']:.3f}")
-    for k_, v in p.sources.items():
-        con.print(f"  source {k_}: {v}")
-    u = doc["uncertainty"]
-    bands = ", ".join(f"{k} {v['kind']} ±{v['band']:.1%}" for k, v in u["latency_bands"].items())
-    con.print(f"90 % intervals: Monte Carlo ({u['draws']} draws) over latency bands ({bands}) and acceptance; "
-              f"P(γ={doc['optimal_gamma']} is best) = {u['optimal_gamma_probability']:.2f}, robust γ = {u['robust_gamma']}"
-              + (" — near-tie" if u["near_tie"] else ""))
-    for n in list(p.notes) + u["notes"]:
-        con.print(f"[yellow]note:[/yellow] {n}")
+    for doc in docs:
+        t = Table(title=f"{doc['draft']} → {doc['target']} on {gpu} (tp={tp}, {doc['mode']}, batch {doc['batch']}, "
+                        f"context {doc['context']})")
+        for col in ("γ", "tokens/iter", "draft ms", "verify ms", "overhead ms", "iteration ms [90 %]",
+                    "tokens/s [90 %]", "speedup [90 %]", ""):
+            t.add_column(col, justify="right")
+        for r in doc["rows"]:
+            t.add_row(str(r["gamma"]), f"{r['tokens_per_iteration']:.2f}", f"{r['t_draft_s'] * 1e3:.3f}",
+                      f"{r['t_verify_s'] * 1e3:.3f}", f"{r['overhead_s'] * 1e3:.3f}",
+                      f"{r['iteration_s'] * 1e3:.2f} [{r['iteration_s_lo'] * 1e3:.2f}–{r['iteration_s_hi'] * 1e3:.2f}]",
+                      f"{r['throughput_tok_s']:.0f} [{r['throughput_tok_s_lo']:.0f}–{r['throughput_tok_s_hi']:.0f}]",
+                      f"{r['speedup']:.2f} [{r['speedup_lo']:.2f}–{r['speedup_hi']:.2f}]",
+                      ("◀ optimal" if r["optimal"] else "") + (" (α extrapolated)" if r["extrapolated_acceptance"] else ""))
+        con.print(t)
+        best = doc["rows"][0]
+        con.print(f"autoregressive baseline: {best['baseline_tok_s']:.1f} tokens/s; target step "
+                  f"{best['t_target_s'] * 1e3:.3f} ms; c = {doc['cost_ratio']:.3f}; optimal γ = "
+                  f"{doc['optimal_gamma']} ({doc['verdict']}); GPU memory needed "
+                  f"{doc['memory_needed_bytes'] / 1e9:.1f} GB" + ("" if doc["fits_memory"] else " — DOES NOT FIT"))
+        u = doc["uncertainty"]
+        bands = ", ".join(f"{k} {v['kind']} ±{v['band']:.1%}" for k, v in u["latency_bands"].items())
+        con.print(f"90 % intervals: Monte Carlo ({u['draws']} draws) over latency bands ({bands}) and acceptance; "
+                  f"P(γ={doc['best_gamma']} is best) = {u['optimal_gamma_probability']:.2f}, robust γ = "
+                  f"{u['robust_gamma']}" + (" — near-tie" if u["near_tie"] else ""))
+        for n in doc["notes"] + u["notes"]:
+            con.print(f"[yellow]note:[/yellow] {n}")
+    for md, src in sources.items():
+        for k_, v in src.items():
+            con.print(f"  source {k_}: {v}" + (f" ({md})" if len(sources) > 1 else ""))

@@ -7,16 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import UsageError, handle_errors, parse_ints, parse_names, print_json
+from . import options as o
+from .common import UsageError, handle_errors, parse_names, print_json
 
 
 def parse_modes(mode: str) -> tuple:
-    """--mode of a measuring command ('graph', 'eager' or both, comma-separated) → unique modes."""
-    modes = tuple(dict.fromkeys(parse_names(mode, "mode")))
-    for m in modes:
-        if m not in ("graph", "eager"):
-            raise UsageError(f"mode={m!r} is not allowed; use graph, eager or graph,eager")
-    return modes
+    """--mode of a measuring command: graph, eager, both or graph,eager → the modes (shared rule)."""
+    return o.modes(mode)
 
 
 def check_dtype(dtype: str) -> tuple[str, int]:
@@ -81,9 +78,10 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
     dtype, by = check_dtype(dtype)
     modes = parse_modes(mode)
     check_device(device)
-    nt = parse_ints(new_tokens, "new-tokens") if new_tokens else list(range(1, gamma_max + 2))
-    grid_kw = dict(batches=tuple(parse_ints(batch, "batch")), contexts=tuple(parse_ints(context, "context")),
-                   new_tokens=tuple(nt), modes=modes, tps=tuple(parse_ints(tp, "tp")),
+    nt = o.int_list(new_tokens, "new-tokens") if new_tokens else list(range(1, gamma_max + 2))
+    batches, contexts = o.batch_context(batch, context)
+    grid_kw = dict(batches=tuple(batches), contexts=tuple(contexts),
+                   new_tokens=tuple(nt), modes=modes, tps=tuple(o.int_list(tp, "tp")),
                    overhead_gammas=tuple(range(0, gamma_max + 1)) if overhead else ())
     specs = [resolve_model(m, by) for m in parse_names(models, "models")]
     p = _check_out(out)
@@ -115,7 +113,29 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
             return _profile_tp(specs, grid_kw, p, dtype, tps[0], device, json_out)
     use_device(device)
     meta = env.metadata(device, dtype, command="specperf profile " + " ".join(sys.argv[2:]))
+    from profiler.filelock import LockedError, locked
+
+    try:
+        with locked(p):
+            return _sweep(p, out, meta, jobs, n_points, est, device, dtype, copies, quiet, json_out)
+    except LockedError as e:
+        raise UsageError(str(e), value=str(out), allowed="an --out no other run is writing") from None
+
+
+def _sweep(p, out, meta, jobs, n_points, est, device, dtype, copies, quiet, json_out):
+    """Measure `jobs` into the table at `p` (resumed when it exists), under the caller's lock."""
+    import time
+
+    from perfmodel.latency.table import SCHEMA_VERSION, LatencyTable
+    from perfmodel.specs.hardware import GPUS
+    from profiler import sweep
+
     if p.exists():
+        ver = LatencyTable.read_meta(p).get("schema_version", SCHEMA_VERSION)
+        if not isinstance(ver, int) or ver > SCHEMA_VERSION:
+            raise UsageError(f"out={out!r} holds a table of schema_version={ver!r}, newer than this specperf's "
+                             f"{SCHEMA_VERSION}; upgrade specperf or give another --out", value=ver,
+                             allowed=f"schema_version ≤ {SCHEMA_VERSION}")
         table = LatencyTable.load(p)
         if table.meta.get("gpu") not in (None, meta["gpu"]):
             raise UsageError(f"out={out!r} holds a profile measured on {table.meta.get('gpu')!r}, "
@@ -170,19 +190,19 @@ def register(app: typer.Typer) -> None:
     def profile(
         out: Annotated[str, typer.Option(help="Output LatencyTable (.csv or .parquet); an existing one is resumed.")],
         models: Annotated[str, typer.Option(help="Models: catalog names or config.json, comma-separated; NAME:field=value overrides.")] = "",
-        batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,4,16,64.")] = "1,4,16,64",
-        context: Annotated[str, typer.Option(help="Context lengths (tokens in the KV cache).")] = "512,2048",
-        gamma_max: Annotated[int, typer.Option(help="Largest lookahead: new tokens 1..γ_max+1.")] = 8,
+        batch: o.Batch = "1,4,16,64",
+        context: o.Context = "512,2048",
+        gamma_max: o.GammaMax = 8,
         new_tokens: Annotated[Optional[str], typer.Option(help="New tokens per sequence (default 1..γ_max+1).")] = None,
-        mode: Annotated[str, typer.Option(help="graph, eager or graph,eager.")] = "graph,eager",
-        dtype: Annotated[str, typer.Option(help="fp16 or bf16 (fp32 for CPU tests).")] = "fp16",
+        mode: o.Mode = "both",
+        dtype: o.Dtype = "fp16",
         tp: Annotated[str, typer.Option(help="Tensor-parallel degrees: one rank's sharded layer on this GPU.")] = "1",
         device: Annotated[str, typer.Option(help="cuda, cuda:N or cpu.")] = "cuda",
         copies: Annotated[Optional[int], typer.Option(help="Distinct layer copies per timed stack (default: fill 256 MiB).")] = None,
         overhead: Annotated[bool, typer.Option(help="Also measure the per-iteration overhead (γ = 0..γ_max).")] = True,
         quiet: Annotated[bool, typer.Option("--quiet", help="No per-point lines.")] = False,
         estimate: Annotated[bool, typer.Option("--estimate", help="Only print the point count and an H100 time estimate.")] = False,
-        json_out: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+        json_out: o.Json = False,
         ranks: Annotated[int, typer.Option(help="Processes for one --tp N > 1: 0 = auto (N when this host has N GPUs, "
                                                  "NCCL), N = one per rank (gloo with --device cpu), 1 = one rank's shard here.")] = 0,
         operators: Annotated[bool, typer.Option("--operators", help="Time the operators of a decoder layer (GEMM, attention, "

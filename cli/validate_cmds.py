@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import UsageError, handle_errors, parse_floats, parse_ints, parse_names, print_json
+from . import options as o
+from .common import UsageError, handle_errors, parse_floats, parse_names, print_json
 from .profile_cmds import check_device, check_dtype, parse_modes, use_device
 
 
@@ -21,17 +22,13 @@ def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, d
     from perfmodel.specs.catalog import resolve_model
     from perfmodel.specdec.maths import GAMMA_MAX
 
-    gammas = sorted(set(parse_ints(gamma, "gamma")))
-    if max(gammas) > GAMMA_MAX:
-        raise UsageError(f"gamma={max(gammas)} is not allowed; γ must be an integer in 1..{GAMMA_MAX}")
-    batches = sorted(set(parse_ints(batch, "batch")))
+    gammas = o.int_list(gamma, "gamma", hi=GAMMA_MAX)
+    batches, contexts = o.batch_context(batch, context)
     alphas = parse_floats(alpha, "alpha")
     modes = parse_modes(mode)
     dtype, by = check_dtype(dtype)
     if repeats < 1 or iterations < 1:
         raise UsageError(f"repeats={repeats}, iterations={iterations}: both must be ≥ 1")
-    if context <= 0:
-        raise UsageError(f"context={context} is not allowed; must be a positive integer")
     for p in (out, profile_out):
         if p and (Path(p).suffix != ".csv" or not os.access(Path(p).parent if str(Path(p).parent) else ".", os.W_OK)):
             raise UsageError(f"out={p!r} is not allowed; give a writable .csv path")
@@ -42,34 +39,48 @@ def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, d
     from profiler import validate as V
     from profiler.validate_run import ValidationConfig, make_profile, run_validation
 
+    import dataclasses
+
     cfg = ValidationConfig(targets=targets, drafts=drafts, gammas=tuple(gammas), batches=tuple(batches),
-                           alphas=tuple(alphas), context=context, modes=modes, dtype=dtype,
+                           alphas=tuple(alphas), context=contexts[0], modes=modes, dtype=dtype,
                            device=device, repeats=repeats, iterations=iterations, seed=seed)
-    cfg.check()  # bad input refused before anything is built or measured
+    cfgs = [dataclasses.replace(cfg, context=c) for c in contexts]
+    for c in cfgs:
+        c.check()  # bad input refused before anything is built or measured
     use_device(device)
     from rich.console import Console
 
     con = Console(stderr=True)
     command = "specperf validate " + " ".join(sys.argv[2:])
-    if profile is None:
-        profile = profile_out or os.path.join(tempfile.mkdtemp(prefix="specperf-validate-"), "profile.csv")
-        con.print(f"profiling the shapes this validation needs into {profile} …")
-        make_profile(cfg, profile, command=command, console=con)
-    from profiler import env
+    done: list = []
 
     def on_row(row, rows):
         if out:
-            V.save_rows(rows, out)
+            V.save_rows(done + rows, out)
         if row["status"] == "ok" and not json_out:
-            con.print(f"{row['target']} ← {row['draft']} {row['mode']} b={row['batch']} γ={row['gamma']} "
-                      f"α={row['alpha']}: {row['measured_tok_s']:.1f} tok/s measured, "
+            con.print(f"{row['target']} ← {row['draft']} {row['mode']} b={row['batch']} ctx={row['context']} "
+                      f"γ={row['gamma']} α={row['alpha']}: {row['measured_tok_s']:.1f} tok/s measured, "
                       f"{row['predicted_tok_s']:.1f} predicted ({row['err_tok_s_expected']:+.1%})", highlight=False)
 
-    rows, sources = run_validation(cfg, profile, gpu=gpu, on_row=on_row,
-                                   log=(lambda s: con.print(s, highlight=False)))
+    profiles, sources = [], {}
+    for c in cfgs:  # one steady-state context per pass; a profile taken here covers that context
+        prof = profile
+        if prof is None:
+            prof = profile_out or os.path.join(tempfile.mkdtemp(prefix="specperf-validate-"), "profile.csv")
+            if len(cfgs) > 1:  # one profile per context (make_profile writes a fresh table)
+                prof = str(Path(prof).with_name(f"{Path(prof).stem}_ctx{c.context}.csv"))
+            con.print(f"profiling the shapes this validation needs at context {c.context} into {prof} …")
+            make_profile(c, prof, command=command, console=con)
+        rows_c, src = run_validation(c, prof, gpu=gpu, on_row=on_row, log=(lambda s_: con.print(s_, highlight=False)))
+        done += rows_c
+        sources.update(src)
+        profiles.append(str(prof))
+    rows, profile = done, profiles[0] if len(set(profiles)) == 1 else sorted(set(profiles))
+    from profiler import env
+
     summary = V.summarize(rows)
     meta = env.metadata(device, dtype, command)
-    meta.update(profile=str(profile), sources=sources, summary=summary, repeats=repeats,
+    meta.update(profile=profile, sources=sources, summary=summary, repeats=repeats,
                 iterations=iterations, seed=seed, targets=V.TARGETS)
     if out:
         V.save_rows(rows, out, meta)
@@ -120,11 +131,11 @@ def register(app: typer.Typer) -> None:
     def validate(
         target: Annotated[str, typer.Option(help="Target model(s): catalog name, config.json, NAME:field=value; comma-separated.")],
         draft: Annotated[str, typer.Option(help="Draft model(s), same forms; must share the target's vocabulary.")],
-        gamma: Annotated[str, typer.Option(help="Lookaheads γ, e.g. 1,2,4,8.")] = "1,2,4,8",
-        batch: Annotated[str, typer.Option(help="Batch sizes, e.g. 1,8,32.")] = "1,8,32",
+        gamma: o.Gamma = "1,2,4,8",
+        batch: o.Batch = "1,8,32",
         alpha: Annotated[str, typer.Option(help="Oracle acceptance rates α, e.g. 0.6,0.8.")] = "0.6,0.8",
-        context: Annotated[int, typer.Option(help="Tokens cached per sequence at each iteration.")] = 512,
-        mode: Annotated[str, typer.Option(help="graph, eager or graph,eager.")] = "graph",
+        context: o.Context = "512",
+        mode: o.Mode = "graph",
         profile: Annotated[Optional[str], typer.Option(help="LatencyTable measured on this device (default: profile now).")] = None,
         device: Annotated[str, typer.Option(help="cuda, cuda:N or cpu.")] = "cuda",
         dtype: Annotated[str, typer.Option(help="fp16, bf16 (or fp32 on CPU).")] = "fp16",
@@ -134,7 +145,7 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Seed of the weights and the oracle.")] = 0,
         out: Annotated[Optional[str], typer.Option(help="Write the validation table here (.csv + .meta.json).")] = None,
         profile_out: Annotated[Optional[str], typer.Option(help="Keep the profile taken by this run here (.csv).")] = None,
-        json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+        json_out: o.Json = False,
     ):
         """Measure speculative decoding for real and compare it with specperf's prediction."""
         run(target=target, draft=draft, gamma=gamma, batch=batch, alpha=alpha, context=context, mode=mode,

@@ -1,89 +1,14 @@
-"""Measure a TP profile on this machine's GPUs (one process per GPU, NCCL) — the command that
-produced perfmodel/data/*tp2* and allreduce_* files:
+"""Measure a TP profile on this machine's GPUs — a thin wrapper; the logic is profiler.tp_profile:
 
   PYTHONPATH=. python scripts/tp_profile.py --tp 2 --out-dir DIR \
       --models llama-13b,llama-65b,llama-2-70b,opt-66b --validate llama-13b --budget-s 300
-
-Writes DIR/{gpu}_tp{N}.csv (layer without all-reduces, allreduce, lm_head rows),
-DIR/{gpu}_tp{N}_with_allreduce.csv (layer with its all-reduces), DIR/allreduce_{gpu}_tp{N}.csv (the
-curve), DIR/{gpu}_tp{N}_validation.csv (whole model vs composition), each CSV with a .meta.json.
-`--device cpu` runs the same on gloo CPU processes (tiny models; tests).
 """
-from __future__ import annotations
-
-import argparse
-import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from profiler.tp import nvls_off  # noqa: E402
-
-nvls_off()  # before torch/NCCL start anywhere in this process tree
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tp", type=int, default=2)
-    ap.add_argument("--models", default="llama-13b,llama-65b,llama-2-70b,opt-66b")
-    ap.add_argument("--batch", default="1,2,4,8,16,32,64")
-    ap.add_argument("--new-tokens", default="1..9")
-    ap.add_argument("--context", default="512,1024,2048,4096")
-    ap.add_argument("--mode", default="eager,graph")
-    ap.add_argument("--dtype", default="fp16")
-    ap.add_argument("--validate", default="llama-13b", help="whole TP model checked against composition ('' = none)")
-    ap.add_argument("--validate-batch", default="1,4,16,64")
-    ap.add_argument("--validate-new-tokens", default="1,4,9")
-    ap.add_argument("--validate-context", default="512,2048")
-    ap.add_argument("--curve-lo-kib", type=int, default=4)
-    ap.add_argument("--curve-hi-mib", type=int, default=256)
-    ap.add_argument("--repeats", type=int, default=20)
-    ap.add_argument("--budget-s", type=float, default=300.0, help="no new job starts after this many seconds")
-    ap.add_argument("--device", default="cuda")
-    ap.add_argument("--out-dir", required=True)
-    ap.add_argument("--gpu-tag", default="", help="file prefix (default: the catalog name of the GPU)")
-    a = ap.parse_args(argv)
-
-    from cli.common import parse_ints, parse_names
-    from perfmodel.specs.catalog import resolve_model
-    from profiler import allreduce, env
-    from profiler.tp_bench import TPJob, profile_tp
-
-    def ints(text, what):
-        return tuple(parse_ints(text, what))
-
-    by = 4 if a.dtype == "fp32" else 2
-    specs = tuple(resolve_model(m, by) for m in parse_names(a.models, "models"))
-    gpu = a.gpu_tag
-    if not gpu:
-        import torch
-
-        gpu = env.catalog_gpu(env.device_name("cuda:0" if a.device == "cuda" and torch.cuda.is_available() else "cpu"))
-    d = Path(a.out_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    stem = d / f"{gpu}_tp{a.tp}"
-    vnames = {s.name for s in specs}
-    if a.validate and a.validate not in vnames:
-        ap.error(f"--validate {a.validate!r} must be one of --models")
-    job = TPJob(specs=specs, batches=ints(a.batch, "batch"), new_tokens=ints(a.new_tokens, "new-tokens"),
-                contexts=ints(a.context, "context"),
-                modes=tuple(a.mode.split(",")), dtype=a.dtype, out=f"{stem}.csv",
-                with_ar_out=f"{stem}_with_allreduce.csv", curve_out=str(d / f"allreduce_{gpu}_tp{a.tp}.csv"),
-                curve_sizes=tuple(allreduce.message_sizes(a.curve_lo_kib * 2**10, a.curve_hi_mib * 2**20)),
-                validate=a.validate, validate_grid=(ints(a.validate_batch, "validate-batch"),
-                                                    ints(a.validate_new_tokens, "validate-new-tokens"),
-                                                    ints(a.validate_context, "validate-context")),
-                validation_out=f"{stem}_validation.csv", repeats=a.repeats,
-                deadline=time.time() + a.budget_s,
-                command="PYTHONPATH=. python scripts/tp_profile.py " + " ".join(sys.argv[1:] if argv is None else argv))
-    t0 = time.time()
-    print(f"NVLS env: " + ", ".join(f"{k}={os.environ.get(k)}" for k in ("NCCL_NVLS_ENABLE",
-          "TORCH_SYMM_MEM_DISABLE_MULTICAST", "NVSHMEM_DISABLE_NVLS")), flush=True)
-    profile_tp(job, a.tp, device=a.device)
-    print(f"done in {time.time() - t0:.1f} s; files in {d}", flush=True)
-
+from profiler.tp_profile import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

@@ -1,14 +1,12 @@
-"""Test configuration: offline Hugging Face, GPU tests skipped without CUDA, repo root on sys.path."""
+"""Test configuration: offline Hugging Face, GPU tests skipped without CUDA (the repo root is on
+the import path through pyproject's `pythonpath`; no test edits sys.path)."""
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 def _has_cuda() -> bool:

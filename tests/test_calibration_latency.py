@@ -142,6 +142,9 @@ def test_unidentifiable_runs_and_fewer_parameters(tmp_path):
     r = runner.invoke(app, ["calibrate", "latency", str(runs), "--analytical"])
     assert r.exit_code == 2 and "cannot identify" in r.stderr and "--fit overhead" in r.stderr
     r = runner.invoke(app, ["calibrate", "latency", str(runs), "--analytical", "--fit", "overhead", "--json"])
+    assert r.exit_code == 2 and "need ≥ 3" in r.stderr  # issue 16: runs < parameters + 2 is refused
+    runs.write_text(runs.read_text() + "4,1,512,0.0205,llama-2-13b,tinyllama-1.1b,h100,graph\n")
+    r = runner.invoke(app, ["calibrate", "latency", str(runs), "--analytical", "--fit", "overhead", "--json"])
     assert r.exit_code == 0, r.stderr
     e = json.loads(r.stdout)["entries"][0]
     assert e["k_draft"] == 1.0 and e["k_verify"] == 1.0 and e["fitted"] == ["overhead"]

@@ -155,7 +155,10 @@ def _assert_bad(r, needle):
     err = r.stderr.strip()
     assert err.startswith("error: ") and "\n" not in err, err
     assert needle in err, (needle, err)
-    assert "Traceback" not in r.stdout + r.stderr and r.stdout == ""
+    assert "Traceback" not in r.stdout + r.stderr
+    # issue 16 (deliberate change): with --json the error is also one JSON document on stdout
+    doc = json.loads(r.stdout) if r.stdout else None
+    assert doc is None or (set(doc) == {"error", "value", "allowed"} and doc["error"] == err[len("error: "):])
 
 
 @pytest.mark.parametrize("opt,value,needle", BAD)

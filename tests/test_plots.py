@@ -240,7 +240,7 @@ def test_design_without_stated_alpha_says_assumed():
 KIND_ARGS = {
     "speedup": PAIR, "gamma": PAIR + ["--alpha", "0.8"], "breakdown": PAIR + ["--alpha", "0.8"],
     "depth-width": ["--analytical", "--layers", "1..8"], "design": ["--target", "llama-65b", "--tp", "4", "--analytical"],
-    "breakeven": PAIR + ["--alpha", "0.7", "--batches", "1,64", "--contexts", "512,4096"],
+    "breakeven": PAIR + ["--alpha", "0.7", "--batch", "1,64", "--context", "512,4096"],
     "acceptance": ["--alpha", "0.7"],
 }
 

@@ -85,7 +85,7 @@ def render_all(files: list[Path], work: Path) -> dict:
 
 
 CASES = {f"{k}.html": ["plot", k, *a] for k, a in KIND_ARGS.items()}
-CASES["gamma.html"] += ["--mode", "both", "--batches", "1,8,64"]
+CASES["gamma.html"] += ["--mode", "both", "--batch", "1,8,64"]
 CASES["speedup-map.html"] = ["plot", "speedup", *PAIR, "--style", "map"]
 PROFILE_CASES = {"depth-width-profile.html": ["plot", "depth-width", "--mode", "both"],
                  "breakdown-profile.html": ["plot", "breakdown", "--target", "llama-7b",

@@ -57,11 +57,7 @@ def test_ranks_must_match_tp():
 def test_tp4_profile_script_on_four_gloo_processes(tmp_path):
     """Any TP degree: 4 ranks, 2 KV heads (replicated across rank pairs), layer/allreduce/head rows,
     curve and whole-model validation."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-    import tp_profile
+    from profiler import tp_profile
 
     tp_profile.main(["--tp", "4", "--device", "cpu", "--dtype", "fp32", "--out-dir", str(tmp_path), "--models", TINY,
                      "--validate", TINY, "--batch", "1,2", "--new-tokens", "1,2", "--context", "8",

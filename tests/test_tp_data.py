@@ -2,8 +2,6 @@
 (recomputed through the measured provider, not read from the stored column), and `specperf predict
 --tp 4` stating that its all-reduce cost is extrapolated from the measured TP=2 curve."""
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +11,7 @@ from cli.main import app
 from perfmodel.latency.table import LatencyTable
 from perfmodel.latency.tp import DATA_DIR, AllreduceModel, load_curves
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import tp_error_table  # noqa: E402
+from perfmodel.latency import tp_errors
 
 
 def test_shipped_curve_covers_4kib_to_256mib_and_fits():
@@ -31,7 +28,7 @@ def test_shipped_curve_covers_4kib_to_256mib_and_fits():
 
 
 def test_tp2_whole_model_composition_error_graph_at_most_5_percent():
-    pts = tp_error_table.whole_model("h100-sxm", 2)
+    pts = tp_errors.whole_model("h100-sxm", 2)
     graph = np.array([p["rel_err"] for p in pts if p["mode"] == "graph"])
     assert graph.size >= 20
     assert np.median(np.abs(graph)) <= 0.05

@@ -195,3 +195,22 @@ def test_out_of_memory_at_a_point_is_skipped_and_recorded(monkeypatch, tmp_path)
     assert set(load_rows(out)[0]) >= set(COLUMNS) - {"reason"}
     assert all("measured" in v or "interpolated" in v or "none" in v or "α" in v
                for v in doc["meta"]["sources"].values())
+
+
+def test_several_contexts_validate_each_with_one_profile_per_context(tmp_path):
+    """--context takes a list like everywhere: one steady-state pass per context, rows for each, and
+    with --profile-out one profile per context."""
+    torch = pytest.importorskip("torch")
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path / "v.csv"
+    res = _cli("--target", TINY, "--draft", TINY_DRAFT, "--gamma", "1", "--batch", "1", "--alpha", "0.7",
+               "--context", "16,48", "--mode", "eager", "--device", "cpu", "--dtype", "fp32", "--gpu", "h100-sxm",
+               "--repeats", "2", "--iterations", "2", "--out", str(out), "--profile-out",
+               str(tmp_path / "prof.csv"), "--json")
+    torch.set_num_threads(n_threads)
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert sorted(r["context"] for r in doc["rows"]) == [16, 48]
+    assert sorted(Path(p).name for p in doc["meta"]["profile"]) == ["prof_ctx16.csv", "prof_ctx48.csv"]
+    assert sorted(r["context"] for r in load_rows(out)) == [16, 48]

@@ -117,12 +117,12 @@ class MeasuredLatency:
         if self.path.suffix != ".csv" or self._meta().get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
             return [tuple(r[c] for c in _LEAN) for r in self.table.ok_rows()]
         try:
-            with self.path.open(newline="") as f:
+            with self.path.open(newline="", encoding="utf-8-sig") as f:
                 rd = csv.reader(f)
                 header = next(rd, [])
                 pos = [header.index(c) for c in _LEAN + ("status",)]
                 rows = [tuple(r[i] for i in pos) for r in rd]
-        except (ValueError, UnicodeDecodeError, OSError):
+        except (ValueError, UnicodeDecodeError, OSError, IndexError, csv.Error):
             return [tuple(r[c] for c in _LEAN) for r in self.table.ok_rows()]  # raises a SpecError
         return [r[:-1] for r in rows if r[-1] in ("ok", "")]
 

@@ -51,15 +51,19 @@ class Providers:
 
 def build_provider(hw: HardwareProfile, profile: str | None = None, analytical: bool = False,
                    calibration: str | None = None, modes=("graph",), data_dir: Path = DATA,
-                   hint: str = "") -> Providers:
+                   hint: str = "", allow_gpu_mismatch: bool = False) -> Providers:
     """The providers for a prediction on `hw`: `profile` (a LatencyTable file) or the shipped one
     unless `analytical`; shipped TP data for tp > 1; `calibration` (from `specperf calibrate
-    latency`) on top, which must hold an entry for every mode in `modes`."""
+    latency`) on top, which must hold an entry for every mode in `modes`. A given profile passes
+    perfmodel.latency.integrity.check_profile first (its GPU must be `hw` unless allow_gpu_mismatch)."""
     if analytical and profile is not None:
         raise SpecError(f"--analytical ignores profiles, but profile={str(profile)!r} was given; drop one")
     if profile is not None:
         if not Path(profile).is_file():
             raise SpecError(f"profile {str(profile)!r} does not exist")
+        from perfmodel.latency.integrity import check_profile
+
+        check_profile(profile, hw.name, allow_gpu_mismatch)
         base: LatencyProvider = MeasuredLatency(profile, hw)
     else:
         p = None if analytical else shipped_profile(hw.name, data_dir)
@@ -79,7 +83,8 @@ def build_provider(hw: HardwareProfile, profile: str | None = None, analytical: 
 
 def latency_provider(hw: HardwareProfile, profile: str | None = None, use_shipped: bool = True) -> LatencyProvider:
     """The target-side provider of build_provider (no calibration): `use_shipped=False` means
-    analytical when no profile is given."""
+    analytical when no profile is given. The profile's GPU is not checked against `hw` here (library
+    callers such as `specperf validate` pair a device profile with a catalog GPU for the fallback)."""
     if profile is not None or use_shipped:
-        return build_provider(hw, profile=profile).target
+        return build_provider(hw, profile=profile, allow_gpu_mismatch=True).target
     return build_provider(hw, analytical=True).target

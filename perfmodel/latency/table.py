@@ -33,7 +33,7 @@ def read_csv(path: str | Path, required, what: str) -> list[dict]:
     lacks a `required` column (`what` names the table, e.g. "a specperf latency table")."""
     p = Path(path)
     try:
-        with p.open(newline="") as f:
+        with p.open(newline="", encoding="utf-8-sig") as f:  # a spreadsheet's BOM is accepted
             reader = csv.DictReader(f)
             missing = [c for c in required if c not in (reader.fieldnames or [])]
             if missing:
@@ -109,7 +109,16 @@ class LatencyTable:
                     w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v)
                                 for k, v in r.items()})
             tmp.replace(p)  # atomic: an interrupted save never truncates a table
-        self.meta_path(p).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        mp = self.meta_path(p)
+        tmp = mp.with_name(mp.name + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        tmp.replace(mp)  # atomic too: table and metadata are never half-written
+
+    @classmethod
+    def read_meta(cls, path: str | Path) -> dict:
+        """The metadata next to the table at `path` ({} when there is none)."""
+        mp = cls.meta_path(path)
+        return read_json(mp, "profile metadata") if mp.exists() else {}
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyTable":
@@ -138,10 +147,11 @@ class LatencyTable:
                     row[c] = float("nan") if v in ("", None) else float(v)
                 row["status"] = row["status"] or "ok"
                 row["reason"] = row["reason"] or ""
-            except (KeyError, TypeError, ValueError) as e:
+            except (KeyError, TypeError, ValueError, OverflowError) as e:
                 raise SpecError(f"profile {str(p)!r} line {i}: malformed value ({e})") from None
-            if row["status"] == "ok" and not (row["median_s"] > 0):
-                raise SpecError(f"profile {str(p)!r} line {i}: median_s={row['median_s']!r} must be > 0")
+            if row["status"] == "ok" and not (math.isfinite(row["median_s"]) and row["median_s"] > 0):
+                raise SpecError(f"profile {str(p)!r} line {i}: median_s={row['median_s']!r} is not allowed; "
+                                "must be a finite number > 0")
             if row["component"] not in COMPONENTS or row["mode"] not in MODES:
                 raise SpecError(f"profile {str(p)!r} line {i}: component={row['component']!r} "
                                 f"mode={row['mode']!r}; allowed {COMPONENTS} and {MODES}")

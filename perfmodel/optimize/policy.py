@@ -48,7 +48,9 @@ def policy(res: OptimizeResult, mode: str, draft: int) -> dict:
                           "fits_memory": res.fits(draft, int(b), int(c), g),
                           "memory_needed_bytes": res.memory_needed_bytes(draft, int(b), int(c), g),
                           "speedup": s, "speedup_lo": lo, "speedup_hi": hi, "margin": s - 1.0,
-                          "verdict": verdict(lo, hi), "best_any_speedup": float(best_any[bi, ci])})
+                          "verdict": verdict(lo, hi), "best_any_speedup": float(best_any[bi, ci]),
+                          "optimal_gamma": g if s > 1.0 else 0,
+                          "advice": "speculate" if s > 1.0 else "do not speculate"})
     lose = [c for c in cells if c["verdict"] == "off"]
     win_batches = sorted({c["batch"] for c in cells if c["verdict"] != "off"})
     lose_batches = sorted({c["batch"] for c in cells if all(

@@ -46,10 +46,9 @@ class OptimizeResult:
     def memory_needed_bytes(self, i: int, batch: int, context: int, gamma: int) -> float:
         """Bytes on the GPU holding target shard 0 and the draft (co-located, as vLLM places a
         draft with draft_tensor_parallel_size=1): weights + KV cache for context + γ + 1 tokens."""
-        d = self.cands.spec(i)
-        toks = batch * (context + gamma + 1)
-        return (self.target.weight_bytes / self.tp + toks * self.target.kv_bytes_per_token / self.tp
-                + d.weight_bytes + toks * d.kv_bytes_per_token)
+        from perfmodel.specs.memory import memory_needed_bytes
+
+        return memory_needed_bytes(self.target, self.cands.spec(i), self.tp, batch, context, max(gamma, 1))
 
     def fits(self, i: int, batch: int, context: int, gamma: int) -> bool:
         return self.memory_bytes is None or self.memory_needed_bytes(i, batch, context, gamma) <= self.memory_bytes

@@ -45,6 +45,7 @@ class OptimizeRequest:
     emit: str | None = None
     dtype_bytes: int = 2
     memory_bytes: float | None = None  # one GPU's memory: cells that do not fit are flagged
+    allow_tokenizer_mismatch: bool = False  # --emit for a draft whose vocabulary differs from the target's
 
 
 def _origin(text: str) -> str:
@@ -147,6 +148,11 @@ def _export(req: OptimizeRequest, res, target, policies: list[dict], pol_idx: di
         gamma = pol["export_gamma"]
     disable, more = _disable_threshold(pol["cells"])
     notes += more
+    if draft.vocab != target.vocab and not req.allow_tokenizer_mismatch:
+        raise SpecError(f"emit={req.emit!r} for draft {res.cands.name(i)!r}: its vocab {draft.vocab} differs from the "
+                        f"target's {target.vocab}, so no engine can run the pair; pick a same-tokenizer draft "
+                        "(--policy-draft) or pass --allow-tokenizer-mismatch", value=draft.vocab,
+                        allowed=f"vocab {target.vocab}")
     target_origin = _origin(req.target)
     doc = export_config(req.emit, target, target_origin, draft, origin, int(gamma), req.tp, mode,
                         disable if req.emit == "vllm" else None, pol["gamma_table"])

@@ -127,3 +127,19 @@ def resolve_model(text: str, dtype_bytes: int = 2) -> ModelSpec:
     if spec.dtype_bytes != dtype_bytes:
         spec = spec.replace(dtype_bytes=dtype_bytes)
     return apply_overrides(spec, over) if over else spec
+
+
+def split_models(text: str) -> list[str]:
+    """Split 'a,b:n_layers=4,d_model=2048,c' into model texts: a comma followed by `field=` (and no
+    colon) continues the previous model's overrides."""
+    parts, cur = [], ""
+    for tok in str(text).split(","):
+        if cur and "=" in tok.split(":")[0] and ":" not in tok:
+            cur += "," + tok
+        else:
+            if cur:
+                parts.append(cur)
+            cur = tok
+    if cur:
+        parts.append(cur)
+    return [p.strip() for p in parts if p.strip()]

@@ -119,6 +119,9 @@ ALIASES = {"h100": "h100-sxm", "a100": "a100-sxm-80gb", "a100-80gb": "a100-sxm-8
 
 
 def resolve_gpu(name: str) -> HardwareProfile:
+    if not isinstance(name, str) or not name.strip():
+        raise SpecError(f"gpu={name!r} is not allowed; give a GPU from `specperf gpus`", value=name,
+                        allowed="a GPU from `specperf gpus`")
     key = name.strip().lower()
     key = ALIASES.get(key, key)
     if key in GPUS:

@@ -14,6 +14,11 @@ from pathlib import Path
 from perfmodel.specs.errors import SpecError  # re-exported: callers import it from here
 from perfmodel.specs.families import FAMILIES, MODEL_TYPES, traits
 
+# Physical upper bounds on a shape (about 8-30x today's largest dense models); beyond them a
+# number is a typo, and the latency and memory maths would silently extrapolate nonsense.
+SHAPE_BOUNDS = {"n_layers": 1024, "d_model": 131072, "n_heads": 2048, "n_kv_heads": 2048,
+                "d_ff": 1048576, "vocab": 4194304, "dtype_bytes": 8, "max_positions": 16777216}
+
 
 def read_json(path: str | Path, what: str):
     """The JSON document in `path`; a one-line SpecError naming `what` if it is missing or not JSON."""
@@ -54,7 +59,11 @@ class ModelSpec:
                   "max_positions"):
             v = getattr(self, f)
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise SpecError(f"{self.name}: {f}={v!r} is not allowed; must be a positive integer")
+                raise SpecError(f"{self.name}: {f}={v!r} is not allowed; must be a positive integer",
+                                value=v, allowed=f"integer in 1..{SHAPE_BOUNDS[f]}")
+            if v > SHAPE_BOUNDS[f]:
+                raise SpecError(f"{self.name}: {f}={v!r} is not allowed; must be at most {SHAPE_BOUNDS[f]} "
+                                "(physical bound)", value=v, allowed=f"integer in 1..{SHAPE_BOUNDS[f]}")
         if self.family not in FAMILIES:
             raise SpecError(f"{self.name}: family={self.family!r} is not allowed; use one of {', '.join(FAMILIES)}")
         if self.norm not in ("rmsnorm", "layernorm"):

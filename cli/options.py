@@ -1,0 +1,120 @@
+"""Shared CLI options and their parsers: every command declares `--batch`, `--context`, `--gamma`,
+`--mode`, `--gpu`, `--json` … from here, so a flag means the same thing everywhere.
+
+Lists: `1,4,16`, ranges `1..8`, stepped ranges `1..64:8`, or a mix. Every list is bounded (at most
+MAX_VALUES values, each within the flag's physical range), checked before any range is expanded.
+`--mode` is graph, eager, or both (`graph,eager` is the same as both). Imports stdlib + typer only.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .common import UsageError
+
+MAX_VALUES = 256  # values one list flag may expand to
+BOUNDS = {"batch": 65536, "context": 16777216, "gamma": 64, "tp": 1024, "new-tokens": 65,
+          "layers": 1024, "d-model": 131072, "head-dim": 1024, "kv-heads": 2048}
+MAX_TOKENS = 2 ** 32  # batch × context: KV-cache tokens in one cell
+MODES = ("graph", "eager")
+
+# ---- option declarations (defaults stay in each command's signature) ----------------------------
+Target = Annotated[Optional[str], typer.Option(help="Target model: catalog name, config.json, NAME:field=value.")]
+Draft = Annotated[Optional[str], typer.Option(help="Draft model (same forms as --target).")]
+Gpu = Annotated[str, typer.Option(help="GPU from `specperf gpus`.")]
+Batch = Annotated[str, typer.Option(help="Batch sizes: N, a list 1,4,16, a range 1..8 or 1..64:8.")]
+Context = Annotated[str, typer.Option(help="Context lengths (tokens in the KV cache): N, a list or a range.")]
+Gamma = Annotated[str, typer.Option(help="Lookahead γ: N, a list 1,2,4, a range 1..8, or auto.")]
+GammaMax = Annotated[int, typer.Option(help="Largest lookahead γ (with --gamma auto: where the search starts).")]
+Mode = Annotated[str, typer.Option(help="graph (CUDA graphs), eager, or both (graph,eager is the same).")]
+Tp = Annotated[int, typer.Option(help="Tensor-parallel degree of the target.")]
+Dtype = Annotated[str, typer.Option(help="fp16 or bf16 (fp32 on CPU).")]
+Profile = Annotated[Optional[str], typer.Option(help="Measured LatencyTable (default: the shipped one for --gpu).")]
+Analytical = Annotated[bool, typer.Option("--analytical", help="Ignore measured profiles (not with --profile).")]
+Calibration = Annotated[Optional[str], typer.Option(help="Latency correction JSON (from `specperf calibrate latency`).")]
+Alpha = Annotated[Optional[float], typer.Option(help="i.i.d. acceptance probability α in [0, 1).")]
+Acceptance = Annotated[Optional[str], typer.Option(help="Acceptance JSON (from `specperf calibrate acceptance`).")]
+AllowGpuMismatch = Annotated[bool, typer.Option("--allow-gpu-mismatch",
+                                                help="Use a profile measured on another GPU than --gpu.")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON document (errors too).")]
+
+
+# ---- parsers -------------------------------------------------------------------------------------
+def _bad(what: str, text, allowed: str):
+    shown = text if isinstance(text, (int, float)) else repr(text)
+    return UsageError(f"{what}={shown} is not allowed; {allowed}", value=text, allowed=allowed)
+
+
+def int_list(text, what: str, *, lo: int = 1, hi: int | None = None) -> list[int]:
+    """'1,4,16' | '1..8' | '1..64:8' → sorted unique ints in lo..hi (hi: BOUNDS[what]); bounded count."""
+    hi = BOUNDS.get(what, 2 ** 31) if hi is None else hi
+    allowed = f"integers in {lo}..{hi}, e.g. 1,4,16 or 1..8 (at most {MAX_VALUES} values)"
+    out: set[int] = set()
+    for part in filter(None, (p.strip() for p in str(text).split(","))):
+        try:
+            if ".." in part:
+                a, _, rest = part.partition("..")
+                b, _, step = rest.partition(":")
+                a, b, s = int(a), int(b), int(step) if step else 1
+                if s <= 0 or b < a:
+                    raise _bad(what, text, f"a range lo..hi with lo ≤ hi and a positive step; {allowed}")
+                if a < lo or b > hi:
+                    v = a if a < lo else b
+                    raise UsageError(f"{what}={v} is not allowed (in {part}); {allowed}", value=v, allowed=allowed)
+                if (b - a) // s + 1 + len(out) > MAX_VALUES:
+                    raise UsageError(f"{what}={text!r} expands to {(b - a) // s + 1} values; at most "
+                                     f"{MAX_VALUES} are allowed (use a step, e.g. 1..1024:64)",
+                                     value=text, allowed=allowed)
+                out.update(range(a, b + 1, s))
+            else:
+                out.add(int(part))
+        except ValueError as e:
+            if isinstance(e, UsageError):
+                raise
+            raise _bad(what, text, allowed) from None
+    if not out:
+        raise UsageError(f"{what}={text!r} is empty; give at least one integer", value=text, allowed=allowed)
+    for v in (min(out), max(out)):
+        if not lo <= v <= hi:
+            raise UsageError(f"{what}={v} is not allowed; {allowed}", value=v, allowed=allowed)
+    if len(out) > MAX_VALUES:
+        raise _bad(what, text, allowed)
+    return sorted(out)
+
+
+def batch_context(batch, context) -> tuple[list[int], list[int]]:
+    """--batch and --context lists, with batch × context (KV-cache tokens of one cell) bounded."""
+    b, c = int_list(batch, "batch"), int_list(context, "context")
+    if max(b) * max(c) > MAX_TOKENS:
+        raise UsageError(f"batch×context={max(b)}×{max(c)} is not allowed; at most {MAX_TOKENS} tokens "
+                         "in the KV cache of one cell", value=max(b) * max(c), allowed=f"≤ {MAX_TOKENS}")
+    return b, c
+
+
+def gamma_list(text, gamma_max: int) -> list[int] | None:
+    """--gamma: None for 'auto' (the caller searches), else the list (1..64)."""
+    if not 1 <= gamma_max <= BOUNDS["gamma"]:
+        raise _bad("gamma-max", gamma_max, f"an integer in 1..{BOUNDS['gamma']}")
+    if str(text).strip().lower() == "auto":
+        return None
+    return int_list(text, "gamma")
+
+
+def modes(text, *, both: bool = True) -> tuple[str, ...]:
+    """--mode: 'graph', 'eager', 'both' or 'graph,eager' → ('graph',) | ('eager',) | ('graph', 'eager')."""
+    allowed = "graph, eager or both (graph,eager)" if both else "graph or eager"
+    parts = [p.strip().lower() for p in str(text).split(",") if p.strip()]
+    if parts == ["both"]:
+        parts = list(MODES)
+    if not parts or any(p not in MODES for p in parts) or (len(set(parts)) > 1 and not both):
+        raise _bad("mode", text, allowed)
+    return tuple(m for m in MODES if m in parts)
+
+
+def positive(value, what: str, hi: int | None = None):
+    """One positive integer option (tp, top, repeats …) within its bound."""
+    hi = BOUNDS.get(what) if hi is None else hi
+    if value is None or value < 1 or (hi is not None and value > hi):
+        raise _bad(what, value, f"an integer in 1..{hi}" if hi else "a positive integer")
+    return value

@@ -1,0 +1,92 @@
+"""Integrity of a user-supplied latency profile, checked in one streaming pass before it is used:
+numeric, finite, positive latencies; no conflicting duplicate rows (reported with both line
+numbers); at least one usable row; the GPU it was measured on matches the GPU asked for (unless
+explicitly overridden); a table from a newer schema refused. A UTF-8 BOM is accepted.
+
+Key assumption: two rows with the same key (gpu, shape, head_shape, component, mode, dtype, tp,
+batch, new_tokens, context) are one measurement; equal medians (within 1e-9 relative) are harmless
+repeats, different ones are a conflict the model cannot resolve silently.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from perfmodel.specs.models import SpecError
+
+KEY = ("gpu", "shape", "head_shape", "component", "mode", "dtype", "tp", "batch", "new_tokens", "context")
+
+
+def check_profile(path: str | Path, gpu: str | None = None, allow_gpu_mismatch: bool = False) -> int:
+    """Number of ok rows in the profile at `path`; a one-line SpecError on the first problem."""
+    from perfmodel.latency.table import COLUMNS, SCHEMA_VERSION
+
+    p = Path(path)
+    name = str(p)
+    meta_p = p.with_name(p.name + ".meta.json")
+    if meta_p.exists():
+        try:
+            meta = json.loads(meta_p.read_text(encoding="utf-8-sig"))
+        except (ValueError, UnicodeDecodeError):
+            raise SpecError(f"profile metadata {str(meta_p)!r} is not JSON") from None
+        ver = meta.get("schema_version", SCHEMA_VERSION) if isinstance(meta, dict) else None
+        if not isinstance(ver, int) or ver > SCHEMA_VERSION:
+            raise SpecError(f"profile {name!r} has schema_version={ver!r}; this specperf reads "
+                            f"schema_version≤{SCHEMA_VERSION} (upgrade specperf)", value=ver,
+                            allowed=f"≤ {SCHEMA_VERSION}")
+    if p.suffix != ".csv":
+        return -1  # parquet: validated by LatencyTable.load
+    seen: dict = {}
+    ok = 0
+    gpus = set()
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as f:
+            rd = csv.reader(f)
+            header = next(rd, None)
+            if header is None:
+                raise SpecError(f"profile {name!r} is empty", value=name, allowed="a specperf latency table")
+            missing = [c for c in COLUMNS if c not in header]
+            if missing:
+                raise SpecError(f"{name!r} is not a specperf latency table: missing columns {', '.join(missing)}")
+            pos = {c: header.index(c) for c in COLUMNS}
+            for line, r in enumerate(rd, start=2):
+                if not r:
+                    continue
+                if len(r) != len(header):
+                    raise SpecError(f"profile {name!r} line {line}: {len(r)} fields, header has {len(header)}")
+                if (r[pos["status"]] or "ok") != "ok":
+                    continue
+                v = r[pos["median_s"]]
+                try:
+                    med = float(v)
+                except ValueError:
+                    med = float("nan")
+                if not (math.isfinite(med) and med > 0):
+                    raise SpecError(f"profile {name!r} line {line}: median_s={v!r} is not allowed; must be a "
+                                    "finite number > 0", value=v, allowed="finite seconds > 0")
+                key = tuple(r[pos[c]] for c in KEY)
+                if key in seen:
+                    l0, m0 = seen[key]
+                    if abs(m0 - med) > 1e-9 * max(m0, med):
+                        raise SpecError(f"profile {name!r} lines {l0} and {line}: conflicting duplicate rows "
+                                        f"({m0!r} s vs {med!r} s for one shape/batch/context/mode); keep one",
+                                        value=[l0, line], allowed="one row per measured point")
+                else:
+                    seen[key] = (line, med)
+                gpus.add(r[pos["gpu"]])
+                ok += 1
+    except UnicodeDecodeError:
+        raise SpecError(f"profile {name!r} is not a text CSV file") from None
+    except csv.Error as e:
+        raise SpecError(f"profile {name!r} is not a readable CSV file ({e})") from None
+    if ok == 0:
+        raise SpecError(f"profile {name!r} holds no measured rows (header only or all skipped)",
+                        value=name, allowed="a table with at least one ok row")
+    if gpu is not None and not allow_gpu_mismatch:
+        other = sorted(g for g in gpus if g and g != gpu)
+        if other:
+            raise SpecError(f"profile {name!r} was measured on {', '.join(other)}, not on gpu={gpu!r}; pass the "
+                            "matching --gpu or --allow-gpu-mismatch", value=other[0], allowed=gpu)
+    return ok

@@ -1,0 +1,108 @@
+"""Hypothesis fuzzing of every trace and profile reader (issue 16): mutated real files and random
+text/bytes must either parse or raise the one bad-input error type (perfmodel.specs.errors.InputError,
+which TraceError and SpecError are) — never anything else. The default run uses a few hundred
+examples per reader; the slow-marked test runs 10⁴ across the readers."""
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from calibration.latency_fit import read_runs
+from calibration.traces import read_trace
+from perfmodel.specs.errors import InputError
+from perfmodel.latency.integrity import check_profile
+from perfmodel.latency.measured import MeasuredLatency
+from perfmodel.latency.table import LatencyTable
+from perfmodel.specdec.acceptance import AcceptanceModel
+from perfmodel.specs.catalog import resolve_model
+from perfmodel.specs.hardware import GPUS
+
+ROOT = Path(__file__).resolve().parents[1]
+CAL = ROOT / "tests" / "data" / "calibration"
+SEEDS = {
+    "trace": [CAL / n for n in ("iterations.csv", "vllm_metrics.txt", "gptfast_stdout.txt", "mean_length.json",
+                                "vllm_two_scrapes.txt")],
+    "runs": [CAL / "h100" / "v_graph.csv"],
+    "profile": [CAL / "h100" / "p_graph.csv"],
+    "acceptance": [CAL / "mean_length.json"],
+}
+L7 = resolve_model("llama-7b")
+
+
+def _read_profile(p):
+    check_profile(p, "h100-sxm")
+    LatencyTable.load(p)
+    MeasuredLatency(p, GPUS["h100-sxm"]).forward(L7, 1, 2, 512, 1, "graph")
+
+
+READERS = {
+    "trace": lambda p: read_trace(p, "auto"),
+    "runs": lambda p: read_runs(p),
+    "profile": _read_profile,
+    "acceptance": AcceptanceModel.load,
+}
+NUMBERS = st.sampled_from(["0", "-1", "1e30", "1e-300", "nan", "inf", "-inf", "", "x", "1.5", "99999999999999999999",
+                           "\x00", "\ufeff", ",", '"', "[]", "{}", "null", "true"])
+
+
+@st.composite
+def mutated(draw, kind: str):
+    """A seed file with lines dropped, duplicated, truncated or cells replaced; or random text/bytes."""
+    how = draw(st.sampled_from(["mutate", "mutate", "mutate", "text", "bytes"]))
+    if how == "bytes":
+        return draw(st.binary(max_size=400))
+    if how == "text":
+        return draw(st.text(max_size=400)).encode("utf-8", "surrogatepass")
+    lines = draw(st.sampled_from(SEEDS[kind])).read_text().splitlines()[:40]
+    for _ in range(draw(st.integers(1, 6))):
+        if not lines:
+            break
+        i = draw(st.integers(0, len(lines) - 1))
+        op = draw(st.sampled_from(["drop", "dup", "cut", "cell", "cell", "cell", "bom"]))
+        if op == "drop":
+            lines.pop(i)
+        elif op == "dup":
+            lines.insert(i, lines[i])
+        elif op == "cut":
+            lines[i] = lines[i][:draw(st.integers(0, max(len(lines[i]) - 1, 0)))]
+        elif op == "bom":
+            lines[0] = "\ufeff" + lines[0]
+        else:
+            sep = "," if "," in lines[i] else " "
+            cells = lines[i].split(sep)
+            cells[draw(st.integers(0, len(cells) - 1))] = draw(NUMBERS)
+            lines[i] = sep.join(cells)
+    return ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass")
+
+
+def _check(kind: str, data: bytes, suffix: str) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / f"f{suffix}"
+        p.write_bytes(data)
+        try:
+            READERS[kind](p)
+        except InputError:
+            pass  # the one allowed failure: a one-line bad-input error
+
+
+SUFFIX = {"trace": ".txt", "runs": ".csv", "profile": ".csv", "acceptance": ".json"}
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+SLOW = settings(max_examples=2500, deadline=None, suppress_health_check=list(HealthCheck))
+
+
+@pytest.mark.parametrize("kind", list(READERS))
+def test_readers_never_crash(kind):
+    given(mutated(kind))(FAST(lambda data: _check(kind, data, SUFFIX[kind])))()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", list(READERS))
+def test_readers_never_crash_10k(kind, request):
+    """2,500 examples × 4 readers = 10⁴ fuzzed files, 0 crashes. Runs when asked for:
+    `pytest -m slow tests/test_fuzz_readers.py` (or SPECPERF_FUZZ_10K=1); the default run uses FAST."""
+    if "slow" not in (request.config.option.markexpr or "") and not os.environ.get("SPECPERF_FUZZ_10K"):
+        pytest.skip("10⁴-example fuzzing runs with -m slow or SPECPERF_FUZZ_10K=1")
+    given(mutated(kind))(SLOW(lambda data: _check(kind, data, SUFFIX[kind])))()
