@@ -85,6 +85,7 @@ def register(app: typer.Typer) -> None:
         calibration: o.Calibration = None,
         allow_gpu_mismatch: o.AllowGpuMismatch = False,
         style: Annotated[str, typer.Option(help="speedup: surface (3-D, rotatable) or map (2-D).")] = "surface",
+        reference: Annotated[Optional[str], typer.Option(help="design: the draft whose win probability the others are given against (default: the winner).")] = None,
         json_out: o.Json = False,
     ):
         """Write an interactive figure: speedup, gamma, breakdown, depth-width, design, breakeven or acceptance."""
@@ -171,6 +172,9 @@ def register(app: typer.Typer) -> None:
             kw["layers"] = o.int_list(layers, "layers") if layers else None
             kw["d_models"] = o.int_list(d_model, "d-model") if d_model else None
             kw["alpha"] = acc.alpha if acc is not None else None
+            kw["reference"] = reference
+        if reference is not None and kind != "design":
+            raise UsageError("--reference applies to the design figure only")
         if style != "surface" and kind != "speedup":
             raise UsageError("--style applies to the speedup figure only")
         fig = plots.figure(kind, setting, **kw)

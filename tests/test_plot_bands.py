@@ -155,3 +155,16 @@ def test_labels_keep_clear_of_markers_and_error_bars():
     # a marker just above the first point and an error bar through the second: both labels move
     moved = label_positions(x, y, ["aaaa", "bbbb"], (0, 10), (0, 1), markers=[(1.0, 0.55, 10.0), (5.0, 0.2, 0.8, 3.0)])
     assert moved[0] != "top center" and "center" not in moved[1]
+
+
+def test_plot_design_reference_flag(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    r = CliRunner().invoke(app, ["plot", "design", "--reference", "sheared-llama-1.3b", "--analytical",
+                                 "--out", str(tmp_path / "d.html")])
+    assert r.exit_code == 0, r.output
+    assert "P(beats sheared-llama-1.3b)" in (tmp_path / "d.html").read_text()
+    bad = CliRunner().invoke(app, ["plot", "gamma", "--reference", "x", "--out", str(tmp_path / "g.html")])
+    assert bad.exit_code == 2 and "--reference applies to the design figure only" in bad.output
