@@ -14,8 +14,7 @@ from . import options as o
 from .common import UsageError, handle_errors, parse_names, print_json
 
 KINDS = ("speedup", "gamma", "breakdown", "depth-width", "design", "breakeven", "acceptance")
-NEEDS_PAIR = ("speedup", "gamma", "breakdown", "breakeven")  # target and draft (speedup: or --cost-ratio)
-NEEDS_ALPHA = ("gamma", "breakeven", "acceptance")
+# what each kind needs and accepts is declared by the kind (plots/<kind>.py INPUTS, plots/kinds.py)
 DEPTH_WIDTH_BASE = "llama-7b"  # base family/vocabulary for depth-width when --draft is not given
 # with no model arguments every kind draws the study's case (README "Worked example"): llama-65b at
 # tp 4 on h100-sxm, draft sheared-llama-1.3b, α = 0.70 (the study's stated acceptance)
@@ -91,21 +90,33 @@ def register(app: typer.Typer) -> None:
         """Write an interactive figure: speedup, gamma, breakdown, depth-width, design, breakeven or acceptance."""
         if kind not in KINDS:
             raise UsageError(f"unknown plot kind {kind!r}; use one of {', '.join(KINDS)}")
+        from plots.kinds import FLAG_KWARGS, inputs, kinds_accepting
+
+        modules = {k: k.replace("-", "_") for k in KINDS}
+        inp = inputs(modules[kind])
         modes = o.modes(mode)
         mode = "both" if len(modes) == 2 else modes[0]
         batches, contexts = o.batch_context(batch, context)
-        if kind not in ("gamma", "breakeven") and (len(batches) > 1 or len(contexts) > 1):
-            raise UsageError(f"the {kind} figure takes one --batch and one --context (lists: gamma, breakeven)",
-                             value=f"{batch} / {context}", allowed="one integer each")
+        given = {"cost-ratio": cost_ratio is not None, "style": style != "surface", "drafts": drafts is not None,
+                 "layers": layers is not None, "d-model": d_model is not None,
+                 "batch-list": len(batches) > 1, "context-list": len(contexts) > 1, "reference": reference is not None}
+        for flag, on in given.items():
+            if on and flag not in inp.flags:
+                ks = kinds_accepting(flag, modules)
+                if flag in ("batch-list", "context-list"):
+                    raise UsageError(f"the {kind} figure takes one --batch and one --context (lists: {', '.join(ks)})",
+                                     value=f"{batch} / {context}", allowed="one integer each")
+                raise UsageError(f"--{flag} applies to the {' and '.join(ks)} figure{'s' if len(ks) > 1 else ''} only",
+                                 value=flag, allowed=", ".join(ks))
         from .common import dtype_bytes
         from .predict_cmd import acceptance_model
 
-        study = target is None and cost_ratio is None and kind != "depth-width"
+        study = target is None and cost_ratio is None and "target" in inp.needs
         if study:  # no models named: the study's case
             target = STUDY["target"]
-            draft = draft or (STUDY["draft"] if kind != "design" else None)
-            if alpha is None and acceptance is None and kind in NEEDS_ALPHA:
-                alpha = STUDY["alpha"]
+            draft = draft or (STUDY["draft"] if "draft" in inp.needs else None)
+        if alpha is None and acceptance is None and "alpha" in inp.needs and (study or target is None):
+            alpha = STUDY["alpha"]
         tp = tp if tp is not None else (STUDY["tp"] if study else 1)
 
         by = dtype_bytes(dtype)
@@ -123,28 +134,20 @@ def register(app: typer.Typer) -> None:
         import plots
         from plots.common import Setting
 
-        gmax = gamma_max if gamma_max is not None else (12 if kind in ("speedup", "design") else 8)
+        gmax = gamma_max if gamma_max is not None else inp.gamma_max
         if not 1 <= gmax <= GAMMA_MAX:
             raise UsageError(f"gamma-max={gmax} is not allowed; must be in 1..{GAMMA_MAX}")
-        if kind in NEEDS_PAIR and not (kind == "speedup" and cost_ratio is not None):
-            if target is None or draft is None:
-                raise UsageError(f"the {kind} figure needs --target and --draft"
-                                 + (" (or --cost-ratio)" if kind == "speedup" else ""))
-        if kind == "design" and target is None:
-            raise UsageError("the design figure needs --target")
-        if cost_ratio is not None and kind != "speedup":
-            raise UsageError("--cost-ratio applies to the speedup figure only")
-        only = {"--drafts": (drafts, ("design",)), "--layers": (layers, ("depth-width", "design")),
-                "--d-model": (d_model, ("depth-width", "design"))}
-        for flag, (val, kinds) in only.items():
-            if val is not None and kind not in kinds:
-                raise UsageError(f"{flag} applies to the {' and '.join(kinds)} figure{'s' if len(kinds) > 1 else ''} only")
+        models_optional = inp.cost_ratio_replaces_models and cost_ratio is not None
+        needed = [f"--{n}" for n, v in (("target", target), ("draft", draft)) if n in inp.needs]
+        if any(v is None for n, v in (("target", target), ("draft", draft)) if n in inp.needs) and not models_optional:
+            raise UsageError(f"the {kind} figure needs {' and '.join(needed)}"
+                             + (" (or --cost-ratio)" if inp.cost_ratio_replaces_models else ""))
         if profile is not None and analytical:
             raise UsageError("give --profile or --analytical, not both")
         if cost_ratio is not None and profile is not None:
             raise UsageError("--cost-ratio uses no latency model; drop --profile")
         acc = acceptance_model(alpha, acceptance) if alpha is not None or acceptance is not None else None
-        if kind in NEEDS_ALPHA and acc is None:
+        if "alpha" in inp.needs and acc is None:
             raise UsageError(f"the {kind} figure needs --alpha (α in [0, 1)) or --acceptance FILE")
         hw = resolve_gpu(gpu)
         lat = build_provider(hw, profile=profile, analytical=analytical, calibration=calibration,
@@ -153,30 +156,17 @@ def register(app: typer.Typer) -> None:
         drf = resolve_model(draft or DEPTH_WIDTH_BASE, by) if (draft or kind == "depth-width") else None
         setting = Setting(target=tgt, draft=drf, latency=lat, gpu=hw.name, tp=tp, mode=mode, batch=batches[0],
                           context=contexts[0], acceptance=acc, gammas=tuple(range(1, gmax + 1)), profile=profile)
-        kw: dict = {}
-        if kind == "speedup":
-            kw = {"cost_ratio": cost_ratio, "style_": style}
-        elif kind in ("gamma", "breakeven"):
-            if len(batches) > 1:
-                kw["batches"] = batches
-            if len(contexts) > 1:
-                kw["contexts"] = contexts
-        elif kind == "depth-width":
-            if layers:
-                kw["layers"] = o.int_list(layers, "layers")
-            if d_model:
-                kw["d_models"] = o.int_list(d_model, "d-model")
-        elif kind == "design":
-            if drafts:
-                kw["drafts"], kw["stated"] = _drafts_with_alpha(drafts, by)
-            kw["layers"] = o.int_list(layers, "layers") if layers else None
-            kw["d_models"] = o.int_list(d_model, "d-model") if d_model else None
-            kw["alpha"] = acc.alpha if acc is not None else None
-            kw["reference"] = reference
-        if reference is not None and kind != "design":
-            raise UsageError("--reference applies to the design figure only")
-        if style != "surface" and kind != "speedup":
-            raise UsageError("--style applies to the speedup figure only")
+        values = {"cost-ratio": cost_ratio, "style": style, "batch-list": batches if len(batches) > 1 else None,
+                  "context-list": contexts if len(contexts) > 1 else None,
+                  "layers": o.int_list(layers, "layers") if layers else None,
+                  "d-model": o.int_list(d_model, "d-model") if d_model else None,
+                  "alpha": acc.alpha if acc is not None else None, "reference": reference}
+        kw: dict = {FLAG_KWARGS[f]: values[f] for f in inp.flags if f != "drafts"}
+        kw = {k: v for k, v in kw.items() if v is not None or k in ("cost_ratio", "alpha", "layers", "d_models")}
+        if kind == "depth-width":  # its figure has defaults for the axes: pass only what was given
+            kw = {k: v for k, v in kw.items() if v is not None}
+        if "drafts" in inp.flags and drafts:
+            kw["drafts"], kw["stated"] = _drafts_with_alpha(drafts, by)
         fig = plots.figure(kind, setting, **kw)
         if profile is not None and kind != "acceptance":
             from plots.common import latency_sources, source_kind

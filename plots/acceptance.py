@@ -14,6 +14,9 @@ from perfmodel.specdec.maths import tokens_per_iteration
 from perfmodel.specs.models import SpecError
 
 from .common import COLORS, Setting, footnote, style
+from .kinds import KindInputs  # noqa: E402
+
+INPUTS = KindInputs(needs=("alpha",))  # what this kind reads (cli/plot_cmds.py)
 
 
 def figure(setting: Setting) -> go.Figure:

@@ -19,6 +19,9 @@ from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_ke
 from . import profile_rows
 from .bands import BAND_NOTE, error_y
 from .common import COLORS, MS, Setting, footnote, source_kind, source_line, sources_note, style, tag
+from .kinds import KindInputs  # noqa: E402
+
+INPUTS = KindInputs(needs=("target", "draft"))  # what this kind reads (cli/plot_cmds.py)
 
 US = 1e6  # seconds → microseconds, for display only
 

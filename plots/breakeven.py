@@ -18,6 +18,9 @@ from perfmodel.specdec.maths import draft_context
 from .common import (MS, Setting, footnote, memory_needed_bytes, source_kind, source_line, sources_note,
                      speedup_colour, style, tag)
 from .gamma import BATCHES, default_contexts
+from .kinds import KindInputs  # noqa: E402
+
+INPUTS = KindInputs(needs=("target", "draft", "alpha"), flags=("batch-list", "context-list"))  # what this kind reads (cli/plot_cmds.py)
 
 BREAKEVEN_BATCHES = BATCHES + (512,)
 

@@ -19,6 +19,9 @@ from perfmodel.latency.table import LatencyTable, head_shape_key, spec_from_shap
 
 from . import profile_rows
 from .common import MS, Setting, footnote, source_kind, style, tag
+from .kinds import KindInputs  # noqa: E402
+
+INPUTS = KindInputs(flags=("layers", "d-model"))  # what this kind reads (cli/plot_cmds.py)
 
 LAYERS = tuple(range(1, 33))
 D_MODELS = (1024, 1536, 2048, 2560, 3072, 4096, 5120)

@@ -21,6 +21,9 @@ from perfmodel.specs.models import ModelSpec, SpecError
 
 from .common import COLORS, MS, Setting, footnote, source_kind, source_line, sources_note, style, tag
 from .layout import label_positions
+from .kinds import KindInputs  # noqa: E402
+
+INPUTS = KindInputs(needs=("target",), flags=("drafts", "layers", "d-model", "alpha", "reference"), gamma_max=12)  # what this kind reads (cli/plot_cmds.py)
 
 
 def default_drafts(target: ModelSpec) -> list[ModelSpec]:

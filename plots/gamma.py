@@ -17,6 +17,9 @@ from perfmodel.specs.hardware import resolve_gpu
 
 from .bands import BAND_NOTE, at_optimum, error_y
 from .common import COLORS, MS, Setting, footnote, memory_needed_bytes, source_line, sources_note, style, tag
+from .kinds import KindInputs  # noqa: E402
+
+INPUTS = KindInputs(needs=("target", "draft", "alpha"), flags=("batch-list", "context-list"))  # what this kind reads (cli/plot_cmds.py)
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 CONTEXTS = (128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)

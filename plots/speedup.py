@@ -20,9 +20,11 @@ from perfmodel.specdec.maths import draft_context, iteration_s, speedup, speedup
 from perfmodel.specdec.uncertainty import propagate
 from perfmodel.specs.models import SpecError
 
-from .bands import BAND_NOTE
 from .common import (MS, COLORS, Setting, footnote, source_kind, source_line, sources_note, speedup_colour,
                      style, tag)
+from .kinds import KindInputs  # noqa: E402
+
+INPUTS = KindInputs(needs=("target", "draft"), flags=("cost-ratio", "style"), gamma_max=12, cost_ratio_replaces_models=True)  # what this kind reads (cli/plot_cmds.py)
 
 ALPHAS = np.round(np.arange(0.0, 0.99, 0.01), 2)  # 0.00 … 0.98: α = 1 is the draft = target limit
 STYLES = ("surface", "map")

@@ -171,6 +171,8 @@ class OperatorLatency:
         lin = "gemm_bias" if spec.linear_bias else "gemm"
         n_up = 2 if spec.gated_mlp else 1
         ops = [(norm, M, d), (qkv_bias, M, (H + 2 * KV) * hd, d), ("kv_write", M, KV * hd)]
+        if spec.qk_norm:  # Qwen3: RMSNorm over head_dim on every q and k head (profiler/blocks.py)
+            ops += [("rmsnorm", M * H, hd), ("rmsnorm", M * KV, hd)]
         if not spec.learned_positions:
             ops += [("rope", M, H * hd), ("rope", M, KV * hd)]
         ops += [("attention_gqa" if grp > 1 else "attention", b * KV, grp * n, L, hd),
