@@ -103,6 +103,7 @@ def predict(
     cost_ratio: Annotated[Optional[float], typer.Option(help="Leviathan's c = t_draft/t_target: no models needed.")] = None,
     calibration: o.Calibration = None,
     allow_gpu_mismatch: o.AllowGpuMismatch = False,
+    draft_catchup: Annotated[bool, typer.Option(help="The draft's first step per iteration feeds 2 tokens (greedy loops that keep the draft cache exact, e.g. specperf's real-weights loop).")] = False,
     json_out: o.Json = False,
 ):
     """Predict tokens/s and speedup of speculative decoding over γ, and the optimal γ (0: do not speculate)."""
@@ -112,7 +113,7 @@ def predict(
                     gamma=gamma, gamma_max=gamma_max, batch=batch, context=context, tp=tp,
                     dtype_bytes=dtype_bytes(dtype), mode=mode, profile=profile, analytical=analytical,
                     cost_ratio=cost_ratio, json_out=json_out, calibration=calibration,
-                    allow_gpu_mismatch=allow_gpu_mismatch)
+                    allow_gpu_mismatch=allow_gpu_mismatch, draft_catchup=draft_catchup)
 
 
 # Optional command modules (each defines register(app)); imported lazily-cheap: typer only.

@@ -91,7 +91,8 @@ def run_cost_ratio(c, acc, gammas, gamma_max, json_out):
 
 
 def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, context, tp, dtype_bytes,
-        mode, profile, analytical, cost_ratio, json_out, calibration=None, allow_gpu_mismatch=False):
+        mode, profile, analytical, cost_ratio, json_out, calibration=None, allow_gpu_mismatch=False,
+        draft_catchup=False):
     gammas = o.gamma_list(gamma, gamma_max)
     if cost_ratio is not None:
         if target is not None or draft is not None or profile is not None:
@@ -113,7 +114,7 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
     docs, sources = [], {}
     for md in modes:
         cell_docs, src = _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, tp,
-                                       profile, analytical, calibration, allow_gpu_mismatch)
+                                       profile, analytical, calibration, allow_gpu_mismatch, draft_catchup)
         docs += cell_docs
         sources[md] = src
     if json_out:
@@ -125,7 +126,7 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
 
 
 def _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, tp, profile, analytical,
-                  calibration, allow_gpu_mismatch):
+                  calibration, allow_gpu_mismatch, draft_catchup=False):
     """One mode: the cell documents (batch-major) and the prediction's sources."""
     from perfmodel.latency.providers import build_provider
     from perfmodel.specdec.document import prediction_document
@@ -135,7 +136,8 @@ def _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, t
                           allow_gpu_mismatch=allow_gpu_mismatch)
 
     def evaluate(gs):
-        p = predict(tgt, drf, prov.target, acc, gs, batches, contexts, tp=tp, mode=md, draft_latency=prov.draft)
+        p = predict(tgt, drf, prov.target, acc, gs, batches, contexts, tp=tp, mode=md, draft_latency=prov.draft,
+                    draft_catchup=draft_catchup)
         return p, p.optimal_gamma
 
     p, search_notes = auto_search(evaluate, gammas, gamma_max)

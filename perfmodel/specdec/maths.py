@@ -53,9 +53,10 @@ def draft_context(context, gamma):
     return np.asarray(context) + (np.asarray(gamma) - 1) / 2.0
 
 
-def iteration_s(gamma, t_draft_s, t_verify_s, overhead_s=0.0):
-    """One iteration: γ draft forwards, one verification forward over γ+1 tokens, overhead."""
-    return np.asarray(gamma) * t_draft_s + t_verify_s + overhead_s
+def iteration_s(gamma, t_draft_s, t_verify_s, overhead_s=0.0, catchup_s=0.0):
+    """One iteration: γ draft forwards, one verification forward over γ+1 tokens, overhead; plus
+    `catchup_s` where the draft's first step re-feeds the previous token (2 tokens instead of 1)."""
+    return np.asarray(gamma) * t_draft_s + catchup_s + t_verify_s + overhead_s
 
 
 def throughput_tok_s(batch, tokens_per_iter, iteration_time_s):

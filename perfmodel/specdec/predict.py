@@ -16,7 +16,8 @@ from perfmodel.specdec.maths import GAMMA_MAX, draft_context, iteration_s, throu
 from perfmodel.specs.models import ModelSpec, SpecError
 
 ARRAY_FIELDS = ("tokens_per_iteration", "t_draft_s", "t_verify_s", "t_target_s", "overhead_s",
-                "baseline_overhead_s", "iteration_s", "throughput_tok_s", "baseline_tok_s", "speedup")
+                "baseline_overhead_s", "iteration_s", "throughput_tok_s", "baseline_tok_s", "speedup",
+                "draft_catchup_s")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Prediction:
     mode: str = "graph"
     sources: dict = field(default_factory=dict)
     notes: tuple = ()
+    draft_catchup_s: np.ndarray | float = 0.0  # extra cost of a 2-token first draft step (0: none)
 
     @property
     def optimal_index(self) -> np.ndarray:
@@ -57,7 +59,8 @@ class Prediction:
             for j, c in enumerate(self.context):
                 for k, g in enumerate(self.gamma):
                     r = {"batch": int(b), "context": int(c), "gamma": int(g)}
-                    r.update({f: float(getattr(self, f)[i, j, k]) for f in ARRAY_FIELDS})
+                    r.update({f: float(np.broadcast_to(getattr(self, f), self.speedup.shape)[i, j, k])
+                              for f in ARRAY_FIELDS})
                     r["optimal"] = bool(k == self.optimal_index[i, j])
                     out.append(r)
         return out
@@ -86,8 +89,12 @@ def check_gammas(gammas) -> np.ndarray:
 
 def predict(target: ModelSpec, draft: ModelSpec, latency, acceptance: AcceptanceModel,
             gammas=range(1, 9), batch=(1,), context=(512,), tp: int = 1, mode: str = "graph",
-            draft_latency=None) -> Prediction:
-    """Sweep γ × batch × context. `latency` serves the target; `draft_latency` (default: same) the draft."""
+            draft_latency=None, draft_catchup: bool = False) -> Prediction:
+    """Sweep γ × batch × context. `latency` serves the target; `draft_latency` (default: same) the draft.
+
+    `draft_catchup`: the draft's first step of each iteration feeds 2 tokens (the previous and the
+    last token), as greedy loops that keep the draft's KV cache exact do (specperf's real-weights
+    SpecLoop); that step costs t_draft(2 tokens) instead of t_draft(1 token)."""
     g = check_gammas(list(gammas))
     b = _positive_ints(batch, "batch")
     c = _positive_ints(context, "context")
@@ -118,17 +125,23 @@ def predict(target: ModelSpec, draft: ModelSpec, latency, acceptance: Acceptance
     ov = ov + zero
     ov0 = ov0 + zero
     tpi = acceptance.tokens_per_iteration(g)[None, None, :] + zero
-    it = iteration_s(G, t_draft, t_verify, ov)
+    catchup = zero
+    if draft_catchup:
+        catchup = (dl.forward(draft, B, 2, C, 1, mode).total_s - dl.forward(draft, B, 1, C, 1, mode).total_s) + zero
+    it = iteration_s(G, t_draft, t_verify, ov, catchup)
     thr = throughput_tok_s(B, tpi, it)
     base = B / (t_target + ov0) + zero
     sources = {f"draft_{k}": v for k, v in draft_ft.sources.items()}
     sources.update({f"target_{k}": v for k, v in verify_ft.sources.items()})
     sources["overhead"] = ov_src
     sources["acceptance"] = acceptance.describe()
+    if draft_catchup:
+        notes = notes + ("the draft's first step per iteration feeds 2 tokens (catch-up of the previous "
+                         "token), charged as t_draft(2 tokens) − t_draft(1 token) per iteration",)
     if acceptance.per_position and int(g.max()) > (acceptance.observed_positions or 0):
         notes = notes + (f"γ > {acceptance.observed_positions} extrapolates acceptance: "
                          "positions beyond the trace repeat the last observed rate",)
     return Prediction(gamma=g, batch=b, context=c, tokens_per_iteration=tpi, t_draft_s=t_draft,
                       t_verify_s=t_verify, t_target_s=t_target, overhead_s=ov, baseline_overhead_s=ov0,
                       iteration_s=it, throughput_tok_s=thr, baseline_tok_s=base, speedup=thr / base,
-                      mode=mode, sources=sources, notes=notes)
+                      mode=mode, sources=sources, notes=notes, draft_catchup_s=catchup)

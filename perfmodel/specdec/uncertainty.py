@@ -139,7 +139,8 @@ def propagate(p, acc, n: int = N_DRAWS, seed: int = 0, level: float = LEVEL, ret
     tpi = tokens_from_draws(ab, p.gamma)[:, None, None, :]
     fd, ft, fo = (f[roles[r]["kind"]][:, None, None, None] for r in ("draft", "target", "overhead"))
     G, B = p.gamma[None, None, None, :], p.batch[None, :, None, None]
-    it = iteration_s(G, p.t_draft_s[None] * fd, p.t_verify_s[None] * ft, p.overhead_s[None] * fo)
+    it = iteration_s(G, p.t_draft_s[None] * fd, p.t_verify_s[None] * ft, p.overhead_s[None] * fo,
+                     np.asarray(p.draft_catchup_s)[None] * fd)
     thr = throughput_tok_s(B, tpi, it)
     # the baseline (target alone) is a separate measurement: own-loop validation shows its error
     # uncorrelated with the iteration's (docs/accuracy.md), so it gets its own draw at the target's band
