@@ -45,7 +45,8 @@ RESULT_COLUMNS = ("draft", "role", "mode", "gamma", "layers", "d_model", "params
                   "predicted_tokens_per_iteration", "measured_iteration_s", "predicted_iteration_s",
                   "iteration_error_pct", "measured_speedup", "predicted_speedup", "iterations", "prompts",
                   "predicted_tok_s_full_trace", "error_pct_full_trace", "predicted_tok_s_latency_only",
-                  "error_pct_latency_only", "predicted_iteration_s_catchup", "iteration_error_pct_catchup",
+                  "error_pct_latency_only", "predicted_iteration_s_without_catchup",
+                  "iteration_error_pct_without_catchup",
                   "in_fit", "gpu")
 
 
@@ -115,12 +116,14 @@ def _rel(p: Path) -> str:
 
 
 def predict(fam: Family, draft: str, acc_json: Path, gamma: int, context: int, mode: str, gpu: str, dtype: str,
-            profile: Path, calibration: Path | None = None) -> dict:
+            profile: Path, calibration: Path | None = None, catchup: bool = False) -> dict:
     args = ["predict", "--target", fam.cfg(fam.target.name), "--draft", fam.cfg(draft), "--gpu", gpu, "--profile", _rel(profile),
             "--acceptance", _rel(acc_json), "--gamma", str(max(gamma, 1)), "--batch", "1", "--context", str(context),
             "--mode", mode, "--dtype", dtype]
     if calibration is not None:
         args += ["--calibration", _rel(calibration)]
+    if catchup:  # specperf's greedy loop: the draft's first step re-feeds the previous token
+        args += ["--draft-catchup"]
     doc = cli(*args)
     r = doc["rows"][0]
     return {"predicted_tok_s": r["throughput_tok_s"] if gamma > 0 else r["baseline_tok_s"],
@@ -161,7 +164,8 @@ def rows_for(fam: Family, recs: dict, accs: dict, profile: Path, gpu: str, dtype
     for row in rows:
         if row["mode"] != "hf":
             row.update(predict(fam, row["_draft_for_predict"], accs[row["_draft_for_predict"]][PRIMARY][0],
-                               row["gamma"], row["context"], row["_exec_mode"], gpu, dtype, profile))
+                               row["gamma"], row["context"], row["_exec_mode"], gpu, dtype, profile,
+                               catchup=row["draft"] != "none"))
     hf = [r for r in rows if r["mode"] == "hf"]
     if hf:
         corr = calibrate_hf(fam, hf, profile, gpu, dtype, derived)
@@ -173,9 +177,10 @@ def rows_for(fam: Family, recs: dict, accs: dict, profile: Path, gpu: str, dtype
     extra = catchup_extra_s(profile, fam)
     for row in rows:
         it = row.get("predicted_iteration_s")
-        if it and row["draft"] != "none" and row["mode"] != "hf":  # the loop's first draft step feeds 2 tokens
-            row["predicted_iteration_s_catchup"] = it + extra.get((row["draft"], row["mode"]), math.nan)
-            row["iteration_error_pct_catchup"] = _pct(row["predicted_iteration_s_catchup"], row["measured_iteration_s"])
+        if it and row["draft"] != "none" and row["mode"] != "hf":  # what leaving out the 2-token first step costs
+            row["predicted_iteration_s_without_catchup"] = it - extra.get((row["draft"], row["mode"]), math.nan)
+            row["iteration_error_pct_without_catchup"] = _pct(row["predicted_iteration_s_without_catchup"],
+                                                              row["measured_iteration_s"])
         full = accs[row["_draft_for_predict"]]["greedy"][1]["alpha_by_position"]
         if it and row["draft"] != "none":
             row["predicted_tok_s_full_trace"] = acc.expected_tokens(full, row["gamma"]) / it
@@ -193,7 +198,7 @@ def rows_for(fam: Family, recs: dict, accs: dict, profile: Path, gpu: str, dtype
 def catchup_extra_s(profile: Path, fam: Family) -> dict:
     """(draft, mode) → n_layers × (layer time at 2 new tokens − at 1), at the profile's first context:
     what the loop's catch-up step (previous + last token) costs beyond the 1-token step the
-    prediction charges. A diagnostic of the prediction, read from the same profile."""
+    prediction would charge without `--draft-catchup`. A diagnostic, read from the same profile."""
     rows = list(csv.DictReader(profile.open()))
     ctx = min(int(r["context"]) for r in rows if r["component"] == "layer")
     t = {(r["shape"], r["mode"], int(r["new_tokens"])): float(r["median_s"]) for r in rows
@@ -208,15 +213,16 @@ def catchup_extra_s(profile: Path, fam: Family) -> dict:
 
 
 def hf_fit_set(hf_rows: list[dict]) -> list[dict]:
-    """≤ 4 runs: the shallowest and the deepest draft, each at its smallest and largest γ."""
+    """4 runs (what `calibrate latency` needs for two parameters): the shallowest and the deepest
+    draft that have runs at two γ, each at its smallest and largest γ."""
     rs = [r for r in hf_rows if r["draft"] != "none"]
-    if not rs:
-        return []
-    depths = sorted({r["layers"] for r in rs})
+    two = sorted({r["layers"] for r in rs if len({q["gamma"] for q in rs if q["layers"] == r["layers"]}) > 1})
+    if not two:
+        return rs[:HF_FIT_RUNS]
     pick = []
-    for L in (depths[0], depths[-1]):
+    for L in dict.fromkeys((two[0], two[-1])):
         at = sorted((r for r in rs if r["layers"] == L), key=lambda r: r["gamma"])
-        pick += [at[0], at[-1]] if len(at) > 1 else at
+        pick += [at[0], at[-1]]
     return pick[:HF_FIT_RUNS]
 
 

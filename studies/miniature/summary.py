@@ -31,7 +31,7 @@ def summarize(rows: list[dict], recs: dict, accs: dict, meta: dict, fam) -> dict
                         "tok_s_full_trace": stats.error_summary([r["error_pct_full_trace"] for r in rs]),
                         "tok_s_latency_only": stats.error_summary([r["error_pct_latency_only"] for r in rs]),
                         "iteration_s": stats.error_summary([r["iteration_error_pct"] for r in rs]),
-                        "iteration_s_catchup": stats.error_summary([r.get("iteration_error_pct_catchup") for r in rs]),
+                        "iteration_s_without_catchup": stats.error_summary([r.get("iteration_error_pct_without_catchup") for r in rs]),
                         "baseline": stats.error_summary([r["error_pct"] for r in rows if r["mode"] == mode and r["draft"] == "none"])}
     hf = [r for r in rows if r["mode"] == "hf"]
     held = [r for r in hf if r["in_fit"] == "no"]
