@@ -84,6 +84,7 @@ def register(app: typer.Typer) -> None:
         calibration: o.Calibration = None,
         allow_gpu_mismatch: o.AllowGpuMismatch = False,
         style: Annotated[str, typer.Option(help="speedup: surface (3-D, rotatable) or map (2-D).")] = "surface",
+        reference: Annotated[Optional[str], typer.Option(help="design: the draft whose win probability the others are given against (default: the winner).")] = None,
         json_out: o.Json = False,
     ):
         """Write an interactive figure: speedup, gamma, breakdown, depth-width, design, breakeven or acceptance."""
@@ -99,7 +100,7 @@ def register(app: typer.Typer) -> None:
         batches, contexts = o.batch_context(batch, context)
         given = {"cost-ratio": cost_ratio is not None, "style": style != "surface", "drafts": drafts is not None,
                  "layers": layers is not None, "d-model": d_model is not None,
-                 "batch-list": len(batches) > 1, "context-list": len(contexts) > 1}
+                 "batch-list": len(batches) > 1, "context-list": len(contexts) > 1, "reference": reference is not None}
         for flag, on in given.items():
             if on and flag not in inp.flags:
                 ks = kinds_accepting(flag, modules)
@@ -160,7 +161,7 @@ def register(app: typer.Typer) -> None:
                   "context-list": contexts if len(contexts) > 1 else None,
                   "layers": o.int_list(layers, "layers") if layers else None,
                   "d-model": o.int_list(d_model, "d-model") if d_model else None,
-                  "alpha": acc.alpha if acc is not None else None}
+                  "alpha": acc.alpha if acc is not None else None, "reference": reference}
         kw: dict = {FLAG_KWARGS[f]: values[f] for f in inp.flags if f != "drafts"}
         kw = {k: v for k, v in kw.items() if v is not None or k in ("cost_ratio", "alpha", "layers", "d_models")}
         if kind == "depth-width":  # its figure has defaults for the axes: pass only what was given

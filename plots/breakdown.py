@@ -13,9 +13,11 @@ from plotly.subplots import make_subplots
 
 from perfmodel.specdec.acceptance import AcceptanceModel
 from perfmodel.specdec.predict import predict
+from perfmodel.specdec.uncertainty import propagate
 from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
 
 from . import profile_rows
+from .bands import BAND_NOTE, error_y
 from .common import COLORS, MS, Setting, footnote, source_kind, source_line, sources_note, style, tag
 from .kinds import KindInputs  # noqa: E402
 
@@ -73,6 +75,8 @@ def figure(setting: Setting) -> go.Figure:
     ov_ms = p.overhead_s[0, 0] * MS
     it_ms = p.iteration_s[0, 0] * MS
     src = source_line(p.sources)
+    u = propagate(p, setting.acceptance or AcceptanceModel(alpha=0.0))
+    it_lo, it_hi = u.iteration_s_lo[0, 0] * MS, u.iteration_s_hi[0, 0] * MS
     fig = make_subplots(rows=1, cols=2, column_widths=[0.6, 0.4], horizontal_spacing=0.16,
                         specs=[[{"secondary_y": True}, {}]],
                         subplot_titles=("one iteration, per lookahead γ",
@@ -89,13 +93,22 @@ def figure(setting: Setting) -> go.Figure:
                              textposition="none", offsetgroup="iteration",
                              hovertemplate="%{text}<extra></extra>"), row=1, col=1)
         base = base + vals
+    # the iteration's 90 % band: error bars on an invisible marker at each stack's top
+    fig.add_trace(go.Scatter(x=g, y=it_ms, mode="markers", marker=dict(size=1, color="black"),
+                             error_y=dict(error_y(it_ms, it_lo, it_hi), color="black"), name="iteration, 90 % band",
+                             customdata=np.stack([it_lo, it_hi], axis=-1), meta="band",
+                             text=[f"γ = {gi}<br>iteration = {t:.4f} ms, 90 % interval {a:.4f}–{b:.4f} ms"
+                                   for gi, t, a, b in zip(g, it_ms, it_lo, it_hi)],
+                             hovertemplate="%{text}<extra></extra>"), row=1, col=1)
     if setting.acceptance is not None:
         k = int(p.optimal_index[0, 0])
+        slo, shi = u.speedup_lo[0, 0], u.speedup_hi[0, 0]
         fig.add_trace(go.Scatter(x=g, y=p.speedup[0, 0], mode="lines+markers", name="speedup (right axis)",
-                                 line=dict(color="black"),
-                                 text=[f"γ = {gi}<br>speedup = {s:.3f}×<br>tokens/iteration = {t:.3f}<br>"
+                                 line=dict(color="black"), error_y=dict(error_y(p.speedup[0, 0], slo, shi), color="#444"),
+                                 customdata=np.stack([slo, shi], axis=-1), meta="band",
+                                 text=[f"γ = {gi}<br>speedup = {s:.3f}× (90 %: {a:.3f}–{b:.3f})<br>tokens/iteration = {t:.3f}<br>"
                                        f"{setting.acceptance.describe()}"
-                                       for gi, s, t in zip(g, p.speedup[0, 0], p.tokens_per_iteration[0, 0])],
+                                       for gi, s, t, a, b in zip(g, p.speedup[0, 0], p.tokens_per_iteration[0, 0], slo, shi)],
                                  hovertemplate="%{text}<extra></extra>"), row=1, col=1, secondary_y=True)
         fig.add_annotation(x=g[k], y=p.speedup[0, 0, k], text=f"γ* = {g[k]}", showarrow=True, arrowhead=2,
                            row=1, col=1, secondary_y=True)
@@ -129,5 +142,5 @@ def figure(setting: Setting) -> go.Figure:
     fig.update_layout(barmode="group")
     fig.update_layout(hovermode="x unified")  # traces share the x axis: one hover lists them all
     tag(fig, sources)
-    footnote(fig, sources_note(sources), y=-0.14)
+    footnote(fig, BAND_NOTE + "<br>" + sources_note(sources), y=-0.14)
     return fig

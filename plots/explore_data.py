@@ -8,6 +8,11 @@ Key assumption: predict's components separate exactly — the draft forward depe
 so tables are stored per side and the page combines any draft with any target without loss. Memory
 fit uses the rule of perfmodel.optimize.report: target shard + co-located draft, weights + KV cache
 for context + γ + 1 tokens, against one GPU's memory (activations are not counted).
+
+Uncertainty (issue 14): per (batch, context) cell each side carries its role's (kind, band) exactly as
+perfmodel.specdec.uncertainty.role_band reads it from predict's Provenance over all γ, and the page
+gets the standard-normal stream of propagate's seeded generator (`mc`), so its Monte Carlo consumes
+the same draws in the same order and its 90 % bands equal `predict --json`'s lo/hi.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import numpy as np
 
 from perfmodel.latency.providers import build_provider
 from perfmodel.specdec.maths import draft_context
+from perfmodel.specdec.uncertainty import LEVEL, N_DRAWS, Z90, Z95, fallback_band, role_band
 from perfmodel.specs.catalog import resolve_model
 from perfmodel.specs.hardware import resolve_gpu
 from perfmodel.specs.models import SpecError
@@ -64,6 +70,20 @@ def _model(spec, by_name: str) -> dict:
             "vocab": int(spec.vocab)}
 
 
+def _band(sources: dict, role: str, mode: str) -> dict:
+    """{kind, band, notes} of one role, as propagate reads it (widest band; fitted band as fallback)."""
+    k, b, notes = role_band(sources, role, fallback_band(mode))
+    return {"kind": k, "band": float(b), "notes": notes}
+
+
+def mc_stream(n: int = N_DRAWS, seed: int = 0, blocks: int = 5) -> dict:
+    """The standard normals propagate(seed) draws, in order: numpy's Generator fills consecutive
+    standard_normal calls from one stream, so block j of this array is propagate's j-th draw of n
+    (one per latency kind in sorted order, then α when it has an interval, then the baseline)."""
+    z = np.random.default_rng(seed).standard_normal(n * blocks)
+    return {"draws": n, "seed": seed, "level": LEVEL, "z90": Z90, "z95": Z95, "z": z.tolist()}
+
+
 def draft_table(spec, latency, mode: str, batches, contexts, gammas) -> dict:
     """t_draft_s[b][c][g]: one draft forward at draft_context(context, γ), as predict times it."""
     B, C, G = (np.asarray(v)[s] for v, s in ((batches, np.s_[:, None, None]), (contexts, np.s_[None, :, None]),
@@ -72,7 +92,9 @@ def draft_table(spec, latency, mode: str, batches, contexts, gammas) -> dict:
     zero = np.zeros((len(batches), len(contexts), len(gammas)))
     cells = [[_side(latency.forward(spec, b, 1, draft_context(c, G[0, 0]), 1, mode).sources)["badge"]
               for c in contexts] for b in batches]
-    return {"t_draft_s": _arr(ft.total_s + zero), "cell_badge": cells, **_side(ft.sources)}
+    bands = [[_band({f"draft_{k}": v for k, v in latency.forward(spec, b, 1, draft_context(c, G), 1, mode).sources.items()},
+                    "draft", mode) for c in contexts] for b in batches]
+    return {"t_draft_s": _arr(ft.total_s + zero), "cell_badge": cells, "cell_band": bands, **_side(ft.sources)}
 
 
 def target_table(spec, latency, mode: str, tp: int, batches, contexts, gammas) -> dict:
@@ -89,6 +111,10 @@ def target_table(spec, latency, mode: str, tp: int, batches, contexts, gammas) -
     side["cell_badge"] = [[_side({**latency.forward(spec, b, g + 1, c, tp, mode).sources,
                                   "overhead": latency.overhead_s(spec, b, g, mode)[1]})["badge"]
                            for c in contexts] for b in batches]
+    side["cell_band"] = [[{"target": _band({f"target_{k}": v for k, v in latency.forward(spec, b, G + 1, c, tp, mode).sources.items()},
+                                           "target", mode),
+                           "overhead": _band({"overhead": latency.overhead_s(spec, b, G, mode)[1]}, "overhead", mode)}
+                          for c in contexts] for b in batches]
     return {"t_verify_s": _arr(ver.total_s + zero), "overhead_s": _arr(ov + zero),
             "t_target_s": _arr((tgt.total_s + zero)[:, :, 0]), "baseline_overhead_s": _arr((ov0 + zero)[:, :, 0]),
             **side}
@@ -128,7 +154,7 @@ def explorer_data(targets=TARGETS, drafts=STUDY_DRAFTS, gpus=GPUS, modes=MODES, 
             "tps": [int(t) for t in tps], "batches": [int(b) for b in batches],
             "contexts": [int(c) for c in contexts], "gammas": [int(g) for g in gammas],
             "models": {**{t: _model(s, t) for t, s in tspecs.items()}, **{d: _model(s, d) for d, s in dspecs.items()}},
-            "hardware": hw, "draft": draft_tabs, "target": target_tabs,
+            "hardware": hw, "draft": draft_tabs, "target": target_tabs, "mc": mc_stream(),
             "defaults": {"target": targets[0], "draft": default_draft,
                          "gpu": STUDY_GPU if STUDY_GPU in gpus else gpus[0], "mode": modes[0],
                          "tp": STUDY_TP if STUDY_TP in tps else tps[0], "alpha": 0.8,

@@ -3,6 +3,11 @@
 //   tpi = (1 - a^(g+1)) / (1 - a)  (g+1 at a = 1), computed as -expm1((g+1) ln a) / (1 - a)
 //   iteration_s = g*t_draft + t_verify + overhead;  throughput = batch*tpi/iteration_s
 //   baseline = batch/(t_target + overhead(0));  speedup = throughput/baseline
+// Bands (issue 14): the Monte Carlo of perfmodel.specdec.uncertainty.propagate, step for step, on the
+// standard normals its seeded generator draws (D.mc.z, embedded by plots/explore_data.mc_stream):
+// one log-normal factor per latency kind (sorted; 90 % interval 1 ± band), α logit-normal when the
+// page's α ± (a 95 % interval, as acceptance files state it) is > 0, the baseline its own draw at the
+// target's band; 90 % intervals are numpy's linear percentiles. Same draws, same order: same lo/hi.
 (function () {
   'use strict';
   var D = JSON.parse(document.getElementById('specperf-data').textContent);
@@ -35,9 +40,58 @@
     for (var g = 0; g < D.gammas.length; g++) { pts.push(point(s, a, b, c, g)); if (pts[g].speedup > pts[k].speedup) { k = g; } }
     return {k: k, pt: pts[k], pts: pts, cap: k === D.gammas.length - 1};
   }
+  function logit(a) { a = Math.min(Math.max(a, 1e-9), 1 - 1e-9); return Math.log(a / (1 - a)); }
+  function factor(band, off) {  // uncertainty.kind_factors for one kind: exp(ln(1+b)/z90 · z)
+    var n = D.mc.draws, f = new Float64Array(n), sc = Math.log1p(band) / D.mc.z90;
+    for (var i = 0; i < n; i++) { f[i] = band > 0 ? Math.exp(sc * D.mc.z[off + i]) : 1; }
+    return f;
+  }
+  function pct(x, q) {  // numpy.percentile, method 'linear', on a sorted array
+    var v = q / 100 * (x.length - 1), j = Math.floor(v), t = v - j;
+    if (j + 1 >= x.length) { return x[x.length - 1]; }
+    var a = x[j], b = x[j + 1], d = b - a;
+    return t >= 0.5 ? b - d * (1 - t) : a + d * t;
+  }
+  function interval(arr) {
+    var x = Float64Array.from(arr).sort(), L = D.mc.level;
+    return [pct(x, (1 - L) / 2 * 100), pct(x, (1 + L) / 2 * 100)];
+  }
+  // 90 % intervals of iteration_s, throughput_tok_s and speedup for every γ of one (batch, context) cell
+  function bands(s, a, h, b, c) {
+    var T = tables(s), n = D.mc.draws, dr = T.d.cell_band[b][c], tg = T.t.cell_band[b][c];
+    var roles = {draft: dr, target: tg.target, overhead: tg.overhead}, kb = {}, f = {}, off = 0;
+    ['draft', 'target', 'overhead'].forEach(function (r) { kb[roles[r].kind] = roles[r].band; });
+    Object.keys(kb).sort().forEach(function (k) { f[k] = factor(kb[k], off); off += n; });
+    var al = new Float64Array(n).fill(a);
+    if (h > 0) {
+      var lo = Math.max(a - h, 0), hi = Math.min(a + h, 1), m = logit(a);
+      var sd = Math.max((logit(hi) - logit(lo)) / (2 * D.mc.z95), 0);
+      for (var i = 0; i < n; i++) { al[i] = sd > 0 ? 1 / (1 + Math.exp(-(m + sd * D.mc.z[off + i]))) : a; }
+      off += n;
+    }
+    var fb = factor(tg.target.band, off), fd = f[dr.kind], ft = f[tg.target.kind], fo = f[tg.overhead.kind];
+    var B = D.batches[b], t0 = T.t.t_target_s[b][c], ov0 = T.t.baseline_overhead_s[b][c];
+    var out = {roles: roles, iteration_s: [], throughput_tok_s: [], speedup: []};
+    var cp = Float64Array.from(al), cs = new Float64Array(n), gi = 0;
+    for (var g = 1; g <= D.gammas[D.gammas.length - 1]; g++) {  // tokens_from_draws: 1 + cumsum(cumprod α)
+      for (var i2 = 0; i2 < n; i2++) { if (g > 1) { cp[i2] *= al[i2]; } cs[i2] += cp[i2]; }
+      if (D.gammas[gi] !== g) { continue; }
+      var td = T.d.t_draft_s[b][c][gi], tv = T.t.t_verify_s[b][c][gi], ov = T.t.overhead_s[b][c][gi];
+      var it = new Float64Array(n), thr = new Float64Array(n), sp = new Float64Array(n);
+      for (var k = 0; k < n; k++) {
+        var e = 1.0 + cs[k];
+        it[k] = g * (td * fd[k]) + tv * ft[k] + ov * fo[k];
+        thr[k] = B * e / it[k];
+        sp[k] = e * (t0 * fb[k] + ov0 * fb[k]) / it[k];
+      }
+      out.iteration_s.push(interval(it)); out.throughput_tok_s.push(interval(thr)); out.speedup.push(interval(sp));
+      gi++;
+    }
+    return out;
+  }
   function state() {
     return {target: $('target').value, draft: $('draft').value, gpu: $('gpu').value, mode: $('mode').value,
-            tp: parseInt($('tp').value, 10), alpha: parseFloat($('alpha').value),
+            tp: parseInt($('tp').value, 10), alpha: parseFloat($('alpha').value), pm: parseFloat($('alpha-pm').value),
             b: parseInt($('batch').value, 10), c: parseInt($('context').value, 10)};
   }
   function badge(kind) { return '<span class="badge ' + kind + '">' + kind + '</span>'; }
@@ -66,10 +120,19 @@
     $('alpha-val').textContent = s.alpha.toFixed(2);
     $('batch-val').textContent = D.batches[bi];
     $('context-val').textContent = D.contexts[ci];
-    var off = p.speedup < 1, fit = p.fit;
+    var U = bands(s, s.alpha, s.pm, bi, ci), k = r.k, off = p.speedup < 1, fit = p.fit;
+    var band = {speedup_lo: U.speedup[k][0], speedup_hi: U.speedup[k][1], throughput_tok_s_lo: U.throughput_tok_s[k][0],
+                throughput_tok_s_hi: U.throughput_tok_s[k][1], iteration_s_lo: U.iteration_s[k][0], iteration_s_hi: U.iteration_s[k][1],
+                latency: {draft: U.roles.draft.kind + ' ±' + (100 * U.roles.draft.band).toFixed(1) + '%',
+                          target: U.roles.target.kind + ' ±' + (100 * U.roles.target.band).toFixed(1) + '%',
+                          overhead: U.roles.overhead.kind + ' ±' + (100 * U.roles.overhead.band).toFixed(1) + '%'}};
+    $('alpha-pm-val').textContent = s.pm > 0 ? '±' + s.pm.toFixed(2) : 'exact';
     $('gstar').textContent = off ? 'off' : String(p.gamma) + (r.cap ? ' (search cap)' : '');
     $('speedup').textContent = p.speedup.toFixed(3) + '×' + (off ? ' — autoregressive is faster' : '');
+    $('speedup-band').textContent = '[' + band.speedup_lo.toFixed(3) + '–' + band.speedup_hi.toFixed(3) + ']';
     $('tps').textContent = p.throughput_tok_s.toFixed(1);
+    $('tps-band').textContent = '[' + band.throughput_tok_s_lo.toFixed(1) + '–' + band.throughput_tok_s_hi.toFixed(1) + ']';
+    $('bands').textContent = 'draft ' + band.latency.draft + ', target ' + band.latency.target + ', overhead ' + band.latency.overhead;
     $('base').textContent = p.baseline_tok_s.toFixed(1);
     $('mem').textContent = fit.ok ? 'fits (' + (fit.need / 1e9).toFixed(1) + ' of ' + (fit.have / 1e9).toFixed(0) + ' GB)'
                                   : 'does not fit: ' + (fit.need / 1e9).toFixed(1) + ' GB > ' + (fit.have / 1e9).toFixed(0) + ' GB';
@@ -78,19 +141,28 @@
     $('badges').title = 'draft — ' + Object.keys(T.d.detail).map(function (k) { return k + ': ' + T.d.detail[k]; }).join('; ') +
                         '\ntarget — ' + Object.keys(T.t.detail).map(function (k) { return k + ': ' + T.t.detail[k]; }).join('; ');
     window.specperfState = {inputs: s, optimal_gamma: p.gamma, at_cap: r.cap, off: off, point: p,
-                            badges: cell, fits: fit.ok};
-    drawGamma(s, bi, ci, cell, T); drawBatch(s, ci, T); drawPareto(s, ci); drawBreakdown(s, bi, ci, r);
+                            badges: cell, fits: fit.ok, band: band};
+    drawGamma(s, bi, ci, U); drawBatch(s, ci, T); drawPareto(s, ci); drawBreakdown(s, bi, ci, r, U);
     document.body.setAttribute('data-updates', String(parseInt(document.body.getAttribute('data-updates') || '0', 10) + 1));
   }
 
-  function drawGamma(s, bi, ci, cell, T) {
+  function shade(x, lo, hi, name, color) {  // a filled 90 % band: upper edge, then lower edge filled to it
+    return [{x: x, y: hi, mode: 'lines', line: {width: 0}, showlegend: false, hoverinfo: 'skip', name: name + ' hi'},
+            {x: x, y: lo, mode: 'lines', line: {width: 0}, fill: 'tonexty', fillcolor: color, name: name,
+             hoverinfo: 'skip', meta: 'band'}];
+  }
+  function drawGamma(s, bi, ci, U) {
     var alphas = ALPHAS.indexOf(s.alpha) >= 0 ? ALPHAS : ALPHAS.concat([s.alpha]).sort();
-    var traces = [], gx = D.gammas;
+    var gx = D.gammas, ok = best(s, s.alpha, bi, ci).pts.map(function (q) { return q.fit.ok; });
+    var traces = shade(gx, U.speedup.map(function (v, i) { return ok[i] ? v[0] : null; }),
+                       U.speedup.map(function (v, i) { return ok[i] ? v[1] : null; }), '90 % band (α ' + s.alpha.toFixed(2) + ')',
+                       'rgba(31,119,180,0.22)');
     alphas.forEach(function (a) {
       var r = best(s, a, bi, ci), cur = a === s.alpha;
       var y = r.pts.map(function (q) { return q.fit.ok ? q.speedup : null; });
       traces.push({x: gx, y: y, mode: 'lines', name: 'α = ' + a.toFixed(2), line: {width: cur ? 4 : 1.5, color: cur ? COL.spec : undefined},
-                   opacity: cur ? 1 : 0.55, hovertemplate: 'α ' + a.toFixed(2) + ': %{y:.3f}×<extra></extra>'});
+                   opacity: cur ? 1 : 0.55, customdata: cur ? U.speedup : undefined,
+                   hovertemplate: 'α ' + a.toFixed(2) + ': %{y:.3f}×' + (cur ? ' [%{customdata[0]:.3f}–%{customdata[1]:.3f}]' : '') + '<extra></extra>'});
       traces.push({x: [r.pt.gamma], y: [r.pt.fit.ok ? r.pt.speedup : null], mode: 'markers', showlegend: false,
                    marker: {symbol: r.cap ? 'triangle-right' : 'star', size: cur ? 16 : 10, color: r.pt.speedup < 1 ? '#999' : '#d62728'},
                    hovertemplate: 'γ* ' + (r.pt.speedup < 1 ? 'off' : r.pt.gamma) + (r.cap ? ' (search cap)' : '') + ' at α ' + a.toFixed(2) + '<extra></extra>'});
@@ -102,18 +174,18 @@
   }
 
   function drawBatch(s, ci, T) {
-    var xs = [], sp = [], ar = [], tx = [];
+    var xs = [], sp = [], ar = [], tx = [], lo = [], hi = [];
     D.batches.forEach(function (B, bi) {
-      var r = best(s, s.alpha, bi, ci), p = r.pt;
-      xs.push(B);
+      var r = best(s, s.alpha, bi, ci), p = r.pt, u = bands(s, s.alpha, s.pm, bi, ci).throughput_tok_s[r.k];
+      xs.push(B); lo.push(p.fit.ok ? u[0] : null); hi.push(p.fit.ok ? u[1] : null);
       sp.push(p.fit.ok ? p.throughput_tok_s : null); ar.push(p.fit.ok ? p.baseline_tok_s : null);
       tx.push((p.fit.ok ? '' : 'does not fit in memory · ') + 'γ* ' + (p.speedup < 1 ? 'off' : p.gamma) +
               ' · ' + p.speedup.toFixed(2) + '× · draft ' + T.d.cell_badge[bi][ci] + ', target ' + T.t.cell_badge[bi][ci]);
     });
-    var traces = [{x: xs, y: sp, text: tx, mode: 'lines+markers', name: 'speculative at γ*', line: {color: COL.spec},
+    var traces = shade(xs, lo, hi, '90 % band (speculative)', 'rgba(31,119,180,0.22)').concat([{x: xs, y: sp, text: tx, mode: 'lines+markers', name: 'speculative at γ*', line: {color: COL.spec},
                    hovertemplate: '%{y:,.1f} tok/s (%{text})<extra>speculative</extra>'},
                   {x: xs, y: ar, mode: 'lines+markers', name: 'autoregressive', line: {color: COL.base, dash: 'dot'},
-                   hovertemplate: '%{y:,.1f} tok/s<extra>autoregressive</extra>'}];
+                   hovertemplate: '%{y:,.1f} tok/s<extra>autoregressive</extra>'}]);
     Plotly.react('fig-batch', traces, lay('Tokens/s vs batch (context ' + D.contexts[ci] + '; gaps: does not fit in memory)',
       {title: 'batch (sequences)', type: 'log', tickvals: D.batches}, {title: 'tokens/s (all sequences)'}), CFG);
   }
@@ -142,14 +214,19 @@
       {title: 'per-token latency of one sequence (ms)', type: 'log'}, {title: 'tokens/s', type: 'log'}, {hovermode: 'closest'}), CFG);
   }
 
-  function drawBreakdown(s, bi, ci, r) {
+  function drawBreakdown(s, bi, ci, r, U) {
     var ms = function (f) { return r.pts.map(function (q) { return 1e3 * f(q); }); };
     var traces = [
       {x: D.gammas, y: ms(function (q) { return q.gamma * q.t_draft_s; }), type: 'bar', name: 'γ × draft step', marker: {color: COL.draft}},
       {x: D.gammas, y: ms(function (q) { return q.t_verify_s; }), type: 'bar', name: 'verify (γ+1 tokens)', marker: {color: COL.verify}},
       {x: D.gammas, y: ms(function (q) { return q.overhead_s; }), type: 'bar', name: 'overhead', marker: {color: COL.overhead}},
       {x: D.gammas, y: ms(function (q) { return q.iteration_s / q.tokens_per_iteration; }), mode: 'lines+markers', name: 'per token',
-       line: {color: '#000', dash: 'dot'}}];
+       line: {color: '#000', dash: 'dot'}},
+      {x: D.gammas, y: ms(function (q) { return q.iteration_s; }), mode: 'markers', name: 'iteration, 90 % band',
+       marker: {color: '#000', size: 3}, meta: 'band', customdata: U.iteration_s,
+       error_y: {type: 'data', symmetric: false, color: '#000', thickness: 1.2, width: 3,
+                 array: r.pts.map(function (q, i) { return 1e3 * (U.iteration_s[i][1] - q.iteration_s); }),
+                 arrayminus: r.pts.map(function (q, i) { return 1e3 * (q.iteration_s - U.iteration_s[i][0]); })}}];
     traces.forEach(function (t) { t.hovertemplate = '%{y:.3f} ms'; });
     Plotly.react('fig-breakdown', traces, lay('Time per iteration (batch ' + D.batches[bi] + ', context ' + D.contexts[ci] + ')',
       {title: 'lookahead γ', dtick: 1}, {title: 'ms'}, {barmode: 'stack'}), CFG);
@@ -167,7 +244,8 @@
   $('alpha').value = d.alpha;
   $('batch').max = D.batches.length - 1; $('batch').value = D.batches.indexOf(d.batch);
   $('context').max = D.contexts.length - 1; $('context').value = D.contexts.indexOf(d.context);
-  ['alpha', 'batch', 'context'].forEach(function (id) { $(id).addEventListener('input', update); });
+  $('alpha-pm').value = 0;
+  ['alpha', 'alpha-pm', 'batch', 'context'].forEach(function (id) { $(id).addEventListener('input', update); });
   window.specperfPoint = point; window.specperfUpdate = update;
   update();
 })();

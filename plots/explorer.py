@@ -3,6 +3,8 @@ no network) with dropdowns for target, draft, GPU, mode and tp and sliders for �
 Moving a control recomputes the closed form in the page (plots/explorer.js) and redraws speedup vs
 γ, tokens/s vs batch against autoregressive decoding, throughput vs per-token latency, and the time
 per iteration; badges say whether each side's latency at the chosen cell is measured or analytical.
+Shaded 90 % bands (speedup vs γ, tokens/s vs batch) and the iteration's error bars come from the same
+Monte Carlo as `predict` (plots/explorer.js `bands`); the α ± slider gives α a 95 % interval.
 
 Key assumption: the page's numbers equal `specperf predict` for the same inputs, because the tables
 come from the same providers (plots.explore_data) and the JavaScript reproduces perfmodel.specdec.maths.
@@ -54,10 +56,12 @@ shipped profiles (measured where the badge says so, analytical roofline otherwis
  <label>mode <select id="mode"></select></label>
  <label>tp <select id="tp"></select></label>
  <label>α <input id="alpha" type="range" min="0" max="0.98" step="0.01"> <span id="alpha-val"></span></label>
+ <label title="half-width of α's 95 % interval (0: α taken as exact)">α ± <input id="alpha-pm" type="range" min="0" max="0.2" step="0.01"> <span id="alpha-pm-val"></span></label>
  <label>batch <input id="batch" type="range" min="0" step="1"> <span id="batch-val"></span></label>
  <label>context <input id="context" type="range" min="0" step="1"> <span id="context-val"></span></label>
 </div>
-<div class="readout">γ* = <b id="gstar"></b> · speedup <b id="speedup"></b> · <b id="tps"></b> tokens/s vs
+<div class="readout">γ* = <b id="gstar"></b> · speedup <b id="speedup"></b> <span id="speedup-band"></span> · <b id="tps"></b>
+<span id="tps-band"></span> tokens/s vs
 <span id="base"></span> autoregressive · memory: <span id="mem"></span> · latency: <span id="badges"></span></div>
 <div class="grid">
  <div id="fig-gamma" class="fig"></div><div id="fig-batch" class="fig"></div>
@@ -67,7 +71,13 @@ shipped profiles (measured where the badge says so, analytical roofline otherwis
 decoding; "search cap": γ* is the largest γ searched, the true optimum may be larger. Memory: target
 weights and KV cache / tp + the co-located draft's weights and KV cache for context + γ + 1 tokens against
 one GPU (activations not counted); cells that do not fit are left out of the figures. Hover a badge for
-every component's source.</div>"""
+every component's source. Bands and [lo–hi]: 90 % intervals, the Monte Carlo of <code>specperf predict</code>
+(same seeded draws, so the same numbers): each latency kind off by a log-normal factor with its validated
+error band (latency bands: <span id="bands"></span>; perfmodel/data/error_bands.json), shared by the
+components it answers; α logit-normal with α ± as its 95 % interval (0: α exact, so the band is latency
+only); the autoregressive baseline its own draw at the target's band. Not included: the α model's own
+error for drafts that do not exist yet unless you set α ±, and anything outside the latency model
+(batching policy, engine differences).</div>"""
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style><script>{_plotly_js()}</script></head><body>{body}"
             f"<script id=\"specperf-data\" type=\"application/json\">{blob}</script>"

@@ -15,6 +15,7 @@ import numpy as np
 
 from perfmodel.specs.hardware import resolve_gpu
 
+from .bands import BAND_NOTE, at_optimum, error_y
 from .common import COLORS, MS, Setting, footnote, memory_needed_bytes, source_line, sources_note, style, tag
 from .kinds import KindInputs  # noqa: E402
 
@@ -78,11 +79,14 @@ def figure(setting: Setting, batches=BATCHES, contexts=None) -> go.Figure:
             x = p.batch if axis == "batch" else p.context
             opt_g = p.optimal_gamma[:, 0] if axis == "batch" else p.optimal_gamma[0, :]
             opt_s = p.optimal_speedup[:, 0] if axis == "batch" else p.optimal_speedup[0, :]
+            lo, hi = at_optimum(setting, mode, p.batch, p.context)
+            lo, hi = (v[:, 0] if axis == "batch" else v[0, :] for v in (lo, hi))
             text = _hover(p, axis)
             show = col == 1
             gb, gc = (p.batch, setting.context) if axis == "batch" else (setting.batch, p.context)
             fits = memory_needed_bytes(setting.target, setting.draft, setting.tp, gb, gc, opt_g) <= mem
             opt_g, opt_s = np.where(fits, opt_g, np.nan), np.where(fits, opt_s, np.nan)  # gaps: does not fit
+            text = [t + f"<br>90 % interval: {a:.3f}–{b:.3f}×" for t, a, b in zip(text, lo, hi)]
             cap = max(setting.gammas)  # ▲: γ* is the search cap (the optimum may lie beyond); ✕: off, speedup < 1
             sym = ["x" if s_ < 1 else "triangle-up" if g_ == cap else "circle" for g_, s_ in zip(opt_g, opt_s)]
             fig.add_trace(go.Scatter(x=x, y=opt_g, mode="lines+markers", line=dict(color=color, shape="hv"),
@@ -91,7 +95,8 @@ def figure(setting: Setting, batches=BATCHES, contexts=None) -> go.Figure:
                                      hovertemplate="%{text}<extra></extra>"), row=1, col=col)
             fig.add_trace(go.Scatter(x=x, y=opt_s, mode="lines+markers", line=dict(color=color, dash="dot"),
                                      name=f"speedup at γ* ({mode})", legendgroup=mode, showlegend=show,
-                                     text=text, hovertemplate="%{text}<extra></extra>"), row=2, col=col)
+                                     error_y=dict(error_y(opt_s, lo, hi), color=color),
+                                     customdata=np.stack([lo, hi], axis=-1), meta="band", text=text, hovertemplate="%{text}<extra></extra>"), row=2, col=col)
             sources.update(p.sources)
     for col, title in ((1, "batch (sequences)"), (2, "context (tokens in KV cache)")):
         fig.update_xaxes(type="log", title=title, row=2, col=col)
@@ -106,5 +111,5 @@ def figure(setting: Setting, batches=BATCHES, contexts=None) -> go.Figure:
     fig.update_layout(hovermode="x unified")  # traces share the x axis: one hover lists them all
     tag(fig, sources)
     footnote(fig, "▲ γ* at the search cap (the optimum may be larger) · ✕ off: speedup < 1 · gaps: weights + KV "
-                  "cache exceed the GPU<br>" + sources_note(sources))
+                  "cache exceed the GPU<br>" + BAND_NOTE + "<br>" + sources_note(sources))
     return fig

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 # extra CLI flags a kind may declare → the keyword its figure() takes
 FLAG_KWARGS = {"cost-ratio": "cost_ratio", "style": "style_", "drafts": "drafts", "layers": "layers",
                "d-model": "d_models", "batch-list": "batches", "context-list": "contexts",
-               "alpha": "alpha"}  # "alpha": the figure takes the scalar --alpha itself (design)
+               "alpha": "alpha", "reference": "reference"}  # "alpha": the figure takes the scalar --alpha itself (design)
 
 
 @dataclass(frozen=True)

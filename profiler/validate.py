@@ -184,17 +184,26 @@ def load_rows(path) -> list[dict]:
     if not p.exists():
         raise SpecError(f"validation table {str(p)!r} does not exist")
     rows = []
-    for r in read_csv(p, KEY_COLUMNS, "a specperf validation table"):
+    for line, r in enumerate(read_csv(p, KEY_COLUMNS, "a specperf validation table"), start=2):
         row = {}
         for k, v in r.items():
+            if k is None or not isinstance(v, (str, type(None))):  # a ragged row: csv puts extras in a list
+                raise SpecError(f"validation table {str(p)!r} line {line}: more fields than the header has")
             if k in ("gpu", "target", "draft", "mode", "dtype", "status", "reason"):
                 row[k] = v
-            elif k in ("context", "batch", "gamma", "iterations", "repeats"):
-                row[k] = int(float(v)) if v not in ("", None) else 0
-            else:
-                row[k] = float(v) if v not in ("", None) else math.nan
+                continue
+            try:
+                x = float(v) if v not in ("", None) else (0.0 if k in _INT_COLUMNS else math.nan)
+                row[k] = int(x) if k in _INT_COLUMNS else x
+            except (ValueError, OverflowError):
+                raise SpecError(f"validation table {str(p)!r} line {line}: {k}={v!r} is not allowed; "
+                                f"{'an integer' if k in _INT_COLUMNS else 'a number'} is needed",
+                                value=v, allowed="a number") from None
         rows.append(row)
     return rows
+
+
+_INT_COLUMNS = ("context", "batch", "gamma", "iterations", "repeats")
 
 
 def _cell(v):

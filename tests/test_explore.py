@@ -17,7 +17,8 @@ from perfmodel.specdec.maths import tokens_per_iteration  # noqa: E402
 from perfmodel.specdec.predict import predict  # noqa: E402
 from perfmodel.specs.catalog import resolve_model  # noqa: E402
 from perfmodel.specs.hardware import resolve_gpu  # noqa: E402
-from plots.explore_data import explorer_data  # noqa: E402
+from perfmodel.specdec.uncertainty import propagate  # noqa: E402
+from plots.explore_data import explorer_data, mc_stream  # noqa: E402
 
 runner = CliRunner()
 GRID = dict(batches=(1, 16), contexts=(512, 4096), gammas=tuple(range(1, 7)))
@@ -45,6 +46,21 @@ def test_tables_recombine_to_predict(data, draft, gpu, mode, tp):
     np.testing.assert_allclose(thr / base, p.speedup, rtol=1e-13)
     assert d["badge"] in ("measured", "operator", "analytical", "mixed")
     assert np.shape(d["cell_badge"]) == (2, 2) and np.shape(t["cell_badge"]) == (2, 2)
+    # each cell's band is what propagate reads from predict's Provenance for that cell
+    for bi, b in enumerate(GRID["batches"]):
+        for ci, c in enumerate(GRID["contexts"]):
+            one = predict(resolve_model("llama-65b"), resolve_model(draft), lat, AcceptanceModel(alpha=0.73),
+                          GRID["gammas"], [b], [c], tp=tp, mode=mode)
+            roles = propagate(one, AcceptanceModel(alpha=0.73), n=10).latency
+            got = {"draft": d["cell_band"][bi][ci], **t["cell_band"][bi][ci]}
+            assert {r: {"kind": v["kind"], "band": v["band"]} for r, v in got.items()} == roles
+
+
+def test_mc_stream_is_propagates_draws():
+    """propagate draws standard_normal(n) once per kind, then α, then the baseline: one stream."""
+    rng = np.random.default_rng(0)
+    blocks = [rng.standard_normal(50), rng.standard_normal((50, 1)).ravel(), rng.standard_normal(50)]
+    np.testing.assert_array_equal(np.concatenate(blocks), np.asarray(mc_stream(50, 0, 3)["z"]))
 
 
 def test_analytical_badges_say_so():

@@ -1,6 +1,8 @@
 """The explorer page, driven in headless Debian Chromium through selenium + chromedriver: moving the
 α slider (arrow keys) and changing the draft (the dropdown) must change γ* and the numbers shown to
-exactly what `specperf predict --json` gives for the same inputs; every figure of the page and every
+exactly what `specperf predict --json` gives for the same inputs, and the page's 90 % bands (its
+Monte Carlo on predict's seeded draws) must equal predict's speedup_lo/hi and throughput_tok_s_lo/hi
+to 1e-9 relative, with and without an α interval (the α ± slider); every figure of the page and every
 `specperf plot` kind, written with no model arguments, is screenshotted and must have drawn pixels.
 Skipped where chromium or chromedriver is missing."""
 import json
@@ -68,9 +70,10 @@ def page(tmp_path_factory):
     return out
 
 
-def predict(draft: str, alpha: float, batch: int, context: int, mode="graph", tp=4) -> dict:
+def predict(draft: str, alpha: float, batch: int, context: int, mode="graph", tp=4, acceptance=None) -> dict:
+    acc = ["--acceptance", str(acceptance)] if acceptance else ["--alpha", f"{alpha:.2f}"]
     r = runner.invoke(app, ["predict", "--target", "llama-65b", "--draft", draft, "--gpu", "h100-sxm",
-                            "--tp", str(tp), "--mode", mode, "--alpha", f"{alpha:.2f}", "--batch", str(batch),
+                            "--tp", str(tp), "--mode", mode, *acc, "--batch", str(batch),
                             "--context", str(context), "--gamma", "auto", "--gamma-max", "12", "--json"])
     assert r.exit_code == 0, r.output
     return json.loads(r.output)
@@ -91,6 +94,47 @@ def assert_matches_predict(s: dict, want: dict) -> None:
     assert s["tps"] == f"{want['throughput_tok_s']:.1f}"
     for k in ("speedup", "throughput_tok_s", "baseline_tok_s", "iteration_s", "tokens_per_iteration"):
         assert st["point"][k] == pytest.approx(want[k], rel=1e-12), k
+    for k in ("speedup", "throughput_tok_s", "iteration_s"):  # the 90 % band: same Monte Carlo, same draws
+        for e in ("lo", "hi"):
+            assert st["band"][f"{k}_{e}"] == pytest.approx(want[f"{k}_{e}"], rel=1e-9), f"{k}_{e}"
+    assert st["band"]["speedup_lo"] < st["point"]["speedup"] < st["band"]["speedup_hi"]
+
+
+def band_trace(drv, fid: str) -> tuple[list, list]:
+    """(lo, hi) of the figure's shaded 90 % band (the trace filled to the one before it)."""
+    return tuple(drv.execute_script(
+        "var d=document.getElementById(arguments[0]).data, i=d.findIndex(function(t){return t.meta==='band';});"
+        "return [d[i].y, d[i-1].y];", fid))
+
+
+def test_alpha_interval_widens_the_band_as_predict_does(browser, page, tmp_path):
+    browser.get(page.as_uri())
+    st0 = shown(browser)["state"]
+    lo0, hi0 = band_trace(browser, "fig-gamma")
+    k = st0["optimal_gamma"] - 1
+    assert lo0[k] == pytest.approx(st0["band"]["speedup_lo"], rel=1e-12)
+    assert hi0[k] == pytest.approx(st0["band"]["speedup_hi"], rel=1e-12)
+    pm = browser.find_element(By.ID, "alpha-pm")
+    pm.send_keys(Keys.HOME)
+    for _ in range(5):
+        pm.send_keys(Keys.ARROW_RIGHT)  # α ± 0.05: α's 95 % interval [0.75, 0.85]
+    s = shown(browser)
+    assert s["state"]["inputs"]["pm"] == pytest.approx(0.05)
+    acc = tmp_path / "acc.json"
+    acc.write_text(json.dumps({"alpha": 0.8, "alpha_ci": [0.75, 0.85]}))
+    assert_matches_predict(s, predict("sheared-llama-1.3b", 0.8, 1, 512, acceptance=acc))
+    lo1, hi1 = band_trace(browser, "fig-gamma")
+    width0 = sum(h - lo for lo, h in zip(lo0, hi0) if lo is not None)
+    width1 = sum(h - lo for lo, h in zip(lo1, hi1) if lo is not None)
+    assert width1 > width0  # the acceptance interval makes the shaded area wider
+    it = browser.execute_script("return document.getElementById('fig-breakdown').data"
+                                ".find(function (t) { return t.meta === 'band'; }).customdata;")
+    k1 = s["state"]["optimal_gamma"] - 1
+    assert it[k1] == pytest.approx([s["state"]["band"]["iteration_s_lo"], s["state"]["band"]["iteration_s_hi"]], rel=1e-12)
+    blo, bhi = band_trace(browser, "fig-batch")
+    assert blo[0] == pytest.approx(s["state"]["band"]["throughput_tok_s_lo"], rel=1e-12)
+    assert bhi[0] == pytest.approx(s["state"]["band"]["throughput_tok_s_hi"], rel=1e-12)
+    assert errors(browser) == []
 
 
 def test_slider_and_dropdown_give_predicts_numbers(browser, page):

@@ -1,7 +1,7 @@
 """Hypothesis fuzzing of every trace and profile reader (issue 16): mutated real files and random
 text/bytes must either parse or raise the one bad-input error type (perfmodel.specs.errors.InputError,
 which TraceError and SpecError are) — never anything else. The default run uses a few hundred
-examples per reader; the slow-marked test runs 10⁴ across the readers."""
+examples per reader; the slow-marked test runs 2 × 10⁴ across the eight readers."""
 import os
 import tempfile
 from pathlib import Path
@@ -16,7 +16,11 @@ from perfmodel.specs.errors import InputError
 from perfmodel.latency.integrity import check_profile
 from perfmodel.latency.measured import MeasuredLatency
 from perfmodel.latency.table import LatencyTable
+from perfmodel.latency.corrected import LatencyCorrection
+from perfmodel.latency.tp import load_curves
 from perfmodel.specdec.acceptance import AcceptanceModel
+from perfmodel.specdec.alpha_model import read_alpha_document
+from profiler.validate import load_rows
 from perfmodel.specs.catalog import resolve_model
 from perfmodel.specs.hardware import GPUS
 
@@ -28,6 +32,10 @@ SEEDS = {
     "runs": [CAL / "h100" / "v_graph.csv"],
     "profile": [CAL / "h100" / "p_graph.csv"],
     "acceptance": [CAL / "mean_length.json"],
+    "alpha_doc": [ROOT / "docs" / "worked_example_alpha.json"],
+    "correction": [ROOT / "studies" / "miniature" / "data" / "derived" / "hf_latency_correction.json"],
+    "curve": [ROOT / "perfmodel" / "data" / "allreduce_h100-sxm_tp2.csv"],
+    "validation": [ROOT / "perfmodel" / "data" / "validation_h100_smoke.csv"],
 }
 L7 = resolve_model("llama-7b")
 
@@ -43,6 +51,10 @@ READERS = {
     "runs": lambda p: read_runs(p),
     "profile": _read_profile,
     "acceptance": AcceptanceModel.load,
+    "alpha_doc": lambda p: read_alpha_document(p),
+    "correction": lambda p: LatencyCorrection.load(p),
+    "curve": lambda p: load_curves(p),
+    "validation": lambda p: load_rows(p),
 }
 NUMBERS = st.sampled_from(["0", "-1", "1e30", "1e-300", "nan", "inf", "-inf", "", "x", "1.5", "99999999999999999999",
                            "\x00", "\ufeff", ",", '"', "[]", "{}", "null", "true"])
@@ -88,7 +100,8 @@ def _check(kind: str, data: bytes, suffix: str) -> None:
             pass  # the one allowed failure: a one-line bad-input error
 
 
-SUFFIX = {"trace": ".txt", "runs": ".csv", "profile": ".csv", "acceptance": ".json"}
+SUFFIX = {"trace": ".txt", "runs": ".csv", "profile": ".csv", "acceptance": ".json", "alpha_doc": ".json",
+          "correction": ".json", "curve": ".csv", "validation": ".csv"}
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 SLOW = settings(max_examples=2500, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -101,7 +114,7 @@ def test_readers_never_crash(kind):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", list(READERS))
 def test_readers_never_crash_10k(kind, request):
-    """2,500 examples × 4 readers = 10⁴ fuzzed files, 0 crashes. Runs when asked for:
+    """2,500 examples × 8 readers = 2 × 10⁴ fuzzed files, 0 crashes. Runs when asked for:
     `pytest -m slow tests/test_fuzz_readers.py` (or SPECPERF_FUZZ_10K=1); the default run uses FAST."""
     if "slow" not in (request.config.option.markexpr or "") and not os.environ.get("SPECPERF_FUZZ_10K"):
         pytest.skip("10⁴-example fuzzing runs with -m slow or SPECPERF_FUZZ_10K=1")

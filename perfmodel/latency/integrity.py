@@ -66,6 +66,14 @@ def check_profile(path: str | Path, gpu: str | None = None, allow_gpu_mismatch: 
                 if not (math.isfinite(med) and med > 0):
                     raise SpecError(f"profile {name!r} line {line}: median_s={v!r} is not allowed; must be a "
                                     "finite number > 0", value=v, allowed="finite seconds > 0")
+                for c, lo in (("tp", 1), ("batch", 1), ("new_tokens", 1), ("context", 0)):
+                    try:
+                        x = float(r[pos[c]])
+                    except ValueError:
+                        x = float("nan")
+                    if not (math.isfinite(x) and x.is_integer() and lo <= x <= 2**31):
+                        raise SpecError(f"profile {name!r} line {line}: {c}={r[pos[c]]!r} is not allowed; must be an "
+                                        f"integer ≥ {lo}", value=r[pos[c]], allowed=f"integer >= {lo}")
                 key = tuple(r[pos[c]] for c in KEY)
                 if key in seen:
                     l0, m0 = seen[key]
