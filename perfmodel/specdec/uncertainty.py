@@ -30,11 +30,12 @@ BANDS_FILE = Path(__file__).resolve().parent.parent / "data" / "error_bands.json
 
 def fallback_band(mode: str, path: Path = BANDS_FILE) -> float | None:
     """The fitted-analytical band (read as data; specdec imports no latency module), used for a
-    source kind that has no validated band of its own."""
+    source kind or mode that has no validated band of its own — compiled mode included: its rows
+    are not validated against a compiled loop yet, so they get this wide band, never zero."""
     if not Path(path).is_file():
         return None
     per = json.loads(Path(path).read_text())["bands"].get("fitted", {})
-    e = per.get(mode) if mode == "compiled" else (per.get(mode) or per.get("any"))  # no compiled claim
+    e = per.get(mode) or per.get("any")
     return None if e is None else float(e["band"])
 
 
