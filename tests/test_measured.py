@@ -99,7 +99,7 @@ def test_outside_grid_is_anchored_and_unmeasured_shape_is_fitted(tmp_path):
     ct = latency_provider(H100, profile=str(tmp_path / "t.csv")).forward(L7, 4, 3, 512, 2, "graph")
     assert "nearest measured" in str(ct.sources["layer"])
     # no all-reduce rows in this table: the shipped measured NCCL curve of the H100 pair stands in
-    # (perfmodel.latency.tp.TPMeasuredLatency, put on top by build_provider)
+    # (perfmodel.latency.tp_provider.TPMeasuredLatency, put on top by build_provider)
     assert str(ct.sources["allreduce"]).startswith("NCCL all-reduce curve measured on 2× h100-sxm")
 
 

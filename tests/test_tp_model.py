@@ -9,7 +9,8 @@ from perfmodel.latency.analytical import AnalyticalLatency
 from perfmodel.specs.models import SpecError
 from perfmodel.latency.base import LatencyProvider
 from perfmodel.latency.providers import with_tp_data
-from perfmodel.latency.tp import (AllreduceModel, TPMeasuredLatency, compare_extrapolation, fit_allreduce,
+from perfmodel.latency.tp_provider import TPMeasuredLatency
+from perfmodel.latency.tp import (AllreduceModel, compare_extrapolation, fit_allreduce,
                                 fit_line, load_curves, ring_bytes_factor, save_curve)
 
 SIZES = np.geomspace(4096, 256 * 2**20, 33)
@@ -122,7 +123,7 @@ def test_no_curve_for_gpu_leaves_provider_unchanged(tmp_path):
 
 
 def test_nearest_measured_tp_is_used_and_named(tmp_path):
-    from perfmodel.latency.tp import curve_model
+    from perfmodel.latency.tp_provider import curve_model
 
     _curve_file(tmp_path, tp=2)
     _curve_file(tmp_path, tp=4, lat=15e-6)

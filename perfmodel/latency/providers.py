@@ -17,7 +17,7 @@ from pathlib import Path
 from perfmodel.latency.analytical import AnalyticalLatency
 from perfmodel.latency.base import LatencyProvider
 from perfmodel.latency.measured import MeasuredLatency
-from perfmodel.latency.tp import TPMeasuredLatency, shipped_curves, shipped_tp_tables
+from perfmodel.latency.tp_provider import TPMeasuredLatency, shipped_curves, shipped_tp_tables
 from perfmodel.specs.hardware import HardwareProfile
 from perfmodel.specs.models import SpecError
 

@@ -1,6 +1,6 @@
 """Tensor-parallel all-reduce cost from a measured NCCL curve: fit, extrapolation to other TP
-degrees, and TPMeasuredLatency, the provider that puts measured TP tables and the curve into
-predictions (the tables and curves are passed in: this module reads no profile by itself).
+degrees (the provider that puts measured TP tables and the curve into predictions is
+perfmodel.latency.tp_provider).
 
 Fit: t(m) = a + m / B (latency + size/bandwidth), by least squares on relative error; optionally two
 regimes t(m) = min(a_s + m/B_s, a_l + m/B_l), because NCCL picks the faster of its protocols (LL for
@@ -17,15 +17,12 @@ import csv
 import dataclasses
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from perfmodel.specs.models import ModelSpec, SpecError, read_json
-from perfmodel.latency.bands import band
-from perfmodel.latency.source import Provenance
 from perfmodel.latency.table import LatencyTable, read_csv
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -227,83 +224,6 @@ def compare_extrapolation(model: AllreduceModel, measured: AllreduceCurve) -> di
     return {"from_tp": model.curve.tp, "to_tp": measured.tp, "n": int(err.size),
             "median_abs_rel_err": float(np.median(np.abs(err))), "max_abs_rel_err": float(np.max(np.abs(err))),
             "size_bytes": measured.size_bytes.tolist(), "rel_err": err.tolist()}
-
-
-_FILE_RE = re.compile(r"allreduce_(?P<gpu>.+)_tp(?P<tp>\d+)\.csv$")
-
-
-def shipped_curves(gpu: str, data_dir: str = str(DATA_DIR)) -> tuple:
-    """Every all-reduce curve shipped for `gpu` (files allreduce_<gpu>_tp<N>.csv in data_dir)."""
-    out = []
-    for p in sorted(Path(data_dir).glob(f"allreduce_{gpu}_tp*.csv")):
-        if _FILE_RE.search(p.name):
-            out.extend(c for c in load_curves(p) if c.gpu == gpu)
-    return tuple(out)
-
-
-def nearest_curve_model(curves, tp: int, mode: str) -> AllreduceModel | None:
-    """The curve for `mode` measured at the TP degree nearest to `tp` (exact first), fitted."""
-    cands = [c for c in curves if c.mode == mode and c.tp > 1]
-    if not cands:
-        return None
-    best = min(cands, key=lambda c: (abs(math.log2(c.tp) - math.log2(tp)), -c.tp))
-    return AllreduceModel.from_curve(best)
-
-
-def curve_model(gpu: str, tp: int, mode: str, data_dir: str = str(DATA_DIR)) -> AllreduceModel | None:
-    """The shipped curve for (gpu, mode) nearest to `tp`, fitted (reads the files each call)."""
-    return nearest_curve_model(shipped_curves(gpu, data_dir), tp, mode)
-
-
-def shipped_tp_tables(gpu: str, data_dir: str = str(DATA_DIR)) -> dict[int, Path]:
-    """{tp: path} of the TP profiles shipped for `gpu`: rows measured with tp processes on tp GPUs."""
-    out = {}
-    for p in sorted(Path(data_dir).glob(f"{gpu}_tp*.csv")):
-        m = re.fullmatch(rf"{re.escape(gpu)}_tp(\d+)\.csv", p.name)
-        if m:
-            out[int(m.group(1))] = p
-    return out
-
-
-class TPMeasuredLatency:
-    """A LatencyProvider for tp > 1: the base provider's components, replaced — where the base had
-    no measured rows — by a measured TP table's (one provider per tp, passed in) and then, for the
-    all-reduce, by the measured NCCL curve nearest in TP degree (its extrapolation stated)."""
-
-    def __init__(self, base, tables: dict | None = None, curves: tuple = ()):
-        self.base, self.tables, self.curves = base, dict(tables or {}), tuple(curves)
-        self.name = getattr(base, "name", type(base).__name__)
-        self._models: dict = {}
-
-    def _curve(self, tp: int, mode: str):
-        if (tp, mode) not in self._models:
-            self._models[(tp, mode)] = nearest_curve_model(self.curves, tp, mode)
-        return self._models[(tp, mode)]
-
-    def forward(self, spec: ModelSpec, batch, new_tokens, context, tp=1, mode="graph"):
-        ft = self.base.forward(spec, batch, new_tokens, context, tp, mode)
-        if tp == 1:
-            return ft
-        fields, sources = {}, dict(ft.sources)
-        prov = self.tables.get(tp)
-        if prov is not None:
-            ft_tp = prov.forward(spec, batch, new_tokens, context, tp, mode)
-            for comp, f in (("layer", "layer_s"), ("lm_head", "lm_head_s"), ("allreduce", "allreduce_s")):
-                if not sources[comp].measured_only and ft_tp.sources[comp].measured_only:
-                    fields[f], sources[comp] = getattr(ft_tp, f), ft_tp.sources[comp]
-        if not sources["allreduce"].measured_only:
-            model = self._curve(tp, mode)
-            if model is not None:
-                shape = np.broadcast(np.asarray(ft.allreduce_s), np.asarray(batch), np.asarray(new_tokens)).shape
-                fields["allreduce_s"] = np.broadcast_to(model.layer_s(spec, batch, new_tokens, tp), shape).copy()
-                msg = (np.asarray(batch, dtype=float) * np.asarray(new_tokens, dtype=float)
-                       * spec.d_model * spec.dtype_bytes)
-                sources["allreduce"] = Provenance.of("curve", file=Path(model.curve.path).name,
-                                                     detail=model.describe(tp, msg), band=band("curve", mode))
-        return dataclasses.replace(ft, sources=sources, **fields) if fields else ft
-
-    def overhead_s(self, spec, batch, gamma, mode="graph"):
-        return self.base.overhead_s(spec, batch, gamma, mode)
 
 
 def eager_allreduce_in_situ(table, with_ar) -> int:
