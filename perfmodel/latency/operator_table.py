@@ -15,11 +15,10 @@ sizes, its dtype and the execution mode.
 from __future__ import annotations
 
 import csv
-import json
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from perfmodel.latency.table import RowTable, write_meta, write_rows_csv
 from perfmodel.specs.models import SpecError, read_json
 
 SCHEMA_VERSION = 1
@@ -44,15 +43,7 @@ def op_key(row: dict) -> tuple:
 
 
 @dataclass
-class OperatorTable:
-    rows: list[dict] = field(default_factory=list)
-    meta: dict = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def ok_rows(self) -> list[dict]:
-        return [r for r in self.rows if r.get("status", "ok") == "ok"]
+class OperatorTable(RowTable):
 
     def done_keys(self) -> set:
         return {op_key(r) for r in self.rows}
@@ -65,23 +56,10 @@ class OperatorTable:
             raise ValueError(f"op={row['op']!r} is not one of {OPS}")
         self.rows.append({c: row[c] for c in COLUMNS})
 
-    @staticmethod
-    def meta_path(path) -> Path:
-        p = Path(path)
-        return p.with_name(p.name + ".meta.json")
-
     def save(self, path) -> None:
         p = Path(path)
-        tmp = p.with_name(p.name + ".tmp")
-        with tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(COLUMNS))
-            w.writeheader()
-            for r in self.rows:
-                w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()})
-        tmp.replace(p)  # atomic: an interrupted save never truncates a table
-        meta = dict(self.meta, schema_version=SCHEMA_VERSION, rows=len(self.rows),
-                    ok_rows=len(self.ok_rows()))
-        self.meta_path(p).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        write_rows_csv(p, COLUMNS, self.rows)
+        write_meta(p, dict(self.meta, schema_version=SCHEMA_VERSION, rows=len(self.rows), ok_rows=len(self.ok_rows())))
 
     @classmethod
     def load(cls, path) -> "OperatorTable":

@@ -56,8 +56,28 @@ def head_shape_key(spec: ModelSpec) -> str:
     return f"{spec.family}:d{spec.embed_dim or spec.d_model}:v{spec.vocab}"
 
 
+def write_rows_csv(p: Path, columns, rows) -> None:
+    """CSV of `rows` (NaN as empty), written atomically: an interrupted save never truncates a table."""
+    tmp = p.with_name(p.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(columns))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()})
+    tmp.replace(p)
+
+
+def write_meta(path: Path, meta: dict) -> None:
+    """The JSON sidecar PATH.meta.json, written atomically."""
+    mp = RowTable.meta_path(path)
+    tmp = mp.with_name(mp.name + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    tmp.replace(mp)
+
+
 @dataclass
-class LatencyTable:
+class RowTable:
+    """Rows (dicts) plus metadata: what the latency and operator tables share."""
     rows: list[dict] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
 
@@ -66,6 +86,15 @@ class LatencyTable:
 
     def ok_rows(self) -> list[dict]:
         return [r for r in self.rows if r.get("status", "ok") == "ok"]
+
+    @staticmethod
+    def meta_path(path: str | Path) -> Path:
+        p = Path(path)
+        return p.with_name(p.name + ".meta.json")
+
+
+@dataclass
+class LatencyTable(RowTable):
 
     def column(self, name: str, rows: list[dict] | None = None) -> np.ndarray:
         rows = self.rows if rows is None else rows
@@ -88,31 +117,15 @@ class LatencyTable:
         return [r for r in self.ok_rows() if all(r[k] == v for k, v in eq.items())]
 
     # ---- I/O ---------------------------------------------------------------------------------
-    @staticmethod
-    def meta_path(path: str | Path) -> Path:
-        p = Path(path)
-        return p.with_name(p.name + ".meta.json")
-
     def save(self, path: str | Path) -> None:
         p = Path(path)
-        meta = dict(self.meta, schema_version=SCHEMA_VERSION)
         if p.suffix == ".parquet":
             import pandas as pd  # optional; only for parquet
 
             pd.DataFrame(self.rows, columns=list(COLUMNS)).to_parquet(p, index=False)
         else:
-            tmp = p.with_name(p.name + ".tmp")
-            with tmp.open("w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(COLUMNS))
-                w.writeheader()
-                for r in self.rows:
-                    w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v)
-                                for k, v in r.items()})
-            tmp.replace(p)  # atomic: an interrupted save never truncates a table
-        mp = self.meta_path(p)
-        tmp = mp.with_name(mp.name + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-        tmp.replace(mp)  # atomic too: table and metadata are never half-written
+            write_rows_csv(p, COLUMNS, self.rows)
+        write_meta(p, dict(self.meta, schema_version=SCHEMA_VERSION))  # table and metadata never half-written
 
     @classmethod
     def read_meta(cls, path: str | Path) -> dict:
