@@ -125,10 +125,15 @@ def measure(out: Path, device: str, deadline_s: float, host_grid: str = "default
         print(f"{name}: {len(rows)} rows so far, {time.monotonic() - t0:.0f} s", flush=True)
 
 
-def report(path: Path, gpu: str = "h200", table: Path | None = None, errors_out: Path | None = None) -> dict:
-    """Errors of the operator-composed and the pre-operator predictions against `path`'s rows."""
+def report(path: Path, gpu: str = "h200", table: Path | None = None, errors_out: Path | None = None,
+           shipped_launch_costs: bool = False) -> dict:
+    """Errors of the operator-composed and the pre-operator predictions against `path`'s rows.
+    `shipped_launch_costs`: ignore the launch costs re-timed on the run's host (`*_host.csv`) and
+    predict eager mode as a user on an unprofiled host would, from the shipped table's."""
     hw = resolve_gpu(gpu)
     host = path.with_name(path.stem + "_host.csv")
+    if shipped_launch_costs:
+        host = path.with_name(path.stem + "_no_such_host_table.csv")
     ops = OperatorLatency(table or shipped_operator_table(gpu), hw, host_path=host if host.exists() else None)
     before = MeasuredLatency(shipped_profile(gpu), hw)  # before operators: fitted roofline off-grid
     with path.open(newline="") as f:
@@ -180,13 +185,15 @@ def main(argv=None) -> None:
     ap.add_argument("--gpu", default="h200")
     ap.add_argument("--modes", default="graph,eager")
     ap.add_argument("--errors-out", help="append per-point operator errors to this CSV (error_bands.py evidence)")
+    ap.add_argument("--shipped-launch-costs", action="store_true",
+                    help="--report: predict eager mode from the shipped launch costs (an unprofiled host)")
     a = ap.parse_args(argv)
     check_unseen(Path(__file__).resolve().parents[1] / "perfmodel" / "data")
     if a.out:
         measure(Path(a.out), a.device, a.deadline_s, modes=tuple(a.modes.split(",")))
     path = Path(a.report or a.out)
     for m, s in report(path, a.gpu, Path(a.table) if a.table else None,
-                       Path(a.errors_out) if a.errors_out else None).items():
+                       Path(a.errors_out) if a.errors_out else None, a.shipped_launch_costs).items():
         print(f"{m:5s} {s['points']:3d} points, {s['shapes']} shapes: operator-composed median "
               f"{s['operator_median']:.1%} p90 {s['operator_p90']:.1%} max {s['operator_max']:.1%} "
               f"(mean signed {s['operator_mean_signed']:+.1%}); before median {s['before_median']:.1%} "
