@@ -56,11 +56,6 @@ class CompiledSplit:
     def overhead_s(self, spec, batch, gamma, mode="graph"):
         return self.base.overhead_s(spec, batch, gamma, mode)  # the compiled table has no overhead rows
 
-    def __getattr__(self, name):  # grid(), file … of the base profile for callers that read them
-        if name in ("base", "compiled"):
-            raise AttributeError(name)
-        return getattr(self.base, name)
-
 
 def with_tp_data(provider: LatencyProvider, hw: HardwareProfile, data_dir: Path = DATA,
                  exclude: Path | None = None) -> LatencyProvider:
