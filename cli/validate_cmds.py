@@ -26,9 +26,6 @@ def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, d
     batches, contexts = o.batch_context(batch, context)
     alphas = parse_floats(alpha, "alpha")
     modes = parse_modes(mode)
-    if "compiled" in modes:
-        raise UsageError("mode=compiled is not supported by validate yet: the speculative-decoding loop runs "
-                         "eager or graph (issue 19)", value="compiled", allowed="graph, eager")
     dtype, by = check_dtype(dtype)
     if repeats < 1 or iterations < 1:
         raise UsageError(f"repeats={repeats}, iterations={iterations}: both must be ≥ 1")

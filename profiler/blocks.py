@@ -200,6 +200,15 @@ class DecoderLayer(nn.Module):
         x = x + self.attention(_norm(self.spec, x, self.norm1_w, self.norm1_b), pos, kv_len, mask)
         return x + self.mlp(_norm(self.spec, x, self.norm2_w, self.norm2_b))
 
+    def forward_residual(self, h, residual, pos, kv_len=None, mask=None):
+        """The engines' layout (vLLM, SGLang): the previous block's output `h` joins the residual
+        stream at the start of this layer, where a compiler fuses the add with the input norm, and
+        the MLP's output is handed on unadded. Returns (mlp output, residual); chaining layers gives
+        the same stream as `forward` (first layer: h = embedding, residual = 0)."""
+        x = residual + h
+        x = x + self.attention(_norm(self.spec, x, self.norm1_w, self.norm1_b), pos, kv_len, mask)
+        return self.mlp(_norm(self.spec, x, self.norm2_w, self.norm2_b)), x
+
 
 class Head(nn.Module):
     """Token (+ learned position) embedding, final norm and LM head (vocab/tp rows per rank)."""

@@ -2,14 +2,18 @@
 fused Triton kernels: norm, rotary, residual add and SiLU·mul fused with their neighbours), then the
 whole timed stack captured in one CUDA graph by profiler.timing — what vLLM and SGLang run by default.
 
-Key assumptions: one compiled function per (layer shape, batch, new tokens, kv_len) — `dynamic=False`,
-so every kernel is specialised to its shape as an engine's captured batch sizes are; the function
-takes the layer as an argument, so the distinct layer copies of a stack share one compiled graph
-(parameters are graph inputs). `fullgraph=True`: a graph break would leave unfused eager code behind
-and the row would not be what it says. Compile mode `default` (no autotuning) unless
-SPECPERF_COMPILE_MODE says `max-autotune-no-cudagraphs`; inductor's own CUDA graphs are never used
-(the capture is ours, exactly as in graph mode). Compiled artefacts go to TORCHINDUCTOR_CACHE_DIR
-(default ~/.cache/specperf/inductor) so a resumed sweep does not recompile.
+Key assumptions: layers run in the engines' residual layout (`DecoderLayer.forward_residual`: the
+previous layer's output is added to the residual stream inside this layer's input norm), so a layer
+compiled alone fuses the same add + norm that a whole compiled model does, and a model is its compiled
+layers back to back (`model_fn`, vLLM's piecewise compilation: one compiled graph shared by identical
+layers). One compiled function per (layer shape, batch, new tokens, kv_len) — `dynamic=False`, so every
+kernel is specialised to its shape as an engine's captured batch sizes are; the function takes the
+layer as an argument, so distinct layer copies share one compiled graph (parameters are graph
+inputs). `fullgraph=True`: a graph break would leave unfused eager code behind and the row would not be
+what it says. Compile mode `default` (no autotuning) unless SPECPERF_COMPILE_MODE says
+`max-autotune-no-cudagraphs`; inductor's own CUDA graphs are never used (the capture is ours, exactly as
+in graph mode). Compiled artefacts go to TORCHINDUCTOR_CACHE_DIR (default ~/.cache/specperf/inductor)
+so a resumed sweep does not recompile.
 """
 from __future__ import annotations
 
@@ -41,12 +45,24 @@ def setup_cache() -> str:
     return d
 
 
-def _layer_call(layer, x, pos, kv_len, mask):
-    return layer(x, pos, kv_len, mask)
+def _layer_call(layer, h, residual, pos, kv_len, mask):
+    return layer.forward_residual(h, residual, pos, kv_len, mask)
 
 
-def _head_call(head, tokens, pos):
-    return head(tokens, pos)
+def _embed_call(head, tokens, pos):
+    return head.embed(tokens, pos)
+
+
+def _logits_call(head, h, residual):
+    return head.logits(residual + h)
+
+
+def _whole_call(model, tokens, pos, kv_len, mask):
+    h = model.head.embed(tokens, pos)
+    r = torch.zeros_like(h)
+    for layer in model.layers:
+        h, r = layer.forward_residual(h, r, pos, kv_len, mask)
+    return model.head.logits(r + h)
 
 
 def _compiled(fn):
@@ -63,15 +79,48 @@ def _compiled(fn):
 
 
 def layer_fn(layer):
-    """`call(x, pos, kv_len, mask)` of `layer` through the shared compiled layer function."""
+    """`call(h, residual, pos, kv_len, mask) -> (h, residual)` of `layer` through the shared compiled
+    layer function (DecoderLayer.forward_residual)."""
     f = _compiled(_layer_call)
-    return lambda x, pos, kv_len=None, mask=None: f(layer, x, pos, kv_len, mask)
+    return lambda h, residual, pos, kv_len=None, mask=None: f(layer, h, residual, pos, kv_len, mask)
 
 
 def head_fn(head):
-    """`call(tokens, pos)` of a Head (embedding + final norm + LM head) through the compiled function."""
-    f = _compiled(_head_call)
-    return lambda tokens, pos: f(head, tokens, pos)
+    """`call(tokens, pos)` of a Head as a compiled model runs it: the compiled embedding, then the
+    compiled final add + norm + LM head over (embedding, zero residual)."""
+    emb, lg = _compiled(_embed_call), _compiled(_logits_call)
+
+    def call(tokens, pos):
+        h = emb(head, tokens, pos)
+        return lg(head, h, torch.zeros_like(h))
+    return call
+
+
+def model_fn(model, whole: bool = False):
+    """`forward(tokens, pos, kv_len)` of a DecoderModel in compiled mode: its compiled embedding, its
+    layers through the one shared compiled layer function, then the compiled final add + norm + LM
+    head (the mask is built once, uncompiled, as in `DecoderModel.forward`). `whole=True` compiles
+    the entire forward as one graph instead (fusion across layer boundaries too; compile time grows
+    with depth) — the composition check uses it to measure what that fusion is worth."""
+    from .blocks import _aligned, causal_mask
+
+    if whole:
+        f = _compiled(_whole_call)
+    else:
+        emb, lay, lg = _compiled(_embed_call), _compiled(_layer_call), _compiled(_logits_call)
+
+    def forward(tokens, pos, kv_len=None):
+        n = tokens.shape[1]
+        L = model.max_context if kv_len is None else _aligned(int(kv_len), model.max_context)
+        mask = causal_mask(pos, n, L)
+        if whole:
+            return f(model, tokens, pos, L, mask)
+        h = emb(model.head, tokens, pos)
+        r = torch.zeros_like(h)
+        for layer in model.layers:
+            h, r = lay(layer, h, r, pos, L, mask)
+        return lg(model.head, h, r)
+    return forward
 
 
 def warm(fn, device, what: str) -> float:

@@ -6,8 +6,9 @@ runs, because the other layers evicted them. So small layers are timed as a stac
 distinct layers (each with its own weights and KV cache) whose weights total ≥ STACK_BYTES, and
 the stack's time is divided by its length (≥ MIN_STACK calls, copies repeated in turn). Rotating inputs would not help (the weights are what gets
 re-read); a stack also reproduces the back-to-back launch pattern of a real forward.
-Compiled mode times the same stack with every call through torch.compile (profiler.compiled), captured
-in one CUDA graph like graph mode; the overhead's verification work is captured uncompiled in both.
+Compiled mode times the same stack with every call through torch.compile (profiler.compiled), in the
+engines' residual layout, captured in one CUDA graph like graph mode; the overhead's verification work
+is captured uncompiled in both.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from perfmodel.specs.models import ModelSpec
 from . import compiled
 from .blocks import DecoderLayer, Head, _aligned, cache_bytes, causal_mask, kv_aligned, stack_bytes
 from .env import layer_work
-from .timing import Timing, capture_graph, is_cuda, time_host, time_module
+from .timing import Timing, capture_graph, is_cuda, time_host, time_interleaved, time_module
 
 STACK_BYTES = 256 * 2**20  # ≈ 5× the 50 MB L2 of an H100 (NVIDIA H100 whitepaper); 40 MB on A100
 MAX_COPIES = 16
@@ -70,13 +71,15 @@ def stack_length(spec, tp, batch, context) -> int:
 
 
 def layer_points(spec, tp, batch, context, new_tokens, modes, dtype, device, copies=None):
-    """Yield ((n, mode), Timing per layer) for one layer shape at (batch, context)."""
+    """Yield ((n, mode), Timing per layer) for one layer shape at (batch, context); eager points of all
+    new-token counts are timed interleaved (timing.time_interleaved: host noise hits them alike)."""
     max_ctx = kv_aligned(context + max(new_tokens))
     k = copies_for(spec, batch, max_ctx, tp, device, copies)
     layers = [DecoderLayer(spec, batch, max_ctx, dtype, device, tp, seed=i) for i in range(k)]
     stack = [layers[i % k] for i in range(max(k, stack_length(spec, tp, batch, context)))]
     pos = torch.full((batch,), context, dtype=torch.long, device=device)
     gen = torch.Generator(device=torch.device(device)).manual_seed(7)
+    eager_fns: dict = {}
     try:
         for n in new_tokens:
             x = torch.randn(batch, n, spec.d_model, generator=gen, device=device,
@@ -91,14 +94,28 @@ def layer_points(spec, tp, batch, context, new_tokens, modes, dtype, device, cop
                     y = layer(y, pos, context + n, mask)
                 return y
 
+            def fn_residual(x=x, n=n, mask=mask, calls=()):  # compiled: the engines' residual layout
+                h, r = x, torch.zeros_like(x)
+                for call in calls:
+                    h, r = call(h, r, pos, context + n, mask)
+                return h
+
+            eager_fns[n] = fn
             with torch.inference_mode():
                 for mode in modes:
+                    if mode == "eager":
+                        continue  # timed below, all new-token counts interleaved
                     f = fn
                     if mode == "compiled":  # the same stack, each call through the compiled layer function
                         calls = [compiled.layer_fn(layer) for layer in stack]
-                        f = functools.partial(fn, calls=calls)
+                        f = functools.partial(fn_residual, calls=calls)
                         compiled.warm(f, device, f"layer {layer_shape_key(spec)} tp{tp} b{batch} n{n} ctx{context}")
                     yield (n, mode), time_module(f, device, mode).scaled(1.0 / len(stack))
+        if "eager" in modes:
+            with torch.inference_mode():
+                ts = time_interleaved(list(eager_fns.values()), device)
+            for n, t in zip(eager_fns, ts):
+                yield (n, "eager"), t.scaled(1.0 / len(stack))
     finally:
         del layers
 

@@ -1,5 +1,5 @@
-"""A real speculative-decoding loop over two decoder models with static KV caches, eager or under
-CUDA graphs, with acceptance from the synthetic oracle or from real greedy verification.
+"""A real speculative-decoding loop over two decoder models with static KV caches, eager, under
+CUDA graphs, or compiled (torch.compile'd layers captured in CUDA graphs, profiler.compiled), with acceptance from the synthetic oracle or from real greedy verification.
 
 One iteration, for a batch whose sequences each hold `pos[s]` tokens in both caches and one
 emitted token `last[s]` not yet cached: γ draft forwards of one token each (argmax feeds the next
@@ -26,8 +26,21 @@ from perfmodel.specs.models import SpecError
 from .oracle import AcceptanceOracle
 
 
+LOOP_MODES = ("eager", "graph", "compiled")
+
+
 def _fwd(model):
     return model.forward if hasattr(model, "forward") else model
+
+
+def _compiled_fwd(model):
+    """Compiled mode: a DecoderModel's forward with its layers through torch.compile (profiler.compiled,
+    the same compiled functions the profiler times), captured in CUDA graphs like graph mode."""
+    from . import compiled
+
+    if not hasattr(model, "layers") or not hasattr(model, "head"):
+        raise SpecError("mode=compiled needs profiler.blocks.DecoderModel models (layers + head)")
+    return compiled.model_fn(model)
 
 
 def _capture(fn, pool, before=None):
@@ -67,17 +80,21 @@ class SpecLoop:
     def __init__(self, draft, target, batch: int, gamma: int, *, mode: str = "eager",
                  oracle: AcceptanceOracle | None = None, device="cpu", steady: bool = False,
                  context: int = 0, catchup: bool | None = None):
-        if mode not in ("eager", "graph"):
-            raise SpecError(f"mode={mode!r} is not allowed; use eager or graph"
-                            + (" (compiled is not supported by the loop yet: issue 19)" if mode == "compiled" else ""))
+        if mode not in LOOP_MODES:
+            raise SpecError(f"mode={mode!r} is not allowed; use {', '.join(LOOP_MODES)}")
         if batch <= 0 or gamma < 0:
             raise SpecError(f"batch={batch}, gamma={gamma}: batch must be > 0 and γ ≥ 0")
         self.dev = torch.device(device)
-        if mode == "graph" and self.dev.type != "cuda":
-            raise SpecError("mode=graph needs a CUDA device (CUDA graphs); use mode=eager on CPU")
+        if mode != "eager" and self.dev.type != "cuda":
+            raise SpecError(f"mode={mode} needs a CUDA device (CUDA graphs); use mode=eager on CPU")
         if gamma > 0 and draft is None:
             raise SpecError("γ > 0 needs a draft model")
-        self.draft, self.target = (_fwd(draft) if draft is not None else None), _fwd(target)
+        # prefill (reset with a prompt) always runs the plain forward: engines compile decode, and
+        # compiling the prompt's shape would cost a compile for nothing the loop times
+        self._prefill_draft = _fwd(draft) if draft is not None else None
+        self._prefill_target = _fwd(target)
+        step = _compiled_fwd if mode == "compiled" else _fwd
+        self.draft, self.target = (step(draft) if draft is not None else None), step(target)
         self.b, self.g, self.mode, self.oracle, self.steady = batch, gamma, mode, oracle, steady
         self.context = int(context)
         # greedy runs must keep the draft cache exact: its first step re-feeds the previous token
@@ -113,8 +130,9 @@ class SpecLoop:
         self.v_logits = self.target(self.v_tok, self.v_pos, self.kv_verify)
 
     def prepare(self) -> None:
-        """Capture the CUDA graphs (graph mode); call before `reset`, since warm-up writes caches."""
-        if self.mode != "graph" or self._graphs:
+        """Capture the CUDA graphs (graph and compiled mode; the first capture's warm-up compiles);
+        call before `reset`, since warm-up writes caches."""
+        if self.mode == "eager" or self._graphs:
             return
         with torch.inference_mode():
             self._capture_all(torch.cuda.graph_pool_handle())
@@ -154,9 +172,9 @@ class SpecLoop:
             raise SpecError(f"prompt shape {tuple(p.shape)} must be (batch={self.b}, context+1={c + 1}), context ≥ 1")
         zero = torch.zeros(self.b, dtype=torch.long, device=self.dev)
         with torch.inference_mode():
-            self.target(p[:, :c], zero, None)
-            if self.draft is not None:
-                self.draft(p[:, :c], zero, None)
+            self._prefill_target(p[:, :c], zero, None)
+            if self._prefill_draft is not None:
+                self._prefill_draft(p[:, :c], zero, None)
         self.last.copy_(p[:, c])
         self.prev.copy_(p[:, c - 1])
 
@@ -206,7 +224,7 @@ class SpecLoop:
         """`iterations` timed iterations (wall clock across each iteration's host sync)."""
         if not self.steady:
             need = int(self.pos.max()) + iterations * (self.g + 1) + 2
-            lim = getattr(getattr(self.target, "__self__", None), "max_context", None)
+            lim = getattr(getattr(self._prefill_target, "__self__", None), "max_context", None)
             if lim is not None and need > lim:
                 raise SpecError(f"{iterations} iterations at γ={self.g} need {need} cache slots; "
                                 f"the model holds max_context={lim}")

@@ -102,13 +102,7 @@ def time_callable(call, device, *, min_repeats=MIN_REPEATS, max_repeats=MAX_REPE
         return Timing.from_samples(_collect(one, min_repeats, max_repeats, rel_tol), inner_n)
     torch.cuda.synchronize(device)
     if inner is None:  # probe one call to size the sample
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        call()
-        e.record()
-        e.synchronize()
-        probe_s = max(s.elapsed_time(e) * 1e-3, 1e-7)
-        inner = int(min(MAX_INNER, max(1, np.ceil(target_sample_s / probe_s))))
+        inner = _probe_inner(call, device, target_sample_s)
 
     def chunk(n):
         evs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(n)]
@@ -121,6 +115,61 @@ def time_callable(call, device, *, min_repeats=MIN_REPEATS, max_repeats=MAX_REPE
         return [s.elapsed_time(e) * 1e-3 / inner for s, e in evs]
 
     return Timing.from_samples(_collect(None, min_repeats, max_repeats, rel_tol, chunk), inner)
+
+
+def _probe_inner(call, device, target_sample_s) -> int:
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    call()
+    e.record()
+    e.synchronize()
+    return int(min(MAX_INNER, max(1, np.ceil(target_sample_s / max(s.elapsed_time(e) * 1e-3, 1e-7)))))
+
+
+def time_interleaved(calls, device, *, min_repeats=MIN_REPEATS, max_repeats=MAX_REPEATS, rel_tol=REL_TOL,
+                     warmup=WARMUP, target_sample_s=TARGET_SAMPLE_S) -> list[Timing]:
+    """Per-call seconds of each of `calls`, sampled round-robin (one sample of each in turn) until
+    every median is stable. For host-bound (eager) work: a burst of host contention then lands on
+    every call's samples alike instead of on whichever point happened to be timed during it, so
+    the medians keep their order (a longer verify is never timed faster than a shorter one)."""
+    calls = list(calls)
+    for c in calls:
+        for _ in range(warmup):
+            c()
+    cuda = is_cuda(device)
+    if cuda:
+        torch.cuda.synchronize(device)
+        inner = [_probe_inner(c, device, target_sample_s) for c in calls]
+    else:
+        inner = [1] * len(calls)
+
+    def round_(k):  # k rounds: one sample of every call per round
+        out = [[] for _ in calls]
+        for _ in range(k):
+            if cuda:
+                evs = []
+                for c, m in zip(calls, inner):
+                    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    s.record()
+                    for _ in range(m):
+                        c()
+                    e.record()
+                    evs.append((s, e))
+                evs[-1][1].synchronize()
+                for i, (s, e) in enumerate(evs):
+                    out[i].append(s.elapsed_time(e) * 1e-3 / inner[i])
+            else:
+                for i, c in enumerate(calls):
+                    t0 = time.perf_counter()
+                    c()
+                    out[i].append(time.perf_counter() - t0)
+        return out
+
+    samples = round_(min_repeats)
+    while len(samples[0]) < max_repeats and not all(_stable(s, rel_tol) for s in samples):
+        for i, more in enumerate(round_(CHUNK)):
+            samples[i].extend(more)
+    return [Timing.from_samples(s, m) for s, m in zip(samples, inner)]
 
 
 def time_module(fn, device, mode: str, **kw) -> Timing:

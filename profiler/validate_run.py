@@ -22,7 +22,7 @@ from . import env
 from .blocks import DecoderModel, kv_aligned
 from .measure import free_memory, is_oom
 from .oracle import AcceptanceOracle, realised_acceptance
-from .specloop import SpecLoop
+from .specloop import LOOP_MODES, SpecLoop
 from .timing import Timing
 from .validate import add_errors, check_pair, check_profile_range, predicted_fields
 
@@ -58,14 +58,14 @@ class ValidationConfig:
         if self.context <= 0:
             raise SpecError(f"context={self.context} is not allowed; must be a positive integer")
         for m in self.modes:
-            if m not in ("eager", "graph"):
-                raise SpecError(f"mode={m!r} is not allowed; use eager or graph"
-                                + (" (compiled is not supported by the loop yet: issue 19)" if m == "compiled" else ""))
+            if m not in LOOP_MODES:
+                raise SpecError(f"mode={m!r} is not allowed; use {', '.join(LOOP_MODES)}")
         dev = torch.device(self.device)
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise SpecError("--device cuda was asked for but no CUDA device is available")
-        if "graph" in self.modes and dev.type != "cuda":
-            raise SpecError("mode=graph needs a CUDA device; use --mode eager on CPU")
+        for m in self.modes:
+            if m != "eager" and dev.type != "cuda":
+                raise SpecError(f"mode={m} needs a CUDA device; use --mode eager on CPU")
         for s in self.targets + self.drafts:
             if s.learned_positions and self.context + max(self.gammas) + 1 > s.max_positions:
                 raise SpecError(f"context={self.context} + γ exceeds {s.name}'s max_positions={s.max_positions}")

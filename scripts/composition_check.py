@@ -21,15 +21,18 @@ from perfmodel.specs.hardware import resolve_gpu
 from perfmodel.latency.providers import latency_provider
 
 FIELDS = ("gpu", "model", "mode", "batch", "new_tokens", "context", "measured_s", "p10_s", "p90_s",
-          "composed_s", "rel_err", "layer_source", "lm_head_source")
+          "composed_s", "rel_err", "layer_source", "lm_head_source", "compile")
+# compiled mode's whole model: "piecewise" = its layers through the one shared compiled layer function
+# (vLLM's piecewise compilation; what the loop runs), "whole" = the entire forward as one compiled graph
+COMPILE_VARIANTS = ("piecewise", "whole")
 
 
-def central_fact(provider, context=512):
+def central_fact(provider, context=512, modes=("graph", "eager")):
     """Batch-1 one-token step: 4-layer 4096-wide draft vs 24-layer 2048-wide sheared-llama-1.3b."""
     shallow = resolve_model("llama-7b:n_layers=4")
     deep = resolve_model("sheared-llama-1.3b")
     out = []
-    for mode in ("graph", "eager"):
+    for mode in modes:
         a = provider.forward(shallow, 1, 1, context, 1, mode)
         b = provider.forward(deep, 1, 1, context, 1, mode)
         out.append({"mode": mode, "shallow_s": float(a.total_s), "deep_s": float(b.total_s),
@@ -38,8 +41,8 @@ def central_fact(provider, context=512):
     return out
 
 
-def print_fact(provider, label):
-    for r in central_fact(provider):
+def print_fact(provider, label, modes=("graph", "eager")):
+    for r in central_fact(provider, modes=modes):
         print(f"central fact ({label}, {r['mode']}, batch 1, context 512): 24-layer 2048-wide "
               f"sheared-llama-1.3b step {r['deep_s'] * 1e3:.3f} ms vs 4-layer 4096-wide "
               f"{r['shallow_s'] * 1e3:.3f} ms -> {r['ratio']:.2f}x slower "
@@ -47,9 +50,17 @@ def print_fact(provider, label):
               f"layer source: {r['sources'][1]})", flush=True)
 
 
-def measure_model(name, provider, batches, new_tokens, contexts, modes, device, gpu, margin_bytes=3 * 2**30):
+def _variants(mode, whole):
+    if mode != "compiled":
+        return [""]
+    return list(COMPILE_VARIANTS) if whole else ["piecewise"]
+
+
+def measure_model(name, provider, batches, new_tokens, contexts, modes, device, gpu, margin_bytes=3 * 2**30,
+                  whole=False):
     import torch
 
+    from profiler import compiled
     from profiler.blocks import DecoderModel, KV_ALIGN, cache_bytes, kv_aligned
     from profiler.timing import time_module
 
@@ -74,17 +85,21 @@ def measure_model(name, provider, batches, new_tokens, contexts, modes, device, 
                 ct = {m: provider.forward(spec, b, n, c, 1, m) for m in modes}
                 with torch.inference_mode():
                     for m in modes:
-                        t = time_module(lambda: model(toks, pos, c + n), device, m)
-                        comp = float(ct[m].total_s)
-                        rows.append({"gpu": gpu, "model": name, "mode": m, "batch": b, "new_tokens": n,
-                                     "context": c, "measured_s": t.median_s, "p10_s": t.p10_s,
-                                     "p90_s": t.p90_s, "composed_s": comp,
-                                     "rel_err": comp / t.median_s - 1,
-                                     "layer_source": ct[m].sources["layer"],
-                                     "lm_head_source": ct[m].sources["lm_head"]})
-                        r = rows[-1]
-                        print(f"{name:10s} {m:5s} b={b:2d} n={n} ctx={c:5d}  model {t.median_s * 1e3:8.3f} ms  "
-                              f"composed {comp * 1e3:8.3f} ms  err {r['rel_err']:+6.1%}", flush=True)
+                        for v in _variants(m, whole):
+                            fwd = compiled.model_fn(model, whole=v == "whole") if v else model
+                            if v:
+                                compiled.warm(lambda: fwd(toks, pos, c + n), device, f"{name} {v} b{b} n{n} ctx{c}")
+                            t = time_module(lambda: fwd(toks, pos, c + n), device, m)
+                            comp = float(ct[m].total_s)
+                            rows.append({"gpu": gpu, "model": name, "mode": m, "batch": b, "new_tokens": n,
+                                         "context": c, "measured_s": t.median_s, "p10_s": t.p10_s,
+                                         "p90_s": t.p90_s, "composed_s": comp,
+                                         "rel_err": comp / t.median_s - 1,
+                                         "layer_source": ct[m].sources["layer"],
+                                         "lm_head_source": ct[m].sources["lm_head"], "compile": v})
+                            r = rows[-1]
+                            print(f"{name:10s} {m:5s} {v:9s} b={b:2d} n={n} ctx={c:5d}  model {t.median_s * 1e3:8.3f} ms"
+                                  f"  composed {comp * 1e3:8.3f} ms  err {r['rel_err']:+6.1%}", flush=True)
     del model
     torch.cuda.empty_cache()
     return rows
@@ -93,8 +108,10 @@ def measure_model(name, provider, batches, new_tokens, contexts, modes, device, 
 def summary(rows):
     from profiler.validate import abs_error_summary
 
-    return {m: abs_error_summary([r["rel_err"] for r in rows if r["mode"] == m])
-            for m in sorted({r["mode"] for r in rows})}
+    keys = sorted({(r["mode"], r.get("compile", "")) for r in rows})
+    return {(m + (f" ({v})" if v else "")): abs_error_summary([r["rel_err"] for r in rows
+                                                              if r["mode"] == m and r.get("compile", "") == v])
+            for m, v in keys}
 
 
 def main(argv=None):
@@ -109,9 +126,12 @@ def main(argv=None):
     ap.add_argument("--out", default="perfmodel/data/composition_h100.csv")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--fact-only", action="store_true")
+    ap.add_argument("--whole-compiled", action="store_true",
+                    help="compiled mode: also time the whole forward compiled as one graph (slow to compile)")
+    ap.add_argument("--compile-log", default=None, help="write every compile's seconds here (JSON)")
     a = ap.parse_args(argv)
     provider = latency_provider(resolve_gpu(a.gpu), profile=a.profile)
-    print_fact(provider, f"{a.gpu}, {Path(a.profile).name}")
+    print_fact(provider, f"{a.gpu}, {Path(a.profile).name}", tuple(a.modes.split(",")))
     if a.fact_only:
         return 0
     import torch
@@ -123,11 +143,17 @@ def main(argv=None):
     rows = []
     for name in a.models.split(","):
         rows += measure_model(name, provider, parse_ints(a.batch, "batch"), parse_ints(a.new_tokens, "new-tokens"),
-                              parse_ints(a.context, "context"), a.modes.split(","), a.device, card)
+                              parse_ints(a.context, "context"), a.modes.split(","), a.device, card,
+                              whole=a.whole_compiled)
     with open(a.out, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
         w.writerows(rows)
+    if a.compile_log:
+        import json
+
+        from profiler import compiled
+        Path(a.compile_log).write_text(json.dumps(compiled.COMPILE_LOG, indent=1))
     for m, s in summary(rows).items():
         print(f"composition {m:5s} on {card}: n={s['n']}  median |err| {s['median_abs']:.2%}  "
               f"p90 |err| {s['p90_abs']:.2%}  max {s['max_abs']:.2%}", flush=True)

@@ -67,6 +67,9 @@ def main(argv=None):
     ap.add_argument("--estimate", action="store_true", help="print points and an H100 time estimate only")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--drop-mode", default=None, choices=("graph", "eager"),
+                    help="re-measure: drop this mode's layer rows from --out first (after a timing change), "
+                         "then resume as usual")
     a = ap.parse_args(argv)
     jobs = plan(tuple(a.sections.split(",")))
     from profiler.sweep import estimate_s
@@ -91,6 +94,10 @@ def main(argv=None):
     out = Path(a.out)
     table = LatencyTable.load(out) if out.exists() else LatencyTable(meta=meta)
     table.meta.update({k: v for k, v in meta.items() if k not in table.meta})
+    if a.drop_mode:
+        before = len(table.rows)
+        table.rows[:] = [r for r in table.rows if not (r["component"] == "layer" and r["mode"] == a.drop_mode)]
+        print(f"dropped {before - len(table.rows)} {a.drop_mode}-mode layer rows to re-measure", flush=True)
     t0 = time.perf_counter()
     sweep.run(jobs, table, out, a.device, "fp16", console=Console(), verbose=not a.quiet,
               deadline_s=a.deadline_s)

@@ -1,6 +1,8 @@
-"""Compiled mode in the profiler: the compiled layer function matches the plain layer (CPU, tiny
-shape), a CPU sweep records compiled points as skipped with the reason, and on a GPU compiled rows
-are measured (torch.compile + CUDA-graph capture) and are not slower than graph rows by much."""
+"""Compiled mode in the profiler and the loop: the engines' residual layout chains to the plain
+forward, the compiled layer function and the compiled (piecewise and whole) model match the plain
+ones (CPU, tiny shape), a CPU sweep records compiled points as skipped with the reason, the loop
+refuses compiled mode without CUDA; on a GPU compiled rows are measured (torch.compile + CUDA-graph
+capture) and the compiled speculative-decoding loop emits exactly the eager loop's tokens."""
 import math
 
 import pytest
@@ -9,7 +11,9 @@ import torch
 from perfmodel.latency.table import LatencyTable
 from perfmodel.specs.catalog import resolve_model
 from profiler import compiled, measure, sweep
-from profiler.blocks import DecoderLayer, _aligned, causal_mask
+from perfmodel.specs.models import SpecError
+from profiler.blocks import DecoderLayer, DecoderModel, _aligned, causal_mask
+from profiler.specloop import SpecLoop
 
 TINY = "llama-7b:d_model=64,n_heads=4,n_kv_heads=2,d_ff=128,n_layers=2,vocab=256"
 
@@ -26,11 +30,49 @@ def test_compiled_layer_matches_plain_layer_and_shares_one_graph(tmp_path, monke
     before = counters["stats"]["unique_graphs"]
     with torch.inference_mode():
         for layer in layers:
-            got = compiled.layer_fn(layer)(x, pos, 17, mask)
+            h, r = compiled.layer_fn(layer)(x, torch.zeros_like(x), pos, 17, mask)
             want = layer(x, pos, 17, mask)
-            assert torch.allclose(got, want, rtol=1e-4, atol=1e-4)
+            assert torch.allclose(h + r, want, rtol=1e-4, atol=1e-4)
+            assert not torch.allclose(h, want, rtol=1e-2, atol=1e-2)  # the MLP output is handed on unadded
     assert counters["stats"]["unique_graphs"] - before == 1  # two distinct layers, one compiled graph
     assert compiled.compile_mode() == "default"
+
+
+def test_residual_layout_chains_to_the_plain_forward():
+    spec = resolve_model(TINY, 4)
+    model = DecoderModel(spec, max_batch=2, max_context=64, dtype="fp32", seed=1)
+    toks, pos = torch.randint(0, 256, (2, 3)), torch.full((2,), 9)
+    with torch.inference_mode():
+        want = model(toks, pos, 12)
+        L = _aligned(12, 64)
+        mask = causal_mask(pos, 3, L)
+        h = model.head.embed(toks, pos)
+        r = torch.zeros_like(h)
+        for layer in model.layers:
+            h, r = layer.forward_residual(h, r, pos, L, mask)
+        got = model.head.logits(r + h)
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_compiled_model_matches_plain_model(tmp_path, monkeypatch, whole):
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    spec = resolve_model(TINY, 4)
+    model = DecoderModel(spec, max_batch=2, max_context=64, dtype="fp32", seed=2)
+    toks, pos = torch.randint(0, 256, (2, 2)), torch.full((2,), 20)
+    with torch.inference_mode():
+        want = model(toks, pos, 22)
+        got = compiled.model_fn(model, whole=whole)(toks, pos, 22)
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_loop_refuses_compiled_without_cuda():
+    spec = resolve_model(TINY, 4)
+    m = DecoderModel(spec, max_batch=1, max_context=64, dtype="fp32")
+    with pytest.raises(SpecError, match="compiled needs a CUDA device"):
+        SpecLoop(m, m, 1, 2, mode="compiled", device="cpu")
+    with pytest.raises(SpecError, match="eager, graph, compiled"):
+        SpecLoop(m, m, 1, 2, mode="fused", device="cpu")
 
 
 def test_compile_mode_env_is_checked(monkeypatch):
@@ -70,5 +112,27 @@ def test_gpu_compiled_matches_graph_numerics():
     mask = causal_mask(pos, 5, _aligned(45, 128))
     with torch.inference_mode():
         want = layer(x, pos, 45, mask)
-        got = compiled.layer_fn(layer)(x, pos, 45, mask)
-    assert torch.allclose(got.float(), want.float(), rtol=2e-2, atol=2e-2)
+        h, r = compiled.layer_fn(layer)(x, torch.zeros_like(x), pos, 45, mask)
+    assert torch.allclose((h + r).float(), want.float(), rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("gamma", [1, 3])
+def test_gpu_compiled_loop_emits_the_eager_loops_tokens(gamma):
+    """Greedy speculative decoding, fp32: compiled draft and target (captured in CUDA graphs) emit
+    exactly what the eager loop emits, and what the target alone decodes."""
+    from profiler.specloop import greedy_reference
+
+    spec = resolve_model(TINY, 4)
+    prompt = torch.randint(0, spec.vocab, (4, 17), generator=torch.Generator().manual_seed(4))
+    outs = []
+    for mode in ("eager", "compiled"):
+        t = DecoderModel(spec, max_batch=4, max_context=96, dtype="fp32", device="cuda", seed=0)
+        d = DecoderModel(spec, n_layers=1, max_batch=4, max_context=96, dtype="fp32", device="cuda", seed=5)
+        loop = SpecLoop(d, t, 4, gamma, mode=mode, device="cuda")
+        loop.prepare()
+        loop.reset(16, prompt)
+        outs.append(loop.run(6, collect_output=True).output)
+    assert outs[0] == outs[1]
+    ref = greedy_reference(t, prompt, 6 * (gamma + 1))
+    assert all(o == r[:len(o)] for o, r in zip(outs[1], ref))

@@ -166,3 +166,43 @@ def test_foreign_out_file_is_rejected_and_left_alone(tmp_path):
     LatencyTable(meta={"gpu": "h100-sxm"}).save(out)
     r = _profile(out)
     assert r.exit_code == 2 and "measured on 'h100-sxm'" in r.output
+
+
+def test_interleaved_timing_survives_a_host_burst_that_sequential_timing_does_not():
+    """Planted: call k costs (k+1) ms; during one window of wall time every call costs 4 ms more
+    (host contention). Sequential timing puts the whole burst on whichever point runs then, so a
+    shorter call comes out slower than a longer one; interleaving spreads it over every point's
+    samples and the medians keep the planted order and size."""
+    import time as _t
+
+    from profiler.timing import time_callable, time_interleaved
+
+    burst = {"start": None, "end": None}
+
+    def busy(s):
+        t0 = _t.perf_counter()
+        while _t.perf_counter() - t0 < s:
+            pass
+
+    def make(k):
+        def call():
+            now = _t.perf_counter()
+            extra = 4e-3 if burst["start"] is not None and burst["start"] <= now < burst["end"] else 0.0
+            busy((k + 1) * 1e-3 + extra)
+        return call
+
+    calls = [make(k) for k in range(3)]
+    # interleaved: the burst covers the first ~25 ms of sampling (a few rounds of 20+)
+    burst["start"] = _t.perf_counter()
+    burst["end"] = burst["start"] + 0.025
+    ts = time_interleaved(calls, "cpu", warmup=0)
+    meds = [t.median_s for t in ts]
+    assert meds[0] < meds[1] < meds[2]
+    for k, m in enumerate(meds):
+        assert m == pytest.approx((k + 1) * 1e-3, rel=0.25)
+    # sequential: a burst over the whole of the first point's sampling, over before the second's
+    burst["start"], burst["end"] = _t.perf_counter(), float("inf")
+    seq = [time_callable(calls[0], "cpu", warmup=0).median_s]
+    burst["end"] = _t.perf_counter()
+    seq += [time_callable(c, "cpu", warmup=0).median_s for c in calls[1:]]
+    assert seq[0] > seq[1]  # the artefact interleaving removes: the 1 ms call timed slower than the 2 ms one
