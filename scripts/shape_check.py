@@ -80,36 +80,42 @@ def host_probe(device) -> float:
         return time_module(lambda: m(toks, pos, 16), device, "eager", min_repeats=20, max_repeats=60).median_s
 
 
-def measure(out: Path, device: str, deadline_s: float, host_grid: str = "default", modes=MODES) -> None:
+def measure(out: Path, device: str, deadline_s: float, host_grid: str = "default", modes=MODES,
+            shapes=None, batches=BATCHES, contexts=CONTEXTS, new_tokens=NEW_TOKENS) -> None:
     import time
 
     import torch
 
-    from profiler import env, operator_sweep
+    from profiler import compiled, env, operator_sweep
     from profiler.blocks import KV_ALIGN, DecoderModel, kv_aligned
     from profiler.timing import time_module
 
     t0 = time.monotonic()
     meta = env.metadata(device, "fp16", command="python scripts/shape_check.py " + " ".join(sys.argv[1:]))
-    host = OperatorTable(meta=dict(meta, host_probe_s=host_probe(device)))
-    operator_sweep.run(operator_sweep.GRIDS[host_grid], host, out.with_name(out.stem + "_host.csv"), device,
-                       "fp16", modes=("eager",))
+    if "eager" in modes:
+        host = OperatorTable(meta=dict(meta, host_probe_s=host_probe(device)))
+        operator_sweep.run(operator_sweep.GRIDS[host_grid], host, out.with_name(out.stem + "_host.csv"), device,
+                           "fp16", modes=("eager",))
     rows = []
-    for name in SHAPES:
+    for name in shapes or SHAPES:
         spec = spec_of(name)
         model = DecoderModel(spec, max_batch=1, max_context=KV_ALIGN, dtype="fp16", device=device)
+        fwd = {m: (compiled.model_fn(model) if m == "compiled" else model) for m in modes}
         probe = host_probe(device) if "eager" in modes else float("nan")
-        for b in BATCHES:
-            for c in CONTEXTS:
+        for b in batches:
+            for c in contexts:
                 if time.monotonic() - t0 > deadline_s:
                     break
-                model.reset_cache(b, kv_aligned(c + max(NEW_TOKENS)))
+                model.reset_cache(b, kv_aligned(c + max(new_tokens)))
                 pos = torch.full((b,), c, dtype=torch.long, device=device)
-                for n in NEW_TOKENS:
+                for n in new_tokens:
                     toks = torch.randint(0, spec.vocab, (b, n), device=device)
                     with torch.inference_mode():
                         for m in modes if device.startswith("cuda") else ("eager",):
-                            t = time_module(lambda: model(toks, pos, c + n), device, m, min_repeats=20,
+                            f = fwd[m]
+                            if m == "compiled":
+                                compiled.warm(lambda: f(toks, pos, c + n), device, f"{name} b{b} n{n} ctx{c}")
+                            t = time_module(lambda: f(toks, pos, c + n), device, m, min_repeats=20,
                                             max_repeats=60, rel_tol=0.01)
                             L, d, h, kv, ff, v = SHAPES[name]
                             rows.append({"gpu": meta["gpu"], "model": name, "n_layers": L, "d_model": d,
@@ -183,14 +189,23 @@ def main(argv=None) -> None:
     ap.add_argument("--deadline-s", type=float, default=240.0)
     ap.add_argument("--table", help="operator table (default: the shipped one of --gpu)")
     ap.add_argument("--gpu", default="h200")
-    ap.add_argument("--modes", default="graph,eager")
+    ap.add_argument("--modes", default="graph,eager", help="graph, eager, compiled (comma list)")
+    ap.add_argument("--shapes", default=None, help="measure only these SHAPES names (comma list)")
+    ap.add_argument("--batch", default=",".join(map(str, BATCHES)))
+    ap.add_argument("--context", default=",".join(map(str, CONTEXTS)))
+    ap.add_argument("--new-tokens", default=",".join(map(str, NEW_TOKENS)))
     ap.add_argument("--errors-out", help="append per-point operator errors to this CSV (error_bands.py evidence)")
     ap.add_argument("--shipped-launch-costs", action="store_true",
                     help="--report: predict eager mode from the shipped launch costs (an unprofiled host)")
     a = ap.parse_args(argv)
     check_unseen(Path(__file__).resolve().parents[1] / "perfmodel" / "data")
     if a.out:
-        measure(Path(a.out), a.device, a.deadline_s, modes=tuple(a.modes.split(",")))
+        ints = lambda v: tuple(int(x) for x in v.split(","))  # noqa: E731
+        measure(Path(a.out), a.device, a.deadline_s, modes=tuple(a.modes.split(",")),
+                shapes=a.shapes.split(",") if a.shapes else None, batches=ints(a.batch),
+                contexts=ints(a.context), new_tokens=ints(a.new_tokens))
+    if a.out and "compiled" in a.modes:
+        return  # compiled predictions are reported by scripts/compiled_check.py
     path = Path(a.report or a.out)
     for m, s in report(path, a.gpu, Path(a.table) if a.table else None,
                        Path(a.errors_out) if a.errors_out else None, a.shipped_launch_costs).items():
