@@ -4,16 +4,18 @@ write perfmodel/data/error_bands.json (the file perfmodel.latency.bands reads).
 Band b = exp(90th percentile of |ln(predicted/measured)|) − 1 for that kind of source (so a stated
 90 % interval is [prediction/(1+b), prediction·(1+b)]). Sources of evidence, per kind:
 - measured / interpolated: own speculative-decoding loop, predicted vs measured iteration time
-  (validation_h100_{graph,eager,smoke}.csv, status ok), per mode;
+  (validation_h100_{graph,eager,smoke}.csv, status ok), per mode; compiled mode from the H200 loop
+  (validation_h200_compiled.csv, its compiled rows);
 - curve (tp > 1 all-reduce curve, whole TP forward): h100-sxm_tp2_validation.csv, per mode;
 - fitted / anchored: the analytical model fitted to a profile, on the profile's own rows
   (<gpu>.csv.meta.json fit stats; in-sample, worst shipped GPU);
 - datasheet: the catalog (unfitted) analytical model on every shipped profile's layer/lm_head rows;
-- operator: issue 11's shape check, when `--operator-check CSV` (columns mode, rel_err) is given.
+- operator: the unseen-shape checks, when `--operator-check CSV` (columns mode, rel_err; repeatable)
+  is given.
 Checks stored beside the bands: leave-one-draft-out coverage of the loop band and coverage of the
 loop band on the whole-model composition check (composition_h100.csv), which it was not fitted on.
 
-    PYTHONPATH=. python scripts/error_bands.py [--operator-check FILE]
+    PYTHONPATH=. python scripts/error_bands.py [--operator-check FILE ...]
 """
 from __future__ import annotations
 
@@ -43,10 +45,13 @@ def _band(errs):
 
 
 def loop_errors():
-    out = {"graph": [], "eager": []}
+    out = {"graph": [], "eager": [], "compiled": []}
     for f in ("validation_h100_graph.csv", "validation_h100_eager.csv", "validation_h100_smoke.csv"):
         for r in _rows(f):
             out[r["mode"]].append((r["draft"], float(r["err_iteration_s"])))
+    for r in _rows("validation_h200_compiled.csv"):  # its graph rows stay out: the graph band is the H100 loop's
+        if r["mode"] == "compiled":
+            out["compiled"].append((r["draft"], float(r["err_iteration_s"])))
     return out
 
 
@@ -60,7 +65,7 @@ def analytical_errors(fitted: bool):
     errs, files = {}, []
     for meta in sorted(DATA.glob("*.csv.meta.json")):
         m = json.loads(meta.read_text())
-        if "fit" not in m or meta.name.endswith("_compiled.csv.meta.json"):  # no compiled bands yet (issue 19)
+        if "fit" not in m or "compiled" in meta.name:  # compiled tables: operator-composed off-grid, own bands
             continue
         csv_path = meta.with_name(meta.name[:-len(".meta.json")])
         groups = _groups(LatencyTable.load(csv_path).ok_rows())
@@ -79,7 +84,8 @@ def compute(operator_check: str | None = None) -> dict:
         b, n = _band([e for _, e in pts])
         for kind in ("measured", "interpolated"):
             bands.setdefault(kind, {})[mode] = {
-                "band": b, "n": n, "evidence": "own loop iteration time, validation_h100_*.csv"
+                "band": b, "n": n, "evidence": "own loop iteration time, "
+                + ("validation_h200_compiled.csv" if mode == "compiled" else "validation_h100_*.csv")
                 + ("" if kind == "measured" else " (no separate interpolation check: measured band)")}
     for mode in ("graph", "eager"):
         b, n = _band([r["rel_err"] for r in _rows("h100-sxm_tp2_validation.csv") if r["mode"] == mode])
@@ -94,14 +100,16 @@ def compute(operator_check: str | None = None) -> dict:
     ds = analytical_errors(fitted=False)
     b, n = _band(np.concatenate(list(ds.values())))
     bands["datasheet"] = {"any": {"band": b, "n": n, "evidence": "catalog analytical vs " + ", ".join(ds)}}
-    if operator_check:
-        with open(operator_check, newline="") as f:
-            rows = list(csv.DictReader(f))
-        for mode in sorted({r["mode"] for r in rows}):
-            b, n = _band([r["rel_err"] for r in rows if r["mode"] == mode])
-            bands.setdefault("operator", {})[mode] = {"band": b, "n": n, "evidence": f"shape check {Path(operator_check).name}"}
+    rows = []
+    for path in operator_check or ():
+        with open(path, newline="") as f:
+            rows += [dict(r, _file=Path(path).name) for r in csv.DictReader(f)]
+    for mode in sorted({r["mode"] for r in rows}):
+        b, n = _band([r["rel_err"] for r in rows if r["mode"] == mode])
+        files = sorted({r["_file"] for r in rows if r["mode"] == mode})
+        bands.setdefault("operator", {})[mode] = {"band": b, "n": n, "evidence": f"shape check {', '.join(files)}"}
     return {"level": Q / 100, "definition": "band = exp(90th percentile of |ln(predicted/measured)|) - 1; interval [pred/(1+band), pred*(1+band)]",
-            "command": "PYTHONPATH=. python scripts/error_bands.py" + (f" --operator-check {operator_check}" if operator_check else ""),
+            "command": "PYTHONPATH=. python scripts/error_bands.py" + "".join(f" --operator-check {p}" for p in operator_check or ()),
             "bands": bands, "checks": checks(loop, bands)}
 
 
@@ -109,6 +117,8 @@ def checks(loop, bands) -> dict:
     """Out-of-sample coverage: leave one draft out of the loop band; loop band on composition."""
     out = {}
     for mode, pts in loop.items():
+        if mode == "compiled":  # no compiled composition table on the H100; the H200 loop only
+            continue
         drafts = sorted({d for d, _ in pts})
         hit = n = 0
         for d in drafts:
@@ -126,7 +136,7 @@ def checks(loop, bands) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--operator-check", default=None)
+    ap.add_argument("--operator-check", action="append", default=None)
     ap.add_argument("--out", default=str(DATA / "error_bands.json"))
     a = ap.parse_args(argv)
     doc = compute(a.operator_check)

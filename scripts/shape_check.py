@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from perfmodel.latency.operator_table import OperatorTable  # noqa: E402
 from perfmodel.latency.operators import OperatorLatency, shipped_operator_table  # noqa: E402
 from perfmodel.latency.measured import MeasuredLatency  # noqa: E402
-from perfmodel.latency.providers import shipped_profile  # noqa: E402
+from perfmodel.latency.providers import shipped_compiled_profile, shipped_profile  # noqa: E402
 from perfmodel.latency.table import layer_shape_key  # noqa: E402
 from perfmodel.specs.hardware import resolve_gpu  # noqa: E402
 from perfmodel.specs.models import ModelSpec  # noqa: E402
@@ -132,7 +132,7 @@ def measure(out: Path, device: str, deadline_s: float, host_grid: str = "default
 
 
 def report(path: Path, gpu: str = "h200", table: Path | None = None, errors_out: Path | None = None,
-           shipped_launch_costs: bool = False) -> dict:
+           shipped_launch_costs: bool = False, errors_modes=None) -> dict:
     """Errors of the operator-composed and the pre-operator predictions against `path`'s rows.
     `shipped_launch_costs`: ignore the launch costs re-timed on the run's host (`*_host.csv`) and
     predict eager mode as a user on an unprofiled host would, from the shipped table's."""
@@ -142,11 +142,13 @@ def report(path: Path, gpu: str = "h200", table: Path | None = None, errors_out:
         host = path.with_name(path.stem + "_no_such_host_table.csv")
     ops = OperatorLatency(table or shipped_operator_table(gpu), hw, host_path=host if host.exists() else None)
     before = MeasuredLatency(shipped_profile(gpu), hw)  # before operators: fitted roofline off-grid
+    cp = shipped_compiled_profile(gpu)  # compiled: its analytical fit to the compiled rows, off-grid
+    before_c = MeasuredLatency(cp, hw) if cp is not None else before
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
     ref = OperatorTable.load(host).meta.get("host_probe_s") if host.exists() else None
     out = {}
-    for m in MODES:
+    for m in MODES + ("compiled",):
         rs = [r for r in rows if r["mode"] == m]
         if not rs:
             continue
@@ -156,7 +158,7 @@ def report(path: Path, gpu: str = "h200", table: Path | None = None, errors_out:
             b, n, c = int(r["batch"]), int(r["new_tokens"]), int(r["context"])
             t = float(r["measured_s"])
             e_op.append(float(ops.forward(spec, b, n, c, 1, m).total_s) / t - 1)
-            e_old.append(float(before.forward(spec, b, n, c, 1, m).total_s) / t - 1)
+            e_old.append(float((before_c if m == "compiled" else before).forward(spec, b, n, c, 1, m).total_s) / t - 1)
             if m == "eager" and ref and r.get("host_probe_s") not in (None, "", "nan"):
                 k = float(r["host_probe_s"]) / ref  # host speed when this model ran vs when launch costs were timed
                 e_norm.append(float(OperatorLatency(ops.path, hw, host_path=ops.host_path, host_scale=k)
@@ -177,7 +179,7 @@ def report(path: Path, gpu: str = "h200", table: Path | None = None, errors_out:
             w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
             if new:
                 w.writeheader()
-            w.writerows(r for r in rows if "rel_err" in r)
+            w.writerows(r for r in rows if "rel_err" in r and (not errors_modes or r["mode"] in errors_modes))
     return out
 
 
@@ -195,6 +197,7 @@ def main(argv=None) -> None:
     ap.add_argument("--context", default=",".join(map(str, CONTEXTS)))
     ap.add_argument("--new-tokens", default=",".join(map(str, NEW_TOKENS)))
     ap.add_argument("--errors-out", help="append per-point operator errors to this CSV (error_bands.py evidence)")
+    ap.add_argument("--errors-modes", default=None, help="--errors-out: only these modes' rows (comma list)")
     ap.add_argument("--shipped-launch-costs", action="store_true",
                     help="--report: predict eager mode from the shipped launch costs (an unprofiled host)")
     a = ap.parse_args(argv)
@@ -204,11 +207,10 @@ def main(argv=None) -> None:
         measure(Path(a.out), a.device, a.deadline_s, modes=tuple(a.modes.split(",")),
                 shapes=a.shapes.split(",") if a.shapes else None, batches=ints(a.batch),
                 contexts=ints(a.context), new_tokens=ints(a.new_tokens))
-    if a.out and "compiled" in a.modes:
-        return  # compiled predictions are reported by scripts/compiled_check.py
     path = Path(a.report or a.out)
     for m, s in report(path, a.gpu, Path(a.table) if a.table else None,
-                       Path(a.errors_out) if a.errors_out else None, a.shipped_launch_costs).items():
+                       Path(a.errors_out) if a.errors_out else None, a.shipped_launch_costs,
+                       a.errors_modes.split(",") if a.errors_modes else None).items():
         print(f"{m:5s} {s['points']:3d} points, {s['shapes']} shapes: operator-composed median "
               f"{s['operator_median']:.1%} p90 {s['operator_p90']:.1%} max {s['operator_max']:.1%} "
               f"(mean signed {s['operator_mean_signed']:+.1%}); before median {s['before_median']:.1%} "

@@ -11,6 +11,7 @@ from cli.common import UsageError
 from cli.main import app
 from cli.options import modes
 from perfmodel.latency.analytical import AnalyticalLatency
+from perfmodel.latency.bands import load_bands
 from perfmodel.latency.base import COMPILED_NOT_MEASURED, check_mode
 from perfmodel.latency.fit import fit_profile
 from perfmodel.latency.providers import DATA, build_provider
@@ -43,9 +44,29 @@ def test_h200_compiled_from_shipped_compiled_rows():
     assert float(ct.layer_s) == pytest.approx(row["median_s"])
     src = ct.sources["layer"]
     assert src.kinds == ("measured",) and "h200_compiled.csv" in src.describe()
-    assert src.parts[0].band is None  # no compiled validation yet: no band claimed
+    # the compiled loop's own band (validation_h200_compiled.csv), not graph's or eager's
+    assert src.parts[0].band == pytest.approx(load_bands()["measured"]["compiled"]["band"])
+    assert src.parts[0].band < 0.05
     g = p.forward(spec, 1, 1, 512, 1, "graph")
     assert float(ct.layer_s) < float(g.layer_s)  # measured: fusion helps a 2048-wide layer at batch 1
+
+
+def test_compiled_off_grid_is_operator_composed_with_its_measured_band():
+    p = build_provider(GPUS["h200"]).target
+    spec = resolve_model("llama-7b:d_model=1536,n_heads=12,n_kv_heads=4,d_ff=4096,n_layers=12", 2)
+    c, g = p.forward(spec, 1, 1, 512, 1, "compiled"), p.forward(spec, 1, 1, 512, 1, "graph")
+    src = c.sources["layer"]
+    assert src.kinds == ("operator",)
+    assert src.parts[0].band == pytest.approx(load_bands()["operator"]["compiled"]["band"])
+    assert float(c.layer_s) < float(g.layer_s)  # fusion: fewer kernels than the graph-mode layer
+
+
+def test_compiled_overhead_is_the_graph_overhead_said_so():
+    p = build_provider(GPUS["h200"]).target
+    spec = resolve_model("llama-7b", 2)
+    (vc, pc), (vg, _) = p.overhead_s(spec, 1, 3, "compiled"), p.overhead_s(spec, 1, 3, "graph")
+    assert float(vc) == float(vg)
+    assert "sampler is not compiled" in pc.describe() and COMPILED_NOT_MEASURED not in pc.describe()
 
 
 def test_compiled_without_rows_is_graph_with_a_note():
@@ -77,14 +98,11 @@ def test_predict_json_compiled_and_uncertainty_run():
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output)
     assert "compiled" in json.dumps(doc)
-    from perfmodel.specdec.uncertainty import fallback_band
-    # no validated compiled band: the wide fitted-analytical band stands in (never an exact answer)
-    assert fallback_band("compiled") == fallback_band("graph") > 0.3
-    cell = doc["cells"][-1] if "cells" in doc else doc
     compiled = [c for c in doc.get("cells", [doc]) if c["mode"] == "compiled"][0]
     r0 = compiled["rows"][0]
-    assert r0["speedup_hi"] / r0["speedup_lo"] > 1.2
-    assert any("no validated band" in n for n in compiled["uncertainty"]["notes"]), cell
+    # measured compiled rows with the compiled loop's band: a real, narrow interval, never exact
+    assert 1.0 < r0["speedup_hi"] / r0["speedup_lo"] < 1.2
+    assert not any("no validated band" in n for n in compiled["uncertainty"]["notes"]), compiled
 
 
 @pytest.mark.parametrize("args", [

@@ -3,7 +3,7 @@ where the profile has the shape and the point lies inside its grid, the operator
 everywhere else (shapes never profiled, points outside the grid, tp shards the profile lacks);
 the analytical model only where no operator table exists for the GPU (build_provider never builds
 a chain then). All-reduces and the per-iteration overhead stay with the base provider, and so does
-all of compiled mode (operators are timed unfused; there are no compiled operator tables yet).
+compiled mode when the operator table carries no compiled glue (fitted on measured compiled layers).
 
 Key assumption: operator composition beats the fitted roofline off the measured grid (validated by
 scripts/shape_check.py: docs/accuracy.md), and a measured row beats both on it.
@@ -37,7 +37,7 @@ class OperatorChain:
         return val, kinds
 
     def forward(self, spec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
-        if mode == "compiled":  # no compiled operator tables: the base provider answers compiled mode
+        if mode == "compiled" and self.operators.compiled_glue() is None:  # no compiled glue: the base answers
             return self.base.forward(spec, batch, new_tokens, context, tp, mode)
         by = spec.dtype_bytes
         parts = {"layer": ("layer_s", layer_shape_key(spec), (batch, new_tokens, context)),

@@ -22,7 +22,8 @@ import numpy as np
 
 from perfmodel.specs.hardware import GPUS, HardwareProfile
 from perfmodel.latency.analytical import AnalyticalLatency
-from perfmodel.latency.base import COMPILED_NOT_MEASURED, ComponentTimes, check_mode as _check_mode, check_tp
+from perfmodel.latency.base import (COMPILED_NOT_MEASURED, SAMPLER_NOT_COMPILED, ComponentTimes, check_mode as _check_mode,
+                                    check_tp)
 from perfmodel.latency.bands import band, load_bands
 from perfmodel.latency.source import NONE_TP1, Provenance, Source
 from perfmodel.specs.models import ModelSpec, read_json
@@ -242,7 +243,10 @@ class MeasuredLatency:
     def overhead_s(self, spec: ModelSpec, batch, gamma, mode="graph"):
         _check_mode(mode)
         if mode == "compiled" and not any(k[0] == "overhead" and k[3] == "compiled" for k in self._rows_index()):
-            return self._graph_for_compiled(self.overhead_s(spec, batch, gamma, "graph"))
+            # the overhead is the sampler + sync, which engines (and profiler.measure) never compile:
+            # compiled mode's overhead is graph mode's, a measurement, not a stand-in
+            val, prov = self.overhead_s(spec, batch, gamma, "graph")
+            return val, prov.with_note(SAMPLER_NOT_COMPILED)
         fb = self.fallback
         g1 = np.asarray(gamma, dtype=float) + 1  # rows store γ+1 in new_tokens
         val, kinds = self._lookup("overhead", f"v{spec.vocab}", 1, mode, spec.dtype_bytes, (batch, g1),

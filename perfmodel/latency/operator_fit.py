@@ -6,7 +6,10 @@ costs — least squares over the host-bound rows. Every fit reports
 its median / p90 |relative error| in-sample and leave-one-shape-out (each layer shape predicted by
 glue fitted on the others: the error to expect on a shape never measured). Key assumption: the glue
 (views, copies, inter-kernel gaps the operators timed alone do not show) is one affine law per mode
-across shapes. numpy only; rows are dicts in LatencyTable form.
+across shapes. Compiled mode (torch.compile + CUDA graphs): t = Σ_k coef_k · term_k + const_s over
+OperatorLatency.compiled_terms (GEMM time, attention time, KV-cache passes, elementwise time), fitted
+on measured compiled rows (fit_compiled), non-negative coefficients.
+numpy only; rows are dicts in LatencyTable form.
 """
 from __future__ import annotations
 
@@ -38,6 +41,75 @@ def _sums(prov, rows, component):
         grp += [key] * len(rs)
     cat = (lambda xs: np.concatenate(xs)) if G else (lambda xs: np.zeros(0))
     return cat(G), cat(H), cat(t), np.array(grp)
+
+
+def _compiled_terms(prov, rows, component):
+    """(X [rows × terms+1], t, group): OperatorLatency.compiled_terms of each row, plus a constant."""
+    from perfmodel.latency.operators import COMPILED_TERMS
+
+    X, t, grp = [], [], []
+    by_shape: dict = {}
+    for r in rows:
+        by_shape.setdefault(r["shape"] if component == "layer" else r["head_shape"], []).append(r)
+    for key, rs in by_shape.items():
+        b = np.array([r["batch"] for r in rs], dtype=float)
+        n = np.array([r["new_tokens"] for r in rs], dtype=float)
+        if component == "layer":
+            ops = prov.layer_ops(spec_from_shape_key(key), b, n, np.array([r["context"] for r in rs], dtype=float),
+                                 rs[0]["tp"])
+        else:
+            ops = prov.head_ops(spec_from_head_shape_key(key), b, n, rs[0]["tp"])
+        terms = prov.compiled_terms(ops)
+        X.append(np.stack([terms[k] + np.zeros(len(rs)) for k in COMPILED_TERMS] + [np.ones(len(rs))], axis=1))
+        t.append(np.array([r["median_s"] for r in rs]))
+        grp += [key] * len(rs)
+    if not X:
+        return np.zeros((0, len(COMPILED_TERMS) + 1)), np.zeros(0), np.array(grp)
+    return np.concatenate(X), np.concatenate(t), np.array(grp)
+
+
+def _fit_compiled(X, t):
+    """Least squares on relative error; a term whose coefficient comes out negative (or that is zero
+    on every row, as attention is for a head) is dropped and the rest refitted."""
+    from perfmodel.latency.operators import COMPILED_TERMS
+
+    names = [f"{k}_factor" for k in COMPILED_TERMS] + ["const_s"]
+    use = [i for i in range(X.shape[1]) if np.any(X[:, i] != 0)]
+    while True:
+        x, *_ = np.linalg.lstsq(X[:, use] / t[:, None], np.ones_like(t), rcond=None)
+        if (x >= 0).all() or len(use) == 1:
+            break
+        use.pop(int(np.argmin(x)))
+    p = dict.fromkeys(names, 0.0)
+    p.update({names[i]: float(v) for i, v in zip(use, x)})
+    return p
+
+
+def _pred_compiled(p, X):
+    from perfmodel.latency.operators import COMPILED_TERMS
+
+    return X @ np.array([p[f"{k}_factor"] for k in COMPILED_TERMS] + [p["const_s"]])
+
+
+def fit_compiled(prov, rows, component: str) -> tuple[dict, dict]:
+    """(compiled glue, stats) for 'layer' or 'lm_head' from measured compiled rows (tp = 1), with
+    leave-one-shape-out errors (each shape predicted by glue fitted on the others)."""
+    rows = [r for r in rows if r["component"] == component and r["mode"] == "compiled"
+            and r.get("status", "ok") == "ok" and r["tp"] == 1]
+    X, t, grp = _compiled_terms(prov, rows, component)
+    if t.size < 3:
+        return {}, {"n": int(t.size)}
+    params = _fit_compiled(X, t)
+    stats = {"in_sample": _stats(_pred_compiled(params, X), t), "bare_sum": _stats(X[:, :-1].sum(axis=1), t)}
+    shapes = np.unique(grp)
+    if len(shapes) >= 3:
+        cv = np.empty_like(t)
+        for s in shapes:
+            held = grp == s
+            cv[held] = _pred_compiled(_fit_compiled(X[~held], t[~held]), X[held])
+        stats["leave_one_shape_out"] = _stats(cv, t)
+        stats["shapes"] = int(len(shapes))
+    return params, stats
 
 
 def _fit_graph(G, t):
@@ -122,4 +194,4 @@ def fit_all(prov, layer_rows, eager_rows=None) -> dict:
     return {"params": out, "stats": stats}
 
 
-__all__ = ["fit", "fit_all"]
+__all__ = ["fit", "fit_all", "fit_compiled"]

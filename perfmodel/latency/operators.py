@@ -9,7 +9,10 @@ residual adds. Under CUDA graphs the layer takes G = Σ operator times (each tim
 of stacked copies) times a fitted glue factor plus a fitted constant — DESIGN.md measured the bare
 sum at 0.86–0.97 of the layer. In eager mode the host issues every kernel, so the layer takes the
 larger of host_factor · H + const (H = Σ host launch costs, each operator's eager time at its
-smallest size) and the graph-mode law. Glue is fitted (perfmodel.latency.operator_fit) on measured
+smallest size) and the graph-mode law. Compiled mode (torch.compile + CUDA graphs) keeps the matrix
+GEMMs (cuBLAS) and fuses the elementwise operators, but its attention is slower than SDPA's under
+graphs: Σ_k coef_k · term_k + const over (GEMM time, attention time, KV-cache passes, elementwise
+time), fitted on measured compiled layers (operator_fit.fit_compiled). Glue is fitted (perfmodel.latency.operator_fit) on measured
 whole-layer rows and stored in the table's metadata. Key assumption: operators compose additively
 apart from that glue, and the host launch cost does not depend on operator size. numpy only.
 """
@@ -34,6 +37,8 @@ DEFAULT_GLUE = {"graph": {"factor": 1.0, "const_s": 0.0},
                 "eager": {"host_factor": 1.0, "const_s": 0.0, "graph_factor": 1.0, "graph_const_s": 0.0},
                 "head_graph": {"factor": 1.0, "const_s": 0.0},
                 "head_eager": {"host_factor": 1.0, "const_s": 0.0, "graph_factor": 1.0, "graph_const_s": 0.0}}
+COMPILED_GLUE = ("compiled", "head_compiled")  # fitted on measured compiled rows; no default
+COMPILED_TERMS = ("gemm", "attention", "kv_pass", "elem")  # regressors of the compiled glue (compiled_terms)
 
 
 def work(op: str, *sizes, elem_bytes: int = 2):
@@ -92,6 +97,11 @@ class OperatorLatency:
     def glue(self) -> dict:
         g = self.table.meta.get("glue", {}).get(self.dtype) or self.table.meta.get("glue", {}).get("fp16")
         return {k: dict(DEFAULT_GLUE[k], **(g or {}).get(k, {})) for k in DEFAULT_GLUE}
+
+    def compiled_glue(self) -> dict | None:
+        """The compiled-mode glue {'compiled': …, 'head_compiled': …} or None when none was fitted."""
+        g = self.table.meta.get("glue", {}).get(self.dtype) or self.table.meta.get("glue", {}).get("fp16") or {}
+        return {k: g[k] for k in COMPILED_GLUE} if all(k in g for k in COMPILED_GLUE) else None
 
     @property
     def fallback(self):
@@ -203,6 +213,26 @@ class OperatorLatency:
         host = sum(self.host_s(op) for op, *_ in ops)
         return np.asarray(gpu, dtype=float), float(host)
 
+    def compiled_terms(self, ops) -> dict:
+        """The compiled-mode regressors of `ops` (seconds): GEMM and attention graph-mode times, one
+        streaming pass over the attention's KV cache at the table's best rate (inductor's attention
+        re-reads and copies the cache), and the elementwise operators' time (which it fuses)."""
+        bw, _ = self.ceilings()
+        t = {k: 0.0 for k in COMPILED_TERMS}
+        for op, *sz in ops:
+            if op.startswith("attention"):
+                t["attention"] = t["attention"] + self.op_s(op, *sz)
+                t["kv_pass"] = t["kv_pass"] + work(op, *sz)[0] / bw
+            else:
+                k = "gemm" if op.startswith("gemm") else "elem"
+                t[k] = t[k] + self.op_s(op, *sz)
+        return {k: np.asarray(v, dtype=float) for k, v in t.items()}
+
+    def _compiled(self, ops, key):
+        g = self.compiled_glue()[key]
+        terms = self.compiled_terms(ops)
+        return sum(g.get(f"{k}_factor", 0.0) * terms[k] for k in COMPILED_TERMS) + g["const_s"]
+
     def _glued(self, gpu, host, mode, key):
         g = self.glue[key if mode == "graph" else key.replace("graph", "eager")]
         if mode == "graph":
@@ -210,18 +240,25 @@ class OperatorLatency:
         return np.maximum(g["host_factor"] * host + g["const_s"], g["graph_factor"] * gpu + g["graph_const_s"])
 
     def layer_s(self, spec, batch, new_tokens, context, tp=1, mode="graph"):
-        gpu, host = self._sums(self.layer_ops(spec, batch, new_tokens, context, tp))
+        ops = self.layer_ops(spec, batch, new_tokens, context, tp)
+        if mode == "compiled":
+            return self._compiled(ops, "compiled")
+        gpu, host = self._sums(ops)
         return self._glued(gpu, host, mode, "graph")
 
     def lm_head_s(self, spec, batch, new_tokens, tp=1, mode="graph"):
-        gpu, host = self._sums(self.head_ops(spec, batch, new_tokens, tp))
+        ops = self.head_ops(spec, batch, new_tokens, tp)
+        if mode == "compiled":
+            return self._compiled(ops, "head_compiled")
+        gpu, host = self._sums(ops)
         return self._glued(gpu, host, mode, "head_graph")
 
     def forward(self, spec: ModelSpec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
         _check_mode(mode)
-        if mode == "compiled":  # operators are timed unfused: no compiled tables; the fallback answers
+        if mode == "compiled" and self.compiled_glue() is None:  # no compiled glue fitted: the fallback answers
             if self.fallback is None:
-                raise SpecError("the operator model has no compiled-mode tables (issue 19) and no fallback")
+                raise SpecError("the operator table has no compiled-mode glue (scripts/fit_operator_glue.py "
+                                "--compiled-layers) and no fallback")
             return self.fallback.forward(spec, batch, new_tokens, context, tp, mode)
         tp = check_tp(spec, tp)
         shape = np.broadcast(np.asarray(batch), np.asarray(new_tokens), np.asarray(context)).shape

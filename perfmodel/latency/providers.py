@@ -10,7 +10,6 @@ Key assumption: a shipped profile applies only to the GPU it was measured on.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,11 +36,10 @@ def shipped_compiled_profile(gpu: str, data_dir: Path = DATA) -> Path | None:
 
 
 class CompiledSplit:
-    """`base` for every mode but compiled at tp = 1, which `compiled` (a MeasuredLatency of the
-    shipped compiled table) answers, with a note that the compiled data is partial."""
-    NOTE = "(compiled mode: partial shipped data, issue 19)"
+    """`base` for every mode but compiled at tp = 1, which `compiled` answers: the shipped compiled
+    table's measured rows, else the operator-composed compiled time (chain.with_operators)."""
 
-    def __init__(self, base: LatencyProvider, compiled: MeasuredLatency):
+    def __init__(self, base: LatencyProvider, compiled: LatencyProvider):
         self.base, self.compiled = base, compiled
         self.name = f"{base.name}; compiled mode: {compiled.name}"
         self.hw = getattr(base, "hw", compiled.hw)
@@ -49,9 +47,7 @@ class CompiledSplit:
     def forward(self, spec, batch, new_tokens, context, tp=1, mode="graph"):
         if mode != "compiled" or tp != 1:
             return self.base.forward(spec, batch, new_tokens, context, tp, mode)
-        ct = self.compiled.forward(spec, batch, new_tokens, context, tp, mode)
-        return dataclasses.replace(ct, sources={k: v.with_note(self.NOTE) if k != "allreduce" else v
-                                                for k, v in ct.sources.items()})
+        return self.compiled.forward(spec, batch, new_tokens, context, tp, mode)
 
     def overhead_s(self, spec, batch, gamma, mode="graph"):
         return self.base.overhead_s(spec, batch, gamma, mode)  # the compiled table has no overhead rows
@@ -107,7 +103,9 @@ def build_provider(hw: HardwareProfile, profile: str | None = None, analytical: 
     prov = base if analytical else with_tp_data(base, hw, data_dir, exclude=profile)
     cp = None if analytical or profile is not None else shipped_compiled_profile(hw.name, data_dir)
     if cp is not None:
-        prov = CompiledSplit(prov, MeasuredLatency(cp, hw))
+        from perfmodel.latency.chain import with_operators
+
+        prov = CompiledSplit(prov, with_operators(MeasuredLatency(cp, hw), hw))
     if calibration is None:
         return Providers(prov, prov)
     from perfmodel.latency.corrected import apply_correction
