@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         drafts: Annotated[Optional[str], typer.Option(help="Draft models, comma-separated (default: the study's drafts).")] = None,
         gpus: Annotated[str, typer.Option(help="GPUs from `specperf gpus`, comma-separated.")] = "h100-sxm,h200",
         tps: Annotated[str, typer.Option(help="Tensor-parallel degrees of the target, e.g. 1,2,4,8.")] = "1,2,4,8",
-        modes: Annotated[str, typer.Option(help="graph, eager or graph,eager.")] = "graph,eager",
+        modes: Annotated[str, typer.Option(help="graph, eager, compiled or a comma list of them.")] = "graph,eager,compiled",
         batches: Annotated[Optional[str], typer.Option(help="Batch slider values, e.g. 1,2,4,8 or 1..64.")] = None,
         contexts: Annotated[Optional[str], typer.Option(help="Context slider values, e.g. 512,2048,8192.")] = None,
         gamma_max: Annotated[int, typer.Option(help="Largest lookahead γ searched in the page.")] = 12,
@@ -41,8 +41,8 @@ def register(app: typer.Typer) -> None:
         check_out(out, ".html", "--out")
         mode_list = parse_names(modes, "modes")
         for m in mode_list:
-            if m not in ("graph", "eager"):
-                raise UsageError(f"mode={m!r} is not allowed; use graph, eager or graph,eager")
+            if m not in ("graph", "eager", "compiled"):
+                raise UsageError(f"mode={m!r} is not allowed; use graph, eager, compiled or a comma list of them")
         if not 1 <= gamma_max <= GAMMA_MAX:
             raise UsageError(f"gamma-max={gamma_max} is not allowed; must be in 1..{GAMMA_MAX}")
         kw = {}

@@ -83,7 +83,7 @@ def test_command_defaults_are_the_study_case(tmp_path):
     assert doc["bytes"] < 10e6
 
 
-@pytest.mark.parametrize("args,msg", [(["--modes", "compiled"], "mode='compiled'"),
+@pytest.mark.parametrize("args,msg", [(["--modes", "fused"], "mode='fused'"),
                                       (["--tps", "3"], "tp=3"), (["--gamma-max", "0"], "gamma-max=0"),
                                       (["--out", "x.png"], "must end in .html")])
 def test_bad_input_is_one_line_exit_2(tmp_path, args, msg):

@@ -21,6 +21,7 @@ from .source import Provenance
 MODES = ("eager", "graph", "compiled")  # compiled: torch.compile'd (fused) kernels under CUDA graphs
 COMPILED_NOT_MEASURED = "compiled not measured: graph-mode latency"
 SAMPLER_NOT_COMPILED = "the sampler is not compiled: graph-mode overhead"  # engines compile the model only
+ALLREDUCE_NOT_COMPILED = "the all-reduce is not compiled: graph-mode time"  # NCCL stays a graph-captured call
 
 
 @dataclass(frozen=True)

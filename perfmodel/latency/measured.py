@@ -197,6 +197,15 @@ class MeasuredLatency:
         return out, kinds
 
     def _describe(self, kinds, mode: str = "graph") -> Provenance:
+        host = self._meta().get("eager_run_to_run") if mode == "eager" else None
+        if host:  # eager rows that moved between runs on this card: the wider of the two errors stands
+            def b(k):
+                kb = band(_KIND[k], mode, self._bands)
+                return None if kb is None else max(kb, float(host["p90"]))
+            labels = {str(k): Source(_KIND[k], self.file, band=b(k)) for k in _KIND}
+            prov = Provenance.from_kinds(np.asarray(kinds).astype(int).astype(str), labels)
+            return prov.with_note(f"eager rows of {self.file} moved by a median {host['median']:.0%} between two "
+                                  f"runs on this card (host contention): the band is that run-to-run p90")
         labels = {str(k): Source(_KIND[k], self.file, band=band(_KIND[k], mode, self._bands)) for k in _KIND}
         return Provenance.from_kinds(np.asarray(kinds).astype(int).astype(str), labels)
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from perfmodel.latency.analytical import AnalyticalLatency
-from perfmodel.latency.base import LatencyProvider
+from perfmodel.latency.base import ALLREDUCE_NOT_COMPILED, ComponentTimes, LatencyProvider
 from perfmodel.latency.measured import MeasuredLatency
 from perfmodel.latency.tp_provider import TPMeasuredLatency, shipped_curves, shipped_tp_tables
 from perfmodel.specs.hardware import HardwareProfile
@@ -36,8 +38,10 @@ def shipped_compiled_profile(gpu: str, data_dir: Path = DATA) -> Path | None:
 
 
 class CompiledSplit:
-    """`base` for every mode but compiled at tp = 1, which `compiled` answers: the shipped compiled
-    table's measured rows, else the operator-composed compiled time (chain.with_operators)."""
+    """`base` for every mode but compiled, which `compiled` answers (the shipped compiled table's
+    measured rows, else operator-composed compiled layers and heads, chain.with_operators). At tp > 1
+    the all-reduce stays `base`'s graph-mode time: engines run NCCL outside the compiled graph (a
+    custom op / split point), captured in the same CUDA graph, so it is what graph mode measures."""
 
     def __init__(self, base: LatencyProvider, compiled: LatencyProvider):
         self.base, self.compiled = base, compiled
@@ -45,12 +49,19 @@ class CompiledSplit:
         self.hw = getattr(base, "hw", compiled.hw)
 
     def forward(self, spec, batch, new_tokens, context, tp=1, mode="graph"):
-        if mode != "compiled" or tp != 1:
+        if mode != "compiled":
             return self.base.forward(spec, batch, new_tokens, context, tp, mode)
-        return self.compiled.forward(spec, batch, new_tokens, context, tp, mode)
+        ct = self.compiled.forward(spec, batch, new_tokens, context, tp, mode)
+        if tp == 1:
+            return ct
+        g = self.base.forward(spec, batch, new_tokens, context, tp, "graph")
+        shape = np.broadcast(np.asarray(ct.layer_s), np.asarray(g.allreduce_s)).shape
+        return ComponentTimes(ct.layer_s + np.zeros(shape), g.allreduce_s + np.zeros(shape),
+                              ct.lm_head_s + np.zeros(shape), ct.n_layers,
+                              dict(ct.sources, allreduce=g.sources["allreduce"].with_note(ALLREDUCE_NOT_COMPILED)))
 
     def overhead_s(self, spec, batch, gamma, mode="graph"):
-        return self.base.overhead_s(spec, batch, gamma, mode)  # the compiled table has no overhead rows
+        return self.base.overhead_s(spec, batch, gamma, mode)  # the sampler is never compiled
 
 
 def with_tp_data(provider: LatencyProvider, hw: HardwareProfile, data_dir: Path = DATA,
