@@ -26,9 +26,10 @@ from .timing import row_fields
 SAVE_EVERY_S = 10.0
 # Host-side cost per measured point (capture, warm-up, Python), for the estimate only: about what
 # a first H100 smoke run showed; a CPU run is dominated by compute instead.
-# A compiled point also compiles its shape (torch.compile, mode default): ~10 s is a guess to be
-# replaced by the COMPILE_LOG of a real run (the table's meta keeps it).
-FIXED_POINT_S = {"eager": 0.012, "graph": 0.025, "compiled": 10.0}
+# A compiled point also compiles its shape (torch.compile, mode default): 1.77 s per point, measured
+# on an H200 (perfmodel/data/h200_compiled_sweep.csv: 144 layer and head points in 254.7 s, compiles
+# 1.5 s median; the first compile of a process pays ~5-8 s more).
+FIXED_POINT_S = {"eager": 0.012, "graph": 0.025, "compiled": 1.77}
 SWEEP_MODES = ("graph", "eager", "compiled")
 
 
