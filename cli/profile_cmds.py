@@ -80,7 +80,14 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
     check_device(device)
     if deadline_s is not None and not deadline_s > 0:
         raise UsageError(f"deadline-s={deadline_s} is not allowed; give seconds > 0")
-    nt = o.int_list(new_tokens, "new-tokens") if new_tokens else list(range(1, gamma_max + 2))
+    if new_tokens:
+        nt = o.int_list(new_tokens, "new-tokens")
+    elif set(modes) == {"compiled"}:  # every point compiles: a sparser default (sweep.COMPILED_NEW_TOKENS)
+        from profiler.sweep import COMPILED_NEW_TOKENS
+
+        nt = sorted({n for n in COMPILED_NEW_TOKENS if n <= gamma_max + 1} | {gamma_max + 1})
+    else:
+        nt = list(range(1, gamma_max + 2))
     batches, contexts = o.batch_context(batch, context)
     grid_kw = dict(batches=tuple(batches), contexts=tuple(contexts),
                    new_tokens=tuple(nt), modes=modes, tps=tuple(o.int_list(tp, "tp")),
@@ -199,7 +206,8 @@ def register(app: typer.Typer) -> None:
         batch: o.Batch = "1,4,16,64",
         context: o.Context = "512,2048",
         gamma_max: o.GammaMax = 8,
-        new_tokens: Annotated[Optional[str], typer.Option(help="New tokens per sequence (default 1..γ_max+1).")] = None,
+        new_tokens: Annotated[Optional[str], typer.Option(help="New tokens per sequence (default 1..γ_max+1; "
+                                                                 "--mode compiled alone: 1,2,3,5,9,γ_max+1).")] = None,
         mode: o.Mode = "both",
         dtype: o.Dtype = "fp16",
         tp: Annotated[str, typer.Option(help="Tensor-parallel degrees: one rank's sharded layer on this GPU.")] = "1",

@@ -116,3 +116,15 @@ def test_unsupported_compiled_uses_exit_2(args, tmp_path, monkeypatch):
     r = runner.invoke(app, args)
     assert r.exit_code == 2, r.output
     assert "mode" in r.output
+
+
+def test_compiled_profile_default_grid_is_sparser_and_within_budget(tmp_path):
+    """Every compiled point compiles (1.77 s measured per point on an H200): alone, --mode compiled
+    defaults to new tokens 1,2,3,5,9 (interpolated between), one model's sweep estimated ≤ 3 minutes."""
+    r = runner.invoke(app, ["profile", "--models", "llama-7b", "--mode", "compiled", "--estimate", "--json",
+                            "--out", str(tmp_path / "p.csv")])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    full = json.loads(runner.invoke(app, ["profile", "--models", "llama-7b", "--mode", "compiled", "--estimate",
+                                          "--json", "--new-tokens", "1..9", "--out", str(tmp_path / "p.csv")]).output)
+    assert doc["points"] < full["points"] and doc["estimate_h100_s"] <= 180 < full["estimate_h100_s"]
