@@ -19,22 +19,26 @@ from perfmodel.latency.table import spec_from_head_shape_key, spec_from_shape_ke
 
 
 
-def _sums(prov, rows, component):
-    """(G, H, t, group) arrays over `rows` of one component."""
-    G, H, t, grp = [], [], [], []
+def _by_shape(prov, rows, component):
+    """Yield (shape key, its rows, the operators of those rows' points) per layer or head shape."""
     by_shape: dict = {}
     for r in rows:
         by_shape.setdefault(r["shape"] if component == "layer" else r["head_shape"], []).append(r)
     for key, rs in by_shape.items():
         b = np.array([r["batch"] for r in rs], dtype=float)
         n = np.array([r["new_tokens"] for r in rs], dtype=float)
-        tp = rs[0]["tp"]
         if component == "layer":
-            spec = spec_from_shape_key(key)
-            ops = prov.layer_ops(spec, b, n, np.array([r["context"] for r in rs], dtype=float), tp)
+            ops = prov.layer_ops(spec_from_shape_key(key), b, n, np.array([r["context"] for r in rs], dtype=float),
+                                 rs[0]["tp"])
         else:
-            spec = spec_from_head_shape_key(key)
-            ops = prov.head_ops(spec, b, n, tp)
+            ops = prov.head_ops(spec_from_head_shape_key(key), b, n, rs[0]["tp"])
+        yield key, rs, ops
+
+
+def _sums(prov, rows, component):
+    """(G, H, t, group) arrays over `rows` of one component."""
+    G, H, t, grp = [], [], [], []
+    for key, rs, ops in _by_shape(prov, rows, component):
         G.append(sum(prov.op_s(o, *s) for o, *s in ops) + np.zeros(len(rs)))
         H.append(np.full(len(rs), sum(prov.host_s(o) for o, *_ in ops)))
         t.append(np.array([r["median_s"] for r in rs]))
@@ -48,17 +52,7 @@ def _compiled_terms(prov, rows, component):
     from perfmodel.latency.operators import COMPILED_TERMS
 
     X, t, grp = [], [], []
-    by_shape: dict = {}
-    for r in rows:
-        by_shape.setdefault(r["shape"] if component == "layer" else r["head_shape"], []).append(r)
-    for key, rs in by_shape.items():
-        b = np.array([r["batch"] for r in rs], dtype=float)
-        n = np.array([r["new_tokens"] for r in rs], dtype=float)
-        if component == "layer":
-            ops = prov.layer_ops(spec_from_shape_key(key), b, n, np.array([r["context"] for r in rs], dtype=float),
-                                 rs[0]["tp"])
-        else:
-            ops = prov.head_ops(spec_from_head_shape_key(key), b, n, rs[0]["tp"])
+    for key, rs, ops in _by_shape(prov, rows, component):
         terms = prov.compiled_terms(ops)
         X.append(np.stack([terms[k] + np.zeros(len(rs)) for k in COMPILED_TERMS] + [np.ones(len(rs))], axis=1))
         t.append(np.array([r["median_s"] for r in rs]))
