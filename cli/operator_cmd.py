@@ -20,8 +20,10 @@ def run_operator_profile(*, out: str, dtype: str, mode: str, device: str, grid: 
     dtype, _ = check_dtype(dtype)
     modes = parse_modes(mode)
     if "compiled" in modes:
-        raise UsageError("mode=compiled is not supported by --operators yet (operators are timed unfused; "
-                         "issue 19); use graph or eager", value="compiled", allowed="graph, eager")
+        raise UsageError("mode=compiled is not an operator sweep: operators are timed unfused and compiled "
+                         "layers are composed from them with glue fitted on compiled layer rows "
+                         "(scripts/fit_operator_glue.py --compiled-layers); use graph or eager",
+                         value="compiled", allowed="graph, eager")
     check_device(device)
     p = Path(out)
     if p.suffix != ".csv" or p.is_dir() or not (p.parent if str(p.parent) else Path(".")).is_dir():

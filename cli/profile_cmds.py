@@ -115,7 +115,8 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
 
     tps = grid_kw["tps"]
     if "compiled" in modes and max(tps) > 1:
-        raise UsageError("mode=compiled is not supported with --tp > 1 yet (issue 19); use graph or eager",
+        raise UsageError("mode=compiled is not profiled with --tp > 1 (predictions compose compiled shards "
+                         "from the operator model and take graph-mode all-reduces); use graph or eager",
                          value="compiled", allowed="graph, eager")
     if ranks not in (0, 1) and (len(tps) != 1 or ranks != tps[0]):
         raise UsageError(f"ranks={ranks} is not allowed; give 0 (auto), 1, or the single --tp value")
