@@ -63,10 +63,13 @@ def test_mc_stream_is_propagates_draws():
     np.testing.assert_array_equal(np.concatenate(blocks), np.asarray(mc_stream(50, 0, 3)["z"]))
 
 
-def test_analytical_badges_say_so():
-    d = explorer_data(drafts=("tinyllama-1.1b",), gpus=("a100-sxm-80gb",), tps=(4,), modes=("graph",), **GRID)
-    assert d["draft"]["tinyllama-1.1b|a100-sxm-80gb|graph"]["badge"] == "analytical"  # no profile ships for A100
-    assert d["target"]["llama-65b|a100-sxm-80gb|graph|4"]["badge"] == "analytical"
+def test_badges_say_where_numbers_come_from():
+    # no profile ships for the A100: its layers are the H200's operator tables rescaled (kind operator),
+    # the MI300X (not CUDA) gets the datasheet roofline
+    d = explorer_data(drafts=("tinyllama-1.1b",), gpus=("a100-sxm-80gb", "mi300x"), tps=(4,), modes=("graph",), **GRID)
+    assert d["draft"]["tinyllama-1.1b|a100-sxm-80gb|graph"]["badge"] == "operator"
+    assert d["target"]["llama-65b|a100-sxm-80gb|graph|4"]["badge"] == "mixed"  # operator layers, analytical all-reduce
+    assert d["draft"]["tinyllama-1.1b|mi300x|graph"]["badge"] == "analytical"
 
 
 def test_command_defaults_are_the_study_case(tmp_path):

@@ -72,11 +72,29 @@ class OperatorChain:
         return self.base.overhead_s(spec, batch, gamma, mode)
 
 
-def with_operators(base, hw, dtype: str = "fp16"):
-    """`base` chained with the shipped operator table of `hw`, or `base` unchanged when none ships."""
-    from perfmodel.latency.operators import operator_provider
+# Cross-GPU: a catalog GPU with no operator table of its own borrows this one's, rescaled by datasheet
+# ratios (perfmodel.latency.crossgpu) — validated H200 → H100 on the H100's measured layers
+# (scripts/cross_gpu_check.py: median 4.2 % graph / 4.7 % eager, p90 13 %, vs 17.7 % / 20.6 % for the
+# datasheet roofline). NVIDIA only: the kernels and launch path are CUDA's.
+CROSS_GPU_SOURCE = "h200"
+CROSS_GPU_NOT_VALIDATED = "rescaled across GPUs by datasheet ratios, validated H200 → H100 only"
+
+
+def with_operators(base, hw, dtype: str = "fp16", cross_gpu: bool = True):
+    """`base` chained with the operator table of `hw`, or — `cross_gpu` and an NVIDIA GPU — with
+    CROSS_GPU_SOURCE's table rescaled to `hw` (graph and eager mode only: compiled glue is not carried
+    across GPUs); `base` unchanged when neither exists."""
+    from perfmodel.latency.operators import operator_provider, shipped_operator_table
 
     ops = operator_provider(hw, dtype, fallback=base)
+    if ops is None and cross_gpu and hw.name != CROSS_GPU_SOURCE and not hw.name.startswith("mi"):
+        from perfmodel.latency.crossgpu import rescaled
+        from perfmodel.specs.hardware import GPUS
+
+        src = shipped_operator_table(CROSS_GPU_SOURCE, dtype) or shipped_operator_table(CROSS_GPU_SOURCE)
+        if src is not None:
+            ops = rescaled(src, GPUS[CROSS_GPU_SOURCE], hw, dtype if src.name.endswith(f"_{dtype}.csv") else "fp16",
+                           fallback=base)
     return base if ops is None else OperatorChain(base, ops)
 
 

@@ -38,9 +38,16 @@ def rescaled(src_path, src_hw, dst_hw, dtype: str = "fp16", fallback=None) -> Op
     prov = OperatorLatency(src_path, dst_hw, dtype, fallback=fallback, scale=scale)
     prov.name = f"operator-composed ({base.file} rescaled {src_hw.name}→{dst_hw.name} by datasheet)"
     band = prov.table.meta.get("cross_gpu_band", {}).get(dst_hw.name, {})
-    prov.provenance = lambda mode: Provenance.of(  # type: ignore[method-assign]
-        "operator", base.file, detail=f"rescaled {src_hw.name}→{dst_hw.name} by datasheet ratios"
-        + (f", 90 % band ±{band[mode]:.0%} on {dst_hw.name} layers" if mode in band else ""), band=band.get(mode))
+
+    def provenance(mode):
+        p = Provenance.of("operator", base.file, detail=f"rescaled {src_hw.name}→{dst_hw.name} by datasheet ratios"
+                          + (f", 90 % band ±{band[mode]:.0%} on {dst_hw.name} layers" if mode in band else ""),
+                          band=band.get(mode))
+        # no measurement on this GPU backs the band: said in the answer, and the Monte Carlo's wide
+        # fallback band applies (perfmodel.specdec.uncertainty)
+        return p if mode in band else p.with_note(f"not validated on {dst_hw.name}: no error band measured")
+    prov.provenance = provenance  # type: ignore[method-assign]
+    prov.compiled_glue = lambda: None  # type: ignore[method-assign]  # compiled glue: the source GPU's only
     return prov
 
 
