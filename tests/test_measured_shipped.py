@@ -62,3 +62,16 @@ def test_composition_check_meets_thresholds_in_graph_mode():
     err = np.abs([float(r["rel_err"]) for r in rows if r["mode"] == "graph"])
     assert len(err) >= 30 and np.median(err) <= 0.03 and np.percentile(err, 90) <= 0.06
     assert {r["model"] for r in rows} == {"llama-7b", "llama-13b", "llama-33b"}
+
+
+@pytest.mark.parametrize("gpu", ["h100-sxm", "h200"])
+def test_leaving_a_measured_grid_does_not_jump(gpu):
+    """Verify widths beyond the profiled 9 new tokens come from the operator model scaled to the
+    nearest measured point: no step down at the grid's edge (which would fake a γ optimum there)."""
+    lat = latency_provider(GPUS[gpu])
+    spec = resolve_model("llama-65b")
+    for mode in ("graph", "eager"):
+        t = [float(lat.forward(spec, 1, n, 512, 4, mode).layer_s) for n in (9, 10, 12)]
+        assert t[1] == pytest.approx(t[0], rel=0.02) and t[2] >= t[1] * 0.999, (mode, t)
+        src = lat.forward(spec, 1, 10, 512, 4, mode).sources["layer"]
+        assert "scaled to the nearest measured point" in src.describe()

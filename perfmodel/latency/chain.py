@@ -10,6 +10,8 @@ scripts/shape_check.py: docs/accuracy.md), and a measured row beats both on it.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from perfmodel.latency.base import ComponentTimes
@@ -26,15 +28,19 @@ class OperatorChain:
         self.hw = getattr(base, "hw", operators.hw)
 
     def _measured(self, component, key, tp, mode, by, coords):
-        """(values, kinds) of the base profile's grid at coords; NaN where it has no row to use."""
+        """(values, kinds, edge values, clamped coords) of the base profile's grid at coords: NaN where
+        it has no row to use; `edge` is the grid at the nearest in-grid point (NaN without a grid)."""
         grid = getattr(self.base, "grid", None)
         g = grid(component, key, tp, mode, by) if grid is not None else None
         shape = np.broadcast(*[np.asarray(c) for c in coords]).shape
         if g is None:
-            return np.full(shape, np.nan), None
+            return np.full(shape, np.nan), None, np.full(shape, np.nan), None
         val, kind = g(*coords)
-        kinds = np.where(np.isfinite(val), np.where(kind == 0, "measured", "interpolated"), "operator")
-        return val, kinds
+        clamped = g.clamp(*np.broadcast_arrays(*[np.asarray(c, dtype=float) for c in coords]))
+        edge, _ = g(*clamped)
+        kinds = np.where(np.isfinite(val), np.where(kind == 0, "measured", "interpolated"),
+                         np.where(np.isfinite(edge), "anchored", "operator"))
+        return val, kinds, edge, clamped
 
     def forward(self, spec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
         if mode == "compiled" and self.operators.compiled_glue() is None:  # no compiled glue: the base answers
@@ -43,23 +49,34 @@ class OperatorChain:
         parts = {"layer": ("layer_s", layer_shape_key(spec), (batch, new_tokens, context)),
                  "lm_head": ("lm_head_s", head_shape_key(spec), (batch, new_tokens))}
         found = {comp: self._measured(comp, key, tp, mode, by, coords) for comp, (_, key, coords) in parts.items()}
-        if tp == 1 and all(np.isnan(v).all() for v, _ in found.values()):  # never profiled: operators alone
-            return self.operators.forward(spec, batch, new_tokens, context, tp, mode)
+        if tp == 1 and all(np.isnan(f[0]).all() and np.isnan(f[2]).all() for f in found.values()):
+            return self.operators.forward(spec, batch, new_tokens, context, tp, mode)  # never profiled
         ft = self.base.forward(spec, batch, new_tokens, context, tp, mode)
         fields, sources, op = {}, dict(ft.sources), None
         for comp, (attr, key, coords) in parts.items():
-            val, kinds = found[comp]
+            val, kinds, edge, clamped = found[comp]
             if np.isfinite(val).all():
                 continue
             op = op or self.operators.forward(spec, batch, new_tokens, context, tp, mode)
             shape = np.broadcast(np.asarray(getattr(ft, attr)), val).shape
-            fields[attr] = np.where(np.isfinite(val), val, getattr(op, attr)) + np.zeros(shape)
-            if np.isnan(val).all():
+            opv = np.asarray(getattr(op, attr), dtype=float) + np.zeros(shape)
+            if clamped is not None and np.isfinite(edge).any():
+                # off the grid of a measured shape: the operator time scaled to agree with the nearest
+                # measured point, so crossing the grid's edge never jumps (a 10-token verify costs
+                # no less than the measured 9-token one just because another source answers it)
+                at = clamped if comp == "layer" else (clamped[0], clamped[1], context)
+                op_edge = np.asarray(getattr(self.operators.forward(spec, *at, tp, mode), attr), dtype=float)
+                opv = np.where(np.isfinite(edge), opv * edge / op_edge, opv) + np.zeros(shape)
+            fields[attr] = np.where(np.isfinite(val), val, opv) + np.zeros(shape)
+            if np.isnan(val).all() and np.isnan(edge).all():
                 sources[comp] = op.sources[comp]
                 continue
+            src = op.sources[comp].parts[0]
             labels = {"measured": Source("measured", getattr(self.base, "file", "")),
                       "interpolated": Source("interpolated", getattr(self.base, "file", "")),
-                      "operator": op.sources[comp].parts[0]}
+                      "operator": src,
+                      "anchored": dataclasses.replace(src, detail=(src.detail + "; " if src.detail else "")
+                                                      + "scaled to the nearest measured point")}
             sources[comp] = Provenance.from_kinds(np.broadcast_to(kinds, shape), labels)
         if not fields:
             return ft
