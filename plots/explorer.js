@@ -5,7 +5,8 @@
 //   baseline = batch/(t_target + overhead(0));  speedup = throughput/baseline
 // Bands (issue 14): the Monte Carlo of perfmodel.specdec.uncertainty.propagate, step for step, on the
 // standard normals its seeded generator draws (D.mc.z, embedded by plots/explore_data.mc_stream):
-// one log-normal factor per latency kind (sorted; 90 % interval 1 ± band), α logit-normal when the
+// one standard normal per latency kind (sorted), each role scaled by its own band (90 % interval
+// 1 ± band; uncertainty.role_factors), α logit-normal when the
 // page's α ± (a 95 % interval, as acceptance files state it) is > 0, the baseline its own draw at the
 // target's band; 90 % intervals are numpy's linear percentiles. Same draws, same order: same lo/hi.
 (function () {
@@ -59,9 +60,10 @@
   // 90 % intervals of iteration_s, throughput_tok_s and speedup for every γ of one (batch, context) cell
   function bands(s, a, h, b, c) {
     var T = tables(s), n = D.mc.draws, dr = T.d.cell_band[b][c], tg = T.t.cell_band[b][c];
-    var roles = {draft: dr, target: tg.target, overhead: tg.overhead}, kb = {}, f = {}, off = 0;
-    ['draft', 'target', 'overhead'].forEach(function (r) { kb[roles[r].kind] = roles[r].band; });
-    Object.keys(kb).sort().forEach(function (k) { f[k] = factor(kb[k], off); off += n; });
+    var roles = {draft: dr, target: tg.target, overhead: tg.overhead}, zoff = {}, off = 0;
+    // uncertainty.role_factors: one standard normal per kind (sorted), each role at its own band
+    ['draft', 'target', 'overhead'].forEach(function (r) { zoff[roles[r].kind] = 0; });
+    Object.keys(zoff).sort().forEach(function (k) { zoff[k] = off; off += n; });
     var al = new Float64Array(n).fill(a);
     if (h > 0) {
       var lo = Math.max(a - h, 0), hi = Math.min(a + h, 1), m = logit(a);
@@ -69,7 +71,8 @@
       for (var i = 0; i < n; i++) { al[i] = sd > 0 ? 1 / (1 + Math.exp(-(m + sd * D.mc.z[off + i]))) : a; }
       off += n;
     }
-    var fb = factor(tg.target.band, off), fd = f[dr.kind], ft = f[tg.target.kind], fo = f[tg.overhead.kind];
+    var fb = factor(tg.target.band, off), fd = factor(dr.band, zoff[dr.kind]);
+    var ft = factor(tg.target.band, zoff[tg.target.kind]), fo = factor(tg.overhead.band, zoff[tg.overhead.kind]);
     var B = D.batches[b], t0 = T.t.t_target_s[b][c], ov0 = T.t.baseline_overhead_s[b][c];
     var out = {roles: roles, iteration_s: [], throughput_tok_s: [], speedup: []};
     var cp = Float64Array.from(al), cs = new Float64Array(n), gi = 0;

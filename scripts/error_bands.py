@@ -14,6 +14,8 @@ Band b = exp(90th percentile of |ln(predicted/measured)|) − 1 for that kind of
   is given.
 Checks stored beside the bands: leave-one-draft-out coverage of the loop band and coverage of the
 loop band on the whole-model composition check (composition_h100.csv), which it was not fitted on.
+Also stored: each kind's shared fraction ρ (the part of its error common to all shapes), which the
+optimiser's win probabilities use to draw errors of different draft shapes partly independently.
 
     PYTHONPATH=. python scripts/error_bands.py [--operator-check FILE ...]
 """
@@ -108,9 +110,36 @@ def compute(operator_check: str | None = None) -> dict:
         b, n = _band([r["rel_err"] for r in rows if r["mode"] == mode])
         files = sorted({r["_file"] for r in rows if r["mode"] == mode})
         bands.setdefault("operator", {})[mode] = {"band": b, "n": n, "evidence": f"shape check {', '.join(files)}"}
+    shared = shared_fractions(loop, rows)
     return {"level": Q / 100, "definition": "band = exp(90th percentile of |ln(predicted/measured)|) - 1; interval [pred/(1+band), pred*(1+band)]",
+            "shared_fraction": shared,
             "command": "PYTHONPATH=. python scripts/error_bands.py" + "".join(f" --operator-check {p}" for p in operator_check or ()),
             "bands": bands, "checks": checks(loop, bands)}
+
+
+def _shared(errs):
+    """ρ = μ² / (μ² + σ²) of ln(1 + e): the share of a kind's error second moment that is a bias common
+    to every shape (what two draft shapes answered by that kind err alike); the rest differs by shape."""
+    x = np.log1p(np.asarray(errs, dtype=float))
+    x = x[np.isfinite(x)]
+    m, v = float(np.mean(x)), float(np.var(x))
+    return m * m / (m * m + v) if m * m + v > 0 else 1.0, int(x.size)
+
+
+def shared_fractions(loop, operator_rows) -> dict:
+    """{kind: {mode: {rho, n, evidence}}} for the kinds with evidence across several shapes: the own
+    loop (measured / interpolated) and the unseen-shape checks (operator). Kinds without it stay
+    fully shared (ρ = 1) in perfmodel.optimize.confidence."""
+    out: dict = {}
+    for mode, pts in loop.items():
+        if pts:
+            rho, n = _shared([e for _, e in pts])
+            for kind in ("measured", "interpolated"):
+                out.setdefault(kind, {})[mode] = {"rho": rho, "n": n, "evidence": "own loop iteration time"}
+    for mode in sorted({r["mode"] for r in operator_rows}):
+        rho, n = _shared([float(r["rel_err"]) for r in operator_rows if r["mode"] == mode])
+        out.setdefault("operator", {})[mode] = {"rho": rho, "n": n, "evidence": "unseen-shape checks"}
+    return out
 
 
 def checks(loop, bands) -> dict:

@@ -218,3 +218,57 @@ def test_alpha_model_joint_draws_match_its_interval_and_share_coefficients():
     a = am.expit(z)
     assert np.mean((a >= lo) & (a <= hi), axis=0) == pytest.approx([0.95, 0.95], abs=0.01)
     assert np.corrcoef(z.T)[0, 1] > 0.5  # the shared depth/size coefficients move both drafts
+
+
+def test_shared_fraction_recovers_planted_split():
+    rng = np.random.default_rng(3)
+    bias_only = np.full(500, 0.05)
+    noise_only = np.expm1(rng.normal(0, 0.05, 20000))
+    half = np.expm1(0.05 + rng.normal(0, 0.05, 20000))
+    assert error_bands._shared(bias_only)[0] == pytest.approx(1.0)
+    assert error_bands._shared(noise_only)[0] == pytest.approx(0.0, abs=0.01)
+    assert error_bands._shared(half)[0] == pytest.approx(0.5, abs=0.03)
+    stored = json.loads(BANDS_FILE.read_text())["shared_fraction"]
+    fresh = error_bands.compute()["shared_fraction"]
+    for kind in ("measured", "interpolated"):
+        for mode, e in fresh[kind].items():
+            assert stored[kind][mode]["rho"] == pytest.approx(e["rho"], rel=1e-9)
+
+
+def test_win_probability_of_two_operator_shapes_is_not_certain(monkeypatch):
+    """Two drafts of different, unprofiled shapes with the same exact α: their operator-composed
+    errors are almost independent by shape (ρ ≈ 0 under graphs), so which is faster is uncertain
+    when their speedups are close; fully shared errors (ρ = 1) would rank them with certainty."""
+    from perfmodel.optimize import confidence as conf
+    from perfmodel.optimize.run import OptimizeRequest, run
+
+    hw = resolve_gpu("h200")
+    prov = build_provider(hw)
+    drafts = ["llama-7b:d_model=1536,n_heads=12,n_kv_heads=4,d_ff=4096,n_layers=6",
+              "llama-7b:d_model=1792,n_heads=14,n_kv_heads=2,d_ff=4864,n_layers=6"]
+    req = OptimizeRequest(target="llama-13b", drafts=drafts, alpha=0.7, modes=("graph",), gamma_max=8)
+    rows = run(req, prov.target, prov.draft)["rankings"][0]["rows"]
+    assert {r["draft"] for r in rows} == set(drafts)
+    assert abs(rows[0]["speedup"] / rows[1]["speedup"] - 1) < 0.01
+    p = rows[0]["p_beats_next"]
+    assert 0.5 < p < 0.99
+    monkeypatch.setattr(conf, "shared_fraction", lambda kind, mode: 1.0)
+    rows1 = run(req, prov.target, prov.draft)["rankings"][0]["rows"]
+    assert rows1[0]["p_beats_next"] == 1.0
+
+
+def test_roles_of_one_kind_share_the_draw_but_keep_their_own_band():
+    """Draft measured ±2 % and target measured ±77 % (an unbanded tp shard): one standard normal for
+    the kind, each role at its own width — not the last role's band for both."""
+    from perfmodel.specdec.uncertainty import Z90, role_factors
+
+    roles = {"draft": {"kind": "measured", "band": 0.02}, "target": {"kind": "measured", "band": 0.77},
+             "overhead": {"kind": "anchored", "band": 0.5}}
+    f = role_factors(roles, 20000, np.random.default_rng(0))
+    ld, lt = np.log(f["draft"]), np.log(f["target"])
+    np.testing.assert_allclose(ld / np.log1p(0.02), lt / np.log1p(0.77))  # the same z
+    q = np.percentile(f["draft"], [5, 95])
+    assert q[0] == pytest.approx(1 / 1.02, rel=2e-3) and q[1] == pytest.approx(1.02, rel=2e-3)
+    assert np.percentile(f["target"], 95) == pytest.approx(1.77, rel=0.02)
+    assert abs(np.corrcoef(ld, np.log(f["overhead"]))[0, 1]) < 0.05  # another kind: independent
+    assert Z90 > 1.6

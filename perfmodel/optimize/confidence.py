@@ -3,9 +3,11 @@ the reference draft and the next-ranked one, the probability that it is the best
 and a γ robust to the interval — from the same Monte Carlo as `predict`
 (perfmodel.specdec.uncertainty): latency bands by source kind, acceptance intervals per draft.
 
-Key assumptions: latency errors are shared by all drafts answered by the same source kind (one
-profile errs the same way for every draft; the target's verification is common to all), so
-differences between drafts are not blurred by errors that cancel; drafts whose α the α model
+Key assumptions: a source kind's latency error splits into a part shared by every draft it answers
+(a bias of the profile or model; the target's verification is common to all) and a part that differs
+by layer shape, in the measured proportion ρ : 1 − ρ (uncertainty.shared_fraction: ρ ≈ 0.63 for
+measured rows under CUDA graphs, ≈ 0 for operator-composed shapes, 1 where no evidence across shapes
+exists); drafts of one layer shape (the same width at different depths) share both; drafts whose α the α model
 predicts are drawn jointly (one coefficient draw shared, plus each draft's own scatter); other
 drafts' acceptance errors are independent. Each draw re-optimises γ per draft, so probabilities compare best achievable
 speedups. A γ is robust when it maximises the 5th percentile of speedup; the choice is a near-tie
@@ -17,7 +19,8 @@ import numpy as np
 
 from perfmodel.specdec.acceptance import AcceptanceModel
 from perfmodel.specdec.maths import iteration_s
-from perfmodel.specdec.uncertainty import N_DRAWS, alpha_draws, fallback_band, kind_factors, role_band, tokens_from_draws
+from perfmodel.specdec.uncertainty import (N_DRAWS, Z90, alpha_draws, fallback_band, kind_factors, role_band,
+                                           role_factors, shared_fraction, tokens_from_draws)
 
 NEAR_TIE = 0.9
 
@@ -46,6 +49,18 @@ def _model_draws(res, idx, n: int, rng) -> dict:
     return {i: np.repeat(a[:, k:k + 1], gmax, axis=1) for k, i in enumerate(own)}
 
 
+def _shape_factors(res, idx, draft_role: dict, mode: str, n: int, seed: int) -> dict:
+    """{layer shape index: (n,) factor} of the draft error's shape-specific part (variance share
+    1 − ρ), each shape from its own seeded stream (so a shape's draw does not depend on which other
+    candidates are shown); {} when the kind is fully shared."""
+    rho, band = draft_role["rho"], draft_role["band"]
+    if rho >= 1.0 or band <= 0:
+        return {}
+    sig = np.sqrt(1.0 - rho) * np.log1p(band) / Z90
+    shapes = {int(res.cands.shape_index[i]) for i in idx}
+    return {s: np.exp(sig * np.random.default_rng([seed, 1, s]).standard_normal(n)) for s in shapes}
+
+
 def speedup_draws(res, mode: str, bi: int, ci: int, idx, n: int = N_DRAWS, seed: int = 0):
     """(len(idx), n, G) speedup draws of candidates `idx` at one cell, and the latency roles used."""
     m = res.modes[mode]
@@ -55,18 +70,23 @@ def speedup_draws(res, mode: str, bi: int, ci: int, idx, n: int = N_DRAWS, seed:
     for role in ("draft", "target", "overhead"):
         k, b, _ = role_band(c.sources, role, fallback_band(mode))
         roles[role] = {"kind": k, "band": b}
-    f = kind_factors({r["kind"]: r["band"] for r in roles.values()}, n, rng)
-    fd, ft, fo = (f[roles[r]["kind"]][:, None] for r in ("draft", "target", "overhead"))
+    roles["draft"]["rho"] = shared_fraction(roles["draft"]["kind"], mode)
+    f = role_factors({r: {k: roles[r][k] for k in ("kind", "band")} for r in ("draft", "target", "overhead")}, n, rng)
+    fd, ft, fo = (f[r][:, None] for r in ("draft", "target", "overhead"))
     fbase = kind_factors({"baseline": roles["target"]["band"]}, n, rng)["baseline"][:, None]
     g = np.asarray(res.gammas, dtype=float)
     joint = _model_draws(res, idx, n, rng)
+    per_shape = _shape_factors(res, idx, roles["draft"], mode, n, seed)
+    if per_shape:
+        fd = fd ** np.sqrt(roles["draft"]["rho"])  # the shared part; per_shape holds the rest
     out = np.empty((len(idx), n, g.size))
     for j, i in enumerate(idx):
         s = int(res.cands.shape_index[i])
         td = res.cands.n_layers[i] * c.layer_s[s, bi, ci, :] + c.head_s[s, bi, ci, :]
         ab = joint[i] if i in joint else alpha_draws(_acceptance(res, i), n, int(g.max()), rng)[0]
         tpi = tokens_from_draws(ab, res.gammas)
-        it = iteration_s(g, td[None] * fd, c.verify_s[bi, ci][None] * ft, c.overhead_s[bi, ci][None] * fo)
+        fdi = fd * per_shape[s][:, None] if per_shape else fd
+        it = iteration_s(g, td[None] * fdi, c.verify_s[bi, ci][None] * ft, c.overhead_s[bi, ci][None] * fo)
         sp = tpi * c.base_s[bi, ci] * fbase / it
         if c.feasible is not None:
             sp = np.where(c.feasible[s, ci][None], sp, -np.inf)

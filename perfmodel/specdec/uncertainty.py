@@ -39,6 +39,16 @@ def fallback_band(mode: str, path: Path = BANDS_FILE) -> float | None:
     return None if e is None else float(e["band"])
 
 
+def shared_fraction(kind: str, mode: str, path: Path = BANDS_FILE) -> float:
+    """ρ: the share of source kind `kind`'s error (second moment, log scale) common to every layer shape
+    in `mode` (scripts/error_bands.py: own loop for measured rows, unseen-shape checks for operators);
+    1 (fully shared) where no evidence across shapes exists."""
+    if not Path(path).is_file():
+        return 1.0
+    e = json.loads(Path(path).read_text()).get("shared_fraction", {}).get(kind, {}).get(mode)
+    return 1.0 if e is None else float(min(max(e["rho"], 0.0), 1.0))
+
+
 def _logit(a):
     a = np.clip(np.asarray(a, dtype=float), 1e-9, 1 - 1e-9)
     return np.log(a / (1 - a))
@@ -98,6 +108,15 @@ def tokens_from_draws(ab: np.ndarray, gammas) -> np.ndarray:
     return cum[:, np.asarray(gammas, dtype=int)]
 
 
+def role_factors(roles: dict, n: int, rng) -> dict:
+    """{role: (n,) multiplicative factor}: one standard normal per source kind (sorted; the stream
+    kind_factors draws), shared by every role of that kind — one profile errs one way — each role
+    scaled by its own band (two roles of one kind may carry different bands)."""
+    z = {k: rng.standard_normal(n) for k in sorted({r["kind"] for r in roles.values()})}
+    return {role: np.exp(np.log1p(r["band"]) / Z90 * z[r["kind"]]) if r["band"] > 0 else np.ones(n)
+            for role, r in roles.items()}
+
+
 def kind_factors(kinds_bands: dict, n: int, rng) -> dict:
     """{kind: (n,) multiplicative factor}; one standard normal per kind, shared by its components."""
     out = {}
@@ -133,12 +152,12 @@ def propagate(p, acc, n: int = N_DRAWS, seed: int = 0, level: float = LEVEL, ret
         k, b, ns = role_band(p.sources, role, fb)
         roles[role] = {"kind": k, "band": b}
         notes += ns
-    f = kind_factors({r["kind"]: r["band"] for r in roles.values()}, n, rng)
+    f = role_factors(roles, n, rng)
     ab, note = alpha_draws(acc, n, int(p.gamma.max()), rng)
     if note:
         notes.append(note)
     tpi = tokens_from_draws(ab, p.gamma)[:, None, None, :]
-    fd, ft, fo = (f[roles[r]["kind"]][:, None, None, None] for r in ("draft", "target", "overhead"))
+    fd, ft, fo = (f[r][:, None, None, None] for r in ("draft", "target", "overhead"))
     G, B = p.gamma[None, None, None, :], p.batch[None, :, None, None]
     it = iteration_s(G, p.t_draft_s[None] * fd, p.t_verify_s[None] * ft, p.overhead_s[None] * fo,
                      np.asarray(p.draft_catchup_s)[None] * fd)
