@@ -175,13 +175,25 @@ def _sweep(p, out, meta, jobs, n_points, est, device, dtype, copies, quiet, json
         from perfmodel.latency.fit import refit_file
 
         refit_file(p, GPUS[meta["gpu"]])
+    from perfmodel.latency.integrity import order_violations
+
+    order = order_violations(LatencyTable.load(p).rows)
+    if order:  # kept with the table: which groups time a longer verify faster than a shorter one
+        t = LatencyTable.load(p)
+        t.meta["order_check"] = order
+        t.save(p)
     summary = {"out": str(p), "rows": len(table), "ok": ok, "skipped": len(table) - ok,
-               "new_rows": len(table) - resumed, "wall_s": wall, "gpu": meta["gpu_name"]}
+               "new_rows": len(table) - resumed, "wall_s": wall, "gpu": meta["gpu_name"], "order_check": order}
     if json_out:
         print_json(summary)
     else:
         con.print(f"profiled {summary['new_rows']} points in {wall:.1f} s on {meta['gpu_name']}; "
                   f"{ok} ok, {summary['skipped']} skipped; wrote {p} (+ .meta.json)")
+        for mode, e in order.items():
+            if e["groups"]:
+                con.print(f"warning: in {e['groups']} of {e['of']} {mode}-mode layer groups a longer verify timed "
+                          f"faster than a shorter one (by up to {e['worst']:.0%}; e.g. {e['examples'][0]}): host "
+                          "contention while timing? profile on an idle host, or delete those rows and resume")
 
 
 def _profile_tp(specs, grid_kw, p, dtype, tp, device, json_out):

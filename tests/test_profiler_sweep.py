@@ -1,5 +1,7 @@
 """profiler.sweep and `specperf profile` on CPU: LatencyTable round trip, resume, dedup by shape,
 OOM → skipped rows and the sweep goes on, bad input → one line and exit 2."""
+import json
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -206,3 +208,26 @@ def test_interleaved_timing_survives_a_host_burst_that_sequential_timing_does_no
     burst["end"] = _t.perf_counter()
     seq += [time_callable(c, "cpu", warmup=0).median_s for c in calls[1:]]
     assert seq[0] > seq[1]  # the artefact interleaving removes: the 1 ms call timed slower than the 2 ms one
+
+
+def test_order_check_finds_a_planted_fall_and_passes_monotone_groups():
+    from perfmodel.latency.integrity import order_violations
+
+    def rows(mode, times, b=1):
+        return [{"component": "layer", "mode": mode, "shape": "s", "tp": 1, "batch": b, "context": 512,
+                 "new_tokens": n, "median_s": t, "status": "ok"} for n, t in zip((1, 2, 3, 5), times)]
+    out = order_violations(rows("eager", [1.0, 1.6, 1.1, 1.2]) + rows("eager", [1.0, 1.0, 1.05, 1.1], b=8)
+                           + rows("graph", [1.0, 1.02, 0.95, 1.1]))
+    assert out["eager"]["groups"] == 1 and out["eager"]["of"] == 2
+    assert out["eager"]["worst"] == pytest.approx(1 - 1.1 / 1.6)
+    assert "b1" in out["eager"]["examples"][0]
+    assert out["graph"]["groups"] == 0  # a 7 % dip is under the 10 % threshold
+
+
+def test_cpu_profile_reports_its_order_check(tmp_path):
+    r = runner.invoke(app, ["profile", "--models", "llama-7b:d_model=64,n_heads=4,n_kv_heads=2,d_ff=128,n_layers=1,vocab=256",
+                            "--batch", "1", "--context", "16", "--new-tokens", "1,2", "--mode", "eager",
+                            "--device", "cpu", "--dtype", "fp32", "--no-overhead", "--json", "--out", str(tmp_path / "p.csv")])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output[r.output.index("{"):])
+    assert doc["order_check"]["eager"]["of"] == 1

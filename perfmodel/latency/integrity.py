@@ -98,3 +98,28 @@ def check_profile(path: str | Path, gpu: str | None = None, allow_gpu_mismatch: 
             raise SpecError(f"profile {name!r} was measured on {', '.join(other)}, not on gpu={gpu!r}; pass the "
                             "matching --gpu or --allow-gpu-mismatch", value=other[0], allowed=gpu)
     return ok
+
+
+def order_violations(rows, drop: float = 0.10) -> dict:
+    """{mode: {"groups", "of", "worst", "examples"}}: (layer shape, tp, batch, context) groups whose
+    median falls by more than `drop` as new tokens grow — a longer verify timed faster than a shorter
+    one, the mark of host contention during eager timing (or of a kernel switch at one token on the
+    largest layers, which graph mode shows too). `worst` is the largest fall (fraction)."""
+    groups: dict = {}
+    for r in rows:
+        if r.get("component") != "layer" or r.get("status", "ok") not in ("ok", ""):
+            continue
+        k = (r["mode"], r["shape"], int(r["tp"]), int(r["batch"]), int(r["context"]))
+        groups.setdefault(k, {})[int(r["new_tokens"])] = float(r["median_s"])
+    out: dict = {}
+    for (mode, shape, tp, b, c), pts in groups.items():
+        e = out.setdefault(mode, {"groups": 0, "of": 0, "worst": 0.0, "examples": []})
+        e["of"] += 1
+        t = [pts[n] for n in sorted(pts)]
+        fall = max((1 - t[i] / max(t[:i]) for i in range(1, len(t))), default=0.0)
+        if fall > drop:
+            e["groups"] += 1
+            e["worst"] = max(e["worst"], fall)
+            if len(e["examples"]) < 3:
+                e["examples"].append(f"{shape} tp{tp} b{b} ctx{c}: −{fall:.0%}")
+    return out
