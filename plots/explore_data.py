@@ -85,7 +85,8 @@ def mc_stream(n: int = N_DRAWS, seed: int = 0, blocks: int = 5) -> dict:
 
 
 def draft_table(spec, latency, mode: str, batches, contexts, gammas) -> dict:
-    """t_draft_s[b][c][g]: one draft forward at draft_context(context, γ), as predict times it."""
+    """t_draft_s[b][c][g]: one draft forward at draft_context(context, γ), as predict times it;
+    catchup_s[b][c]: what predict --draft-catchup adds per iteration (2-token minus 1-token step)."""
     B, C, G = (np.asarray(v)[s] for v, s in ((batches, np.s_[:, None, None]), (contexts, np.s_[None, :, None]),
                                             (gammas, np.s_[None, None, :])))
     ft = latency.forward(spec, B, 1, draft_context(C, G), 1, mode)
@@ -94,7 +95,10 @@ def draft_table(spec, latency, mode: str, batches, contexts, gammas) -> dict:
               for c in contexts] for b in batches]
     bands = [[_band({f"draft_{k}": v for k, v in latency.forward(spec, b, 1, draft_context(c, G), 1, mode).sources.items()},
                     "draft", mode) for c in contexts] for b in batches]
-    return {"t_draft_s": _arr(ft.total_s + zero), "cell_badge": cells, "cell_band": bands, **_side(ft.sources)}
+    B2, C2 = np.asarray(batches)[:, None], np.asarray(contexts)[None, :]
+    catchup = latency.forward(spec, B2, 2, C2, 1, mode).total_s - latency.forward(spec, B2, 1, C2, 1, mode).total_s
+    return {"t_draft_s": _arr(ft.total_s + zero), "catchup_s": _arr(catchup + zero[:, :, 0]),
+            "cell_badge": cells, "cell_band": bands, **_side(ft.sources)}
 
 
 def target_table(spec, latency, mode: str, tp: int, batches, contexts, gammas) -> dict:

@@ -1,7 +1,7 @@
 // specperf explorer: the closed form of perfmodel.specdec.maths on latency tables embedded by
 // plots/explore_data.py. Only tokens per iteration and the formula are computed here:
 //   tpi = (1 - a^(g+1)) / (1 - a)  (g+1 at a = 1), computed as -expm1((g+1) ln a) / (1 - a)
-//   iteration_s = g*t_draft + t_verify + overhead;  throughput = batch*tpi/iteration_s
+//   iteration_s = g*t_draft [+ catch-up] + t_verify + overhead;  throughput = batch*tpi/iteration_s
 //   baseline = batch/(t_target + overhead(0));  speedup = throughput/baseline
 // Bands (issue 14): the Monte Carlo of perfmodel.specdec.uncertainty.propagate, step for step, on the
 // standard normals its seeded generator draws (D.mc.z, embedded by plots/explore_data.mc_stream):
@@ -30,8 +30,8 @@
     var dt = D.draft[s.draft + '|' + s.gpu + '|' + s.mode], tt = D.target[s.target + '|' + s.gpu + '|' + s.mode + '|' + s.tp];
     var gam = D.gammas[g], B = D.batches[b];
     var td = dt.t_draft_s[b][c][g], tv = tt.t_verify_s[b][c][g], ov = tt.overhead_s[b][c][g];
-    var t0 = tt.t_target_s[b][c], ov0 = tt.baseline_overhead_s[b][c];
-    var e = tpi(a, gam), it = gam * td + tv + ov, thr = B * e / it, base = B / (t0 + ov0);
+    var t0 = tt.t_target_s[b][c], ov0 = tt.baseline_overhead_s[b][c], cu = s.catchup ? dt.catchup_s[b][c] : 0;
+    var e = tpi(a, gam), it = gam * td + cu + tv + ov, thr = B * e / it, base = B / (t0 + ov0);
     return {gamma: gam, batch: B, context: D.contexts[c], tokens_per_iteration: e, iteration_s: it,
             throughput_tok_s: thr, baseline_tok_s: base, speedup: thr / base, t_draft_s: td, t_verify_s: tv,
             overhead_s: ov, t_target_s: t0, fit: fits(s, b, c, g)};
@@ -80,10 +80,11 @@
       for (var i2 = 0; i2 < n; i2++) { if (g > 1) { cp[i2] *= al[i2]; } cs[i2] += cp[i2]; }
       if (D.gammas[gi] !== g) { continue; }
       var td = T.d.t_draft_s[b][c][gi], tv = T.t.t_verify_s[b][c][gi], ov = T.t.overhead_s[b][c][gi];
+      var cu = s.catchup ? T.d.catchup_s[b][c] : 0;
       var it = new Float64Array(n), thr = new Float64Array(n), sp = new Float64Array(n);
       for (var k = 0; k < n; k++) {
         var e = 1.0 + cs[k];
-        it[k] = g * (td * fd[k]) + tv * ft[k] + ov * fo[k];
+        it[k] = g * (td * fd[k]) + cu * fd[k] + tv * ft[k] + ov * fo[k];
         thr[k] = B * e / it[k];
         sp[k] = e * (t0 * fb[k] + ov0 * fb[k]) / it[k];
       }
@@ -95,7 +96,7 @@
   function state() {
     return {target: $('target').value, draft: $('draft').value, gpu: $('gpu').value, mode: $('mode').value,
             tp: parseInt($('tp').value, 10), alpha: parseFloat($('alpha').value), pm: parseFloat($('alpha-pm').value),
-            b: parseInt($('batch').value, 10), c: parseInt($('context').value, 10)};
+            b: parseInt($('batch').value, 10), c: parseInt($('context').value, 10), catchup: $('catchup').checked};
   }
   function badge(kind) { return '<span class="badge ' + kind + '">' + kind + '</span>'; }
   function tables(s) {
@@ -249,6 +250,7 @@
   $('context').max = D.contexts.length - 1; $('context').value = D.contexts.indexOf(d.context);
   $('alpha-pm').value = 0;
   ['alpha', 'alpha-pm', 'batch', 'context'].forEach(function (id) { $(id).addEventListener('input', update); });
+  $('catchup').addEventListener('change', update);
   window.specperfPoint = point; window.specperfUpdate = update;
   update();
 })();

@@ -59,6 +59,7 @@ shipped profiles (measured where the badge says so, analytical roofline otherwis
  <label title="half-width of α's 95 % interval (0: α taken as exact)">α ± <input id="alpha-pm" type="range" min="0" max="0.2" step="0.01"> <span id="alpha-pm-val"></span></label>
  <label>batch <input id="batch" type="range" min="0" step="1"> <span id="batch-val"></span></label>
  <label>context <input id="context" type="range" min="0" step="1"> <span id="context-val"></span></label>
+ <label title="the draft's first step per iteration feeds 2 tokens (the previous one re-fed), as predict --draft-catchup charges it"><input id="catchup" type="checkbox"> draft catch-up</label>
 </div>
 <div class="readout">γ* = <b id="gstar"></b> · speedup <b id="speedup"></b> <span id="speedup-band"></span> · <b id="tps"></b>
 <span id="tps-band"></span> tokens/s vs

@@ -70,11 +70,13 @@ def page(tmp_path_factory):
     return out
 
 
-def predict(draft: str, alpha: float, batch: int, context: int, mode="graph", tp=4, acceptance=None) -> dict:
+def predict(draft: str, alpha: float, batch: int, context: int, mode="graph", tp=4, acceptance=None,
+            catchup=False) -> dict:
     acc = ["--acceptance", str(acceptance)] if acceptance else ["--alpha", f"{alpha:.2f}"]
     r = runner.invoke(app, ["predict", "--target", "llama-65b", "--draft", draft, "--gpu", "h100-sxm",
                             "--tp", str(tp), "--mode", mode, *acc, "--batch", str(batch),
-                            "--context", str(context), "--gamma", "auto", "--gamma-max", "12", "--json"])
+                            "--context", str(context), "--gamma", "auto", "--gamma-max", "12", "--json",
+                            *(["--draft-catchup"] if catchup else [])])
     assert r.exit_code == 0, r.output
     return json.loads(r.output)
 
@@ -165,6 +167,17 @@ def test_slider_and_dropdown_give_predicts_numbers(browser, page):
     Select(browser.find_element(By.ID, "mode")).select_by_value("eager")
     assert_matches_predict(shown(browser), predict("llama-7b:n_layers=2", 0.65, 64, 512, mode="eager"))
     assert errors(browser) == []
+
+
+def test_draft_catchup_toggle_gives_predicts_numbers(browser, page):
+    browser.get(page.as_uri())
+    base = shown(browser)
+    assert_matches_predict(base, predict("sheared-llama-1.3b", 0.80, 1, 512))
+    browser.find_element(By.ID, "catchup").click()
+    on = shown(browser)
+    assert on["state"]["inputs"]["catchup"] is True
+    assert_matches_predict(on, predict("sheared-llama-1.3b", 0.80, 1, 512, catchup=True))
+    assert on["state"]["point"]["iteration_s"] > base["state"]["point"]["iteration_s"]
 
 
 def test_memory_misfit_and_badges(browser, page):
