@@ -14,6 +14,7 @@ import dataclasses
 
 import numpy as np
 
+from perfmodel.latency.bands import band
 from perfmodel.latency.base import ComponentTimes
 from perfmodel.latency.source import Provenance, Source
 from perfmodel.latency.table import head_shape_key, layer_shape_key
@@ -72,12 +73,20 @@ class OperatorChain:
                 sources[comp] = op.sources[comp]
                 continue
             src = op.sources[comp].parts[0]
-            labels = {"measured": Source("measured", getattr(self.base, "file", "")),
-                      "interpolated": Source("interpolated", getattr(self.base, "file", "")),
+            base_prov = ft.sources[comp]  # the base's own Sources for its rows: their bands and notes
+            own = {x.kind: dataclasses.replace(x, count=0) for m in (base_prov.members or (base_prov,))
+                   for x in m.parts}
+            f = getattr(self.base, "file", "")
+            labels = {"measured": own.get("measured") or Source("measured", f, band=band("measured", mode)),
+                      "interpolated": own.get("interpolated") or Source("interpolated", f,
+                                                                         band=band("interpolated", mode)),
                       "operator": src,
                       "anchored": dataclasses.replace(src, detail=(src.detail + "; " if src.detail else "")
                                                       + "scaled to the nearest measured point")}
-            sources[comp] = Provenance.from_kinds(np.broadcast_to(kinds, shape), labels)
+            prov = Provenance.from_kinds(np.broadcast_to(kinds, shape), labels)
+            for note in base_prov.notes:
+                prov = prov.with_note(note)
+            sources[comp] = prov
         if not fields:
             return ft
         vals = {f: fields.get(f, getattr(ft, f)) for f in ("layer_s", "allreduce_s", "lm_head_s")}
