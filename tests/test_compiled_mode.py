@@ -70,7 +70,8 @@ def test_compiled_overhead_is_the_graph_overhead_said_so():
 
 
 def test_compiled_without_rows_is_graph_with_a_note():
-    p = build_provider(GPUS["h100-sxm"]).target
+    # an A100: no compiled rows, and the H200's compiled glue is not carried across architectures
+    p = build_provider(GPUS["a100-sxm-80gb"]).target
     spec = resolve_model("llama-7b", 2)
     c, g = p.forward(spec, 1, 1, 512, 1, "compiled"), p.forward(spec, 1, 1, 512, 1, "graph")
     assert float(c.total_s) == float(g.total_s)
@@ -79,6 +80,18 @@ def test_compiled_without_rows_is_graph_with_a_note():
         assert all(s.band is None for s in c.sources[comp].parts)
     a = AnalyticalLatency(GPUS["h100-sxm"]).forward(spec, 1, 1, 512, 1, "compiled")
     assert COMPILED_NOT_MEASURED in a.sources["layer"].describe()
+
+
+def test_h100_compiled_borrows_the_h200_glue_flagged_unvalidated():
+    """Same architecture (Hopper): compiled layers composed from the H200 tables rescaled, with the
+    H200's compiled glue — cheaper than the graph rows, said to be unvalidated, no band claimed."""
+    p = build_provider(GPUS["h100-sxm"]).target
+    spec = resolve_model("tinyllama-1.1b", 2)
+    c, g = p.forward(spec, 1, 1, 512, 1, "compiled"), p.forward(spec, 1, 1, 512, 1, "graph")
+    assert 0.5 < float(c.total_s) / float(g.total_s) < 0.95
+    src = c.sources["layer"]
+    assert src.kinds == ("operator",) and "not validated on h100-sxm" in src.describe()
+    assert src.parts[0].band is None
 
 
 def test_fit_learns_compiled_constants_only_from_compiled_rows():

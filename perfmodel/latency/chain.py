@@ -15,9 +15,17 @@ import dataclasses
 import numpy as np
 
 from perfmodel.latency.bands import band
-from perfmodel.latency.base import ComponentTimes
+from perfmodel.latency.base import COMPILED_NOT_MEASURED, ComponentTimes
 from perfmodel.latency.source import Provenance, Source
 from perfmodel.latency.table import head_shape_key, layer_shape_key
+
+
+def _graph_stand_in(ct: ComponentTimes) -> ComponentTimes:
+    """Graph-mode times answering compiled mode: every source noted, no band claimed."""
+    def strip(p):
+        return Provenance(tuple(dataclasses.replace(x, band=None) for x in p.parts),
+                          p.notes + (COMPILED_NOT_MEASURED,), tuple(strip(m) for m in p.members))
+    return dataclasses.replace(ct, sources={k: v if v.kinds == ("none",) else strip(v) for k, v in ct.sources.items()})
 
 
 class OperatorChain:
@@ -44,8 +52,9 @@ class OperatorChain:
         return val, kinds, edge, clamped
 
     def forward(self, spec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
-        if mode == "compiled" and self.operators.compiled_glue() is None:  # no compiled glue: the base answers
-            return self.base.forward(spec, batch, new_tokens, context, tp, mode)
+        if mode == "compiled" and self.operators.compiled_glue() is None:
+            # no compiled glue: this chain's graph-mode answer stands in, said so and with no band
+            return _graph_stand_in(self.forward(spec, batch, new_tokens, context, tp, "graph"))
         by = spec.dtype_bytes
         parts = {"layer": ("layer_s", layer_shape_key(spec), (batch, new_tokens, context)),
                  "lm_head": ("lm_head_s", head_shape_key(spec), (batch, new_tokens))}
@@ -103,6 +112,9 @@ class OperatorChain:
 # (scripts/cross_gpu_check.py: median 4.2 % graph / 4.7 % eager, p90 13 %, vs 17.7 % / 20.6 % for the
 # datasheet roofline). NVIDIA only: the kernels and launch path are CUDA's.
 CROSS_GPU_SOURCE = "h200"
+# GPUs of the source's architecture (Hopper: the H200 is the H100's GH100 die with HBM3e, per NVIDIA's
+# H200 datasheet), which also borrow its compiled-mode glue — the same inductor kernels, unvalidated
+SAME_ARCH = {"h200": ("h100-sxm", "h100-pcie")}
 CROSS_GPU_NOT_VALIDATED = "rescaled across GPUs by datasheet ratios, validated H200 → H100 only"
 
 
@@ -120,7 +132,7 @@ def with_operators(base, hw, dtype: str = "fp16", cross_gpu: bool = True):
         src = shipped_operator_table(CROSS_GPU_SOURCE, dtype) or shipped_operator_table(CROSS_GPU_SOURCE)
         if src is not None:
             ops = rescaled(src, GPUS[CROSS_GPU_SOURCE], hw, dtype if src.name.endswith(f"_{dtype}.csv") else "fp16",
-                           fallback=base)
+                           fallback=base, keep_compiled=hw.name in SAME_ARCH.get(CROSS_GPU_SOURCE, ()))
     return base if ops is None else OperatorChain(base, ops)
 
 

@@ -25,8 +25,10 @@ from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_ke
 from perfmodel.specs.models import ModelSpec
 
 
-def rescaled(src_path, src_hw, dst_hw, dtype: str = "fp16", fallback=None) -> OperatorLatency:
-    """An OperatorLatency that answers for `dst_hw` from `src_hw`'s operator table."""
+def rescaled(src_path, src_hw, dst_hw, dtype: str = "fp16", fallback=None,
+             keep_compiled: bool = False) -> OperatorLatency:
+    """An OperatorLatency that answers for `dst_hw` from `src_hw`'s operator table; its compiled-mode
+    glue only with `keep_compiled` (same architecture: the same inductor kernels)."""
     base = OperatorLatency(src_path, src_hw, dtype)
     bw_src, fl_src = base.ceilings()
     bw_dst = bw_src * dst_hw.hbm_bytes_per_s / src_hw.hbm_bytes_per_s
@@ -47,7 +49,8 @@ def rescaled(src_path, src_hw, dst_hw, dtype: str = "fp16", fallback=None) -> Op
         # fallback band applies (perfmodel.specdec.uncertainty)
         return p if mode in band else p.with_note(f"not validated on {dst_hw.name}: no error band measured")
     prov.provenance = provenance  # type: ignore[method-assign]
-    prov.compiled_glue = lambda: None  # type: ignore[method-assign]  # compiled glue: the source GPU's only
+    if not keep_compiled:
+        prov.compiled_glue = lambda: None  # type: ignore[method-assign]  # compiled glue: the source GPU's only
     return prov
 
 

@@ -117,6 +117,11 @@ def build_provider(hw: HardwareProfile, profile: str | None = None, analytical: 
         from perfmodel.latency.chain import with_operators
 
         prov = CompiledSplit(prov, with_operators(MeasuredLatency(cp, hw), hw))
+    elif getattr(getattr(base, "operators", None), "compiled_glue", lambda: None)():
+        # no compiled rows for this GPU, but operator tables that compose compiled layers (the
+        # source GPU's, rescaled within one architecture): those, flagged unvalidated, beat graph
+        # rows standing in for compiled ones
+        prov = CompiledSplit(prov, base)
     if calibration is None:
         return Providers(prov, prov)
     from perfmodel.latency.corrected import apply_correction
