@@ -138,11 +138,18 @@ def test_latency_provider_picks_profile_shipped_or_analytical(tmp_path):
     p = _table(tmp_path)
     lat = latency_provider(H100, profile=str(p))  # the shipped TP tables of the H100 sit on top
     assert isinstance(getattr(lat, "base", lat), MeasuredLatency) and isinstance(lat, LatencyProvider)
-    assert isinstance(latency_provider(GPUS["l40s"]), AnalyticalLatency)
+    from perfmodel.latency.chain import OperatorChain
+
+    l40s = latency_provider(GPUS["l40s"])  # no profile: the H200's operator tables rescaled, else analytical
+    assert isinstance(l40s, OperatorChain) and isinstance(l40s.base, AnalyticalLatency)
+    assert "rescaled h200→l40s" in l40s.operators.name
+    assert isinstance(latency_provider(GPUS["mi300x"]), AnalyticalLatency)  # not CUDA: no borrowed tables
     assert isinstance(latency_provider(H100, use_shipped=False), AnalyticalLatency)
     if shipped_profile("h100-sxm"):
         lat = latency_provider(H100)
-        assert isinstance(lat.base, MeasuredLatency) and lat.base.path.name == "h100-sxm.csv"
+        while not isinstance(lat, MeasuredLatency):  # compiled split, TP data, operator chain, then the rows
+            lat = lat.base
+        assert lat.path.name == "h100-sxm.csv"
 
 
 def test_predict_cli_uses_profile_and_states_sources(tmp_path):
