@@ -3,7 +3,8 @@ revision of the same file) against now, stored in the profile's metadata as `eag
 ({median, p90, n}: of |ln(now/before)|, as relative errors), which MeasuredLatency turns into the
 eager band of that profile's rows (the wider of it and the loop's band) with a note.
 
-    PYTHONPATH=. python scripts/eager_run_to_run.py perfmodel/data/h200.csv --before 77e6d8c
+    PYTHONPATH=. python scripts/eager_run_to_run.py perfmodel/data/h200.csv --before 77e6d8c \
+        --now perfmodel/data/h200_eager_run2.csv
 
 Key assumption: eager time is host time, and a user's host differs from the profiling host at least
 as much as the profiling host differed from itself between two runs. CPU only; needs git.
@@ -39,13 +40,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("profile")
     ap.add_argument("--before", required=True, help="git revision holding the earlier run of the same file")
+    ap.add_argument("--now", default=None, help="the later run's rows (default: the profile itself)")
     a = ap.parse_args(argv)
     root = Path(__file__).resolve().parents[1]
     rel = Path(a.profile).resolve().relative_to(root)
     old = subprocess.run(["git", "show", f"{a.before}:{rel.as_posix()}"], cwd=root, check=True,
                          capture_output=True, text=True).stdout
     t = LatencyTable.load(a.profile)
-    now = eager_rows(Path(a.profile).read_text())
+    now = eager_rows(Path(a.now or a.profile).read_text())
     d = spread(eager_rows(old), now)
     d.update(evidence=f"eager layer rows of {rel.name} timed twice on one card type: {a.before} vs now",
              command="PYTHONPATH=. python scripts/eager_run_to_run.py " + " ".join(argv or sys.argv[1:]))
