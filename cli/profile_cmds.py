@@ -177,11 +177,11 @@ def _sweep(p, out, meta, jobs, n_points, est, device, dtype, copies, quiet, json
         refit_file(p, GPUS[meta["gpu"]])
     from perfmodel.latency.integrity import order_violations
 
-    order = order_violations(LatencyTable.load(p).rows)
+    saved = LatencyTable.load(p)  # as refit_file left it
+    order = order_violations(saved.rows)
     if order:  # kept with the table: which groups time a longer verify faster than a shorter one
-        t = LatencyTable.load(p)
-        t.meta["order_check"] = order
-        t.save(p)
+        saved.meta["order_check"] = order
+        saved.save(p)
     summary = {"out": str(p), "rows": len(table), "ok": ok, "skipped": len(table) - ok,
                "new_rows": len(table) - resumed, "wall_s": wall, "gpu": meta["gpu_name"], "order_check": order}
     if json_out:

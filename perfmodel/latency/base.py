@@ -9,6 +9,7 @@ layers (each with its all-reduces) plus one head (embedding + final norm + LM he
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -51,6 +52,15 @@ class LatencyProvider(Protocol):
                 mode: str = "graph") -> ComponentTimes: ...
 
     def overhead_s(self, spec: ModelSpec, batch, gamma, mode: str = "graph") -> tuple[np.ndarray, Provenance]: ...
+
+
+def graph_stand_in(ct: ComponentTimes) -> ComponentTimes:
+    """Graph-mode times answering compiled mode where no compiled data exists: every source (but a
+    'none' one, as tp = 1's all-reduce) noted COMPILED_NOT_MEASURED, and no error band claimed."""
+    def strip(p: Provenance) -> Provenance:
+        return Provenance(tuple(dataclasses.replace(x, band=None) for x in p.parts),
+                          p.notes + (COMPILED_NOT_MEASURED,), tuple(strip(m) for m in p.members))
+    return dataclasses.replace(ct, sources={k: v if v.kinds == ("none",) else strip(v) for k, v in ct.sources.items()})
 
 
 def check_mode(mode: str) -> str:

@@ -15,17 +15,9 @@ import dataclasses
 import numpy as np
 
 from perfmodel.latency.bands import band
-from perfmodel.latency.base import COMPILED_NOT_MEASURED, ComponentTimes
+from perfmodel.latency.base import ComponentTimes, graph_stand_in
 from perfmodel.latency.source import Provenance, Source
 from perfmodel.latency.table import head_shape_key, layer_shape_key
-
-
-def _graph_stand_in(ct: ComponentTimes) -> ComponentTimes:
-    """Graph-mode times answering compiled mode: every source noted, no band claimed."""
-    def strip(p):
-        return Provenance(tuple(dataclasses.replace(x, band=None) for x in p.parts),
-                          p.notes + (COMPILED_NOT_MEASURED,), tuple(strip(m) for m in p.members))
-    return dataclasses.replace(ct, sources={k: v if v.kinds == ("none",) else strip(v) for k, v in ct.sources.items()})
 
 
 class OperatorChain:
@@ -54,7 +46,7 @@ class OperatorChain:
     def forward(self, spec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
         if mode == "compiled" and self.operators.compiled_glue() is None:
             # no compiled glue: this chain's graph-mode answer stands in, said so and with no band
-            return _graph_stand_in(self.forward(spec, batch, new_tokens, context, tp, "graph"))
+            return graph_stand_in(self.forward(spec, batch, new_tokens, context, tp, "graph"))
         by = spec.dtype_bytes
         parts = {"layer": ("layer_s", layer_shape_key(spec), (batch, new_tokens, context)),
                  "lm_head": ("lm_head_s", head_shape_key(spec), (batch, new_tokens))}

@@ -22,8 +22,8 @@ import numpy as np
 
 from perfmodel.specs.hardware import GPUS, HardwareProfile
 from perfmodel.latency.analytical import AnalyticalLatency
-from perfmodel.latency.base import (COMPILED_NOT_MEASURED, SAMPLER_NOT_COMPILED, ComponentTimes, check_mode as _check_mode,
-                                    check_tp)
+from perfmodel.latency.base import (SAMPLER_NOT_COMPILED, ComponentTimes, check_mode as _check_mode, check_tp,
+                                    graph_stand_in)
 from perfmodel.latency.bands import band, load_bands
 from perfmodel.latency.source import NONE_TP1, Provenance, Source
 from perfmodel.specs.models import ModelSpec, read_json
@@ -198,38 +198,26 @@ class MeasuredLatency:
 
     def _describe(self, kinds, mode: str = "graph") -> Provenance:
         host = self._meta().get("eager_run_to_run") if mode == "eager" else None
-        if host:  # eager rows that moved between runs on this card: the wider of the two errors stands
-            def b(k):
-                kb = band(_KIND[k], mode, self._bands)
-                return None if kb is None else max(kb, float(host["p90"]))
-            labels = {str(k): Source(_KIND[k], self.file, band=b(k)) for k in _KIND}
-            prov = Provenance.from_kinds(np.asarray(kinds).astype(int).astype(str), labels)
-            return prov.with_note(f"eager rows of {self.file} moved by a median {host['median']:.0%} between two "
+
+        def b(k):  # eager rows that moved between runs on this card: the wider of the two errors stands
+            kb = band(_KIND[k], mode, self._bands)
+            return kb if kb is None or not host else max(kb, float(host["p90"]))
+        labels = {str(k): Source(_KIND[k], self.file, band=b(k)) for k in _KIND}
+        prov = Provenance.from_kinds(np.asarray(kinds).astype(int).astype(str), labels)
+        if host:
+            prov = prov.with_note(f"eager rows of {self.file} moved by a median {host['median']:.0%} between two "
                                   f"runs on this card (host contention): the band is that run-to-run p90")
-        labels = {str(k): Source(_KIND[k], self.file, band=band(_KIND[k], mode, self._bands)) for k in _KIND}
-        return Provenance.from_kinds(np.asarray(kinds).astype(int).astype(str), labels)
+        return prov
 
     @property
     def has_compiled(self) -> bool:
         """Whether this profile holds any measured compiled-mode row."""
         return any(k[3] == "compiled" for k in self._rows_index())
 
-    def _graph_for_compiled(self, ct_or_pair):
-        """A graph-mode answer standing in for compiled mode: noted, and no error band claimed."""
-        def strip(p):
-            return Provenance(tuple(Source(s.kind, s.file, s.count, s.detail, None) for s in p.parts),
-                              p.notes + (COMPILED_NOT_MEASURED,), tuple(strip(m) for m in p.members))
-        if isinstance(ct_or_pair, tuple):
-            return ct_or_pair[0], strip(ct_or_pair[1])
-        ct = ct_or_pair
-        return ComponentTimes(ct.layer_s, ct.allreduce_s, ct.lm_head_s, ct.n_layers,
-                              {k: strip(v) if k != "allreduce" or v is not NONE_TP1 else v
-                               for k, v in ct.sources.items()})
-
     def forward(self, spec: ModelSpec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
         _check_mode(mode)
         if mode == "compiled" and not self.has_compiled:  # never silently: graph rows, said so, no band
-            return self._graph_for_compiled(self.forward(spec, batch, new_tokens, context, tp, "graph"))
+            return graph_stand_in(self.forward(spec, batch, new_tokens, context, tp, "graph"))
         tp = check_tp(spec, tp)
         fb, by = self.fallback, spec.dtype_bytes
         layer, lk = self._lookup("layer", layer_shape_key(spec), tp, mode, by, (batch, new_tokens, context),

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from perfmodel.latency.table import RowTable, write_meta, write_rows_csv
-from perfmodel.specs.models import SpecError, read_json
+from perfmodel.specs.models import SpecError
 
 SCHEMA_VERSION = 1
 OPS = ("gemm", "gemm_bias", "attention", "attention_gqa", "rmsnorm", "layernorm", "add", "silu_mul",
@@ -66,11 +66,7 @@ class OperatorTable(RowTable):
         p = Path(path)
         if not p.is_file():
             raise SpecError(f"operator table {str(p)!r} does not exist")
-        mp = cls.meta_path(p)
-        meta = read_json(mp, "operator table metadata") if mp.exists() else {}
-        if meta.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
-            raise SpecError(f"operator table {str(p)!r} has schema_version={meta.get('schema_version')!r}; "
-                            f"this specperf reads {SCHEMA_VERSION}")
+        meta = cls.checked_meta(p, "operator table", SCHEMA_VERSION)
         rows = []
         try:
             with p.open(newline="") as f:

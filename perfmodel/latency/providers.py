@@ -113,11 +113,11 @@ def build_provider(hw: HardwareProfile, profile: str | None = None, analytical: 
             base = with_operators(base, hw)
     prov = base if analytical else with_tp_data(base, hw, data_dir, exclude=profile)
     cp = None if analytical or profile is not None else shipped_compiled_profile(hw.name, data_dir)
-    if cp is not None:
-        from perfmodel.latency.chain import with_operators
+    from perfmodel.latency.chain import OperatorChain, with_operators
 
+    if cp is not None:
         prov = CompiledSplit(prov, with_operators(MeasuredLatency(cp, hw), hw))
-    elif getattr(getattr(base, "operators", None), "compiled_glue", lambda: None)():
+    elif isinstance(base, OperatorChain) and base.operators.compiled_glue() is not None:
         # no compiled rows for this GPU, but operator tables that compose compiled layers (the
         # source GPU's, rescaled within one architecture): those, flagged unvalidated, beat graph
         # rows standing in for compiled ones

@@ -92,6 +92,17 @@ class RowTable:
         p = Path(path)
         return p.with_name(p.name + ".meta.json")
 
+    @classmethod
+    def checked_meta(cls, path: str | Path, what: str, version: int) -> dict:
+        """The metadata beside the table at `path` ({} when none); a one-line SpecError when it was
+        written by a schema other than `version`."""
+        mp = cls.meta_path(path)
+        meta = read_json(mp, f"{what} metadata") if mp.exists() else {}
+        if meta.get("schema_version", version) != version:
+            raise SpecError(f"{what} {str(path)!r} has schema_version={meta.get('schema_version')!r}; "
+                            f"this specperf reads schema_version={version}")
+        return meta
+
 
 @dataclass
 class LatencyTable(RowTable):
@@ -138,11 +149,7 @@ class LatencyTable(RowTable):
         p = Path(path)
         if not p.exists():
             raise SpecError(f"profile {str(p)!r} does not exist")
-        meta_p = cls.meta_path(p)
-        meta = read_json(meta_p, "profile metadata") if meta_p.exists() else {}
-        if meta.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
-            raise SpecError(f"profile {str(p)!r} has schema_version={meta.get('schema_version')!r}; "
-                            f"this specperf reads schema_version={SCHEMA_VERSION}")
+        meta = cls.checked_meta(p, "profile", SCHEMA_VERSION)
         if p.suffix == ".parquet":
             import pandas as pd
 

@@ -71,7 +71,7 @@ def speedup_draws(res, mode: str, bi: int, ci: int, idx, n: int = N_DRAWS, seed:
         k, b, _ = role_band(c.sources, role, fallback_band(mode))
         roles[role] = {"kind": k, "band": b}
     roles["draft"]["rho"] = shared_fraction(roles["draft"]["kind"], mode)
-    f = role_factors({r: {k: roles[r][k] for k in ("kind", "band")} for r in ("draft", "target", "overhead")}, n, rng)
+    f = role_factors(roles, n, rng)
     fd, ft, fo = (f[r][:, None] for r in ("draft", "target", "overhead"))
     fbase = kind_factors({"baseline": roles["target"]["band"]}, n, rng)["baseline"][:, None]
     g = np.asarray(res.gammas, dtype=float)

@@ -11,6 +11,8 @@ import math
 
 import numpy as np
 
+from profiler.validate import abs_error_summary
+
 
 def ranks(x) -> np.ndarray:
     """Average ranks (ties share their mean rank), 1-based."""
@@ -45,13 +47,9 @@ def spearman_bootstrap(x, y, n: int = 10_000, seed: int = 0, level: float = 0.95
 
 
 def error_summary(err_pct) -> dict:
-    e = np.asarray([v for v in err_pct if v is not None and np.isfinite(v)], dtype=float)
-    if e.size == 0:
-        return {"n": 0, "median_abs_pct": math.nan, "p90_abs_pct": math.nan, "max_abs_pct": math.nan,
-                "mean_signed_pct": math.nan}
-    a = np.abs(e)
-    return {"n": int(e.size), "median_abs_pct": float(np.median(a)), "p90_abs_pct": float(np.percentile(a, 90)),
-            "max_abs_pct": float(a.max()), "mean_signed_pct": float(e.mean())}
+    """profiler.validate.abs_error_summary of per-cent errors (None ignored), keys ending in _pct."""
+    s = abs_error_summary([math.nan if v is None else v for v in err_pct])
+    return {k if k == "n" else f"{k}_pct": v for k, v in s.items()}
 
 
 def winners(rows: list[dict], mode: str) -> dict:
