@@ -44,7 +44,7 @@ SHAPES = {
 }
 BATCHES, CONTEXTS, NEW_TOKENS, MODES = (1, 8, 32), (512, 2048), (1, 5), ("graph", "eager")
 FIELDS = ("gpu", "model", "n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab", "mode", "batch",
-          "new_tokens", "context", "measured_s", "p10_s", "p90_s", "host_probe_s")
+          "new_tokens", "context", "measured_s", "p10_s", "p90_s", "host_probe_s", "dtype")
 PROBE = (1, 256, 2, 2, 704, 1000)  # a tiny host-bound model: its eager forward tracks host speed
 
 
@@ -65,7 +65,7 @@ def check_unseen(data_dir: Path) -> None:
         raise SystemExit(f"shapes {clash} appear in a shipped profile; pick unseen shapes")
 
 
-def host_probe(device) -> float:
+def host_probe(device, dtype: str = "fp16") -> float:
     """Eager seconds of one forward of the tiny PROBE model (batch 1, one token): host speed now."""
     import torch
 
@@ -74,14 +74,14 @@ def host_probe(device) -> float:
 
     L, d, h, kv, ff, v = PROBE
     spec = ModelSpec(name="probe", family="llama", n_layers=L, d_model=d, n_heads=h, n_kv_heads=kv, d_ff=ff, vocab=v)
-    m = DecoderModel(spec, max_batch=1, max_context=64, dtype="fp16", device=device)
+    m = DecoderModel(spec, max_batch=1, max_context=64, dtype=dtype, device=device)
     toks, pos = torch.zeros((1, 1), dtype=torch.long, device=device), torch.full((1,), 8, device=device)
     with torch.inference_mode():
         return time_module(lambda: m(toks, pos, 16), device, "eager", min_repeats=20, max_repeats=60).median_s
 
 
 def measure(out: Path, device: str, deadline_s: float, host_grid: str = "default", modes=MODES,
-            shapes=None, batches=BATCHES, contexts=CONTEXTS, new_tokens=NEW_TOKENS) -> None:
+            shapes=None, batches=BATCHES, contexts=CONTEXTS, new_tokens=NEW_TOKENS, dtype: str = "fp16") -> None:
     import time
 
     import torch
@@ -91,17 +91,17 @@ def measure(out: Path, device: str, deadline_s: float, host_grid: str = "default
     from profiler.timing import time_module
 
     t0 = time.monotonic()
-    meta = env.metadata(device, "fp16", command="python scripts/shape_check.py " + " ".join(sys.argv[1:]))
+    meta = env.metadata(device, dtype, command="python scripts/shape_check.py " + " ".join(sys.argv[1:]))
     if "eager" in modes:
-        host = OperatorTable(meta=dict(meta, host_probe_s=host_probe(device)))
+        host = OperatorTable(meta=dict(meta, host_probe_s=host_probe(device, dtype)))
         operator_sweep.run(operator_sweep.GRIDS[host_grid], host, out.with_name(out.stem + "_host.csv"), device,
-                           "fp16", modes=("eager",))
+                           dtype, modes=("eager",))
     rows = []
     for name in shapes or SHAPES:
         spec = spec_of(name)
-        model = DecoderModel(spec, max_batch=1, max_context=KV_ALIGN, dtype="fp16", device=device)
+        model = DecoderModel(spec, max_batch=1, max_context=KV_ALIGN, dtype=dtype, device=device)
         fwd = {m: (compiled.model_fn(model) if m == "compiled" else model) for m in modes}
-        probe = host_probe(device) if "eager" in modes else float("nan")
+        probe = host_probe(device, dtype) if "eager" in modes else float("nan")
         for b in batches:
             for c in contexts:
                 if time.monotonic() - t0 > deadline_s:
@@ -121,14 +121,81 @@ def measure(out: Path, device: str, deadline_s: float, host_grid: str = "default
                             rows.append({"gpu": meta["gpu"], "model": name, "n_layers": L, "d_model": d,
                                          "n_heads": h, "n_kv_heads": kv, "d_ff": ff, "vocab": v, "mode": m,
                                          "batch": b, "new_tokens": n, "context": c, "measured_s": t.median_s,
-                                         "p10_s": t.p10_s, "p90_s": t.p90_s, "host_probe_s": probe})
+                                         "p10_s": t.p10_s, "p90_s": t.p90_s, "host_probe_s": probe, "dtype": dtype})
         del model
         torch.cuda.empty_cache() if device.startswith("cuda") else None
-        with out.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=FIELDS)
-            w.writeheader()
-            w.writerows(rows)
+        _write(out, rows)
         print(f"{name}: {len(rows)} rows so far, {time.monotonic() - t0:.0f} s", flush=True)
+
+
+def measure_rounds(out: Path, device: str, rounds: int, shapes=None, batches=BATCHES, contexts=CONTEXTS,
+                   new_tokens=NEW_TOKENS, dtype: str = "fp16") -> None:
+    """Eager mode, interleaved: every model is built once and each round times every point briefly,
+    after re-timing the launch costs (`<stem>_r<k>.csv` + `_r<k>_host.csv`: one ordinary run each).
+    `out` (+ `_host.csv`) keeps per point, and per launch-cost row, the least-contended round — the
+    smallest median, as the shipped H200 eager rows (contention only adds host time)."""
+    import torch
+
+    from profiler import env, operator_sweep
+    from profiler.blocks import DecoderModel, kv_aligned
+    from profiler.timing import time_module
+
+    meta = env.metadata(device, dtype, command="python scripts/shape_check.py " + " ".join(sys.argv[1:]))
+    names = list(shapes or SHAPES)
+    models = {n: DecoderModel(spec_of(n), max_batch=1, max_context=64, dtype=dtype, device=device) for n in names}
+    best, best_host = {}, None
+    for k in range(rounds):
+        stem = out.with_name(f"{out.stem}_r{k}")
+        host = OperatorTable(meta=dict(meta, host_probe_s=host_probe(device, dtype), round=k, rounds=rounds))
+        operator_sweep.run(operator_sweep.GRIDS["default"], host, stem.with_name(stem.name + "_host.csv"), device,
+                           dtype, modes=("eager",), log=lambda *_: None)
+        best_host = host if best_host is None else _min_table(best_host, host)
+        rows = []
+        for b in batches:
+            for c in contexts:
+                for name in names:
+                    model, spec = models[name], spec_of(name)
+                    model.reset_cache(b, kv_aligned(c + max(new_tokens)))
+                    pos = torch.full((b,), c, dtype=torch.long, device=device)
+                    for n in new_tokens:
+                        toks = torch.randint(0, spec.vocab, (b, n), device=device)
+                        with torch.inference_mode():
+                            t = time_module(lambda: model(toks, pos, c + n), device, "eager", min_repeats=10,
+                                            max_repeats=30, rel_tol=0.02)
+                        L, d, h, kv, ff, v = SHAPES[name]
+                        rows.append({"gpu": meta["gpu"], "model": name, "n_layers": L, "d_model": d, "n_heads": h,
+                                     "n_kv_heads": kv, "d_ff": ff, "vocab": v, "mode": "eager", "batch": b,
+                                     "new_tokens": n, "context": c, "measured_s": t.median_s, "p10_s": t.p10_s,
+                                     "p90_s": t.p90_s, "host_probe_s": host.meta["host_probe_s"], "dtype": dtype})
+                    model.reset_cache(1, 64)
+        _write(stem.with_suffix(".csv"), rows)
+        for r in rows:
+            key = (r["model"], r["batch"], r["new_tokens"], r["context"])
+            best[key] = min(best.get(key, r), r, key=lambda x: x["measured_s"])
+        print(f"round {k}: {len(rows)} points", flush=True)
+    best_host.meta.update(round="least-contended", host_probe_s=min(
+        OperatorTable.load(out.with_name(f"{out.stem}_r{k}_host.csv")).meta["host_probe_s"] for k in range(rounds)))
+    best_host.save(out.with_name(out.stem + "_host.csv"))
+    _write(out, [dict(r, host_probe_s=best_host.meta["host_probe_s"]) for r in best.values()])
+
+
+def _min_table(a: OperatorTable, b: OperatorTable) -> OperatorTable:
+    """Row by row, the faster of two launch-cost tables with the same points."""
+    from perfmodel.latency.operator_table import op_key
+
+    faster = {op_key(r): r for r in b.rows}
+    out = OperatorTable(meta=dict(a.meta))
+    for r in a.rows:
+        o = faster.get(op_key(r), r)
+        out.add(o if float(o.get("median_s") or "inf") < float(r.get("median_s") or "inf") else r)
+    return out
+
+
+def _write(path: Path, rows) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        w.writeheader()
+        w.writerows(rows)
 
 
 def report(path: Path, gpu: str = "h200", table: Path | None = None, errors_out: Path | None = None,
@@ -137,15 +204,17 @@ def report(path: Path, gpu: str = "h200", table: Path | None = None, errors_out:
     `shipped_launch_costs`: ignore the launch costs re-timed on the run's host (`*_host.csv`) and
     predict eager mode as a user on an unprofiled host would, from the shipped table's."""
     hw = resolve_gpu(gpu)
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    dtype = (rows[0].get("dtype") or "fp16") if rows else "fp16"  # files before the column: fp16
     host = path.with_name(path.stem + "_host.csv")
     if shipped_launch_costs:
         host = path.with_name(path.stem + "_no_such_host_table.csv")
-    ops = OperatorLatency(table or shipped_operator_table(gpu), hw, host_path=host if host.exists() else None)
+    ops = OperatorLatency(table or shipped_operator_table(gpu, dtype), hw, dtype,
+                          host_path=host if host.exists() else None)
     before = MeasuredLatency(shipped_profile(gpu), hw)  # before operators: fitted roofline off-grid
     cp = shipped_compiled_profile(gpu)  # compiled: its analytical fit to the compiled rows, off-grid
     before_c = MeasuredLatency(cp, hw) if cp is not None else before
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
     ref = OperatorTable.load(host).meta.get("host_probe_s") if host.exists() else None
     out = {}
     for m in MODES + ("compiled",):
@@ -161,7 +230,7 @@ def report(path: Path, gpu: str = "h200", table: Path | None = None, errors_out:
             e_old.append(float((before_c if m == "compiled" else before).forward(spec, b, n, c, 1, m).total_s) / t - 1)
             if m == "eager" and ref and r.get("host_probe_s") not in (None, "", "nan"):
                 k = float(r["host_probe_s"]) / ref  # host speed when this model ran vs when launch costs were timed
-                e_norm.append(float(OperatorLatency(ops.path, hw, host_path=ops.host_path, host_scale=k)
+                e_norm.append(float(OperatorLatency(ops.path, hw, dtype, host_path=ops.host_path, host_scale=k)
                                     .forward(spec, b, n, c, 1, m).total_s) / t - 1)
             r["rel_err"], r["predicted_s"] = e_op[-1], t * (1 + e_op[-1])
         a, o = np.abs(e_op), np.abs(e_old)
@@ -196,17 +265,23 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", default=",".join(map(str, BATCHES)))
     ap.add_argument("--context", default=",".join(map(str, CONTEXTS)))
     ap.add_argument("--new-tokens", default=",".join(map(str, NEW_TOKENS)))
+    ap.add_argument("--dtype", default="fp16", choices=("fp16", "bf16"))
+    ap.add_argument("--rounds", type=int, default=0,
+                    help="--out: eager only, N interleaved rounds; keeps each round and the least-contended one")
     ap.add_argument("--errors-out", help="append per-point operator errors to this CSV (error_bands.py evidence)")
     ap.add_argument("--errors-modes", default=None, help="--errors-out: only these modes' rows (comma list)")
     ap.add_argument("--shipped-launch-costs", action="store_true",
                     help="--report: predict eager mode from the shipped launch costs (an unprofiled host)")
     a = ap.parse_args(argv)
     check_unseen(Path(__file__).resolve().parents[1] / "perfmodel" / "data")
-    if a.out:
-        ints = lambda v: tuple(int(x) for x in v.split(","))  # noqa: E731
+    ints = lambda v: tuple(int(x) for x in v.split(","))  # noqa: E731
+    if a.out and a.rounds:
+        measure_rounds(Path(a.out), a.device, a.rounds, shapes=a.shapes.split(",") if a.shapes else None,
+                       batches=ints(a.batch), contexts=ints(a.context), new_tokens=ints(a.new_tokens), dtype=a.dtype)
+    elif a.out:
         measure(Path(a.out), a.device, a.deadline_s, modes=tuple(a.modes.split(",")),
                 shapes=a.shapes.split(",") if a.shapes else None, batches=ints(a.batch),
-                contexts=ints(a.context), new_tokens=ints(a.new_tokens))
+                contexts=ints(a.context), new_tokens=ints(a.new_tokens), dtype=a.dtype)
     path = Path(a.report or a.out)
     for m, s in report(path, a.gpu, Path(a.table) if a.table else None,
                        Path(a.errors_out) if a.errors_out else None, a.shipped_launch_costs,
