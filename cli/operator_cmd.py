@@ -67,6 +67,10 @@ def run_operator_profile(*, out: str, dtype: str, mode: str, device: str, grid: 
     ok = len(table.ok_rows())
     summary = {"out": str(p), "rows": len(table), "ok": ok, "new_rows": len(table) - before,
                "wall_s": time.perf_counter() - t0, "gpu": meta["gpu_name"], "dtype": dtype}
+    table.meta["runs"] = list(table.meta.get("runs") or []) + [  # provenance of every resumed run
+        {"command": meta["command"], "dtype": dtype, "new_points": summary["new_rows"],
+         "wall_s": round(summary["wall_s"], 1), **{k: meta[k] for k in ("date", "gpu_name", "driver", "torch")}}]
+    table.save(p)
     if json_out:
         print_json(summary)
     else:

@@ -48,7 +48,7 @@ def test_shipped_compiled_glue_is_what_the_fit_gives():
 
 
 def test_compiled_operator_model_on_unseen_whole_models():
-    """Published (docs/accuracy.md): 8 shapes in no profile, 32 points, H200 — median 1.6 %, p90 6.0 %
+    """Published (docs/accuracy.md): 8 shapes in no profile, 32 points, H200 — median 2.1 %, p90 6.1 %
     (scripts/shape_check.py --report; recomputed here row by row)."""
     from perfmodel.latency.measured import MeasuredLatency
 
@@ -70,7 +70,7 @@ def test_compiled_operator_model_on_unseen_whole_models():
     a = np.abs(err)
     assert len({r["model"] for r in rows}) == 8 and a.size == 32
     assert np.median(a) <= 0.03 and np.percentile(a, 90) <= 0.08
-    assert np.median(a) == pytest.approx(0.016, abs=0.002)
+    assert np.median(a) == pytest.approx(0.021, abs=0.002)  # docs/accuracy.md: 2.1 % (complete GQA table)
     assert np.median(np.abs(err_before)) > 3 * np.median(a)  # the fitted roofline it replaces
 
 

@@ -126,6 +126,8 @@ def test_operator_profiler_cpu_resumes(tmp_path):
     assert list(COLUMNS) == list(t.rows[0])
     r2 = CliRunner().invoke(app, args)
     assert r2.exit_code == 0 and "profiled 0 operator points" in r2.output
+    runs = OperatorTable.load(out).meta["runs"]  # every run's provenance, the resumed one too
+    assert [r["new_points"] for r in runs] == [len(t.rows), 0] and all(r["dtype"] == "fp32" for r in runs)
     bad = CliRunner().invoke(app, args[:-2] + ["--ops", "conv", "--out", str(out)])
     assert bad.exit_code == 2 and "ops='conv'" in bad.output
 
@@ -174,3 +176,36 @@ def test_crossgpu_rescale_moves_bandwidth_bound_only():
     assert big[1] / big[0] == pytest.approx(4.8 / 3.35, rel=0.08)
     assert tiny[1] / tiny[0] == pytest.approx(1.0, abs=0.01)
     assert dst.forward(resolve_model("llama-7b"), 1, 1, 512).sources["layer"].kinds == ("operator",)
+
+
+def test_glue_refit_keeps_compiled_glue_and_records_its_data(tmp_path):
+    """scripts/fit_operator_glue.py --layers refits graph/eager glue without dropping the compiled glue
+    fitted by an earlier --compiled-layers run (a refit once silently removed it)."""
+    import json
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from perfmodel.latency.table import LatencyTable
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import fit_operator_glue
+
+    from perfmodel.latency.operators import DATA
+
+    t = tmp_path / "ops.csv"
+    shutil.copy(DATA / "operators_h200_fp16.csv", t)
+    shutil.copy(DATA / "operators_h200_fp16.csv.meta.json", tmp_path / "ops.csv.meta.json")
+    before = json.loads((tmp_path / "ops.csv.meta.json").read_text())["glue"]["fp16"]
+    full = LatencyTable.load(DATA / "h200.csv")
+    keep = {"llama-7b", "tinyllama-1.1b", "opt-1.3b", "sheared-llama-1.3b"}
+    small = LatencyTable(meta=dict(full.meta), rows=[r for r in full.rows if r["model"] in keep and r["tp"] == 1
+                                                    and r["batch"] in (1, 8) and r["context"] == 512])
+    small.save(tmp_path / "layers.csv")
+    fit_operator_glue.main([str(t), "--layers", str(tmp_path / "layers.csv"), "--eager-layers",
+                            str(tmp_path / "layers.csv")])
+    meta = json.loads((tmp_path / "ops.csv.meta.json").read_text())
+    after = meta["glue"]["fp16"]
+    assert after["compiled"] == before["compiled"] and after["head_compiled"] == before["head_compiled"]
+    assert after["graph"] != before["graph"]  # refitted on the subset
+    assert meta["glue_fit"]["fp16"]["eager_layers"] == "layers.csv"
