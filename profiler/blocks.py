@@ -94,6 +94,22 @@ def _rotate_half(x):
     return torch.cat([-x[..., h:], x[..., :h]], dim=-1)
 
 
+OPAQUE_ATTENTION = False  # set by profiler.compiled (SPECPERF_COMPILE_ATTENTION=opaque): SDPA hidden from inductor
+
+
+@torch.library.custom_op("specperf::sdpa", mutates_args=())
+def opaque_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+    """scaled_dot_product_attention as one opaque operator: torch.compile calls it as is (the fused
+    SDPA kernel) instead of compiling it, as vLLM's piecewise graphs split at attention. Contiguous:
+    the fused kernels return a transposed layout, and the graph needs the one its fake declares."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask).contiguous()
+
+
+@opaque_sdpa.register_fake
+def _(q, k, v, attn_mask):
+    return q.new_empty(q.shape[:-1] + v.shape[-1:])
+
+
 def causal_mask(pos, n: int, kv_len: int):
     """[b, 1, n, kv_len] bool: query i of sequence s sees cache slots j <= pos[s] + i."""
     q = pos[:, None] + torch.arange(n, device=pos.device)  # [b, n]
@@ -180,7 +196,8 @@ class DecoderLayer(nn.Module):
         else:  # grouped-query: fold the query heads of one KV head into the query axis
             qh = q.view(b, n, KV, grp, hd).permute(0, 2, 3, 1, 4).reshape(b, KV, grp * n, hd)
             mask = mask.repeat(1, 1, grp, 1)
-        o = F.scaled_dot_product_attention(qh, keys, vals, attn_mask=mask)
+        sdpa = opaque_sdpa if OPAQUE_ATTENTION and torch.compiler.is_compiling() else F.scaled_dot_product_attention
+        o = sdpa(qh, keys, vals, attn_mask=mask)
         if grp == 1:
             o = o.transpose(1, 2)
         else:

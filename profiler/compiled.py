@@ -12,7 +12,9 @@ layer as an argument, so distinct layer copies share one compiled graph (paramet
 inputs). `fullgraph=True`: a graph break would leave unfused eager code behind and the row would not be
 what it says. Compile mode `default` (no autotuning) unless SPECPERF_COMPILE_MODE says
 `max-autotune-no-cudagraphs`; inductor's own CUDA graphs are never used (the capture is ours, exactly as
-in graph mode). Compiled artefacts go to TORCHINDUCTOR_CACHE_DIR (default ~/.cache/specperf/inductor)
+in graph mode). SPECPERF_COMPILE_ATTENTION=opaque keeps attention out of inductor (SDPA as an opaque
+custom op, profiler.blocks.opaque_sdpa), as vLLM's piecewise graphs split at their attention kernel;
+the default `compiled` lets inductor compile it too, as gpt-fast does. Compiled artefacts go to TORCHINDUCTOR_CACHE_DIR (default ~/.cache/specperf/inductor)
 so a resumed sweep does not recompile.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 import torch
 
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
+ATTENTION_MODES = ("compiled", "opaque")
 CACHE_DIR = Path.home() / ".cache" / "specperf" / "inductor"
 COMPILE_LOG: list[dict] = []  # {"what", "seconds"} of every first (compiling) call, for the table's meta
 
@@ -35,6 +38,14 @@ def compile_mode() -> str:
     m = os.environ.get("SPECPERF_COMPILE_MODE", "default")
     if m not in COMPILE_MODES:
         raise ValueError(f"SPECPERF_COMPILE_MODE={m!r} is not allowed; use {' or '.join(COMPILE_MODES)}")
+    return m
+
+
+def attention_mode() -> str:
+    """Whether inductor compiles attention ('compiled', default) or calls SDPA opaquely ('opaque')."""
+    m = os.environ.get("SPECPERF_COMPILE_ATTENTION", "compiled")
+    if m not in ATTENTION_MODES:
+        raise ValueError(f"SPECPERF_COMPILE_ATTENTION={m!r} is not allowed; use {' or '.join(ATTENTION_MODES)}")
     return m
 
 
@@ -66,8 +77,11 @@ def _whole_call(model, tokens, pos, kv_len, mask):
 
 
 def _compiled(fn):
-    mode = compile_mode()
-    key = (fn.__name__, mode)
+    mode, attn = compile_mode(), attention_mode()
+    from . import blocks
+
+    blocks.OPAQUE_ATTENTION = attn == "opaque"
+    key = (fn.__name__, mode, attn)
     if key not in _FUNCS:
         setup_cache()
         # each (shape, kv_len) is its own graph; the stacks of a sweep need more than dynamo's default 8
@@ -130,5 +144,6 @@ def warm(fn, device, what: str) -> float:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
     s = time.perf_counter() - t0
-    COMPILE_LOG.append({"what": what, "seconds": round(s, 2), "compile_mode": compile_mode()})
+    COMPILE_LOG.append({"what": what, "seconds": round(s, 2), "compile_mode": compile_mode(),
+                        "attention": attention_mode()})
     return s

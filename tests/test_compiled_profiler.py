@@ -66,6 +66,31 @@ def test_compiled_model_matches_plain_model(tmp_path, monkeypatch, whole):
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
+def test_opaque_attention_keeps_sdpa_out_of_inductor(tmp_path, monkeypatch):
+    """SPECPERF_COMPILE_ATTENTION=opaque: same numbers, and the compiled graph calls the opaque SDPA op
+    (vLLM's split at attention); plain eager forwards never go through it."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    monkeypatch.setenv("SPECPERF_COMPILE_ATTENTION", "opaque")
+    spec = resolve_model(TINY, 2)
+    model = DecoderModel(spec, max_batch=2, max_context=64, dtype="fp32", seed=3)
+    toks, pos = torch.randint(0, 256, (2, 2)), torch.full((2,), 20)
+    with torch.inference_mode():
+        want = model(toks, pos, 22)
+        got = compiled.model_fn(model)(toks, pos, 22)
+        graphs = CompileCounterWithBackend("eager")
+        torch.compile(lambda t, p: model(t, p, 22), backend=graphs, fullgraph=True)(toks, pos)
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert compiled.attention_mode() == "opaque"
+    ops = {str(n.target) for g in graphs.graphs for n in g.graph.nodes if n.op == "call_function"}
+    assert any("specperf.sdpa" in o for o in ops), ops  # attention is one opaque call in the graph
+    assert not any("scaled_dot_product_attention" in o for o in ops)
+    monkeypatch.setenv("SPECPERF_COMPILE_ATTENTION", "fused")
+    with pytest.raises(ValueError, match="SPECPERF_COMPILE_ATTENTION='fused'"):
+        compiled.attention_mode()
+
+
 def test_loop_refuses_compiled_without_cuda():
     spec = resolve_model(TINY, 4)
     m = DecoderModel(spec, max_batch=1, max_context=64, dtype="fp32")

@@ -215,8 +215,8 @@ class OperatorLatency:
 
     def compiled_terms(self, ops) -> dict:
         """The compiled-mode regressors of `ops` (seconds): GEMM and attention graph-mode times, one
-        streaming pass over the attention's KV cache at the table's best rate (inductor's attention
-        re-reads and copies the cache), and the elementwise operators' time (which it fuses)."""
+        streaming pass over the attention's KV cache at the table's best rate (torch.compile copies the
+        whole cache for the in-place KV write), and the elementwise operators' time (which it fuses)."""
         bw, _ = self.ceilings()
         t = {k: 0.0 for k in COMPILED_TERMS}
         for op, *sz in ops:
