@@ -31,6 +31,8 @@ from torch import nn
 
 from perfmodel.specs.models import ModelSpec, SpecError
 
+from . import opaque_ops
+
 DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16,
           "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
 ROPE_THETA = 10000.0  # LLaMA-1/2 rope_theta (config.json of huggyllama/llama-7b, Llama-2-7b-hf)
@@ -92,22 +94,6 @@ def rope_tables(head_dim: int, max_context: int, dtype, device):
 def _rotate_half(x):
     h = x.shape[-1] // 2
     return torch.cat([-x[..., h:], x[..., :h]], dim=-1)
-
-
-OPAQUE_ATTENTION = False  # set by profiler.compiled (SPECPERF_COMPILE_ATTENTION=opaque): SDPA hidden from inductor
-
-
-@torch.library.custom_op("specperf::sdpa", mutates_args=())
-def opaque_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
-    """scaled_dot_product_attention as one opaque operator: torch.compile calls it as is (the fused
-    SDPA kernel) instead of compiling it, as vLLM's piecewise graphs split at attention. Contiguous:
-    the fused kernels return a transposed layout, and the graph needs the one its fake declares."""
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask).contiguous()
-
-
-@opaque_sdpa.register_fake
-def _(q, k, v, attn_mask):
-    return q.new_empty(q.shape[:-1] + v.shape[-1:])
 
 
 def causal_mask(pos, n: int, kv_len: int):
@@ -185,8 +171,11 @@ class DecoderLayer(nn.Module):
         if not self.spec.learned_positions:
             q, k = self._rope(q, positions), self._rope(k, positions)
         idx = positions[:, None, :, None].expand(b, KV, n, hd)
-        self.cache_k[:b].scatter_(2, idx, k.transpose(1, 2))
-        self.cache_v[:b].scatter_(2, idx, v.transpose(1, 2))
+        if opaque_ops.OPAQUE_KV_WRITE and torch.compiler.is_compiling():
+            opaque_ops.opaque_kv_write(self.cache_k[:b], self.cache_v[:b], idx, k.transpose(1, 2), v.transpose(1, 2))
+        else:
+            self.cache_k[:b].scatter_(2, idx, k.transpose(1, 2))
+            self.cache_v[:b].scatter_(2, idx, v.transpose(1, 2))
         keys, vals = self.cache_k[:b, :, :L], self.cache_v[:b, :, :L]
         if mask is None:
             mask = causal_mask(pos, n, L)
@@ -196,7 +185,8 @@ class DecoderLayer(nn.Module):
         else:  # grouped-query: fold the query heads of one KV head into the query axis
             qh = q.view(b, n, KV, grp, hd).permute(0, 2, 3, 1, 4).reshape(b, KV, grp * n, hd)
             mask = mask.repeat(1, 1, grp, 1)
-        sdpa = opaque_sdpa if OPAQUE_ATTENTION and torch.compiler.is_compiling() else F.scaled_dot_product_attention
+        opaque = opaque_ops.OPAQUE_ATTENTION and torch.compiler.is_compiling()
+        sdpa = opaque_ops.opaque_sdpa if opaque else F.scaled_dot_product_attention
         o = sdpa(qh, keys, vals, attn_mask=mask)
         if grp == 1:
             o = o.transpose(1, 2)

@@ -13,8 +13,11 @@ inputs). `fullgraph=True`: a graph break would leave unfused eager code behind a
 what it says. Compile mode `default` (no autotuning) unless SPECPERF_COMPILE_MODE says
 `max-autotune-no-cudagraphs`; inductor's own CUDA graphs are never used (the capture is ours, exactly as
 in graph mode). SPECPERF_COMPILE_ATTENTION=opaque keeps attention out of inductor (SDPA as an opaque
-custom op, profiler.blocks.opaque_sdpa), as vLLM's piecewise graphs split at their attention kernel;
-the default `compiled` lets inductor compile it too, as gpt-fast does. Compiled artefacts go to TORCHINDUCTOR_CACHE_DIR (default ~/.cache/specperf/inductor)
+custom op, profiler.opaque_ops.opaque_sdpa), as vLLM's piecewise graphs split at their attention kernel;
+`opaque-kv` also writes the KV cache through an in-place opaque op (profiler.opaque_ops.opaque_kv_write:
+inlined, the write is functionalised into a whole-cache copy); the default `compiled` lets inductor
+compile both, as gpt-fast does. `opaque-kv` is checked on CPU only (no whole-cache copy in inductor's
+code) and not yet timed on a GPU. Compiled artefacts go to TORCHINDUCTOR_CACHE_DIR (default ~/.cache/specperf/inductor)
 so a resumed sweep does not recompile.
 """
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 import torch
 
 COMPILE_MODES = ("default", "max-autotune-no-cudagraphs")
-ATTENTION_MODES = ("compiled", "opaque")
+ATTENTION_MODES = ("compiled", "opaque", "opaque-kv")
 CACHE_DIR = Path.home() / ".cache" / "specperf" / "inductor"
 COMPILE_LOG: list[dict] = []  # {"what", "seconds"} of every first (compiling) call, for the table's meta
 
@@ -42,7 +45,8 @@ def compile_mode() -> str:
 
 
 def attention_mode() -> str:
-    """Whether inductor compiles attention ('compiled', default) or calls SDPA opaquely ('opaque')."""
+    """Whether inductor compiles attention ('compiled', default), calls SDPA opaquely ('opaque') or also
+    writes the KV cache through an opaque in-place op ('opaque-kv')."""
     m = os.environ.get("SPECPERF_COMPILE_ATTENTION", "compiled")
     if m not in ATTENTION_MODES:
         raise ValueError(f"SPECPERF_COMPILE_ATTENTION={m!r} is not allowed; use {' or '.join(ATTENTION_MODES)}")
@@ -78,9 +82,10 @@ def _whole_call(model, tokens, pos, kv_len, mask):
 
 def _compiled(fn):
     mode, attn = compile_mode(), attention_mode()
-    from . import blocks
+    from . import opaque_ops
 
-    blocks.OPAQUE_ATTENTION = attn == "opaque"
+    opaque_ops.OPAQUE_ATTENTION = attn in ("opaque", "opaque-kv")
+    opaque_ops.OPAQUE_KV_WRITE = attn == "opaque-kv"
     key = (fn.__name__, mode, attn)
     if key not in _FUNCS:
         setup_cache()

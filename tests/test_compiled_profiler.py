@@ -10,7 +10,7 @@ import torch
 
 from perfmodel.latency.table import LatencyTable
 from perfmodel.specs.catalog import resolve_model
-from profiler import compiled, measure, sweep
+from profiler import compiled, measure, opaque_ops, sweep
 from perfmodel.specs.models import SpecError
 from profiler.blocks import DecoderLayer, DecoderModel, _aligned, causal_mask
 from profiler.specloop import SpecLoop
@@ -89,6 +89,35 @@ def test_opaque_attention_keeps_sdpa_out_of_inductor(tmp_path, monkeypatch):
     monkeypatch.setenv("SPECPERF_COMPILE_ATTENTION", "fused")
     with pytest.raises(ValueError, match="SPECPERF_COMPILE_ATTENTION='fused'"):
         compiled.attention_mode()
+
+
+@pytest.mark.parametrize("flavour", ["compiled", "opaque-kv"])
+def test_opaque_kv_write_leaves_no_whole_cache_copy(tmp_path, monkeypatch, flavour):
+    """Inlined, the in-place KV write is functionalised into copies of the whole cache (inductor's CPU
+    code loops over all of it); as the opaque in-place op it is not, and the cache and output agree."""
+    import re
+
+    from torch._inductor.utils import run_and_get_code
+
+    from perfmodel.specs.models import ModelSpec
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    monkeypatch.setenv("SPECPERF_COMPILE_ATTENTION", flavour)
+    spec = ModelSpec(name="t", family="llama", n_layers=1, d_model=128, n_heads=2, n_kv_heads=2, d_ff=256, vocab=64)
+    a = DecoderModel(spec, max_batch=2, max_context=2048, dtype="fp32", seed=4).layers[0]
+    b = DecoderModel(spec, max_batch=2, max_context=2048, dtype="fp32", seed=4).layers[0]
+    x, pos = torch.randn(2, 1, 128), torch.full((2,), 100)
+    L = _aligned(101, 2048)
+    mask = causal_mask(pos, 1, L)
+    with torch.inference_mode():
+        want = a.forward_residual(x, torch.zeros_like(x), pos, L, mask)
+        fn = compiled._compiled(compiled._layer_call)
+        got, code = run_and_get_code(fn, b, x, torch.zeros_like(x), pos, L, mask)
+    whole = 2 * 2 * 2048 * 64  # batch × KV heads × cache length × head dim
+    loops = len(re.findall(rf"<static_cast<int64_t>\({whole}L\)", "\n".join(code)))
+    assert (loops == 0) == (flavour == "opaque-kv"), (loops, len(code), compiled.attention_mode(), opaque_ops.OPAQUE_KV_WRITE)
+    assert all(torch.allclose(g, w, rtol=1e-4, atol=1e-4) for g, w in zip(got, want))
+    assert torch.allclose(a.cache_k, b.cache_k, atol=1e-5) and torch.allclose(a.cache_v, b.cache_v, atol=1e-5)
 
 
 def test_loop_refuses_compiled_without_cuda():
