@@ -279,6 +279,9 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     check_unseen(Path(__file__).resolve().parents[1] / "perfmodel" / "data")
     ints = lambda v: tuple(int(x) for x in v.split(","))  # noqa: E731
+    if a.rounds < 0 or (a.rounds and a.modes != "eager"):
+        ap.error(f"rounds={a.rounds} with modes={a.modes!r} is not allowed; --rounds N (N >= 1) times eager mode only: "
+                 "add --modes eager")
     if a.out and a.rounds:
         measure_rounds(Path(a.out), a.device, a.rounds, shapes=a.shapes.split(",") if a.shapes else None,
                        batches=ints(a.batch), contexts=ints(a.context), new_tokens=ints(a.new_tokens), dtype=a.dtype)

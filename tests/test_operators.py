@@ -209,3 +209,21 @@ def test_glue_refit_keeps_compiled_glue_and_records_its_data(tmp_path):
     assert after["compiled"] == before["compiled"] and after["head_compiled"] == before["head_compiled"]
     assert after["graph"] != before["graph"]  # refitted on the subset
     assert meta["glue_fit"]["fp16"]["eager_layers"] == "layers.csv"
+
+
+def test_shape_check_rounds_need_eager_mode_and_report_host_factor(tmp_path, capsys):
+    """--rounds times eager only (one clear line, exit 2); the report prints the one-host-factor error."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import shape_check
+
+    with pytest.raises(SystemExit) as e:
+        shape_check.main(["--out", str(tmp_path / "x.csv"), "--rounds", "2"])
+    assert e.value.code == 2 and "add --modes eager" in capsys.readouterr().err
+    from perfmodel.latency.operators import DATA
+
+    s = shape_check.report(DATA / "shape_check_eager_rounds2_h200.csv", shipped_launch_costs=True)["eager"]
+    assert s["points"] == 216 and s["host_calibrated_median"] <= s["operator_median"] + 0.01
+    assert s["operator_median"] == pytest.approx(0.058, abs=0.002)  # docs/accuracy.md: run D, 5.8 %
