@@ -6,7 +6,7 @@ in-sample and leave-one-shape-out errors, in the operator table's metadata.
 Graph glue is fitted on --layers (tp = 1 rows), eager glue on --eager-layers: eager time is host
 time, and the shipped H200 glue is fitted on the profile's 2,299 least-contended eager layer rows
 (two machines) rather than on a few layers timed beside the operators (one host, one moment), which
-under-predicted whole models on three other hosts by 9-34 % (docs/accuracy.md). Compiled
+under-predicted whole models on three other hosts by 19-34 % (docs/accuracy.md). Compiled
 glue is fitted on --compiled-layers (measured compiled rows); given alone, only it is (re)fitted:
     PYTHONPATH=. python scripts/fit_operator_glue.py perfmodel/data/operators_h200_fp16.csv \
         --compiled-layers perfmodel/data/h200_compiled.csv
