@@ -63,14 +63,11 @@ def run_operator_profile(*, out: str, dtype: str, mode: str, device: str, grid: 
     before = len(table)
     t0 = time.perf_counter()
     log = (lambda s: None) if json_out else (lambda s: typer.echo(s, err=True))
-    osw.run(osw.GRIDS[grid], table, p, device, dtype, modes=modes, deadline_s=deadline_s, log=log, ops=only or None)
+    osw.run(osw.GRIDS[grid], table, p, device, dtype, modes=modes, deadline_s=deadline_s, log=log, ops=only or None,
+            provenance={k: meta[k] for k in ("command", "date", "gpu_name", "driver", "torch")})
     ok = len(table.ok_rows())
     summary = {"out": str(p), "rows": len(table), "ok": ok, "new_rows": len(table) - before,
                "wall_s": time.perf_counter() - t0, "gpu": meta["gpu_name"], "dtype": dtype}
-    table.meta["runs"] = list(table.meta.get("runs") or []) + [  # provenance of every resumed run
-        {"command": meta["command"], "dtype": dtype, "new_points": summary["new_rows"],
-         "wall_s": round(summary["wall_s"], 1), **{k: meta[k] for k in ("date", "gpu_name", "driver", "torch")}}]
-    table.save(p)
     if json_out:
         print_json(summary)
     else:

@@ -132,9 +132,10 @@ def _row(gpu, dtype, op, mode, sizes, timing=None, copies=0, reason=""):
 
 
 def run(grid: OpGrid, table: OperatorTable, out, device, dtype: str, *, modes=("graph", "eager"),
-        deadline_s: float | None = None, log=print, ops=None) -> OperatorTable:
+        deadline_s: float | None = None, log=print, ops=None, provenance: dict | None = None) -> OperatorTable:
     """Measure every point of `grid` not yet in `table`, saving to `out`; stop starting new points at
-    `deadline_s` seconds from now (what is measured is kept; rerun to resume)."""
+    `deadline_s` seconds from now (what is measured is kept; rerun to resume). `provenance` (command,
+    date, card …): this run's entry in the table's `runs` metadata, with its points and seconds."""
     from .blocks import torch_dtype
 
     t0 = time.monotonic()
@@ -178,6 +179,10 @@ def run(grid: OpGrid, table: OperatorTable, out, device, dtype: str, *, modes=("
         table.meta.setdefault("sweep_wall_s", {})
         table.meta["sweep_wall_s"][dtype] = table.meta["sweep_wall_s"].get(dtype, 0.0) + time.monotonic() - t0
         table.meta["wall_by_op"] = {f"{o}/{m}": [n, round(s, 2)] for (o, m), (n, s) in sorted(per_op.items())}
+        if provenance is not None:  # every resumed run listed
+            table.meta["runs"] = list(table.meta.get("runs") or []) + [dict(
+                provenance, dtype=dtype, new_points=sum(n for n, _ in per_op.values()),
+                wall_s=round(time.monotonic() - t0, 1))]
         table.save(out)
         del pool
         measure.free_memory(device)

@@ -117,11 +117,7 @@ def measure(out: Path, device: str, deadline_s: float, host_grid: str = "default
                                 compiled.warm(lambda: f(toks, pos, c + n), device, f"{name} b{b} n{n} ctx{c}")
                             t = time_module(lambda: f(toks, pos, c + n), device, m, min_repeats=20,
                                             max_repeats=60, rel_tol=0.01)
-                            L, d, h, kv, ff, v = SHAPES[name]
-                            rows.append({"gpu": meta["gpu"], "model": name, "n_layers": L, "d_model": d,
-                                         "n_heads": h, "n_kv_heads": kv, "d_ff": ff, "vocab": v, "mode": m,
-                                         "batch": b, "new_tokens": n, "context": c, "measured_s": t.median_s,
-                                         "p10_s": t.p10_s, "p90_s": t.p90_s, "host_probe_s": probe, "dtype": dtype})
+                            rows.append(_row(meta["gpu"], name, m, b, n, c, t, probe, dtype))
         del model
         torch.cuda.empty_cache() if device.startswith("cuda") else None
         _write(out, rows)
@@ -162,11 +158,7 @@ def measure_rounds(out: Path, device: str, rounds: int, shapes=None, batches=BAT
                         with torch.inference_mode():
                             t = time_module(lambda: model(toks, pos, c + n), device, "eager", min_repeats=10,
                                             max_repeats=30, rel_tol=0.02)
-                        L, d, h, kv, ff, v = SHAPES[name]
-                        rows.append({"gpu": meta["gpu"], "model": name, "n_layers": L, "d_model": d, "n_heads": h,
-                                     "n_kv_heads": kv, "d_ff": ff, "vocab": v, "mode": "eager", "batch": b,
-                                     "new_tokens": n, "context": c, "measured_s": t.median_s, "p10_s": t.p10_s,
-                                     "p90_s": t.p90_s, "host_probe_s": host.meta["host_probe_s"], "dtype": dtype})
+                        rows.append(_row(meta["gpu"], name, "eager", b, n, c, t, host.meta["host_probe_s"], dtype))
                     model.reset_cache(1, 64)
         _write(stem.with_suffix(".csv"), rows)
         for r in rows:
@@ -189,6 +181,12 @@ def _min_table(a: OperatorTable, b: OperatorTable) -> OperatorTable:
         o = faster.get(op_key(r), r)
         out.add(o if float(o.get("median_s") or "inf") < float(r.get("median_s") or "inf") else r)
     return out
+
+
+def _row(gpu, name, mode, batch, new_tokens, context, t, probe, dtype) -> dict:
+    """One measured point in FIELDS form: the model's shape, the point, its Timing `t`."""
+    return dict(zip(FIELDS, (gpu, name, *SHAPES[name], mode, batch, new_tokens, context, t.median_s, t.p10_s,
+                             t.p90_s, probe, dtype)))
 
 
 def _write(path: Path, rows) -> None:
@@ -238,7 +236,7 @@ def report(path: Path, gpu: str = "h200", table: Path | None = None, errors_out:
                   "operator_median": float(np.median(a)), "operator_p90": float(np.percentile(a, 90)),
                   "operator_max": float(a.max()), "operator_mean_signed": float(np.mean(e_op)),
                   "before_median": float(np.median(o)), "before_p90": float(np.percentile(o, 90))}
-        if m == "eager":  # one host factor, calibrated on the other shapes (as `calibrate latency` would)
+        if m == "eager" and out[m]["shapes"] > 1:  # one host factor, calibrated on the other shapes
             lg, names = np.log1p(e_op), np.array([r["model"] for r in rs])
             cal = np.abs(np.expm1(np.concatenate([lg[names == s] - np.median(lg[names != s]) for s in set(names)])))
             out[m].update(host_calibrated_median=float(np.median(cal)), host_calibrated_p90=float(np.percentile(cal, 90)))

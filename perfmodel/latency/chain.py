@@ -101,8 +101,8 @@ class OperatorChain:
 
 # Cross-GPU: a catalog GPU with no operator table of its own borrows this one's, rescaled by datasheet
 # ratios (perfmodel.latency.crossgpu) — validated H200 → H100 on the H100's measured layers
-# (scripts/cross_gpu_check.py: median 4.2 % graph / 4.7 % eager, p90 13 %, vs 17.7 % / 20.6 % for the
-# datasheet roofline). NVIDIA only: the kernels and launch path are CUDA's.
+# (scripts/cross_gpu_check.py: median 3.6 % graph / 4.2 % eager, p90 12 % / 11 %, vs 17.7 % / 20.6 % for
+# the datasheet roofline). NVIDIA only: the kernels and launch path are CUDA's.
 CROSS_GPU_SOURCE = "h200"
 # GPUs of the source's architecture (Hopper: the H200 is the H100's GH100 die with HBM3e, per NVIDIA's
 # H200 datasheet), which also borrow its compiled-mode glue — the same inductor kernels, unvalidated

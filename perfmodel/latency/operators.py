@@ -10,8 +10,8 @@ of stacked copies) times a fitted glue factor plus a fitted constant — DESIGN.
 sum at 0.86–0.97 of the layer. In eager mode the host issues every kernel, so the layer takes the
 larger of host_factor · H + const (H = Σ host launch costs, each operator's eager time at its
 smallest size) and the graph-mode law. Compiled mode (torch.compile + CUDA graphs) keeps the matrix
-GEMMs (cuBLAS) and fuses the elementwise operators, but its attention is slower than SDPA's under
-graphs: Σ_k coef_k · term_k + const over (GEMM time, attention time, KV-cache passes, elementwise
+GEMMs (cuBLAS) and fuses the elementwise operators, but copies the whole KV cache for its in-place
+write (functionalisation; docs/accuracy.md): Σ_k coef_k · term_k + const over (GEMM time, attention time, KV-cache passes, elementwise
 time), fitted on measured compiled layers (operator_fit.fit_compiled). Glue is fitted (perfmodel.latency.operator_fit) on measured
 whole-layer rows and stored in the table's metadata. Key assumption: operators compose additively
 apart from that glue, and the host launch cost does not depend on operator size. numpy only.
@@ -93,14 +93,19 @@ class OperatorLatency:
             self._table = OperatorTable.load(self.path)
         return self._table
 
+    def _fitted_glue(self) -> dict:
+        """The glue fitted for this dtype (else fp16's) in the table's metadata; {} when none."""
+        g = self.table.meta.get("glue", {})
+        return g.get(self.dtype) or g.get("fp16") or {}
+
     @property
     def glue(self) -> dict:
-        g = self.table.meta.get("glue", {}).get(self.dtype) or self.table.meta.get("glue", {}).get("fp16")
-        return {k: dict(DEFAULT_GLUE[k], **(g or {}).get(k, {})) for k in DEFAULT_GLUE}
+        g = self._fitted_glue()
+        return {k: dict(DEFAULT_GLUE[k], **g.get(k, {})) for k in DEFAULT_GLUE}
 
     def compiled_glue(self) -> dict | None:
         """The compiled-mode glue {'compiled': …, 'head_compiled': …} or None when none was fitted."""
-        g = self.table.meta.get("glue", {}).get(self.dtype) or self.table.meta.get("glue", {}).get("fp16") or {}
+        g = self._fitted_glue()
         return {k: g[k] for k in COMPILED_GLUE} if all(k in g for k in COMPILED_GLUE) else None
 
     @property

@@ -97,6 +97,8 @@ def build_provider(hw: HardwareProfile, profile: str | None = None, analytical: 
     perfmodel.latency.integrity.check_profile first (its GPU must be `hw` unless allow_gpu_mismatch)."""
     if analytical and profile is not None:
         raise SpecError(f"--analytical ignores profiles, but profile={str(profile)!r} was given; drop one")
+    from perfmodel.latency.chain import OperatorChain, with_operators
+
     if profile is not None:
         if not Path(profile).is_file():
             raise SpecError(f"profile {str(profile)!r} does not exist")
@@ -108,13 +110,9 @@ def build_provider(hw: HardwareProfile, profile: str | None = None, analytical: 
         p = None if analytical else shipped_profile(hw.name, data_dir)
         base = MeasuredLatency(p, hw) if p is not None else AnalyticalLatency(hw)
         if not analytical and data_dir == DATA:  # measured row > operator-composed > analytical
-            from perfmodel.latency.chain import with_operators
-
             base = with_operators(base, hw)
     prov = base if analytical else with_tp_data(base, hw, data_dir, exclude=profile)
     cp = None if analytical or profile is not None else shipped_compiled_profile(hw.name, data_dir)
-    from perfmodel.latency.chain import OperatorChain, with_operators
-
     if cp is not None:
         prov = CompiledSplit(prov, with_operators(MeasuredLatency(cp, hw), hw))
     elif isinstance(base, OperatorChain) and base.operators.compiled_glue() is not None:
