@@ -4,6 +4,12 @@ JSON, SGLang launch arguments, Hugging Face `generate()` assisted-decoding argum
 Key assumption: field names are those the engines document (URLs below, checked 2025/26); a draft
 that exists only as a shape (design space or NAME:field=value) has no checkpoint yet, so its path
 is a clearly marked placeholder the user must replace after distilling/pruning one.
+
+Every user-derived string (model names from config.json, checkpoint paths, repo ids) reaches the
+emitted text only quoted for its language: shell words through `shlex.quote`, Python literals
+through `repr`, JSON through `json.dumps`, and comment lines with every non-printable character
+(newline, carriage return, U+2028, ...) escaped, so a hostile name cannot end a comment and start
+a statement. Strings that no file can carry (NUL, lone surrogates) are refused.
 """
 from __future__ import annotations
 
@@ -42,6 +48,19 @@ PLACEHOLDER = "<FILL-IN: {what}>"
 _HF_URL = re.compile(r"https://huggingface\.co/([^/]+/[^/]+)/blob/")
 
 
+def _comment(text: str) -> str:
+    """One comment line's text: every non-printable character (line breaks included) escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _safe_value(value: str, what: str) -> str:
+    """A path/repo id fit to be quoted into a script: no NUL or lone surrogate (no file or argv can
+    hold them), and never read as an option (a leading '-' gets './')."""
+    if "\x00" in value or any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise SpecError(f"{what} {value!r} contains a NUL or an unpaired surrogate; it cannot be exported")
+    return "./" + value if value.startswith("-") else value
+
+
 def check_engine(engine: str) -> str:
     if engine not in ENGINES:
         raise SpecError(f"emit target {engine!r} is unknown; use one of {', '.join(ENGINES)}")
@@ -77,6 +96,7 @@ def export_config(engine: str, target: ModelSpec, target_origin: str, draft: Mod
         raise SpecError(f"gamma={gamma!r} is not allowed for export; need an integer ≥ 1")
     tpath, tnote = checkpoint(target, target_origin, "target")
     dpath, dnote = checkpoint(draft, draft_origin, "draft")
+    tpath, dpath = _safe_value(tpath, "target checkpoint"), _safe_value(dpath, "draft checkpoint")
     notes = [n for n in (tnote, dnote) if n]
     if draft.vocab != target.vocab:
         notes.append(f"draft vocab {draft.vocab} differs from target vocab {target.vocab}: the engines "
@@ -103,9 +123,9 @@ def export_config(engine: str, target: ModelSpec, target_origin: str, draft: Mod
                "speculative_num_steps": gamma, "speculative_eagle_topk": 1,
                "speculative_num_draft_tokens": gamma + 1, "tp_size": tp}
         cmd = ["python", "-m", "sglang.launch_server"] + args
-        lines = [f"# {header}", f"# SGLang standalone draft-model speculative decoding: {SGLANG_DOC}",
+        lines = [f"# {_comment(header)}", f"# SGLang standalone draft-model speculative decoding: {SGLANG_DOC}",
                  "# topk=1 drafts one chain of num_steps tokens; num_draft_tokens = num_steps + 1"]
-        lines += [f"# NOTE: {n}" for n in notes]
+        lines += [f"# NOTE: {_comment(n)}" for n in notes]
         text = "\n".join(lines) + "\n" + " \\\n    ".join(_quote_pairs(cmd)) + "\n"
         doc = [SGLANG_DOC]
     else:
@@ -123,22 +143,29 @@ def export_config(engine: str, target: ModelSpec, target_origin: str, draft: Mod
             "speculation_off_above_batch": disable_by_batch_size if engine == "vllm" else None}
 
 
+_SGLANG_SWITCHES = ("--disable-cuda-graph",)  # flags that take no value (export_schema.SGLANG_ARGS)
+
+
 def _quote_pairs(cmd: list[str]) -> list[str]:
+    """The command as shell lines '--flag VALUE', every word shlex-quoted; a flag is paired with the
+    next word unless it is a switch, so a value that looks like a flag is still a quoted value."""
     out, i = [" ".join(shlex.quote(c) for c in cmd[:3])], 3
     while i < len(cmd):
-        if i + 1 < len(cmd) and not cmd[i + 1].startswith("--"):
-            out.append(f"{cmd[i]} {shlex.quote(cmd[i + 1])}")
+        if cmd[i] not in _SGLANG_SWITCHES and i + 1 < len(cmd):
+            out.append(f"{shlex.quote(cmd[i])} {shlex.quote(cmd[i + 1])}")
             i += 2
         else:
-            out.append(cmd[i])
+            out.append(shlex.quote(cmd[i]))
             i += 1
     return out
 
 
 def _hf_snippet(header: str, tpath: str, dpath: str, gamma: int, notes: list[str]) -> str:
-    lines = [f"# {header}", f"# Hugging Face assisted decoding: {HF_DOC}",
+    # line 1 fixes the source encoding (PEP 263 reads a "coding:" cookie from line 1 or 2, and the
+    # header on line 2 carries user text; without it "decoding: https" on line 2 read as one)
+    lines = ["# -*- coding: utf-8 -*-", f"# {_comment(header)}", f"# Hugging Face assisted decoding: {HF_DOC}",
              f"# GenerationConfig fields: {HF_CONFIG_DOC}"]
-    lines += [f"# NOTE: {n}" for n in notes]
+    lines += [f"# NOTE: {_comment(n)}" for n in notes]
     lines += ["import torch",
               "from transformers import AutoModelForCausalLM, AutoTokenizer",
               "",
