@@ -54,6 +54,10 @@ def run_operator_profile(*, out: str, dtype: str, mode: str, device: str, grid: 
             raise UsageError(f"out={out!r} holds operators measured on {table.meta.get('gpu')!r}, "
                              f"not on this {meta['gpu']!r}; give another --out")
         table.meta.setdefault("dtypes", [])
+        if table.meta.get("kernels", "plain") != meta["kernels"]:
+            raise UsageError(f"out={out!r} holds operators timed with {table.meta.get('kernels', 'plain')!r} "
+                             f"kernels, not {meta['kernels']!r}; give another --out or the same --kernels",
+                             value=meta["kernels"], allowed=table.meta.get("kernels", "plain"))
     else:
         table = OperatorTable(meta={k: v for k, v in meta.items() if k not in ("dtype",)})
         table.meta["dtypes"] = []
@@ -67,10 +71,18 @@ def run_operator_profile(*, out: str, dtype: str, mode: str, device: str, grid: 
             provenance={k: meta[k] for k in ("command", "date", "gpu_name", "driver", "torch")})
     ok = len(table.ok_rows())
     summary = {"out": str(p), "rows": len(table), "ok": ok, "new_rows": len(table) - before,
-               "wall_s": time.perf_counter() - t0, "gpu": meta["gpu_name"], "dtype": dtype}
+               "wall_s": time.perf_counter() - t0, "gpu": meta["gpu_name"], "dtype": dtype,
+               "kernels": table.meta.get("kernels", "plain")}
+    from perfmodel.latency.attention_floor import summary as floor_summary
+    summary["attention_floor"] = fl = floor_summary(table)
     if json_out:
         print_json(summary)
     else:
         typer.echo(f"profiled {summary['new_rows']} operator points ({dtype}) in {summary['wall_s']:.1f} s on "
                    f"{meta['gpu_name']}; {ok} ok rows in {p} (+ .meta.json)")
+        if fl["n"]:
+            typer.echo(f"attention at kv_len >= {fl['min_kv_len']} (graph): median {fl['median_fraction']:.0%} "
+                       f"of the memory floor (K/V bytes / {fl['copy_bytes_per_s'] / 1e12:.2f} TB/s copy rate), "
+                       f"worst {fl['min_fraction']:.0%}; {fl['n_over_1p5x_floor']} of {fl['n_floor_over_10us']} "
+                       f"rows with a floor >= 10 us above 1.5x it")
     return summary

@@ -2,6 +2,7 @@
 into a LatencyTable (CSV or parquet + JSON metadata); resumable with the same --out."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Optional
 
@@ -153,6 +154,10 @@ def _sweep(p, out, meta, jobs, n_points, est, device, dtype, copies, quiet, json
         if table.meta.get("gpu") not in (None, meta["gpu"]):
             raise UsageError(f"out={out!r} holds a profile measured on {table.meta.get('gpu')!r}, "
                              f"not on this {meta['gpu']!r}; give another --out")
+        if table.meta.get("kernels", "plain") != meta["kernels"]:
+            raise UsageError(f"out={out!r} holds a profile timed with {table.meta.get('kernels', 'plain')!r} "
+                             f"kernels, not {meta['kernels']!r}; give another --out or the same --kernels",
+                             value=meta["kernels"], allowed=table.meta.get("kernels", "plain"))
         table.meta.update({k: v for k, v in meta.items() if k not in table.meta})
         resumed = len(table)
     else:
@@ -238,8 +243,17 @@ def register(app: typer.Typer) -> None:
         deadline_s: Annotated[Optional[float], typer.Option(help="Start no job (--operators: no point) after this many seconds; "
                                                              "rerun with the same --out to resume.")] = None,
         ops: Annotated[str, typer.Option(help="--operators: only these operators (comma-separated; default all).")] = "",
+        kernels: Annotated[str, typer.Option(help="Attention kernels: engine (native grouped-query, no mask in decode, "
+                                                  "the fastest measured SDPA backend; compiled: attention and KV write "
+                                                  "opaque, as vLLM) or plain (the earlier folded, masked kernels).")] = "engine",
     ):
         """Measure layer, LM-head and overhead latency into a LatencyTable (resumable); --operators: operator tables."""
+        if kernels not in ("engine", "plain"):
+            raise UsageError(f"--kernels {kernels!r} is not allowed; use engine or plain", value=kernels,
+                             allowed="engine, plain")
+        os.environ["SPECPERF_KERNELS"] = kernels  # read by profiler.attention (and by TP rank processes)
+        if "profiler.attention" in sys.modules:
+            sys.modules["profiler.attention"].set_kernels(kernels)
         if operators:
             from .operator_cmd import run_operator_profile
 

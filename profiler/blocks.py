@@ -4,9 +4,11 @@ for real speculative-decoding loops.
 Computes one decoder layer (llama family: RMSNorm, RoPE, grouped-query attention, SwiGLU, optional
 q/k/v bias, optional per-head q/k RMSNorm and explicit head_dim as in Qwen3; OPT: LayerNorm, ReLU MLP, biases everywhere), the embedding + final norm + LM head, and
 a whole decoder model. Key assumption: a plain PyTorch implementation in the style of gpt-fast /
-vLLM's reference layers — fused QKV and fused gate/up projections, scaled_dot_product_attention
-against a static cache [max_batch, n_kv_heads, max_context, head_dim] with a boolean mask built from
-per-sequence positions — so every forward has static shapes and is capturable in a CUDA graph (no
+vLLM's reference layers — fused QKV and fused gate/up projections, attention against a static cache
+[max_batch, n_kv_heads, max_context, head_dim] through profiler.attention (engine kernels by default:
+native grouped-query attention, no mask when every sequence is at the same context, the fastest
+measured SDPA backend; an explicit boolean mask from per-sequence positions otherwise; `plain` kernels:
+query heads folded with a repeated mask) — so every forward has static shapes and is capturable in a CUDA graph (no
 .item(), no host sync, no data-dependent Python control flow). Pre-norm everywhere (OPT-350m is
 post-norm in the original; the kernels are the same).
 
@@ -31,7 +33,7 @@ from torch import nn
 
 from perfmodel.specs.models import ModelSpec, SpecError
 
-from . import opaque_ops
+from . import attention, opaque_ops
 
 DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16,
           "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
@@ -176,6 +178,17 @@ class DecoderLayer(nn.Module):
         else:
             self.cache_k[:b].scatter_(2, idx, k.transpose(1, 2))
             self.cache_v[:b].scatter_(2, idx, v.transpose(1, 2))
+        opaque = opaque_ops.OPAQUE_ATTENTION and torch.compiler.is_compiling()
+        if attention.engine():  # engine kernels (profiler.attention): native GQA, no repeated mask
+            if mask is None:  # uniform context: exactly kv_len keys, no mask (lower-right causal if n > 1)
+                L = self.max_context if kv_len is None else min(int(kv_len), self.max_context)
+            keys, vals = self.cache_k[:b, :, :L], self.cache_v[:b, :, :L]
+            qh = q.transpose(1, 2)
+            if mask is None:
+                o = (opaque_ops.opaque_engine_sdpa if opaque else attention.engine_sdpa)(qh, keys, vals)
+            else:  # per-sequence positions: one broadcast mask, native GQA
+                o = (opaque_ops.opaque_sdpa if opaque else attention.masked_sdpa)(qh, keys, vals, mask)
+            return F.linear(o.transpose(1, 2).reshape(b, n, H * hd), self.w_o, self.b_o)
         keys, vals = self.cache_k[:b, :, :L], self.cache_v[:b, :, :L]
         if mask is None:
             mask = causal_mask(pos, n, L)
@@ -185,7 +198,6 @@ class DecoderLayer(nn.Module):
         else:  # grouped-query: fold the query heads of one KV head into the query axis
             qh = q.view(b, n, KV, grp, hd).permute(0, 2, 3, 1, 4).reshape(b, KV, grp * n, hd)
             mask = mask.repeat(1, 1, grp, 1)
-        opaque = opaque_ops.OPAQUE_ATTENTION and torch.compiler.is_compiling()
         sdpa = opaque_ops.opaque_sdpa if opaque else F.scaled_dot_product_attention
         o = sdpa(qh, keys, vals, attn_mask=mask)
         if grp == 1:
@@ -280,10 +292,16 @@ class DecoderModel(nn.Module):
             layer.reset_cache(max_batch, max_context)
         self.max_batch, self.max_context = max_batch, max_context
 
-    def forward(self, tokens, pos, kv_len=None):
+    def forward(self, tokens, pos, kv_len=None, uniform: bool = False):
+        """`uniform=True` (engine kernels only): every sequence holds exactly kv_len − n cached tokens,
+        so attention takes no mask (profiler.attention); otherwise one mask from `pos` is shared by
+        all layers."""
         n = tokens.shape[1]
-        L = self.max_context if kv_len is None else _aligned(int(kv_len), self.max_context)
-        mask = causal_mask(pos, n, L)  # built once per forward, shared by all layers
+        if uniform and attention.engine():
+            L, mask = (self.max_context if kv_len is None else min(int(kv_len), self.max_context)), None
+        else:
+            L = self.max_context if kv_len is None else _aligned(int(kv_len), self.max_context)
+            mask = causal_mask(pos, n, L)  # built once per forward, shared by all layers
         x = self.head.embed(tokens, pos)
         for layer in self.layers:
             x = layer(x, pos, L, mask)

@@ -12,12 +12,12 @@ layer as an argument, so distinct layer copies share one compiled graph (paramet
 inputs). `fullgraph=True`: a graph break would leave unfused eager code behind and the row would not be
 what it says. Compile mode `default` (no autotuning) unless SPECPERF_COMPILE_MODE says
 `max-autotune-no-cudagraphs`; inductor's own CUDA graphs are never used (the capture is ours, exactly as
-in graph mode). SPECPERF_COMPILE_ATTENTION=opaque keeps attention out of inductor (SDPA as an opaque
+in graph mode). With engine kernels (profiler.attention, the default) attention and the KV-cache write
+are opaque custom ops between compiled pieces, as in vLLM. SPECPERF_COMPILE_ATTENTION=opaque keeps attention out of inductor (SDPA as an opaque
 custom op, profiler.opaque_ops.opaque_sdpa), as vLLM's piecewise graphs split at their attention kernel;
 `opaque-kv` also writes the KV cache through an in-place opaque op (profiler.opaque_ops.opaque_kv_write:
-inlined, the write is functionalised into a whole-cache copy); the default `compiled` lets inductor
-compile both, as gpt-fast does. `opaque-kv` is checked on CPU only (no whole-cache copy in inductor's
-code) and not yet timed on a GPU. Compiled artefacts go to TORCHINDUCTOR_CACHE_DIR (default ~/.cache/specperf/inductor)
+inlined, the write is functionalised into a whole-cache copy); `compiled` (the default with `plain`
+kernels) lets inductor compile both, as gpt-fast does. Compiled artefacts go to TORCHINDUCTOR_CACHE_DIR (default ~/.cache/specperf/inductor)
 so a resumed sweep does not recompile.
 """
 from __future__ import annotations
@@ -45,9 +45,12 @@ def compile_mode() -> str:
 
 
 def attention_mode() -> str:
-    """Whether inductor compiles attention ('compiled', default), calls SDPA opaquely ('opaque') or also
-    writes the KV cache through an opaque in-place op ('opaque-kv')."""
-    m = os.environ.get("SPECPERF_COMPILE_ATTENTION", "compiled")
+    """Whether inductor compiles attention ('compiled', the default with plain kernels), calls it opaquely
+    ('opaque') or also writes the KV cache through an opaque in-place op ('opaque-kv', the default with
+    engine kernels, as vLLM runs attention and its cache write outside the compiled pieces)."""
+    from .attention import engine
+    # engine kernels: vLLM's piecewise scheme (attention and the KV write opaque) is the default
+    m = os.environ.get("SPECPERF_COMPILE_ATTENTION", "opaque-kv" if engine() else "compiled")
     if m not in ATTENTION_MODES:
         raise ValueError(f"SPECPERF_COMPILE_ATTENTION={m!r} is not allowed; use {' or '.join(ATTENTION_MODES)}")
     return m
@@ -121,6 +124,7 @@ def model_fn(model, whole: bool = False):
     head (the mask is built once, uncompiled, as in `DecoderModel.forward`). `whole=True` compiles
     the entire forward as one graph instead (fusion across layer boundaries too; compile time grows
     with depth) — the composition check uses it to measure what that fusion is worth."""
+    from .attention import engine
     from .blocks import _aligned, causal_mask
 
     if whole:
@@ -128,10 +132,13 @@ def model_fn(model, whole: bool = False):
     else:
         emb, lay, lg = _compiled(_embed_call), _compiled(_layer_call), _compiled(_logits_call)
 
-    def forward(tokens, pos, kv_len=None):
+    def forward(tokens, pos, kv_len=None, uniform=False):
         n = tokens.shape[1]
-        L = model.max_context if kv_len is None else _aligned(int(kv_len), model.max_context)
-        mask = causal_mask(pos, n, L)
+        if uniform and engine():
+            L, mask = (model.max_context if kv_len is None else min(int(kv_len), model.max_context)), None
+        else:
+            L = model.max_context if kv_len is None else _aligned(int(kv_len), model.max_context)
+            mask = causal_mask(pos, n, L)
         if whole:
             return f(model, tokens, pos, L, mask)
         h = emb(model.head, tokens, pos)

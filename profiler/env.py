@@ -17,6 +17,7 @@ import perfmodel
 from perfmodel.specs.hardware import HardwareProfile
 from perfmodel.specs.models import ModelSpec
 
+from . import attention, compiled
 from .blocks import shard_sizes
 
 
@@ -57,6 +58,7 @@ def metadata(device, dtype: str, command: str = "") -> dict:
             "torch": torch.__version__, "cuda": (torch.version.cuda or "") if cuda else "",
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "specperf_version": perfmodel.__version__, "dtype": dtype, "command": command,
+            "kernels": attention.kernels(), "compile_attention": compiled.attention_mode(),
             "timing": "CUDA events; sample = mean of back-to-back calls; median/p10/p90 over >= 20 "
                       "samples until the median moves < 1 %; graph mode = replays of one captured graph; "
                       "layers timed as a stack of distinct copies (>= 256 MiB of weights) so that "

@@ -20,7 +20,7 @@ import torch
 from perfmodel.latency.table import head_shape_key, layer_shape_key
 from perfmodel.specs.models import ModelSpec
 
-from . import compiled
+from . import attention, compiled
 from .blocks import DecoderLayer, Head, _aligned, cache_bytes, causal_mask, kv_aligned, stack_bytes
 from .env import layer_work
 from .timing import Timing, capture_graph, is_cuda, time_host, time_interleaved, time_module
@@ -86,7 +86,8 @@ def layer_points(spec, tp, batch, context, new_tokens, modes, dtype, device, cop
                             dtype=layers[0].w_qkv.dtype)
 
             # the mask is built once per forward in a whole model (DecoderModel): keep it outside
-            mask = causal_mask(pos, n, _aligned(context + n, max_ctx))
+            # (engine kernels: no mask, every sequence at `context` — profiler.attention)
+            mask = None if attention.engine() else causal_mask(pos, n, _aligned(context + n, max_ctx))
 
             def fn(x=x, n=n, mask=mask, calls=stack):
                 y = x

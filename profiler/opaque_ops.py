@@ -30,9 +30,23 @@ def opaque_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: to
     """scaled_dot_product_attention as one opaque operator: torch.compile calls it as is (the fused
     SDPA kernel) instead of compiling it, as vLLM's piecewise graphs split at attention. Contiguous:
     the fused kernels return a transposed layout, and the graph needs the one its fake declares."""
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask).contiguous()
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                          enable_gqa=q.shape[1] != k.shape[1]).contiguous()
 
 
 @opaque_sdpa.register_fake
 def _(q, k, v, attn_mask):
+    return q.new_empty(q.shape[:-1] + v.shape[-1:])
+
+
+@torch.library.custom_op("specperf::engine_sdpa", mutates_args=())
+def opaque_engine_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """profiler.attention.engine_sdpa (no mask, native GQA, measured backend) as one opaque operator,
+    as vLLM's piecewise graphs call their attention kernel between compiled pieces."""
+    from .attention import engine_sdpa
+    return engine_sdpa(q, k, v).contiguous()
+
+
+@opaque_engine_sdpa.register_fake
+def _(q, k, v):
     return q.new_empty(q.shape[:-1] + v.shape[-1:])

@@ -19,7 +19,7 @@ import torch
 
 from perfmodel.latency.operator_table import AXES, SIZE_COLS, OperatorTable, op_key
 
-from . import measure, operators
+from . import attention, measure, operators
 from .timing import row_fields, time_module
 
 MIN_REPEATS, MAX_REPEATS, REL_TOL = 10, 40, 0.02
@@ -151,6 +151,8 @@ def run(grid: OpGrid, table: OperatorTable, out, device, dtype: str, *, modes=("
     pool = operators.Pool(min(pool_elems, MAX_POOL_BYTES // elem), dt, device)
     log(f"{len(todo)} operator points to measure on {table.meta.get('gpu_name', gpu)} ({dtype}); "
         f"pool {pool.n * elem / 2**30:.2f} GiB")
+    if graph_ok and "copy_bytes_per_s" not in table.meta:  # the attention rows' memory floor (floor_report)
+        table.meta["copy_bytes_per_s"] = attention.copy_bandwidth(device)
     last_save, per_op = time.monotonic(), {}
     try:
         for i, (lvl, op, mode, sizes) in enumerate(todo):
@@ -179,6 +181,7 @@ def run(grid: OpGrid, table: OperatorTable, out, device, dtype: str, *, modes=("
         table.meta.setdefault("sweep_wall_s", {})
         table.meta["sweep_wall_s"][dtype] = table.meta["sweep_wall_s"].get(dtype, 0.0) + time.monotonic() - t0
         table.meta["wall_by_op"] = {f"{o}/{m}": [n, round(s, 2)] for (o, m), (n, s) in sorted(per_op.items())}
+        attention.record_choices(table.meta)
         if provenance is not None:  # every resumed run listed
             table.meta["runs"] = list(table.meta.get("runs") or []) + [dict(
                 provenance, dtype=dtype, new_points=sum(n for n, _ in per_op.values()),

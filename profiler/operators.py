@@ -2,8 +2,9 @@
 calls ready to be timed (by profiler.operator_sweep) in eager or CUDA-graph mode.
 
 Each builder copies the lines of DecoderLayer/Head that make up one operator — fused QKV / o-proj /
-gate-up / down projections (F.linear, with or without bias), SDPA against a static KV-cache slice
-(grouped-query: the query heads of one KV head folded into the query axis, the mask repeated),
+gate-up / down projections (F.linear, with or without bias), attention against a static KV-cache slice
+(engine kernels, profiler.attention: native grouped-query, no mask for one new token, lower-right causal
+for several; plain kernels: query heads folded into the query axis, the mask repeated),
 RMSNorm / LayerNorm, RoPE (cos/sin gather, rotate-half), SiLU·mul or ReLU, residual add, the
 KV-cache scatter (with the positions it needs), the token embedding — and returns
 (fn, calls): fn() runs `calls` invocations back to back. Key assumption (as profiler.measure): in a
@@ -18,6 +19,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from . import attention as attention_kernels
 from .blocks import NORM_EPS, _rotate_half, causal_mask, rope_tables
 from .measure import MIN_STACK, STACK_BYTES
 
@@ -98,6 +100,10 @@ def attention(pool, batch_heads, queries, kv_len, head_dim, gqa, dtype, device):
     pos = torch.full((b,), L - n, dtype=torch.long, device=device)
     mask0 = causal_mask(pos, n, L)
 
+    def one_engine(ck, cv):  # profiler.attention: native GQA, no mask (decode) / lower-right causal
+        o = attention_kernels.engine_sdpa(q.transpose(1, 2), ck[:b, :, :L], cv[:b, :, :L])
+        return o.transpose(1, 2).reshape(b, n, H * hd)
+
     def one(ck, cv):
         keys, vals = ck[:b, :, :L], cv[:b, :, :L]
         if grp == 1:
@@ -109,10 +115,12 @@ def attention(pool, batch_heads, queries, kv_len, head_dim, gqa, dtype, device):
         o = o.transpose(1, 2) if grp == 1 else o.view(b, kv, grp, n, hd).permute(0, 3, 1, 2, 4)
         return o.reshape(b, n, H * hd)
 
+    body = one_engine if attention_kernels.engine() else one
+
     def fn():
         y = None
         for i in range(calls):
-            y = one(*caches[i % copies])
+            y = body(*caches[i % copies])
         return y
     return fn, calls, copies
 

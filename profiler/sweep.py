@@ -19,7 +19,7 @@ from perfmodel.latency.analytical import AnalyticalLatency
 from perfmodel.specs.models import ModelSpec, SpecError
 from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
 
-from . import compiled, env, measure
+from . import attention, compiled, env, measure
 from .blocks import shard_sizes
 from .timing import row_fields
 
@@ -230,5 +230,6 @@ def run(jobs: list[Job], table: LatencyTable, out, device, dtype: str, *, copies
         finally:
             if len(compiled.COMPILE_LOG) > log_start:  # seconds of every compile this run did
                 table.meta["compile_s"] = table.meta.get("compile_s", []) + compiled.COMPILE_LOG[log_start:]
+            attention.record_choices(table.meta)
             table.save(out)
     return table

@@ -22,11 +22,13 @@ import torch
 import torch.distributed as dist
 
 from perfmodel.specs.hardware import GPUS
+from perfmodel.specs.safeio import atomic_open
 from perfmodel.latency.analytical import AnalyticalLatency
 from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
 from perfmodel.latency.tp import eager_allreduce_in_situ, save_curve
 
 from . import allreduce, env, tp
+from . import attention
 from .blocks import causal_mask, kv_aligned, stack_bytes, torch_dtype
 from .measure import MAX_COPIES, copies_to_fill, free_memory
 from .timing import Timing, row_fields
@@ -154,11 +156,11 @@ def profile_layers(c: _Ctx, spec, prof: LatencyTable, with_ar: LatencyTable) -> 
                 c.log(f"deadline: stopped {spec.name} before context {ctx}")
                 return
             for n in j.new_tokens:
-                L = min(max_ctx, kv_aligned(ctx + n))
+                L = min(max_ctx, (ctx + n) if attention.engine() else kv_aligned(ctx + n))
                 for b in j.batches:
                     x = torch.randn(b, n, spec.d_model, generator=gen, device=c.device, dtype=c.dtype)
                     pos = torch.full((b,), ctx, dtype=torch.long, device=c.device)
-                    mask = causal_mask(pos, n, L)
+                    mask = None if attention.engine() else causal_mask(pos, n, L)
 
                     def fn(x=x, pos=pos, mask=mask, L=L):
                         y = x
@@ -292,7 +294,7 @@ def validate_model(c: _Ctx, spec, prof: LatencyTable, with_ar: LatencyTable) -> 
 
 
 def save_validation(rows: list[dict], path: str) -> None:
-    with open(path, "w", newline="") as f:
+    with atomic_open(path, "--out", newline="") as f:  # atomic, symlink-safe (perfmodel.specs.safeio)
         w = csv.DictWriter(f, fieldnames=list(VALIDATION_COLUMNS))
         w.writeheader()
         for r in rows:
