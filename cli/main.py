@@ -28,8 +28,17 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                help="Print the version and exit.")] = False) -> None:
+                                                help="Print the version and exit.")] = False,
+          follow_symlinks: Annotated[bool, typer.Option(
+              "--follow-symlinks", help="Let an output path that is a symbolic link replace the file it "
+                                        "points to (refused by default).")] = False) -> None:
     """Which draft model and lookahead make speculative decoding fastest on your GPU."""
+    if follow_symlinks:  # read by perfmodel.specs.safeio, the writer every command uses
+        import os
+
+        from perfmodel.specs.safeio import FOLLOW_ENV
+
+        os.environ[FOLLOW_ENV] = "1"
 
 
 @app.command()
@@ -103,7 +112,7 @@ def predict(
     cost_ratio: Annotated[Optional[float], typer.Option(help="Leviathan's c = t_draft/t_target: no models needed.")] = None,
     calibration: o.Calibration = None,
     allow_gpu_mismatch: o.AllowGpuMismatch = False,
-    draft_catchup: Annotated[bool, typer.Option(help="The draft's first step per iteration feeds 2 tokens (greedy loops that keep the draft cache exact, e.g. specperf's real-weights loop).")] = False,
+    draft_catchup: o.DraftCatchup = False,
     json_out: o.Json = False,
 ):
     """Predict tokens/s and speedup of speculative decoding over γ, and the optimal γ (0: do not speculate)."""
@@ -117,7 +126,7 @@ def predict(
 
 
 # Optional command modules (each defines register(app)); imported lazily-cheap: typer only.
-for _name in ("profile", "calibrate", "optimize", "plot", "explore", "validate"):
+for _name in ("profile", "calibrate", "agreement", "optimize", "plot", "explore", "validate"):
     try:
         _mod = importlib.import_module(f"cli.{_name}_cmds")
     except ModuleNotFoundError as _e:

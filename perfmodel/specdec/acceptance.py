@@ -3,17 +3,23 @@
 Read and written as the JSON document that `specperf calibrate acceptance --out` writes and
 `specperf predict --acceptance` reads. Key assumption: positions beyond the observed ones repeat
 the last observed rate (flagged as extrapolation wherever it is used).
+
+`tokens_per_iteration_tree` generalises E = 1 + Σ_k Π_{i≤k} α_i to a token tree from per-depth,
+per-rank acceptance a[d, r] = P(the target's token is the draft's rank-r candidate at depth d | the
+path above was accepted) — what `calibration.agreement.depth_rank_acceptance` measures. Key
+assumption there: depths are independent given the path was accepted (exact for a chain).
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 
 from perfmodel.specdec.maths import tokens_per_iteration, tokens_per_iteration_by_position
 from perfmodel.specs.models import SpecError, read_json
+from perfmodel.specs.safeio import write_json
 
 
 @dataclass(frozen=True)
@@ -87,8 +93,8 @@ class AcceptanceModel:
     def load(cls, path: str | Path) -> "AcceptanceModel":
         return cls.from_dict(read_json(path, "acceptance file"), source=str(Path(path)))
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+    def save(self, path: str | Path, flag: str = "--out") -> None:
+        write_json(path, self.to_dict(), flag)  # atomic, symlink-safe, finite numbers only
 
 
 def check_alpha(alpha: float, what: str = "alpha") -> float:
@@ -98,3 +104,32 @@ def check_alpha(alpha: float, what: str = "alpha") -> float:
         raise SpecError(f"{what}={alpha!r} is not allowed; α must be in [0, 1)")
     return a
 
+
+
+def tokens_per_iteration_tree(accept_by_depth_rank, parents, ranks) -> float:
+    """Expected tokens per iteration of a draft token tree: 1 + Σ_nodes Π_{(d, r) on its path} a[d, r].
+
+    `parents[j]`: index of node j's parent (−1: a child of the root, depth 1), parents listed before
+    children; `ranks[j]`: which of the draft's candidates (0 = its top token) node j is. A chain of
+    γ rank-0 nodes gives 1 + Σ_k Π_{i≤k} a[i, 0], the per-position formula. Depths beyond the rows
+    of `accept_by_depth_rank` repeat its last row; ranks beyond its columns have acceptance 0."""
+    a = np.atleast_2d(np.asarray(accept_by_depth_rank, dtype=float))
+    if a.size == 0 or not np.all((a >= 0) & (a <= 1)) or np.any(a.sum(axis=1) > 1 + 1e-9):
+        raise SpecError("accept_by_depth_rank must hold probabilities in [0, 1] whose rows sum to ≤ 1")
+    if len(parents) != len(ranks):
+        raise SpecError(f"a tree needs one rank per node: {len(parents)} parents, {len(ranks)} ranks")
+    reach, depth, total, seen = [], [], 1.0, set()
+    for j, (p, r) in enumerate(zip(parents, ranks)):
+        p, r = int(p), int(r)
+        if not -1 <= p < j:
+            raise SpecError(f"tree node {j}: parent {p} must be −1 or an earlier node")
+        if r < 0 or (p, r) in seen:
+            raise SpecError(f"tree node {j}: rank {r} must be ≥ 0 and not repeat a sibling's")
+        seen.add((p, r))
+        d = 1 if p < 0 else depth[p] + 1
+        row = a[min(d, a.shape[0]) - 1]
+        pr = (1.0 if p < 0 else reach[p]) * (row[r] if r < row.size else 0.0)
+        reach.append(pr)
+        depth.append(d)
+        total += pr
+    return float(total)
