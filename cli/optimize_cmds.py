@@ -59,6 +59,7 @@ def register(app: typer.Typer) -> None:
         policy_only: Annotated[bool, typer.Option("--policy-only", help="Print only the lookahead policy, break-even map and export (no ranked tables).")] = False,
         allow_tokenizer_mismatch: Annotated[bool, typer.Option("--allow-tokenizer-mismatch", help="Let --emit write a configuration for a draft whose vocabulary differs from the target's.")] = False,
         allow_gpu_mismatch: o.AllowGpuMismatch = False,
+        draft_catchup: o.DraftCatchup = False,
         json_out: o.Json = False,
     ):
         """Find the draft and lookahead that make speculative decoding fastest, per mode, batch and context."""
@@ -97,7 +98,8 @@ def register(app: typer.Typer) -> None:
             alpha_doc=read_alpha_document(alpha_model) if alpha_model else None, alpha=alpha,
             batch=batches, context=contexts, gamma_max=gamma_max,
             tp=tp, modes=modes, top=top, reference=reference,
-            policy_draft=policy_draft, emit=emit, dtype_bytes=by, allow_tokenizer_mismatch=allow_tokenizer_mismatch)
+            policy_draft=policy_draft, emit=emit, dtype_bytes=by, allow_tokenizer_mismatch=allow_tokenizer_mismatch,
+            draft_catchup=draft_catchup)
         hw = resolve_gpu(gpu)
         req.memory_bytes = hw.memory_bytes
         prov = build_provider(hw, profile=profile, analytical=analytical, calibration=calibration,

@@ -41,6 +41,8 @@ Acceptance = Annotated[Optional[str], typer.Option(help="Acceptance JSON (from `
 AllowGpuMismatch = Annotated[bool, typer.Option("--allow-gpu-mismatch",
                                                 help="Use a profile measured on another GPU than --gpu.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document (errors too).")]
+DraftCatchup = Annotated[bool, typer.Option("--draft-catchup", help="The draft's first step per iteration feeds 2 tokens "
+                                            "(greedy loops that keep the draft cache exact, e.g. specperf's real-weights loop).")]
 
 
 # ---- parsers -------------------------------------------------------------------------------------

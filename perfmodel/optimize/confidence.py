@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 
 from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.maths import iteration_s
 from perfmodel.specdec.uncertainty import (N_DRAWS, Z90, alpha_draws, fallback_band, kind_factors, role_band,
                                            role_factors, shared_fraction, tokens_from_draws)
 
@@ -82,11 +81,10 @@ def speedup_draws(res, mode: str, bi: int, ci: int, idx, n: int = N_DRAWS, seed:
     out = np.empty((len(idx), n, g.size))
     for j, i in enumerate(idx):
         s = int(res.cands.shape_index[i])
-        td = res.cands.n_layers[i] * c.layer_s[s, bi, ci, :] + c.head_s[s, bi, ci, :]
         ab = joint[i] if i in joint else alpha_draws(_acceptance(res, i), n, int(g.max()), rng)[0]
         tpi = tokens_from_draws(ab, res.gammas)
         fdi = fd * per_shape[s][:, None] if per_shape else fd
-        it = iteration_s(g, td[None] * fdi, c.verify_s[bi, ci][None] * ft, c.overhead_s[bi, ci][None] * fo)
+        it = c.iteration_s(np.array([s]), np.array([res.cands.n_layers[i]]), g, bi, ci, fdi, ft, fo)  # (n, G)
         sp = tpi * c.base_s[bi, ci] * fbase / it
         if c.feasible is not None:
             sp = np.where(c.feasible[s, ci][None], sp, -np.inf)

@@ -55,7 +55,8 @@ class OptimizeResult:
 
 
 def optimize(target: ModelSpec, cands: Candidates, acc: Acceptance, provider, batch, context, gammas,
-             tp: int = 1, modes=("graph",), draft_provider=None, memory_bytes: float | None = None) -> OptimizeResult:
+             tp: int = 1, modes=("graph",), draft_provider=None, memory_bytes: float | None = None,
+             draft_catchup: bool = False) -> OptimizeResult:
     g = np.asarray(sorted(set(int(v) for v in gammas)))
     b = np.asarray(batch, dtype=int)
     c = np.asarray(context, dtype=int)
@@ -67,7 +68,7 @@ def optimize(target: ModelSpec, cands: Candidates, acc: Acceptance, provider, ba
     tpi_lo, tpi_hi = acc.tpi(g, "lo"), acc.tpi(g, "hi")
     out = {}
     for mode in modes:
-        costs = mode_costs(provider, target, cands.shape_specs, b, c, g, tp, mode, draft_provider)
+        costs = mode_costs(provider, target, cands.shape_specs, b, c, g, tp, mode, draft_provider, draft_catchup)
         gi, s = search(tpi, cands.shape_index, cands.n_layers, costs, g)
         gl, sl = search(tpi_lo, cands.shape_index, cands.n_layers, costs, g)
         gh, sh = search(tpi_hi, cands.shape_index, cands.n_layers, costs, g)

@@ -46,6 +46,7 @@ class OptimizeRequest:
     dtype_bytes: int = 2
     memory_bytes: float | None = None  # one GPU's memory: cells that do not fit are flagged
     allow_tokenizer_mismatch: bool = False  # --emit for a draft whose vocabulary differs from the target's
+    draft_catchup: bool = False  # each draft's first step feeds 2 tokens (predict --draft-catchup)
 
 
 def _origin(text: str) -> str:
@@ -110,14 +111,15 @@ def run(req: OptimizeRequest, provider, draft_provider=None) -> dict:
     acc = assign_acceptance(cands, target, model, _acceptance_inputs(req), stated, req.alpha)
     gammas = list(range(1, req.gamma_max + 1))
     res = optimize(target, cands, acc, provider, req.batch, req.context, gammas, req.tp, req.modes, draft_provider,
-                   req.memory_bytes)
+                   req.memory_bytes, req.draft_catchup)
     ref = find_candidate(res, req.reference, lambda s: resolve_model(s, req.dtype_bytes))
     doc = {"target": target.name, "tp": req.tp, "modes": list(req.modes), "batch": res.batch.tolist(),
            "context": res.context.tolist(), "gammas": res.gammas.tolist(),
            "n_candidates": len(cands), "n_design_points": len(design) if design else 0,
            "design_skipped": sorted(set(skipped)), "alpha_model": model.to_dict(),
            "reference": cands.name(ref) if ref is not None else None,
-           "sources": {m: r.costs.sources for m, r in res.modes.items()}, "notes": list(acc.notes)}
+           "sources": {m: r.costs.sources for m, r in res.modes.items()}, "draft_catchup": req.draft_catchup,
+           "notes": list(acc.notes)}
     doc["rankings"] = [ranking(res, m, bi, ci, req.top, ref) for m in req.modes
                        for bi in range(res.batch.size) for ci in range(res.context.size)]
     doc["mode_comparison"] = mode_comparison(res, ref) if len(req.modes) > 1 else None

@@ -1,9 +1,10 @@
 """Optimiser core: the best lookahead γ* and speedup for many draft candidates at once, over
 batch × context, per execution mode — vectorised, no Python loop over design points.
 
-Key assumption (as perfmodel.specdec.predict): one iteration = γ sequential draft forwards on one GPU
-(context grows by one token per step; the mid-iteration context is used) + one target forward over
-γ+1 tokens at tensor parallelism `tp` + a per-iteration overhead. A draft's forward time is
+Key assumption (the separate-draft-model method of perfmodel.specdec.methods, as predict): one
+iteration = γ sequential draft forwards on one GPU (context grows by one token per step; the
+mid-iteration context is used) [+ the catch-up step] + one target forward over γ+1 tokens at tensor
+parallelism `tp` + a per-iteration overhead; the target side comes from methods.target_costs. A draft's forward time is
 n_layers × (one layer's time) + embedding/LM-head time, and one layer's time does not depend on
 depth — so costs are computed once per distinct layer shape and scaled by depth.
 """
@@ -14,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from perfmodel.latency.source import Provenance
-from perfmodel.specdec.maths import draft_context, iteration_s, speedup
+from perfmodel.specdec.maths import draft_context, speedup
+from perfmodel.specdec.methods import chain_proposal_s, iteration_time_s, target_costs
 
 from perfmodel.specs.models import ModelSpec, SpecError
 
@@ -112,11 +114,35 @@ class ModeCosts:
     target_s: np.ndarray  # (B,C) t_target alone (for the cost ratio c = t_draft / t_target)
     feasible: np.ndarray | None  # (S,C,G) bool, False where context + γ exceeds learned positions
     sources: dict = field(default_factory=dict)
+    catchup_layer_s: np.ndarray | float = 0.0  # (S,B,C,1) per layer of the 2-token first step (0: off)
+    catchup_head_s: np.ndarray | float = 0.0  # (S,B,C,1) of the head
+
+    def step_s(self, shape, depth, bi=slice(None), ci=slice(None)):
+        """One draft forward of candidates (shape index, depth) arrays: depth × layer + head."""
+        d = np.asarray(depth, dtype=float).reshape(np.shape(depth) + (1,) * (self.layer_s[shape][:, bi, ci].ndim - 1))
+        return d * self.layer_s[shape][:, bi, ci] + self.head_s[shape][:, bi, ci]
+
+    def catchup_s(self, shape, depth, bi=slice(None), ci=slice(None)):
+        if np.ndim(self.catchup_layer_s) == 0:
+            return 0.0
+        lay, head = self.catchup_layer_s[shape][:, bi, ci], self.catchup_head_s[shape][:, bi, ci]
+        d = np.asarray(depth, dtype=float).reshape(np.shape(depth) + (1,) * (lay.ndim - 1))
+        return d * lay + head
+
+    def iteration_s(self, shape, depth, gammas, bi=slice(None), ci=slice(None), proposer=1.0, target=1.0,
+                    overhead=1.0, step=None):
+        """Seconds per iteration (methods.iteration_time_s) of candidates at their depth; `step` reuses
+        a computed step_s; factors scale each role (Monte Carlo draws)."""
+        step = self.step_s(shape, depth, bi, ci) if step is None else step
+        g = np.asarray(gammas, dtype=float)
+        return iteration_time_s(chain_proposal_s(g, step) * proposer, self.catchup_s(shape, depth, bi, ci) * proposer,
+                                self.verify_s[bi, ci] * target, self.overhead_s[bi, ci] * overhead)
 
 
 def mode_costs(provider, target: ModelSpec, shapes, batch, context, gammas, tp: int, mode: str,
-               draft_provider=None) -> ModeCosts:
-    """`provider` times the target; `draft_provider` (default: the same) the draft shapes."""
+               draft_provider=None, draft_catchup: bool = False) -> ModeCosts:
+    """`provider` times the target; `draft_provider` (default: the same) the draft shapes.
+    `draft_catchup`: charge each draft's 2-token first step (as predict --draft-catchup)."""
     dp = draft_provider or provider
     b = np.asarray(batch, dtype=float)
     c = np.asarray(context, dtype=float)
@@ -126,29 +152,29 @@ def mode_costs(provider, target: ModelSpec, shapes, batch, context, gammas, tp: 
     S = len(shapes)
     layer = np.empty((S,) + zero.shape)
     head = np.empty((S,) + zero.shape)
+    cu_layer = np.zeros((S, b.size, c.size, 1)) if draft_catchup else 0.0
+    cu_head = np.zeros((S, b.size, c.size, 1)) if draft_catchup else 0.0
     sources: dict = {}
     for s, spec in enumerate(shapes):
         ft = dp.forward(spec, B, 1, draft_context(C, G), 1, mode)
         layer[s] = ft.layer_s + ft.allreduce_s + zero
         head[s] = ft.lm_head_s + zero
+        if draft_catchup:
+            two, one = dp.forward(spec, B, 2, C, 1, mode), dp.forward(spec, B, 1, C, 1, mode)
+            cu_layer[s] = (two.layer_s + two.allreduce_s - one.layer_s - one.allreduce_s) + zero[..., :1]
+            cu_head[s] = (two.lm_head_s - one.lm_head_s) + zero[..., :1]
         for k, v in ft.sources.items():  # distinct descriptions over all draft shapes
             sources.setdefault(f"draft_{k}", []).append(v)
     sources = {k: Provenance.merge(v) for k, v in sources.items()}
-    vf = provider.forward(target, B, G + 1, C, tp, mode)
-    t1 = provider.forward(target, B[..., 0], 1, C[..., 0], tp, mode)
-    ov, ov_src = provider.overhead_s(target, B, G, mode)
-    ov0, _ = provider.overhead_s(target, B[..., 0], 0, mode)
-    sources.update({f"target_{k}": v for k, v in vf.sources.items()})
-    sources["overhead"] = ov_src
+    tc = target_costs(provider, target, b, c, g, tp, mode, zero, zero, zero, sources)
     learned = np.array([sp.learned_positions for sp in shapes])
     feasible = None
     if learned.any():
         maxpos = np.array([sp.max_positions if sp.learned_positions else np.inf for sp in shapes])
         feasible = (c[None, :, None] + g[None, None, :] + 1) <= maxpos[:, None, None]
-    base = t1.total_s + ov0 + np.zeros((b.size, c.size))
-    return ModeCosts(mode=mode, layer_s=layer, head_s=head, verify_s=vf.total_s + zero,
-                     overhead_s=ov + zero, base_s=base, target_s=t1.total_s + np.zeros_like(base),
-                     feasible=feasible, sources=sources)
+    return ModeCosts(mode=mode, layer_s=layer, head_s=head, verify_s=tc.verify_s, overhead_s=tc.overhead_s,
+                     base_s=tc.baseline_s(), target_s=tc.target_s, feasible=feasible, sources=tc.sources,
+                     catchup_layer_s=cu_layer, catchup_head_s=cu_head)
 
 
 def target_feasible(target: ModelSpec, context, gammas) -> None:
@@ -171,16 +197,13 @@ def search(tpi: np.ndarray, shape_index: np.ndarray, n_layers: np.ndarray, costs
     _, nb, nc, ng = costs.layer_s.shape
     out_i = np.empty((P, nb, nc), dtype=np.int16)
     out_s = np.empty((P, nb, nc))
-    fixed = costs.verify_s + costs.overhead_s  # (B,C,G)
     for lo in range(0, P, chunk):
         sl = slice(lo, min(P, lo + chunk))
         idx = shape_index[sl]
-        # maths.iteration_s and maths.speedup, computed in place on one gathered copy (10^5 designs)
-        s = costs.layer_s[idx]
-        s *= n_layers[sl].astype(float)[:, None, None, None]
-        s += costs.head_s[idx]
-        s *= g
-        s += fixed
+        step = costs.layer_s[idx]  # one gathered copy (10^5 designs): depth × layer + head, in place
+        step *= n_layers[sl].astype(float)[:, None, None, None]
+        step += costs.head_s[idx]
+        s = costs.iteration_s(idx, n_layers[sl], g, step=step)
         np.divide(tpi[sl, None, None, :], s, out=s)
         if costs.feasible is not None:
             s = np.where(costs.feasible[idx][:, None, :, :], s, -np.inf)
@@ -194,15 +217,17 @@ def cell_details(tpi_row: np.ndarray, shape: int, depth: int, costs: ModeCosts, 
                  batch) -> dict:
     """Times and shares of one candidate at one (batch, context, γ) cell."""
     g = float(np.asarray(gammas)[gi])
-    t_draft = depth * costs.layer_s[shape, bi, ci, gi] + costs.head_s[shape, bi, ci, gi]
+    sh, d = np.array([shape]), np.array([depth])
+    t_draft = float(costs.step_s(sh, d, bi, ci)[0, gi])
     t_ver = costs.verify_s[bi, ci, gi]
     ov = costs.overhead_s[bi, ci, gi]
-    it = iteration_s(g, t_draft, t_ver, ov)
+    cu = float(np.asarray(costs.catchup_s(sh, d, bi, ci)).ravel()[0]) if np.ndim(costs.catchup_layer_s) else 0.0
+    it = float(costs.iteration_s(sh, d, np.asarray(gammas, dtype=float), bi, ci)[0, gi])
     tpi = float(tpi_row[gi])
     b = float(np.asarray(batch)[bi])
     return {"gamma": int(g), "tokens_per_iteration": tpi, "t_draft_s": float(t_draft),
-            "t_verify_s": float(t_ver), "overhead_s": float(ov), "iteration_s": float(it),
-            "draft_share": float(g * t_draft / it), "verify_share": float(t_ver / it),
+            "t_verify_s": float(t_ver), "overhead_s": float(ov), "iteration_s": float(it), "draft_catchup_s": cu,
+            "draft_share": float((g * t_draft + cu) / it), "verify_share": float(t_ver / it),
             "overhead_share": float(ov / it), "throughput_tok_s": b * tpi / float(it),
             "baseline_tok_s": b / float(costs.base_s[bi, ci]),
             "speedup": float(speedup(tpi, it, costs.base_s[bi, ci])),
@@ -212,8 +237,7 @@ def cell_details(tpi_row: np.ndarray, shape: int, depth: int, costs: ModeCosts, 
 def speedup_curve(tpi_rows: np.ndarray, shape_index, n_layers, costs: ModeCosts, gammas, bi: int, ci: int):
     """Speedup over γ for a few candidates at one (batch, context) cell: (n, G)."""
     g = np.asarray(gammas, dtype=float)
-    td = n_layers[:, None] * costs.layer_s[shape_index, bi, ci, :] + costs.head_s[shape_index, bi, ci, :]
-    s = speedup(tpi_rows, iteration_s(g, td, costs.verify_s[bi, ci], costs.overhead_s[bi, ci]), costs.base_s[bi, ci])
+    s = speedup(tpi_rows, costs.iteration_s(np.asarray(shape_index), np.asarray(n_layers), g, bi, ci), costs.base_s[bi, ci])
     if costs.feasible is not None:
         s = np.where(costs.feasible[shape_index, ci, :], s, -np.inf)
     return s

@@ -1,7 +1,7 @@
 """Speculative-decoding maths: expected tokens per iteration, iteration time, throughput, speedup,
 optimal lookahead, and a Monte Carlo check of the accept/reject process. The one home of the
-iteration-time / throughput / speedup formula and the draft-context rule: predict, the optimiser,
-the plots and the explorer all call these functions.
+iteration-time (`iteration_time_s`) / throughput / speedup formula and the draft-context rule; the
+speculation methods (perfmodel.specdec.methods) supply an iteration's parts and call it.
 
 Key assumption (Leviathan et al. 2023, Thm 3.8): draft token i is accepted with probability α_i
 given that tokens < i were accepted (α_i = α for the i.i.d. model); the first rejection ends the
@@ -53,10 +53,21 @@ def draft_context(context, gamma):
     return np.asarray(context) + (np.asarray(gamma) - 1) / 2.0
 
 
+def iteration_time_s(proposal_s, catchup_s, verify_s, overhead_s):
+    """The one iteration-time formula: proposal + catch-up + verification + overhead (seconds).
+    Speculation methods (perfmodel.specdec.methods) supply the parts; every caller goes through it."""
+    return proposal_s + catchup_s + verify_s + overhead_s
+
+
+def chain_proposal_s(gamma, step_s):
+    """Proposal of a chain of γ sequential steps of `step_s` each (a draft model, an EAGLE head)."""
+    return np.asarray(gamma) * step_s
+
+
 def iteration_s(gamma, t_draft_s, t_verify_s, overhead_s=0.0, catchup_s=0.0):
-    """One iteration: γ draft forwards, one verification forward over γ+1 tokens, overhead; plus
-    `catchup_s` where the draft's first step re-feeds the previous token (2 tokens instead of 1)."""
-    return np.asarray(gamma) * t_draft_s + catchup_s + t_verify_s + overhead_s
+    """The chain case of iteration_time_s: γ draft forwards, one verification forward over γ+1
+    tokens, overhead; plus `catchup_s` where the draft's first step re-feeds the previous token."""
+    return iteration_time_s(chain_proposal_s(gamma, t_draft_s), catchup_s, t_verify_s, overhead_s)
 
 
 def throughput_tok_s(batch, tokens_per_iter, iteration_time_s):

@@ -1,9 +1,11 @@
 """Predicted throughput and speedup of speculative decoding over a sweep of lookahead, batch and
 context, from a target, a draft, a latency provider and an acceptance model.
 
-Key assumption: one iteration = γ sequential draft forwards (1 new token each, on one GPU) + one
-target forward over γ+1 tokens (tensor-parallel over `tp` GPUs) + a per-iteration overhead; the
-autoregressive baseline pays one target forward over 1 token plus the same overhead at γ = 0.
+Key assumption: one iteration costs what its speculation method (perfmodel.specdec.methods; by
+default a separate draft model: γ sequential draft forwards of 1 token each on one GPU) says —
+proposal + catch-up + one target forward over γ+1 tokens (tensor-parallel over `tp` GPUs) + a
+per-iteration overhead; the autoregressive baseline pays one target forward over 1 token plus the
+same overhead at γ = 0.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.maths import GAMMA_MAX, draft_context, iteration_s, throughput_tok_s
+from perfmodel.specdec.maths import GAMMA_MAX, throughput_tok_s
 from perfmodel.specs.models import ModelSpec, SpecError
 
 ARRAY_FIELDS = ("tokens_per_iteration", "t_draft_s", "t_verify_s", "t_target_s", "overhead_s",
@@ -39,7 +41,16 @@ class Prediction:
     mode: str = "graph"
     sources: dict = field(default_factory=dict)
     notes: tuple = ()
-    draft_catchup_s: np.ndarray | float = 0.0  # extra cost of a 2-token first draft step (0: none)
+    draft_catchup_s: np.ndarray | float = 0.0  # the proposer's catch-up per iteration (0: none)
+    method: str = "draft_model"  # perfmodel.specdec.methods.METHODS key
+    proposal_s: np.ndarray | None = None  # all proposal work of one iteration (γ·t_draft for a chain)
+
+    @property
+    def proposal(self) -> np.ndarray:
+        """All proposal work of one iteration (γ·t_draft where the method did not say)."""
+        if self.proposal_s is not None:
+            return np.broadcast_to(self.proposal_s, self.speedup.shape)
+        return self.gamma[None, None, :] * np.broadcast_to(self.t_draft_s, self.speedup.shape)
 
     @property
     def optimal_index(self) -> np.ndarray:
@@ -61,6 +72,7 @@ class Prediction:
                     r = {"batch": int(b), "context": int(c), "gamma": int(g)}
                     r.update({f: float(np.broadcast_to(getattr(self, f), self.speedup.shape)[i, j, k])
                               for f in ARRAY_FIELDS})
+                    r["proposal_s"] = float(self.proposal[i, j, k])
                     r["optimal"] = bool(k == self.optimal_index[i, j])
                     out.append(r)
         return out
@@ -87,61 +99,51 @@ def check_gammas(gammas) -> np.ndarray:
     return g.astype(int)
 
 
-def predict(target: ModelSpec, draft: ModelSpec, latency, acceptance: AcceptanceModel,
+def predict(target: ModelSpec, draft: ModelSpec | None, latency, acceptance: AcceptanceModel,
             gammas=range(1, 9), batch=(1,), context=(512,), tp: int = 1, mode: str = "graph",
-            draft_latency=None, draft_catchup: bool = False) -> Prediction:
-    """Sweep γ × batch × context. `latency` serves the target; `draft_latency` (default: same) the draft.
+            draft_latency=None, draft_catchup: bool = False, method=None) -> Prediction:
+    """Sweep γ × batch × context. `latency` serves the target; `draft_latency` (default: same) the proposer.
 
-    `draft_catchup`: the draft's first step of each iteration feeds 2 tokens (the previous and the
-    last token), as greedy loops that keep the draft's KV cache exact do (specperf's real-weights
-    SpecLoop); that step costs t_draft(2 tokens) instead of t_draft(1 token)."""
+    `method`: a perfmodel.specdec.methods.SpeculationMethod (default: the separate draft model `draft`,
+    with `draft_catchup`: its first step of each iteration feeds 2 tokens (the previous and the last
+    token), as greedy loops that keep the draft's KV cache exact do (specperf's real-weights SpecLoop);
+    that step costs t_draft(2 tokens) instead of t_draft(1 token))."""
     g = check_gammas(list(gammas))
     b = _positive_ints(batch, "batch")
     c = _positive_ints(context, "context")
-    if draft.vocab != target.vocab:
+    if method is None:
+        if draft is None:
+            raise SpecError("predict needs a draft model or a speculation method")
+        from perfmodel.specdec.draft_model import DraftModel
+
+        method = DraftModel(draft, catchup=draft_catchup)
+    notes = ()
+    if draft is not None and draft.vocab != target.vocab:
         notes = (f"draft vocab {draft.vocab} differs from target vocab {target.vocab}: "
                  "engines need a shared tokenizer for speculative decoding",)
-    else:
-        notes = ()
     longest = int(c.max()) + int(g.max()) + 1
-    for spec in (target, draft):
+    for spec in (target, draft) if draft is not None else (target,):
         if longest > spec.max_positions:
             if spec.learned_positions:  # OPT: no position embedding exists beyond max_positions
                 raise SpecError(f"context={int(c.max())} + γ+1 exceeds {spec.name}'s "
                                 f"max_positions={spec.max_positions} (learned positions)")
             notes = notes + (f"context + γ + 1 = {longest} exceeds {spec.name}'s trained "
                              f"max_positions={spec.max_positions}; latency is still modelled",)
-    dl = draft_latency or latency
-    B, C, G = b[:, None, None], c[None, :, None], g[None, None, :]
+    ic = method.costs(latency, target, b, c, g, tp, mode, proposer_latency=draft_latency or latency)
     zero = np.zeros((len(b), len(c), len(g)))
-    draft_ft = dl.forward(draft, B, 1, draft_context(C, G), 1, mode)
-    verify_ft = latency.forward(target, B, G + 1, C, tp, mode)
-    target_ft = latency.forward(target, B, 1, C, tp, mode)
-    ov, ov_src = latency.overhead_s(target, B, G, mode)
-    ov0, _ = latency.overhead_s(target, B, 0, mode)
-    t_draft = draft_ft.total_s + zero
-    t_verify = verify_ft.total_s + zero
-    t_target = target_ft.total_s + zero
-    ov = ov + zero
-    ov0 = ov0 + zero
-    tpi = acceptance.tokens_per_iteration(g)[None, None, :] + zero
-    catchup = zero
-    if draft_catchup:
-        catchup = (dl.forward(draft, B, 2, C, 1, mode).total_s - dl.forward(draft, B, 1, C, 1, mode).total_s) + zero
-    it = iteration_s(G, t_draft, t_verify, ov, catchup)
+    tpi = np.asarray(method.tokens_per_iteration(acceptance, g), dtype=float)[None, None, :] + zero
+    it = ic.iteration_s()
+    B = b[:, None, None]
     thr = throughput_tok_s(B, tpi, it)
-    base = B / (t_target + ov0) + zero
-    sources = {f"draft_{k}": v for k, v in draft_ft.sources.items()}
-    sources.update({f"target_{k}": v for k, v in verify_ft.sources.items()})
-    sources["overhead"] = ov_src
+    base = B / ic.baseline_s()[..., None] + zero
+    sources = dict(ic.sources)
     sources["acceptance"] = acceptance.describe()
-    if draft_catchup:
-        notes = notes + ("the draft's first step per iteration feeds 2 tokens (catch-up of the previous "
-                         "token), charged as t_draft(2 tokens) − t_draft(1 token) per iteration",)
+    notes = notes + tuple(ic.notes)
     if acceptance.per_position and int(g.max()) > (acceptance.observed_positions or 0):
         notes = notes + (f"γ > {acceptance.observed_positions} extrapolates acceptance: "
                          "positions beyond the trace repeat the last observed rate",)
-    return Prediction(gamma=g, batch=b, context=c, tokens_per_iteration=tpi, t_draft_s=t_draft,
-                      t_verify_s=t_verify, t_target_s=t_target, overhead_s=ov, baseline_overhead_s=ov0,
-                      iteration_s=it, throughput_tok_s=thr, baseline_tok_s=base, speedup=thr / base,
-                      mode=mode, sources=sources, notes=notes, draft_catchup_s=catchup)
+    return Prediction(gamma=g, batch=b, context=c, tokens_per_iteration=tpi, t_draft_s=ic.step_s,
+                      t_verify_s=ic.verify_s, t_target_s=ic.target_s[..., None] + zero, overhead_s=ic.overhead_s,
+                      baseline_overhead_s=ic.baseline_overhead_s[..., None] + zero, iteration_s=it,
+                      throughput_tok_s=thr, baseline_tok_s=base, speedup=thr / base, mode=mode, sources=sources,
+                      notes=notes, draft_catchup_s=ic.catchup_s, method=method.name, proposal_s=ic.proposal_s)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.specdec.maths import iteration_s, speedup, throughput_tok_s, tokens_per_iteration_by_position
+from perfmodel.specdec.maths import speedup, throughput_tok_s, tokens_per_iteration_by_position
+from perfmodel.specdec.methods import iteration_time_s
 
 LEVEL = 0.90  # stated interval level for iteration_s / throughput / speedup
 N_DRAWS = 2000
@@ -158,9 +159,9 @@ def propagate(p, acc, n: int = N_DRAWS, seed: int = 0, level: float = LEVEL, ret
         notes.append(note)
     tpi = tokens_from_draws(ab, p.gamma)[:, None, None, :]
     fd, ft, fo = (f[r][:, None, None, None] for r in ("draft", "target", "overhead"))
-    G, B = p.gamma[None, None, None, :], p.batch[None, :, None, None]
-    it = iteration_s(G, p.t_draft_s[None] * fd, p.t_verify_s[None] * ft, p.overhead_s[None] * fo,
-                     np.asarray(p.draft_catchup_s)[None] * fd)
+    B = p.batch[None, :, None, None]
+    it = iteration_time_s(p.proposal[None] * fd, np.asarray(p.draft_catchup_s)[None] * fd,
+                          p.t_verify_s[None] * ft, p.overhead_s[None] * fo)
     thr = throughput_tok_s(B, tpi, it)
     # the baseline (target alone) is a separate measurement: own-loop validation shows its error
     # uncorrelated with the iteration's (docs/accuracy.md), so it gets its own draw at the target's band
