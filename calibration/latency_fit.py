@@ -20,6 +20,7 @@ from scipy import optimize
 from perfmodel.specdec.acceptance import AcceptanceModel, check_alpha
 from perfmodel.latency.corrected import CorrectionEntry, LatencyCorrection
 from perfmodel.specdec.maths import tokens_per_iteration
+from perfmodel.specs.safeio import read_text
 from perfmodel.specs.models import SpecError
 from perfmodel.latency.table import DTYPE_BYTES
 
@@ -67,10 +68,11 @@ def read_runs(path, gpu: str | None = None, mode: str | None = None) -> list[Run
     p = Path(path)
     if not p.exists():
         raise TraceError(p, "file does not exist")
-    try:
-        lines = p.read_text(encoding="utf-8-sig").splitlines()  # a spreadsheet BOM is accepted
-    except UnicodeDecodeError:
-        raise TraceError(p, "is not a text file (not UTF-8)") from None
+    try:  # bounded, regular files only; a spreadsheet BOM is accepted
+        lines = read_text(p, "runs file").splitlines()
+    except SpecError as e:
+        raise TraceError(p, "is not a text file (not UTF-8)" if "UTF-8" in str(e)
+                         else str(e).split(f"{str(p)!r} ", 1)[-1]) from None
     body = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")]
     if not body:
         raise TraceError(p, "file is empty")

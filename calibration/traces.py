@@ -16,6 +16,9 @@ import json
 import re
 from pathlib import Path
 
+from perfmodel.specs.safeio import read_text
+from perfmodel.specs.errors import SpecError
+
 from .data import FORMATS, AcceptanceData, TraceError, from_iterations, parse_count
 from .iterations import read_iterations_lines
 from .prometheus import fetch_metrics, is_url, looks_like_prometheus, read_vllm_metrics
@@ -68,10 +71,11 @@ def _read_text(p) -> str:
     elif p.is_dir():
         raise TraceError(p, "is a directory, not a trace file")
     else:
-        try:
-            text = p.read_text(encoding="utf-8-sig")  # a spreadsheet BOM is accepted
-        except UnicodeDecodeError:
-            raise TraceError(p, "is not a text file (not UTF-8)") from None
+        try:  # bounded, regular files only; a spreadsheet BOM is accepted
+            text = read_text(p, "trace file")
+        except SpecError as e:
+            raise TraceError(p, "is not a text file (not UTF-8)" if "UTF-8" in str(e)
+                             else str(e).split(f"{str(p)!r} ", 1)[-1]) from None
     if not text.strip():
         raise TraceError(p, "file is empty" if not isinstance(p, str) else "the endpoint answered nothing")
     return text

@@ -6,7 +6,6 @@ Imports only stdlib, typer and cli.common at module level; scipy loads inside th
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -33,10 +32,11 @@ def _labels(items) -> dict:
 
 
 def _write(path: str, doc: dict) -> None:
-    try:
-        Path(path).write_text(json.dumps(finite(doc), indent=2, allow_nan=False) + "\n")
-    except OSError as e:
-        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None
+    """--out, atomically and symlink-safe (perfmodel.specs.safeio): a failed or concurrent write never
+    leaves a truncated or mixed document."""
+    from perfmodel.specs.safeio import write_json
+
+    write_json(path, finite(doc), "--out")
 
 
 @calibrate_app.command("acceptance")

@@ -6,13 +6,13 @@ profile/measurement is "measured", one that mentions the roofline is "analytical
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import plotly.graph_objects as go
 
 from perfmodel.specs.models import ModelSpec, SpecError
+from perfmodel.specs.safeio import atomic_write, target_path
 
 MS = 1e3  # seconds → milliseconds, for display only
 TEMPLATE = "plotly_white"
@@ -217,24 +217,17 @@ def check_out(path: str | Path, suffix: str, flag: str) -> Path:
     p = Path(path)
     if p.suffix.lower() != suffix:
         raise SpecError(f"{flag} {str(p)!r} must end in {suffix}")
-    parent = p.parent if str(p.parent) else Path(".")
     if p.is_dir():
         raise SpecError(f"{flag} {str(p)!r} is a directory; give a file name ending in {suffix}")
-    if not parent.is_dir():
-        raise SpecError(f"{flag} {str(p)!r} cannot be written: folder {str(parent)!r} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
-        raise SpecError(f"{flag} {str(p)!r} cannot be written: permission denied")
+    target_path(p, flag)  # folder exists and is writable; not a link (unless followed), device or FIFO
     return p
 
 
 def write_html(fig: go.Figure, path: str | Path) -> Path:
     """Standalone HTML with plotly.js embedded (no network needed to open it)."""
     p = check_out(path, ".html", "--out")
-    try:
-        fig.write_html(str(p), include_plotlyjs=True, full_html=True,
-                       config={"displaylogo": False, "responsive": True})
-    except OSError as e:
-        raise SpecError(f"--out {str(p)!r} cannot be written: {e.strerror or e}") from None
+    html = fig.to_html(include_plotlyjs=True, full_html=True, config={"displaylogo": False, "responsive": True})
+    atomic_write(p, html, "--out")  # atomic, symlink-safe (perfmodel.specs.safeio)
     return p
 
 
@@ -243,11 +236,12 @@ def write_png(fig: go.Figure, path: str | Path, scale: float = 2.0) -> Path:
     p = check_out(path, ".png", "--png")
     w, h = PNG_SIZE
     try:
-        fig.write_image(str(p), format="png", width=w, height=max(h, int(fig.layout.height or h)), scale=scale)
+        png = fig.to_image(format="png", width=w, height=max(h, int(fig.layout.height or h)), scale=scale)
     except OSError as e:
-        raise SpecError(f"--png {str(p)!r} cannot be written: {e.strerror or e}") from None
+        raise SpecError(f"--png export failed: {e.strerror or e}") from None
     except Exception as e:  # kaleido/choreographer: no browser found, browser crashed
         raise SpecError(f"--png export failed (kaleido needs Chrome or Chromium): "
                         f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    atomic_write(p, png, "--png")
     return p
 

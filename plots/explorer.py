@@ -15,7 +15,8 @@ import html
 import json
 from pathlib import Path
 
-from perfmodel.specs.models import SpecError
+
+from perfmodel.specs.safeio import atomic_write
 
 from .common import check_out
 
@@ -88,8 +89,5 @@ error for drafts that do not exist yet unless you set α ±, and anything outsid
 def write_explorer(data: dict, path: str | Path) -> Path:
     """Write the page; returns its path."""
     p = check_out(path, ".html", "--out")
-    try:
-        p.write_text(page(data), encoding="utf-8")
-    except OSError as e:
-        raise SpecError(f"--out {str(p)!r} cannot be written: {e.strerror or e}") from None
+    atomic_write(p, page(data), "--out")  # atomic, symlink-safe (perfmodel.specs.safeio)
     return p

@@ -20,6 +20,7 @@ import numpy as np
 
 from perfmodel.jsonsafe import finite as _finite
 from perfmodel.specs.models import ModelSpec, SpecError
+from perfmodel.specs.safeio import atomic_open, atomic_write
 from perfmodel.latency.table import read_csv
 
 KEY_COLUMNS = ("gpu", "target", "draft", "mode", "dtype", "context", "batch", "alpha", "gamma")
@@ -168,15 +169,13 @@ def check_profile_range(table, spec: ModelSpec, gammas, modes) -> None:
 # ---- table I/O ----------------------------------------------------------------------------------
 def save_rows(rows: list[dict], path, meta: dict | None = None) -> None:
     p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    with tmp.open("w", newline="") as f:
+    with atomic_open(p, "--out", newline="") as f:  # atomic, symlink-safe (perfmodel.specs.safeio)
         w = csv.DictWriter(f, fieldnames=list(COLUMNS), extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow({k: _cell(r.get(k, "")) for k in COLUMNS})
-    tmp.replace(p)
     if meta is not None:
-        p.with_name(p.name + ".meta.json").write_text(json.dumps(_finite(meta), indent=2, sort_keys=True) + "\n")
+        atomic_write(p.with_name(p.name + ".meta.json"), json.dumps(_finite(meta), indent=2, sort_keys=True) + "\n")
 
 
 def load_rows(path) -> list[dict]:

@@ -11,7 +11,6 @@ the factor of the role the wrapper was built for (`for_draft()` gives the draft-
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from perfmodel.latency.base import ComponentTimes
 from perfmodel.specs.models import SpecError, read_json
+from perfmodel.specs.safeio import write_json
 
 KIND = "specperf latency correction"
 SCHEMA_VERSION = 1
@@ -60,8 +60,8 @@ class LatencyCorrection:
         return {"kind": KIND, "schema_version": SCHEMA_VERSION, "provider": self.provider,
                 "source": self.source, "entries": [e.to_dict() for e in self.entries]}
 
-    def save(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+    def save(self, path, flag: str = "--out") -> None:
+        write_json(path, self.to_dict(), flag)  # atomic, symlink-safe
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "file") -> "LatencyCorrection":

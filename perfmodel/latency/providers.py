@@ -100,6 +100,8 @@ def build_provider(hw: HardwareProfile, profile: str | None = None, analytical: 
     from perfmodel.latency.chain import OperatorChain, with_operators
 
     if profile is not None:
+        if Path(profile).is_dir():
+            raise SpecError(f"profile {str(profile)!r} is a directory; give a LatencyTable CSV file")
         if not Path(profile).is_file():
             raise SpecError(f"profile {str(profile)!r} does not exist")
         from perfmodel.latency.integrity import check_profile

@@ -9,6 +9,7 @@ its shape, not on the model's name, so rows carry a `shape` key used for lookups
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from perfmodel.specs.families import traits
+from perfmodel.specs.safeio import atomic_open, atomic_write, text_stream
 from perfmodel.specs.models import ModelSpec, SpecError, read_json
 
 SCHEMA_VERSION = 1
@@ -32,15 +34,20 @@ def read_csv(path: str | Path, required, what: str) -> list[dict]:
     """Rows of the CSV file `path` as dicts (strings); a one-line SpecError if it is not text or
     lacks a `required` column (`what` names the table, e.g. "a specperf latency table")."""
     p = Path(path)
+    try:  # bounded, regular files only (perfmodel.specs.safeio); a spreadsheet's BOM is accepted
+        f = text_stream(p, "table")
+    except SpecError as e:
+        if "UTF-8" in str(e):
+            raise SpecError(f"{str(p)!r} is not a text CSV file") from None
+        raise
     try:
-        with p.open(newline="", encoding="utf-8-sig") as f:  # a spreadsheet's BOM is accepted
-            reader = csv.DictReader(f)
-            missing = [c for c in required if c not in (reader.fieldnames or [])]
-            if missing:
-                raise SpecError(f"{str(p)!r} is not {what}: missing columns {', '.join(missing)}")
-            return list(reader)
-    except UnicodeDecodeError:
-        raise SpecError(f"{str(p)!r} is not a text CSV file") from None
+        reader = csv.DictReader(f)
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise SpecError(f"{str(p)!r} is not {what}: missing columns {', '.join(missing)}")
+        return list(reader)
+    except csv.Error as e:
+        raise SpecError(f"{str(p)!r} is not {what}: {e}") from None
 
 
 def layer_shape_key(spec: ModelSpec) -> str:
@@ -56,23 +63,19 @@ def head_shape_key(spec: ModelSpec) -> str:
     return f"{spec.family}:d{spec.embed_dim or spec.d_model}:v{spec.vocab}"
 
 
-def write_rows_csv(p: Path, columns, rows) -> None:
-    """CSV of `rows` (NaN as empty), written atomically: an interrupted save never truncates a table."""
-    tmp = p.with_name(p.name + ".tmp")
-    with tmp.open("w", newline="") as f:
+def write_rows_csv(p: Path, columns, rows, flag: str = "--out") -> None:
+    """CSV of `rows` (NaN as empty), written atomically and symlink-safe (perfmodel.specs.safeio): an
+    interrupted or failed save never truncates a table, and no fixed-name temporary exists to plant."""
+    with atomic_open(p, flag, newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(columns))
         w.writeheader()
         for r in rows:
             w.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()})
-    tmp.replace(p)
 
 
-def write_meta(path: Path, meta: dict) -> None:
-    """The JSON sidecar PATH.meta.json, written atomically."""
-    mp = RowTable.meta_path(path)
-    tmp = mp.with_name(mp.name + ".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    tmp.replace(mp)
+def write_meta(path: Path, meta: dict, flag: str = "--out") -> None:
+    """The JSON sidecar PATH.meta.json, written atomically (perfmodel.specs.safeio)."""
+    atomic_write(RowTable.meta_path(path), json.dumps(meta, indent=2, sort_keys=True) + "\n", flag)
 
 
 @dataclass
@@ -133,7 +136,9 @@ class LatencyTable(RowTable):
         if p.suffix == ".parquet":
             import pandas as pd  # optional; only for parquet
 
-            pd.DataFrame(self.rows, columns=list(COLUMNS)).to_parquet(p, index=False)
+            buf = io.BytesIO()
+            pd.DataFrame(self.rows, columns=list(COLUMNS)).to_parquet(buf, index=False)
+            atomic_write(p, buf.getvalue())
         else:
             write_rows_csv(p, COLUMNS, self.rows)
         write_meta(p, dict(self.meta, schema_version=SCHEMA_VERSION))  # table and metadata never half-written
@@ -149,6 +154,8 @@ class LatencyTable(RowTable):
         p = Path(path)
         if not p.exists():
             raise SpecError(f"profile {str(p)!r} does not exist")
+        if p.is_dir():
+            raise SpecError(f"profile {str(p)!r} is a directory; give a LatencyTable CSV file")
         meta = cls.checked_meta(p, "profile", SCHEMA_VERSION)
         if p.suffix == ".parquet":
             import pandas as pd

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from perfmodel.specs.models import ModelSpec, SpecError, read_json
+from perfmodel.specs.safeio import atomic_open, atomic_write
 from perfmodel.latency.table import LatencyTable, read_csv
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -123,12 +124,12 @@ class AllreduceCurve:
 
 def save_curve(rows: list[dict], path, meta: dict | None = None) -> None:
     p = Path(path)
-    with p.open("w", newline="") as f:
+    with atomic_open(p, "--out", newline="") as f:  # atomic, symlink-safe (perfmodel.specs.safeio)
         w = csv.DictWriter(f, fieldnames=list(CURVE_COLUMNS))
         w.writeheader()
         for r in rows:
             w.writerow({c: r.get(c, "") for c in CURVE_COLUMNS})
-    LatencyTable.meta_path(p).write_text(json.dumps(meta or {}, indent=2, sort_keys=True) + "\n")
+    atomic_write(LatencyTable.meta_path(p), json.dumps(meta or {}, indent=2, sort_keys=True) + "\n")
 
 
 def load_curves(path) -> list[AllreduceCurve]:

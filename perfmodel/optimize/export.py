@@ -19,6 +19,7 @@ import shlex
 from pathlib import Path
 
 from perfmodel.specs.models import ModelSpec, SpecError
+from perfmodel.specs.safeio import atomic_write
 
 ENGINES = ("vllm", "sglang", "hf")
 # vLLM draft-model speculative decoding: speculative_config keys model, num_speculative_tokens, method
@@ -184,10 +185,5 @@ def _hf_snippet(header: str, tpath: str, dpath: str, gamma: int, notes: list[str
 
 
 def write_export(doc: dict, path: str | Path) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        raise SpecError(f"emit-out {str(p)!r} is a directory; give a file path")
-    if not p.parent.exists():
-        raise SpecError(f"emit-out folder {str(p.parent)!r} does not exist")
-    p.write_text(doc["text"])
-    return p
+    """The export's text at `path`, atomically and symlink-safe (perfmodel.specs.safeio)."""
+    return atomic_write(path, doc["text"], "--emit-out")

@@ -238,12 +238,9 @@ def read_alpha_document(path: str | Path) -> dict:
     """An α-model file: JSON {"pairs": [{"draft", "alpha", "alpha_ci"?}], "source"?} or a bare list
     of pairs, or {"coefficients": {...}} (a fitted model); CSV with columns draft,alpha[,alpha_lo,alpha_hi]."""
     p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise SpecError(f"alpha-model file {str(p)!r} does not exist") from None
-    except UnicodeDecodeError:
-        raise SpecError(f"alpha-model file {str(p)!r} is not a text file") from None
+    from perfmodel.specs.safeio import MAX_JSON_BYTES, loads_json, read_text  # bounded, regular files only
+
+    text = read_text(p, "alpha-model file", MAX_JSON_BYTES)
     if p.suffix.lower() == ".csv":
         rows = list(csv.DictReader(io.StringIO(text)))
         if not rows or not {"draft", "alpha"} <= set(rows[0]):
@@ -259,7 +256,7 @@ def read_alpha_document(path: str | Path) -> dict:
             pairs.append(d)
         return {"pairs": pairs, "source": str(p)}
     try:
-        doc = json.loads(text)
+        doc = loads_json(text, f"alpha-model file {str(p)!r}")
     except json.JSONDecodeError as e:
         raise SpecError(f"alpha-model file {str(p)!r} is not valid JSON ({e})") from None
     if isinstance(doc, list):

@@ -22,12 +22,12 @@ SHAPE_BOUNDS = {"n_layers": 1024, "d_model": 131072, "n_heads": 2048, "n_kv_head
 
 def read_json(path: str | Path, what: str):
     """The JSON document in `path`; a one-line SpecError naming `what` if it is missing or not JSON."""
+    from perfmodel.specs.safeio import MAX_JSON_BYTES, loads_json, read_text  # bounded, regular files only
+
     p = Path(path)
     try:
-        return json.loads(p.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{what} {str(p)!r} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return loads_json(read_text(p, what, MAX_JSON_BYTES), f"{what} {str(p)!r}")
+    except json.JSONDecodeError as e:
         raise SpecError(f"{what} {str(p)!r} is not valid JSON ({e})") from None
 
 
