@@ -134,6 +134,7 @@ for _name in ("profile", "calibrate", "agreement", "optimize", "plot", "explore"
             raise
         continue
     _mod.register(app)
+importlib.import_module("cli.serve_cmd").register(app)  # specperf serve-sim
 
 
 def main() -> None:
