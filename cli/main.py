@@ -113,6 +113,9 @@ def predict(
     calibration: o.Calibration = None,
     allow_gpu_mismatch: o.AllowGpuMismatch = False,
     draft_catchup: o.DraftCatchup = False,
+    method: o.Method = "draft",
+    tree: o.Tree = None,
+    tree_depth: o.TreeDepth = None,
     json_out: o.Json = False,
 ):
     """Predict tokens/s and speedup of speculative decoding over γ, and the optimal γ (0: do not speculate)."""
@@ -122,7 +125,8 @@ def predict(
                     gamma=gamma, gamma_max=gamma_max, batch=batch, context=context, tp=tp,
                     dtype_bytes=dtype_bytes(dtype), mode=mode, profile=profile, analytical=analytical,
                     cost_ratio=cost_ratio, json_out=json_out, calibration=calibration,
-                    allow_gpu_mismatch=allow_gpu_mismatch, draft_catchup=draft_catchup)
+                    allow_gpu_mismatch=allow_gpu_mismatch, draft_catchup=draft_catchup, method=method, tree=tree,
+                    tree_depth=tree_depth)
 
 
 # Optional command modules (each defines register(app)); imported lazily-cheap: typer only.

@@ -41,6 +41,11 @@ Acceptance = Annotated[Optional[str], typer.Option(help="Acceptance JSON (from `
 AllowGpuMismatch = Annotated[bool, typer.Option("--allow-gpu-mismatch",
                                                 help="Use a profile measured on another GPU than --gpu.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document (errors too).")]
+Method = Annotated[str, typer.Option(help="Speculation method: draft (a separate draft model), eagle, eagle3, mtp, medusa, "
+                                           "ngram; optimize takes a comma list and ranks them side by side.")]
+Tree = Annotated[Optional[str], typer.Option(help="Token tree: JSON with 'rank_acceptance' (rows per depth of P(rank-k child "
+                                                  "accepted)); γ becomes the tree's token count.")]
+TreeDepth = Annotated[Optional[int], typer.Option(help="Token tree: at most this many levels (default: as many as tokens).")]
 DraftCatchup = Annotated[bool, typer.Option("--draft-catchup", help="The draft's first step per iteration feeds 2 tokens "
                                             "(greedy loops that keep the draft cache exact, e.g. specperf's real-weights loop).")]
 
@@ -119,6 +124,19 @@ def modes(text, *, both: bool = True, allowed_modes=MODES) -> tuple[str, ...]:
     if not parts or any(p not in allowed_modes for p in parts) or (len(set(parts)) > 1 and not both):
         raise _bad("mode", text, allowed)
     return tuple(m for m in MODES if m in parts)
+
+
+def methods(text, *, several: bool = True) -> tuple[str, ...]:
+    """--method: one of perfmodel.specdec.registry.NAMES or (several=True) a comma list of them, in the
+    order given, without repeats (the registry loads here only: the list is the registry's)."""
+    from perfmodel.specdec.registry import NAMES as METHOD_NAMES
+
+    allowed = f"one of {', '.join(METHOD_NAMES)}" + (" or a comma list of them" if several else "")
+    parts = [p.strip().lower() for p in str(text).split(",") if p.strip()]
+    parts = ["draft" if p == "draft_model" else p for p in parts]
+    if not parts or any(p not in METHOD_NAMES for p in parts) or (len(parts) > 1 and not several):
+        raise _bad("method", text, allowed)
+    return tuple(dict.fromkeys(parts))
 
 
 def positive(value, what: str, hi: int | None = None):

@@ -90,16 +90,53 @@ def run_cost_ratio(c, acc, gammas, gamma_max, json_out):
         con.print(f"[yellow]note:[/yellow] {n}")
 
 
+def speculation_method(name: str, drf, catchup: bool, tree: str | None, tree_depth: int | None):
+    """The SpeculationMethod of --method (and --tree): one clear error for combinations that mean nothing."""
+    from perfmodel.specdec.registry import make_method
+
+    if name == "draft":
+        m = make_method("draft", draft=drf, catchup=catchup)
+    else:
+        if catchup:
+            raise UsageError(f"--draft-catchup is for --method draft; method={name!r} always charges its own catch-up",
+                             value=name, allowed="draft")
+        m = make_method(name)
+    if tree_depth is not None and tree is None:
+        raise UsageError("--tree-depth needs --tree FILE")
+    if tree is None:
+        return m
+    if not hasattr(m, "step_s"):
+        raise UsageError(f"method={name!r} drafts no tree; --tree works with draft, eagle, eagle3, mtp",
+                         value=name, allowed="draft, eagle, eagle3, mtp")
+    from perfmodel.specdec.tree_method import TokenTree
+    from perfmodel.specdec.trees import read_rank_acceptance
+
+    if tree_depth is not None:
+        o.positive(tree_depth, "tree-depth", BOUNDS_TREE_DEPTH)
+    return TokenTree(m, read_rank_acceptance(tree), tree_depth)
+
+
+BOUNDS_TREE_DEPTH = 64  # levels of a tree of at most 64 tokens
+
+
 def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, context, tp, dtype_bytes,
         mode, profile, analytical, cost_ratio, json_out, calibration=None, allow_gpu_mismatch=False,
-        draft_catchup=False):
+        draft_catchup=False, method="draft", tree=None, tree_depth=None):
     gammas = o.gamma_list(gamma, gamma_max)
+    name = o.methods(method, several=False)[0]
     if cost_ratio is not None:
         if target is not None or draft is not None or profile is not None:
             raise UsageError("--cost-ratio answers without models; drop --target/--draft/--profile or drop --cost-ratio")
         return run_cost_ratio(cost_ratio, acceptance_model(alpha, acceptance), gammas, gamma_max, json_out)
-    if target is None or draft is None:
-        raise UsageError("--target and --draft are required (or --cost-ratio with --alpha)")
+    if name != "draft" and draft is not None:
+        raise UsageError(f"--draft is only for --method draft; method={name!r} proposes without a draft model",
+                         value=name, allowed="draft")
+    if name == "ngram" and acceptance is None:
+        raise UsageError("method='ngram' takes acceptance from traces only: give --acceptance FILE "
+                         "(from specperf calibrate acceptance), not --alpha", value="ngram", allowed="--acceptance FILE")
+    if target is None or (draft is None and name == "draft"):
+        raise UsageError("--target and --draft are required (or --method eagle|eagle3|mtp|medusa|ngram without "
+                         "--draft, or --cost-ratio with --alpha)")
     modes = o.modes(mode)
     batches, contexts = o.batch_context(batch, context)
     o.positive(tp, "tp")
@@ -108,13 +145,14 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
 
     acc = acceptance_model(alpha, acceptance)
     tgt = resolve_model(target, dtype_bytes)
-    drf = resolve_model(draft, dtype_bytes)
+    drf = resolve_model(draft, dtype_bytes) if draft is not None else None
     tgt.check_tp(tp)
     hw = resolve_gpu(gpu)
+    meth = speculation_method(name, drf, draft_catchup, tree, tree_depth)
     docs, sources = [], {}
     for md in modes:
         cell_docs, src = _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, tp,
-                                       profile, analytical, calibration, allow_gpu_mismatch, draft_catchup)
+                                       profile, analytical, calibration, allow_gpu_mismatch, draft_catchup, meth)
         docs += cell_docs
         sources[md] = src
     if json_out:
@@ -126,7 +164,7 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
 
 
 def _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, tp, profile, analytical,
-                  calibration, allow_gpu_mismatch, draft_catchup=False):
+                  calibration, allow_gpu_mismatch, draft_catchup=False, method=None):
     """One mode: the cell documents (batch-major) and the prediction's sources."""
     from perfmodel.latency.providers import build_provider
     from perfmodel.specdec.document import prediction_document
@@ -137,7 +175,7 @@ def _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, t
 
     def evaluate(gs):
         p = predict(tgt, drf, prov.target, acc, gs, batches, contexts, tp=tp, mode=md, draft_latency=prov.draft,
-                    draft_catchup=draft_catchup)
+                    draft_catchup=draft_catchup, method=method)
         return p, p.optimal_gamma
 
     p, search_notes = auto_search(evaluate, gammas, gamma_max)
@@ -150,7 +188,8 @@ def _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, t
     from perfmodel.specdec.uncertainty import propagate
 
     u = propagate(p, acc)  # once for every cell of this mode
-    docs = [prediction_document(p, tgt, drf, hw.name, tp, acc, bi, ci, memory_bytes=hw.memory_bytes, u=u)
+    proposer = method.proposer_spec(tgt) if method is not None else drf
+    docs = [prediction_document(p, tgt, proposer, hw.name, tp, acc, bi, ci, memory_bytes=hw.memory_bytes, u=u)
             for bi in range(len(batches)) for ci in range(len(contexts))]
     for d in docs:
         d["notes"] = search_notes + d["notes"]
@@ -163,13 +202,14 @@ def render(docs, sources, gpu, tp) -> None:
 
     con = Console()
     for doc in docs:
-        t = Table(title=f"{doc['draft']} → {doc['target']} on {gpu} (tp={tp}, {doc['mode']}, batch {doc['batch']}, "
+        who = doc["draft"] if doc.get("method", "draft_model") == "draft_model" else doc["method"]
+        t = Table(title=f"{who} → {doc['target']} on {gpu} (tp={tp}, {doc['mode']}, batch {doc['batch']}, "
                         f"context {doc['context']})")
-        for col in ("γ", "tokens/iter", "draft ms", "verify ms", "overhead ms", "iteration ms [90 %]",
+        for col in ("γ", "tokens/iter", "propose ms", "verify ms", "overhead ms", "iteration ms [90 %]",
                     "tokens/s [90 %]", "speedup [90 %]", ""):
             t.add_column(col, justify="right")
         for r in doc["rows"]:
-            t.add_row(str(r["gamma"]), f"{r['tokens_per_iteration']:.2f}", f"{r['t_draft_s'] * 1e3:.3f}",
+            t.add_row(str(r["gamma"]), f"{r['tokens_per_iteration']:.2f}", f"{r['proposal_s'] * 1e3:.3f}",
                       f"{r['t_verify_s'] * 1e3:.3f}", f"{r['overhead_s'] * 1e3:.3f}",
                       f"{r['iteration_s'] * 1e3:.2f} [{r['iteration_s_lo'] * 1e3:.2f}–{r['iteration_s_hi'] * 1e3:.2f}]",
                       f"{r['throughput_tok_s']:.0f} [{r['throughput_tok_s_lo']:.0f}–{r['throughput_tok_s_hi']:.0f}]",

@@ -18,7 +18,7 @@ INTERVAL_FIELDS = ("iteration_s", "throughput_tok_s", "speedup")
 SHARED_KEYS = ("target", "draft", "gpu", "tp", "mode", "alpha", "alpha_by_position")
 
 
-def prediction_document(p: Prediction, target: ModelSpec, draft: ModelSpec, gpu: str, tp: int,
+def prediction_document(p: Prediction, target: ModelSpec, draft: ModelSpec | None, gpu: str, tp: int,
                         acc: AcceptanceModel, bi: int = 0, ci: int = 0, seed: int = 0,
                         memory_bytes: float | None = None, u=None) -> dict:
     """{target, draft, gpu, ..., optimal_gamma, verdict, speedup, ..., fits_memory, sources, provenance,
@@ -48,10 +48,11 @@ def prediction_document(p: Prediction, target: ModelSpec, draft: ModelSpec, gpu:
     need = memory_needed_bytes(target, draft, tp, batch, context, g_opt)
     fits = memory_bytes is None or need <= memory_bytes
     if not fits:
-        notes.append(memory_note(need, memory_bytes, f"{target.name} (tp={tp}) + {draft.name} at batch "
-                                 f"{batch}, context {context}"))
+        notes.append(memory_note(need, memory_bytes, f"{target.name} (tp={tp})"
+                                 + (f" + {draft.name}" if draft is not None else "") + f" at batch {batch}, context {context}"))
     base_it = best["t_target_s"] + best["baseline_overhead_s"]
-    return {"target": target.name, "draft": draft.name, "gpu": gpu, "tp": tp, "mode": p.mode,
+    return {"target": target.name, "draft": draft.name if draft is not None else None, "method": p.method,
+            "gpu": gpu, "tp": tp, "mode": p.mode,
             "batch": batch, "context": context, "alpha": acc.alpha,
             "alpha_by_position": list(acc.alpha_by_position) if acc.alpha_by_position else None,
             "optimal_gamma": g_opt, "verdict": "speculate" if speculate else "do not speculate",

@@ -34,6 +34,11 @@ class DraftModel:
         ft = latency.forward(self.draft, B, 1, draft_context(C, G), 1, mode)
         return ft.total_s + zero, ft
 
+    def step_s(self, latency, target, batch, new_tokens, context, mode: str):
+        """(seconds, sources) of one draft forward over `new_tokens` tokens per sequence (a tree level)."""
+        ft = latency.forward(self.draft, batch, new_tokens, context, 1, mode)
+        return ft.total_s, {f"draft_{k}": v for k, v in ft.sources.items()}
+
     def catchup_s(self, latency, batch, context, mode: str):
         """(B, C, 1): the 2-token first step's extra cost, 0 without catch-up."""
         B, C, _, zero = grid(batch, context, [1])
@@ -53,6 +58,9 @@ class DraftModel:
 
     def tokens_per_iteration(self, acceptance, gammas) -> np.ndarray:
         return chain_tokens(acceptance, gammas)
+
+    def proposer_spec(self, target) -> ModelSpec:
+        return self.draft
 
     def describe(self) -> str:
         return f"separate draft model {self.draft.name}" + (" with catch-up" if self.catchup else "")

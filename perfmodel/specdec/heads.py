@@ -67,6 +67,10 @@ class FeatureHead:
         return target.replace(n_layers=1, vocab=int(vocab), name=f"{self.kind} head of {target.name}",
                               tied_embeddings=False)
 
+    def step_s(self, latency, target, batch, new_tokens, context, mode: str):
+        """(seconds, sources) of one head step over `new_tokens` tokens per sequence (a tree level)."""
+        return self._step(latency, target, batch, new_tokens, context, mode)
+
     def _step(self, latency, target, B, n, ctx, mode):
         concat, _, _, _ = HEADS[self.kind]
         head = latency.forward(self.head_spec(target), B, n, ctx, 1, mode)
@@ -92,6 +96,10 @@ class FeatureHead:
 
     def tokens_per_iteration(self, acceptance, gammas) -> np.ndarray:
         return chain_tokens(acceptance, gammas)
+
+    def proposer_spec(self, target) -> ModelSpec:
+        """The head as a 1-layer model (its projection's k·d² weights are not counted)."""
+        return self.head_spec(target)
 
     def describe(self) -> str:
         return {"eagle": "EAGLE feature head", "eagle3": "EAGLE-3 feature head (3-state fusion)",
@@ -130,6 +138,9 @@ class MedusaHeads:
 
     def tokens_per_iteration(self, acceptance, gammas) -> np.ndarray:
         return chain_tokens(acceptance, gammas)
+
+    def proposer_spec(self, target):
+        return None  # γ·(d² + d·vocab) weights, not a decoder-shaped model: not counted
 
     def describe(self) -> str:
         return "Medusa heads (residual block + LM head per position)"

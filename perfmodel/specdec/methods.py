@@ -93,6 +93,8 @@ class SpeculationMethod(Protocol):
 
     def engine_config(self, target: ModelSpec, gamma: int, tp: int) -> dict: ...
 
+    def proposer_spec(self, target: ModelSpec) -> ModelSpec | None: ...  # weights on the GPU (None: none)
+
 
 def grid(batch, context, gammas):
     """(B, C, G) broadcast views of 1-D batch, context and γ, and a zero array of the full shape."""

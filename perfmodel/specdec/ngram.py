@@ -106,6 +106,9 @@ class NgramLookup:
     def tokens_per_iteration(self, acceptance, gammas) -> np.ndarray:
         return chain_tokens(acceptance, gammas)
 
+    def proposer_spec(self, target):
+        return None  # no weights: the lookup runs on the host
+
     def describe(self) -> str:
         return f"n-gram prompt lookup (n {self.prompt_lookup_min}..{self.prompt_lookup_max})"
 

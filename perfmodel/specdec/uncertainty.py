@@ -158,6 +158,9 @@ def propagate(p, acc, n: int = N_DRAWS, seed: int = 0, level: float = LEVEL, ret
     if note:
         notes.append(note)
     tpi = tokens_from_draws(ab, p.gamma)[:, None, None, :]
+    if getattr(p, "method", "").endswith("_tree"):  # rank acceptance has no interval (the draws above keep the stream)
+        tpi = np.asarray(p.tokens_per_iteration)[None]
+        notes.append("token-tree acceptance (per depth and rank) has no interval: taken as exact")
     fd, ft, fo = (f[r][:, None, None, None] for r in ("draft", "target", "overhead"))
     B = p.batch[None, :, None, None]
     it = iteration_time_s(p.proposal[None] * fd, np.asarray(p.draft_catchup_s)[None] * fd,

@@ -1,0 +1,120 @@
+"""Token-tree speculation as a method: a proposer (a draft model or a feature head, anything with
+`step_s(latency, target, batch, new_tokens, context, mode)`) drafts the best tree of γ tokens for
+the given per-depth, per-rank acceptance (perfmodel.specdec.trees.best_tree), level by level; the
+target verifies the γ+1 tokens at once under a tree mask. `compare` picks the best tree size and
+depth under the measured cost curve and sets it beside the best chain.
+
+Key assumptions: level ℓ of the tree is one proposer step over width_ℓ tokens per sequence (the
+tokens of one level share a forward, as EAGLE-2, Sequoia and SGLang draft), timed at context + ℓ;
+verifying N tree tokens costs a forward over N tokens (the tree mask changes which keys a query
+sees, not the work of a dense attention kernel); the catch-up is the proposer's for a chain as deep
+as the tree; the rank acceptance carries no interval (taken as exact by the Monte Carlo).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import numpy as np
+
+from perfmodel.specdec.methods import IterationCosts, grid
+from perfmodel.specdec.trees import best_tree, chain, expected_tokens, rank_matrix
+
+
+@lru_cache(maxsize=4096)
+def _best(p: tuple, n: int, depth):
+    return best_tree(np.asarray(p), n, depth)
+
+
+@dataclass(frozen=True)
+class TokenTree:
+    base: object  # DraftModel or FeatureHead: supplies step_s and its chain costs
+    rank_acceptance: tuple  # rows per depth of P(rank k child accepted | parent accepted)
+    max_depth: int | None = None  # levels allowed (None: as many as tokens)
+
+    @property
+    def name(self) -> str:
+        return f"{self.base.name}_tree"
+
+    def tree(self, n: int):
+        return _best(tuple(map(tuple, np.atleast_2d(self.rank_acceptance).tolist())), int(n), self.max_depth)
+
+    def costs(self, latency, target, batch, context, gammas, tp=1, mode="graph", proposer_latency=None) -> IterationCosts:
+        pl = proposer_latency or latency
+        B, C, G, zero = grid(batch, context, gammas)
+        g = np.atleast_1d(np.asarray(gammas)).astype(int)
+        prop = np.zeros_like(zero)
+        first = np.zeros_like(zero)
+        depth = np.zeros(g.size, dtype=int)
+        sources: dict = {}
+        memo: dict = {}  # (width, level) → step seconds: trees of different sizes share levels
+        for j, n in enumerate(g):
+            t = self.tree(n)
+            depth[j] = t.levels
+            for lvl, w in enumerate(t.widths()):
+                if (w, lvl) not in memo:
+                    st, src = self.base.step_s(pl, target, B, w, C + lvl, mode)
+                    memo[(w, lvl)] = (np.asarray(st) + zero[..., :1])[..., 0]  # (batch, context)
+                    sources.update(src)
+                s = memo[(w, lvl)]
+                prop[..., j] += s
+                if lvl == 0:
+                    first[..., j] = s
+        chain = self.base.costs(latency, target, batch, context, np.maximum(depth, 1), tp, mode, pl)
+        return replace(chain, gamma=g, step_s=first, proposal_s=prop,
+                       verify_s=latency.forward(target, B, G + 1, C, tp, mode).total_s + zero,
+                       overhead_s=latency.overhead_s(target, B, G, mode)[0] + zero,
+                       sources={**chain.sources, **sources},
+                       notes=chain.notes + ("token tree: each level is one proposer step over the level's tokens; "
+                                            "verification of γ+1 tokens under a tree mask",))
+
+    def tokens_per_iteration(self, acceptance=None, gammas=()) -> np.ndarray:
+        return np.array([expected_tokens(self.tree(int(n)), np.asarray(self.rank_acceptance)) for n in np.atleast_1d(gammas)])
+
+    def proposer_spec(self, target):
+        return self.base.proposer_spec(target)
+
+    def describe(self) -> str:
+        return f"token tree drafted by {self.base.describe()}"
+
+    def engine_config(self, target, gamma: int, tp: int) -> dict:
+        t = self.tree(int(gamma))
+        cfg = dict(self.base.engine_config(target, t.levels, tp))
+        if cfg.get("sglang"):
+            cfg["sglang"] = dict(cfg["sglang"], **{"--speculative-num-steps": t.levels,
+                                                   "--speculative-eagle-topk": max(t.widths()),
+                                                   "--speculative-num-draft-tokens": int(gamma) + 1})
+        cfg["tree"] = {"parent": list(t.parent), "rank": list(t.rank), "widths": list(t.widths())}
+        return cfg
+
+
+def compare(base, rank_acceptance, latency, target, batch: int, context: int, budgets, depths, tp: int = 1,
+            mode: str = "graph", proposer_latency=None) -> dict:
+    """The best tree (size N ≤ max(budgets), depth ≤ D for D in depths) and the best chain of the same
+    proposer at one (batch, context) cell, by speedup under the provider's cost curve."""
+    budgets = [int(n) for n in budgets]
+    a = rank_matrix(rank_acceptance, max(budgets))
+    out = {"trees": []}
+    best = None
+    for D in depths:
+        m = TokenTree(base, tuple(map(tuple, a)), int(D))
+        c = m.costs(latency, target, [batch], [context], budgets, tp, mode, proposer_latency).at(0, 0)
+        e = m.tokens_per_iteration(None, budgets)
+        sp = e * c.baseline_s() / c.iteration_s()
+        k = int(np.argmax(sp))
+        row = {"max_depth": int(D), "tree_tokens": budgets[k], "levels": m.tree(budgets[k]).levels,
+               "widths": list(m.tree(budgets[k]).widths()), "tokens_per_iteration": float(e[k]),
+               "iteration_s": float(c.iteration_s()[k]), "speedup": float(sp[k])}
+        out["trees"].append(row)
+        if best is None or row["speedup"] > best["speedup"]:
+            best = row
+    chain_p = a[:, :1]  # a chain drafts the top candidate only: α_d = p[d][0]
+    cc = base.costs(latency, target, [batch], [context], budgets, tp, mode, proposer_latency).at(0, 0)
+    ec = np.array([expected_tokens(chain(n), chain_p) for n in budgets])
+    spc = ec * cc.baseline_s() / cc.iteration_s()
+    k = int(np.argmax(spc))
+    out["best_tree"] = best
+    out["best_chain"] = {"gamma": budgets[k], "tokens_per_iteration": float(ec[k]),
+                         "iteration_s": float(cc.iteration_s()[k]), "speedup": float(spc[k])}
+    out["tree_gain"] = best["speedup"] / out["best_chain"]["speedup"] - 1.0
+    return out
