@@ -130,7 +130,7 @@ def predict(
 
 
 # Optional command modules (each defines register(app)); imported lazily-cheap: typer only.
-for _name in ("profile", "calibrate", "agreement", "optimize", "plot", "explore", "validate"):
+for _name in ("profile", "calibrate", "agreement", "optimize", "plot", "explore", "validate", "data"):
     try:
         _mod = importlib.import_module(f"cli.{_name}_cmds")
     except ModuleNotFoundError as _e:

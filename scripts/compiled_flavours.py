@@ -3,7 +3,7 @@ against torch.compile `default` with attention compiled (specperf's compiled mod
 SDPA kept opaque (SPECPERF_COMPILE_ATTENTION=opaque: vLLM's split at attention) and
 `max-autotune-no-cudagraphs` (SPECPERF_COMPILE_MODE). CPU only: reads the tables the GPU wrote.
 
-    PYTHONPATH=. python scripts/compiled_flavours.py perfmodel/data/compiled_flavours
+    PYTHONPATH=. python scripts/compiled_flavours.py evidence/compiled_flavours
 The tables come from (one H200 machine, one after the other; commands also in each .meta.json):
     M=llama-7b:d_model=768,n_heads=12,n_kv_heads=12,d_ff=2048,llama-7b:d_model=1024,n_heads=8,n_kv_heads=8,d_ff=2816,\\
       llama-7b:d_model=2048,n_heads=32,n_kv_heads=4,d_ff=5632,llama-7b
@@ -59,8 +59,7 @@ def compare(folder: Path) -> dict:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("folder", nargs="?", default=str(Path(__file__).resolve().parents[1] / "perfmodel" / "data"
-                                                     / "compiled_flavours"))
+    ap.add_argument("folder", nargs="?", default=str(Path(__file__).resolve().parents[1] / "evidence" / "compiled_flavours"))
     out = compare(Path(ap.parse_args(argv).folder))
     print(f"{'shape':34s} {'b':>2s} {'n':>2s} {'ctx':>5s} {'graph':>7s} {'compiled':>9s} {'opaque':>7s} {'autotune':>9s}  (ms)")
     for r in out["rows"]:

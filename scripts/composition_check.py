@@ -4,7 +4,7 @@ study's central fact from the profile (a 4-layer 4096-wide draft step vs sheared
 
 Usage (on the GPU, after the sweep):
     PYTHONPATH=. python scripts/composition_check.py --profile perfmodel/data/h100-sxm.csv \
-        --out perfmodel/data/composition_h100.csv
+        --out evidence/composition_h100.csv
     PYTHONPATH=. python scripts/composition_check.py --fact-only      # central fact, no GPU needed
 Key assumption: a whole model's forward is its layers' forwards back to back plus the head; the
 profile's layer rows were timed as stacks of distinct layers so L2 flattery does not bias them.
@@ -123,7 +123,7 @@ def main(argv=None):
     ap.add_argument("--new-tokens", default="1,5,9")
     ap.add_argument("--context", default="512,2048")
     ap.add_argument("--modes", default="graph,eager")
-    ap.add_argument("--out", default="perfmodel/data/composition_h100.csv")
+    ap.add_argument("--out", default="evidence/composition_h100.csv")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--fact-only", action="store_true")
     ap.add_argument("--whole-compiled", action="store_true",

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from error_bands import DATA, _band, loop_errors  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from perfmodel.data_build.bands import band_of as _band, loop_errors as _loop_errors  # noqa: E402
+from perfmodel.shipped import EVIDENCE_DIR as DATA  # noqa: E402
 
 from perfmodel.latency.bands import load_bands  # noqa: E402
 from perfmodel.latency.source import Provenance  # noqa: E402
@@ -28,9 +29,12 @@ from perfmodel.specdec.predict import Prediction  # noqa: E402
 from perfmodel.specdec.uncertainty import propagate  # noqa: E402
 
 
+LOOP = ("validation_h100_graph.csv", "validation_h100_eager.csv", "validation_h100_smoke.csv")  # evidence/
+
+
 def _rows():
     out = []
-    for f in ("validation_h100_graph.csv", "validation_h100_eager.csv", "validation_h100_smoke.csv"):
+    for f in LOOP:
         with open(DATA / f, newline="") as fh:
             out += [r for r in csv.DictReader(fh) if r["status"] == "ok"]
     return out
@@ -55,7 +59,7 @@ def _cell(r, b: float) -> Prediction:
 def loop_coverage(leave_one_draft_out: bool, seed: int = 0) -> dict:
     """{mode: {n, iteration coverage, speedup coverage, mean relative width}}."""
     bands = load_bands()
-    errs = loop_errors()
+    errs = _loop_errors([DATA / f for f in LOOP], DATA / "validation_h200_compiled.csv")
     out = {}
     for r in _rows():
         mode = r["mode"]

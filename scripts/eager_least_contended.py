@@ -10,7 +10,7 @@ verify is at most 8 % slower than a two-token one there), so it is contention th
 remove.
 
     PYTHONPATH=. python scripts/eager_least_contended.py perfmodel/data/h200.csv --before 77e6d8c \
-        --raw-out perfmodel/data/h200_eager_run2.csv
+        --raw-out evidence/h200_eager_run2.csv
 
 Key assumption: both timings measured the same points on the same card type with the same code
 (only the interleaving differs); the second one is the file as it stands. CPU only; needs git.

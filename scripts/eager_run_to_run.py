@@ -4,7 +4,7 @@ revision of the same file) against now, stored in the profile's metadata as `eag
 eager band of that profile's rows (the wider of it and the loop's band) with a note.
 
     PYTHONPATH=. python scripts/eager_run_to_run.py perfmodel/data/h200.csv --before 77e6d8c \
-        --now perfmodel/data/h200_eager_run2.csv
+        --now evidence/h200_eager_run2.csv
 
 Key assumption: eager time is host time, and a user's host differs from the profiling host at least
 as much as the profiling host differed from itself between two runs. CPU only; needs git.

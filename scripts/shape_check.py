@@ -4,12 +4,13 @@ prediction (perfmodel.latency.operators) and the pre-operator prediction (shippe
 analytical roofline fitted to it).
 
     PYTHONPATH=. python scripts/shape_check.py --out $OUT/shape_check_h200.csv      # GPU: measure
-    PYTHONPATH=. python scripts/shape_check.py --report perfmodel/data/shape_check_h200.csv  # CPU
+    PYTHONPATH=. python scripts/shape_check.py --report evidence/shape_check_h200.csv  # CPU
 
 Measuring also re-times the operators' eager launch costs on this host (a few seconds) into
 `<out stem>_host.csv`: eager time is host time, so it is predicted from this host's launch costs.
 Key assumption: the shapes below are in no shipped profile (checked at start) and nothing about them
-was used to fit the operator glue (fitted on perfmodel/data/h200.csv's catalog layers only).
+was used to fit the operator glue (fitted on perfmodel/data/h200.csv's catalog layers only). The
+report's logic is perfmodel.data_build.shape_errors (the rebuild recomputes the error evidence).
 """
 from __future__ import annotations
 
@@ -18,48 +19,27 @@ import csv
 import sys
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from perfmodel.data_build.shape_errors import MODES, SHAPES, report, spec_of  # noqa: E402,F401
 from perfmodel.latency.operator_table import OperatorTable  # noqa: E402
-from perfmodel.latency.operators import OperatorLatency, shipped_operator_table  # noqa: E402
-from perfmodel.latency.measured import MeasuredLatency  # noqa: E402
-from perfmodel.latency.providers import shipped_compiled_profile, shipped_profile  # noqa: E402
-from perfmodel.latency.table import layer_shape_key  # noqa: E402
-from perfmodel.specs.hardware import resolve_gpu  # noqa: E402
+from perfmodel.latency.table import LatencyTable, layer_shape_key  # noqa: E402
+from perfmodel.shipped import load_manifest  # noqa: E402
 from perfmodel.specs.models import ModelSpec  # noqa: E402
 
-# name: (n_layers, d_model, n_heads, n_kv_heads, d_ff, vocab) — head dims 64/128, GQA 1..8, FFN 2.5..4
-SHAPES = {
-    "s512x16": (16, 512, 8, 8, 1408, 32000), "s640x12": (12, 640, 10, 2, 2048, 49152),
-    "s768x24": (24, 768, 12, 4, 2048, 32768), "s1024x48": (48, 1024, 16, 2, 2816, 32000),
-    "s1024x6": (6, 1024, 8, 8, 4096, 128256), "s1280x16": (16, 1280, 10, 10, 3584, 32000),
-    "s1536x20": (20, 1536, 12, 4, 4096, 151936), "s1536x4": (4, 1536, 24, 8, 5632, 32000),
-    "s1792x8": (8, 1792, 14, 2, 4864, 65536), "s2304x10": (10, 2304, 18, 6, 6144, 32000),
-    "s2816x3": (3, 2816, 22, 22, 7680, 32000), "s3072x6": (6, 3072, 24, 8, 12288, 32000),
-    "s3584x2": (2, 3584, 28, 4, 9728, 152064), "s4608x2": (2, 4608, 36, 12, 12288, 32000),
-    "s5632x1": (1, 5632, 44, 4, 15360, 128256), "s6144x2": (2, 6144, 48, 8, 16384, 32000),
-    "s7168x1": (1, 7168, 56, 8, 18432, 32000), "s8192x1": (1, 8192, 64, 8, 20480, 128256),
-}
-BATCHES, CONTEXTS, NEW_TOKENS, MODES = (1, 8, 32), (512, 2048), (1, 5), ("graph", "eager")
+BATCHES, CONTEXTS, NEW_TOKENS = (1, 8, 32), (512, 2048), (1, 5)
 FIELDS = ("gpu", "model", "n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab", "mode", "batch",
           "new_tokens", "context", "measured_s", "p10_s", "p90_s", "host_probe_s", "dtype")
 PROBE = (1, 256, 2, 2, 704, 1000)  # a tiny host-bound model: its eager forward tracks host speed
 
 
-def spec_of(name: str) -> ModelSpec:
-    L, d, h, kv, ff, v = SHAPES[name]
-    return ModelSpec(name=name, family="llama", n_layers=L, d_model=d, n_heads=h, n_kv_heads=kv, d_ff=ff, vocab=v)
-
-
-def check_unseen(data_dir: Path) -> None:
+def check_unseen() -> None:
+    """Exit if a SHAPES model's layer is in a shipped profile (manifest roles profile / tp_profile)."""
     seen = set()
-    for p in data_dir.glob("*.csv"):
-        with p.open(newline="") as f:
-            rd = csv.DictReader(f)
-            if "shape" in (rd.fieldnames or []):
-                seen |= {r["shape"] for r in rd}
+    for e in load_manifest():
+        if e.role in ("profile", "tp_profile"):
+            seen |= {r["shape"] for r in LatencyTable.load(e.path).rows}
     clash = [n for n in SHAPES if layer_shape_key(spec_of(n)) in seen]
     if clash:
         raise SystemExit(f"shapes {clash} appear in a shipped profile; pick unseen shapes")
@@ -196,64 +176,6 @@ def _write(path: Path, rows) -> None:
         w.writerows(rows)
 
 
-def report(path: Path, gpu: str = "h200", table: Path | None = None, errors_out: Path | None = None,
-           shipped_launch_costs: bool = False, errors_modes=None) -> dict:
-    """Errors of the operator-composed and the pre-operator predictions against `path`'s rows.
-    `shipped_launch_costs`: ignore the launch costs re-timed on the run's host (`*_host.csv`) and
-    predict eager mode as a user on an unprofiled host would, from the shipped table's."""
-    hw = resolve_gpu(gpu)
-    with path.open(newline="") as f:
-        rows = list(csv.DictReader(f))
-    dtype = (rows[0].get("dtype") or "fp16") if rows else "fp16"  # files before the column: fp16
-    host = path.with_name(path.stem + "_host.csv")
-    if shipped_launch_costs:
-        host = path.with_name(path.stem + "_no_such_host_table.csv")
-    ops = OperatorLatency(table or shipped_operator_table(gpu, dtype), hw, dtype,
-                          host_path=host if host.exists() else None)
-    before = MeasuredLatency(shipped_profile(gpu), hw)  # before operators: fitted roofline off-grid
-    cp = shipped_compiled_profile(gpu)  # compiled: its analytical fit to the compiled rows, off-grid
-    before_c = MeasuredLatency(cp, hw) if cp is not None else before
-    ref = OperatorTable.load(host).meta.get("host_probe_s") if host.exists() else None
-    out = {}
-    for m in MODES + ("compiled",):
-        rs = [r for r in rows if r["mode"] == m]
-        if not rs:
-            continue
-        e_op, e_old, e_norm = [], [], []
-        for r in rs:
-            spec = spec_of(r["model"])
-            b, n, c = int(r["batch"]), int(r["new_tokens"]), int(r["context"])
-            t = float(r["measured_s"])
-            e_op.append(float(ops.forward(spec, b, n, c, 1, m).total_s) / t - 1)
-            e_old.append(float((before_c if m == "compiled" else before).forward(spec, b, n, c, 1, m).total_s) / t - 1)
-            if m == "eager" and ref and r.get("host_probe_s") not in (None, "", "nan"):
-                k = float(r["host_probe_s"]) / ref  # host speed when this model ran vs when launch costs were timed
-                e_norm.append(float(OperatorLatency(ops.path, hw, dtype, host_path=ops.host_path, host_scale=k)
-                                    .forward(spec, b, n, c, 1, m).total_s) / t - 1)
-            r["rel_err"], r["predicted_s"] = e_op[-1], t * (1 + e_op[-1])
-        a, o = np.abs(e_op), np.abs(e_old)
-        out[m] = {"points": len(rs), "shapes": len({r["model"] for r in rs}),
-                  "operator_median": float(np.median(a)), "operator_p90": float(np.percentile(a, 90)),
-                  "operator_max": float(a.max()), "operator_mean_signed": float(np.mean(e_op)),
-                  "before_median": float(np.median(o)), "before_p90": float(np.percentile(o, 90))}
-        if m == "eager" and out[m]["shapes"] > 1:  # one host factor, calibrated on the other shapes
-            lg, names = np.log1p(e_op), np.array([r["model"] for r in rs])
-            cal = np.abs(np.expm1(np.concatenate([lg[names == s] - np.median(lg[names != s]) for s in set(names)])))
-            out[m].update(host_calibrated_median=float(np.median(cal)), host_calibrated_p90=float(np.percentile(cal, 90)))
-        if e_norm:
-            out[m].update(host_normalised_median=float(np.median(np.abs(e_norm))),
-                          host_normalised_p90=float(np.percentile(np.abs(e_norm), 90)))
-    if errors_out:  # one row per point: the evidence scripts/error_bands.py --operator-check reads
-        cols = ("gpu", "model", "mode", "batch", "new_tokens", "context", "measured_s", "predicted_s", "rel_err")
-        new = not errors_out.exists()
-        with errors_out.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerows(r for r in rows if "rel_err" in r and (not errors_modes or r["mode"] in errors_modes))
-    return out
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="measure on this machine's GPU into this CSV")
@@ -275,7 +197,7 @@ def main(argv=None) -> None:
     ap.add_argument("--shipped-launch-costs", action="store_true",
                     help="--report: predict eager mode from the shipped launch costs (an unprofiled host)")
     a = ap.parse_args(argv)
-    check_unseen(Path(__file__).resolve().parents[1] / "perfmodel" / "data")
+    check_unseen()
     ints = lambda v: tuple(int(x) for x in v.split(","))  # noqa: E731
     if a.rounds < 0 or (a.rounds and a.modes != "eager"):
         ap.error(f"rounds={a.rounds} with modes={a.modes!r} is not allowed; --rounds N (N >= 1) times eager mode only: "
@@ -291,6 +213,8 @@ def main(argv=None) -> None:
     for m, s in report(path, a.gpu, Path(a.table) if a.table else None,
                        Path(a.errors_out) if a.errors_out else None, a.shipped_launch_costs,
                        a.errors_modes.split(",") if a.errors_modes else None).items():
+        if m == "_rows":
+            continue
         print(f"{m:5s} {s['points']:3d} points, {s['shapes']} shapes: operator-composed median "
               f"{s['operator_median']:.1%} p90 {s['operator_p90']:.1%} max {s['operator_max']:.1%} "
               f"(mean signed {s['operator_mean_signed']:+.1%}); before median {s['before_median']:.1%} "

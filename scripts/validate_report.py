@@ -2,7 +2,7 @@
 and γ; the oracle's realised acceptance against the closed form; the best (draft, γ) measured
 versus predicted; the worst points. Used to write docs/accuracy.md.
 
-Usage: python scripts/validate_report.py perfmodel/data/validation_h100_graph.csv [--predict-with PROFILE --gpu G]
+Usage: python scripts/validate_report.py evidence/validation_h100_graph.csv [--predict-with PROFILE --gpu G]
 (--predict-with re-predicts the same measured points from another profile, e.g. the shipped one.)
 """
 from __future__ import annotations
@@ -103,7 +103,7 @@ if __name__ == "__main__":
     import argparse
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("table", nargs="?", default="perfmodel/data/validation_h100_graph.csv")
+    ap.add_argument("table", nargs="?", default="evidence/validation_h100_graph.csv")
     ap.add_argument("--predict-with")
     ap.add_argument("--gpu", default="h100-sxm")
     a = ap.parse_args()

@@ -10,6 +10,7 @@ import pytest
 from perfmodel.latency.operator_fit import _compiled_terms, _fit_compiled, _pred_compiled, fit_compiled
 from perfmodel.latency.operators import COMPILED_TERMS, OperatorLatency
 from perfmodel.latency.providers import DATA
+from perfmodel.shipped import EVIDENCE_DIR as EV
 from perfmodel.latency.table import LatencyTable, layer_shape_key
 from perfmodel.specs.hardware import GPUS
 from perfmodel.specs.models import ModelSpec
@@ -53,7 +54,7 @@ def test_compiled_operator_model_on_unseen_whole_models():
     from perfmodel.latency.measured import MeasuredLatency
 
     prov, before = _ops(), MeasuredLatency(DATA / "h200_compiled.csv", GPUS["h200"])
-    with open(DATA / "shape_check_compiled_h200.csv", newline="") as f:
+    with open(EV / "shape_check_compiled_h200.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["mode"] == "compiled"]
     seen = {r["shape"] for r in LatencyTable.load(DATA / "h200_compiled.csv").rows}
     err, err_before = [], []
@@ -77,7 +78,7 @@ def test_compiled_operator_model_on_unseen_whole_models():
 def test_compiled_loop_validation_and_repredicted():
     """Published: tokens/s at closed-form acceptance, median 1.6 % p90 2.3 % over 24 compiled points;
     recomputing every prediction from the run's profile gives the stored numbers."""
-    path = DATA / "validation_h200_compiled.csv"
+    path = EV / "validation_h200_compiled.csv"
     rows = [r for r in load_rows(path) if r["status"] == "ok" and r["mode"] == "compiled"]
     s = abs_error_summary([r["err_tok_s_expected"] for r in rows])
     assert s["n"] == 24 and s["median_abs"] <= 0.03
@@ -85,13 +86,13 @@ def test_compiled_loop_validation_and_repredicted():
     from perfmodel.latency.providers import latency_provider
 
     again = repredict([dict(r) for r in rows], latency_provider(
-        GPUS["h200"], profile=str(DATA / "validation_h200_compiled_profile.csv")))
+        GPUS["h200"], profile=str(EV / "validation_h200_compiled_profile.csv")))
     for a, b in zip(rows, again):
         assert b["predicted_iteration_s"] == pytest.approx(a["predicted_iteration_s"], rel=1e-6)
 
 
 def test_compiled_composition_check():
-    with open(DATA / "composition_h200_compiled.csv", newline="") as f:
+    with open(EV / "composition_h200_compiled.csv", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["mode"] == "compiled"]
     e = np.abs([float(r["rel_err"]) for r in rows])
     assert len(e) == 12 and np.median(e) <= 0.03 and e.max() < 0.02
@@ -107,7 +108,7 @@ def test_compile_flavours_same_run_published():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     import compiled_flavours
 
-    s = compiled_flavours.compare(DATA / "compiled_flavours")["summary"]
+    s = compiled_flavours.compare(EV / "compiled_flavours")["summary"]
     assert s["opaque/compiled (attention kept out of inductor)"]["n"] == 32
     assert s["opaque/compiled (attention kept out of inductor)"]["median"] == pytest.approx(1.056, abs=0.002)
     assert s["opaque/graph, batch 8 x context 1920"]["max"] > 1.7  # the 4096-wide layer stays ~1.8× graph

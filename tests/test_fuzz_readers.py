@@ -35,7 +35,7 @@ SEEDS = {
     "alpha_doc": [ROOT / "docs" / "worked_example_alpha.json"],
     "correction": [ROOT / "studies" / "miniature" / "data" / "derived" / "hf_latency_correction.json"],
     "curve": [ROOT / "perfmodel" / "data" / "allreduce_h100-sxm_tp2.csv"],
-    "validation": [ROOT / "perfmodel" / "data" / "validation_h100_smoke.csv"],
+    "validation": [ROOT / "evidence" / "validation_h100_smoke.csv"],
 }
 L7 = resolve_model("llama-7b")
 

@@ -10,6 +10,7 @@ from perfmodel.specs.hardware import GPUS
 from perfmodel.latency.chain import OperatorChain
 from perfmodel.latency.measured import MeasuredLatency
 from perfmodel.latency.providers import DATA, latency_provider, shipped_profile
+from perfmodel.shipped import EVIDENCE_DIR
 
 pytestmark = pytest.mark.skipif(shipped_profile("h100-sxm") is None, reason="no shipped H100 profile")
 
@@ -61,7 +62,7 @@ def test_central_fact_in_shipped_data():
 
 
 def test_composition_check_meets_thresholds_in_graph_mode():
-    rows = list(csv.DictReader((DATA / "composition_h100.csv").open()))
+    rows = list(csv.DictReader((EVIDENCE_DIR / "composition_h100.csv").open()))
     err = np.abs([float(r["rel_err"]) for r in rows if r["mode"] == "graph"])
     assert len(err) >= 30 and np.median(err) <= 0.03 and np.percentile(err, 90) <= 0.06
     assert {r["model"] for r in rows} == {"llama-7b", "llama-13b", "llama-33b"}

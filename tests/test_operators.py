@@ -191,7 +191,7 @@ def test_glue_refit_keeps_compiled_glue_and_records_its_data(tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     import fit_operator_glue
 
-    from perfmodel.latency.operators import DATA
+    from perfmodel.shipped import DATA_DIR as DATA
 
     t = tmp_path / "ops.csv"
     shutil.copy(DATA / "operators_h200_fp16.csv", t)
@@ -222,8 +222,8 @@ def test_shape_check_rounds_need_eager_mode_and_report_host_factor(tmp_path, cap
     with pytest.raises(SystemExit) as e:
         shape_check.main(["--out", str(tmp_path / "x.csv"), "--rounds", "2"])
     assert e.value.code == 2 and "add --modes eager" in capsys.readouterr().err
-    from perfmodel.latency.operators import DATA
+    from perfmodel.shipped import EVIDENCE_DIR
 
-    s = shape_check.report(DATA / "shape_check_eager_rounds2_h200.csv", shipped_launch_costs=True)["eager"]
+    s = shape_check.report(EVIDENCE_DIR / "shape_check_eager_rounds2_h200.csv", shipped_launch_costs=True)["eager"]
     assert s["points"] == 216 and s["host_calibrated_median"] <= s["operator_median"] + 0.01
     assert s["operator_median"] == pytest.approx(0.058, abs=0.002)  # docs/accuracy.md: run D, 5.8 %

@@ -1,6 +1,6 @@
 """Off-grid check on a family the operator model never saw: Qwen3 layers (per-head q/k RMSNorm,
 head_dim 128 at widths 1024 and 2560) and LM heads measured on an NVIDIA H200 after the operator
-tables and glue were fitted (perfmodel/data/qwen3_h200_heldout.csv; its .meta.json has the command),
+tables and glue were fitted (evidence/qwen3_h200_heldout.csv; its .meta.json has the command),
 against the operator-composed prediction of the shipped H200 data. Graph mode only: eager time is
 host-bound and differs between machines (docs/accuracy.md)."""
 import csv
@@ -12,7 +12,7 @@ from perfmodel.latency.providers import build_provider
 from perfmodel.specs.catalog import resolve_model
 from perfmodel.specs.hardware import GPUS
 
-DATA = Path(__file__).resolve().parents[1] / "perfmodel" / "data" / "qwen3_h200_heldout.csv"
+DATA = Path(__file__).resolve().parents[1] / "evidence" / "qwen3_h200_heldout.csv"
 
 
 def errors(mode: str):

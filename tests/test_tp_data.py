@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from perfmodel.latency.table import LatencyTable
-from perfmodel.latency.tp import DATA_DIR, AllreduceModel, load_curves
+from perfmodel.latency.tp import AllreduceModel, load_curves
+from perfmodel.shipped import DATA_DIR
 
 from perfmodel.latency import tp_errors
 

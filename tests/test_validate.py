@@ -13,7 +13,7 @@ from cli.main import app
 from profiler.validate import (COLUMNS, TARGETS, abs_error_summary, add_errors, gamma_regret, load_rows,
                                rel_err, save_rows, summarize)
 
-DATA = Path(__file__).resolve().parents[1] / "perfmodel" / "data"
+DATA = Path(__file__).resolve().parents[1] / "evidence"
 TINY = "llama-7b:n_layers=2,d_model=64,n_heads=4,n_kv_heads=4,d_ff=128,vocab=256"
 TINY_DRAFT = "llama-7b:n_layers=1,d_model=64,n_heads=4,n_kv_heads=4,d_ff=128,vocab=256"
 runner = CliRunner()

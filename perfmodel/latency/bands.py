@@ -1,5 +1,5 @@
-"""Latency error bands by source kind, read from perfmodel/data/error_bands.json (written by
-scripts/error_bands.py from the project's shipped validation tables; each band records its n and
+"""Latency error bands by source kind, read from the shipped error_bands.json (manifest role
+error_bands, rebuilt by `python -m perfmodel.data_build` from the project's shipped validation tables; each band records its n and
 evidence). A band is the relative half-width of a 90 % interval: measured value within
 prediction × (1 ± band) for 90 % of validation points.
 
@@ -13,15 +13,17 @@ import dataclasses
 import json
 from pathlib import Path
 
+from perfmodel.shipped import find_one
+
 from .source import Provenance, Source
 
-BANDS_FILE = Path(__file__).resolve().parent.parent / "data" / "error_bands.json"
+BANDS_FILE = find_one("error_bands")  # None when no bands ship
 
 
-def load_bands(path: Path | str = BANDS_FILE) -> dict:
+def load_bands(path: Path | str | None = BANDS_FILE) -> dict:
     """{kind: {mode|'any': {band, n, evidence}}}; empty when the file is absent."""
-    p = Path(path)
-    return json.loads(p.read_text())["bands"] if p.is_file() else {}
+    p = Path(path) if path else None
+    return json.loads(p.read_text())["bands"] if p is not None and p.is_file() else {}
 
 
 def band_entry(kind: str, mode: str, bands: dict | None = None) -> dict | None:

@@ -114,16 +114,16 @@ def with_operators(base, hw, dtype: str = "fp16", cross_gpu: bool = True):
     """`base` chained with the operator table of `hw`, or — `cross_gpu` and an NVIDIA GPU — with
     CROSS_GPU_SOURCE's table rescaled to `hw` (graph and eager mode only: compiled glue is not carried
     across GPUs); `base` unchanged when neither exists."""
-    from perfmodel.latency.operators import operator_provider, shipped_operator_table
+    from perfmodel.latency.operators import operator_provider, operator_table_for
 
     ops = operator_provider(hw, dtype, fallback=base)
     if ops is None and cross_gpu and hw.name != CROSS_GPU_SOURCE and not hw.name.startswith("mi"):
         from perfmodel.latency.crossgpu import rescaled
         from perfmodel.specs.hardware import GPUS
 
-        src = shipped_operator_table(CROSS_GPU_SOURCE, dtype) or shipped_operator_table(CROSS_GPU_SOURCE)
-        if src is not None:
-            ops = rescaled(src, GPUS[CROSS_GPU_SOURCE], hw, dtype if src.name.endswith(f"_{dtype}.csv") else "fp16",
+        found = operator_table_for(CROSS_GPU_SOURCE, dtype)
+        if found is not None:
+            ops = rescaled(found[0], GPUS[CROSS_GPU_SOURCE], hw, found[1],
                            fallback=base, keep_compiled=hw.name in SAME_ARCH.get(CROSS_GPU_SOURCE, ()))
     return base if ops is None else OperatorChain(base, ops)
 

@@ -27,9 +27,9 @@ from perfmodel.latency.base import ComponentTimes
 from perfmodel.latency.source import NONE_TP1, Provenance
 from perfmodel.latency.opgrid import OpGrid
 from perfmodel.latency.operator_table import AXES, OperatorTable
+from perfmodel.shipped import find_one
 from perfmodel.specs.models import ModelSpec, SpecError
 
-DATA = Path(__file__).resolve().parent.parent / "data"
 KV_ALIGN = 16  # as profiler.blocks: attention sees the cache rounded up to 16 keys
 KIND = "operator"
 MIN_FILLED = 0.2  # a variant (bias, GQA) needs this fraction of its base operator's rows to be used
@@ -56,8 +56,17 @@ def work(op: str, *sizes, elem_bytes: int = 2):
 
 
 def shipped_operator_table(gpu: str, dtype: str = "fp16") -> Path | None:
-    p = DATA / f"operators_{gpu}_{dtype}.csv"
-    return p if p.exists() else None
+    """The operator table shipped for `gpu` in `dtype` (manifest role operators), or None."""
+    return find_one("operators", gpu=gpu, dtype=dtype)
+
+
+def operator_table_for(gpu: str, dtype: str = "fp16") -> tuple[Path, str] | None:
+    """(table, the dtype it answers) for `gpu`: the `dtype` table, else the fp16 one; None if neither."""
+    for d in dict.fromkeys((dtype, "fp16")):
+        p = shipped_operator_table(gpu, d)
+        if p is not None:
+            return p, d
+    return None
 
 
 def shards(spec: ModelSpec, tp: int):
@@ -295,9 +304,8 @@ class OperatorLatency:
 
 def operator_provider(hw, dtype: str = "fp16", fallback=None) -> OperatorLatency | None:
     """The operator-composed provider of catalog GPU `hw` from its shipped table, or None."""
-    p = shipped_operator_table(hw.name, dtype) or shipped_operator_table(hw.name, "fp16")
-    return None if p is None else OperatorLatency(p, hw, dtype if p.name.endswith(f"_{dtype}.csv") else "fp16",
-                                                  fallback)
+    found = operator_table_for(hw.name, dtype)
+    return None if found is None else OperatorLatency(found[0], hw, found[1], fallback)
 
 
-__all__ = ["OperatorLatency", "operator_provider", "shipped_operator_table", "shards", "work", "KIND"]
+__all__ = ["OperatorLatency", "operator_provider", "operator_table_for", "shipped_operator_table", "shards", "work", "KIND"]

@@ -1,10 +1,11 @@
 """Choose the latency provider for a prediction — the one place that does: a measured profile when
-one is given or shipped for the GPU (perfmodel/data/<gpu>.csv), the analytical roofline otherwise;
-for tp > 1 the GPU's shipped TP tables and all-reduce curves on top; a calibration on top of all.
+one is given or shipped for the GPU (perfmodel/data/manifest.json, role profile), the analytical
+roofline otherwise; for tp > 1 the GPU's shipped TP tables and all-reduce curves on top; a
+calibration on top of all.
 
 Compiled mode (torch.compile + CUDA graphs) is answered, at tp = 1, from the GPU's separate shipped
-compiled table (perfmodel/data/<gpu>_compiled.csv) where one exists; every other provider answers it
-with graph-mode latency and says so (perfmodel.latency.measured).
+compiled table (a manifest profile whose modes are compiled) where one exists; every other
+provider answers it with graph-mode latency and says so (perfmodel.latency.measured).
 
 Key assumption: a shipped profile applies only to the GPU it was measured on.
 """
@@ -19,22 +20,23 @@ from perfmodel.latency.analytical import AnalyticalLatency
 from perfmodel.latency.base import ALLREDUCE_NOT_COMPILED, ComponentTimes, LatencyProvider
 from perfmodel.latency.measured import MeasuredLatency
 from perfmodel.latency.tp_provider import TPMeasuredLatency, shipped_curves, shipped_tp_tables
+from perfmodel.shipped import DATA_DIR, find, find_one
 from perfmodel.specs.hardware import HardwareProfile
 from perfmodel.specs.models import SpecError
 
-DATA = Path(__file__).resolve().parent.parent / "data"
+DATA = DATA_DIR
 
 
 def shipped_profile(gpu: str, data_dir: Path = DATA) -> Path | None:
-    """The profile shipped for catalog GPU `gpu`, or None."""
-    p = Path(data_dir) / f"{gpu}.csv"
-    return p if p.exists() else None
+    """The graph/eager profile shipped for catalog GPU `gpu` (manifest role profile), or None."""
+    return find_one("profile", gpu=gpu, mode="graph", data_dir=data_dir)
 
 
 def shipped_compiled_profile(gpu: str, data_dir: Path = DATA) -> Path | None:
-    """The compiled-mode table shipped for catalog GPU `gpu` (kept apart from <gpu>.csv), or None."""
-    p = Path(data_dir) / f"{gpu}_compiled.csv"
-    return p if p.exists() else None
+    """The compiled-mode table shipped for catalog GPU `gpu` (kept apart from its graph/eager
+    profile), or None."""
+    hits = [e for e in find("profile", gpu=gpu, mode="compiled", data_dir=data_dir) if "graph" not in e.modes]
+    return hits[0].path if hits else None
 
 
 class CompiledSplit:

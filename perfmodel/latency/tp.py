@@ -26,7 +26,6 @@ from perfmodel.specs.models import ModelSpec, SpecError, read_json
 from perfmodel.specs.safeio import atomic_open, atomic_write
 from perfmodel.latency.table import LatencyTable, read_csv
 
-DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 CURVE_COLUMNS = ("gpu", "tp", "mode", "dtype", "size_bytes", "median_s", "p10_s", "p90_s", "repeats",
                  "status", "reason")
 ALLREDUCES_PER_LAYER = 2  # attention output + MLP output (Megatron-LM, Shoeybi et al. 2019, Sec. 3)

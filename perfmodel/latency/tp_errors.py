@@ -3,8 +3,8 @@
 lm_head on the shipped TP table), per mode; 2. per layer: layer measured WITH its all-reduces vs
 layer without + the all-reduce pair; 3. the all-reduce curve fits.
 
-Key assumption: the files follow perfmodel/data's names ({gpu}_tp{N}.csv, _with_allreduce,
-_validation, allreduce_{gpu}_tp{N}.csv).
+Key assumption: the TP table, its curve and its evidence files (the manifest entry's `evidence`:
+validation, with_allreduce, in the checkout's evidence/) are the manifest's (perfmodel.shipped).
 """
 from __future__ import annotations
 
@@ -14,15 +14,31 @@ import numpy as np
 
 from perfmodel.latency.measured import MeasuredLatency
 from perfmodel.latency.table import LatencyTable
-from perfmodel.latency.tp import DATA_DIR, AllreduceModel, load_curves
+from perfmodel.latency.tp import AllreduceModel, load_curves
+from perfmodel.shipped import EVIDENCE_DIR, find, find_one
 from perfmodel.specs.catalog import resolve_model
 from perfmodel.specs.hardware import GPUS
 
 
+def _shipped(role: str, gpu: str, tp: int):
+    p = find_one(role, gpu=gpu, tp=tp)
+    if p is None:
+        raise FileNotFoundError(f"no shipped {role} for gpu={gpu} tp={tp} in perfmodel/data/manifest.json")
+    return p
+
+
+def _evidence(gpu: str, tp: int, name: str):
+    """The TP table's evidence file `name` (manifest entry's `evidence`) in the checkout's evidence/."""
+    ev = [e.evidence[name] for e in find("tp_profile", gpu=gpu, tp=tp) if name in e.evidence]
+    if not ev:
+        raise FileNotFoundError(f"the manifest names no {name} evidence for gpu={gpu} tp={tp}")
+    return EVIDENCE_DIR / ev[0]
+
+
 def whole_model(gpu: str, tp: int) -> list[dict]:
-    prov = MeasuredLatency(DATA_DIR / f"{gpu}_tp{tp}.csv", GPUS[gpu])
+    prov = MeasuredLatency(_shipped("tp_profile", gpu, tp), GPUS[gpu])
     out = []
-    with open(DATA_DIR / f"{gpu}_tp{tp}_validation.csv", newline="") as f:
+    with open(_evidence(gpu, tp, "validation"), newline="") as f:
         for r in csv.DictReader(f):
             if r["status"] != "ok":
                 continue
@@ -38,8 +54,8 @@ def whole_model(gpu: str, tp: int) -> list[dict]:
 
 
 def per_layer(gpu: str, tp: int) -> dict:
-    t = LatencyTable.load(DATA_DIR / f"{gpu}_tp{tp}.csv")
-    w = LatencyTable.load(DATA_DIR / f"{gpu}_tp{tp}_with_allreduce.csv")
+    t = LatencyTable.load(_shipped("tp_profile", gpu, tp))
+    w = LatencyTable.load(_evidence(gpu, tp, "with_allreduce"))
     ar = {(r["shape"], r["mode"], r["batch"], r["new_tokens"]): r["median_s"] for r in t.select(component="allreduce")}
     lay = {(r["shape"], r["mode"], r["batch"], r["new_tokens"], r["context"]): r for r in t.select(component="layer")}
     out: dict = {}
@@ -69,7 +85,7 @@ def error_tables(gpu: str = "h100-sxm", tp: int = 2) -> dict:
                              "max_abs_rel_err": float(np.max(np.abs(e))),
                              "median_abs_rel_err_in_layer": float(np.median(np.abs(e2)))}
     fits = {}
-    for c in load_curves(DATA_DIR / f"allreduce_{gpu}_tp{tp}.csv"):
+    for c in load_curves(_shipped("allreduce", gpu, tp)):
         m = AllreduceModel.from_curve(c)
         fits[c.mode] = {"fit": m.fit.describe(), "tp4_over_tp2_at_16KiB": float(m.one_s(16384, 4) / m.one_s(16384, 2)),
                         "tp8_over_tp2_at_16KiB": float(m.one_s(16384, 8) / m.one_s(16384, 2))}

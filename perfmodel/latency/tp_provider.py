@@ -1,7 +1,7 @@
 """The tensor-parallel provider: for tp > 1, measured TP tables (one provider per tp) replace the
 base provider's components where it had no measured rows, and the shipped NCCL all-reduce curve
 nearest in TP degree (its extrapolation stated) replaces the all-reduce. Also finds the shipped
-curves and TP tables of a GPU by file name.
+curves and TP tables of a GPU in the data manifest (perfmodel.shipped).
 
 Key assumption: tables and curves are passed in (build_provider reads them); a curve measured at
 p0 ranks extrapolates to p as perfmodel.latency.tp's AllreduceModel says.
@@ -10,25 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 
 from perfmodel.latency.bands import band
 from perfmodel.latency.source import Provenance
-from perfmodel.latency.tp import DATA_DIR, AllreduceModel, load_curves
+from perfmodel.latency.tp import AllreduceModel, load_curves
+from perfmodel.shipped import DATA_DIR, find
 from perfmodel.specs.models import ModelSpec
 
-_FILE_RE = re.compile(r"allreduce_(?P<gpu>.+)_tp(?P<tp>\d+)\.csv$")
-
-
 def shipped_curves(gpu: str, data_dir: str = str(DATA_DIR)) -> tuple:
-    """Every all-reduce curve shipped for `gpu` (files allreduce_<gpu>_tp<N>.csv in data_dir)."""
+    """Every all-reduce curve shipped for `gpu` (manifest role allreduce)."""
     out = []
-    for p in sorted(Path(data_dir).glob(f"allreduce_{gpu}_tp*.csv")):
-        if _FILE_RE.search(p.name):
-            out.extend(c for c in load_curves(p) if c.gpu == gpu)
+    for e in sorted(find("allreduce", gpu=gpu, data_dir=data_dir), key=lambda e: e.tp):
+        out.extend(c for c in load_curves(e.path) if c.gpu == gpu)
     return tuple(out)
 
 
@@ -48,12 +44,7 @@ def curve_model(gpu: str, tp: int, mode: str, data_dir: str = str(DATA_DIR)) -> 
 
 def shipped_tp_tables(gpu: str, data_dir: str = str(DATA_DIR)) -> dict[int, Path]:
     """{tp: path} of the TP profiles shipped for `gpu`: rows measured with tp processes on tp GPUs."""
-    out = {}
-    for p in sorted(Path(data_dir).glob(f"{gpu}_tp*.csv")):
-        m = re.fullmatch(rf"{re.escape(gpu)}_tp(\d+)\.csv", p.name)
-        if m:
-            out[int(m.group(1))] = p
-    return out
+    return {e.tp: e.path for e in find("tp_profile", gpu=gpu, data_dir=data_dir)}
 
 
 class TPMeasuredLatency:

@@ -2,7 +2,7 @@
 throughput, speedup and the optimal γ (issue 14). Vectorised: one (draws, batch, context, γ) array.
 
 Key assumptions. Latency: a component answered by source kind k is off by a log-normal factor whose
-90 % interval is (1 ± band_k) (bands from perfmodel/data/error_bands.json, carried on each
+90 % interval is (1 ± band_k) (bands from the shipped error_bands.json, carried on each
 Source.band); errors are shared by every component of the iteration answered by the same kind and independent
 across kinds; the autoregressive baseline gets its own draw at the target's band (on the own-loop
 validation its error is uncorrelated with the iteration's). A forward takes the widest band among its
@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from perfmodel.shipped import find_one
 from perfmodel.specdec.maths import speedup, throughput_tok_s, tokens_per_iteration_by_position
 from perfmodel.specdec.methods import iteration_time_s
 
@@ -26,25 +27,25 @@ N_DRAWS = 2000
 Z90, Z95 = 1.6448536269514722, 1.959963984540054
 
 
-BANDS_FILE = Path(__file__).resolve().parent.parent / "data" / "error_bands.json"
+BANDS_FILE = find_one("error_bands")  # perfmodel/data/manifest.json; None when no bands ship
 
 
-def fallback_band(mode: str, path: Path = BANDS_FILE) -> float | None:
+def fallback_band(mode: str, path: Path | None = BANDS_FILE) -> float | None:
     """The fitted-analytical band (read as data; specdec imports no latency module), used for a
     source kind or mode that has no validated band of its own — compiled mode included: its rows
     are not validated against a compiled loop yet, so they get this wide band, never zero."""
-    if not Path(path).is_file():
+    if path is None or not Path(path).is_file():
         return None
     per = json.loads(Path(path).read_text())["bands"].get("fitted", {})
     e = per.get(mode) or per.get("any")
     return None if e is None else float(e["band"])
 
 
-def shared_fraction(kind: str, mode: str, path: Path = BANDS_FILE) -> float:
+def shared_fraction(kind: str, mode: str, path: Path | None = BANDS_FILE) -> float:
     """ρ: the share of source kind `kind`'s error (second moment, log scale) common to every layer shape
     in `mode` (scripts/error_bands.py: own loop for measured rows, unseen-shape checks for operators);
     1 (fully shared) where no evidence across shapes exists."""
-    if not Path(path).is_file():
+    if path is None or not Path(path).is_file():
         return 1.0
     e = json.loads(Path(path).read_text()).get("shared_fraction", {}).get(kind, {}).get(mode)
     return 1.0 if e is None else float(min(max(e["rho"], 0.0), 1.0))
