@@ -46,11 +46,13 @@ def continuation(target, prompts: torch.Tensor, new_tokens: int, temperature: fl
 
 @torch.inference_mode()
 def teacher_forced(draft, target, prompts: torch.Tensor, new_tokens: int, temperature: float = 0.0,
-                   seed: int = 0, max_rank: int = 8, chunk: int = 16) -> dict:
+                   seed: int = 0, max_rank: int = 8, chunk: int = 16, cont: torch.Tensor | None = None) -> dict:
     """Per prompt and generated token: greedy_match [b, N] (0/1), draft_rank [b, N] (−1 beyond
-    max_rank), accept_prob [b, N] (NaN at temperature 0), and the continuation itself."""
+    max_rank), accept_prob [b, N] (NaN at temperature 0), and the continuation itself (`cont`: one
+    made earlier by `continuation` with the same temperature, reused for another draft)."""
     b, c1 = prompts.shape
-    cont = continuation(target, prompts, new_tokens, temperature, seed)
+    cont = continuation(target, prompts, new_tokens, temperature, seed) if cont is None else cont.to(prompts.device)
+    new_tokens = cont.shape[1]
     seq = torch.cat([prompts, cont], dim=1)
     L = seq.shape[1]
     match = np.empty((b, new_tokens), dtype=np.int8)

@@ -60,6 +60,7 @@ def list_sources(roots, cfg: CorpusConfig) -> list[tuple[str, Path]]:
 def collect(roots, cfg: CorpusConfig) -> tuple[list[str], list[str], dict]:
     """Train and held-out texts (up to max_bytes together) and a manifest describing them."""
     train, held, used, n_files = [], [], 0, 0
+    held_paths: list[str] = []
     digest = hashlib.sha1()
     for rel, p in list_sources(roots, cfg):
         try:
@@ -68,7 +69,10 @@ def collect(roots, cfg: CorpusConfig) -> tuple[list[str], list[str], dict]:
             continue
         if not text.strip():
             continue
-        (held if int(_key(rel)[:8], 16) % cfg.heldout_every == 0 else train).append(text)
+        is_held = int(_key(rel)[:8], 16) % cfg.heldout_every == 0
+        (held if is_held else train).append(text)
+        if is_held:
+            held_paths.append(rel)
         digest.update(rel.encode())
         used += len(text.encode())
         n_files += 1
@@ -76,8 +80,14 @@ def collect(roots, cfg: CorpusConfig) -> tuple[list[str], list[str], dict]:
             break
     manifest = {"roots": [str(r) for r in roots], "files": n_files, "bytes": used,
                 "train_files": len(train), "heldout_files": len(held), "file_list_sha1": digest.hexdigest(),
-                "config": cfg.__dict__}
+                "config": cfg.__dict__, "heldout_paths": held_paths}
     return train, held, manifest
+
+
+def domain_of(rel: str) -> str:
+    """A held-out file's domain: its top-level package (the first path component, '.py' dropped)."""
+    top = rel.replace("\\", "/").split("/")[0]
+    return top[:-3] if top.endswith(".py") else top
 
 
 def train_tokenizer(texts: list[str], cfg: CorpusConfig):
@@ -122,6 +132,11 @@ def build(directory: str | Path, cfg: CorpusConfig = CorpusConfig(), roots=None,
     tr, he = encode(tok, train), encode(tok, held)
     np.save(d / "train.npy", tr)
     np.save(d / "heldout.npy", he)
+    lengths = [len(e.ids) + 1 for e in tok.encode_batch(held)]  # + <eos>, as encode() writes
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
+    (d / "heldout_files.json").write_text(json.dumps(
+        [{"path": p, "domain": domain_of(p), "start": int(s), "tokens": int(n)}
+         for p, s, n in zip(manifest.pop("heldout_paths"), starts, lengths)]) + "\n")
     manifest.update(train_tokens=int(tr.size), heldout_tokens=int(he.size), vocab=tok.get_vocab_size(),
                     bytes_per_token=manifest["bytes"] / max(1, tr.size + he.size))
     (d / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
@@ -137,3 +152,37 @@ def prompts(heldout: np.ndarray, n: int, length: int, seed: int, half: int) -> n
     rng = np.random.default_rng(seed)
     starts = np.sort(rng.choice(np.arange(lo, hi - length), size=n, replace=False))
     return np.stack([heldout[s:s + length].astype(np.int64) for s in starts])
+
+
+def domain_prompts(heldout: np.ndarray, files: list[dict], sizes: dict, length: int, seed: int,
+                   n_domains: int = 3) -> dict[str, list[tuple[str, str, list[int]]]]:
+    """Prompt sets by domain, disjoint by file: for the `n_domains` domains with the most held-out
+    files long enough for a `length`-token window, each domain's files are split by the parity of
+    the SHA-1 of their path into two halves (set A: calibration, set B: timed), and sizes[set]
+    windows per domain are drawn from that half's files (cycling through them in a seeded order,
+    a file reused at another offset only when the half has fewer files than windows).
+    Returns {"A": [(id, domain, tokens)], "B": [...]}."""
+    rng = np.random.default_rng(seed)
+    ok = [f for f in files if f["tokens"] - 1 > length]  # the window stays inside the file (no <eos>)
+    by_dom: dict = {}
+    for f in ok:
+        by_dom.setdefault(f["domain"], []).append(f)
+    doms = sorted(by_dom, key=lambda d: (-len(by_dom[d]), d))[:n_domains]
+    if len(doms) < n_domains or any(len(by_dom[d]) < 2 for d in doms):
+        raise RuntimeError(f"held-out text has {len(doms)} domains with ≥ 2 long files; {n_domains} needed")
+    out: dict = {"A": [], "B": []}
+    for d in doms:
+        halves = {"A": [], "B": []}
+        for f in by_dom[d]:
+            halves["A" if int(_key(f["path"])[:8], 16) % 2 == 0 else "B"].append(f)
+        if not halves["A"] or not halves["B"]:  # tiny domain: split by order instead
+            fs = sorted(by_dom[d], key=lambda f: _key(f["path"]))
+            halves = {"A": fs[::2], "B": fs[1::2]}
+        for s, fs in halves.items():
+            order = rng.permutation(len(fs))
+            for i in range(sizes[s]):
+                f = fs[order[i % len(fs)]]
+                off = int(rng.integers(0, f["tokens"] - 1 - length))
+                toks = heldout[f["start"] + off:f["start"] + off + length].astype(np.int64).tolist()
+                out[s].append((f"{s}-{d}-{i}:{f['path']}@{off}", d, toks))
+    return out

@@ -110,8 +110,10 @@ def _windows(data: torch.Tensor, n: int, seq: int, gen: torch.Generator):
     return w[:, :-1], w[:, 1:]
 
 
-def train(model: LM, data: torch.Tensor, cfg: TrainConfig, log=print) -> dict:
-    """AdamW with linear warm-up and cosine decay; returns the training record."""
+def train(model: LM, data: torch.Tensor, cfg: TrainConfig, log=print, teacher: LM | None = None) -> dict:
+    """AdamW with linear warm-up and cosine decay; returns the training record. With `teacher`, the
+    loss is distillation: cross-entropy against the teacher's next-token distribution (T = 1), i.e.
+    forward KL(teacher ‖ model) up to the teacher's entropy, on the same windows."""
     dev = data.device
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     decay = [p for p in model.parameters() if p.dim() == 2]
@@ -128,7 +130,13 @@ def train(model: LM, data: torch.Tensor, cfg: TrainConfig, log=print) -> dict:
             g["lr"] = cfg.lr * w * (cfg.min_lr_frac + (1 - cfg.min_lr_frac) * cos)
         x, y = _windows(data, cfg.batch, cfg.seq, gen)
         with amp:
-            loss = F.cross_entropy(model(x).float().view(-1, model.vocab), y.reshape(-1))
+            logits = model(x).float().view(-1, model.vocab)
+            if teacher is None:
+                loss = F.cross_entropy(logits, y.reshape(-1))
+            else:
+                with torch.no_grad():
+                    soft = torch.softmax(teacher(x).float().view(-1, model.vocab), dim=-1)
+                loss = F.cross_entropy(logits, soft)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -147,7 +155,8 @@ def train(model: LM, data: torch.Tensor, cfg: TrainConfig, log=print) -> dict:
     wall = time.perf_counter() - t0
     return {"steps": done, "planned_steps": steps, "tokens": done * cfg.batch * cfg.seq,
             "planned_tokens": steps * cfg.batch * cfg.seq, "wall_s": wall, "tokens_per_s": done * cfg.batch * cfg.seq / wall,
-            "final_loss": losses[-1][1] if losses else math.nan, "loss_curve": losses, "config": cfg.__dict__}
+            "final_loss": losses[-1][1] if losses else math.nan, "loss_curve": losses, "config": cfg.__dict__,
+            "recipe": "scratch" if teacher is None else "distill"}
 
 
 @torch.no_grad()

@@ -75,8 +75,9 @@ def _sync(device):
 
 
 @torch.no_grad()
-def hf_run(target, draft, prompts: torch.Tensor, gamma: int, new_tokens: int, device="cuda") -> dict:
-    """Greedy assisted generation (draft=None, γ=0: the target alone), one prompt at a time."""
+def hf_run(target, draft, prompts: torch.Tensor, gamma: int, new_tokens: int, device="cuda", warmup: bool = True) -> dict:
+    """Greedy assisted generation (draft=None, γ=0: the target alone), one prompt at a time; with
+    `warmup`, one untimed 8-token generate first (callers that warm up themselves pass False)."""
     kw = dict(max_new_tokens=new_tokens, do_sample=False, pad_token_id=2)
     if draft is not None:
         gc = draft.generation_config
@@ -86,8 +87,8 @@ def hf_run(target, draft, prompts: torch.Tensor, gamma: int, new_tokens: int, de
         kw["assistant_model"] = draft
     ct, cd = _Counter(target), (_Counter(draft) if draft is not None else None)
     try:
-        warm = prompts[:1]
-        target.generate(warm.to(device), **dict(kw, max_new_tokens=min(8, new_tokens)))
+        if warmup:
+            target.generate(prompts[:1].to(device), **dict(kw, max_new_tokens=min(8, new_tokens)))
         ct.n = 0
         if cd:
             cd.n = 0
