@@ -134,6 +134,8 @@ def build(directory: str | Path, cfg: CorpusConfig = CorpusConfig(), roots=None,
     np.save(d / "heldout.npy", he)
     lengths = [len(e.ids) + 1 for e in tok.encode_batch(held)]  # + <eos>, as encode() writes
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).tolist()
+    if sum(lengths) != he.size:
+        raise RuntimeError(f"corpus: held-out file lengths sum to {sum(lengths)}, the stream holds {he.size}")
     (d / "heldout_files.json").write_text(json.dumps(
         [{"path": p, "domain": domain_of(p), "start": int(s), "tokens": int(n)}
          for p, s, n in zip(manifest.pop("heldout_paths"), starts, lengths)]) + "\n")
