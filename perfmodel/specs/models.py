@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from perfmodel.specs.errors import SpecError  # re-exported: callers import it from here
-from perfmodel.specs.families import FAMILIES, MODEL_TYPES, traits
+from perfmodel.specs.families import FAMILIES
 
 # Physical upper bounds on a shape (about 8-30x today's largest dense models); beyond them a
 # number is a typo, and the latency and memory maths would silently extrapolate nonsense.
@@ -228,69 +228,9 @@ def apply_overrides(spec: ModelSpec, text: str) -> ModelSpec:
     return dataclasses.replace(spec, name=name, **changes)
 
 
-# ---- Hugging Face config.json --------------------------------------------------------------------
-_MODEL_TYPES = MODEL_TYPES
+# ---- Hugging Face config.json: perfmodel.specs.hf_config ------------------------------------------
+def from_hf_config(path: str | Path, dtype_bytes: int | None = None) -> ModelSpec:
+    """A spec from a Hugging Face config.json (perfmodel.specs.hf_config.from_hf_config)."""
+    from perfmodel.specs.hf_config import from_hf_config as parse
 
-
-def from_hf_config(path: str | Path, dtype_bytes: int = 2) -> ModelSpec:
-    """Build a spec from a Hugging Face config.json on disk (never fetched from a hub)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "config.json"
-    cfg = read_json(p, "config file")
-    if not isinstance(cfg, dict):
-        raise SpecError(f"config file {str(p)!r} must hold a JSON object")
-    mtype = cfg.get("model_type")
-    if not isinstance(mtype, str) or mtype not in _MODEL_TYPES:  # a list would be unhashable
-        raise SpecError(f"config file {str(p)!r}: model_type={mtype!r} is not supported; use one of "
-                        f"{', '.join(_MODEL_TYPES)}")
-
-    def need(key: str, *alts: str):
-        for k in (key, *alts):
-            if k in cfg:
-                return _strict_int(cfg[k], k)
-        raise SpecError(f"config file {str(p)!r} lacks field {key!r}")
-
-    def _strict_int(v, key: str) -> int:
-        # int(4096.7) would truncate silently and int("4096") would accept a string: refuse both
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise SpecError(f"config file {str(p)!r}: {key}={v!r} is not allowed; {key} must be an integer")
-        return v
-
-    def opt_int(key: str, default: int) -> int:
-        v = cfg.get(key)
-        return default if v is None else _strict_int(v, key)
-
-    name = cfg.get("_name_or_path") or p.parent.name or p.stem
-    try:
-        if mtype == "opt":
-            d = int(need("hidden_size"))
-            proj = opt_int("word_embed_proj_dim", d)
-            return ModelSpec(
-                name=str(name), family="opt", n_layers=int(need("num_hidden_layers")), d_model=d,
-                n_heads=int(need("num_attention_heads")), n_kv_heads=int(need("num_attention_heads")),
-                d_ff=int(need("ffn_dim")), vocab=int(need("vocab_size")), gated_mlp=False,
-                norm="layernorm", tied_embeddings=bool(cfg.get("tie_word_embeddings", True)),
-                dtype_bytes=dtype_bytes, max_positions=int(need("max_position_embeddings")),
-                linear_bias=bool(cfg.get("enable_bias", True)), learned_positions=True,
-                embed_dim=0 if proj == d else proj, source=str(p))
-        n_heads = int(need("num_attention_heads"))
-        fam = traits(_MODEL_TYPES[mtype])
-        extra = {}
-        if fam.explicit_head_dim and cfg.get("head_dim") is not None:
-            extra["attn_head_dim"] = _strict_int(cfg["head_dim"], "head_dim")
-        if fam.qk_norm:
-            extra["qk_norm"] = True
-        bias = cfg.get("attention_bias")
-        return ModelSpec(
-            name=str(name), family=_MODEL_TYPES[mtype], n_layers=int(need("num_hidden_layers")),
-            d_model=int(need("hidden_size")), n_heads=n_heads,
-            n_kv_heads=opt_int("num_key_value_heads", n_heads),
-            d_ff=int(need("intermediate_size")), vocab=int(need("vocab_size")), gated_mlp=True,
-            norm="rmsnorm", tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-            dtype_bytes=dtype_bytes, max_positions=int(need("max_position_embeddings")),
-            qkv_bias=fam.qkv_bias if bias is None else bool(bias), source=str(p), **extra)
-    except (TypeError, ValueError) as e:
-        if isinstance(e, SpecError):
-            raise
-        raise SpecError(f"config file {str(p)!r} has a non-integer shape field ({e})") from None
+    return parse(path, dtype_bytes)
