@@ -60,6 +60,7 @@ def register(app: typer.Typer) -> None:
         allow_tokenizer_mismatch: Annotated[bool, typer.Option("--allow-tokenizer-mismatch", help="Let --emit write a configuration for a draft whose vocabulary differs from the target's.")] = False,
         allow_gpu_mismatch: o.AllowGpuMismatch = False,
         draft_catchup: o.DraftCatchup = False,
+        method: o.Method = "draft",
         json_out: o.Json = False,
     ):
         """Find the draft and lookahead that make speculative decoding fastest, per mode, batch and context."""
@@ -85,8 +86,10 @@ def register(app: typer.Typer) -> None:
         o.positive(tp, "tp")
         if alpha is not None:
             check_alpha(alpha)
-        if drafts is None and layers is None and d_model is None:
-            raise UsageError("no draft candidates: give --drafts and/or a design space (--layers with --d-model)")
+        methods = o.methods(method)
+        if "draft" in methods and drafts is None and layers is None and d_model is None:
+            raise UsageError("no draft candidates: give --drafts and/or a design space (--layers with --d-model), "
+                             "or --method without draft (e.g. eagle3,ngram)")
         req = OptimizeRequest(
             target=target, drafts=parse_names(drafts, "drafts") if drafts is not None else [],
             layers=o.int_list(layers, "layers") if layers is not None else None,
@@ -99,7 +102,7 @@ def register(app: typer.Typer) -> None:
             batch=batches, context=contexts, gamma_max=gamma_max,
             tp=tp, modes=modes, top=top, reference=reference,
             policy_draft=policy_draft, emit=emit, dtype_bytes=by, allow_tokenizer_mismatch=allow_tokenizer_mismatch,
-            draft_catchup=draft_catchup)
+            draft_catchup=draft_catchup, methods=methods)
         hw = resolve_gpu(gpu)
         req.memory_bytes = hw.memory_bytes
         prov = build_provider(hw, profile=profile, analytical=analytical, calibration=calibration,
@@ -107,7 +110,7 @@ def register(app: typer.Typer) -> None:
         provider = prov.target
         doc = run(req, provider, prov.draft)
         doc["gpu"] = hw.name
-        doc["fits_memory"] = all(c["fits_memory"] for pol in doc["policy"] for c in pol["cells"])
+        doc["fits_memory"] = all(c["fits_memory"] for pol in doc["policy"] for c in pol["cells"]) if doc["policy"] else None
         doc["latency_provider"] = getattr(provider, "name", type(provider).__name__)
         if emit and emit_out:
             doc["export"]["written_to"] = str(write_export(doc["export"], emit_out))
@@ -151,9 +154,10 @@ def render(doc: dict, policy_only: bool = False) -> None:
               + (f"; {len(doc['design_skipped'])} invalid combinations skipped" if doc["design_skipped"] else "")
               + ")")
     am = doc["alpha_model"]
-    coef = ", ".join(f"{k}={v:+.3f}" for k, v in am["coefficients"].items())
-    con.print(f"α model ({am['kind']}): {am['formula']}; {coef}; fitted {', '.join(am['fitted'])}; "
-              f"residual sd {am['resid_sd']:.3f}; source: {am['source']}")
+    if am:
+        coef = ", ".join(f"{k}={v:+.3f}" for k, v in am["coefficients"].items())
+        con.print(f"α model ({am['kind']}): {am['formula']}; {coef}; fitted {', '.join(am['fitted'])}; "
+                  f"residual sd {am['resid_sd']:.3f}; source: {am['source']}")
     ref = doc.get("reference")
     for rk in [] if policy_only else doc["rankings"]:
         t = Table(f"{rk['mode']} mode · batch {rk['batch']} · context {rk['context']} · autoregressive "
@@ -231,6 +235,8 @@ def render(doc: dict, policy_only: bool = False) -> None:
                   f"{be['n_cells']} cells"
                   + (f"; {be['n_exceed_memory']} cell(s) exceed one GPU's memory" if be["n_exceed_memory"] else "")
                   + f"; one γ for engines that take a single value: {pol['export_gamma']}")
+    if doc.get("methods"):
+        _render_methods(con, doc["methods"], Table, escape)
     ex = doc.get("export")
     if ex:
         con.print(f"[bold]{ex['engine']} configuration[/bold] for {ex['draft']} (γ={ex['gamma']}, {ex['mode']} mode):")
@@ -245,3 +251,23 @@ def render(doc: dict, policy_only: bool = False) -> None:
         con.print(f"  docs: {', '.join(ex['docs'])}")
     for n in doc["notes"]:
         con.print(f"[yellow]note[/yellow] {n}")
+
+
+def _render_methods(con, sec: dict, Table, escape) -> None:
+    """`--method a,b,c`: one table per (mode, batch, context), methods ranked by best speedup."""
+    for t in sec["tables"]:
+        tab = Table(f"methods · {t['mode']} mode · batch {t['batch']} · context {t['context']} · 90 % range over "
+                    f"{t['draws']} draws", title_justify="left")
+        for c in ("#", "method", "γ*", "tok/iter", "propose ms", "verify ms", "tok/s", "speedup", "90% range",
+                  "P(best)", "P>draft"):
+            tab.add_column(c, justify="left" if c == "method" else "right", no_wrap=c == "method")
+        for r in t["rows"]:
+            tab.add_row(str(r["rank"]), escape(r["label"] if r["method"] == "draft_model" else r["method"])
+                        + (" (draft)" if r["method"] == "draft_model" else ""), str(r["gamma"]),
+                        f"{r['tokens_per_iteration']:.2f}", f"{r['proposal_s'] * 1e3:.3f}", f"{r['verify_s'] * 1e3:.3f}",
+                        f"{r['throughput_tok_s']:.1f}", _x(r["speedup"]), f"{r['speedup_lo']:.2f}–{r['speedup_hi']:.2f}",
+                        _p(r["p_best"]), _p(r["p_beats_draft"]))
+        con.print(tab)
+    con.print(f"  best method over the {sec['mode']}-mode cells (geometric mean): {escape(sec['winner'])}; "
+              "P(best) / P>draft: share of Monte Carlo draws (latency bands × acceptance intervals) in which the "
+              "method's best speedup is the highest / beats the draft model's")

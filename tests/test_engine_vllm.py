@@ -229,12 +229,13 @@ def test_exports_match_the_installed_engines():
                          text=True, env=vs.engine_env(VENV), timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    from perfmodel.optimize.export_schema import HF_GENERATE_ARGS, VLLM_SPECULATIVE_CONFIG
+    from perfmodel.optimize.export_schema import HF_GENERATE_ARGS, HF_PROMPT_LOOKUP_ARGS, VLLM_SPECULATIVE_CONFIG
 
     assert set(VLLM_SPECULATIVE_CONFIG) <= set(got["speculative_config_fields"])
     assert "disable_by_batch_size" not in got["speculative_config_fields"]
     assert set(VLLM_SPECULATIVE_CONFIG["method"][1]) <= set(got["methods"])
     assert set(HF_GENERATE_ARGS) - {"assistant_model"} <= set(got["generation_config_assistant"])
+    assert set(HF_PROMPT_LOOKUP_ARGS) <= set(got["generation_config_prompt_lookup"])
 
 
 def test_hf_export_runs_assisted_generation(runs):

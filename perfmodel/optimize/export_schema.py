@@ -23,9 +23,13 @@ import shlex
 VLLM_SPECULATIVE_CONFIG = {
     "model": (str, None, None),
     "num_speculative_tokens": (int, None, 1),
-    "method": (str, ("ngram", "medusa", "mlp_speculator", "draft_model", "suffix", "eagle", "eagle3"), None),
+    "method": (str, ("ngram", "medusa", "mlp_speculator", "draft_model", "suffix", "eagle", "eagle3", "mtp"), None),
     "draft_tensor_parallel_size": (int, None, 1),
+    "prompt_lookup_max": (int, None, 1),  # n-gram proposer (vllm/config/speculative.py, 0.32)
+    "prompt_lookup_min": (int, None, 1),
+    "num_speculative_tokens_per_batch_size": (list, None, None),  # [(start, end, γ)], dynamic SD (0.32)
 }
+METHODS_WITH_MODEL = ("draft_model", "eagle", "eagle3", "medusa")  # a checkpoint path is required
 SGLANG_ARGS = {
     "--model-path": (str, None, None),
     "--tp-size": (int, None, 1),
@@ -41,6 +45,10 @@ HF_GENERATE_ARGS = {
     "num_assistant_tokens": (int, None, 1),
     "num_assistant_tokens_schedule": (str, ("heuristic", "heuristic_transient", "constant"), None),
     "assistant_confidence_threshold": (float, None, 0.0),
+}
+HF_PROMPT_LOOKUP_ARGS = {  # GenerationConfig, prompt lookup decoding (n-gram); transformers 5.19 in .venv-vllm
+    "prompt_lookup_num_tokens": (int, None, 1),
+    "max_matching_ngram_size": (int, None, 1),
 }
 
 
@@ -65,6 +73,24 @@ def _fields(cfg: dict, schema: dict, where: str) -> list[str]:
     return out
 
 
+def _schedule(cfg: dict) -> list[str]:
+    """num_speculative_tokens_per_batch_size as vLLM 0.32 validates it (vllm/v1/spec_decode/dynamic/utils.py):
+    (start, end, γ) inclusive ranges, the first from batch 1, sorted and non-overlapping, γ ≥ 0."""
+    sched = cfg.get("num_speculative_tokens_per_batch_size")
+    if sched is None or not isinstance(sched, list):
+        return []
+    where, prev = "vllm --speculative-config: num_speculative_tokens_per_batch_size", 0
+    if not sched:
+        return [f"{where} must not be empty"]
+    for e in sched:
+        if not (isinstance(e, (list, tuple)) and len(e) == 3 and all(isinstance(v, int) for v in e)):
+            return [f"{where}: entry {e!r} is not (start, end, γ) integers"]
+        if e[0] <= prev or e[0] > e[1] or e[2] < 0:
+            return [f"{where}: entry {e!r} must start after {prev}, end ≥ start, γ ≥ 0"]
+        prev = e[1]
+    return [] if sched[0][0] == 1 else [f"{where}: the first range must start at batch 1"]
+
+
 def _sglang_argv(command: str) -> dict:
     argv = shlex.split(command)[3:]  # python -m sglang.launch_server
     args, i = {}, 0
@@ -85,11 +111,13 @@ def validate_export(doc: dict) -> list[str]:
     engine, cfg = doc.get("engine"), doc.get("config") or {}
     if engine == "vllm":
         probs = _fields(cfg, VLLM_SPECULATIVE_CONFIG, "vllm --speculative-config")
-        probs += [f"vllm --speculative-config: {k!r} is required" for k in ("model", "num_speculative_tokens")
-                  if k not in cfg]
-        if cfg.get("method") == "draft_model" and not cfg.get("model"):
-            probs.append("vllm --speculative-config: method draft_model needs a model path")
-        return probs
+        method = cfg.get("method", "draft_model")
+        need = ("num_speculative_tokens",) + (("model",) if method in METHODS_WITH_MODEL else ())
+        need += ("prompt_lookup_max",) if method == "ngram" else ()  # "required when method is set to ngram"
+        probs += [f"vllm --speculative-config: {k!r} is required" for k in need if k not in cfg]
+        if method in METHODS_WITH_MODEL and "model" in cfg and not cfg.get("model"):
+            probs.append(f"vllm --speculative-config: method {method} needs a model path")
+        return probs + _schedule(cfg)
     if engine == "sglang":
         argv = _sglang_argv(doc.get("command") or "")
         probs = _fields(argv, SGLANG_ARGS, "sglang launch_server")
@@ -99,5 +127,6 @@ def validate_export(doc: dict) -> list[str]:
                          "--speculative-num-draft-tokens is --speculative-num-steps + 1")
         return probs
     if engine == "hf":
-        return _fields(cfg, HF_GENERATE_ARGS, "transformers generate()")
+        schema = HF_PROMPT_LOOKUP_ARGS if "prompt_lookup_num_tokens" in cfg else HF_GENERATE_ARGS
+        return _fields(cfg, schema, "transformers generate()")
     return [f"engine {engine!r} has no documented schema here (vllm, sglang, hf)"]

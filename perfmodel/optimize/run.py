@@ -47,6 +47,7 @@ class OptimizeRequest:
     memory_bytes: float | None = None  # one GPU's memory: cells that do not fit are flagged
     allow_tokenizer_mismatch: bool = False  # --emit for a draft whose vocabulary differs from the target's
     draft_catchup: bool = False  # each draft's first step feeds 2 tokens (predict --draft-catchup)
+    methods: tuple = ("draft",)  # --method: speculation methods ranked side by side (registry names)
 
 
 def _origin(text: str) -> str:
@@ -57,7 +58,9 @@ def _origin(text: str) -> str:
 
 def _acceptance_inputs(req: OptimizeRequest):
     out = []
-    for name, path in req.acceptance:
+    from perfmodel.optimize.run_methods import split_acceptance
+
+    for name, path in split_acceptance(req.acceptance)[0]:
         acc = AcceptanceModel.load(path)
         draft = name or acc.extra.get("draft")
         if not draft:
@@ -98,6 +101,8 @@ def run(req: OptimizeRequest, provider, draft_provider=None) -> dict:
     if req.emit is not None:
         check_engine(req.emit)
     target = resolve_model(req.target, req.dtype_bytes)
+    if "draft" not in req.methods:
+        return _methods_only(req, target, provider, draft_provider)
     drafts = [resolve_model(d, req.dtype_bytes) for d in req.drafts]
     design, skipped = None, []
     if req.layers is not None or req.d_models is not None:
@@ -128,8 +133,56 @@ def run(req: OptimizeRequest, provider, draft_provider=None) -> dict:
         pol_idx[m] = (find_candidate(res, req.policy_draft, lambda s: resolve_model(s, req.dtype_bytes))
                       if req.policy_draft else policy_draft(res, m))
     doc["policy"] = [policy(res, m, pol_idx[m]) for m in req.modes]
-    if req.emit:
+    doc["methods"], winner = None, None
+    if len(req.methods) > 1:
+        doc["methods"] = _methods(req, target, res, pol_idx, provider, draft_provider)
+        winner = doc["methods"].pop("_method")
+    if req.emit and (winner is None or winner.name == "draft_model"):
         doc["export"] = _export(req, res, target, doc["policy"], pol_idx)
+    elif req.emit:
+        doc["export"] = _export_method(req, target, doc["methods"], winner)
+    return doc
+
+
+def _methods(req: OptimizeRequest, target, res, pol_idx: dict, provider, draft_provider) -> dict:
+    from perfmodel.optimize.run_methods import methods_section, split_acceptance
+
+    sec = methods_section(req, target, res, split_acceptance(req.acceptance)[1], pol_idx, provider, draft_provider)
+    ents = sec.pop("_entries")
+    win = next(e for e in ents if e["label"] == sec["winner"])
+    sec["winner_method"] = win["method"].name
+    sec["_method"] = win["method"]
+    return sec
+
+
+def _methods_only(req: OptimizeRequest, target, provider, draft_provider) -> dict:
+    """--method without draft: the methods' ranking alone (no draft candidates)."""
+    sec = _methods(req, target, None, {}, provider, draft_provider)
+    winner = sec.pop("_method")
+    doc = {"target": target.name, "tp": req.tp, "modes": list(req.modes), "batch": list(req.batch),
+           "context": list(req.context), "gammas": list(range(1, req.gamma_max + 1)), "n_candidates": 0,
+           "n_design_points": 0, "design_skipped": [], "alpha_model": None, "reference": None, "sources": {},
+           "draft_catchup": req.draft_catchup, "notes": [], "rankings": [], "mode_comparison": None,
+           "policy": [], "methods": sec}
+    if req.emit:
+        doc["export"] = _export_method(req, target, sec, winner)
+    return doc
+
+
+def _export_method(req: OptimizeRequest, target, sec: dict, method) -> dict:
+    from perfmodel.optimize.export_methods import export_method
+    from perfmodel.optimize.run_methods import batch_schedule
+
+    sched = batch_schedule(sec["schedule"])
+    best = [g for _, _, g in sched if g > 0]
+    if not best:
+        raise SpecError(f"emit={req.emit!r}: the best method ({sec['winner']}) loses to autoregressive decoding at "
+                        "every batch searched; do not enable speculation", value=req.emit, allowed="no export")
+    gamma = best[0]  # the smallest batch's γ (HF runs batch 1)
+    doc = export_method(req.emit, target, _origin(req.target), method, int(gamma), req.tp, sec["mode"],
+                        sched if req.emit == "vllm" and len({g for _, _, g in sched}) > 1 else None)
+    doc["draft"] = sec["winner"]
+    doc["gamma_table"] = sched
     return doc
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from perfmodel.specdec.acceptance import tokens_per_iteration_tree
 from perfmodel.specs.models import SpecError, read_json
 
 MAX_NODES = 64  # the γ bound of the command line: trees of at most 64 draft tokens
@@ -72,20 +73,11 @@ def rank_matrix(p, depth: int) -> np.ndarray:
     return np.vstack([a, np.repeat(a[-1:], depth - a.shape[0], axis=0)])
 
 
-def node_probabilities(tree: Tree, p) -> np.ndarray:
-    """P(node accepted) for every node: the product of p along its path."""
-    a = rank_matrix(p, max(tree.levels, 1))
-    K = a.shape[1]
-    f = np.empty(tree.size)
-    for i, (par, r, d) in enumerate(zip(tree.parent, tree.rank, tree.depth)):
-        q = a[d - 1, r] if r < K else 0.0
-        f[i] = q * (1.0 if par < 0 else f[par])
-    return f
-
-
 def expected_tokens(tree: Tree, p) -> float:
-    """E[tokens per iteration] = 1 + Σ_v f(v) (Sequoia's F(T), plus the target's token)."""
-    return 1.0 + float(node_probabilities(tree, p).sum())
+    """E[tokens per iteration] = 1 + Σ_v f(v) (Sequoia's F(T), plus the target's token): the one
+    implementation, perfmodel.specdec.acceptance.tokens_per_iteration_tree (which the agreement
+    replay of issue 29 also uses)."""
+    return float(tokens_per_iteration_tree(p, tree.parent, tree.rank))
 
 
 def simulate(tree: Tree, p, n_iterations: int, rng=None) -> np.ndarray:

@@ -34,7 +34,9 @@ def schemas() -> dict:
             "speculative_config_fields": fields, "methods": sorted(map(str, literals(sp.SpeculativeMethod))),
             "generation_config_assistant": {k: getattr(gc, k) for k in
                                             ("num_assistant_tokens", "num_assistant_tokens_schedule",
-                                             "assistant_confidence_threshold") if hasattr(gc, k)}}
+                                             "assistant_confidence_threshold") if hasattr(gc, k)},
+            "generation_config_prompt_lookup": [k for k in ("prompt_lookup_num_tokens", "max_matching_ngram_size")
+                                                if hasattr(gc, k)]}
 
 
 def hf(target: str, draft: str, cfg_path: str) -> dict:

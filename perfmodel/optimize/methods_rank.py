@@ -1,0 +1,82 @@
+"""Speculation methods side by side for one target (issue 28): a separate draft model, EAGLE-style
+heads, MTP, Medusa, n-gram lookup — per mode × batch × context the best γ of each, its speedup with
+a 90 % interval, the probability that it is the fastest method, and that it beats the draft model.
+
+Everything comes through the method seam (perfmodel.specdec.methods): each method's IterationCosts
+from the latency provider and its tokens per iteration from its acceptance. The Monte Carlo is the
+one of perfmodel.specdec.uncertainty: a source kind's latency error is one draw shared by every
+component it answers (so the target's verification, common to all methods, errs the same way for
+all), each method's proposer takes the draw of its own source kind, the baseline its own draw;
+acceptance is logit-normal per method, independent across methods. Each draw re-optimises γ per
+method, so the probabilities compare best achievable speedups. Key assumption: methods share the
+target, its tp and the engine's overhead; only proposal, catch-up and acceptance differ.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from perfmodel.specdec.uncertainty import (LEVEL, N_DRAWS, alpha_draws, fallback_band, kind_factors, role_band,
+                                           role_factors, tokens_from_draws)
+
+
+def _cell(c, tpi, batch: int) -> dict:
+    """Point answer of one method at one (batch, context) cell (c: IterationCosts.at)."""
+    it = c.iteration_s()
+    sp = tpi * c.baseline_s() / it
+    k = int(np.argmax(sp))
+    return {"gamma": int(c.gamma[k]), "gamma_index": k, "speedup": float(sp[k]), "tokens_per_iteration": float(tpi[k]),
+            "iteration_s": float(it[k]), "proposal_s": float(c.proposal_s[k]), "catchup_s": float(c.catchup_s[k]),
+            "verify_s": float(c.verify_s[k]), "throughput_tok_s": batch * float(tpi[k]) / float(it[k]),
+            "baseline_tok_s": batch / float(c.baseline_s())}
+
+
+def rank_methods(entries: list[dict], target, provider, batch, context, gammas, tp: int, modes,
+                 draft_provider=None, n: int = N_DRAWS, seed: int = 0, level: float = LEVEL) -> list[dict]:
+    """entries: [{"label", "method" (SpeculationMethod), "acceptance" (AcceptanceModel)}]. Returns one
+    table per (mode, batch, context): rows ranked by speedup, each with speedup_lo/hi, p_best and
+    p_beats_draft (against the entry whose method is the draft model, when there is one)."""
+    g = np.asarray(gammas)
+    out = []
+    for mode in modes:
+        costs = [e["method"].costs(provider, target, batch, context, g, tp, mode, draft_provider or provider)
+                 for e in entries]
+        tpi = [np.asarray(e["method"].tokens_per_iteration(e["acceptance"], g), dtype=float) for e in entries]
+        fb = fallback_band(mode)
+        roles = {"target": role_band(costs[0].sources, "target", fb)[:2],
+                 "overhead": role_band(costs[0].sources, "overhead", fb)[:2]}
+        for j, c in enumerate(costs):
+            roles[f"m{j}"] = role_band(c.sources, "draft", fb)[:2]
+        roles = {k: {"kind": v[0], "band": v[1]} for k, v in roles.items()}
+        for bi, b in enumerate(np.atleast_1d(batch)):
+            for ci, cx in enumerate(np.atleast_1d(context)):
+                rng = np.random.default_rng([seed, bi, ci])
+                f = role_factors(roles, n, rng)
+                fbase = kind_factors({"baseline": roles["target"]["band"]}, n, rng)["baseline"][:, None]
+                best = np.empty((len(entries), n))
+                rows = []
+                for j, (e, c, t) in enumerate(zip(entries, costs, tpi)):
+                    cc = c.at(bi, ci)
+                    row = {"method": e["method"].name, "label": e["label"], "describe": e["method"].describe(),
+                           **_cell(cc, t, int(b)), "acceptance": e["acceptance"].describe()}
+                    ab, note = alpha_draws(e["acceptance"], n, int(g.max()), rng)
+                    td = tokens_from_draws(ab, g) if not e["method"].name.endswith("_tree") else t[None]
+                    it = cc.iteration_s(f[f"m{j}"][:, None], f["target"][:, None], f["overhead"][:, None])
+                    sp = td * cc.baseline_s(fbase) / it
+                    best[j] = sp.max(axis=-1)
+                    q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+                    row["speedup_lo"], row["speedup_hi"] = (float(v) for v in np.percentile(best[j], q))
+                    row["latency_band"] = roles[f"m{j}"]
+                    row["notes"] = list(cc.notes) + ([note] if note else [])
+                    rows.append(row)
+                win = np.argmax(best, axis=0)
+                ref = next((j for j, e in enumerate(entries) if e["method"].name == "draft_model"), None)
+                for j, row in enumerate(rows):
+                    row["p_best"] = float(np.mean(win == j))
+                    row["p_beats_draft"] = (float(np.mean(best[j] > best[ref])) if ref is not None and j != ref
+                                            else None)
+                    row["verdict"] = "speculate" if row["speedup"] > 1.0 else "do not speculate"
+                order = sorted(range(len(rows)), key=lambda j: (-rows[j]["speedup"], j))
+                ranked = [dict(rows[j], rank=r + 1) for r, j in enumerate(order)]
+                out.append({"mode": mode, "batch": int(b), "context": int(cx), "level": level, "draws": n,
+                            "target_band": roles["target"], "rows": ranked})
+    return out
