@@ -2,7 +2,9 @@
 flags pos_0.., or JSON lines): one pass over the lines, memory bounded by the number of distinct
 (γ, accepted, count) rows, not by the file — a 50 MB trace reads in seconds with little memory.
 
-Key assumptions: as calibration.traces (an iteration's accepted count is the leading run of
+The cluster column — `request`, else `request_id`, `sequence`, `prompt` or `prompt_id` (the
+miniature study's traces name their prompt `sequence`) — is carried per row so that every interval
+is clustered by it. Key assumptions: as calibration.traces (an iteration's accepted count is the leading run of
 accepted draft tokens); a row is validated once per distinct spelling and the result reused.
 """
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Iterable, Iterator
 from .data import AcceptanceData, TraceError, from_iterations, parse_count
 
 POS_COL = re.compile(r"^(?:pos|position|accept)_(\d+)$")
+# the cluster column (iterations of one request/prompt are not independent): the first one present
+CLUSTER_KEYS = ("request", "request_id", "sequence", "prompt", "prompt_id")
 
 
 def _numbered(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
@@ -115,7 +119,8 @@ def read_iterations_lines(lines: Iterable[str], source) -> AcceptanceData:
                 raise TraceError(source, f"accept_mask={mask!r} must be a list of 0/1 flags", ln)
             acc.add(ln, *(_plain(d.get(k), source, ln, k) for k in ("gamma", "accepted")),
                     tuple(_plain(m, source, ln, "accept_mask") for m in mask) if mask is not None else None,
-                    *(_plain(d.get(k), source, ln, k) for k in ("count", "batch", "context", "request")))
+                    *(_plain(d.get(k), source, ln, k) for k in ("count", "batch", "context")),
+                    _plain(next((d[k] for k in CLUSTER_KEYS if k in d), None), source, ln, "request"))
         return acc.result()
     hl, head = first
     header = [h.strip().lower() for h in next(csv.reader([head]))]
@@ -127,7 +132,8 @@ def read_iterations_lines(lines: Iterable[str], source) -> AcceptanceData:
     if "accepted" not in header and not pos_cols:
         raise TraceError(source, "CSV needs an 'accepted' column or position columns pos_0, pos_1, ...", hl)
     col = {h: j for j, h in enumerate(header)}
-    idx = [col.get(k) for k in ("gamma", "accepted", "count", "batch", "context", "request")]
+    idx = [col.get(k) for k in ("gamma", "accepted", "count", "batch", "context")]
+    idx.append(next((col[k] for k in CLUSTER_KEYS if k in col), None))
     pj = [j for _, j in pos_cols]
     n = len(header)
     for ln, raw in rows:
