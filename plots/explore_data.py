@@ -1,7 +1,10 @@
 """Latency tables for the explorer page: per (draft, GPU, mode) the draft step time and per (target,
 GPU, mode, tp) the verification, target-step and overhead times, over a batch × context × γ grid,
 computed in Python by the real latency providers (build_provider) and embedded in the page as JSON.
-The page's JavaScript only does tokens per iteration and the closed form of perfmodel.specdec.maths.
+Each proposer's per-iteration parts (proposal, catch-up) come from its speculation method
+(perfmodel.specdec.methods: a draft model, or for each target an EAGLE / EAGLE-3 / MTP / Medusa head
+or n-gram lookup), so the page's JavaScript only does tokens per iteration and adds the exported
+parts as maths.iteration_time_s does (proposal + catch-up + verification + overhead).
 
 Key assumption: predict's components separate exactly — the draft forward depends only on the draft
 (at draft_context(context, γ)), verification, target step and overhead only on the target and tp —
@@ -20,6 +23,7 @@ import numpy as np
 
 from perfmodel.latency.providers import build_provider
 from perfmodel.specdec.maths import draft_context
+from perfmodel.specdec.registry import make_method
 from perfmodel.specdec.uncertainty import LEVEL, N_DRAWS, Z90, Z95, fallback_band, role_band
 from perfmodel.specs.catalog import resolve_model
 from perfmodel.specs.hardware import resolve_gpu
@@ -38,6 +42,7 @@ MODES = ("graph", "eager", "compiled")
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
 CONTEXTS = (128, 256, 512, 1024, 2048, 4096, 8192)
 GAMMAS = tuple(range(1, 13))
+METHODS = ("eagle", "eagle3", "mtp", "medusa", "ngram")  # proposers besides the drafts (the method control)
 
 
 def _coarse(prov) -> str:
@@ -70,6 +75,15 @@ def _model(spec, by_name: str) -> dict:
             "vocab": int(spec.vocab)}
 
 
+def _proposer_model(method: str, target) -> dict:
+    """Memory entry of a method's proposer: its head as a model, or nothing (n-gram; Medusa not counted)."""
+    spec = make_method(method).proposer_spec(target)
+    if spec is not None:
+        return _model(spec, f"{method}@{target.name}")
+    return {"name": method, "n_layers": 0, "d_model": target.d_model, "weight_bytes": 0.0, "kv_bytes_per_token": 0.0,
+            "max_positions": int(target.max_positions), "learned_positions": False, "vocab": int(target.vocab)}
+
+
 def _band(sources: dict, role: str, mode: str) -> dict:
     """{kind, band, notes} of one role, as propagate reads it (widest band; fitted band as fallback)."""
     k, b, notes = role_band(sources, role, fallback_band(mode))
@@ -86,19 +100,29 @@ def mc_stream(n: int = N_DRAWS, seed: int = 0, blocks: int = 5) -> dict:
 
 def draft_table(spec, latency, mode: str, batches, contexts, gammas) -> dict:
     """t_draft_s[b][c][g]: one draft forward at draft_context(context, γ), as predict times it;
-    catchup_s[b][c]: what predict --draft-catchup adds per iteration (2-token minus 1-token step)."""
-    B, C, G = (np.asarray(v)[s] for v, s in ((batches, np.s_[:, None, None]), (contexts, np.s_[None, :, None]),
-                                            (gammas, np.s_[None, None, :])))
-    ft = latency.forward(spec, B, 1, draft_context(C, G), 1, mode)
-    zero = np.zeros((len(batches), len(contexts), len(gammas)))
+    proposal_s[b][c][g] and catchup_s[b][c][g]: the draft-model method's parts (the catch-up is what
+    predict --draft-catchup adds: 2-token minus 1-token step; the page charges it when ticked)."""
+    ic = make_method("draft", draft=spec, catchup=True).costs(latency, spec, batches, contexts, gammas, 1, mode)
+    G = np.asarray(gammas)[None, None, :]
     cells = [[_side(latency.forward(spec, b, 1, draft_context(c, G[0, 0]), 1, mode).sources)["badge"]
               for c in contexts] for b in batches]
     bands = [[_band({f"draft_{k}": v for k, v in latency.forward(spec, b, 1, draft_context(c, G), 1, mode).sources.items()},
                     "draft", mode) for c in contexts] for b in batches]
-    B2, C2 = np.asarray(batches)[:, None], np.asarray(contexts)[None, :]
-    catchup = latency.forward(spec, B2, 2, C2, 1, mode).total_s - latency.forward(spec, B2, 1, C2, 1, mode).total_s
-    return {"t_draft_s": _arr(ft.total_s + zero), "catchup_s": _arr(catchup + zero[:, :, 0]),
-            "cell_badge": cells, "cell_band": bands, **_side(ft.sources)}
+    sources = {k[len("draft_"):]: v for k, v in ic.sources.items() if k.startswith("draft_")}
+    return {"t_draft_s": _arr(ic.step_s), "proposal_s": _arr(ic.proposal_s), "catchup_s": _arr(ic.catchup_s),
+            "catchup_optional": True, "cell_badge": cells, "cell_band": bands, **_side(sources)}
+
+
+def method_table(name: str, target, latency, mode: str, batches, contexts, gammas) -> dict:
+    """A head's or n-gram's parts for `target` (its catch-up always charged), badge and band from the
+    method's sources over the whole grid (every cell carries them)."""
+    ic = make_method(name).costs(latency, target, batches, contexts, gammas, 1, mode)
+    src = {k: v for k, v in ic.sources.items() if k.startswith("draft_")}
+    side = _side({k[len("draft_"):]: v for k, v in src.items()})
+    band = _band(src, "draft", mode)
+    return {"t_draft_s": _arr(ic.step_s), "proposal_s": _arr(ic.proposal_s), "catchup_s": _arr(ic.catchup_s),
+            "catchup_optional": False, "cell_badge": [[side["badge"]] * len(contexts) for _ in batches],
+            "cell_band": [[band] * len(contexts) for _ in batches], **side}
 
 
 def target_table(spec, latency, mode: str, tp: int, batches, contexts, gammas) -> dict:
@@ -126,8 +150,9 @@ def target_table(spec, latency, mode: str, tp: int, batches, contexts, gammas) -
 
 def explorer_data(targets=TARGETS, drafts=STUDY_DRAFTS, gpus=GPUS, modes=MODES, tps=TPS,
                   batches=BATCHES, contexts=CONTEXTS, gammas=GAMMAS, dtype_bytes: int = 2,
-                  analytical: bool = False) -> dict:
-    """Everything the page needs, JSON-ready. Keys 'draft|gpu|mode' and 'target|gpu|mode|tp'."""
+                  analytical: bool = False, methods=METHODS) -> dict:
+    """Everything the page needs, JSON-ready. Keys 'draft|gpu|mode', 'method@target|gpu|mode' (the
+    proposer tables) and 'target|gpu|mode|tp'."""
     if not targets or not drafts or not gpus or not modes or not tps:
         raise SpecError("the explorer needs at least one target, draft, GPU, mode and tp")
     tspecs = {t: resolve_model(t, dtype_bytes) for t in targets}
@@ -151,13 +176,17 @@ def explorer_data(targets=TARGETS, drafts=STUDY_DRAFTS, gpus=GPUS, modes=MODES, 
             for d, s in dspecs.items():
                 draft_tabs[f"{d}|{g}|{m}"] = draft_table(s, lat, m, batches, contexts, gammas)
             for t, s in tspecs.items():
+                for meth in methods:
+                    draft_tabs[f"{meth}@{t}|{g}|{m}"] = method_table(meth, s, lat, m, batches, contexts, gammas)
                 for tp in tps:
                     target_tabs[f"{t}|{g}|{m}|{tp}"] = target_table(s, lat, m, tp, batches, contexts, gammas)
     default_draft = drafts[0]
     return {"targets": list(targets), "drafts": list(drafts), "gpus": list(gpus), "modes": list(modes),
             "tps": [int(t) for t in tps], "batches": [int(b) for b in batches],
             "contexts": [int(c) for c in contexts], "gammas": [int(g) for g in gammas],
-            "models": {**{t: _model(s, t) for t, s in tspecs.items()}, **{d: _model(s, d) for d, s in dspecs.items()}},
+            "methods": list(methods),
+            "models": {**{t: _model(s, t) for t, s in tspecs.items()}, **{d: _model(s, d) for d, s in dspecs.items()},
+                       **{f"{m}@{t}": _proposer_model(m, s) for m in methods for t, s in tspecs.items()}},
             "hardware": hw, "draft": draft_tabs, "target": target_tabs, "mc": mc_stream(),
             "defaults": {"target": targets[0], "draft": default_draft,
                          "gpu": STUDY_GPU if STUDY_GPU in gpus else gpus[0], "mode": modes[0],

@@ -1,7 +1,9 @@
 // specperf explorer: the closed form of perfmodel.specdec.maths on latency tables embedded by
 // plots/explore_data.py. Only tokens per iteration and the formula are computed here:
 //   tpi = (1 - a^(g+1)) / (1 - a)  (g+1 at a = 1), computed as -expm1((g+1) ln a) / (1 - a)
-//   iteration_s = g*t_draft [+ catch-up] + t_verify + overhead;  throughput = batch*tpi/iteration_s
+//   iteration_s = proposal [+ catch-up] + t_verify + overhead  (maths.iteration_time_s on the exported parts:
+//   each proposer's proposal_s / catchup_s come from its speculation method in Python, never derived here);
+//   throughput = batch*tpi/iteration_s
 //   baseline = batch/(t_target + overhead(0));  speedup = throughput/baseline
 // Bands (issue 14): the Monte Carlo of perfmodel.specdec.uncertainty.propagate, step for step, on the
 // standard normals its seeded generator draws (D.mc.z, embedded by plots/explore_data.mc_stream):
@@ -20,21 +22,25 @@
     if (a === 1) { return g + 1; }
     return -Math.expm1((g + 1) * Math.log(a)) / (1 - a);
   }
+  function proposer(s) { return (s.method || 'draft') === 'draft' ? s.draft : s.method + '@' + s.target; }
   function fits(s, b, c, g) {  // perfmodel.optimize.report: target shard + co-located draft, weights + KV
-    var t = D.models[s.target], d = D.models[s.draft], toks = D.batches[b] * (D.contexts[c] + D.gammas[g] + 1);
+    var t = D.models[s.target], d = D.models[proposer(s)], toks = D.batches[b] * (D.contexts[c] + D.gammas[g] + 1);
     var need = t.weight_bytes / s.tp + toks * t.kv_bytes_per_token / s.tp + d.weight_bytes + toks * d.kv_bytes_per_token;
     return {ok: need <= D.hardware[s.gpu].memory_bytes, need: need, have: D.hardware[s.gpu].memory_bytes};
   }
   // one (batch index, context index, γ index) point: every quantity predict reports
   function point(s, a, b, c, g) {
-    var dt = D.draft[s.draft + '|' + s.gpu + '|' + s.mode], tt = D.target[s.target + '|' + s.gpu + '|' + s.mode + '|' + s.tp];
+    var T = tables(s), dt = T.d, tt = T.t;
     var gam = D.gammas[g], B = D.batches[b];
-    var td = dt.t_draft_s[b][c][g], tv = tt.t_verify_s[b][c][g], ov = tt.overhead_s[b][c][g];
-    var t0 = tt.t_target_s[b][c], ov0 = tt.baseline_overhead_s[b][c], cu = s.catchup ? dt.catchup_s[b][c] : 0;
-    var e = tpi(a, gam), it = gam * td + cu + tv + ov, thr = B * e / it, base = B / (t0 + ov0);
+    var td = dt.t_draft_s[b][c][g], pr = dt.proposal_s[b][c][g], tv = tt.t_verify_s[b][c][g], ov = tt.overhead_s[b][c][g];
+    var t0 = tt.t_target_s[b][c], ov0 = tt.baseline_overhead_s[b][c], cu = catchup(s, dt, b, c, g);
+    var e = tpi(a, gam), it = pr + cu + tv + ov, thr = B * e / it, base = B / (t0 + ov0);
     return {gamma: gam, batch: B, context: D.contexts[c], tokens_per_iteration: e, iteration_s: it,
-            throughput_tok_s: thr, baseline_tok_s: base, speedup: thr / base, t_draft_s: td, t_verify_s: tv,
-            overhead_s: ov, t_target_s: t0, fit: fits(s, b, c, g)};
+            throughput_tok_s: thr, baseline_tok_s: base, speedup: thr / base, t_draft_s: td, proposal_s: pr,
+            catchup_s: cu, t_verify_s: tv, overhead_s: ov, t_target_s: t0, fit: fits(s, b, c, g)};
+  }
+  function catchup(s, dt, b, c, g) {  // a draft model's catch-up only when ticked; a head's always
+    return (!dt.catchup_optional || s.catchup) ? dt.catchup_s[b][c][g] : 0;
   }
   function best(s, a, b, c) {  // argmax over γ, ties: the smallest γ (numpy argmax)
     var k = 0, pts = [];
@@ -79,12 +85,12 @@
     for (var g = 1; g <= D.gammas[D.gammas.length - 1]; g++) {  // tokens_from_draws: 1 + cumsum(cumprod α)
       for (var i2 = 0; i2 < n; i2++) { if (g > 1) { cp[i2] *= al[i2]; } cs[i2] += cp[i2]; }
       if (D.gammas[gi] !== g) { continue; }
-      var td = T.d.t_draft_s[b][c][gi], tv = T.t.t_verify_s[b][c][gi], ov = T.t.overhead_s[b][c][gi];
-      var cu = s.catchup ? T.d.catchup_s[b][c] : 0;
+      var pr = T.d.proposal_s[b][c][gi], tv = T.t.t_verify_s[b][c][gi], ov = T.t.overhead_s[b][c][gi];
+      var cu = catchup(s, T.d, b, c, gi);
       var it = new Float64Array(n), thr = new Float64Array(n), sp = new Float64Array(n);
       for (var k = 0; k < n; k++) {
         var e = 1.0 + cs[k];
-        it[k] = g * (td * fd[k]) + cu * fd[k] + tv * ft[k] + ov * fo[k];
+        it[k] = pr * fd[k] + cu * fd[k] + tv * ft[k] + ov * fo[k];
         thr[k] = B * e / it[k];
         sp[k] = e * (t0 * fb[k] + ov0 * fb[k]) / it[k];
       }
@@ -94,13 +100,13 @@
     return out;
   }
   function state() {
-    return {target: $('target').value, draft: $('draft').value, gpu: $('gpu').value, mode: $('mode').value,
+    return {target: $('target').value, draft: $('draft').value, method: $('method').value, gpu: $('gpu').value, mode: $('mode').value,
             tp: parseInt($('tp').value, 10), alpha: parseFloat($('alpha').value), pm: parseFloat($('alpha-pm').value),
             b: parseInt($('batch').value, 10), c: parseInt($('context').value, 10), catchup: $('catchup').checked};
   }
   function badge(kind) { return '<span class="badge ' + kind + '">' + kind + '</span>'; }
   function tables(s) {
-    return {d: D.draft[s.draft + '|' + s.gpu + '|' + s.mode], t: D.target[s.target + '|' + s.gpu + '|' + s.mode + '|' + s.tp]};
+    return {d: D.draft[proposer(s) + '|' + s.gpu + '|' + s.mode], t: D.target[s.target + '|' + s.gpu + '|' + s.mode + '|' + s.tp]};
   }
   function srcText(tab) {
     return Object.keys(tab.detail).map(function (k) { return k + ': ' + tab.detail[k]; }).join('<br>');
@@ -221,7 +227,7 @@
   function drawBreakdown(s, bi, ci, r, U) {
     var ms = function (f) { return r.pts.map(function (q) { return 1e3 * f(q); }); };
     var traces = [
-      {x: D.gammas, y: ms(function (q) { return q.gamma * q.t_draft_s; }), type: 'bar', name: 'γ × draft step', marker: {color: COL.draft}},
+      {x: D.gammas, y: ms(function (q) { return q.proposal_s + q.catchup_s; }), type: 'bar', name: 'proposal (+ catch-up)', marker: {color: COL.draft}},
       {x: D.gammas, y: ms(function (q) { return q.t_verify_s; }), type: 'bar', name: 'verify (γ+1 tokens)', marker: {color: COL.verify}},
       {x: D.gammas, y: ms(function (q) { return q.overhead_s; }), type: 'bar', name: 'overhead', marker: {color: COL.overhead}},
       {x: D.gammas, y: ms(function (q) { return q.iteration_s / q.tokens_per_iteration; }), mode: 'lines+markers', name: 'per token',
@@ -245,6 +251,11 @@
   var d = D.defaults;
   fill('target', D.targets, null, d.target); fill('draft', D.drafts, null, d.draft); fill('gpu', D.gpus, null, d.gpu);
   fill('mode', D.modes, null, d.mode); fill('tp', D.tps, null, d.tp);
+  fill('method', ['draft'].concat(D.methods || []), null, 'draft');
+  $('method').addEventListener('change', function () {  // a method other than draft uses no draft model
+    var own = $('method').value === 'draft';
+    $('draft').disabled = !own; $('catchup').disabled = !own;
+  });
   $('alpha').value = d.alpha;
   $('batch').max = D.batches.length - 1; $('batch').value = D.batches.indexOf(d.batch);
   $('context').max = D.contexts.length - 1; $('context').value = D.contexts.indexOf(d.context);

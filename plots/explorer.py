@@ -52,6 +52,7 @@ shipped profiles (measured where the badge says so, analytical roofline otherwis
 {html.escape(d['target'])}, tp {d['tp']}, {html.escape(d['gpu'])}.</div>
 <div class="controls">
  <label>target <select id="target"></select></label>
+ <label title="speculation method: a separate draft model, or a head / n-gram lookup for the target (perfmodel.specdec.methods)">method <select id="method"></select></label>
  <label>draft <select id="draft"></select></label>
  <label>GPU <select id="gpu"></select></label>
  <label>mode <select id="mode"></select></label>

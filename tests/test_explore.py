@@ -39,7 +39,8 @@ def test_tables_recombine_to_predict(data, draft, gpu, mode, tp):
                 GRID["gammas"], GRID["batches"], GRID["contexts"], tp=tp, mode=mode)
     g = np.asarray(GRID["gammas"])
     B = np.asarray(GRID["batches"])[:, None, None]
-    it = g * np.asarray(d["t_draft_s"]) + np.asarray(t["t_verify_s"]) + np.asarray(t["overhead_s"])
+    it = np.asarray(d["proposal_s"]) + np.asarray(t["t_verify_s"]) + np.asarray(t["overhead_s"])
+    np.testing.assert_allclose(d["proposal_s"], g * np.asarray(d["t_draft_s"]), rtol=1e-13)
     thr = B * tokens_per_iteration(0.73, g) / it
     base = B / (np.asarray(t["t_target_s"]) + np.asarray(t["baseline_overhead_s"]))[:, :, None]
     np.testing.assert_allclose(it, p.iteration_s, rtol=1e-13)
@@ -54,6 +55,21 @@ def test_tables_recombine_to_predict(data, draft, gpu, mode, tp):
             roles = propagate(one, AcceptanceModel(alpha=0.73), n=10).latency
             got = {"draft": d["cell_band"][bi][ci], **t["cell_band"][bi][ci]}
             assert {r: {"kind": v["kind"], "band": v["band"]} for r, v in got.items()} == roles
+
+
+@pytest.mark.parametrize("method", ["eagle3", "ngram"])
+def test_method_tables_recombine_to_predict(data, method):
+    """The method control's tables: the page adds the exported parts; predict gets the same numbers."""
+    from perfmodel.specdec.registry import make_method
+
+    d, t = data["draft"][f"{method}@llama-65b|h100-sxm|graph"], data["target"]["llama-65b|h100-sxm|graph|4"]
+    lat = build_provider(resolve_gpu("h100-sxm")).target
+    m = make_method(method)  # n-gram: the host timing is measured once per process (the page's numbers)
+    p = predict(resolve_model("llama-65b"), None, lat, AcceptanceModel(alpha=0.73), GRID["gammas"], GRID["batches"],
+                GRID["contexts"], tp=4, mode="graph", method=m)
+    it = np.asarray(d["proposal_s"]) + np.asarray(d["catchup_s"]) + np.asarray(t["t_verify_s"]) + np.asarray(t["overhead_s"])
+    np.testing.assert_allclose(it, p.iteration_s, rtol=1e-12)
+    assert d["catchup_optional"] is False and data["models"][f"{method}@llama-65b"]["name"]
 
 
 def test_mc_stream_is_propagates_draws():

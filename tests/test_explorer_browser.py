@@ -249,3 +249,18 @@ def test_every_plot_kind_with_no_model_arguments_draws(browser, tmp_path, kind):
         "if (b.width && (b.bottom > r.bottom + 1 || b.top < r.top - 1 || b.right > r.right + 1)) bad.push(t.textContent.slice(0, 60));});"
         "return bad;", gd)
     assert clipped == [], f"{kind}: text outside the figure: {clipped}"
+
+
+def test_method_control_gives_predicts_numbers(browser, page):
+    """The method control: an EAGLE-3 head for the target instead of the draft; the page adds the
+    exported parts of the method seam and shows predict --method eagle3's numbers and bands."""
+    browser.get(page.as_uri())
+    Select(browser.find_element(By.ID, "method")).select_by_value("eagle3")
+    s = shown(browser)
+    assert s["state"]["inputs"]["method"] == "eagle3" and browser.find_element(By.ID, "draft").get_attribute("disabled")
+    r = runner.invoke(app, ["predict", "--target", "llama-65b", "--method", "eagle3", "--gpu", "h100-sxm", "--tp", "4",
+                            "--alpha", "0.80", "--batch", "1", "--context", "512", "--gamma", "auto",
+                            "--gamma-max", "12", "--json"])
+    assert r.exit_code == 0, r.output
+    assert_matches_predict(s, json.loads(r.output))
+    assert errors(browser) == []
