@@ -115,6 +115,12 @@ def sweep(off: StepTable, spec: StepTable | None, workload: Workload, loads, gam
     def run(table, reqs, sched):
         return metrics(simulate(reqs, table, engine, sched, users=u, seed=seed), slo, u is None)
 
+    if kind == "users" and max(loads) > workload.n_requests:
+        from perfmodel.specs.errors import InputError
+
+        raise InputError(f"users={int(max(loads))} is not allowed with requests={workload.n_requests}; "
+                         "give at least as many requests as users", value=int(max(loads)),
+                         allowed=f"at most {workload.n_requests} users (or raise --requests)")
     for x in loads:
         wl = workload.with_load(rate_per_s=x) if kind == "rate" else workload.with_load(users=int(x))
         reqs, u = wl.requests(), (None if kind == "rate" else int(x))

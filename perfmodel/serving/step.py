@@ -57,6 +57,7 @@ class StepTable:
     prefill_target_1_s: np.ndarray  # (C,): t_target(1, 1, ctx)
     prefill_propose_s: np.ndarray  # (P, C): the proposer's prefill of P tokens (0 without one)
     prefill_propose_1_s: np.ndarray  # (C,)
+    overhead0_s: np.ndarray  # (C,): the per-iteration overhead of a step at batch 1, γ = 0 (prefill alone)
     proposer: Proposer | None
     overhead: EngineOverhead = EngineOverhead()
     band_target: float = 0.0  # relative 90 % half-width of the target-side latency
@@ -103,7 +104,7 @@ class StepTable:
         fixed = self.scale_target * (self.overhead.per_step_s + self.overhead.per_seq_s * n_seq)
         if n_decode == 0:
             return fixed + self.prefill_s(prefill_tokens, prefill_context, alone=True) + \
-                self.scale_target * self._ctx(self.target_s[0, :, 0] - self.prefill_target_1_s, prefill_context)
+                self.scale_target * self._ctx(self.overhead0_s, prefill_context)
         return fixed + self.decode_s(n_decode, mean_context, gamma) + \
             self.prefill_s(prefill_tokens, prefill_context, alone=False)
 
@@ -152,6 +153,7 @@ def build_step_table(target, proposer: Proposer | None, latency, *, max_batch: i
         pre_d1 = np.broadcast_to(proposer.prefill_s(1, ctx), ctx.shape).astype(float)
     else:
         pre_d, pre_d1 = np.zeros_like(pre_t), np.zeros_like(pre_t1)
+    ov0 = np.broadcast_to(latency.overhead_s(target, 1, 0, mode)[0], ctx.shape).astype(float)
     sources = {f"target_{k}": str(v) for k, v in verify.sources.items()}
     sources["overhead"] = str(ov_src)
     if proposer is not None:
@@ -159,6 +161,6 @@ def build_step_table(target, proposer: Proposer | None, latency, *, max_batch: i
     name = f"{target.name} ({getattr(latency, 'name', type(latency).__name__)})"
     return StepTable(name=name, contexts=ctx, gammas=gam, propose_s=propose_s, target_s=target_s,
                      prefill_tokens=ptok, prefill_target_s=pre_t, prefill_target_1_s=pre_t1,
-                     prefill_propose_s=pre_d, prefill_propose_1_s=pre_d1, proposer=proposer, overhead=overhead,
+                     prefill_propose_s=pre_d, prefill_propose_1_s=pre_d1, overhead0_s=ov0, proposer=proposer, overhead=overhead,
                      band_target=max_band(verify.sources), band_propose=proposer.band if proposer else 0.0,
                      sources=sources)
