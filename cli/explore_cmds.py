@@ -10,7 +10,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import UsageError, handle_errors, parse_ints, parse_names, print_json
+from . import options as o
+from .common import UsageError, handle_errors, parse_names, print_json
+
+# The page's latency tables hold (drafts + targets × tps) × gpus × modes tables of batch × context
+# cells, each cell timed through the providers one by one. Measured on the 2-core CI machine (issue
+# 25): the default page (60 tables × 56 cells = 3,360) took 35 s; 2 tables × 1,024 cells took 20 s
+# (about 10 ms a table cell), so 4,096 table cells keep a run under 60 s.
+MAX_TABLE_CELLS = 4096
 
 
 def register(app: typer.Typer) -> None:
@@ -45,14 +52,16 @@ def register(app: typer.Typer) -> None:
                 raise UsageError(f"mode={m!r} is not allowed; use graph, eager, compiled or a comma list of them")
         if not 1 <= gamma_max <= GAMMA_MAX:
             raise UsageError(f"gamma-max={gamma_max} is not allowed; must be in 1..{GAMMA_MAX}")
-        kw = {}
-        if batches:
-            kw["batches"] = parse_ints(batches, "batches")
-        if contexts:
-            kw["contexts"] = parse_ints(contexts, "contexts")
-        data = ed.explorer_data(targets=parse_names(targets, "targets") if targets else ed.TARGETS,
-                                drafts=parse_names(drafts, "drafts") if drafts else ed.STUDY_DRAFTS,
-                                gpus=parse_names(gpus, "gpus"), modes=mode_list, tps=parse_ints(tps, "tps"),
+        # the same physical bounds and value counts as predict's --batch/--context/--tp (cli/options.py)
+        kw = {"batches": o.int_list(batches, "batches", hi=o.BOUNDS["batch"]) if batches else list(ed.BATCHES),
+              "contexts": o.int_list(contexts, "contexts", hi=o.BOUNDS["context"]) if contexts else list(ed.CONTEXTS)}
+        tgt_list = parse_names(targets, "targets") if targets else list(ed.TARGETS)
+        drf_list = parse_names(drafts, "drafts") if drafts else list(ed.STUDY_DRAFTS)
+        gpu_list, tp_list = parse_names(gpus, "gpus"), o.int_list(tps, "tps", hi=o.BOUNDS["tp"])
+        tables = (len(drf_list) + len(tgt_list) * len(tp_list)) * len(gpu_list) * len(mode_list)
+        o.check_work({"contexts": kw["contexts"], "batches": kw["batches"]}, tables, MAX_TABLE_CELLS,
+                     "latency-table cells", "latency tables: (drafts + targets × tps) × gpus × modes")
+        data = ed.explorer_data(targets=tgt_list, drafts=drf_list, gpus=gpu_list, modes=mode_list, tps=tp_list,
                                 gammas=tuple(range(1, gamma_max + 1)), dtype_bytes=dtype_bytes(dtype),
                                 analytical=analytical, **kw)
         path = write_explorer(data, out)

@@ -18,6 +18,10 @@ MAX_VALUES = 256  # values one list flag may expand to
 BOUNDS = {"batch": 65536, "context": 16777216, "gamma": 64, "tp": 1024, "new-tokens": 65,
           "layers": 1024, "d-model": 131072, "head-dim": 1024, "kv-heads": 2048}
 MAX_TOKENS = 2 ** 32  # batch × context: KV-cache tokens in one cell
+# Work budget of one sweep: array elements (cells × γ × Monte Carlo draws × modes) allocated at once.
+# Measured on the 2-core CI machine (issue 25): 2^25 elements took 8 s and 1.6 GB peak in `predict`
+# (about 48 bytes per element), 2^27 took 35 s and 6.2 GB; 2^25 keeps every run under 60 s and 4 GiB.
+MAX_WORK = 2 ** 25
 MODES = ("graph", "eager", "compiled")
 MODE_SETS = {"both": ("graph", "eager"), "all": MODES}  # the named sets --mode accepts
 
@@ -100,6 +104,26 @@ def batch_context(batch, context) -> tuple[list[int], list[int]]:
         raise UsageError(f"batch×context={max(b)}×{max(c)} is not allowed; at most {MAX_TOKENS} tokens "
                          "in the KV cache of one cell", value=max(b) * max(c), allowed=f"≤ {MAX_TOKENS}")
     return b, c
+
+
+def check_work(lists: dict[str, list], per_cell: int, budget: int = MAX_WORK, what: str = "array elements",
+               per: str = "per cell") -> None:
+    """Refuse, before anything is allocated, a sweep whose cells (the product of the list flags'
+    lengths, e.g. {"batch": [...], "context": [...]}) × `per_cell` exceed `budget`: one line naming
+    the longest list flag and the largest number of values it may have with the others as given."""
+    cells = 1
+    for v in lists.values():
+        cells *= max(len(v), 1)
+    if cells * per_cell <= budget:
+        return
+    flag = max(lists, key=lambda k: len(lists[k]))
+    others = cells // max(len(lists[flag]), 1)
+    most = budget // (per_cell * others)
+    allowed = (f"at most {most} values of --{flag} with the other lists as given" if most >= 1 else
+               f"fewer values in {', '.join('--' + k for k in lists)}")
+    raise UsageError(f"--{flag} has {len(lists[flag])} values: {cells} cells × {per_cell} ({per}) = "
+                     f"{cells * per_cell:.3g} {what}, over the budget of {budget}; {allowed}",
+                     value=len(lists[flag]), allowed=allowed)
 
 
 def gamma_list(text, gamma_max: int) -> list[int] | None:

@@ -25,8 +25,7 @@ def prediction_document(p: Prediction, target: ModelSpec, draft: ModelSpec | Non
     uncertainty, notes, rows}; each row and the optimum carry 90 % intervals `<field>_lo/_hi` of
     iteration_s, throughput_tok_s and speedup (Monte Carlo, perfmodel.specdec.uncertainty; pass `u`
     from one `propagate(p, acc)` when documenting several cells of one prediction)."""
-    ng = len(p.gamma)
-    rows = p.rows()[(bi * len(p.context) + ci) * ng:(bi * len(p.context) + ci + 1) * ng]
+    rows = p.rows(cell=(bi, ci))
     best = rows[int(p.optimal_index[bi, ci])]
     u = propagate(p, acc, seed=seed) if u is None else u
     for k, r in enumerate(rows):

@@ -64,17 +64,21 @@ class Prediction:
     def optimal_speedup(self) -> np.ndarray:
         return np.take_along_axis(self.speedup, self.optimal_index[..., None], axis=-1)[..., 0]
 
-    def rows(self) -> list[dict]:
+    def rows(self, cell: tuple[int, int] | None = None) -> list[dict]:
+        """One dict per (batch, context, γ); `cell=(i, j)`: only that batch × context cell's rows
+        (documenting every cell from all rows was quadratic in the number of cells)."""
+        shape = self.speedup.shape
+        arrays = {f: np.broadcast_to(getattr(self, f), shape) for f in ARRAY_FIELDS}  # once, not per row
+        proposal, best = self.proposal, self.optimal_index
+        cells = [cell] if cell is not None else [(i, j) for i in range(len(self.batch)) for j in range(len(self.context))]
         out = []
-        for i, b in enumerate(self.batch):
-            for j, c in enumerate(self.context):
-                for k, g in enumerate(self.gamma):
-                    r = {"batch": int(b), "context": int(c), "gamma": int(g)}
-                    r.update({f: float(np.broadcast_to(getattr(self, f), self.speedup.shape)[i, j, k])
-                              for f in ARRAY_FIELDS})
-                    r["proposal_s"] = float(self.proposal[i, j, k])
-                    r["optimal"] = bool(k == self.optimal_index[i, j])
-                    out.append(r)
+        for i, j in cells:
+            for k, g in enumerate(self.gamma):
+                r = {"batch": int(self.batch[i]), "context": int(self.context[j]), "gamma": int(g)}
+                r.update({f: float(a[i, j, k]) for f, a in arrays.items()})
+                r["proposal_s"] = float(proposal[i, j, k])
+                r["optimal"] = bool(k == best[i, j])
+                out.append(r)
         return out
 
     def to_frame(self):

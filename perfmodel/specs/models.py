@@ -18,6 +18,13 @@ from perfmodel.specs.families import FAMILIES
 # number is a typo, and the latency and memory maths would silently extrapolate nonsense.
 SHAPE_BOUNDS = {"n_layers": 1024, "d_model": 131072, "n_heads": 2048, "n_kv_heads": 2048,
                 "d_ff": 1048576, "vocab": 4194304, "dtype_bytes": 8, "max_positions": 16777216}
+# Optional fields (0 = not set): the largest head_dim in published configs is 256 (Gemma), so 1024
+# is 4x that (the CLI's --head-dim bound); embed_dim is a projected embedding width (OPT-350m: 512),
+# never wider than d_model can be.
+OPTIONAL_BOUNDS = {"attn_head_dim": 1024, "embed_dim": 131072}
+# Largest total parameter count a spec may describe: 10^14 is 50x the largest dense models published
+# (~2 x 10^12); above it the fields are each in range but together describe no buildable model.
+MAX_PARAMS = 10 ** 14
 
 
 def read_json(path: str | Path, what: str):
@@ -68,12 +75,19 @@ class ModelSpec:
             raise SpecError(f"{self.name}: family={self.family!r} is not allowed; use one of {', '.join(FAMILIES)}")
         if self.norm not in ("rmsnorm", "layernorm"):
             raise SpecError(f"{self.name}: norm={self.norm!r} is not allowed; use rmsnorm or layernorm")
-        if self.attn_head_dim < 0 or isinstance(self.attn_head_dim, bool):
-            raise SpecError(f"{self.name}: attn_head_dim={self.attn_head_dim!r} is not allowed; 0 or a positive integer")
+        for f, hi in OPTIONAL_BOUNDS.items():
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= hi:
+                raise SpecError(f"{self.name}: {f}={v!r} is not allowed; 0 (unset) or an integer in 1..{hi}",
+                                value=v, allowed=f"0 or an integer in 1..{hi}")
         if not self.attn_head_dim and self.d_model % self.n_heads:
             raise SpecError(f"{self.name}: n_heads={self.n_heads} does not divide d_model={self.d_model}")
         if self.n_heads % self.n_kv_heads:
             raise SpecError(f"{self.name}: n_kv_heads={self.n_kv_heads} does not divide n_heads={self.n_heads}")
+        if self.params > MAX_PARAMS:
+            raise SpecError(f"{self.name}: params={self.params:.3g} is not allowed; a model of at most {MAX_PARAMS:.0e} "
+                            "parameters (each field is in range, but together they describe no buildable model)",
+                            value=self.params, allowed=f"≤ {MAX_PARAMS:.0e} parameters")
 
     # ---- derived sizes -------------------------------------------------------------------
     @property
