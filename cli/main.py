@@ -72,24 +72,28 @@ def _wide_console():
 
 @app.command()
 @handle_errors
-def gpus(json_out: o.Json = False):
+def gpus(wide: o.Wide = False, json_out: o.Json = False):
     """List the GPU catalog (datasheet rates, each with its source)."""
     from perfmodel.specs.hardware import GPUS
 
     if json_out:
         print_json([g.to_dict() for g in GPUS.values()])
         return
-    from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
 
-    t = Table(title="specperf GPU catalog (dense fp16/bf16, no sparsity)")
-    for col in ("name", "TFLOP/s", "HBM TB/s", "memory GB", "interconnect GB/s", "source"):
-        t.add_column(col, no_wrap=True, overflow="ignore")
-    for g in GPUS.values():
-        t.add_row(g.name, f"{g.peak_flops_per_s / 1e12:.1f}", f"{g.hbm_bytes_per_s / 1e12:.2f}",
-                  f"{g.memory_bytes / 1e9:.0f}", f"{g.interconnect_bytes_per_s / 1e9:.0f}",
-                  g.sources.get("datasheet", ""))
-    _wide_console().print(t)
+    from .tables import Col, console, groups, render
+
+    cols = [Col("name", "left", key=True, text=True), Col("TFLOP/s", key=True), Col("HBM TB/s", key=True),
+            Col("memory GB", key=True), Col("interconnect GB/s", key=True), Col("source", "left", text=True)]
+    rows = [[g.name, f"{g.peak_flops_per_s / 1e12:.1f}", f"{g.hbm_bytes_per_s / 1e12:.2f}", f"{g.memory_bytes / 1e9:.0f}",
+             f"{g.interconnect_bytes_per_s / 1e9:.0f}", g.sources.get("datasheet", "")] for g in GPUS.values()]
+    con, title = console(wide), "specperf GPU catalog (dense fp16/bf16, no sparsity)"
+    if len(groups(cols, rows, con.width, wide)) == 1:
+        render(con, title, cols, rows, wide)
+        return
+    render(con, title, cols[:-1], [r[:-1] for r in rows])  # the sources below, as wrapped text
+    for r in rows:
+        con.print(f"  {escape(r[0])}: {escape(r[-1])}", highlight=False)
 
 
 @app.command()
@@ -116,6 +120,7 @@ def predict(
     method: o.Method = "draft",
     tree: o.Tree = None,
     tree_depth: o.TreeDepth = None,
+    wide: o.Wide = False,
     json_out: o.Json = False,
 ):
     """Predict tokens/s and speedup of speculative decoding over γ, and the optimal γ (0: do not speculate)."""
@@ -126,7 +131,7 @@ def predict(
                     dtype_bytes=dtype_bytes(dtype), mode=mode, profile=profile, analytical=analytical,
                     cost_ratio=cost_ratio, json_out=json_out, calibration=calibration,
                     allow_gpu_mismatch=allow_gpu_mismatch, draft_catchup=draft_catchup, method=method, tree=tree,
-                    tree_depth=tree_depth)
+                    tree_depth=tree_depth, wide=wide)
 
 
 # Optional command modules (each defines register(app)); imported lazily-cheap: typer only.

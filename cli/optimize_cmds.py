@@ -61,6 +61,7 @@ def register(app: typer.Typer) -> None:
         allow_gpu_mismatch: o.AllowGpuMismatch = False,
         draft_catchup: o.DraftCatchup = False,
         method: o.Method = "draft",
+        wide: o.Wide = False,
         json_out: o.Json = False,
     ):
         """Find the draft and lookahead that make speculative decoding fastest, per mode, batch and context."""
@@ -117,7 +118,7 @@ def register(app: typer.Typer) -> None:
         if json_out:
             print_json(doc)
             return
-        render(doc, policy_only=policy_only)
+        render(doc, policy_only=policy_only, wide=wide)
 
 
 # ---- human output ------------------------------------------------------------------------------
@@ -133,21 +134,16 @@ def _x(v) -> str:
     return "–" if v is None else f"{v:.2f}×"
 
 
-def _console():
-    from rich.console import Console
-
-    con = Console()
-    return con if con.is_terminal else Console(width=160)
-
-
-def render(doc: dict, policy_only: bool = False) -> None:
+def render(doc: dict, policy_only: bool = False, wide: bool = False) -> None:
     from rich.markup import escape
     from rich.table import Table as _Table
+
+    from .tables import Col, console, render as fit
 
     def Table(title: str, **kw):  # noqa: N802 — titles carry literal [brackets]
         return _Table(title=escape(title) if title else None, **kw)
 
-    con = _console()
+    con = console(wide)
     con.print(f"[bold]specperf optimize[/bold] — target {doc['target']} on {doc['gpu']} (tp={doc['tp']}), "
               f"γ searched 1..{doc['gammas'][-1]}; latency: {doc['latency_provider']}")
     con.print(f"candidates: {doc['n_candidates']} ({doc['n_design_points']} design-space points"
@@ -160,13 +156,12 @@ def render(doc: dict, policy_only: bool = False) -> None:
                   f"residual sd {am['resid_sd']:.3f}; source: {am['source']}")
     ref = doc.get("reference")
     for rk in [] if policy_only else doc["rankings"]:
-        t = Table(f"{rk['mode']} mode · batch {rk['batch']} · context {rk['context']} · autoregressive "
-                  f"{rk['baseline_tok_s']:.1f} tok/s" + (f" · ref = {ref}" if ref else ""), title_justify="left")
-        cols = ["#", "draft", "γ*", "tok/iter", "draft", "verify", "tok/s", "speedup", "95% range (γ)", "α", "α is"]
-        cols += ["P>next"] + (["vs ref", "P>ref", "α to tie ref"] if ref else [])
-        for c in cols:
-            t.add_column(c, justify="left" if c in ("draft", "α is") else "right",
-                         no_wrap=c in ("draft", "α", "95% range (γ)"))
+        # the answer first (rank, draft, γ*, tok/s, speedup and its range); the rest stacked to fit
+        cols = [Col("#", key=True, repeat=True), Col("draft", "left", key=True, repeat=True, text=True),
+                Col("γ*", key=True), Col("tok/iter"), Col("draft %"), Col("verify %"), Col("tok/s", key=True),
+                Col("speedup", key=True), Col("95% range (γ)", key=True), Col("α"), Col("α is", "left")]
+        cols += [Col("P>next")] + ([Col("vs ref"), Col("P>ref"), Col("α to tie ref")] if ref else [])
+        rows = []
         for r in rk["rows"]:
             interval = f"{r['speedup_lo']:.2f}–{r['speedup_hi']:.2f} ({r['gamma_lo']}–{r['gamma_hi']})"
             cells = [str(r["rank"]), escape(r["draft"]) + (" ◀ ref" if r["is_reference"] else ""),
@@ -182,8 +177,10 @@ def render(doc: dict, policy_only: bool = False) -> None:
                 need = r.get("alpha_to_match_reference")
                 cells += ["–" if g is None else f"{100 * g:+.0f}%", _p(r.get("p_beats_reference")),
                           "unreachable" if need is None else f"{need:.3f}"]
-            t.add_row(*cells)
-        con.print(t)
+            rows.append(cells)
+        fit(con, escape(f"{rk['mode']} mode · batch {rk['batch']} · context {rk['context']} · autoregressive "
+                        f"{rk['baseline_tok_s']:.1f} tok/s" + (f" · ref = {ref}" if ref else "")), cols, rows, wide,
+            title_justify="left")
         con.print("  P>next / P>ref: share of Monte Carlo draws (latency bands × acceptance intervals) in which the "
                   "row's best speedup beats the next row's / the reference's")
         for r in rk["rows"][:1]:
@@ -196,11 +193,11 @@ def render(doc: dict, policy_only: bool = False) -> None:
     if doc.get("mode_comparison") and not policy_only:
         con.print("[bold]graph vs eager[/bold]: best draft per mode"
                   + (f"; gains over {ref} in eager mode from CUDA graphs, from the best draft, and both" if ref else ""))
-        t = Table("")
-        for c in ["batch", "context", "graph: best (γ)", "tok/s", "eager: best (γ)", "tok/s"] + (
-                ["ref graph tok/s", "ref eager tok/s", "+graphs", "+draft", "+both"] if ref else []):
-            best = c in ("graph: best (γ)", "eager: best (γ)")
-            t.add_column(c, justify="left" if best else "right", no_wrap=best)
+        cols = [Col("batch", key=True, repeat=True), Col("context", key=True, repeat=True),
+                Col("graph: best (γ)", "left", key=True, text=True), Col("graph tok/s", key=True),
+                Col("eager: best (γ)", "left", key=True, text=True), Col("eager tok/s", key=True)] + (
+            [Col("ref graph tok/s"), Col("ref eager tok/s"), Col("+graphs"), Col("+draft"), Col("+both")] if ref else [])
+        rows = []
         for row in doc["mode_comparison"]:
             g, e = row["graph"], row["eager"]
             cells = [str(row["batch"]), str(row["context"]), f"{g['best_draft']} ({g['gamma']})",
@@ -210,17 +207,16 @@ def render(doc: dict, policy_only: bool = False) -> None:
                 cells += [f"{g['reference_tok_s']:.1f}", f"{e['reference_tok_s']:.1f}",
                           f"{100 * gain['use_cuda_graphs']:+.0f}%", f"{100 * gain['use_best_draft']:+.0f}%",
                           f"{100 * gain['both']:+.0f}%"]
-            t.add_row(*cells)
-        con.print(t)
+            rows.append([escape(c) for c in cells])
+        fit(con, None, cols, rows, wide)
     for pol in doc["policy"]:
         ctxs = sorted({c["context"] for c in pol["cells"]})
         con.print(f"[bold]lookahead policy and break-even map[/bold] — {pol['mode']} mode, draft "
                   f"{escape(pol['draft']['draft'])} (α {pol['alpha']:.3f}, {pol['alpha_kind']}); "
                   "cell: γ* · speedup \\[95% range] · verdict (margin = speedup − 1)")
-        t = Table("")
-        t.add_column("batch", justify="right")
-        for c in ctxs:
-            t.add_column(f"context {c}")
+        cols = [Col("batch", key=True, repeat=True)] + [Col(f"context {c}", "left", key=i == 0, text=True)
+                                                          for i, c in enumerate(ctxs)]
+        rows = []
         for b in sorted({c["batch"] for c in pol["cells"]}):
             cells = [str(b)]
             for c in ctxs:
@@ -228,8 +224,8 @@ def render(doc: dict, policy_only: bool = False) -> None:
                 cells.append(escape(f"γ={x['gamma']} · {x['speedup']:.2f}× [{x['speedup_lo']:.2f}–{x['speedup_hi']:.2f}]"
                                     f" · {x['verdict']} ({x['margin']:+.2f})"
                                     + ("" if x["fits_memory"] else " · exceeds GPU memory")))
-            t.add_row(*cells)
-        con.print(t)
+            rows.append(cells)
+        fit(con, None, cols, rows, wide)
         be = pol["break_even"]
         con.print(f"  speculation loses (speedup < 1 even at the top of its range) in {be['n_off']} of "
                   f"{be['n_cells']} cells"

@@ -45,6 +45,8 @@ Acceptance = Annotated[Optional[str], typer.Option(help="Acceptance JSON (from `
 AllowGpuMismatch = Annotated[bool, typer.Option("--allow-gpu-mismatch",
                                                 help="Use a profile measured on another GPU than --gpu.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document (errors too).")]
+Wide = Annotated[bool, typer.Option("--wide", help="Every column in one table, however wide (default: the answer's "
+                                                   "columns first, the others stacked below to fit the terminal).")]
 Method = Annotated[str, typer.Option(help="Speculation method: draft (a separate draft model), eagle, eagle3, mtp, medusa, "
                                            "ngram; optimize takes a comma list and ranks them side by side.")]
 Tree = Annotated[Optional[str], typer.Option(help="Token tree: JSON with 'rank_acceptance' (rows per depth of P(rank-k child "

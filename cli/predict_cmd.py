@@ -121,7 +121,7 @@ BOUNDS_TREE_DEPTH = 64  # levels of a tree of at most 64 tokens
 
 def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, context, tp, dtype_bytes,
         mode, profile, analytical, cost_ratio, json_out, calibration=None, allow_gpu_mismatch=False,
-        draft_catchup=False, method="draft", tree=None, tree_depth=None):
+        draft_catchup=False, method="draft", tree=None, tree_depth=None, wide=False):
     gammas = o.gamma_list(gamma, gamma_max)
     name = o.methods(method, several=False)[0]
     if cost_ratio is not None:
@@ -160,7 +160,7 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
 
         print_json(cells_document(docs))
         return
-    render(docs, sources, hw.name, tp)
+    render(docs, sources, hw.name, tp, wide)
 
 
 def _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, tp, profile, analytical,
@@ -196,26 +196,31 @@ def _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, t
     return docs, p.sources
 
 
-def render(docs, sources, gpu, tp) -> None:
-    from rich.console import Console
-    from rich.table import Table
+# the answer (γ, tokens/s, speedup, the optimum) in the first table; the components stacked below
+PREDICT_COLS = (("γ", "right", True, True), ("tokens/s [90 %]", "right", True, False),
+                ("speedup [90 %]", "right", True, False), ("", "left", True, False),
+                ("tokens/iter", "right", False, False), ("propose ms", "right", False, False),
+                ("verify ms", "right", False, False), ("overhead ms", "right", False, False),
+                ("iteration ms [90 %]", "right", False, False))
 
-    con = Console()
+
+def render(docs, sources, gpu, tp, wide: bool = False) -> None:
+    from .tables import Col, console, render as table
+
+    con = console(wide)
+    cols = [Col(n, j, key=k, repeat=r) for n, j, k, r in PREDICT_COLS]
     for doc in docs:
         who = doc["draft"] if doc.get("method", "draft_model") == "draft_model" else doc["method"]
-        t = Table(title=f"{who} → {doc['target']} on {gpu} (tp={tp}, {doc['mode']}, batch {doc['batch']}, "
-                        f"context {doc['context']})")
-        for col in ("γ", "tokens/iter", "propose ms", "verify ms", "overhead ms", "iteration ms [90 %]",
-                    "tokens/s [90 %]", "speedup [90 %]", ""):
-            t.add_column(col, justify="right")
-        for r in doc["rows"]:
-            t.add_row(str(r["gamma"]), f"{r['tokens_per_iteration']:.2f}", f"{r['proposal_s'] * 1e3:.3f}",
-                      f"{r['t_verify_s'] * 1e3:.3f}", f"{r['overhead_s'] * 1e3:.3f}",
-                      f"{r['iteration_s'] * 1e3:.2f} [{r['iteration_s_lo'] * 1e3:.2f}–{r['iteration_s_hi'] * 1e3:.2f}]",
-                      f"{r['throughput_tok_s']:.0f} [{r['throughput_tok_s_lo']:.0f}–{r['throughput_tok_s_hi']:.0f}]",
-                      f"{r['speedup']:.2f} [{r['speedup_lo']:.2f}–{r['speedup_hi']:.2f}]",
-                      ("◀ optimal" if r["optimal"] else "") + (" (α extrapolated)" if r["extrapolated_acceptance"] else ""))
-        con.print(t)
+        rows = [[str(r["gamma"]),
+                 f"{r['throughput_tok_s']:.0f} [{r['throughput_tok_s_lo']:.0f}–{r['throughput_tok_s_hi']:.0f}]",
+                 f"{r['speedup']:.2f} [{r['speedup_lo']:.2f}–{r['speedup_hi']:.2f}]",
+                 ("◀ optimal" if r["optimal"] else "") + (" (α extrapolated)" if r["extrapolated_acceptance"] else ""),
+                 f"{r['tokens_per_iteration']:.2f}", f"{r['proposal_s'] * 1e3:.3f}",
+                 f"{r['t_verify_s'] * 1e3:.3f}", f"{r['overhead_s'] * 1e3:.3f}",
+                 f"{r['iteration_s'] * 1e3:.2f} [{r['iteration_s_lo'] * 1e3:.2f}–{r['iteration_s_hi'] * 1e3:.2f}]"]
+                for r in doc["rows"]]
+        table(con, f"{who} → {doc['target']} on {gpu} (tp={tp}, {doc['mode']}, batch {doc['batch']}, "
+                   f"context {doc['context']})", cols, rows, wide)
         best = doc["rows"][0]
         con.print(f"autoregressive baseline: {best['baseline_tok_s']:.1f} tokens/s; target step "
                   f"{best['t_target_s'] * 1e3:.3f} ms; c = {doc['cost_ratio']:.3f}; optimal γ = "
