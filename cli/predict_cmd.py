@@ -131,9 +131,11 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
     if name != "draft" and draft is not None:
         raise UsageError(f"--draft is only for --method draft; method={name!r} proposes without a draft model",
                          value=name, allowed="draft")
-    if name == "ngram" and acceptance is None:
-        raise UsageError("method='ngram' takes acceptance from traces only: give --acceptance FILE "
-                         "(from specperf calibrate acceptance), not --alpha", value="ngram", allowed="--acceptance FILE")
+    from perfmodel.specdec.registry import make_method
+
+    if getattr(make_method(name) if name != "draft" else None, "acceptance_from_traces_only", False) and acceptance is None:
+        raise UsageError(f"method={name!r} takes acceptance from traces only: give --acceptance FILE "
+                         "(from specperf calibrate acceptance), not --alpha", value=name, allowed="--acceptance FILE")
     if target is None or (draft is None and name == "draft"):
         raise UsageError("--target and --draft are required (or --method eagle|eagle3|mtp|medusa|ngram without "
                          "--draft, or --cost-ratio with --alpha)")

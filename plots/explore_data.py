@@ -23,7 +23,7 @@ import numpy as np
 
 from perfmodel.latency.providers import build_provider
 from perfmodel.specdec.maths import draft_context
-from perfmodel.specdec.registry import make_method
+from perfmodel.specdec.registry import METHODS as REGISTRY, make_method
 from perfmodel.specdec.uncertainty import LEVEL, N_DRAWS, Z90, Z95, fallback_band, role_band
 from perfmodel.specs.catalog import resolve_model
 from perfmodel.specs.hardware import resolve_gpu
@@ -42,7 +42,7 @@ MODES = ("graph", "eager", "compiled")
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
 CONTEXTS = (128, 256, 512, 1024, 2048, 4096, 8192)
 GAMMAS = tuple(range(1, 13))
-METHODS = ("eagle", "eagle3", "mtp", "medusa", "ngram")  # proposers besides the drafts (the method control)
+METHODS = tuple(k for k in REGISTRY if k != "draft_model")  # proposers besides the drafts (the method control)
 
 
 def _coarse(prov) -> str:
