@@ -37,6 +37,14 @@ class AcceptanceModel:
         for i, a in enumerate(self.alpha_by_position or ()):
             if not (0.0 <= a <= 1.0) or math.isnan(a):
                 raise SpecError(f"alpha_by_position[{i}]={a!r} is not allowed; must be in [0, 1]")
+        if self.alpha_ci is not None:
+            check_interval(self.alpha_ci, "alpha_ci", self.alpha)
+        if self.alpha_by_position_ci is not None:
+            if self.alpha_by_position is None or len(self.alpha_by_position_ci) != len(self.alpha_by_position):
+                raise SpecError(f"alpha_by_position_ci has {len(self.alpha_by_position_ci)} intervals; it needs one "
+                                f"per alpha_by_position value ({len(self.alpha_by_position or ())})")
+            for i, ci in enumerate(self.alpha_by_position_ci):
+                check_interval(ci, f"alpha_by_position_ci[{i}]")
 
     @property
     def per_position(self) -> bool:
@@ -95,6 +103,20 @@ class AcceptanceModel:
 
     def save(self, path: str | Path, flag: str = "--out") -> None:
         write_json(path, self.to_dict(), flag)  # atomic, symlink-safe, finite numbers only
+
+
+def check_interval(ci, what: str, point: float | None = None) -> tuple[float, float]:
+    """A probability interval [lo, hi]: two finite numbers with 0 ≤ lo ≤ hi ≤ 1 that hold `point`
+    (an inverted or misplaced interval would silently narrow or shift every band built from it)."""
+    allowed = "[lo, hi] with 0 ≤ lo ≤ hi ≤ 1" + (f" holding the estimate {point:g}" if point is not None else "")
+    try:
+        lo, hi = (float(v) for v in ci)
+    except (TypeError, ValueError):
+        raise SpecError(f"{what}={ci!r} is not allowed; {allowed}", value=str(ci), allowed=allowed) from None
+    ok = math.isfinite(lo) and math.isfinite(hi) and 0.0 <= lo <= hi <= 1.0
+    if not ok or (point is not None and not lo - 1e-9 <= point <= hi + 1e-9):
+        raise SpecError(f"{what}=[{lo:g}, {hi:g}] is not allowed; {allowed}", value=[lo, hi], allowed=allowed)
+    return lo, hi
 
 
 def check_alpha(alpha: float, what: str = "alpha") -> float:
