@@ -1,7 +1,7 @@
 """α for drafts that do not exist yet: a small, explicit logistic model of acceptance in the draft's
 size relative to the target and in its depth, fitted by least squares from (draft, α) pairs.
 
-    logit α = c0 + c1 · ln(P_draft / P_target) + c2 · ln(n_layers_draft)
+    logit α = c0 + c1 · ln(P_draft / P_target) + c2 · ln(n_layers_draft) [+ c3 · ln(n_layers_draft)²]
 
 P counts non-embedding parameters (n_layers × one layer's parameters) in models fitted to user pairs
 — the conservative choice for shallow-wide drafts (most of whose parameters are embeddings) — and
@@ -10,23 +10,26 @@ and is always evaluated with it. Prediction intervals carry the residual scatter
 variance (fitted, borrowed from the default, or assumed for c2) and the pairs' stated ±.
 Without user pairs the default fits c0, c1 to the only published α-versus-draft-size series we
 could find (Leviathan et al. 2023, Table 3, LaMDA 137B target) and assumes c2 = 0; rows using it
-are labelled "assumed", never "measured".
+are labelled "assumed", never "measured". That series names no depths, so the default's depth term
+pivots not at any one depth but at an unknown reference depth spread over the depths of published
+drafts of that size (its variance is smallest there and grows toward 1 layer or very deep drafts).
+The quadratic depth term (`fit(..., depth="quadratic"|"auto")`) lets acceptance peak at a middle
+depth, as it does in the miniature family; `auto` fits it only from ≥ 5 pairs at ≥ 3 depths spanning
+≥ 4×. Every answer outside the fitted pairs' depth and size range is an extrapolation
+(`extrapolation()` says which and how far).
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from perfmodel.specs.models import ModelSpec, SpecError
 
 FEATURES = ("intercept", "log_param_ratio", "log_layers")
+QUAD = "log_layers_sq"  # the optional fourth coefficient: (ln layers)², a non-monotone depth effect
 ALPHA_CLIP = (0.01, 0.99)  # logit is finite only inside (0, 1); α outside this range is not credible
 MIN_SPREAD = float(np.log(2.0))  # a slope is fitted only when the pairs span ≥ 2× in that feature
 
@@ -36,6 +39,10 @@ MIN_SPREAD = float(np.log(2.0))  # a slope is fitted only when the pairs span �
 DEFAULT_SOURCE = ("Leviathan et al. 2023 (ICML, arXiv:2211.17192) Table 3: LaMDA 137B target with "
                   "LaMDA 100M/2B/8B drafts, t=0 and t=1")
 DEFAULT_TARGET_PARAMS = 137e9
+# The cited drafts' depths are not published there: their reference depth is taken as log-uniform over
+# 12–36 layers, the depths of every 0.1–8 B-parameter model in perfmodel/specs/catalog.py (their
+# config.json: OPT-125M 12 … Qwen3-4B 36).
+DEFAULT_DEPTH_RANGE = (12, 36)
 DEFAULT_ROWS = (  # (draft params, α) — t=0 then t=1
     (100e6, 0.61), (2e9, 0.71), (8e9, 0.75),
     (100e6, 0.57), (2e9, 0.71), (8e9, 0.74),
@@ -94,12 +101,46 @@ class AlphaModel:
     counting: str = "nonembedding"  # how P is counted, in the fit and in every prediction
     meas_cov: tuple = ()  # (k×k) covariance of the fitted coefficients from the pairs' stated ± (logit)
     meas_var: float = 0.0  # mean stated logit variance of a pair: a new draft is at least this uncertain
+    depth_ref_var: float = 0.0  # variance of the (unknown) reference ln-depth a held depth slope pivots at
+    ranges: tuple = ()  # ((lo, hi) of ln(P/P_target), (lo, hi) of layers) spanned by the fitted pairs
+
+    @property
+    def names(self) -> tuple:
+        return FEATURES + ((QUAD,) if len(self.coef) == 4 else ())
+
+    def _x(self, x) -> np.ndarray:
+        """Feature rows (…, 3) as this model reads them (the (ln layers)² column appended if it has one)."""
+        x = np.asarray(x, dtype=float)
+        return np.concatenate([x, x[..., 2:3] ** 2], axis=-1) if len(self.coef) == 4 and x.shape[-1] == 3 else x
+
+    def _held_var(self, x):
+        """Variance of coefficients held at the prior (not fitted): slope × distance from its pivot."""
+        v = 0.0
+        for j, f in enumerate(FEATURES):
+            if f not in self.fitted and self.coef_var[j] > 0:
+                v = v + self.coef_var[j] * ((x[..., j] - self.x_mean[j]) ** 2 + (self.depth_ref_var if j == 2 else 0.0))
+        return v
+
+    def extrapolation(self, x) -> list[str]:
+        """Where feature rows (…, 3) leave the fitted pairs' ranges: one phrase per reason."""
+        if not self.ranges:  # the cited default: its rows are labelled "assumed" instead
+            return []
+        x = np.atleast_2d(np.asarray(x, dtype=float))
+        (plo, phi), (llo, lhi) = self.ranges
+        out = []
+        L = np.exp(x[:, 2])
+        if np.any(L < llo - 1e-9) or np.any(L > lhi + 1e-9):
+            out.append(f"depth outside the fitted {llo:g}–{lhi:g} layers")
+        tol = np.log(1.25)  # sizes within 25 % of the fitted range count as inside it
+        if np.any(x[:, 1] < plo - tol) or np.any(x[:, 1] > phi + tol):
+            out.append(f"size ratio outside the fitted {np.exp(plo):.3g}–{np.exp(phi):.3g}")
+        return out
 
     def predict(self, x: np.ndarray):
         """α, α_lo, α_hi (95 % prediction interval) for feature rows x (…, 3)."""
-        x = np.asarray(x, dtype=float)
+        x = self._x(x)
         z = x @ np.asarray(self.coef)
-        idx = [FEATURES.index(f) for f in self.fitted]
+        idx = [self.names.index(f) for f in self.fitted]
         xf = x[..., idx]
         V = np.asarray(self.xtx_inv, dtype=float).reshape(len(idx), len(idx))
         lev = np.einsum("...i,ij,...j->...", xf, V, xf)
@@ -110,9 +151,7 @@ class AlphaModel:
         if self.meas_cov:
             M = np.asarray(self.meas_cov, dtype=float).reshape(len(idx), len(idx))
             var_z = var_z + np.einsum("...i,ij,...j->...", xf, M, xf)
-        for j, f in enumerate(FEATURES):
-            if f not in self.fitted and self.coef_var[j] > 0:
-                var_z = var_z + self.coef_var[j] * (x[..., j] - self.x_mean[j]) ** 2
+        var_z = var_z + self._held_var(x)
         half = np.sqrt(t975(self.dof) ** 2 * var_t + 1.96 ** 2 * var_z)
         clip = lambda v: np.clip(v, 0.0, ALPHA_CLIP[1])  # noqa: E731
         return clip(expit(z)), clip(expit(z - half)), clip(expit(z + half))
@@ -121,8 +160,8 @@ class AlphaModel:
         """(n, P) joint draws of logit α for feature rows x (P, 3): one coefficient draw per row
         shared by every draft (their errors move together), plus each draft's own scatter. Matches
         predict()'s variance, with the t factor folded into the estimated part."""
-        x = np.atleast_2d(np.asarray(x, dtype=float))
-        idx = [FEATURES.index(f) for f in self.fitted]
+        x = self._x(np.atleast_2d(np.asarray(x, dtype=float)))
+        idx = [self.names.index(f) for f in self.fitted]
         k = (t975(self.dof) / 1.96) ** 2
         cov = k * self.resid_sd ** 2 * np.asarray(self.xtx_inv, dtype=float).reshape(len(idx), len(idx))
         if self.meas_cov:
@@ -132,22 +171,27 @@ class AlphaModel:
         for j, f in enumerate(FEATURES):
             if f not in self.fitted and self.coef_var[j] > 0:
                 z = z + np.sqrt(self.coef_var[j]) * rng.standard_normal((n, 1)) * (x[:, j] - self.x_mean[j])
+                if j == 2 and self.depth_ref_var > 0:  # the unknown pivot, shared by every draft
+                    z = z + np.sqrt(self.coef_var[j] * self.depth_ref_var) * rng.standard_normal((n, 1))
         own = np.sqrt(k * self.resid_sd ** 2 + self.meas_var)
         return z + own * rng.standard_normal(z.shape)
 
     def describe(self) -> str:
-        c = ", ".join(f"{n}={v:+.3f}" for n, v in zip(FEATURES, self.coef))
+        c = ", ".join(f"{n}={v:+.3f}" for n, v in zip(self.names, self.coef))
         fixed = [f for f in FEATURES if f not in self.fitted]
-        return (f"logit α = c·[1, ln(P/P_target), ln(layers)] with {c}; fitted {', '.join(self.fitted)}"
+        sq = ", ln(layers)²" if len(self.coef) == 4 else ""
+        return (f"logit α = c·[1, ln(P/P_target), ln(layers){sq}] with {c}; fitted {', '.join(self.fitted)}"
                 + (f"; fixed at default {', '.join(fixed)}" if fixed else "")
                 + f"; residual sd {self.resid_sd:.3f} (dof {self.dof}); {self.kind}: {self.source}")
 
     def to_dict(self) -> dict:
-        return {"coefficients": dict(zip(FEATURES, self.coef)), "fitted": list(self.fitted),
-                "coefficient_sd": dict(zip(FEATURES, (math.sqrt(v) for v in self.coef_var))),
+        return {"coefficients": dict(zip(self.names, self.coef)), "fitted": list(self.fitted),
+                "coefficient_sd": dict(zip(self.names, (math.sqrt(v) for v in self.coef_var))),
                 "resid_sd": self.resid_sd, "dof": self.dof, "kind": self.kind, "source": self.source,
-                "n_pairs": self.n_pairs, "formula": "logit(alpha) = c0 + c1*ln(P_draft/P_target) + "
-                "c2*ln(n_layers); P = non-embedding parameters"}
+                "n_pairs": self.n_pairs, "depth_term": "quadratic" if len(self.coef) == 4 else "log-linear",
+                "fitted_ranges": {"log_param_ratio": list(self.ranges[0]), "layers": list(self.ranges[1])}
+                if self.ranges else None, "formula": "logit(alpha) = c0 + c1*ln(P_draft/P_target) + "
+                "c2*ln(n_layers) [+ c3*ln(n_layers)^2]; P = non-embedding parameters"}
 
 
 def _lstsq(X: np.ndarray, y: np.ndarray, cols: list[int], base: np.ndarray):
@@ -163,13 +207,18 @@ def _lstsq(X: np.ndarray, y: np.ndarray, cols: list[int], base: np.ndarray):
 
 
 def fit(x: np.ndarray, alpha, prior: "AlphaModel | None" = None, source: str = "user pairs",
-        kind: str = "predicted", pairs: tuple = (), alpha_ci=None, counting: str = "nonembedding") -> AlphaModel:
+        kind: str = "predicted", pairs: tuple = (), alpha_ci=None, counting: str = "nonembedding",
+        depth: str = "linear") -> AlphaModel:
     """Fit logit α on rows x (n×3). Columns enter while dof ≥ 1: intercept always; ln(P/P_target)
     from 3 pairs if they span ≥ 2× in size; ln(layers) from 4 pairs if they span ≥ 2× in depth
-    independently of size. Coefficients not fitted keep the prior's values (the default model's
-    unless given) — a slope is never extrapolated from pairs that barely differ. `alpha_ci`: each
-    pair's stated 95 % interval (or None): its logit spread enters the coefficients' covariance and,
-    as a floor, every prediction's variance. `counting` must be how x's P were counted."""
+    independently of size; with depth="quadratic" (or "auto": when ≥ 5 pairs sit at ≥ 3 depths
+    spanning ≥ 4×) also (ln layers)², so acceptance may peak at a middle depth. Coefficients not
+    fitted keep the prior's values (the default model's unless given) — a slope is never
+    extrapolated from pairs that barely differ. `alpha_ci`: each pair's stated 95 % interval (or
+    None): its logit spread enters the coefficients' covariance and, as a floor, every prediction's
+    variance. `counting` must be how x's P were counted."""
+    if depth not in ("linear", "quadratic", "auto"):
+        raise SpecError(f"alpha model: depth={depth!r} is not allowed; use linear, quadratic or auto")
     x = np.atleast_2d(np.asarray(x, dtype=float))
     a = np.asarray(alpha, dtype=float).ravel()
     if x.shape[0] != a.size or a.size == 0:
@@ -178,32 +227,48 @@ def fit(x: np.ndarray, alpha, prior: "AlphaModel | None" = None, source: str = "
         if not 0.0 < v < 1.0:
             raise SpecError(f"alpha model: alpha={v!r} is not allowed; pairs need α in (0, 1)")
     prior = prior or (default_model() if kind != "assumed" else None)
-    base = np.asarray(prior.coef if prior else (0.0, 0.0, 0.0), dtype=float)
-    y = logit(a)
     n = a.size
+    depths = np.unique(np.round(np.exp(x[:, 2]), 6))
+    quad = depth == "quadratic" or (depth == "auto" and n >= 5 and depths.size >= 3
+                                    and np.ptp(x[:, 2]) >= np.log(4.0))
+    X = np.concatenate([x, x[:, 2:3] ** 2], axis=1) if quad else x
+    base = np.zeros(X.shape[1])
+    if prior:
+        base[:3] = prior.coef[:3]
+    y = logit(a)
     cols = [0]
     if n >= 3 and np.ptp(x[:, 1]) >= MIN_SPREAD:
         cols.append(1)
     if n >= len(cols) + 2 and np.ptp(x[:, 2]) >= MIN_SPREAD and \
-            np.linalg.matrix_rank(x[:, cols + [2]]) == len(cols) + 1:
+            np.linalg.matrix_rank(X[:, cols + [2]]) == len(cols) + 1:
         cols.append(2)
-    coef, inv, rss = _lstsq(x, y, cols, base)
+        if quad and n >= len(cols) + 2 and np.linalg.matrix_rank(X[:, cols + [3]]) == len(cols) + 1:
+            cols.append(3)
+    if quad and 3 not in cols:  # too few pairs for the curvature: stay log-linear
+        X, base = X[:, :3], base[:3]
+    coef, inv, rss = _lstsq(X, y, cols, base)
     dof = n - len(cols)
     if dof > 0:
         sd = math.sqrt(rss / dof)
     else:  # one pair: no residual to learn from; borrow the prior's spread
         sd, dof = (prior.resid_sd, prior.dof) if prior else (0.0, 1)
-    var = np.array(prior.coef_var if prior else (0.0, 0.0, 0.0), dtype=float)
+    var = np.zeros(X.shape[1])
+    if prior:
+        var[:3] = prior.coef_var[:3]
     var[cols] = sd ** 2 * np.diag(inv)
     s2 = _stated_logit_var(a, alpha_ci)
-    Xf = x[:, cols]
+    Xf = X[:, cols]
     mcov = inv @ (Xf.T * s2) @ Xf @ inv  # sandwich: the stated ± of each pair through least squares
     var[cols] += np.diag(mcov)
-    return AlphaModel(coef=tuple(float(c) for c in coef), fitted=tuple(FEATURES[j] for j in cols),
+    names = FEATURES + ((QUAD,) if X.shape[1] == 4 else ())
+    x_mean = X.mean(axis=0)  # a held slope pivots where these pairs are: their α is known there
+    return AlphaModel(coef=tuple(float(c) for c in coef), fitted=tuple(names[j] for j in cols),
                       xtx_inv=tuple(inv.ravel().tolist()), resid_sd=sd, dof=dof, kind=kind,
                       source=source, n_pairs=n, pairs=tuple(pairs), coef_var=tuple(var.tolist()),
-                      x_mean=tuple(x.mean(axis=0).tolist()), counting=counting,
-                      meas_cov=tuple(mcov.ravel().tolist()) if s2.any() else (), meas_var=float(s2.mean()))
+                      x_mean=tuple(x_mean.tolist()), counting=counting,
+                      meas_cov=tuple(mcov.ravel().tolist()) if s2.any() else (), meas_var=float(s2.mean()),
+                      ranges=((float(x[:, 1].min()), float(x[:, 1].max())),
+                              (float(np.exp(x[:, 2]).min()), float(np.exp(x[:, 2]).max()))))
 
 
 def _stated_logit_var(a, alpha_ci) -> np.ndarray:
@@ -219,7 +284,8 @@ _DEFAULT: list = []
 
 
 def default_model() -> AlphaModel:
-    """Conservative default from the cited LaMDA series (c2 = ln(layers) coefficient assumed 0)."""
+    """Conservative default from the cited LaMDA series (c2 = ln(layers) coefficient assumed 0 ± the
+    size slope, pivoting at an unknown reference depth in DEFAULT_DEPTH_RANGE: no depth is exact)."""
     if not _DEFAULT:
         p = np.array([r[0] for r in DEFAULT_ROWS])
         a = np.array([r[1] for r in DEFAULT_ROWS])
@@ -229,56 +295,27 @@ def default_model() -> AlphaModel:
                 counting="total")  # the paper names total sizes: P counts embeddings, fit and prediction
         var = list(m.coef_var)
         var[2] = m.coef[1] ** 2  # c2 = 0 is an assumption, not a measurement: give it the size slope's scale
-        _DEFAULT.append(dataclasses.replace(m, coef_var=tuple(var)))
+        lo, hi = np.log(DEFAULT_DEPTH_RANGE)  # unknown reference depth, log-uniform: its mean and variance
+        xm = list(m.x_mean)
+        xm[2] = float((lo + hi) / 2)
+        _DEFAULT.append(dataclasses.replace(m, coef_var=tuple(var), x_mean=tuple(xm),
+                                            depth_ref_var=float((hi - lo) ** 2 / 12), ranges=()))
     return _DEFAULT[0]
 
 
 # ---- files -------------------------------------------------------------------------------------
-def read_alpha_document(path: str | Path) -> dict:
-    """An α-model file: JSON {"pairs": [{"draft", "alpha", "alpha_ci"?}], "source"?} or a bare list
-    of pairs, or {"coefficients": {...}} (a fitted model); CSV with columns draft,alpha[,alpha_lo,alpha_hi]."""
-    p = Path(path)
-    from perfmodel.specs.safeio import MAX_JSON_BYTES, loads_json, read_text  # bounded, regular files only
-
-    text = read_text(p, "alpha-model file", MAX_JSON_BYTES)
-    if p.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(io.StringIO(text)))
-        if not rows or not {"draft", "alpha"} <= set(rows[0]):
-            raise SpecError(f"alpha-model file {str(p)!r}: CSV needs columns draft,alpha")
-        pairs = []
-        for i, r in enumerate(rows, start=2):
-            try:
-                d = {"draft": r["draft"].strip(), "alpha": float(r["alpha"])}
-                if r.get("alpha_lo") and r.get("alpha_hi"):
-                    d["alpha_ci"] = [float(r["alpha_lo"]), float(r["alpha_hi"])]
-            except (TypeError, ValueError):
-                raise SpecError(f"alpha-model file {str(p)!r} line {i}: alpha is not a number") from None
-            pairs.append(d)
-        return {"pairs": pairs, "source": str(p)}
-    try:
-        doc = loads_json(text, f"alpha-model file {str(p)!r}")
-    except json.JSONDecodeError as e:
-        raise SpecError(f"alpha-model file {str(p)!r} is not valid JSON ({e})") from None
-    if isinstance(doc, list):
-        doc = {"pairs": doc}
-    if not isinstance(doc, dict) or not ("pairs" in doc or "coefficients" in doc):
-        raise SpecError(f"alpha-model file {str(p)!r} needs 'pairs' (a list of {{draft, alpha}}) "
-                        "or 'coefficients'")
-    doc.setdefault("source", str(p))
-    for i, r in enumerate(doc.get("pairs") or []):
-        if not isinstance(r, dict) or "draft" not in r or "alpha" not in r:
-            raise SpecError(f"alpha-model file {str(p)!r}: pair {i} needs 'draft' and 'alpha'")
-    return doc
+from .alpha_files import read_alpha_document  # noqa: E402,F401  (the reader lives there; callers import it here)
 
 
 def model_from_coefficients(doc: dict) -> AlphaModel:
     """A model the user already fitted: coefficients by name; interval from resid_sd if given."""
     c = doc["coefficients"]
     try:
-        coef = tuple(float(c.get(f, 0.0)) for f in FEATURES)
+        coef = tuple(float(c.get(f, 0.0)) for f in FEATURES + ((QUAD,) if QUAD in c else ()))
         sd = float(doc.get("resid_sd", 0.0))
         dof = int(doc.get("dof", 30))
     except (TypeError, ValueError, AttributeError) as e:
         raise SpecError(f"alpha-model coefficients are malformed ({e})") from None
     return AlphaModel(coef=coef, fitted=("intercept",), xtx_inv=(0.0,), resid_sd=sd, dof=dof,
-                      kind="predicted", source=str(doc.get("source", "coefficients file")))
+                      kind="predicted", source=str(doc.get("source", "coefficients file")),
+                      coef_var=(0.0,) * len(coef), x_mean=(1.0,) + (0.0,) * (len(coef) - 1))
