@@ -14,6 +14,8 @@ import typer
 from perfmodel.specs.errors import InputError
 
 EXIT_BAD_INPUT = 2
+# optional modules -> the extra of pyproject.toml's [project.optional-dependencies] that installs them
+EXTRAS = {"plotly": "plot", "kaleido": "plot", "scipy": "calibrate", "torch": "profile", "pandas": "data"}
 
 
 class UsageError(InputError):
@@ -49,6 +51,10 @@ def handle_errors(fn):
                 raise
             if isinstance(e, InputError):
                 fail(str(e), js, e.value, e.allowed)
+            if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in EXTRAS:
+                top = e.name.split(".")[0]
+                fail(f"this command needs {top}, which is not installed: pip install 'specperf[{EXTRAS[top]}]'",
+                     js, value=top, allowed=f"specperf[{EXTRAS[top]}]")
             if isinstance(e, UnicodeDecodeError):
                 fail(f"file is not UTF-8 text ({e.reason} at byte {e.start})", js, allowed="a UTF-8 text file")
             if isinstance(e, OSError):
