@@ -91,7 +91,7 @@ def _alpha_model(req: OptimizeRequest, target):
         xs.append(am.features(am.nonembedding_params(spec), am.nonembedding_params(target), spec.n_layers))
         ys.append(a)
     model = am.fit(np.array(xs), np.array(ys), source=f"fit to {len(ys)} stated pairs in {doc.get('source')}",
-                   alpha_ci=[ci for _, _, ci, _ in stated],
+                   alpha_ci=[ci for _, _, ci, _ in stated], depth="auto",
                    pairs=tuple((s.name, a) for s, a, _, _ in stated))
     return model, stated
 

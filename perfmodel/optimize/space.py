@@ -137,6 +137,9 @@ def assign_acceptance(cands: Candidates, target: ModelSpec, model: AlphaModel,
             sources.append(f"stated α for {spec.name} ({source})")
             src[idx] = len(sources) - 1
     per_position: dict = {}
+    modelled = kind == KINDS.index(model.kind)  # rows still answered by the α model
+    if modelled.any() and (ex := model.extrapolation(x[modelled])):
+        notes.append("α model extrapolates for some drafts: " + "; ".join(ex))
     for spec, acc, path in measured:
         idx = match(cands, spec)
         if not idx.size:
