@@ -278,3 +278,24 @@ def fit_latency(path, provider_for, provider_name: str | None = None, params=PAR
         e, rep = fit_group([runs[i] for i in idx], comp[idx], params, path)
         entries.append(e), reports.append(rep)
     return LatencyCorrection(entries=tuple(entries), provider=provider_name, source=str(path)), reports
+
+
+# Quality gate of a correction before it is written: a p90 |%err| of 50 % on held-out runs (leave-one-
+# out; the after-fit error where no LOO fit was identifiable) means the correction predicts a run it
+# did not see off by half; the widest error band the project ships for an uncorrected provider is
+# ±73 % (eager glue, docs/accuracy.md), so a correction worse than 50 % is no correction (issue 25).
+MAX_P90_ABS_PCT = 50.0
+
+
+def quality_problems(corr: LatencyCorrection, limit_pct: float = MAX_P90_ABS_PCT) -> list[str]:
+    """One line per (gpu, mode) entry whose held-out error exceeds `limit_pct` ([] = fit to write)."""
+    out = []
+    for e in corr.entries:
+        err = e.extra.get("error", {})
+        which = "loo" if (err.get("loo") or {}).get("p90_abs_pct") is not None else "after"
+        p90 = (err.get(which) or {}).get("p90_abs_pct")
+        if p90 is None or not np.isfinite(p90) or p90 > limit_pct:
+            shown = "not computable" if p90 is None or not np.isfinite(p90) else f"{p90:.0f} %"
+            out.append(f"{e.gpu}/{e.mode}: p90 |%err| {'leave-one-out' if which == 'loo' else 'after fit'} "
+                       f"{shown} (gate {limit_pct:.0f} %)")
+    return out

@@ -98,10 +98,12 @@ def latency(
     mode: Annotated[Optional[str], typer.Option(help="graph or eager, for runs without a mode column.")] = None,
     fit: Annotated[str, typer.Option("--fit", help="Parameters to fit: overhead,draft,verify (any subset).")] = "overhead,draft,verify",
     out: Annotated[Optional[str], typer.Option(help="Write the correction JSON (for `predict --calibration`).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Write --out even when the fit fails the quality gate "
+                                                        "(p90 |%err| leave-one-out > 50 %).")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ):
     """Fit per-iteration overhead and draft/verify time corrections to measured end-to-end runs."""
-    from calibration.latency_fit import fit_latency
+    from calibration.latency_fit import MAX_P90_ABS_PCT, fit_latency, quality_problems
     from perfmodel.latency.providers import build_provider
 
     params = [p.strip() for p in fit.split(",") if p.strip()]
@@ -110,6 +112,12 @@ def latency(
     provider = corr.provider
     doc = corr.to_dict()
     doc["profile"] = profile
+    bad = quality_problems(corr)
+    if out and bad and not force:
+        raise UsageError(f"the correction fails the quality gate and is not written: {'; '.join(bad)}; "
+                         "add runs, fit fewer parameters (--fit overhead) or pass --force to write it anyway",
+                         value=bad[0], allowed=f"p90 |%err| ≤ {MAX_P90_ABS_PCT:.0f} %, or --force")
+    doc["quality_gate"] = {"limit_p90_abs_pct": MAX_P90_ABS_PCT, "passed": not bad, "problems": bad}
     if out:
         _write(out, doc)
     if json_out:

@@ -137,6 +137,13 @@ def predict(target: ModelSpec, draft: ModelSpec | None, latency, acceptance: Acc
     zero = np.zeros((len(b), len(c), len(g)))
     tpi = np.asarray(method.tokens_per_iteration(acceptance, g), dtype=float)[None, None, :] + zero
     it = ic.iteration_s()
+    for what, arr in (("iteration_s", it), ("the autoregressive step (t_target_s + baseline overhead_s)", ic.baseline_s())):
+        a = np.asarray(arr, dtype=float)
+        if not np.all(np.isfinite(a)) or np.any(a <= 0):  # a negative time would print negative tokens/s
+            low = float(np.nanmin(a)) if np.isfinite(a).any() else float("nan")
+            raise SpecError(f"{what}={low:.3g} s is not allowed; every time must be > 0 s (a calibration or profile "
+                            "gives a non-physical time: re-fit it with `specperf calibrate latency` or check the profile)",
+                            value=low, allowed="> 0 s")
     B = b[:, None, None]
     thr = throughput_tok_s(B, tpi, it)
     base = B / ic.baseline_s()[..., None] + zero
