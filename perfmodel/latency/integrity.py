@@ -3,6 +3,10 @@ numeric, finite, positive latencies; no conflicting duplicate rows (reported wit
 numbers); at least one usable row; the GPU it was measured on matches the GPU asked for (unless
 explicitly overridden); a table from a newer schema refused. A UTF-8 BOM is accepted.
 
+The GPU identity comes from the metadata's `gpu` and every row's `gpu` cell, cross-checked: a row
+naming another GPU than the metadata, or a row with no GPU when the metadata names none, is refused;
+a blank cell takes the metadata's GPU (so blanking the column cannot slip past the --gpu check).
+
 Key assumption: two rows with the same key (gpu, shape, head_shape, component, mode, dtype, tp,
 batch, new_tokens, context) are one measurement; equal medians (within 1e-9 relative) are harmless
 repeats, different ones are a conflict the model cannot resolve silently.
@@ -10,11 +14,11 @@ repeats, different ones are a conflict the model cannot resolve silently.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from pathlib import Path
 
 from perfmodel.specs.models import SpecError
+from perfmodel.specs.safeio import MAX_JSON_BYTES, loads_json, read_text, text_stream
 
 KEY = ("gpu", "shape", "head_shape", "component", "mode", "dtype", "tp", "batch", "new_tokens", "context")
 
@@ -26,23 +30,34 @@ def check_profile(path: str | Path, gpu: str | None = None, allow_gpu_mismatch: 
     p = Path(path)
     name = str(p)
     meta_p = p.with_name(p.name + ".meta.json")
+    meta = {}
     if meta_p.exists():
         try:
-            meta = json.loads(meta_p.read_text(encoding="utf-8-sig"))
-        except (ValueError, UnicodeDecodeError):
+            meta = loads_json(read_text(meta_p, "profile metadata", MAX_JSON_BYTES), f"profile metadata {str(meta_p)!r}")
+        except ValueError as e:
+            if isinstance(e, SpecError):
+                raise
             raise SpecError(f"profile metadata {str(meta_p)!r} is not JSON") from None
         ver = meta.get("schema_version", SCHEMA_VERSION) if isinstance(meta, dict) else None
         if not isinstance(ver, int) or ver > SCHEMA_VERSION:
             raise SpecError(f"profile {name!r} has schema_version={ver!r}; this specperf reads "
                             f"schema_version≤{SCHEMA_VERSION} (upgrade specperf)", value=ver,
                             allowed=f"≤ {SCHEMA_VERSION}")
+    meta_gpu = meta.get("gpu") if isinstance(meta, dict) else None
+    meta_gpu = meta_gpu.strip() if isinstance(meta_gpu, str) and meta_gpu.strip() else None
     if p.suffix != ".csv":
         return -1  # parquet: validated by LatencyTable.load
     seen: dict = {}
     ok = 0
     gpus = set()
     try:
-        with p.open(newline="", encoding="utf-8-sig") as f:
+        stream = text_stream(p, "profile")  # bounded, regular files only (perfmodel.specs.safeio)
+    except SpecError as e:
+        if "UTF-8" in str(e):
+            raise SpecError(f"profile {name!r} is not a text CSV file") from None
+        raise
+    try:
+        with stream as f:
             rd = csv.reader(f)
             header = next(rd, None)
             if header is None:
@@ -83,7 +98,15 @@ def check_profile(path: str | Path, gpu: str | None = None, allow_gpu_mismatch: 
                                         value=[l0, line], allowed="one row per measured point")
                 else:
                     seen[key] = (line, med)
-                gpus.add(r[pos["gpu"]])
+                row_gpu = r[pos["gpu"]].strip()
+                if meta_gpu and row_gpu and row_gpu != meta_gpu:
+                    raise SpecError(f"profile {name!r} line {line}: gpu={row_gpu!r} but its metadata says "
+                                    f"gpu={meta_gpu!r}; one table holds one GPU's measurements",
+                                    value=row_gpu, allowed=meta_gpu)
+                if not row_gpu and not meta_gpu:
+                    raise SpecError(f"profile {name!r} line {line}: gpu is empty and the table has no metadata "
+                                    "naming its GPU; fill the gpu column", value="", allowed="a catalog GPU name")
+                gpus.add(row_gpu or meta_gpu)
                 ok += 1
     except UnicodeDecodeError:
         raise SpecError(f"profile {name!r} is not a text CSV file") from None

@@ -173,6 +173,8 @@ class LatencyTable(RowTable):
                     v = row[c]
                     row[c] = float("nan") if v in ("", None) else float(v)
                 row["status"] = row["status"] or "ok"
+                if not str(row["gpu"] or "").strip():  # a blank cell is the metadata's GPU (integrity cross-checks)
+                    row["gpu"] = meta.get("gpu", "") if isinstance(meta, dict) else ""
                 row["reason"] = row["reason"] or ""
             except (KeyError, TypeError, ValueError, OverflowError) as e:
                 raise SpecError(f"profile {str(p)!r} line {i}: malformed value ({e})") from None
