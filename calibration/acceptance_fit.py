@@ -94,6 +94,22 @@ def fit_mean_length(data: AcceptanceData, level: float = LEVEL):
     return a_hat, (lo, hi), se
 
 
+def _mean_cluster_ci(S_r, N_r, gamma: int, level: float = LEVEL):
+    """α interval from the cluster-robust interval of the mean accepted count Σ S_r / Σ N_r (requests r),
+    mapped through the i.i.d. model's mean μ(α) (monotone in α)."""
+    S, N = np.asarray(S_r, dtype=float), np.asarray(N_r, dtype=float)
+    R = S.size
+    if R < 2 or N.sum() <= 0:
+        return None
+    m = S.sum() / N.sum()
+    se = np.sqrt(R / (R - 1) * np.sum((S - m * N) ** 2)) / N.sum()
+    t = stats.t.ppf(0.5 + level / 2, R - 1)
+    lo, hi = max(0.0, m - t * se), min(gamma - 1e-9, m + t * se)
+    inv = lambda v: 0.0 if v <= 0 else optimize.brentq(lambda a: float(_mean_accepted(a, gamma)[0]) - v,  # noqa: E731
+                                                       0.0, 1.0 - EPS, xtol=1e-12)
+    return (float(inv(lo)), float(inv(hi)))
+
+
 @dataclass(frozen=True)
 class AcceptanceFit:
     data: AcceptanceData
@@ -164,6 +180,12 @@ def fit_acceptance(data: AcceptanceData, gammas=range(1, 9), model: str = "auto"
         a_hat, a_ci, a_se = fit_mean_length(data, level)
         method = "moment match of the mean accepted length (i.i.d. model)"
         ci_method = "score interval |m̄-μ(α)| ≤ z·σ(α)/√n from the i.i.d. model's variance"
+        pr = data.extra.get("per_request")
+        if pr and a_ci is not None:
+            a_ci = widen(a_ci, _mean_cluster_ci(pr["accepted"], pr["iterations"], data.gamma_max, level))
+            ci_method += "; widened to the per-request cluster-robust interval of the mean"
+            notes.append(f"intervals are per-request (cluster-robust over {len(pr['accepted'])} requests, t on "
+                         f"{len(pr['accepted']) - 1} df), never narrower than the independent-iteration ones")
         metrics["mean accepted"] = data.mean_accepted
         if model == "per-position":
             raise TraceError(data.source, "a mean accepted length identifies only an i.i.d. α, not α by position")

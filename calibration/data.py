@@ -15,7 +15,8 @@ import numpy as np
 
 from perfmodel.specs.models import SpecError
 
-FORMATS = ("vllm-metrics", "iterations", "histogram", "mean-length")
+FORMATS = ("vllm-metrics", "iterations", "histogram", "mean-length",
+           "vllm-requests", "sglang-requests", "llamacpp-requests")  # the last three: calibration.engine_requests
 
 
 MAX_COUNT = 2 ** 53  # counts beyond this are not exact in float64 (and overflow int64 sums)

@@ -1,5 +1,6 @@
 """Trace readers: per-iteration CSV/JSONL, accepted-count histograms (gpt-fast's accept_counts),
-mean accepted length with γ (SGLang, papers), and vLLM /metrics (calibration.prometheus) from a file
+mean accepted length with γ (SGLang, papers), per-request engine responses (vLLM, SGLang, llama.cpp:
+calibration.engine_requests), and vLLM /metrics (calibration.prometheus) from a file
 or a live http(s) URL, optionally minus a baseline scrape; format auto-detection. Every reader returns AcceptanceData.
 
 Key assumption: an iteration's accepted count is the leading run of accepted draft tokens (tokens
@@ -20,6 +21,7 @@ from perfmodel.specs.safeio import read_text
 from perfmodel.specs.errors import SpecError
 
 from .data import FORMATS, AcceptanceData, TraceError, from_iterations, parse_count
+from .engine_requests import REQUEST_FORMATS, detect_request_format, read_requests
 from .iterations import read_iterations_lines
 from .prometheus import fetch_metrics, is_url, looks_like_prometheus, read_vllm_metrics
 
@@ -56,6 +58,8 @@ def read_trace(path, fmt: str = "auto", select: dict | None = None, baseline=Non
             b = str(baseline) if is_url(baseline) else Path(baseline)
             text = _read_text(b).rstrip("\n") + "\n" + text
         return read_vllm_metrics(text, p, select)
+    if fmt in REQUEST_FORMATS:
+        return read_requests(text, p, fmt)
     if fmt == "histogram":
         return read_histogram(text, p)
     if fmt == "mean-length":
@@ -83,6 +87,8 @@ def _read_text(p) -> str:
 
 def detect_format(text: str, source) -> str:
     s = text.lstrip()
+    if s[:1] in "{[" and (req := detect_request_format(s)):
+        return req
     mean_keys = MEAN_KEYS_WITH_BONUS + MEAN_KEYS_NO_BONUS
     if s.startswith("{") or s.startswith("["):
         try:
