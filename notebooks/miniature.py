@@ -66,7 +66,8 @@ best[cols]
 # %% [markdown]
 # ## A real trace, calibrated
 # The greedy trace of the shallow-wide draft (set A, first 64 generated tokens), fitted by the same code as
-# `specperf calibrate acceptance`: acceptance by position does not decay here — it rises.
+# `specperf calibrate acceptance`. Pooled over prompts acceptance by position rises (α_2 > α_1), but within
+# prompts α_2 − α_1 is negative: easy prompts reach position 2 more often (a between-prompt, Simpson, effect).
 
 # %%
 import plots
@@ -76,4 +77,7 @@ from plots.common import Setting
 
 fit = fit_acceptance(read_trace(root / "studies/miniature/data/derived/draft-1x1024_greedy_h.csv"), gammas=range(1, 9))
 print(fit.model.describe())
+from studies.miniature.simpson import rows  # noqa: E402
+
+print({r["draft"]: (round(r["a2_minus_a1_pooled"], 3), round(r["a2_minus_a1_within"], 3)) for r in rows()})
 plots.show(plots.figure("acceptance", Setting(acceptance=fit.model, gammas=tuple(range(1, 9)))))
