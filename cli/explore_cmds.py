@@ -47,8 +47,10 @@ def register(app: typer.Typer) -> None:
 
         check_out(out, ".html", "--out")
         mode_list = parse_names(modes, "modes")
+        from perfmodel.specs.modes import MODES
+
         for m in mode_list:
-            if m not in ("graph", "eager", "compiled"):
+            if m not in MODES:
                 raise UsageError(f"mode={m!r} is not allowed; use graph, eager, compiled or a comma list of them")
         if not 1 <= gamma_max <= GAMMA_MAX:
             raise UsageError(f"gamma-max={gamma_max} is not allowed; must be in 1..{GAMMA_MAX}")

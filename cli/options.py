@@ -22,8 +22,7 @@ MAX_TOKENS = 2 ** 32  # batch × context: KV-cache tokens in one cell
 # Measured on the 2-core CI machine (issue 25): 2^25 elements took 8 s and 1.6 GB peak in `predict`
 # (about 48 bytes per element), 2^27 took 35 s and 6.2 GB; 2^25 keeps every run under 60 s and 4 GiB.
 MAX_WORK = 2 ** 25
-MODES = ("graph", "eager", "compiled")
-MODE_SETS = {"both": ("graph", "eager"), "all": MODES}  # the named sets --mode accepts
+from perfmodel.specs.modes import MODE_SETS, MODES  # noqa: E402  (the one definition)
 
 # ---- option declarations (defaults stay in each command's signature) ----------------------------
 Target = Annotated[Optional[str], typer.Option(help="Target model: catalog name, config.json, NAME:field=value.")]

@@ -47,10 +47,14 @@ class Setting:
     @property
     def modes(self) -> tuple[str, ...]:
         """`mode` is one mode, a comma list (graph,compiled …) or both (= graph,eager)."""
-        return ("graph", "eager") if self.mode == "both" else tuple(self.mode.split(","))
+        from perfmodel.specs.modes import MODE_SETS
+
+        return MODE_SETS["both"] if self.mode == "both" else tuple(self.mode.split(","))
 
     def single_mode(self, kind: str) -> str:
-        if self.mode not in ("graph", "eager", "compiled"):
+        from perfmodel.specs.modes import MODES
+
+        if self.mode not in MODES:
             raise SpecError(f"mode={self.mode!r} is not allowed for the {kind} figure; use graph, eager or "
                             "compiled (several modes: gamma and depth-width only)")
         return self.mode

@@ -38,7 +38,7 @@ STUDY_TP = 4
 TARGETS = (STUDY_TARGET,)
 GPUS = ("h100-sxm", "h200")
 TPS = (1, 2, 4, 8)
-MODES = ("graph", "eager", "compiled")
+from perfmodel.specs.modes import MODES  # noqa: E402  (the one definition)
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
 CONTEXTS = (128, 256, 512, 1024, 2048, 4096, 8192)
 GAMMAS = tuple(range(1, 13))

@@ -16,7 +16,7 @@ from perfmodel.specs.families import FAMILIES
 from perfmodel.specs.hardware import HardwareProfile
 from perfmodel.specs.models import ModelSpec
 
-from .base import COMPILED_NOT_MEASURED, MODES, ComponentTimes, check_mode, check_tp  # noqa: F401  (re-exported)
+from .base import COMPILED_NOT_MEASURED, MODES, ComponentTimes, answered_as, check_mode, check_tp  # noqa: F401  (re-exported)
 from .bands import band, load_bands
 from .source import NONE_TP1, Provenance
 
@@ -46,12 +46,13 @@ class AnalyticalLatency:
         return self.hw.kernel_floor_compiled_s is not None and self.hw.compiled_small_kernels is not None
 
     def _floor(self, mode: str) -> float:
-        if mode == "compiled" and self.compiled_fitted:
+        mode = answered_as(mode, self.compiled_fitted)  # unfitted compiled: graph's constants, noted
+        if mode == "compiled":
             return self.hw.kernel_floor_compiled_s
         return self.hw.kernel_floor_eager_s if mode == "eager" else self.hw.kernel_floor_graph_s
 
     def _small_kernels(self, spec: ModelSpec, mode: str) -> float:
-        if mode == "compiled" and self.compiled_fitted:
+        if answered_as(mode, self.compiled_fitted) == "compiled":
             return self.hw.compiled_small_kernels
         return SMALL_KERNELS[spec.family]
 

@@ -16,10 +16,11 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from perfmodel.specs.models import ModelSpec, SpecError
+from perfmodel.specs.modes import MODES, answered_as, check_mode  # noqa: F401  (re-exported)
 
 from .source import Provenance
 
-MODES = ("eager", "graph", "compiled")  # compiled: torch.compile'd (fused) kernels under CUDA graphs
+# the modes and the compiled → graph fall-back: perfmodel.specs.modes (re-exported here)
 COMPILED_NOT_MEASURED = "compiled not measured: graph-mode latency"
 SAMPLER_NOT_COMPILED = "the sampler is not compiled: graph-mode overhead"  # engines compile the model only
 ALLREDUCE_NOT_COMPILED = "the all-reduce is not compiled: graph-mode time"  # NCCL stays a graph-captured call
@@ -54,6 +55,14 @@ class LatencyProvider(Protocol):
     def overhead_s(self, spec: ModelSpec, batch, gamma, mode: str = "graph") -> tuple[np.ndarray, Provenance]: ...
 
 
+def stand_in_forward(forward, has_compiled: bool, spec, batch, new_tokens, context, tp, mode):
+    """A provider's answer when `mode` is answered by another mode's data (perfmodel.specs.modes.
+    answered_as: compiled without compiled data → graph), flagged by graph_stand_in; None when the
+    provider answers `mode` from its own data."""
+    other = answered_as(mode, has_compiled)
+    return None if other == mode else graph_stand_in(forward(spec, batch, new_tokens, context, tp, other))
+
+
 def graph_stand_in(ct: ComponentTimes) -> ComponentTimes:
     """Graph-mode times answering compiled mode where no compiled data exists: every source (but a
     'none' one, as tp = 1's all-reduce) noted COMPILED_NOT_MEASURED, and no error band claimed."""
@@ -61,12 +70,6 @@ def graph_stand_in(ct: ComponentTimes) -> ComponentTimes:
         return Provenance(tuple(dataclasses.replace(x, band=None) for x in p.parts),
                           p.notes + (COMPILED_NOT_MEASURED,), tuple(strip(m) for m in p.members))
     return dataclasses.replace(ct, sources={k: v if v.kinds == ("none",) else strip(v) for k, v in ct.sources.items()})
-
-
-def check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise SpecError(f"mode={mode!r} is not allowed; use eager, graph or compiled")
-    return mode
 
 
 def check_tp(spec: ModelSpec, tp: int) -> int:

@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from perfmodel.latency.bands import band
-from perfmodel.latency.base import ComponentTimes, graph_stand_in
+from perfmodel.latency.base import ComponentTimes, stand_in_forward
 from perfmodel.latency.source import Provenance, Source
 from perfmodel.latency.table import head_shape_key, layer_shape_key
 
@@ -44,9 +44,10 @@ class OperatorChain:
         return val, kinds, edge, clamped
 
     def forward(self, spec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
-        if mode == "compiled" and self.operators.compiled_glue() is None:
-            # no compiled glue: this chain's graph-mode answer stands in, said so and with no band
-            return graph_stand_in(self.forward(spec, batch, new_tokens, context, tp, "graph"))
+        stand_in = stand_in_forward(self.forward, self.operators.compiled_glue() is not None, spec, batch,
+                                    new_tokens, context, tp, mode)
+        if stand_in is not None:  # no compiled glue: this chain's graph answer stands in, said so, no band
+            return stand_in
         by = spec.dtype_bytes
         parts = {"layer": ("layer_s", layer_shape_key(spec), (batch, new_tokens, context)),
                  "lm_head": ("lm_head_s", head_shape_key(spec), (batch, new_tokens))}
@@ -104,10 +105,13 @@ class OperatorChain:
 # (scripts/cross_gpu_check.py: median 3.6 % graph / 4.2 % eager, p90 12 % / 11 %, vs 17.7 % / 20.6 % for
 # the datasheet roofline). NVIDIA only: the kernels and launch path are CUDA's.
 CROSS_GPU_SOURCE = "h200"
-# GPUs of the source's architecture (Hopper: the H200 is the H100's GH100 die with HBM3e, per NVIDIA's
-# H200 datasheet), which also borrow its compiled-mode glue — the same inductor kernels, unvalidated
-SAME_ARCH = {"h200": ("h100-sxm", "h100-pcie")}
 CROSS_GPU_NOT_VALIDATED = "rescaled across GPUs by datasheet ratios, validated H200 → H100 only"
+
+
+def same_arch(a, b) -> bool:
+    """GPUs of one architecture (Hopper: the H200 is the H100's GH100 die with HBM3e, per NVIDIA's H200
+    datasheet) also share compiled-mode glue — the same inductor kernels, unvalidated."""
+    return a.arch == b.arch and a.vendor != "unknown"
 
 
 def with_operators(base, hw, dtype: str = "fp16", cross_gpu: bool = True):
@@ -117,14 +121,14 @@ def with_operators(base, hw, dtype: str = "fp16", cross_gpu: bool = True):
     from perfmodel.latency.operators import operator_provider, operator_table_for
 
     ops = operator_provider(hw, dtype, fallback=base)
-    if ops is None and cross_gpu and hw.name != CROSS_GPU_SOURCE and not hw.name.startswith("mi"):
+    if ops is None and cross_gpu and hw.name != CROSS_GPU_SOURCE and hw.vendor == "nvidia":
         from perfmodel.latency.crossgpu import rescaled
         from perfmodel.specs.hardware import GPUS
 
         found = operator_table_for(CROSS_GPU_SOURCE, dtype)
         if found is not None:
             ops = rescaled(found[0], GPUS[CROSS_GPU_SOURCE], hw, found[1],
-                           fallback=base, keep_compiled=hw.name in SAME_ARCH.get(CROSS_GPU_SOURCE, ()))
+                           fallback=base, keep_compiled=same_arch(hw, GPUS[CROSS_GPU_SOURCE]))
     return base if ops is None else OperatorChain(base, ops)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from perfmodel.specs.hardware import GPUS, HardwareProfile
 from perfmodel.latency.analytical import AnalyticalLatency
 from perfmodel.latency.base import (SAMPLER_NOT_COMPILED, ComponentTimes, check_mode as _check_mode, check_tp,
-                                    graph_stand_in)
+                                    stand_in_forward)
 from perfmodel.latency.bands import band, load_bands
 from perfmodel.latency.source import NONE_TP1, Provenance, Source
 from perfmodel.specs.models import ModelSpec, read_json
@@ -216,8 +216,9 @@ class MeasuredLatency:
 
     def forward(self, spec: ModelSpec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
         _check_mode(mode)
-        if mode == "compiled" and not self.has_compiled:  # never silently: graph rows, said so, no band
-            return graph_stand_in(self.forward(spec, batch, new_tokens, context, tp, "graph"))
+        stand_in = stand_in_forward(self.forward, self.has_compiled, spec, batch, new_tokens, context, tp, mode)
+        if stand_in is not None:  # never silently: graph rows, said so, no band
+            return stand_in
         tp = check_tp(spec, tp)
         fb, by = self.fallback, spec.dtype_bytes
         layer, lk = self._lookup("layer", layer_shape_key(spec), tp, mode, by, (batch, new_tokens, context),

@@ -23,7 +23,7 @@ from perfmodel.specs.models import ModelSpec, SpecError, read_json
 
 SCHEMA_VERSION = 1
 COMPONENTS = ("layer", "lm_head", "embed", "overhead", "allreduce")
-MODES = ("eager", "graph", "compiled")
+from perfmodel.specs.modes import MODES  # noqa: E402  (the one definition)
 COLUMNS = ("gpu", "model", "shape", "head_shape", "component", "mode", "dtype", "tp", "batch",
            "new_tokens", "context", "median_s", "p10_s", "p90_s", "repeats", "status", "reason")
 _INT_COLS = ("tp", "batch", "new_tokens", "context", "repeats")

@@ -9,12 +9,31 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from dataclasses import dataclass, field
+from enum import Enum
 
 from perfmodel.specs.models import SpecError
 
 TB = 1e12
 GB = 1e9
 GiB = 2**30
+
+
+class Arch(str, Enum):
+    """GPU architecture (vendor datasheets): what decides whether kernels, launch costs and compiled
+    glue measured on one GPU carry to another (perfmodel.latency.chain's cross-GPU rescaling)."""
+    AMPERE = "ampere"  # NVIDIA GA100 / GA102
+    ADA = "ada"  # NVIDIA AD102
+    HOPPER = "hopper"  # NVIDIA GH100 (H100, H200)
+    BLACKWELL = "blackwell"  # NVIDIA GB100
+    CDNA3 = "cdna3"  # AMD MI300
+    UNKNOWN = "unknown"
+
+    @property
+    def vendor(self) -> str:
+        return {"cdna3": "amd", "unknown": "unknown"}.get(self.value, "nvidia")
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -37,6 +56,12 @@ class HardwareProfile:
     # (perfmodel.latency.fit); None = not measured, and compiled predictions fall back to graph mode
     kernel_floor_compiled_s: float | None = None
     compiled_small_kernels: float | None = None  # fused small kernels per layer (family count unfused)
+    arch: Arch = Arch.UNKNOWN
+
+    @property
+    def vendor(self) -> str:
+        """'nvidia', 'amd' or 'unknown', from the architecture (never from the name)."""
+        return Arch(self.arch).vendor
 
     def replace(self, **changes) -> "HardwareProfile":
         return dataclasses.replace(self, **changes)
@@ -67,52 +92,52 @@ class HardwareProfile:
 # bidirectional = 448 GB/s per direction).
 GPUS: dict[str, HardwareProfile] = {
     "h100-sxm": HardwareProfile(
-        name="h100-sxm", peak_flops_per_s=989.4 * TB, hbm_bytes_per_s=3.35 * TB,
+        name="h100-sxm", arch=Arch.HOPPER, peak_flops_per_s=989.4 * TB, hbm_bytes_per_s=3.35 * TB,
         memory_bytes=80 * GB, interconnect_bytes_per_s=450 * GB,
         sources={"datasheet": "NVIDIA H100 Tensor Core GPU datasheet (SXM): BF16 1,979 TFLOPS with "
                  "sparsity = 989.4 dense; 3.35 TB/s HBM3; 80 GB; NVLink 900 GB/s bidirectional"}),
     "h100-pcie": HardwareProfile(
-        name="h100-pcie", peak_flops_per_s=756.5 * TB, hbm_bytes_per_s=2.0 * TB,
+        name="h100-pcie", arch=Arch.HOPPER, peak_flops_per_s=756.5 * TB, hbm_bytes_per_s=2.0 * TB,
         memory_bytes=80 * GB, interconnect_bytes_per_s=300 * GB,
         sources={"datasheet": "NVIDIA H100 datasheet (PCIe): BF16 1,513 TFLOPS sparse = 756.5 dense; "
                  "2 TB/s HBM2e; 80 GB; NVLink bridge 600 GB/s bidirectional"}),
     "h200": HardwareProfile(
-        name="h200", peak_flops_per_s=989.4 * TB, hbm_bytes_per_s=4.8 * TB,
+        name="h200", arch=Arch.HOPPER, peak_flops_per_s=989.4 * TB, hbm_bytes_per_s=4.8 * TB,
         memory_bytes=141 * GB, interconnect_bytes_per_s=450 * GB,
         sources={"datasheet": "NVIDIA H200 Tensor Core GPU datasheet (SXM): BF16 1,979 TFLOPS sparse "
                  "= 989.4 dense; 4.8 TB/s HBM3e; 141 GB; NVLink 900 GB/s bidirectional"}),
     "a100-sxm-80gb": HardwareProfile(
-        name="a100-sxm-80gb", peak_flops_per_s=312 * TB, hbm_bytes_per_s=2.039 * TB,
+        name="a100-sxm-80gb", arch=Arch.AMPERE, peak_flops_per_s=312 * TB, hbm_bytes_per_s=2.039 * TB,
         memory_bytes=80 * GB, interconnect_bytes_per_s=300 * GB,
         sources={"datasheet": "NVIDIA A100 datasheet: BF16 312 TFLOPS dense; 80GB SXM 2,039 GB/s "
                  "HBM2e; NVLink 600 GB/s bidirectional"}),
     "a100-sxm-40gb": HardwareProfile(
-        name="a100-sxm-40gb", peak_flops_per_s=312 * TB, hbm_bytes_per_s=1.555 * TB,
+        name="a100-sxm-40gb", arch=Arch.AMPERE, peak_flops_per_s=312 * TB, hbm_bytes_per_s=1.555 * TB,
         memory_bytes=40 * GB, interconnect_bytes_per_s=300 * GB,
         sources={"datasheet": "NVIDIA A100 datasheet: BF16 312 TFLOPS dense; 40GB SXM 1,555 GB/s "
                  "HBM2; NVLink 600 GB/s bidirectional"}),
     "l40s": HardwareProfile(
-        name="l40s", peak_flops_per_s=362.05 * TB, hbm_bytes_per_s=864 * GB,
+        name="l40s", arch=Arch.ADA, peak_flops_per_s=362.05 * TB, hbm_bytes_per_s=864 * GB,
         memory_bytes=48 * GB, interconnect_bytes_per_s=32 * GB,
         sources={"datasheet": "NVIDIA L40S datasheet: BF16 733 TFLOPS sparse = 362.05 dense; 864 GB/s "
                  "GDDR6; 48 GB; PCIe Gen4 x16 64 GB/s bidirectional"}),
     "a10g": HardwareProfile(
-        name="a10g", peak_flops_per_s=70 * TB, hbm_bytes_per_s=600 * GB,
+        name="a10g", arch=Arch.AMPERE, peak_flops_per_s=70 * TB, hbm_bytes_per_s=600 * GB,
         memory_bytes=24 * GB, interconnect_bytes_per_s=32 * GB,
         sources={"datasheet": "AWS EC2 G5 instance page (A10G: 24 GB, 600 GB/s GDDR6); NVIDIA does "
                  "not publish A10G tensor rates — ~70 TFLOPS fp16 dense as reported for g5; PCIe Gen4"}),
     "rtx-4090": HardwareProfile(
-        name="rtx-4090", peak_flops_per_s=165.2 * TB, hbm_bytes_per_s=1008 * GB,
+        name="rtx-4090", arch=Arch.ADA, peak_flops_per_s=165.2 * TB, hbm_bytes_per_s=1008 * GB,
         memory_bytes=24 * GB, interconnect_bytes_per_s=32 * GB,
         sources={"datasheet": "NVIDIA Ada Lovelace architecture whitepaper: RTX 4090 FP16 tensor "
                  "165.2 TFLOPS dense with FP32 accumulate; 1,008 GB/s GDDR6X; 24 GB; PCIe Gen4, no NVLink"}),
     "mi300x": HardwareProfile(
-        name="mi300x", peak_flops_per_s=1307.4 * TB, hbm_bytes_per_s=5.3 * TB,
+        name="mi300x", arch=Arch.CDNA3, peak_flops_per_s=1307.4 * TB, hbm_bytes_per_s=5.3 * TB,
         memory_bytes=192 * GB, interconnect_bytes_per_s=448 * GB,
         sources={"datasheet": "AMD Instinct MI300X datasheet: FP16/BF16 1,307.4 TFLOPS dense; 5.3 TB/s "
                  "HBM3; 192 GB; Infinity Fabric 7 links x 64 GB/s per direction"}),
     "b200": HardwareProfile(
-        name="b200", peak_flops_per_s=2250 * TB, hbm_bytes_per_s=8.0 * TB,
+        name="b200", arch=Arch.BLACKWELL, peak_flops_per_s=2250 * TB, hbm_bytes_per_s=8.0 * TB,
         memory_bytes=180 * GB, interconnect_bytes_per_s=900 * GB,
         sources={"datasheet": "NVIDIA HGX B200 datasheet: FP16/BF16 4.5 PFLOPS sparse = 2.25 dense per "
                  "GPU; 8 TB/s HBM3e; 180 GB; NVLink 5 1.8 TB/s bidirectional"}),

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from perfmodel.specs.errors import SpecError
 from perfmodel.specs.families import MODEL_TYPES, traits
-from perfmodel.specs.models import ModelSpec, read_json
 
 # ---- Hugging Face config.json --------------------------------------------------------------------
 _MODEL_TYPES = MODEL_TYPES
@@ -64,16 +63,12 @@ def _refuse_unmodelled(cfg: dict, where: str) -> None:
                         f"{cfg.get('model_type')} layer here)", value=True, allowed="false")
 
 
-def from_hf_config(path: str | Path, dtype_bytes: int | None = None) -> ModelSpec:
-    """Build a spec from a Hugging Face config.json on disk (never fetched from a hub). Honoured:
+def spec_fields(cfg, p: Path, dtype_bytes: int | None = None) -> dict:
+    """ModelSpec's fields from the parsed config.json `cfg` (read from `p`). Honoured:
     every shape field (layers, widths, heads, KV heads, head_dim for every family, FFN, vocabulary,
     tied embeddings, biases, positions) and torch_dtype (bytes per element unless `dtype_bytes` is
     given: the caller's serving dtype wins). Refused with one line: quantised checkpoints, mixtures
     of experts, MLP biases and the model types in UNMODELLED_TYPES."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "config.json"
-    cfg = read_json(p, "config file")
     if not isinstance(cfg, dict):
         raise SpecError(f"config file {str(p)!r} must hold a JSON object")
     mtype = cfg.get("model_type")
@@ -108,7 +103,7 @@ def from_hf_config(path: str | Path, dtype_bytes: int | None = None) -> ModelSpe
         if mtype == "opt":
             d = int(need("hidden_size"))
             proj = opt_int("word_embed_proj_dim", d)
-            return ModelSpec(
+            return dict(
                 name=str(name), family="opt", n_layers=int(need("num_hidden_layers")), d_model=d,
                 n_heads=int(need("num_attention_heads")), n_kv_heads=int(need("num_attention_heads")),
                 d_ff=int(need("ffn_dim")), vocab=int(need("vocab_size")), gated_mlp=False,
@@ -128,7 +123,7 @@ def from_hf_config(path: str | Path, dtype_bytes: int | None = None) -> ModelSpe
         if fam.qk_norm:
             extra["qk_norm"] = True
         bias = cfg.get("attention_bias")
-        return ModelSpec(
+        return dict(
             name=str(name), family=_MODEL_TYPES[mtype], n_layers=int(need("num_hidden_layers")),
             d_model=int(need("hidden_size")), n_heads=n_heads,
             n_kv_heads=opt_int("num_key_value_heads", n_heads),

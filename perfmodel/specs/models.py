@@ -244,7 +244,11 @@ def apply_overrides(spec: ModelSpec, text: str) -> ModelSpec:
 
 # ---- Hugging Face config.json: perfmodel.specs.hf_config ------------------------------------------
 def from_hf_config(path: str | Path, dtype_bytes: int | None = None) -> ModelSpec:
-    """A spec from a Hugging Face config.json (perfmodel.specs.hf_config.from_hf_config)."""
-    from perfmodel.specs.hf_config import from_hf_config as parse
+    """A spec from a Hugging Face config.json on disk, never fetched from a hub (what is honoured and
+    what refused: perfmodel.specs.hf_config)."""
+    from perfmodel.specs.hf_config import spec_fields
 
-    return parse(path, dtype_bytes)
+    p = Path(path)
+    if p.is_dir():
+        p = p / "config.json"
+    return ModelSpec(**spec_fields(read_json(p, "config file"), p, dtype_bytes))
