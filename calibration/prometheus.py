@@ -17,10 +17,16 @@ any of: `process_start_time_seconds` changed, a counter's `_created` timestamp c
 client exports both by default), a counter fell, or the set of positions changed (a new γ needs a
 new server). Then only the scrapes after the last restart are used (a single scrape after it counts
 from the restart), never a difference across it.
+
+A `--baseline` scrape is ordered against the trace by evidence, not by the order given: of two
+scrapes of one server (the same `process_start_time_seconds` and `_created` where present), the one
+with the larger counters is the later one. Live endpoints are read under a whole-request deadline
+and a size limit (a server that drips one byte at a time or never ends its body is cut off).
 """
 from __future__ import annotations
 
 import re
+import time
 import urllib.error
 import urllib.request
 
@@ -33,6 +39,12 @@ COUNTERS = (DRAFTS, DRAFT_TOKENS, ACCEPTED, PER_POS)
 PROCESS_START = "process_start_time_seconds"
 CREATED = "_created"  # prometheus_client's creation-time sample of a counter: NAME_created
 POOLED_LABELS = ("engine",)  # data-parallel engines of one model: counts add up
+_POSITION = re.compile(r"^[0-9]{1,6}$")  # ASCII digits only ('²'.isdigit() is True, int('²') fails)
+# A vLLM /metrics page is tens of KB (a few hundred series); 16 MiB is far beyond any real one.
+MAX_METRICS_BYTES = 16 * 2 ** 20
+# Whole-request deadline of one scrape (connect + all reads); each socket wait is at most
+# READ_TIMEOUT_S, so a request ends within DEADLINE_S + READ_TIMEOUT_S however the server drips.
+DEADLINE_S, READ_TIMEOUT_S = 20.0, 5.0
 
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?"
                      r"\s+(?P<value>\S+)(?:\s+(?P<ts>-?[0-9]+))?\s*$")
@@ -133,7 +145,7 @@ def read_vllm_metrics(text: str, source, select: dict | None = None) -> Acceptan
             pos = dict(lab).get("position")
             what = f"{name}_total" + (f'{{position="{pos}"}}' if pos is not None else "")
             v = parse_count(val, source, ln, what)
-            if name == PER_POS and (pos is None or not pos.isdigit()):
+            if name == PER_POS and (pos is None or not _POSITION.match(pos)):
                 raise TraceError(source, f"{name}_total needs an integer position label, got {pos!r}", ln)
             k = (name, int(pos) if pos is not None else None)
             prev = out.get(k, (0, ln))
@@ -207,6 +219,33 @@ def read_vllm_metrics(text: str, source, select: dict | None = None) -> Acceptan
 
 
 
+def _same_server(a: dict, b: dict) -> bool:
+    """No restart marker differs between two scrapes (process start time, counters' _created)."""
+    for key, (val, _) in b.items():
+        if (key[0] == PROCESS_START or key[0].endswith(CREATED)) and key in a and float(a[key][0]) != float(val):
+            return False
+    return True
+
+
+def order_baseline(baseline_text: str, text: str, source) -> tuple[str, str | None]:
+    """The two texts in time order, baseline first unless the evidence says it is the later scrape
+    (same server, and its counters are ≥ the trace's with at least one larger); then a note."""
+    given = baseline_text.rstrip("\n") + "\n" + text
+    try:
+        b, t = parse_scrapes(baseline_text, source)[-1], parse_scrapes(text, source)[0]
+    except TraceError:
+        return given, None  # the reader reports the bad line
+    shared = [k for k in b if k[0] in COUNTERS and k in t]
+    if not shared or not _same_server(b, t):
+        return given, None
+    vb, vt = {k: float(b[k][0]) for k in shared}, {k: float(t[k][0]) for k in shared}
+    if all(vb[k] >= vt[k] for k in shared) and any(vb[k] > vt[k] for k in shared):
+        return (text.rstrip("\n") + "\n" + baseline_text,
+                "the --baseline scrape is the later one (same server, larger counters): counted from the "
+                "trace's scrape to the baseline's")
+    return given, None
+
+
 def restart_evidence(before: dict, after: dict, sums_before: dict, sums_after: dict) -> str | None:
     """Why the server must have restarted between two consecutive scrapes, or None."""
     p0, p1 = before.get((PROCESS_START, ())), after.get((PROCESS_START, ()))
@@ -230,11 +269,31 @@ def is_url(path) -> bool:
     return str(path).startswith(("http://", "https://"))
 
 
-def fetch_metrics(url: str, timeout_s: float = 10.0) -> str:
-    """GET a live Prometheus endpoint (vLLM: http://HOST:PORT/metrics) and return its text."""
+def fetch_metrics(url: str, deadline_s: float | None = None, limit_bytes: int | None = None) -> str:
+    """GET a live Prometheus endpoint (vLLM: http://HOST:PORT/metrics) and return its text, within a
+    whole-request deadline and a size limit (default DEADLINE_S, MAX_METRICS_BYTES; one-line
+    TraceError when either is exceeded)."""
+    deadline_s = DEADLINE_S if deadline_s is None else deadline_s
+    limit_bytes = MAX_METRICS_BYTES if limit_bytes is None else limit_bytes
+    end = time.monotonic() + deadline_s
+    chunks, n = [], 0
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as r:
-            body = r.read()
+        with urllib.request.urlopen(url, timeout=min(READ_TIMEOUT_S, deadline_s)) as r:
+            while True:
+                chunk = r.read1(65536)  # what has arrived (≤ one socket wait), not 64 KiB at any cost
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                n += len(chunk)
+                if n > limit_bytes:
+                    raise TraceError(url, f"the endpoint sent more than {limit_bytes} bytes; a /metrics page is "
+                                          "tens of KB (is this the server's /metrics path?)")
+                if time.monotonic() > end:
+                    raise TraceError(url, f"the endpoint did not finish its answer within {deadline_s:.0f} s "
+                                          f"({n} bytes so far)")
+        body = b"".join(chunks)
+    except TraceError:
+        raise
     except urllib.error.HTTPError as e:
         raise TraceError(url, f"HTTP {e.code} {e.reason} (is this the server's /metrics path?)") from None
     except (urllib.error.URLError, OSError, ValueError) as e:

@@ -12,6 +12,7 @@ does not.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import re
@@ -23,7 +24,7 @@ from perfmodel.specs.errors import SpecError
 from .data import FORMATS, AcceptanceData, TraceError, from_iterations, parse_count
 from .engine_requests import REQUEST_FORMATS, detect_request_format, read_requests
 from .iterations import read_iterations_lines
-from .prometheus import fetch_metrics, is_url, looks_like_prometheus, read_vllm_metrics
+from .prometheus import fetch_metrics, is_url, looks_like_prometheus, order_baseline, read_vllm_metrics
 
 _POS_COL = re.compile(r"^(?:pos|position|accept)_(\d+)$")
 MEAN_KEYS_WITH_BONUS = ("mean_acceptance_length", "accept_length", "avg_spec_accept_length",
@@ -54,10 +55,12 @@ def read_trace(path, fmt: str = "auto", select: dict | None = None, baseline=Non
     if baseline is not None and fmt != "vllm-metrics":
         raise TraceError(baseline, f"a baseline applies to vLLM /metrics scrapes only, not to format {fmt}")
     if fmt == "vllm-metrics":
-        if baseline is not None:
+        note = None
+        if baseline is not None:  # time order from the counters, not from the order given
             b = str(baseline) if is_url(baseline) else Path(baseline)
-            text = _read_text(b).rstrip("\n") + "\n" + text
-        return read_vllm_metrics(text, p, select)
+            text, note = order_baseline(_read_text(b), text, p)
+        data = read_vllm_metrics(text, p, select)
+        return dataclasses.replace(data, notes=tuple(data.notes) + (note,)) if note else data
     if fmt in REQUEST_FORMATS:
         return read_requests(text, p, fmt)
     if fmt == "histogram":
