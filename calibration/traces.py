@@ -34,6 +34,18 @@ N_KEYS = ("n_drafts", "num_drafts", "n_iterations")
 STREAM_ABOVE_BYTES = 4 * 2 ** 20  # larger per-iteration traces are streamed from the file
 
 
+def _no_deep_nesting(fn):
+    """A trace nested deeper than the JSON parser recurses is one TraceError line, not a RecursionError."""
+    def wrapper(path, *a, **kw):
+        try:
+            return fn(path, *a, **kw)
+        except RecursionError:
+            raise TraceError(path, "is nested too deeply to be a trace (JSON thousands of levels deep)") from None
+    wrapper.__doc__, wrapper.__name__ = fn.__doc__, fn.__name__
+    return wrapper
+
+
+@_no_deep_nesting
 def read_trace(path, fmt: str = "auto", select: dict | None = None, baseline=None) -> AcceptanceData:
     """Read a trace file, or a live vLLM /metrics URL; `baseline`: an earlier scrape (file or URL) of the
     same endpoint whose counts are subtracted (a server restart in between is detected, not subtracted)."""

@@ -60,6 +60,9 @@ def handle_errors(fn):
             if isinstance(e, OSError):
                 name = getattr(e, "filename", None)
                 fail(f"{e.strerror or e}: {name}" if name else str(e), js, value=name)
+            if isinstance(e, RecursionError):  # a document nested deeper than any parser recurses
+                fail("an input is nested too deeply to parse (JSON or lists thousands of levels deep)", js,
+                     allowed="a document of ordinary depth")
             if isinstance(e, (ValueError, OverflowError, KeyError, TypeError, MemoryError)):
                 fail(f"{type(e).__name__}: {e}" if isinstance(e, (KeyError, TypeError)) else str(e), js)
             raise
