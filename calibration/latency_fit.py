@@ -49,6 +49,11 @@ class Run:
     draft_spec: object = None
 
 
+# Per-run physical bounds: the same as the CLI's --gamma/--batch/--context/--tp (cli/options.py BOUNDS),
+# so a run of batch 1e12 is refused by name instead of failing the fit as "cannot identify".
+ROW_BOUNDS = {"gamma": 64, "batch": 65536, "context": 16777216, "tp": 1024}
+
+
 def _num(v, src, ln, what, integer=False, positive=True):
     try:
         x = float(v)
@@ -58,6 +63,8 @@ def _num(v, src, ln, what, integer=False, positive=True):
         raise TraceError(src, f"{what}={v!r} is not allowed; must be {'> 0' if positive else '≥ 0'}", ln)
     if integer and not x.is_integer():
         raise TraceError(src, f"{what}={v!r} is not an integer", ln)
+    if what in ROW_BOUNDS and x > ROW_BOUNDS[what]:
+        raise TraceError(src, f"{what}={v!r} is not allowed; must be at most {ROW_BOUNDS[what]}", ln)
     return int(x) if integer else x
 
 

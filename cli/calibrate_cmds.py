@@ -59,6 +59,8 @@ def acceptance(
 
     if not 1 <= gamma_max <= GAMMA_MAX:
         raise UsageError(f"gamma-max={gamma_max} is not allowed; must be in 1..{GAMMA_MAX}")
+    if not 0 <= seed < 2 ** 32:  # numpy's seed range; its own message names no flag
+        raise UsageError(f"seed={seed} is not allowed; --seed takes an integer in 0..{2 ** 32 - 1}")
     data = read_trace(file, fmt, _labels(label), baseline=baseline)
     fit = fit_acceptance(data, range(1, gamma_max + 1), model=model, seed=seed)
     doc = fit.to_dict()
