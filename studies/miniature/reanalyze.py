@@ -1,0 +1,235 @@
+"""Analysis of the miniature re-run (studies/miniature/rerun.py; issue 29), on any machine: agreement
+records rebuilt from agreement.npz + prompts.jsonl; for every timed loop run, acceptance calibrated on
+set A (disjoint prompts) replayed with the run's own protocol (warm-up iterations skipped, the timed
+ones counted) → `specperf predict` from the run's profile → error against the measured tokens/s;
+the replay of the run's own set-B record against the loop's measured tokens per iteration (the
+replay's identity with the real loop); 90 % prediction intervals for held-out prompts; HF assisted
+generation predicted after `specperf calibrate latency` on 4 of its runs; and the second finding —
+acceptance versus perplexity across two recipes at matched perplexity.
+
+    PYTHONPATH=. python -m studies.miniature.reanalyze --data .gpu_results/miniature_rerun --out-dir studies/miniature/rerun
+
+Key assumption: the loop's attention spans its whole static cache, so the context given to predict
+is cache_span − γ − 1 (as studies.miniature.analyze); HF's context is prompt + half the new tokens.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .analyze import _pct, _rel, cli
+from .family import Shape, write_configs
+
+WEIGHTING = "iteration"  # engines count tokens per iteration pooled over requests
+EXTRA: list = []  # extra predict flags (a CPU dry run: --allow-gpu-mismatch)
+
+
+def load(data: Path):
+    recs = {}
+    for ln in (data / "records.jsonl").read_text().splitlines():
+        r = json.loads(ln)
+        recs[r["key"]] = r
+    prompts = [json.loads(ln) for ln in (data / "prompts.jsonl").read_text().splitlines()]
+    return recs, prompts, np.load(data / "agreement.npz")
+
+
+def record(z, prompts, draft: str, s: str, kind: str, upto: int | None = None):
+    """The agreement record of one draft × prompt set × kind (greedy | sampling), optionally cut to
+    its first `upto` generated tokens."""
+    from calibration.agreement import make_record
+
+    ps = [p for p in prompts if p["set"] == s]
+    cols = [z[f"{draft}/{s}/{kind}/{c}"][:, :upto] for c in ("greedy_match", "draft_rank", "accept_prob")]
+    return make_record([p["id"] for p in ps], [p["domain"] for p in ps], list(cols[0]), list(cols[1].astype(np.int64)),
+                       list(cols[2].astype(float)) if kind == "sampling" else None,
+                       {"continuation": "greedy" if kind == "greedy" else "sample", "draft": draft, "set": s,
+                        "temperature": 0.0 if kind == "greedy" else 1.0})
+
+
+class Fam:
+    def __init__(self, recs, data: Path):
+        tr = [r for r in recs.values() if r["kind"] == "train" and r["status"] == "ok"]
+        self.runs = {r["model"]: r for r in tr}
+        self.target = next(r["model"] for r in tr if r["model"] == r["shape"] and "target" in r["model"])
+        shapes = {r["shape"]: Shape(r["shape"], r["n_layers"], r["d_model"], "target" if r["shape"] == self.target else "draft")
+                  for r in tr}
+        self.configs = write_configs(shapes.values(), data / "configs", vocab=recs["corpus"]["vocab"])
+
+    def cfg(self, name: str) -> str:
+        return _rel(self.configs[self.runs[name]["shape"]])
+
+
+def predict(fam, draft, acc_json, gamma, context, mode, gpu, dtype, profile, calibration=None, catchup=True) -> dict:
+    args = ["predict", "--target", fam.cfg(fam.target), "--draft", fam.cfg(draft), "--gpu", gpu, "--profile", _rel(profile),
+            "--acceptance", _rel(acc_json), "--gamma", str(max(gamma, 1)), "--batch", "1", "--context", str(context),
+            "--mode", mode, "--dtype", dtype]
+    if calibration is not None:
+        args += ["--calibration", _rel(calibration)]
+    if catchup:
+        args += ["--draft-catchup"]
+    r = cli(*args, *EXTRA)["rows"][0]
+    return {"predicted_tok_s": r["throughput_tok_s"] if gamma > 0 else r["baseline_tok_s"],
+            "predicted_iteration_s": r["iteration_s"] if gamma > 0 else 1.0 / r["baseline_tok_s"],
+            "predicted_tokens_per_iteration": r["tokens_per_iteration"] if gamma > 0 else 1.0}
+
+
+def loop_rows(fam, recs, prompts, z, profile, gpu, dtype, derived) -> list[dict]:
+    from calibration import replay as rp
+    from perfmodel.specs.safeio import write_json
+
+    rows = []
+    for r in recs.values():
+        if r["kind"] != "loop" or r["status"] != "ok" or r["gamma"] == 0:
+            continue
+        d, g, warm, its = r["draft"], r["gamma"], int(r.get("warmup", 2)), r["iterations"] // r["prompts"]
+        recA, recB = record(z, prompts, d, "A", "greedy"), record(z, prompts, d, "B", "greedy")
+        try:
+            model = rp.acceptance_model(recA, g, skip=warm, iterations=its, weighting=WEIGHTING, gammas=(g,))
+        except ValueError as e:  # e.g. every draft token accepted: no finite α, no prediction
+            print(f"no prediction for {d} γ={g}: {e}", file=sys.stderr)
+            continue
+        js = derived / f"{d}_A_g{g}_acceptance.json"
+        write_json(js, model.to_dict())
+        iv = rp.interval(rp.replay(recA, g, skip=warm, iterations=its), WEIGHTING, level=0.90, new_prompts=r["prompts"])
+        repB = rp.replay(recB, g, skip=warm, iterations=its)
+        ctx = r["cache_span"] - g - 1
+        row = dict(draft=d, recipe=fam.runs[d].get("recipe"), gamma=g, mode=r["mode"], prompts=r["prompts"], context=ctx,
+                   measured_tok_s=r["measured_tok_s"], measured_tokens_per_iteration=r["tokens_per_iteration"],
+                   measured_iteration_s=r["measured_iteration_s"], replayed_A_tokens_per_iteration=iv["tokens_per_iteration"],
+                   pi90_lo=iv["prediction_interval"][0], pi90_hi=iv["prediction_interval"][1],
+                   replayed_B_tokens_per_iteration=repB.tokens_per_iteration)
+        loopB = np.asarray(r["accepted"]).reshape(r["prompts"], its) + 1
+        row["replay_B_equals_loop_prompts"] = int(np.sum(np.isclose(repB.tokens, loopB.sum(axis=1))))
+        row.update(predict(fam, d, js, g, ctx, r["mode"], gpu, dtype, profile))
+        row["error_pct"] = _pct(row["predicted_tok_s"], row["measured_tok_s"])
+        row["latency_only_error_pct"] = _pct(row["measured_tokens_per_iteration"] / row["predicted_iteration_s"], row["measured_tok_s"])
+        row["pi90_covers_measured"] = bool(iv["prediction_interval"][0] <= r["tokens_per_iteration"] <= iv["prediction_interval"][1])
+        rows.append(row)
+    return rows
+
+
+def hf_rows(fam, recs, prompts, z, profile, gpu, dtype, derived) -> list[dict]:
+    """HF: latency corrected on 4 runs (the two drafts with both γ, first two timed drafts), the rest held out."""
+    from calibration import replay as rp
+    from perfmodel.specs.safeio import write_json
+
+    hf = recs.get("hf")
+    if not hf or hf["status"] != "ok":
+        return []
+    runs = [r for r in hf["runs"] if r["draft"] != "none"]
+    ctx = int(len(prompts[0]["tokens"]) + runs[0]["new_tokens"] / 2)
+    drafts = list(dict.fromkeys(r["draft"] for r in runs))
+    fit = [r for r in runs if r["draft"] in drafts[:2]]
+    path = derived / "hf_fit_runs.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["gpu", "mode", "dtype", "target", "draft", "gamma", "batch", "context", "iteration_s"])
+        for r in fit:
+            w.writerow([gpu, "eager", dtype, fam.cfg(fam.target), fam.cfg(r["draft"]), r["gamma"], 1, ctx, r["measured_iteration_s"]])
+    corr = derived / "hf_latency_correction.json"
+    try:
+        cli("calibrate", "latency", _rel(path), "--profile", _rel(profile), "--fit", "draft,overhead", "--out", _rel(corr))
+    except RuntimeError as e:
+        print(f"no HF predictions: {e}", file=sys.stderr)
+        return []
+    out = []
+    for r in runs:
+        recA = record(z, prompts, r["draft"], "A", "greedy", upto=r["new_tokens"] + r["gamma"])
+        js = derived / f"{r['draft']}_A_hf_g{r['gamma']}_acceptance.json"
+        write_json(js, rp.acceptance_model(recA, r["gamma"], weighting=WEIGHTING, gammas=(r["gamma"],)).to_dict())
+        row = dict(draft=r["draft"], gamma=r["gamma"], mode="hf", prompts=r["prompts"], context=ctx, in_fit=r in fit,
+                   measured_tok_s=r["measured_tok_s"], measured_tokens_per_iteration=r["tokens_per_iteration"],
+                   measured_iteration_s=r["measured_iteration_s"])
+        row.update(predict(fam, r["draft"], js, r["gamma"], ctx, "eager", gpu, dtype, profile, calibration=corr, catchup=False))
+        row["error_pct"] = _pct(row["predicted_tok_s"], row["measured_tok_s"])
+        out.append(row)
+    return out
+
+
+def second_finding(fam, prompts, z) -> dict:
+    """Per draft: perplexity, greedy and T=1 acceptance on set A; per shape, logit α regressed on
+    ln perplexity and a distilled-recipe indicator: the indicator's coefficient is the recipe's
+    effect at matched perplexity (OLS, t interval)."""
+    from scipy import stats
+
+    rows = []
+    for name, r in fam.runs.items():
+        if name == fam.target or f"{name}/A/greedy/greedy_match" not in z.files:
+            continue
+        rows.append(dict(draft=name, shape=r["shape"], recipe=r.get("recipe"), seed=r["seed"], tokens=r["tokens"],
+                         perplexity=r["perplexity"], alpha_greedy=float(z[f"{name}/A/greedy/greedy_match"].mean()),
+                         alpha_t1=float(z[f"{name}/A/sampling/accept_prob"].mean())))
+    out = {"drafts": rows, "by_shape": {}}
+    for shape in sorted({r["shape"] for r in rows}):
+        rs = [r for r in rows if r["shape"] == shape]
+        if len({r["recipe"] for r in rs}) < 2 or len(rs) < 4:
+            continue
+        for key in ("alpha_greedy", "alpha_t1"):
+            y = np.array([math.log(r[key] / (1 - r[key])) for r in rs])
+            X = np.column_stack([np.ones(len(rs)), [math.log(r["perplexity"]) for r in rs],
+                                 [r["recipe"] == "distill" for r in rs]]).astype(float)
+            b, *_ = np.linalg.lstsq(X, y, rcond=None)
+            dof = len(rs) - 3
+            s2 = float(np.sum((y - X @ b) ** 2) / dof) if dof > 0 else float("nan")
+            se = np.sqrt(np.diag(s2 * np.linalg.inv(X.T @ X))) if dof > 0 else np.full(3, np.nan)
+            t = float(stats.t.ppf(0.975, dof)) if dof > 0 else float("nan")
+            rho = {rec: float(stats.spearmanr([r["perplexity"] for r in rs if r["recipe"] == rec],
+                                               [r[key] for r in rs if r["recipe"] == rec])[0])
+                   for rec in ("scratch", "distill") if sum(r["recipe"] == rec for r in rs) >= 3}
+            out["by_shape"].setdefault(shape, {})[key] = {
+                "n": len(rs), "distill_logit_effect": float(b[2]), "distill_ci95": [float(b[2] - t * se[2]), float(b[2] + t * se[2])],
+                "log_ppl_slope": float(b[1]), "log_ppl_ci95": [float(b[1] - t * se[1]), float(b[1] + t * se[1])],
+                "spearman_by_recipe": rho, "perplexity_range": {rec: [min(r["perplexity"] for r in rs if r["recipe"] == rec),
+                                                                      max(r["perplexity"] for r in rs if r["recipe"] == rec)]
+                                                                for rec in ("scratch", "distill")}}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--gpu", default=None, help="catalog GPU for predict (default: the profile's)")
+    ap.add_argument("--out-dir", required=True)
+    ap.add_argument("--allow-gpu-mismatch", action="store_true", help="CPU dry run: predict from a CPU profile")
+    a = ap.parse_args(argv)
+    if a.allow_gpu_mismatch:
+        EXTRA.append("--allow-gpu-mismatch")
+    data, out = Path(a.data).resolve(), Path(a.out_dir)
+    derived = out / "derived"
+    derived.mkdir(parents=True, exist_ok=True)
+    recs, prompts, z = load(data)
+    meta = json.loads((data / "profile.csv.meta.json").read_text())
+    gpu, dtype = a.gpu or meta["gpu"], meta["dtype"]
+    fam = Fam(recs, out)
+    profile = data / "profile.csv"
+    loops = loop_rows(fam, recs, prompts, z, profile, gpu, dtype, derived)
+    hf = hf_rows(fam, recs, prompts, z, profile, gpu, dtype, derived)
+    med = lambda xs: float(np.median(np.abs(xs))) if len(xs) else float("nan")  # noqa: E731
+    summary = {"gpu": meta.get("gpu_name", gpu), "loop_points": len(loops),
+               "loop_median_abs_error_pct": med([r["error_pct"] for r in loops]),
+               "loop_p90_abs_error_pct": float(np.percentile(np.abs([r["error_pct"] for r in loops]), 90)) if loops else None,
+               "loop_latency_only_median_abs_error_pct": med([r["latency_only_error_pct"] for r in loops]),
+               "pi90_coverage": [sum(r["pi90_covers_measured"] for r in loops), len(loops)],
+               "replay_equals_loop_prompts": [sum(r["replay_B_equals_loop_prompts"] for r in loops), sum(r["prompts"] for r in loops)],
+               "hf_heldout_median_abs_error_pct": med([r["error_pct"] for r in hf if not r["in_fit"]]),
+               "hf_fit_median_abs_error_pct": med([r["error_pct"] for r in hf if r["in_fit"]]),
+               "second_finding": second_finding(fam, prompts, z)}
+    with (out / "results.csv").open("w", newline="") as f:
+        cols = sorted({k for r in loops + hf for k in r})
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for r in loops + hf:
+            w.writerow(r)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "second_finding"}, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
