@@ -85,7 +85,8 @@ def acceptance(
         t.add_row(str(r["gamma"]), obs, iid + ("*" if r["iid_extrapolated"] else ""), pp)
     con.print(t)
     used = fit.model.extra["model"]
-    con.print(f"model written for predict: {used}" + (f" → {out}" if out else " (use --out FILE to save it)"))
+    con.print(f"model written for predict: {used}" + (f" → {out}" if out else " (use --out FILE to save it)"),
+              markup=False)  # paths and sources are user text, not rich markup
 
 
 @calibrate_app.command("latency")
@@ -127,12 +128,13 @@ def latency(
         print_json(doc)
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     con = Console()
     for r in reports:
         typer.echo(r.report())
-    t = Table(title=f"latency correction against {provider}; |%err| of iteration_s as median / p90")
+    t = Table(title=escape(f"latency correction against {provider}; |%err| of iteration_s as median / p90"))
     for col in ("gpu/mode", "runs", "k_draft", "k_verify", "+overhead ms", "before", "after", "LOO"):
         t.add_column(col, justify="right")
     pm = lambda v, s, f=1.0: f"{v * f:.3g}" + (f"±{s * f:.1g}" if s is not None else "")  # noqa: E731
@@ -143,7 +145,7 @@ def latency(
                   pm(e.k_verify, x["k_verify_stderr"]), pm(e.extra_overhead_s, x["extra_overhead_s_stderr"], 1e3),
                   mp(er["before"]), mp(er["after"]), mp(er["loo"]))
     con.print(t)
-    con.print(f"correction written → {out}" if out else "use --out FILE to save the correction for "
+    con.print(escape(f"correction written → {out}") if out else "use --out FILE to save the correction for "
               "`specperf predict --calibration FILE`")
 
 

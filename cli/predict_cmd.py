@@ -70,6 +70,7 @@ def run_cost_ratio(c, acc, gammas, gamma_max, json_out):
            "verdict": "speculate" if speculate else "do not speculate",
            "speedup": float(s[k]) if speculate else 1.0, "tokens_per_iteration": float(tpi[k]) if speculate else 1.0,
            "throughput_tok_s": None, "iteration_s": None, "rows": rows, "notes": notes,
+           "fits_memory": None, "memory_needed_bytes": None,  # no models: memory is not modelled
            "sources": {"latency": "none: Leviathan et al. 2023 cost-ratio form, speedup = E[tokens]/(γc+1)",
                        "acceptance": acc.describe()}}
     if json_out:
@@ -142,6 +143,7 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
     modes = o.modes(mode)
     batches, contexts = o.batch_context(batch, context)
     o.positive(tp, "tp")
+    _check_work(batches, contexts, len(gammas) if gammas is not None else gamma_max, len(modes))
     from perfmodel.specs.catalog import resolve_model
     from perfmodel.specs.hardware import resolve_gpu
 
@@ -163,6 +165,14 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
         print_json(cells_document(docs))
         return
     render(docs, sources, hw.name, tp, wide)
+
+
+def _check_work(batches, contexts, n_gamma: int, n_modes: int) -> None:
+    """Refuse before allocating: cells × γ × Monte Carlo draws × modes within o.MAX_WORK."""
+    from perfmodel.specdec.uncertainty import N_DRAWS
+
+    o.check_work({"context": contexts, "batch": batches}, n_gamma * N_DRAWS * n_modes,
+                 per=f"{n_gamma} γ × {N_DRAWS} Monte Carlo draws × {n_modes} mode(s)")
 
 
 def _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, tp, profile, analytical,
@@ -189,6 +199,7 @@ def _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, t
                              value=float(np.nanmin(arr)), allowed="> 0 s")
     from perfmodel.specdec.uncertainty import propagate
 
+    _check_work(batches, contexts, len(p.gamma), 1)  # --gamma auto may have widened the search
     u = propagate(p, acc)  # once for every cell of this mode
     proposer = method.proposer_spec(tgt) if method is not None else drf
     docs = [prediction_document(p, tgt, proposer, hw.name, tp, acc, bi, ci, memory_bytes=hw.memory_bytes, u=u)
@@ -207,6 +218,8 @@ PREDICT_COLS = (("γ", "right", True, True), ("tokens/s [90 %]", "right", True, 
 
 
 def render(docs, sources, gpu, tp, wide: bool = False) -> None:
+    from rich.markup import escape
+
     from .tables import Col, console, render as table
 
     con = console(wide)
@@ -221,8 +234,8 @@ def render(docs, sources, gpu, tp, wide: bool = False) -> None:
                  f"{r['t_verify_s'] * 1e3:.3f}", f"{r['overhead_s'] * 1e3:.3f}",
                  f"{r['iteration_s'] * 1e3:.2f} [{r['iteration_s_lo'] * 1e3:.2f}–{r['iteration_s_hi'] * 1e3:.2f}]"]
                 for r in doc["rows"]]
-        table(con, f"{who} → {doc['target']} on {gpu} (tp={tp}, {doc['mode']}, batch {doc['batch']}, "
-                   f"context {doc['context']})", cols, rows, wide)
+        table(con, escape(f"{who} → {doc['target']} on {gpu} (tp={tp}, {doc['mode']}, batch {doc['batch']}, "
+                          f"context {doc['context']})"), cols, rows, wide)  # names are user text, not markup
         best = doc["rows"][0]
         con.print(f"autoregressive baseline: {best['baseline_tok_s']:.1f} tokens/s; target step "
                   f"{best['t_target_s'] * 1e3:.3f} ms; c = {doc['cost_ratio']:.3f}; optimal γ = "
@@ -234,7 +247,7 @@ def render(docs, sources, gpu, tp, wide: bool = False) -> None:
                   f"P(γ={doc['best_gamma']} is best) = {u['optimal_gamma_probability']:.2f}, robust γ = "
                   f"{u['robust_gamma']}" + (" — near-tie" if u["near_tie"] else ""))
         for n in doc["notes"] + u["notes"]:
-            con.print(f"[yellow]note:[/yellow] {n}")
+            con.print(f"[yellow]note:[/yellow] {escape(str(n))}")
     for md, src in sources.items():
         for k_, v in src.items():
-            con.print(f"  source {k_}: {v}" + (f" ({md})" if len(sources) > 1 else ""))
+            con.print(escape(f"  source {k_}: {v}" + (f" ({md})" if len(sources) > 1 else "")))

@@ -60,7 +60,8 @@ def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, d
         if row["status"] == "ok" and not json_out:
             con.print(f"{row['target']} ← {row['draft']} {row['mode']} b={row['batch']} ctx={row['context']} "
                       f"γ={row['gamma']} α={row['alpha']}: {row['measured_tok_s']:.1f} tok/s measured, "
-                      f"{row['predicted_tok_s']:.1f} predicted ({row['err_tok_s_expected']:+.1%})", highlight=False)
+                      f"{row['predicted_tok_s']:.1f} predicted ({row['err_tok_s_expected']:+.1%})", highlight=False,
+                      markup=False)  # model names are user text
 
     profiles, sources = [], {}
     for c in cfgs:  # one steady-state context per pass; a profile taken here covers that context
@@ -98,7 +99,9 @@ def render(rows, summary, meta) -> None:
     con = Console(width=max(Console().width, 150))
     pairs = list(dict.fromkeys((r["target"], r["draft"]) for r in rows))
     for tgt, drf in pairs:
-        t = Table(title=f"{drf} → {tgt} on {meta.get('gpu_name', '?')}: measured vs predicted")
+        from rich.markup import escape
+
+        t = Table(title=escape(f"{drf} → {tgt} on {meta.get('gpu_name', '?')}: measured vs predicted"))
         for c in ("mode", "b", "γ", "α", "iter ms", "pred ms", "err iter", "tok/iter", "tok/s", "tok/s @E",
                   "pred tok/s", "err", "err @E"):
             t.add_column(c, justify="left" if c == "mode" else "right")
