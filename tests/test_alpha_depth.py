@@ -54,3 +54,14 @@ def test_leave_one_draft_out_on_the_miniature_family():
     assert not ex["draft-4x512"] and not ex["draft-8x384"]  # inside the others' depths
     inner = [r for r in res["rows"] if not r["extrapolation"]]
     assert all(r["covered"] for r in inner)
+
+
+def test_borrowed_size_slope_from_another_counting_is_widened():
+    d = am.default_model()
+    t = resolve_model("llama-65b")
+    specs = [resolve_model(n) for n in ("sheared-llama-1.3b", "tinyllama-1.1b", "opt-1.3b")]
+    x = np.array([am.features(am.nonembedding_params(s), am.nonembedding_params(t), s.n_layers) for s in specs])
+    m = am.fit(x, [0.7, 0.7, 0.7])  # sizes span < 2×: the size slope is borrowed from the default
+    assert "log_param_ratio" not in m.fitted and m.counting == "nonembedding" != d.counting
+    assert m.coef_var[1] == pytest.approx(d.coef_var[1] + d.coef[1] ** 2)
+    assert "borrowed" in m.source

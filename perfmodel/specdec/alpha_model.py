@@ -256,6 +256,11 @@ def fit(x: np.ndarray, alpha, prior: "AlphaModel | None" = None, source: str = "
     if prior:
         var[:3] = prior.coef_var[:3]
     var[cols] = sd ** 2 * np.diag(inv)
+    if prior is not None and 1 not in cols and prior.counting != counting:
+        # the borrowed size slope was fitted on P counted another way (the default: total parameters):
+        # as an elasticity in these pairs' counting it is known only up to its own size
+        var[1] += prior.coef[1] ** 2
+        source += f"; size slope borrowed from a fit counting {prior.counting} parameters (variance widened)"
     s2 = _stated_logit_var(a, alpha_ci)
     Xf = X[:, cols]
     mcov = inv @ (Xf.T * s2) @ Xf @ inv  # sandwich: the stated ± of each pair through least squares
