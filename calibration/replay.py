@@ -230,7 +230,13 @@ def acceptance_model(rec: AgreementRecord, gamma: int, kind: str = "auto", skip:
     table = [interval(replay(rec, g, kind, skip, iterations), weighting, level) for g in sorted(set(gammas) | {gamma})]
     domains = {d: interval(rep.select(d), weighting, level) for d in sorted(set(rep.domains))
                if sum(x == d for x in rep.domains) >= 2}
+    if rep.kind == "greedy":  # per-depth, per-rank acceptance for token trees (perfmodel.specdec.trees reads it)
+        ranks = int(max(1, min(8, int(rec.meta.get("max_rank", 8)))))
+        rank_acc = depth_rank_acceptance(rec, gamma, ranks).tolist()
+    else:
+        rank_acc = None
     extra = {"fit": "specperf calibrate agreement", "format": "agreement", "kind": rep.kind, "gamma_replayed": gamma,
+             "rank_acceptance": rank_acc,
              "protocol": rep.protocol, "weighting": weighting, "model": "per-position",
              "tokens_per_iteration_replayed": table, "by_domain": domains, "prompts": len(rep.prompts),
              "ci_method": "ratio estimators clustered by prompt (t on R−1 df); tokens/iteration intervals at level "

@@ -38,6 +38,20 @@ def test_planted_alpha_recovered_with_cluster_intervals():
     for row in m.extra["tokens_per_iteration_replayed"]:
         assert row["ci"][0] < tokens_per_iteration(0.7, row["gamma"]) < row["ci"][1]
     assert set(m.extra["by_domain"]) == {"a", "b", "c"}
+    ra = np.asarray(m.extra["rank_acceptance"])  # what perfmodel.specdec.trees reads as a tree's acceptance
+    assert ra.shape == (6, 8) and ra[:, 0] == pytest.approx([0.7] * 6, abs=0.03)
+
+
+def test_acceptance_document_feeds_token_trees(tmp_path):
+    from perfmodel.specdec.trees import Tree, expected_tokens, read_rank_acceptance
+
+    rec = _planted(alpha=0.6, prompts=30, n=300, seed=3)
+    p = tmp_path / "acc.json"
+    p.write_text(json.dumps(rp.acceptance_model(rec, 3).to_dict()))
+    rows = read_rank_acceptance(p)
+    tree = Tree((-1, -1, 0), (0, 1, 0))
+    tok, its = rp.replay_tree(rec, tree.parent, tree.rank)
+    assert expected_tokens(tree, rows) == pytest.approx(tok / its, rel=0.03)
 
 
 def test_sampling_record_expected_tokens_equal_the_closed_form():
