@@ -18,7 +18,9 @@ calibrate_app = typer.Typer(no_args_is_help=True, add_completion=False,
 
 FORMAT_HELP = ("auto | vllm-metrics (Prometheus /metrics text) | iterations (CSV/JSONL: gamma, accepted "
                "or pos_0.. flags, optional count, batch, context) | histogram (gpt-fast accept_counts) | "
-               "mean-length (gamma + mean_accepted_tokens or mean_acceptance_length, optional n_drafts)")
+               "mean-length (gamma + mean_accepted_tokens or mean_acceptance_length, optional n_drafts) | "
+               "vllm-requests / sglang-requests / llamacpp-requests (per-request responses, JSON lines; "
+               "the cluster column of iterations may be request, sequence or prompt)")
 
 
 def _labels(items) -> dict:
