@@ -9,7 +9,8 @@ tokenizer trained here), then runs two servers one after the other on 127.0.0.1:
      (γ searched 1..3, so it differs from 4); one round; live calibration again, and with the
      scrape of server 1 as baseline (a restart in between: detected, not subtracted).
 The tests then compare specperf's numbers with vLLM's counters and its own log lines, and predict
-tokens per iteration across lookaheads. Skipped with a reason without .venv-vllm
+tokens per iteration across lookaheads. A third, short server starts from specperf's n-gram export
+(`optimize --method ngram --emit vllm`) and its spec-decode counters are read live. Skipped with a reason without .venv-vllm
 (`bash scripts/setup_vllm.sh`); `.ci/run` sets SPECPERF_REQUIRE_ENGINE=1 so a missing venv fails.
 SPECPERF_ENGINE_REPORT=FILE writes the measured-vs-predicted report (docs/accuracy.md quotes it).
 """
@@ -221,6 +222,42 @@ def report(runs, rows) -> str:
               f"load {t['server1_load_s']:.1f} s; server 2 ready {t['server2_ready_s']:.0f} s, "
               f"load {t['server2_load_s']:.1f} s; whole fixture {t['fixture_s']:.0f} s"]
     return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def ngram_run(runs):
+    """Server 3 (issue 28): started from `specperf optimize --method ngram --emit vllm` (acceptance: the
+    trace of server 1, as n-gram acceptance comes from traces only); a short round; counters read live."""
+    py, work, tgt = engine_python(), runs["work"], runs["models"]["target"]
+    opt = cli("optimize", "--target", Path(tgt) / "config.json", "--method", "ngram", "--acceptance",
+              f"ngram={work / 'acc1.json'}", "--gamma-max", 3, "--batch", 1, "--context", 512, "--mode", "eager",
+              "--emit", "vllm", "--emit-out", work / "spec3.json", "--json")
+    prompts = json.loads((work / "models" / "prompts.json").read_text())
+    R = {"export": opt["export"], "methods": opt["methods"]}
+    s3 = vs.Server(py, vs.server_argv(R["export"]["command"]) + COMMON, work / "server3.log", vs.engine_env(VENV))
+    with s3:
+        R["ready_s"] = s3.ready_s
+        R["tokens"] = s3.complete(tgt, prompts[:8], 32)
+        (work / "s3.txt").write_text(s3.get("/metrics"))
+        R["acc"] = cli("calibrate", "acceptance", s3.url + "/metrics", "--gamma-max", 4, "--json")
+        R["log"] = s3.log.read_text(errors="ignore")
+    return R
+
+
+def test_ngram_export_starts_vllm_and_its_counters_are_read(runs, ngram_run):
+    ex = ngram_run["export"]
+    g = ex["gamma"]
+    assert ex["config"]["method"] == "ngram" and "model" not in ex["config"] and 1 <= g <= 3
+    assert ex["config"]["prompt_lookup_max"] >= ex["config"]["prompt_lookup_min"] >= 1
+    assert json.loads((runs["work"] / "spec3.json").read_text()) == ex["config"]
+    assert ngram_run["tokens"] == [32] * 8
+    assert f"num_spec_tokens={g}" in ngram_run["log"] and "ngram" in ngram_run["log"]
+    raw = vs.raw_counters((runs["work"] / "s3.txt").read_text())
+    acc = ngram_run["acc"]
+    assert acc["n_drafts"] == raw["num_drafts"] > 0 and acc["gammas_observed"] == [g]
+    assert acc["accepted"][0] == raw["per_pos"][0] and len(raw["per_pos"]) == g  # vLLM's counters, read live
+    # n-gram proposes fewer than γ tokens where the lookup finds no match: draft tokens ≤ γ × drafts
+    assert 0 < raw["num_accepted_tokens"] <= raw["num_draft_tokens"] <= g * raw["num_drafts"]
 
 
 def test_exports_match_the_installed_engines():

@@ -76,7 +76,8 @@ def test_tree_method_costs_and_comparison_with_chains():
     m = TokenTree(head, tuple(map(tuple, P)), 6)
     c = m.costs(lat, target, [1], [512], [4, 12], 1, "graph").at(0, 0)
     t12 = m.tree(12)
-    steps = [head.step_s(lat, target, 1, w, 512 + lvl, "graph")[0] for lvl, w in enumerate(t12.widths())]
+    expand = (1,) + t12.widths()[:-1]  # the root, then every level but the deepest
+    steps = [head.step_s(lat, target, 1, w, 512 + lvl, "graph")[0] for lvl, w in enumerate(expand)]
     assert c.proposal_s[1] == pytest.approx(float(np.sum(steps)), rel=1e-9)
     assert c.verify_s[1] == pytest.approx(float(lat.forward(target, 1, 13, 512, 1, "graph").total_s), rel=1e-12)
     out = compare(head, P, lat, target, 1, 512, range(1, 33), [1, 4, 8])

@@ -4,8 +4,9 @@ the given per-depth, per-rank acceptance (perfmodel.specdec.trees.best_tree), le
 target verifies the γ+1 tokens at once under a tree mask. `compare` picks the best tree size and
 depth under the measured cost curve and sets it beside the best chain.
 
-Key assumptions: level ℓ of the tree is one proposer step over width_ℓ tokens per sequence (the
-tokens of one level share a forward, as EAGLE-2, Sequoia and SGLang draft), timed at context + ℓ;
+Key assumptions: a tree of D levels costs D proposer steps: step 1 expands the root (one token, as a
+chain's first step), step ℓ expands the width_{ℓ−1} tokens of level ℓ−1 in one forward (as EAGLE-2,
+Sequoia and SGLang draft), timed at context + ℓ − 1; the deepest level is never expanded;
 verifying N tree tokens costs a forward over N tokens (the tree mask changes which keys a query
 sees, not the work of a dense attention kernel); the catch-up is the proposer's for a chain as deep
 as the tree; the rank acceptance carries no interval (taken as exact by the Monte Carlo).
@@ -51,7 +52,8 @@ class TokenTree:
         for j, n in enumerate(g):
             t = self.tree(n)
             depth[j] = t.levels
-            for lvl, w in enumerate(t.widths()):
+            widths = t.widths()
+            for lvl, w in enumerate((1,) + widths[:-1]):  # step ℓ expands level ℓ−1 (the root first)
                 if (w, lvl) not in memo:
                     st, src = self.base.step_s(pl, target, B, w, C + lvl, mode)
                     memo[(w, lvl)] = (np.asarray(st) + zero[..., :1])[..., 0]  # (batch, context)

@@ -62,8 +62,11 @@ def chain(n: int) -> Tree:
 
 def rank_matrix(p, depth: int) -> np.ndarray:
     """(depth, K) acceptance rows, the last given row repeated; checked: in [0, 1], rows sum ≤ 1."""
-    a = np.atleast_2d(np.asarray(p, dtype=float))
-    if a.size == 0 or np.any(~np.isfinite(a)) or np.any(a < 0) or np.any(a > 1):
+    try:
+        a = np.atleast_2d(np.asarray(p, dtype=float))
+    except (TypeError, ValueError):
+        raise SpecError(f"rank acceptance={p!r} is not allowed; give equally long rows of numbers per depth") from None
+    if a.ndim != 2 or a.size == 0 or np.any(~np.isfinite(a)) or np.any(a < 0) or np.any(a > 1):
         raise SpecError(f"rank acceptance={np.asarray(p).tolist()!r} is not allowed; give rows of probabilities in [0, 1]")
     if np.any(a.sum(axis=1) > 1 + 1e-9):
         raise SpecError("rank acceptance: a row sums to more than 1; at most one child of a node is accepted, "

@@ -1,0 +1,286 @@
+"""Own speculative-decoding loop with an EAGLE-style head, as a chain or as a token tree (issue 28),
+batch 1, greedy, eager mode, on profiler.blocks' decoder layers (random target weights).
+
+The head (EAGLE-1 style): fc(concat(embedding(x_t), f_{t-1})) 2d → d, one decoder layer at the
+target's shape with its own KV cache, the target's final norm and LM head (shared). f = the target's
+last hidden state (before the final norm). One iteration at cached length p, last emitted token x_p:
+  step 1 (catch-up): the head over the γ+1 (padded) positions the last verification settled, which
+    yields the first proposals; steps 2..: one head forward per chain token / per tree level;
+  verification: the target over [x_p, proposals] at once — a causal chain, or the tree under its
+    tree mask (RoPE position = p + depth, cache slot = p + node index); the accepted path's KV and
+    features are compacted to consecutive slots afterwards (as engines do).
+Greedy acceptance keeps the target's own greedy output (tests check it token for token). Key
+assumption: this is the cost structure perfmodel.specdec.heads / tree_method model — catch-up over
+γ+1 positions, one step per chain token or tree level, one verification over γ+1 tokens.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .blocks import DecoderLayer, DecoderModel, _norm
+
+
+def block(layer: DecoderLayer, x, rope_pos, slots, mask):
+    """One decoder layer over x [1, n, d] with explicit RoPE positions and cache slots [n] and a
+    boolean mask [1, 1, n, L] over cache slots (L = mask's last dim)."""
+    n, hd, H, KV = x.shape[1], layer.head_dim, layer.n_heads, layer.n_kv_heads
+    h = _norm(layer.spec, x, layer.norm1_w, layer.norm1_b)
+    q, k, v = F.linear(h, layer.w_qkv, layer.b_qkv).split([H * hd, KV * hd, KV * hd], dim=-1)
+    q, k, v = q.view(1, n, H, hd), k.view(1, n, KV, hd), v.view(1, n, KV, hd)
+    cos, sin = layer.rope_cos[rope_pos][None, :, None, :], layer.rope_sin[rope_pos][None, :, None, :]
+    rot = lambda t: torch.cat([-t[..., hd // 2:], t[..., :hd // 2]], dim=-1)  # noqa: E731
+    q, k = q * cos + rot(q) * sin, k * cos + rot(k) * sin
+    layer.cache_k[0, :, slots] = k[0].transpose(0, 1)
+    layer.cache_v[0, :, slots] = v[0].transpose(0, 1)
+    L = mask.shape[-1]
+    keys, vals = layer.cache_k[:1, :, :L], layer.cache_v[:1, :, :L]
+    if H != KV:
+        keys, vals = keys.repeat_interleave(H // KV, dim=1), vals.repeat_interleave(H // KV, dim=1)
+    o = F.scaled_dot_product_attention(q.transpose(1, 2), keys, vals, attn_mask=mask)
+    x = x + F.linear(o.transpose(1, 2).reshape(1, n, H * hd), layer.w_o, layer.b_o)
+    return x + layer.mlp(_norm(layer.spec, x, layer.norm2_w, layer.norm2_b))
+
+
+def target_forward(model: DecoderModel, tokens, rope_pos, slots, mask):
+    """(logits [1, n, V], features [1, n, d]) of the target over `tokens` [1, n]."""
+    x = model.head.embed(tokens, torch.zeros(1, dtype=torch.long, device=tokens.device))
+    for layer in model.layers:
+        x = block(layer, x, rope_pos, slots, mask)
+    return model.head.logits(x), x
+
+
+def causal(slots_q, L: int, device):
+    """Mask [1, 1, n, L]: query i sees cache slots ≤ slots_q[i]."""
+    return (torch.arange(L, device=device)[None, :] <= slots_q[:, None])[None, None]
+
+
+class EagleHead(torch.nn.Module):
+    def __init__(self, target: DecoderModel, max_context: int, dtype="fp16", device="cpu", seed: int = 7):
+        super().__init__()
+        spec = target.spec
+        self.target = target
+        self.layer = DecoderLayer(spec.replace(n_layers=1), 1, max_context, dtype, device, seed=seed)
+        d = spec.d_model
+        g = torch.Generator(device=device).manual_seed(seed)
+        w = torch.randn(d, 2 * d, generator=g, device=device) * (2 * d) ** -0.5
+        self.fc = torch.nn.Parameter(w.to(self.layer.w_qkv.dtype))
+
+    def forward(self, tokens, feats, rope_pos, slots, mask):
+        """(logits, hidden) of the head: input = fc(embedding ⊕ feature)."""
+        e = self.target.head.embed(tokens, torch.zeros(1, dtype=torch.long, device=tokens.device))
+        x = block(self.layer, F.linear(torch.cat([e, feats], dim=-1), self.fc), rope_pos, slots, mask)
+        return self.target.head.logits(x), x
+
+
+def greedy_reference(target: DecoderModel, prompt, n_new: int):
+    """The target's own greedy continuation (one token per forward): what every loop must emit."""
+    dev = prompt.device
+    P = prompt.shape[1]
+    L = target.max_context
+    s = torch.arange(P, device=dev)
+    logits, _ = target_forward(target, prompt, s, s, causal(s, L, dev))
+    out = [int(logits[0, -1].argmax())]
+    for i in range(n_new - 1):
+        t = torch.tensor([[out[-1]]], device=dev)
+        s = torch.tensor([P + i], device=dev)
+        logits, _ = target_forward(target, t, s, s, causal(s, L, dev))
+        out.append(int(logits[0, -1].argmax()))
+    return out
+
+
+class HeadLoop:
+    """Speculative decoding with an EagleHead, batch 1: `tree` None → a chain of γ proposals; else a
+    perfmodel.specdec.trees.Tree drafted level by level (each node's rank = its parent's top-k index)."""
+
+    def __init__(self, target: DecoderModel, head: EagleHead, gamma: int = 4, tree=None):
+        self.t, self.h, self.gamma, self.tree = target, head, gamma, tree
+        self.depth = tree.levels if tree is not None else gamma
+        self.L = target.max_context
+        self.rank_hits = np.zeros((self.depth, 8))  # [depth, rank of the target's token in the head's top-8]
+        self.rank_seen = np.zeros(self.depth)
+
+    @torch.no_grad()
+    def generate(self, prompt, n_new: int, time_it: bool = False):
+        dev = prompt.device
+        P = prompt.shape[1]
+        s = torch.arange(P, device=dev)
+        logits, feats = target_forward(self.t, prompt, s, s, causal(s, self.L, dev))
+        F_ = torch.zeros(1, self.L, feats.shape[-1], dtype=feats.dtype, device=dev)  # target features by position
+        F_[:, :P] = feats
+        toks = torch.zeros(1, self.L, dtype=torch.long, device=dev)
+        toks[0, :P] = prompt[0]
+        p = P  # next position; x_p = last emitted, not yet in the target cache
+        toks[0, p] = logits[0, -1].argmax()
+        out, iters, per_iter = [int(toks[0, p])], 0, []
+        settle_from = 1  # the head has seen no position yet: its first catch-up covers 1..p
+        t0 = time.perf_counter()
+        while len(out) < n_new and p + self.depth + 2 < self.L:
+            if time_it and dev.type == "cuda":
+                torch.cuda.synchronize()
+            ti = time.perf_counter()
+            emitted = self._iteration(toks, F_, p, settle_from)
+            if time_it and dev.type == "cuda":
+                torch.cuda.synchronize()
+            per_iter.append(time.perf_counter() - ti)
+            settle_from = p + 1
+            p += len(emitted)
+            out += emitted
+            iters += 1
+        return {"tokens": out[:n_new], "iterations": iters, "iteration_s": per_iter,
+                "wall_s": time.perf_counter() - t0, "emitted": len(out)}
+
+    def _catchup(self, toks, F_, start: int, p: int):
+        """Head over positions start..p (x_t, f_{t-1}), padded to depth+1 positions; the output at p."""
+        dev = toks.device
+        n = min(max(p - start + 1, self.depth + 1), p)  # positions 1..p exist (f_{t-1} needs t ≥ 1)
+        pos = torch.arange(p - n + 1, p + 1, device=dev)
+        lg, hid = self.h(toks[:, pos], F_[:, pos - 1], pos, pos, causal(pos, self.L, dev))
+        return lg[0, -1], hid[:, -1:]
+
+    def _iteration(self, toks, F_, p: int, settle_from: int):
+        dev = toks.device
+        lg, hid = self._catchup(toks, F_, settle_from, p)
+        if self.tree is None:
+            d, hs = [], hid
+            for k in range(self.gamma):
+                d.append(int(lg.argmax()))
+                self._note_rank(k, lg)
+                if k + 1 < self.gamma:
+                    pos = torch.tensor([p + 1 + k], device=dev)
+                    lg2, hs = self.h(torch.tensor([[d[-1]]], device=dev), hs, pos, pos, causal(pos, self.L, dev))
+                    lg = lg2[0, -1]
+            cand = torch.tensor([[int(toks[0, p])] + d], device=dev)
+            pos = torch.arange(p, p + self.gamma + 1, device=dev)
+            tl, tf = target_forward(self.t, cand, pos, pos, causal(pos, self.L, dev))
+            y = tl[0].argmax(-1).tolist()
+            a = 0
+            while a < self.gamma and d[a] == y[a]:
+                a += 1
+            self._note_truth(y, lg_chain=None)
+            emitted = d[:a] + [y[a]]
+            F_[:, p:p + a + 1] = tf[:, :a + 1]
+            toks[0, p + 1:p + a + 2] = torch.tensor(emitted, device=dev)
+            return emitted
+        return self._tree_iteration(toks, F_, p, lg, hid)
+
+    def _tree_iteration(self, toks, F_, p: int, root_logits, root_hidden):
+        tr, dev = self.tree, toks.device
+        depth, N = tr.depth, tr.size
+        if not hasattr(self, "_levels"):  # the tree is fixed: its levels and ancestor mask once
+            self._levels = [[i for i in range(N) if depth[i] == lvl] for lvl in range(1, tr.levels + 1)]
+            self._anc = torch.as_tensor(tr.mask(), device=dev)
+            self._kmax = max(tr.rank) + 1
+        token = [0] * N
+        hidden = torch.zeros(1, N, root_hidden.shape[-1], dtype=root_hidden.dtype, device=dev)
+        logits = {}
+        for lvl, nodes in enumerate(self._levels, start=1):
+            parents = sorted({tr.parent[i] for i in nodes})
+            src = torch.stack([root_logits if q < 0 else logits[q] for q in parents])
+            top = torch.topk(src, min(self._kmax, src.shape[-1]), dim=-1).indices.tolist()  # one sync per level
+            for i in nodes:  # the node's token: its rank among its parent's candidates
+                token[i] = top[parents.index(tr.parent[i])][tr.rank[i]]
+            if lvl == tr.levels:
+                break
+            idx = torch.tensor(nodes, device=dev)
+            feats = torch.cat([root_hidden if tr.parent[i] < 0 else hidden[:, tr.parent[i]:tr.parent[i] + 1]
+                               for i in nodes], dim=1)
+            mask = torch.zeros(1, 1, len(nodes), self.L, dtype=torch.bool, device=dev)
+            mask[..., :p + 1] = True
+            mask[0, 0, :, p + 1:p + 1 + N] = self._anc[idx]
+            lg, hs = self.h(torch.tensor([[token[i] for i in nodes]], device=dev), feats, p + lvl + 0 * idx,
+                            p + 1 + idx, mask)
+            hidden[:, idx] = hs[0]
+            for r, i in enumerate(nodes):
+                logits[i] = lg[0, r]
+        cand = torch.tensor([[int(toks[0, p])] + token], device=dev)
+        rope = torch.tensor([p] + [p + d for d in depth], device=dev)
+        slots = torch.arange(p, p + N + 1, device=dev)
+        mask = torch.zeros(1, 1, N + 1, self.L, dtype=torch.bool, device=dev)
+        mask[..., :p + 1] = True
+        mask[0, 0, 1:, p + 1:p + N + 1] = self._anc
+        tl, tf = target_forward(self.t, cand, rope, slots, mask)
+        y = tl[0].argmax(-1).tolist()  # y[0]: after the root; y[1 + i]: after node i
+        path, cur = [], -1
+        while True:
+            kids = [i for i in range(N) if tr.parent[i] == cur]
+            want = y[0] if cur < 0 else y[1 + cur]
+            nxt = next((i for i in kids if token[i] == want), None)
+            if nxt is None:
+                break
+            path.append(nxt)
+            cur = nxt
+        bonus = y[0] if cur < 0 else y[1 + cur]
+        emitted = [token[i] for i in path] + [bonus]
+        keep = torch.tensor([0] + [1 + i for i in path], device=dev)  # compact the accepted path's KV
+        for layer in self.t.layers:
+            for c in (layer.cache_k, layer.cache_v):
+                c[0, :, p:p + keep.numel()] = c[0, :, p + keep].clone()
+        F_[:, p:p + keep.numel()] = tf[:, keep]
+        toks[0, p + 1:p + len(emitted) + 1] = torch.tensor(emitted, device=dev)
+        return emitted
+
+    def _note_rank(self, k: int, lg):
+        self._last_lg = getattr(self, "_last_lg", {})
+        self._last_lg[k] = lg
+
+    def _note_truth(self, y, lg_chain=None):
+        """Rank of the target's token in the head's top-8 at every chain depth reached (for trees)."""
+        for k, lg in sorted(getattr(self, "_last_lg", {}).items()):
+            top = torch.topk(lg, 8).indices.tolist()
+            self.rank_seen[k] += 1
+            if y[k] in top:
+                self.rank_hits[k, top.index(y[k])] += 1
+            if y[k] != top[0]:
+                break  # deeper proposals follow a rejected token
+        self._last_lg = {}
+
+    def rank_acceptance(self) -> np.ndarray:
+        """p[d][k] estimated from chain runs: P(the target's token is the head's rank-k candidate)."""
+        return self.rank_hits / np.maximum(self.rank_seen, 1)[:, None]
+
+
+def train_head(target: DecoderModel, head: EagleHead, steps: int, seq: int, batch: int, lr: float = 3e-3,
+               seed: int = 0):
+    """Fit the head on the target's greedy text: predict the target's next token from (x_t, f_{t-1}).
+    Returns the final training accuracy (top-1 agreement with the target)."""
+    dev = head.fc.device
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    data = []
+    with torch.no_grad():
+        for _ in range(batch):
+            prompt = torch.randint(0, target.spec.vocab, (1, 8), generator=g).to(dev)
+            cont = greedy_reference(target, prompt, seq)
+            x = torch.cat([prompt[0], torch.tensor(cont, device=dev)])[None]
+            s = torch.arange(x.shape[1], device=dev)
+            logits, feats = target_forward(target, x, s, s, causal(s, target.max_context, dev))
+            data.append((x, feats, logits.argmax(-1)))
+    params = [head.fc] + [p for p in head.layer.parameters()]
+    for p_ in params:
+        p_.requires_grad_(True)
+    master = [p_.detach().float().clone().requires_grad_(True) for p_ in params]
+    opt = torch.optim.Adam(master, lr=lr)
+    acc = 0.0
+    for step in range(steps):
+        x, feats, y = data[step % len(data)]
+        for m, p_ in zip(master, params):
+            p_.data.copy_(m.data)
+        n = x.shape[1] - 1
+        s = torch.arange(1, n + 1, device=dev)
+        with torch.enable_grad():
+            lg, _ = head(x[:, 1:], feats[:, :-1], s, s, causal(s, target.max_context, dev))
+            loss = F.cross_entropy(lg[0].float(), y[0, 1:])
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for m, gr in zip(master, grads):
+            m.grad = None if gr is None else gr.float()
+        opt.step()
+        for c in (head.layer.cache_k, head.layer.cache_v):  # the cache written this step leaves the graph
+            c.detach_()
+        acc = float((lg[0].argmax(-1) == y[0, 1:]).float().mean())
+    for m, p_ in zip(master, params):
+        p_.data.copy_(m.data)
+        p_.requires_grad_(False)
+    return acc

@@ -1,0 +1,178 @@
+"""GPU validation of the method seam (issue 28): specperf's own loop with an EAGLE-style head trained
+in about a minute on a miniature target's greedy text, as chains (γ 2..5) and as token trees (sizes
+6..24, the tree from the head's measured per-depth, per-rank acceptance by Sequoia's DP), against the
+prediction perfmodel.specdec.heads.FeatureHead / tree_method.TokenTree compose from the same GPU's
+component timings (target forward over n tokens, head step over n tokens, verification overhead).
+
+  PYTHONPATH=. python3 scripts/specloop_eagle_tree.py --out DIR            # CUDA, about 3 minutes
+  PYTHONPATH=. python3 scripts/specloop_eagle_tree.py --out DIR --smoke    # CPU, tiny shapes, seconds
+
+Writes DIR/specloop_eagle_tree.json: component timings, the head's training accuracy and rank
+acceptance, and per run measured vs predicted tokens/s (error %) and tokens per iteration. Eager
+mode, batch 1, fp16 on CUDA. Key assumption: the timed components are the loop's own functions, so
+this checks the seam's composition (catch-up over γ+1 positions, one step per chain token or tree
+level, one verification over γ+1 tokens, overhead) — consistency with specperf's loop, not accuracy
+against an engine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from perfmodel.latency.base import ComponentTimes
+from perfmodel.latency.source import Provenance
+from perfmodel.specdec.heads import FeatureHead
+from perfmodel.specdec.tree_method import TokenTree
+from perfmodel.specdec.trees import best_tree, expected_tokens
+from perfmodel.specs.catalog import resolve_model
+from profiler.blocks import DecoderModel
+from profiler.specloop_tree import EagleHead, HeadLoop, causal, target_forward, train_head
+
+FULL = "llama-7b:n_layers=16"  # miniature target: LLaMA-7B width (4096, 32 heads, d_ff 11008), 16 layers, vocab 32000
+SMOKE = "llama-7b:n_layers=2,d_model=64,n_heads=4,n_kv_heads=2,d_ff=128,vocab=97"
+
+
+def timer(device):
+    def run(fn, reps):
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            out = []
+            for _ in range(reps):
+                s.record()
+                fn()
+                e.record()
+                e.synchronize()
+                out.append(s.elapsed_time(e) / 1e3)
+            return float(np.median(out))
+        out = []
+        for _ in range(reps):
+            t = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t)
+        return float(np.median(out))
+    return run
+
+
+class Measured:
+    """A LatencyProvider answering the head, its projection and the target from this run's timings
+    (context interpolated linearly); the head step's time is carried whole by its layer component."""
+    name = "own-loop component timings"
+
+    def __init__(self, target_spec, t_target, t_head, t_over, contexts):
+        self.ts, self.tt, self.th, self.to, self.ctx = target_spec, t_target, t_head, t_over, np.asarray(contexts, float)
+
+    def _at(self, table, n, context):
+        n = int(np.max(n))
+        return np.interp(np.asarray(context, float), self.ctx, table[n])
+
+    def forward(self, spec, batch, new_tokens, context, tp=1, mode="eager"):
+        src = {k: Provenance.of("measured", file="this run") for k in ("layer", "lm_head", "allreduce")}
+        zero = 0.0 * np.asarray(context, float) * np.asarray(batch, float)
+        if "projection" in spec.name:  # inside the measured head step
+            return ComponentTimes(zero, zero, zero, 1, src)
+        if "head" in spec.name:
+            return ComponentTimes(self._at(self.th, new_tokens, context) + zero, zero, zero, 1, src)
+        return ComponentTimes(self._at(self.tt, new_tokens, context) / spec.n_layers + zero, zero, zero,
+                              spec.n_layers, src)
+
+    def overhead_s(self, spec, batch, gamma, mode="eager"):
+        g = int(np.max(gamma))
+        return np.asarray(self.to.get(g + 1, self.to[min(self.to)])) + 0.0 * np.asarray(batch, float), \
+            Provenance.of("measured", file="this run")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--smoke", action="store_true", help="CPU, tiny shapes (a check that the script runs)")
+    a = ap.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device("cpu" if a.smoke or not torch.cuda.is_available() else "cuda")
+    dtype = "fp32" if dev.type == "cpu" else "fp16"
+    spec = resolve_model(SMOKE if a.smoke else FULL)
+    P, NEW, CTX = (12, 32, 256) if a.smoke else (256, 256, 1024)
+    t0 = time.monotonic()
+    torch.manual_seed(0)
+    target = DecoderModel(spec, max_context=CTX, dtype=dtype, device=dev, seed=3)
+    head = EagleHead(target, CTX, dtype=dtype, device=dev)
+    train_acc = train_head(target, head, steps=40 if a.smoke else 600, seq=32 if a.smoke else 128,
+                           batch=4 if a.smoke else 32, lr=1e-2 if a.smoke else 2e-3)
+    t_train = time.monotonic() - t0
+    prompts = [torch.randint(0, spec.vocab, (1, P), generator=torch.Generator().manual_seed(100 + i)).to(dev)
+               for i in range(2 if a.smoke else 4)]
+
+    cal = HeadLoop(target, head, gamma=6)  # per-depth, per-rank acceptance of the trained head
+    for pr in prompts:
+        cal.generate(pr, NEW)
+    rank_acc = cal.rank_acceptance()[:, :4]
+    rank_acc = np.minimum(rank_acc, 1.0)
+    runs = [("chain", g, None) for g in (2, 3, 4, 5)]
+    for n in ((6, 10) if a.smoke else (6, 10, 16, 24)):
+        runs.append(("tree", n, best_tree(rank_acc, n, 6)))
+
+    # component timings at contexts spanning the runs
+    ctxs = [P, P + NEW // 2, P + NEW]
+    ns = sorted({1} | {g + 1 for k, g, _ in runs if k == "chain"} | {t.size + 1 for k, _, t in runs if t is not None}
+                | {w for _, _, t in runs if t is not None for w in t.widths()} | set(range(1, 8)))
+    time_fn = timer(dev)
+    reps = 3 if a.smoke else 30
+    tt, th, to = {}, {}, {}
+    d = spec.d_model
+    with torch.no_grad():
+        for n in ns:
+            tt[n], th[n] = [], []
+            for c in ctxs:
+                s = torch.arange(c, c + n, device=dev)
+                m = causal(s, CTX, dev)
+                x = torch.randint(0, spec.vocab, (1, n), device=dev)
+                f = torch.randn(1, n, d, device=dev, dtype=head.fc.dtype)
+                tt[n].append(time_fn(lambda: target_forward(target, x, s, s, m), reps))
+                th[n].append(time_fn(lambda: head(x, f, s, s, m), reps))
+            lg = torch.randn(n, spec.vocab, device=dev, dtype=head.fc.dtype)
+            to[n] = time_fn(lambda: lg.argmax(-1).tolist(), reps)
+    prov = Measured(spec, tt, th, to, ctxs)
+
+    rows = []
+    for kind, g, tree in runs:
+        loop = HeadLoop(target, head, gamma=g if tree is None else 1, tree=tree)
+        emitted, secs, iters = 0, 0.0, 0
+        for pr in prompts:
+            r = loop.generate(pr, NEW, time_it=True)
+            emitted += r["emitted"]
+            secs += float(np.sum(r["iteration_s"]))
+            iters += r["iterations"]
+        tpi = emitted / iters
+        method = FeatureHead("eagle") if tree is None else TokenTree(FeatureHead("eagle"), tuple(map(tuple, rank_acc)), 6)
+        c = method.costs(prov, spec, [1], [P + NEW // 2], [g], 1, "eager").at(0, 0)
+        pred_it = float(c.iteration_s()[0])
+        row = {"kind": kind, "gamma_or_tree_tokens": g, "measured_tok_s": emitted / secs,
+               "measured_iteration_s": secs / iters, "measured_tokens_per_iteration": tpi,
+               "predicted_iteration_s": pred_it, "predicted_tok_s_at_measured_tpi": tpi / pred_it,
+               "expected_tokens_per_iteration": float(expected_tokens(tree, rank_acc)) if tree is not None else None,
+               "tree_widths": list(tree.widths()) if tree is not None else None}
+        row["error_pct"] = 100 * (row["predicted_tok_s_at_measured_tpi"] / row["measured_tok_s"] - 1)
+        rows.append(row)
+    errs = [abs(r["error_pct"]) for r in rows]
+    doc = {"device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu", "torch": torch.__version__,
+           "target": spec.name, "dtype": dtype, "mode": "eager", "batch": 1, "prompt_tokens": P, "new_tokens": NEW,
+           "head_train_accuracy": train_acc, "train_s": t_train, "rank_acceptance": rank_acc.tolist(),
+           "component_contexts": ctxs, "t_target_s": tt, "t_head_step_s": th, "t_overhead_s": to,
+           "rows": rows, "median_abs_error_pct": float(np.median(errs)), "wall_s": time.monotonic() - t0}
+    tmp = out / ".specloop_eagle_tree.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=1, default=float))
+    os.replace(tmp, out / "specloop_eagle_tree.json")
+    print(json.dumps({"median_abs_error_pct": doc["median_abs_error_pct"], "wall_s": doc["wall_s"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
