@@ -13,7 +13,7 @@ import typer
 from . import options as o
 from .common import UsageError, handle_errors, parse_names, print_json
 
-KINDS = ("speedup", "gamma", "breakdown", "depth-width", "design", "breakeven", "acceptance")
+KINDS = ("speedup", "gamma", "breakdown", "depth-width", "design", "breakeven", "acceptance", "serve")
 # what each kind needs and accepts is declared by the kind (plots/<kind>.py INPUTS, plots/kinds.py)
 DEPTH_WIDTH_BASE = "llama-7b"  # base family/vocabulary for depth-width when --draft is not given
 # with no model arguments every kind draws the study's case (README "Worked example"): llama-65b at

@@ -15,7 +15,6 @@ from . import options as o
 from .common import UsageError, handle_errors, print_json
 
 MAX_LOADS = 64  # loads one sweep may simulate (each is several simulations)
-METHODS = ("draft", "ngram")
 
 Rate = Annotated[Optional[str], typer.Option(help="Poisson request rates in requests/s: 1 or a list 0.5,1,2,4.")]
 Users = Annotated[Optional[str], typer.Option(help="Concurrent users (closed loop) instead of --rate: N, a list or a range.")]
@@ -49,7 +48,7 @@ def register(app: typer.Typer) -> None:
     def serve_sim(
         target: o.Target = None,
         draft: o.Draft = None,
-        method: Annotated[str, typer.Option(help="draft (a separate draft model) or ngram (prompt lookup: --proposal-ms, --acceptance).")] = "draft",
+        method: Annotated[str, typer.Option(help="Speculation method: draft, eagle, eagle3, mtp, medusa or ngram (as predict).")] = "draft",
         gpu: o.Gpu = "h100-sxm",
         tp: o.Tp = 1,
         dtype: o.Dtype = "fp16",
@@ -73,7 +72,6 @@ def register(app: typer.Typer) -> None:
         slo_tpot_ms: Annotated[Optional[float], typer.Option(help="Goodput: time-per-output-token target (ms).")] = None,
         step_overhead_ms: Annotated[float, typer.Option(help="Engine cost per step outside the profile (ms; calibrate from a light load).")] = 0.0,
         seq_overhead_ms: Annotated[float, typer.Option(help="Engine cost per scheduled sequence per step (ms).")] = 0.0,
-        proposal_ms: Annotated[float, typer.Option(help="ngram: host time of one proposal step for the batch (ms).")] = 0.0,
         intervals: Annotated[bool, typer.Option(help="Rerun at the ends of the latency bands for intervals.")] = True,
         seed: Annotated[int, typer.Option(help="Seed of arrivals, lengths and acceptance draws.")] = 0,
         json_out: o.Json = False,
@@ -84,9 +82,7 @@ def register(app: typer.Typer) -> None:
         if (rate is None) == (users is None):
             raise UsageError("give --rate (requests/s) or --users (concurrent users), not both or neither",
                              value=None, allowed="--rate R[,R…] or --users N[,N…]")
-        if method not in METHODS:
-            raise UsageError(f"method={method!r} is not allowed; use {' or '.join(METHODS)}", value=method,
-                             allowed=", ".join(METHODS))
+        method = o.methods(method, several=False)[0]
         loads = float_list(rate, "rate", 1e5) if rate is not None else [float(u) for u in o.int_list(users, "users", hi=65536)]
         if len(loads) > MAX_LOADS:
             raise UsageError(f"users={users!r} gives {len(loads)} loads; at most {MAX_LOADS}", value=users,
@@ -110,7 +106,7 @@ def register(app: typer.Typer) -> None:
                            slo_ttft_s=_ms(slo_ttft_ms, "slo-ttft-ms"), slo_tpot_s=_ms(slo_tpot_ms, "slo-tpot-ms"),
                            step_overhead_s=_ms(step_overhead_ms, "step-overhead-ms", True),
                            seq_overhead_s=_ms(seq_overhead_ms, "seq-overhead-ms", True),
-                           proposal_s=_ms(proposal_ms, "proposal-ms", True), intervals=intervals, seed=seed)
+                           intervals=intervals, seed=seed)
         doc = run_serve(req)
         if json_out:
             print_json(doc)

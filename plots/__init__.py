@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 
 KINDS = {"speedup": "speedup", "gamma": "gamma", "breakdown": "breakdown", "depth-width": "depth_width",
-         "design": "design", "breakeven": "breakeven", "acceptance": "acceptance"}
+         "design": "design", "breakeven": "breakeven", "acceptance": "acceptance",
+         "serve": "serve"}
 
 
 def figure(kind: str, setting, **kw):

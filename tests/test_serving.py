@@ -142,14 +142,20 @@ def h100():
     return build_provider(resolve_gpu("h100-sxm")), resolve_model("llama-13b"), resolve_model("llama-7b:n_layers=2")
 
 
+def spec_of(d, prov, acc, t):
+    from perfmodel.serving.proposer import Speculation
+    from perfmodel.specdec.registry import make_method
+
+    return Speculation(make_method("draft", draft=d), acc, prov.draft, t)
+
+
 def test_step_table_equals_predict(h100):
-    from perfmodel.serving.proposer import draft_proposer
     from perfmodel.specdec.acceptance import AcceptanceModel
     from perfmodel.specdec.predict import predict
 
     prov, t, d = h100
     acc = AcceptanceModel(alpha=0.7)
-    tab = build_step_table(t, draft_proposer(d, prov.draft, acc), prov.target, max_batch=32, max_context=2048,
+    tab = build_step_table(t, spec_of(d, prov, acc, t), prov.target, max_batch=32, max_context=2048,
                            max_prefill=512, gamma_max=4)
     c = float(tab.contexts[5])  # a grid context: no interpolation between table points
     p = predict(t, d, prov.target, acc, [1, 2, 3, 4], [1, 8, 32], [c], draft_latency=prov.draft)
@@ -162,13 +168,12 @@ def test_step_table_equals_predict(h100):
 
 
 def test_closed_loop_throughput_matches_predict(h100):
-    from perfmodel.serving.proposer import draft_proposer
     from perfmodel.specdec.acceptance import AcceptanceModel
     from perfmodel.specdec.predict import predict
 
     prov, t, d = h100
     acc = AcceptanceModel(alpha=0.7)
-    tab = build_step_table(t, draft_proposer(d, prov.draft, acc), prov.target, max_batch=16, max_context=4096,
+    tab = build_step_table(t, spec_of(d, prov, acc, t), prov.target, max_batch=16, max_context=4096,
                            max_prefill=2048, gamma_max=3)
     wl = Workload(LengthDist(16, 16), LengthDist(2000, 2000), n_requests=16, users=16)
     res = simulate(wl.requests(), tab, EngineConfig(max_num_seqs=16), lambda b: 3, users=16, seed=4)
@@ -230,7 +235,8 @@ def test_cli_serve_sim_json_and_table():
 @pytest.mark.parametrize("extra,flag", [
     (["--rate", "-1"], "rate="), (["--rate", "1", "--users", "4"], "--rate"), (["--rate", "x"], "rate="),
     (["--users", "0"], "users="), (["--rate", "1", "--prompt-len", "0"], "prompt-len="),
-    (["--rate", "1", "--trace", "/nonexistent.csv"], "trace="), (["--rate", "1", "--method", "eagle"], "method="),
+    (["--rate", "1", "--trace", "/nonexistent.csv"], "trace="), (["--rate", "1", "--method", "tree"], "method="),
+    (["--rate", "1", "--method", "ngram"], "draft="),
     (["--rate", "1", "--requests", "0"], "requests="), (["--rate", "1", "--slo-tpot-ms", "-5"], "slo-tpot-ms="),
     (["--rate", "1", "--gamma", "99"], "gamma="), (["--rate", "1", "--mode", "both"], "mode="),
 ])

@@ -58,6 +58,7 @@ def metrics(res: SimResult, slo: Slo = Slo(), open_loop: bool = True) -> dict:
            "goodput_req_s": float(ok.sum()) / window if window > 0 else None,
            "slo_attained": float(ok.mean()) if ok.size else None,
            "mean_decode_batch": float((np.arange(1, len(dec) + 1) * dec).sum() / dec.sum()) if dec.sum() else 0.0,
+           "p90_decode_batch": int(np.searchsorted(np.cumsum(dec) / dec.sum(), 0.9) + 1) if dec.sum() else 0,
            "occupancy_mean": res.occupancy_integral / res.end_s, "steps": res.steps,
            "gamma_time_share": (res.gamma_time_s / res.gamma_time_s.sum()).round(4).tolist()}
     a = res.arrival_s
@@ -111,6 +112,7 @@ def sweep(off: StepTable, spec: StepTable | None, workload: Workload, loads, gam
     context = workload.prompt.mean + workload.output.mean / 2
     segs = gamma_schedule(spec, context, engine.max_num_seqs) if spec is not None else []
     rows, ratios, ratios_lo, ratios_hi = [], [], [], []
+    band_used = 0.0  # the widest target band any load's interval used (the crossover's time scaling)
 
     def run(table, reqs, sched):
         return metrics(simulate(reqs, table, engine, sched, users=u, seed=seed), slo, u is None)
@@ -131,16 +133,24 @@ def sweep(off: StepTable, spec: StepTable | None, workload: Workload, loads, gam
             best = min(row["gamma"], key=lambda g: row["gamma"][g]["tpot_p50_s"])
             row["best_gamma"] = best
             ratios.append(row["gamma"][best]["tpot_p50_s"] / row["off"]["tpot_p50_s"])
-            if intervals and spec.band_propose > 0:
-                for k, acc in ((1 - spec.band_propose, ratios_lo), (1 + spec.band_propose, ratios_hi)):
-                    m = run(spec.scaled(1.0, k), reqs, (lambda gg: lambda b: gg)(best))
+        busy = max(row["off"]["p90_decode_batch"], 1)  # the batches this load runs at (90 % of decode time)
+        if spec is not None:
+            busy = max(busy, row["gamma"][row["best_gamma"]]["p90_decode_batch"])
+            bp = spec.bands_at(busy)[1]
+            if intervals:
+                for k, acc in ((1 - bp, ratios_lo), (1 + bp, ratios_hi)):
+                    m = run(spec.scaled(1.0, k), reqs, (lambda gg: lambda b: gg)(best)) if bp > 0 else row["gamma"][best]
                     acc.append(m["tpot_p50_s"] / row["off"]["tpot_p50_s"])
         if intervals:
             row["interval"] = {}
+            row["bands"] = dict(zip(("target", "proposer"), (spec or off).bands_at(busy)))
+            row["bands"]["batch"] = busy
+            band_used = max(band_used, row["bands"]["target"])
             for name, table, sched in (("off", off, lambda b: 0),) + (
                     (("best", spec, (lambda gg: lambda b: gg)(row["best_gamma"])),) if spec is not None else ()):
-                lo = run(table.scaled(1 - table.band_target, 1 - table.band_propose), reqs, sched)
-                hi = run(table.scaled(1 + table.band_target, 1 + table.band_propose), reqs, sched)
+                bt, bp = table.bands_at(busy)
+                lo = run(table.scaled(1 - bt, 1 - bp), reqs, sched)
+                hi = run(table.scaled(1 + bt, 1 + bp), reqs, sched)
                 row["interval"][name] = {k: sorted([lo[k], hi[k]]) for k in
                                          ("throughput_tok_s", "tpot_p50_s", "ttft_p50_s", "itl_p50_s", "goodput_req_s")
                                          if lo[k] is not None and hi[k] is not None}
@@ -159,7 +169,7 @@ def sweep(off: StepTable, spec: StepTable | None, workload: Workload, loads, gam
                       if c is not None]
             doc["crossover"]["tpot_ratio_band"] = [ratios_lo, ratios_hi]
         if cands:
-            bt = off.band_target if kind == "rate" else 0.0
+            bt = band_used if kind == "rate" else 0.0
             doc["crossover"]["interval"] = [min(cands) / (1 + bt), max(cands) / (1 - bt)]
         off_segs = [s for s in segs if s["gamma"] == 0]
         doc["schedule_stops_at_batch"] = off_segs[0]["batch_lo"] if off_segs else None

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from perfmodel.serving.proposer import NgramProposer, draft_proposer
+import numpy as np
+
+from perfmodel.serving.proposer import Speculation
 from perfmodel.serving.report import Slo, sweep
 from perfmodel.serving.sim import EngineConfig
 from perfmodel.serving.step import EngineOverhead, build_step_table
-from perfmodel.serving.workload import Workload, parse_length, read_trace
+from perfmodel.serving.workload import LengthDist, Workload, parse_length, read_trace
 from perfmodel.specs.errors import InputError
 
 
@@ -45,7 +47,6 @@ class ServeRequest:
     slo_tpot_s: float | None = None
     step_overhead_s: float = 0.0
     seq_overhead_s: float = 0.0
-    proposal_s: float = 0.0
     intervals: bool = True
     seed: int = 0
 
@@ -62,6 +63,24 @@ def _acceptance(alpha, path):
     return AcceptanceModel(alpha=check_alpha(alpha), source="--alpha")
 
 
+def tables_for(tgt, proposer: Speculation, latency, prompt: LengthDist, output: LengthDist, engine: EngineConfig,
+               gamma_max: int, tp: int = 1, mode: str = "graph", overhead: EngineOverhead = EngineOverhead()):
+    """The step tables of the engine without and with speculation for this workload's lengths."""
+    max_ctx = prompt.max + output.max + gamma_max + 1
+    kw = dict(max_batch=engine.max_num_seqs, max_context=max_ctx,
+              max_prefill=engine.max_batched_tokens if engine.chunked_prefill else max(prompt.max, 2),
+              gamma_max=gamma_max, tp=tp, mode=mode, overhead=overhead, typical_context=prompt.mean + output.mean / 2)
+    return build_step_table(tgt, None, latency, **kw), build_step_table(tgt, proposer, latency, **kw)
+
+
+def default_rates(off, prompt: LengthDist, output: LengthDist, engine: EngineConfig, n: int = 9) -> list[float]:
+    """Request rates from light load to past the no-speculation engine's decode capacity (the full
+    batch's tokens per second over the mean output length), geometric."""
+    b = engine.max_num_seqs
+    cap = b / off.decode_s(b, prompt.mean + output.mean / 2, 0) / output.mean
+    return [float(f"{x:.3g}") for x in np.geomspace(0.05 * cap, 1.2 * cap, n)]
+
+
 def run_serve(r: ServeRequest) -> dict:
     from perfmodel.latency.providers import build_provider
     from perfmodel.specs.catalog import resolve_model
@@ -69,10 +88,17 @@ def run_serve(r: ServeRequest) -> dict:
 
     if r.target is None:
         raise InputError("--target is required")
-    if r.method == "draft" and r.draft is None:
-        raise InputError("--draft is required with --method draft (or use --method ngram)")
-    if r.method == "ngram" and r.draft is not None:
-        raise InputError(f"draft={r.draft!r} is not used by --method ngram; drop --draft or use --method draft")
+    from perfmodel.specdec.registry import check_method, make_method
+
+    key = check_method(r.method)
+    if key == "draft_model" and r.draft is None:
+        raise InputError("--draft is required with --method draft (or pick a method without a draft model)")
+    if key != "draft_model" and r.draft is not None:
+        raise InputError(f"draft={r.draft!r} is only for --method draft; method={r.method!r} proposes without one",
+                         value=r.draft, allowed="no --draft")
+    if key != "draft_model" and getattr(make_method(key), "acceptance_from_traces_only", False) and r.acceptance is None:
+        raise InputError(f"method={r.method!r} takes acceptance from traces only: give --acceptance FILE "
+                         "(from `specperf calibrate acceptance`)", value=r.method, allowed="--acceptance FILE")
     if r.trace is not None:
         prompt, output = read_trace(r.trace)
     else:
@@ -88,21 +114,14 @@ def run_serve(r: ServeRequest) -> dict:
     if max_ctx > tgt.max_positions:
         notes.append(f"prompt + output + γ + 1 = {max_ctx} exceeds {tgt.name}'s max_positions={tgt.max_positions}; "
                      "latency is still modelled")
-    if r.method == "draft":
-        drf = resolve_model(r.draft, r.dtype_bytes)
-        proposer = draft_proposer(drf, prov.draft, acc, r.mode)
-        if drf.vocab != tgt.vocab:
-            notes.append(f"draft vocab {drf.vocab} differs from target vocab {tgt.vocab}: engines need a shared tokenizer")
-    else:
-        drf = None
-        proposer = NgramProposer(acc, r.proposal_s, 0.0, {"proposal": f"n-gram lookup {r.proposal_s * 1e3:g} ms per step (given)"})
-        if r.proposal_s == 0:
-            notes.append("n-gram proposal cost 0 ms per step (not measured; give --proposal-ms)")
-    ov = EngineOverhead(r.step_overhead_s, r.seq_overhead_s)
-    kw = dict(max_batch=r.max_num_seqs, max_context=max_ctx, max_prefill=r.max_batched_tokens if r.chunked_prefill
-              else max(prompt.max, 2), gamma_max=max(r.gammas), tp=r.tp, mode=r.mode, overhead=ov)
-    off = build_step_table(tgt, None, prov.target, **kw)
-    spec = build_step_table(tgt, proposer, prov.target, **kw)
+    drf = resolve_model(r.draft, r.dtype_bytes) if key == "draft_model" else None
+    method = make_method(key, draft=drf) if drf is not None else make_method(key)
+    proposer = Speculation(method, acc, prov.draft, tgt, r.mode)
+    if drf is not None and drf.vocab != tgt.vocab:
+        notes.append(f"draft vocab {drf.vocab} differs from target vocab {tgt.vocab}: engines need a shared tokenizer")
+    engine = EngineConfig(r.max_num_seqs, r.max_batched_tokens, r.chunked_prefill)
+    off, spec = tables_for(tgt, proposer, prov.target, prompt, output, engine, max(r.gammas), r.tp, r.mode,
+                           EngineOverhead(r.step_overhead_s, r.seq_overhead_s))
     from perfmodel.specs.memory import memory_needed_bytes
 
     typical = int(prompt.mean + output.mean)
@@ -111,7 +130,6 @@ def run_serve(r: ServeRequest) -> dict:
         fit = max(1, int(r.max_num_seqs * hw.memory_bytes / need))
         notes.append(f"{r.max_num_seqs} sequences of {typical} tokens need {need / 1e9:.0f} GB on {hw.name} (weights + "
                      f"KV cache): about {fit} fit; KV capacity is not modelled (no preemption), lower --max-num-seqs")
-    engine = EngineConfig(r.max_num_seqs, r.max_batched_tokens, r.chunked_prefill)
     base = Workload(prompt, output, r.requests, rate_per_s=1.0, seed=r.seed) if r.load_kind == "rate" else \
         Workload(prompt, output, r.requests, users=1, seed=r.seed)
     doc = sweep(off, spec, base, list(r.loads), list(r.gammas), engine, Slo(r.slo_ttft_s, r.slo_tpot_s),
@@ -121,9 +139,8 @@ def run_serve(r: ServeRequest) -> dict:
             row["gamma"] = {str(k): v for k, v in row["gamma"].items()}
     doc["schedule_context"] = prompt.mean + output.mean / 2
     doc["workload"] = base.describe().split(", ", 1)[1]
-    name = proposer.name if r.method == "draft" else "n-gram"
-    doc["title"] = f"{name} → {tgt.name} on {hw.name} (tp={r.tp}, {r.mode})"
-    doc.update({"target": tgt.name, "draft": drf.name if drf else None, "method": r.method, "gpu": hw.name,
+    doc["title"] = f"{proposer.name} → {tgt.name} on {hw.name} (tp={r.tp}, {r.mode})"
+    doc.update({"target": tgt.name, "draft": drf.name if drf else None, "method": key, "gpu": hw.name,
                 "tp": r.tp, "mode": r.mode, "gammas": list(r.gammas), "acceptance": acc.describe(),
                 "engine_overhead": {"per_step_s": r.step_overhead_s, "per_seq_s": r.seq_overhead_s},
                 "sources": spec.sources, "latency": getattr(prov.target, "name", "")})

@@ -2,8 +2,9 @@
 lookahead γ, plus prefill tokens chunked into the same step) and the tokens each decoding sequence
 gains, built from the latency providers (perfmodel.latency) and perfmodel.specdec.maths.
 
-Key assumptions: a decode step costs predict's iteration (γ draft forwards + one target forward over
-γ+1 tokens + overhead; γ = 0: one target forward over 1 token + overhead) at the batch's mean context
+Key assumptions: a decode step costs the speculation method's iteration (perfmodel.specdec.methods:
+proposal + catch-up + verification of γ+1 tokens + overhead; γ = 0: the autoregressive step, one
+target forward over 1 token + overhead) at the batch's mean context
 (every term of a layer is affine in context, so the mean is exact for the batch's total); prefill
 tokens scheduled into a step with decodes add their *marginal* cost t(1, P, ctx) − t(1, 1, ctx) of
 the target (and of the draft, which must prefill too), so a mixed step shares one forward's fixed
@@ -18,8 +19,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from perfmodel.serving.proposer import Proposer, max_band
-from perfmodel.specdec.maths import iteration_s
+from perfmodel.serving.proposer import Speculation, max_band
 
 CONTEXT_POINTS = 16  # context grid points of the step table (geometric); between them: linear
 PREFILL_POINTS = 12  # prefill-token grid points (geometric, 1 .. the step token budget)
@@ -58,10 +58,13 @@ class StepTable:
     prefill_propose_s: np.ndarray  # (P, C): the proposer's prefill of P tokens (0 without one)
     prefill_propose_1_s: np.ndarray  # (C,)
     overhead0_s: np.ndarray  # (C,): the per-iteration overhead of a step at batch 1, γ = 0 (prefill alone)
-    proposer: Proposer | None
+    proposer: Speculation | None
     overhead: EngineOverhead = EngineOverhead()
-    band_target: float = 0.0  # relative 90 % half-width of the target-side latency
+    band_target: float = 0.0  # relative 90 % half-width of the target-side latency (largest over batches)
     band_propose: float = 0.0
+    band_batches: tuple = ()  # batches the bands were read at, and the bands there
+    band_target_by: tuple = ()
+    band_propose_by: tuple = ()
     scale_target: float = 1.0
     scale_propose: float = 1.0
     sources: dict = None  # display text per component
@@ -69,6 +72,14 @@ class StepTable:
     @property
     def max_batch(self) -> int:
         return self.propose_s.shape[0]
+
+    def bands_at(self, batch: float) -> tuple[float, float]:
+        """(target, proposer) bands covering decode batches 1..batch: the largest read at the band
+        batches up to the first one ≥ batch."""
+        if not self.band_batches:
+            return self.band_target, self.band_propose
+        k = int(np.searchsorted(self.band_batches, batch)) + 1
+        return max(self.band_target_by[:k]), max(self.band_propose_by[:k])
 
     def scaled(self, target: float, propose: float) -> "StepTable":
         """The same engine with target-side times × `target` and proposer times × `propose`."""
@@ -125,24 +136,42 @@ class StepTable:
         return int(self.gammas[int(np.argmax(rates))])
 
 
-def build_step_table(target, proposer: Proposer | None, latency, *, max_batch: int, max_context: int,
+def build_step_table(target, proposer: Speculation | None, latency, *, max_batch: int, max_context: int,
                      max_prefill: int, gamma_max: int, tp: int = 1, mode: str = "graph",
-                     overhead: EngineOverhead = EngineOverhead()) -> StepTable:
-    """Tables for one engine: `latency` serves the target (a LatencyProvider); `proposer` the draft side."""
+                     overhead: EngineOverhead = EngineOverhead(), typical_context: float | None = None) -> StepTable:
+    """Tables for one engine: `latency` serves the target (a LatencyProvider); `proposer` (None: no
+    speculation) the method, its acceptance and the proposer-side provider. Iteration costs come
+    from the method's `costs` (perfmodel.specdec.methods), the autoregressive step from its baseline.
+    Bands are read per power-of-two batch at `typical_context` (default half of max_context), so a
+    load is given the band of the sources answering the batches it runs at (StepTable.bands_at)."""
     ctx = np.unique(np.geomspace(16, max(max_context, 32), CONTEXT_POINTS).round())
     gam = np.arange(0, (gamma_max if proposer is not None else 0) + 1)
-    B = np.arange(1, max_batch + 1)[:, None, None]
-    C = ctx[None, :, None]
-    G = gam[None, None, :]
-    verify = latency.forward(target, B, G + 1, C, tp, mode)
-    ov, ov_src = latency.overhead_s(target, B, G, mode)
-    shape = (len(B), len(ctx), len(gam))
-    target_s = np.broadcast_to(verify.total_s + ov, shape).astype(float)
+    batch = np.arange(1, max_batch + 1)
+    c_typ = float(typical_context if typical_context is not None else max_context / 2)
+    band_b = tuple(int(x) for x in np.unique(np.minimum(2 ** np.arange(0, int(np.log2(max_batch)) + 2), max_batch)))
     if proposer is not None:
-        per = proposer.step_s(B, C, np.maximum(G, 1))
-        propose_s = np.where(G == 0, 0.0, iteration_s(G, per, 0.0)) + np.zeros(shape)
+        m = proposer.method
+        cost = m.costs(latency, target, batch, ctx, gam[1:], tp, mode, proposer_latency=proposer.latency)
+        bands = []
+        for bb in band_b:
+            bc = m.costs(latency, target, [bb], [c_typ], [1, gamma_max], tp, mode, proposer_latency=proposer.latency)
+            bands.append((max(max_band(bc.sources, "target_"), max_band({"o": bc.sources.get("overhead")})),
+                          max_band(bc.sources, "draft_")))
+        base = (cost.target_s + cost.baseline_overhead_s)[..., None]
+        target_s = np.concatenate([base, cost.verify_s + cost.overhead_s], axis=-1)
+        propose_s = np.concatenate([np.zeros_like(base), cost.proposal_s + cost.catchup_s], axis=-1)
+        src = cost.sources
     else:
-        propose_s = np.zeros(shape)
+        B, C = batch[:, None, None], ctx[None, :, None]
+        ft = latency.forward(target, B, 1, C, tp, mode)
+        ov, ov_src = latency.overhead_s(target, B, 0, mode)
+        target_s = np.broadcast_to(ft.total_s + ov, (len(batch), len(ctx), 1)).astype(float)
+        propose_s = np.zeros_like(target_s)
+        src = {**{f"target_{k}": v for k, v in ft.sources.items()}, "overhead": ov_src}
+        bands = []
+        for bb in band_b:
+            at = latency.forward(target, bb, 1, c_typ, tp, mode)
+            bands.append((max(max_band(at.sources), max_band({"o": latency.overhead_s(target, bb, 0, mode)[1]})), 0.0))
     ptok = np.unique(np.geomspace(1, max(max_prefill, 2), PREFILL_POINTS).round())
     pre = latency.forward(target, 1, ptok[:, None], ctx[None, :], tp, mode)
     pre1 = latency.forward(target, 1, 1, ctx, tp, mode)
@@ -154,13 +183,11 @@ def build_step_table(target, proposer: Proposer | None, latency, *, max_batch: i
     else:
         pre_d, pre_d1 = np.zeros_like(pre_t), np.zeros_like(pre_t1)
     ov0 = np.broadcast_to(latency.overhead_s(target, 1, 0, mode)[0], ctx.shape).astype(float)
-    sources = {f"target_{k}": str(v) for k, v in verify.sources.items()}
-    sources["overhead"] = str(ov_src)
-    if proposer is not None:
-        sources.update(proposer.sources)
     name = f"{target.name} ({getattr(latency, 'name', type(latency).__name__)})"
-    return StepTable(name=name, contexts=ctx, gammas=gam, propose_s=propose_s, target_s=target_s,
-                     prefill_tokens=ptok, prefill_target_s=pre_t, prefill_target_1_s=pre_t1,
-                     prefill_propose_s=pre_d, prefill_propose_1_s=pre_d1, overhead0_s=ov0, proposer=proposer, overhead=overhead,
-                     band_target=max_band(verify.sources), band_propose=proposer.band if proposer else 0.0,
-                     sources=sources)
+    return StepTable(name=name, contexts=ctx, gammas=gam, propose_s=np.ascontiguousarray(propose_s, dtype=float),
+                     target_s=np.ascontiguousarray(target_s, dtype=float), prefill_tokens=ptok,
+                     prefill_target_s=pre_t, prefill_target_1_s=pre_t1, prefill_propose_s=pre_d,
+                     prefill_propose_1_s=pre_d1, overhead0_s=ov0, proposer=proposer, overhead=overhead,
+                     band_target=max(b[0] for b in bands), band_propose=max(b[1] for b in bands), band_batches=band_b,
+                     band_target_by=tuple(b[0] for b in bands), band_propose_by=tuple(b[1] for b in bands),
+                     sources={k: str(v) for k, v in src.items()})

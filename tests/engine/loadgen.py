@@ -46,17 +46,22 @@ def one_request(url: str, model: str, prompt, max_tokens: int, t_start: float, t
 
 
 def run_load(url: str, model: str, prompts: list, max_tokens: int, rate_per_s: float | None, seed: int = 0,
-             timeout_s: float = 300.0) -> dict:
-    """Send len(prompts) requests with Poisson arrivals at rate_per_s (None: all at t = 0)."""
+             timeout_s: float = 300.0, arrivals: list | None = None) -> dict:
+    """Send len(prompts) requests with Poisson arrivals at rate_per_s (None: all at t = 0), or at the
+    given `arrivals` (seconds from the start, non-decreasing: e.g. a simulation's own sample)."""
     if not 1 <= len(prompts) <= MAX_REQUESTS:
         raise ValueError(f"requests={len(prompts)} is not allowed; 1..{MAX_REQUESTS}")
     if rate_per_s is not None and not 0 < rate_per_s <= 1e4:
         raise ValueError(f"rate={rate_per_s!r} is not allowed; requests/s in (0, 1e4]")
-    rng = random.Random(seed)
-    arrivals, t = [], 0.0
-    for _ in prompts:
-        arrivals.append(t)
-        t += rng.expovariate(rate_per_s) if rate_per_s else 0.0
+    if arrivals is None:
+        rng = random.Random(seed)
+        arrivals, t = [], 0.0
+        for _ in prompts:
+            arrivals.append(t)
+            t += rng.expovariate(rate_per_s) if rate_per_s else 0.0
+    elif len(arrivals) != len(prompts) or any(b < a for a, b in zip(arrivals, arrivals[1:])) or arrivals[0] < 0:
+        raise ValueError("arrivals must be one non-decreasing, non-negative time per prompt")
+    arrivals = [float(a) for a in arrivals]
     results: list = [None] * len(prompts)
     t0 = time.monotonic()
 
@@ -77,6 +82,49 @@ def run_load(url: str, model: str, prompts: list, max_tokens: int, rate_per_s: f
         th.join(timeout_s + arrivals[-1] + 10)
     return {"rate_per_s": rate_per_s, "max_tokens": max_tokens, "seed": seed, "wall_s": time.monotonic() - t0,
             "requests": results}
+
+
+HISTOGRAMS = ("inter_token_latency_seconds", "request_time_per_output_token_seconds", "time_to_first_token_seconds")
+
+
+def histograms(text: str) -> dict:
+    """{name: [(upper bound, cumulative count), …]} of the engine-side latency histograms in one
+    /metrics scrape (vLLM V1 stamps them with the engine core's own timestamps)."""
+    import re
+
+    out: dict = {h: {} for h in HISTOGRAMS}
+    pat = re.compile(r'^vllm:(\w+)_bucket\{([^}]*)\} (\S+)$', re.M)
+    for m in pat.finditer(text):
+        if m.group(1) in out:
+            le = re.search(r'le="([^"]+)"', m.group(2)).group(1)
+            out[m.group(1)][float(le)] = out[m.group(1)].get(float(le), 0.0) + float(m.group(3))
+    return {h: sorted(v.items()) for h, v in out.items()}
+
+
+def hist_quantile(before: list, after: list, q: float) -> float | None:
+    """Quantile q of the observations between two scrapes, linear inside a bucket (the bucket
+    width bounds its error: the test server runs with fine buckets)."""
+    b = dict(before)
+    pts = [(le, c - b.get(le, 0.0)) for le, c in after]
+    total = pts[-1][1] if pts else 0
+    if total <= 0:
+        return None
+    lo_le, lo_c = 0.0, 0.0
+    for le, c in pts:
+        if c >= q * total:
+            if le == float("inf"):
+                return lo_le
+            return lo_le + (le - lo_le) * ((q * total - lo_c) / (c - lo_c) if c > lo_c else 0.0)
+        lo_le, lo_c = le, c
+    return None
+
+
+def fine_buckets() -> str:
+    """The --custom-histogram-buckets JSON: 0.1 ms steps to 40 ms, 1 ms to 200 ms, then coarse."""
+    itl = [round(0.0001 * k, 4) for k in range(1, 401)] + [round(0.001 * k, 3) for k in range(41, 201)] + \
+        [0.3, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]
+    ttft = [round(0.001 * k, 3) for k in range(1, 501)] + [0.75, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0]
+    return json.dumps({"inter_token_latency": itl, "time_to_first_token": ttft})
 
 
 def summarise(load: dict) -> dict:
