@@ -180,15 +180,17 @@ def _sweep(p, out, meta, jobs, n_points, est, device, dtype, copies, quiet, json
         from perfmodel.latency.fit import refit_file
 
         refit_file(p, GPUS[meta["gpu"]])
-    from perfmodel.latency.integrity import order_violations
+    from perfmodel.latency.integrity import consistency_report, order_violations
 
     saved = LatencyTable.load(p)  # as refit_file left it
     order = order_violations(saved.rows)
-    if order:  # kept with the table: which groups time a longer verify faster than a shorter one
-        saved.meta["order_check"] = order
+    consistency = consistency_report(saved.rows)
+    if order or any(e["flagged_groups"] for e in consistency.values()):  # kept with the table
+        saved.meta["order_check"], saved.meta["consistency_check"] = order, consistency
         saved.save(p)
     summary = {"out": str(p), "rows": len(table), "ok": ok, "skipped": len(table) - ok,
-               "new_rows": len(table) - resumed, "wall_s": wall, "gpu": meta["gpu_name"], "order_check": order}
+               "new_rows": len(table) - resumed, "wall_s": wall, "gpu": meta["gpu_name"], "order_check": order,
+               "consistency_check": consistency}
     if json_out:
         print_json(summary)
     else:
@@ -199,6 +201,12 @@ def _sweep(p, out, meta, jobs, n_points, est, device, dtype, copies, quiet, json
                 con.print(f"warning: in {e['groups']} of {e['of']} {mode}-mode layer groups a longer verify timed "
                           f"faster than a shorter one (by up to {e['worst']:.0%}; e.g. {e['examples'][0]}): host "
                           "contention while timing? profile on an idle host, or delete those rows and resume")
+        for mode, e in consistency.items():
+            if e["flagged_groups"]:
+                con.print(f"warning: physical-consistency check: {e['flagged_groups']} of {e['groups']} {mode}-mode "
+                          f"groups hold {e['pairs']} row pair(s) whose time falls > 10 % as batch, new tokens or "
+                          f"context grow, or a tp shard slower than the smaller tp's (e.g. {e['examples'][0]}); "
+                          "predictions from them say so")
 
 
 def _profile_tp(specs, grid_kw, p, dtype, tp, device, json_out):

@@ -146,3 +146,79 @@ def order_violations(rows, drop: float = 0.10) -> dict:
             if len(e["examples"]) < 3:
                 e["examples"].append(f"{shape} tp{tp} b{b} ctx{c}: −{fall:.0%}")
     return out
+
+
+# ---- physical consistency -------------------------------------------------------------------------
+# A forward does more work with more batch rows, more new tokens, a longer KV cache, and less per
+# rank at a higher tensor-parallel degree; its time should follow, within timing noise. TOL: the fall
+# tolerated before a pair of rows is flagged — 10 %, the drop order_violations already uses (kernel
+# selection changes at one size move graph-mode layers by a few per cent; docs/accuracy.md).
+TOL = 0.10
+AXES = ("batch", "new_tokens", "context")
+
+
+def consistency_flags(points_by_group: dict, tol: float = TOL) -> dict:
+    """{group: [(axis, lower point, higher point, fall)]} for a profile's points grouped by
+    (component, shape key, tp, mode, dtype bytes) → [(batch, new_tokens, context, median_s)]:
+    each pair of neighbouring grid points along one axis (the others equal) whose time falls by more
+    than `tol` as the axis grows, and each point whose tp-k shard is more than `tol` slower than the
+    tp-k/2 (or tp 1) shard of the same layer at the same point ('tp' axis)."""
+    out: dict = {}
+    for g, pts in points_by_group.items():
+        at = {p[:3]: p[3] for p in pts}
+        for ax in range(3):
+            lines: dict = {}
+            for k in at:
+                lines.setdefault(k[:ax] + k[ax + 1:], []).append(k)
+            for ks in lines.values():
+                ks.sort(key=lambda k: k[ax])
+                for a, b in zip(ks, ks[1:]):
+                    fall = 1 - at[b] / at[a]
+                    if fall > tol:
+                        out.setdefault(g, []).append((AXES[ax], a, b, fall))
+    by_layer: dict = {}
+    for (comp, key, tp, mode, by), pts in points_by_group.items():
+        by_layer.setdefault((comp, key, mode, by), {})[tp] = {p[:3]: p[3] for p in pts}
+    for (comp, key, mode, by), per_tp in by_layer.items():
+        tps = sorted(per_tp)
+        for lo, hi in zip(tps, tps[1:]):
+            for k, t in per_tp[hi].items():
+                if k in per_tp[lo] and t > per_tp[lo][k] * (1 + tol):
+                    out.setdefault((comp, key, hi, mode, by), []).append(("tp", k, k, t / per_tp[lo][k] - 1))
+    return out
+
+
+def describe_flags(flags: list, n_points: int, mode: str, tp: int, tol: float = TOL) -> str:
+    """One note for an answer that a flagged group of rows serves."""
+    ex = flags[0]
+    what = (f"tp {tp} shard {ex[3]:.0%} slower than the smaller tp's at b{ex[1][0]} n{ex[1][1]} ctx{ex[1][2]}"
+            if ex[0] == "tp" else
+            f"time falls {ex[3]:.0%} as {ex[0]} grows, b{ex[1][0]} n{ex[1][1]} ctx{ex[1][2]} → "
+            f"b{ex[2][0]} n{ex[2][1]} ctx{ex[2][2]}")
+    axes = ", ".join(a for a in AXES + ("tp",) if any(f[0] == a for f in flags))
+    return (f"physical-consistency check: {len(flags)} row pair(s) of this shape's {n_points} {mode}-mode tp {tp} "
+            f"rows break monotonicity in {axes} beyond {tol:.0%} (e.g. {what}): re-time them; this answer may be off")
+
+
+def consistency_report(rows, tol: float = TOL) -> dict:
+    """{mode: {"flagged_groups", "groups", "pairs", "examples"}} of LatencyTable rows (dicts) — what
+    `specperf profile` prints and stores after a sweep."""
+    groups: dict = {}
+    for r in rows:
+        if r.get("component") not in ("layer", "lm_head") or r.get("status", "ok") not in ("ok", ""):
+            continue
+        key = r["shape"] if r["component"] == "layer" else r["head_shape"]
+        groups.setdefault((r["component"], key, int(r["tp"]), r["mode"], r.get("dtype", "fp16")), []).append(
+            (int(r["batch"]), int(r["new_tokens"]), int(r["context"]), float(r["median_s"])))
+    flags = consistency_flags(groups, tol)
+    out: dict = {}
+    for g in groups:
+        e = out.setdefault(g[3], {"flagged_groups": 0, "groups": 0, "pairs": 0, "examples": []})
+        e["groups"] += 1
+        if g in flags:
+            e["flagged_groups"] += 1
+            e["pairs"] += len(flags[g])
+            if len(e["examples"]) < 3:
+                e["examples"].append(f"{g[0]} {g[1]} tp{g[2]}: " + describe_flags(flags[g], len(groups[g]), g[3], g[2],
+                                                                                   tol).split("(e.g. ")[1].split(")")[0])
+    return out

@@ -99,6 +99,7 @@ class MeasuredLatency:
         self._index: dict | None = None
         self._fallback = None
         self._meta_cache = None
+        self._flags: dict = {}
         self.gpu = hw.name
 
     # ---- lazy state ----------------------------------------------------------------------------
@@ -160,6 +161,39 @@ class MeasuredLatency:
                 g = Grid(pts if component == "layer" else pts[:, [0, 1, 3]])
             self._grids[k] = g
         return self._grids[k]
+
+    def consistency_note(self, component, key, tp, mode, by, coords) -> str | None:
+        """A note when the grid rows answering `coords` break physical consistency
+        (perfmodel.latency.integrity.consistency_flags: time falling as batch, new tokens or context
+        grow, or a tp shard slower than the smaller tp's), else None."""
+        from perfmodel.latency.integrity import consistency_flags, describe_flags
+
+        k = (component, key, tp, mode, by)
+        if k not in self._flags:
+            idx, pts = self._rows_index(), {}
+            for t in (1, tp // 2, tp):  # the group and the shards it is checked against
+                rows = idx.get((component, key, t, mode, by))
+                if rows:
+                    pts[(component, key, t, mode, by)] = [p if component == "layer" else (p[0], p[1], 0, p[3])
+                                                          for p in rows.get("fp16") or next(iter(rows.values()))]
+            self._flags[k] = (consistency_flags(pts).get(k, []), len(pts.get(k, ())))
+        flags, n = self._flags[k]
+        g = self.grid(component, key, tp, mode, by)
+        if not flags or g is None:
+            return None
+        xs = np.broadcast_arrays(*[np.asarray(c, dtype=float) for c in coords])
+        brackets = []
+        for x, a in zip(xs, g.axes):  # the grid values each query point's cell spans, per axis
+            i = np.clip(np.searchsorted(a, x, side="right") - 1, 0, max(len(a) - 2, 0))
+            on = (x[..., None] == a).any(-1)  # a measured coordinate: only its own row serves it
+            brackets.append((np.where(on, x, a[i]), np.where(on, x, a[np.minimum(i + 1, len(a) - 1)])))
+        def serves(pt) -> bool:  # some query point's cell has this row as a corner
+            m = np.ones(xs[0].shape, bool)
+            for v, (lo, hi) in zip(pt, brackets):
+                m &= (v == lo) | (v == hi)
+            return bool(m.any())
+        used = [f for f in flags if serves(f[1]) or serves(f[2])]
+        return describe_flags(used, n, mode, tp) if used else None
 
     @property
     def fallback(self) -> AnalyticalLatency:
@@ -232,11 +266,14 @@ class MeasuredLatency:
             ar_src = self._describe(ak, mode)
         else:
             ar, ar_src = np.zeros(shape), NONE_TP1
-        ct = ComponentTimes(layer_s=layer + np.zeros(shape), allreduce_s=ar + np.zeros(shape),
-                            lm_head_s=head + np.zeros(shape), n_layers=spec.n_layers,
-                            sources={"layer": self._describe(lk, mode), "lm_head": self._describe(hk, mode),
-                                     "allreduce": ar_src})
-        return ct
+        sources = {"layer": self._describe(lk, mode), "lm_head": self._describe(hk, mode), "allreduce": ar_src}
+        for comp, key, xy in (("layer", layer_shape_key(spec), (batch, new_tokens, context)),
+                              ("lm_head", head_shape_key(spec), (batch, new_tokens))):
+            note = self.consistency_note(comp, key, tp, mode, by, xy)
+            if note:  # the answer says which of its rows fail the physical-consistency check
+                sources[comp] = sources[comp].with_note(note)
+        return ComponentTimes(layer_s=layer + np.zeros(shape), allreduce_s=ar + np.zeros(shape),
+                              lm_head_s=head + np.zeros(shape), n_layers=spec.n_layers, sources=sources)
 
     def overhead_s(self, spec: ModelSpec, batch, gamma, mode="graph"):
         _check_mode(mode)
