@@ -67,6 +67,8 @@ def test_bad_acceptance_is_one_clear_error():
         best_tree([[0.7, 0.5]], 4)
     with pytest.raises(SpecError, match="tree size=0 is not allowed"):
         best_tree(P, 0)
+    with pytest.raises(SpecError, match="equally long rows"):
+        best_tree([[0.5, 0.2], [0.4]], 4)
 
 
 def test_tree_method_costs_and_comparison_with_chains():

@@ -45,7 +45,12 @@ def export_method(engine: str, target: ModelSpec, target_origin: str, method, ga
             notes.append(f"{method.name} needs trained head weights for this target; replace the FILL-IN placeholder "
                          "with their path")
     header = f"specperf optimize: {method.describe()} for target {target.name}, γ = {gamma}, tp = {tp}, {mode} mode"
-    notes += [n for n in getattr(method, "export_notes", ())]
+    if method.name == "mtp":
+        notes.append("MTP reads the target checkpoint's own multi-token-prediction layers (DeepSeek-V3 style); "
+                     "a target without them cannot run it")
+    if tp > 1 and method.name != "ngram":
+        notes.append(f"the proposer is modelled at tp = 1 beside target shard 0; vLLM 0.32 accepts "
+                     f"draft_tensor_parallel_size 1 or {tp} (its default: {tp})")
     if engine == "vllm":
         cfg = dict(ec["vllm"])
         if hpath:
