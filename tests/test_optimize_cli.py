@@ -58,7 +58,13 @@ def test_study_json_is_complete_and_finite(study_doc):
     assert study_doc["mode_comparison"][0]["graph"]["best_draft"].startswith("design")
     ex = study_doc["export"]
     assert ex["engine"] == "vllm" and ex["placeholder"] and ex["config"]["model"].startswith("<FILL-IN")
-    assert ex["config"]["num_speculative_tokens"] == pol["export_gamma"]
+    sched = ex["config"].get("num_speculative_tokens_per_batch_size")  # γ per batch where it differs
+    assert ex["config"]["num_speculative_tokens"] == (max(g for _, _, g in sched) if sched else pol["export_gamma"])
+    if sched:  # each grid batch's γ at the smallest context (0 where speculation loses), ranges from batch 1
+        c0 = min(c["context"] for c in pol["cells"])
+        want = [c["gamma"] if c["advice"] == "speculate" else 0
+                for c in sorted(pol["cells"], key=lambda c: c["batch"]) if c["context"] == c0]
+        assert sched[0][0] == 1 and [e[2] for e in sched] == want
     assert ex["config"]["method"] == "draft_model"
 
 

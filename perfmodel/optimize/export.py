@@ -90,8 +90,10 @@ def checkpoint(spec: ModelSpec, origin: str, role: str = "draft") -> tuple[str, 
 
 def export_config(engine: str, target: ModelSpec, target_origin: str, draft: ModelSpec, draft_origin: str,
                   gamma: int, tp: int = 1, mode: str = "graph", disable_by_batch_size: int | None = None,
-                  gamma_table: list | None = None) -> dict:
-    """A dict with the engine's settings ('config'), a ready command or snippet ('text'), notes."""
+                  gamma_table: list | None = None, schedule: list | None = None) -> dict:
+    """A dict with the engine's settings ('config'), a ready command or snippet ('text'), notes.
+    `schedule`: [(start, end, γ)] per batch range for vLLM 0.32's num_speculative_tokens_per_batch_size
+    (num_speculative_tokens becomes its largest γ, the cap vLLM clamps the schedule to)."""
     check_engine(engine)
     if not isinstance(gamma, int) or gamma < 1:
         raise SpecError(f"gamma={gamma!r} is not allowed for export; need an integer ≥ 1")
@@ -107,6 +109,11 @@ def export_config(engine: str, target: ModelSpec, target_origin: str, draft: Mod
     if engine == "vllm":
         cfg = {"model": dpath, "num_speculative_tokens": gamma, "method": "draft_model",
                "draft_tensor_parallel_size": 1}
+        if schedule:
+            cfg["num_speculative_tokens"] = max(max(int(g) for _, _, g in schedule), 1)
+            cfg["num_speculative_tokens_per_batch_size"] = [[int(v) for v in e] for e in schedule]
+            notes.append("γ per batch size (num_speculative_tokens_per_batch_size, 0 = off) from the policy's "
+                         "grid; vLLM 0.32 then uses piecewise instead of full CUDA graphs")
         if disable_by_batch_size is not None:
             notes.append(f"speculation loses above batch {disable_by_batch_size}: vLLM 0.32 has no "
                          "disable_by_batch_size (the server rejects the key), so keep batches ≤ "

@@ -209,8 +209,13 @@ def _export(req: OptimizeRequest, res, target, policies: list[dict], pol_idx: di
                         "(--policy-draft) or pass --allow-tokenizer-mismatch", value=draft.vocab,
                         allowed=f"vocab {target.vocab}")
     target_origin = _origin(req.target)
+    from perfmodel.optimize.run_methods import batch_schedule
+
+    sched = batch_schedule([{"batch": c["batch"], "context": c["context"], "gamma": c["gamma"],
+                             "verdict": c["advice"]} for c in pol["cells"]])
     doc = export_config(req.emit, target, target_origin, draft, origin, int(gamma), req.tp, mode,
-                        disable if req.emit == "vllm" else None, pol["gamma_table"])
+                        disable if req.emit == "vllm" else None, pol["gamma_table"],
+                        sched if req.emit == "vllm" and len({g for _, _, g in sched}) > 1 else None)
     doc["notes"] = doc["notes"] + notes
     doc["draft"] = res.cands.name(i)
     return doc
