@@ -88,7 +88,7 @@ def agreement(
 def _record(draft, target, prompts, new_tokens, temperature, max_rank, device, dtype, seed):
     from calibration import agreement as ag
 
-    from .profile_cmds import check_device, check_dtype, use_device
+    from .measuring import check_device, check_dtype, use_device
 
     check_device(device)
     dt, _ = check_dtype(dtype)

@@ -15,7 +15,7 @@ def run_operator_profile(*, out: str, dtype: str, mode: str, device: str, grid: 
                          json_out: bool, ops: str = "") -> dict:
     from pathlib import Path
 
-    from .profile_cmds import check_device, check_dtype, parse_modes, use_device
+    from .measuring import check_device, check_dtype, parse_modes, use_device
 
     dtype, _ = check_dtype(dtype)
     modes = parse_modes(mode)

@@ -10,39 +10,7 @@ import typer
 
 from . import options as o
 from .common import UsageError, handle_errors, parse_names, print_json
-
-
-def parse_modes(mode: str) -> tuple:
-    """--mode of a measuring command: graph, eager, both or graph,eager → the modes (shared rule)."""
-    return o.modes(mode)
-
-
-def check_dtype(dtype: str) -> tuple[str, int]:
-    """--dtype of a measuring command → (fp16 | bf16 | fp32, bytes per element)."""
-    name = dtype.lower()
-    if name not in ("fp16", "bf16", "fp32"):
-        raise UsageError(f"dtype={dtype!r} is not allowed; use fp16, bf16 or fp32")
-    return name, 4 if name == "fp32" else 2
-
-
-def check_device(device: str) -> str:
-    if device not in ("cuda", "cpu") and not device.startswith("cuda:"):
-        raise UsageError(f"device={device!r} is not allowed; use cuda, cuda:N or cpu")
-    return device
-
-
-def use_device(device: str) -> None:
-    """Make cuda[:N] the current CUDA device (nothing to do for cpu); refuse one this host lacks."""
-    if not device.startswith("cuda"):
-        return
-    import torch
-
-    if not torch.cuda.is_available():
-        raise UsageError(f"device={device!r} but no CUDA device is available; use --device cpu")
-    idx = torch.device(device).index or 0
-    if idx >= torch.cuda.device_count():
-        raise UsageError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
-    torch.cuda.set_device(idx)
+from .measuring import check_device, check_dtype, parse_modes, use_device  # noqa: F401  (re-exported)
 
 
 def _check_out(out: str):

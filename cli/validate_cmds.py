@@ -10,7 +10,7 @@ import typer
 
 from . import options as o
 from .common import UsageError, handle_errors, parse_floats, parse_names, print_json
-from .profile_cmds import check_device, check_dtype, parse_modes, use_device
+from .measuring import check_device, check_dtype, parse_modes, use_device
 
 
 def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, dtype, gpu, repeats,
