@@ -114,7 +114,9 @@ def export_config(engine: str, target: ModelSpec, target_origin: str, draft: Mod
             cfg["num_speculative_tokens_per_batch_size"] = [[int(v) for v in e] for e in schedule]
             notes.append("γ per batch size (num_speculative_tokens_per_batch_size, 0 = off) from the policy's "
                          "grid; vLLM 0.32 then uses piecewise instead of full CUDA graphs")
-        if disable_by_batch_size is not None:
+        if disable_by_batch_size is not None and schedule:
+            notes.append(f"speculation loses above batch {disable_by_batch_size}: the schedule sets γ = 0 there")
+        elif disable_by_batch_size is not None:
             notes.append(f"speculation loses above batch {disable_by_batch_size}: vLLM 0.32 has no "
                          "disable_by_batch_size (the server rejects the key), so keep batches ≤ "
                          f"{disable_by_batch_size} (--max-num-seqs) or serve larger batches without speculation")
