@@ -97,6 +97,8 @@ def main(argv=None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     dev = torch.device("cpu" if a.smoke or not torch.cuda.is_available() else "cuda")
+    if dev.type == "cpu":
+        torch.set_num_threads(1)  # a shared CPU: one thread keeps timings comparable
     dtype = "fp32" if dev.type == "cpu" else "fp16"
     spec = resolve_model(SMOKE if a.smoke else FULL)
     P, NEW, CTX = (12, 32, 256) if a.smoke else (256, 256, 1024)
