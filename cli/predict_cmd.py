@@ -206,6 +206,16 @@ def _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, t
             for bi in range(len(batches)) for ci in range(len(contexts))]
     for d in docs:
         d["notes"] = search_notes + d["notes"]
+    if hasattr(method, "rank_acceptance"):  # a token tree: its shape, and the best tree vs the best chain
+        from perfmodel.specdec.tree_method import compare
+
+        for d in docs:
+            t = method.tree(max(d["best_gamma"], 1))
+            d["tree"] = {"tokens": t.size, "levels": t.levels, "widths": list(t.widths()), "parent": list(t.parent),
+                         "rank": list(t.rank)}
+            depths = sorted({1, 2, 4, method.max_depth or 8})
+            d["tree_vs_chain"] = compare(method.base, method.rank_acceptance, prov.target, tgt, d["batch"], d["context"],
+                                         [int(r["gamma"]) for r in d["rows"]], depths, tp, md, prov.draft)
     return docs, p.sources
 
 
@@ -246,6 +256,12 @@ def render(docs, sources, gpu, tp, wide: bool = False) -> None:
         con.print(f"90 % intervals: Monte Carlo ({u['draws']} draws) over latency bands ({bands}) and acceptance; "
                   f"P(γ={doc['best_gamma']} is best) = {u['optimal_gamma_probability']:.2f}, robust γ = "
                   f"{u['robust_gamma']}" + (" — near-tie" if u["near_tie"] else ""))
+        tc = doc.get("tree_vs_chain")
+        if tc:
+            bt, bc = tc["best_tree"], tc["best_chain"]
+            con.print(f"token tree at γ*: {doc['tree']['tokens']} tokens, widths {doc['tree']['widths']}; best tree "
+                      f"(depth ≤ {bt['max_depth']}): {bt['tree_tokens']} tokens, {bt['speedup']:.2f}× vs best chain "
+                      f"γ={bc['gamma']}: {bc['speedup']:.2f}× ({100 * tc['tree_gain']:+.0f} %)")
         for n in doc["notes"] + u["notes"]:
             con.print(f"[yellow]note:[/yellow] {escape(str(n))}")
     for md, src in sources.items():

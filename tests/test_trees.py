@@ -86,3 +86,26 @@ def test_tree_method_costs_and_comparison_with_chains():
     assert out["best_tree"]["speedup"] >= out["trees"][0]["speedup"]  # depth 1 ⊂ deeper searches
     # with rank > 0 acceptance the best tree beats the chain at batch 1, where verification is nearly flat
     assert out["tree_gain"] > 0
+
+
+def test_predict_tree_cli_reports_the_tree_and_the_chain(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    f = tmp_path / "tree.json"
+    f.write_text(json.dumps({"rank_acceptance": P, "source": "test"}))
+    r = CliRunner().invoke(app, ["predict", "--target", "llama-7b", "--method", "eagle", "--alpha", "0.7", "--tree",
+                                 str(f), "--tree-depth", "4", "--gamma", "1..12", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["method"] == "eagle_tree" and doc["tree"]["tokens"] <= doc["best_gamma"] and doc["tree"]["levels"] <= 4
+    row = next(x for x in doc["rows"] if x["gamma"] == doc["best_gamma"])
+    assert row["tokens_per_iteration"] == pytest.approx(expected_tokens(best_tree(P, doc["best_gamma"], 4), P))
+    tc = doc["tree_vs_chain"]
+    assert tc["best_tree"]["speedup"] >= doc["speedup"] - 1e-9  # the comparison searches depths ⊇ {4}
+    f.write_text(json.dumps({"rank_acceptance": [[0.9, 0.3]]}))
+    r = CliRunner().invoke(app, ["predict", "--target", "llama-7b", "--method", "eagle", "--alpha", "0.7", "--tree", str(f)])
+    assert r.exit_code == 2 and "sums to more than 1" in r.output and "Traceback" not in r.output

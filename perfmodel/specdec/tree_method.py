@@ -67,8 +67,8 @@ class TokenTree:
                        verify_s=latency.forward(target, B, G + 1, C, tp, mode).total_s + zero,
                        overhead_s=latency.overhead_s(target, B, G, mode)[0] + zero,
                        sources={**chain.sources, **sources},
-                       notes=chain.notes + ("token tree: each level is one proposer step over the level's tokens; "
-                                            "verification of γ+1 tokens under a tree mask",))
+                       notes=chain.notes + ("token tree: one proposer step per level (the root, then each level's "
+                                            "tokens in one forward); verification of γ+1 tokens under a tree mask",))
 
     def tokens_per_iteration(self, acceptance=None, gammas=()) -> np.ndarray:
         return np.array([expected_tokens(self.tree(int(n)), np.asarray(self.rank_acceptance)) for n in np.atleast_1d(gammas)])

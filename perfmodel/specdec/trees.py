@@ -164,10 +164,7 @@ def read_rank_acceptance(path) -> tuple:
     if not isinstance(rows, list) or not rows or not all(isinstance(r, list) and r for r in rows):
         raise SpecError(f"tree acceptance file {str(path)!r} needs 'rank_acceptance': a list of rows per depth, "
                         "each a list of P(rank-k child accepted)")
-    try:
-        a = rank_matrix(rows, len(rows)) if len({len(r) for r in rows}) == 1 else None
-    except (TypeError, ValueError):
-        a = None
-    if a is None:
+    if len({len(r) for r in rows}) != 1:
         raise SpecError(f"tree acceptance file {str(path)!r}: rows must be equally long lists of numbers")
+    a = rank_matrix(rows, len(rows))  # one clear error for values out of [0, 1] or rows summing above 1
     return tuple(map(tuple, a.tolist()))
