@@ -61,6 +61,8 @@ def register(app: typer.Typer) -> None:
         allow_gpu_mismatch: o.AllowGpuMismatch = False,
         draft_catchup: o.DraftCatchup = False,
         method: o.Method = "draft",
+        tree: o.Tree = None,
+        tree_depth: o.TreeDepth = None,
         wide: o.Wide = False,
         json_out: o.Json = False,
     ):
@@ -104,6 +106,16 @@ def register(app: typer.Typer) -> None:
             tp=tp, modes=modes, top=top, reference=reference,
             policy_draft=policy_draft, emit=emit, dtype_bytes=by, allow_tokenizer_mismatch=allow_tokenizer_mismatch,
             draft_catchup=draft_catchup, methods=methods)
+        if tree_depth is not None and tree is None:
+            raise UsageError("--tree-depth needs --tree FILE")
+        if tree is not None:
+            from perfmodel.specdec.trees import read_rank_acceptance
+
+            if not set(methods) & {"draft", "eagle", "eagle3", "mtp"}:
+                raise UsageError(f"method={method!r} drafts no tree; --tree works with draft, eagle, eagle3, mtp",
+                                 value=method, allowed="draft, eagle, eagle3, mtp")
+            req.tree = read_rank_acceptance(tree)
+            req.tree_depth = o.positive(tree_depth, "tree-depth", 64) if tree_depth is not None else None
         hw = resolve_gpu(gpu)
         req.memory_bytes = hw.memory_bytes
         prov = build_provider(hw, profile=profile, analytical=analytical, calibration=calibration,

@@ -148,3 +148,21 @@ def test_hostile_target_path_stays_one_quoted_word(tmp_path):
         assert str(d) in argv  # one word, exactly the folder
     ex = export_method("hf", tgt, "config", make_method("ngram"), 3)
     assert repr(str(d)) in ex["text"]
+
+
+def test_tree_variants_rank_beside_chains(tmp_path):
+    from perfmodel.specdec.trees import best_tree, expected_tokens
+
+    P = [[0.62, 0.15, 0.06], [0.55, 0.14, 0.05]]
+    f = tmp_path / "tree.json"
+    f.write_text(json.dumps({"rank_acceptance": P}))
+    r = _opt("--drafts", "llama-7b:n_layers=2", "--method", "draft,eagle", "--alpha", "0.7", "--tree", f,
+             "--tree-depth", "4", "--batch", "1", "--json")
+    assert r.exit_code == 0, r.output
+    rows = {x["method"]: x for x in json.loads(r.stdout)["methods"]["tables"][0]["rows"]}
+    assert set(rows) == {"draft_model", "eagle", "draft_model_tree", "eagle_tree"}
+    t = rows["eagle_tree"]
+    assert t["tokens_per_iteration"] == pytest.approx(expected_tokens(best_tree(P, t["gamma"], 4), P))
+    assert t["p_beats_draft"] is not None
+    r = _opt("--method", "ngram", "--tree", f)
+    assert r.exit_code == 2 and "drafts no tree" in r.output

@@ -48,6 +48,8 @@ class OptimizeRequest:
     allow_tokenizer_mismatch: bool = False  # --emit for a draft whose vocabulary differs from the target's
     draft_catchup: bool = False  # each draft's first step feeds 2 tokens (predict --draft-catchup)
     methods: tuple = ("draft",)  # --method: speculation methods ranked side by side (registry names)
+    tree: tuple | None = None  # --tree: rank acceptance rows; each tree-capable method also ranks as a token tree
+    tree_depth: int | None = None
 
 
 def _origin(text: str) -> str:
@@ -134,7 +136,7 @@ def run(req: OptimizeRequest, provider, draft_provider=None) -> dict:
                       if req.policy_draft else policy_draft(res, m))
     doc["policy"] = [policy(res, m, pol_idx[m]) for m in req.modes]
     doc["methods"], winner = None, None
-    if len(req.methods) > 1:
+    if len(req.methods) > 1 or req.tree:
         doc["methods"] = _methods(req, target, res, pol_idx, provider, draft_provider)
         winner = doc["methods"].pop("_method")
     if req.emit and (winner is None or winner.name == "draft_model"):

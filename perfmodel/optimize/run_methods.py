@@ -58,6 +58,11 @@ def entries(req, res, files: dict, pol_idx: dict, draft_catchup: bool) -> list[d
             out.append({"label": key, "method": make_method(key), "acceptance": method_acceptance(key, files, req.alpha)})
     if not out:
         raise SpecError("--method lists no method to rank")
+    if getattr(req, "tree", None):  # the same proposers drafting Sequoia trees (γ = tree tokens)
+        from perfmodel.specdec.tree_method import TokenTree
+
+        out += [{"label": f"{e['label']} (tree)", "method": TokenTree(e["method"], req.tree, req.tree_depth),
+                 "acceptance": e["acceptance"]} for e in list(out) if hasattr(e["method"], "step_s")]
     return out
 
 
