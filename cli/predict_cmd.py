@@ -128,6 +128,11 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
     if cost_ratio is not None:
         if target is not None or draft is not None or profile is not None:
             raise UsageError("--cost-ratio answers without models; drop --target/--draft/--profile or drop --cost-ratio")
+        o.batch_context(batch, context)  # unused by the cost-ratio form, but never accepted when invalid
+        if batch != "1" or context != "512" or tp != 1:
+            raise UsageError("--cost-ratio answers per sequence, without batch, context or tp; drop --batch/--context/"
+                             f"--tp (got batch={batch!r}, context={context!r}, tp={tp})",
+                             value={"batch": batch, "context": context, "tp": tp}, allowed="the defaults")
         return run_cost_ratio(cost_ratio, acceptance_model(alpha, acceptance), gammas, gamma_max, json_out)
     if name != "draft" and draft is not None:
         raise UsageError(f"--draft is only for --method draft; method={name!r} proposes without a draft model",

@@ -45,6 +45,13 @@ FILES = {  # name → content (bytes or text) of the bad inputs the cases point 
                                            "num_attention_heads": 8, "intermediate_size": 1024,
                                            "vocab_size": 1000, "max_position_embeddings": 2048}),
 }
+_LLAMA = {"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+          "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256, "max_position_embeddings": 8192}
+HF_BAD = {  # config.json folders whose fields this model would price wrongly (perfmodel/specs/hf_config.py)
+    "gemma2": dict(_LLAMA, model_type="gemma2", head_dim=256), "fp8": dict(_LLAMA, quantization_config={"quant_method": "fp8"}),
+    "int4_dtype": dict(_LLAMA, torch_dtype="int4"), "moe": dict(_LLAMA, num_local_experts=8),
+    "mlp_bias": dict(_LLAMA, mlp_bias=True), "head_dim0": dict(_LLAMA, head_dim=0)}
+FILES.update({f"{k}/config.json": json.dumps(v) for k, v in HF_BAD.items()})
 P = "predict --target llama-7b --draft sheared-llama-1.3b --alpha 0.7".split()
 O = "optimize --target llama-7b --drafts sheared-llama-1.3b --alpha 0.7 --batch 1 --mode graph".split()
 PLOT = "plot speedup --target llama-7b --draft sheared-llama-1.3b --alpha 0.7 --out f.html".split()
@@ -126,6 +133,12 @@ CASES = [
     *[CL + [f"in/{f}"] for f in ("missing.csv", "binary.csv", "empty.csv", "header_only.csv", "not_a_table.csv")],
     CL + ["in/header_only.csv", "--fit", "foo"], CL + ["in/header_only.csv", "--mode", "fast"],
     CL + ["in/header_only.csv", "--gpu", "h1000"], CL + ["in/header_only.csv", "--profile", "in/conflict.csv"],
+    # issue 26: config.json fields priced wrongly are refused; --cost-ratio checks what it does not use
+    *[P[:2] + [f"in/{c}/config.json"] + P[3:] for c in HF_BAD],
+    *[O[:2] + [f"in/{c}/config.json"] + O[3:] for c in ("gemma2", "fp8")],
+    *[["predict", "--cost-ratio", "0.05", "--alpha", "0.8", opt, v] for opt, v in
+      (("--batch", "-3"), ("--batch", "8"), ("--context", "0"), ("--tp", "2"))],
+    ["data", "rebuild", "--bogus"], ["data", "nosuch"], ["gpus", "--wide", "x"], P + ["--wide", "x"],
 ]
 # every command also with --json: the error must then be a JSON document on stdout as well
 JSON_CASES = [c + ["--json"] for c in CASES if c and c[0] not in ("--bogus", "nosuchcommand", "gpus")][::3]
