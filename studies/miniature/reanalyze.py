@@ -39,13 +39,16 @@ def load(data: Path):
     return recs, prompts, np.load(data / "agreement.npz")
 
 
-def record(z, prompts, draft: str, s: str, kind: str, upto: int | None = None):
+def record(z, prompts, draft: str, s: str, kind: str, upto: int | None = None, weights: dict | None = None):
     """The agreement record of one draft × prompt set × kind (greedy | sampling), optionally cut to
-    its first `upto` generated tokens."""
+    its first `upto` generated tokens; `weights` {domain: copies}: each prompt of a domain repeated
+    that many times (a workload's domain mix, for the pooled replay)."""
     from calibration.agreement import make_record
 
     ps = [p for p in prompts if p["set"] == s]
     cols = [z[f"{draft}/{s}/{kind}/{c}"][:, :upto] for c in ("greedy_match", "draft_rank", "accept_prob")]
+    idx = [(i, c) for i, p in enumerate(ps) for c in range((weights or {}).get(p["domain"], 1 if weights is None else 0))]
+    ps, cols = [dict(ps[i], id=f"{ps[i]['id']}#{c}") for i, c in idx], [x[[i for i, _ in idx]] for x in cols]
     return make_record([p["id"] for p in ps], [p["domain"] for p in ps], list(cols[0]), list(cols[1].astype(np.int64)),
                        list(cols[2].astype(float)) if kind == "sampling" else None,
                        {"continuation": "greedy" if kind == "greedy" else "sample", "draft": draft, "set": s,
@@ -109,9 +112,22 @@ def loop_rows(fam, recs, prompts, z, profile, gpu, dtype, derived) -> list[dict]
         row.update(predict(fam, d, js, g, ctx, r["mode"], gpu, dtype, profile))
         row["error_pct"] = _pct(row["predicted_tok_s"], row["measured_tok_s"])
         row["latency_only_error_pct"] = _pct(row["measured_tokens_per_iteration"] / row["predicted_iteration_s"], row["measured_tok_s"])
+        row["acceptance_only_error_pct"] = _pct(row["replayed_A_tokens_per_iteration"], row["measured_tokens_per_iteration"])
+        row["iteration_error_pct"] = _pct(row["predicted_iteration_s"], row["measured_iteration_s"])
         row["pi90_covers_measured"] = bool(iv["prediction_interval"][0] <= r["tokens_per_iteration"] <= iv["prediction_interval"][1])
         rows.append(row)
     return rows
+
+
+def target_alone(fam, recs, profile, gpu, dtype, derived, loops) -> dict | None:
+    """specperf predict's baseline (target alone) against the loop's γ = 0 run: the latency model alone."""
+    r = recs.get(f"loop:{loops[0]['mode']}:target") if loops else None
+    if not r or r["status"] != "ok":
+        return None
+    js = derived / f"{loops[0]['draft']}_A_g{loops[0]['gamma']}_acceptance.json"
+    p = predict(fam, loops[0]["draft"], js, 0, r["cache_span"] - 1, r["mode"], gpu, dtype, profile, catchup=False)
+    return {"measured_tok_s": r["measured_tok_s"], "predicted_tok_s": p["predicted_tok_s"],
+            "error_pct": _pct(p["predicted_tok_s"], r["measured_tok_s"])}
 
 
 def hf_rows(fam, recs, prompts, z, profile, gpu, dtype, derived) -> list[dict]:
@@ -139,8 +155,12 @@ def hf_rows(fam, recs, prompts, z, profile, gpu, dtype, derived) -> list[dict]:
         print(f"no HF predictions: {e}", file=sys.stderr)
         return []
     out = []
+    dom = {p["id"]: p["domain"] for p in prompts}
+    mix: dict = {}
+    for pid in runs[0].get("prompt_ids", []):  # the HF prompts' domain mix, as copies per set-A prompt
+        mix[dom[pid]] = mix.get(dom[pid], 0) + 1
     for r in runs:
-        recA = record(z, prompts, r["draft"], "A", "greedy", upto=r["new_tokens"] + r["gamma"])
+        recA = record(z, prompts, r["draft"], "A", "greedy", upto=r["new_tokens"] + r["gamma"], weights=mix or None)
         js = derived / f"{r['draft']}_A_hf_g{r['gamma']}_acceptance.json"
         write_json(js, rp.acceptance_model(recA, r["gamma"], weighting=WEIGHTING, gammas=(r["gamma"],)).to_dict())
         row = dict(draft=r["draft"], gamma=r["gamma"], mode="hf", prompts=r["prompts"], context=ctx, in_fit=r in fit,
@@ -148,6 +168,9 @@ def hf_rows(fam, recs, prompts, z, profile, gpu, dtype, derived) -> list[dict]:
                    measured_iteration_s=r["measured_iteration_s"])
         row.update(predict(fam, r["draft"], js, r["gamma"], ctx, "eager", gpu, dtype, profile, calibration=corr, catchup=False))
         row["error_pct"] = _pct(row["predicted_tok_s"], row["measured_tok_s"])
+        row["iteration_error_pct"] = _pct(row["predicted_iteration_s"], row["measured_iteration_s"])
+        row["acceptance_only_error_pct"] = _pct(row["predicted_tokens_per_iteration"], row["measured_tokens_per_iteration"])
+        row["domain_mix"] = json.dumps(mix)
         out.append(row)
     return out
 
@@ -215,6 +238,9 @@ def main(argv=None) -> int:
                "loop_median_abs_error_pct": med([r["error_pct"] for r in loops]),
                "loop_p90_abs_error_pct": float(np.percentile(np.abs([r["error_pct"] for r in loops]), 90)) if loops else None,
                "loop_latency_only_median_abs_error_pct": med([r["latency_only_error_pct"] for r in loops]),
+               "loop_acceptance_only_median_abs_error_pct": med([r["acceptance_only_error_pct"] for r in loops]),
+               "loop_acceptance_only_errors_pct": [round(r["acceptance_only_error_pct"], 2) for r in loops],
+               "target_alone": target_alone(fam, recs, profile, gpu, dtype, derived, loops),
                "pi90_coverage": [sum(r["pi90_covers_measured"] for r in loops), len(loops)],
                "replay_equals_loop_prompts": [sum(r["replay_B_equals_loop_prompts"] for r in loops), sum(r["prompts"] for r in loops)],
                "hf_heldout_median_abs_error_pct": med([r["error_pct"] for r in hf if not r["in_fit"]]),
