@@ -50,3 +50,31 @@ def test_distilled_draft_trains_on_the_teachers_distribution():
         x = data[:64].long()[None]
         kl = lambda m: torch.nn.functional.kl_div(torch.log_softmax(m(x), -1), torch.softmax(teacher(x), -1), reduction="batchmean")  # noqa: E731
         assert float(kl(student)) < float(kl(lm.LM(d, 64)))  # closer to the teacher than an untrained draft
+
+
+def test_rerun1_agreement_replay_matches_the_real_loop_and_transfers():
+    """Run 1 (NVIDIA H100): the set-B agreement record replayed with each timed run's protocol gives the
+    loop's tokens per prompt exactly for ≥ 95 % of prompt runs (the rest: bf16 near-ties), and set-A
+    acceptance (disjoint prompts) predicts the loop's tokens per iteration within 10 %, every time
+    inside its 90 % prediction interval."""
+    import json
+    from pathlib import Path
+
+    from calibration import replay as rp
+    from studies.miniature.reanalyze import load, record
+
+    data = Path(__file__).resolve().parents[1] / "studies" / "miniature" / "rerun" / "run1" / "data"
+    recs, prompts, z = load(data)
+    same = total = 0
+    for r in (r for r in recs.values() if r["kind"] == "loop" and r["gamma"] > 0):
+        its = r["iterations"] // r["prompts"]
+        rep = rp.replay(record(z, prompts, r["draft"], "B", "greedy"), r["gamma"], skip=r["warmup"], iterations=its)
+        loop = np.asarray(r["accepted"]).reshape(r["prompts"], its) + 1
+        same += int(np.sum(rep.tokens == loop.sum(axis=1)))
+        total += r["prompts"]
+        iv = rp.interval(rp.replay(record(z, prompts, r["draft"], "A", "greedy"), r["gamma"], skip=r["warmup"],
+                                   iterations=its), "iteration", level=0.90, new_prompts=r["prompts"])
+        assert abs(iv["tokens_per_iteration"] / r["tokens_per_iteration"] - 1) < 0.10
+        assert iv["prediction_interval"][0] <= r["tokens_per_iteration"] <= iv["prediction_interval"][1]
+    assert total == 288 and same >= 0.95 * total
+    assert json.loads((data / "prompts.jsonl").read_text().splitlines()[0])["set"] == "A"
