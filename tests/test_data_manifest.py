@@ -119,3 +119,9 @@ def test_a_new_table_is_one_manifest_entry(tmp_path):
 
     assert shipped_profile("h100-pcie", d) == d / "h100-pcie.csv"
     assert shipped_profile("h100-pcie") is None
+
+
+def test_rebuild_without_evidence_is_one_line_exit_2(tmp_path, capsys):
+    assert build_cli.main(["--evidence", str(tmp_path / "none"), "--check"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --evidence") and "\n" not in err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import sys
 import tempfile
 from pathlib import Path
 
@@ -33,7 +34,8 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     ev = Path(a.evidence)
     if not ev.is_dir():
-        print(f"--evidence {a.evidence!r} is not a folder; the rebuild needs a checkout's evidence/ (measured inputs)")
+        print(f"error: --evidence {a.evidence!r} is not a folder; the rebuild needs a checkout's evidence/ "
+              "(measured inputs)", file=sys.stderr)
         return 2
     if a.check:
         bad = check(DATA_DIR, ev)
