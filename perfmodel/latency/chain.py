@@ -102,8 +102,8 @@ class OperatorChain:
 
 # Cross-GPU: a catalog GPU with no operator table of its own borrows this one's, rescaled by datasheet
 # ratios (perfmodel.latency.crossgpu) — validated H200 → H100 on the H100's measured layers
-# (scripts/cross_gpu_check.py: median 3.6 % graph / 4.2 % eager, p90 12 % / 11 %, vs 17.7 % / 20.6 % for
-# the datasheet roofline). NVIDIA only: the kernels and launch path are CUDA's.
+# (scripts/cross_gpu_check.py; the errors: docs/accuracy.md, "Cross-GPU"). NVIDIA only: the kernels and
+# launch path are CUDA's.
 CROSS_GPU_SOURCE = "h200"
 CROSS_GPU_NOT_VALIDATED = "rescaled across GPUs by datasheet ratios, validated H200 → H100 only"
 

@@ -232,8 +232,8 @@ def eager_allreduce_in_situ(table, with_ar) -> int:
 
     Why: an eager TP forward is host-bound, and each all-reduce also waits for the slower rank and
     syncs NCCL's stream with the compute stream, so the pair timed alone (kept in the curve file)
-    undercounts it (~20 % whole-model error on the H100 pair, vs ~3 % in situ). Graph rows stay the
-    pair timed alone (0.3 % whole-model error). Returns the number of rows replaced."""
+    undercounts it (the whole-model errors of both ways: docs/accuracy.md and scripts/tp_error_table.py).
+    Graph rows stay the pair timed alone. Returns the number of rows replaced."""
     lay, diff = {}, {}
     for r in table.ok_rows():
         if r["component"] == "layer" and r["mode"] == "eager":
