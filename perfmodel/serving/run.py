@@ -150,7 +150,7 @@ def run_serve(r: ServeRequest) -> dict:
         notes.append("the target's latency source carries no error band: intervals are empty")
     if acc.per_position and max(r.gammas) > (acc.observed_positions or 0):
         notes.append(f"γ > {acc.observed_positions} extrapolates acceptance (the last observed rate repeats)")
-    notes.append("speculation 'pays' at a load when its median TPOT (best constant γ) is below the engine's "
-                 "without speculation; TTFT and throughput are reported beside it")
+    notes.append("speculation 'pays' at a load when its median request latency (arrival to last token, best "
+                 "constant γ) is below the engine's without speculation; TPOT, TTFT and throughput beside it")
     doc["notes"] = notes
     return doc
