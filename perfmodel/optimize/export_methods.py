@@ -10,7 +10,8 @@ num_speculative_tokens_per_batch_size: inclusive (start, end, γ) ranges from ba
 (vllm/v1/spec_decode/dynamic/utils.py; it switches full CUDA graphs to piecewise). SGLang:
 --speculative-algorithm EAGLE | EAGLE3 | NEXTN | NGRAM, --speculative-num-steps, --speculative-eagle-topk,
 --speculative-num-draft-tokens, --speculative-draft-model-path (export.SGLANG_DOC); SGLang has no
-Medusa. Hugging Face: generate(prompt_lookup_num_tokens=…, max_matching_ngram_size=…) (export.HF_CONFIG_DOC).
+Medusa. Hugging Face: the method's generate() keywords (n-gram: prompt_lookup_num_tokens,
+max_matching_ngram_size; export.HF_CONFIG_DOC). Each method's fields come from its engine_config.
 Key assumption: quoting as perfmodel.optimize.export — every user-derived string reaches the text
 through shlex.quote, repr or json.dumps, and comments escape non-printables.
 """
@@ -45,18 +46,14 @@ def export_method(engine: str, target: ModelSpec, target_origin: str, method, ga
             notes.append(f"{method.name} needs trained head weights for this target; replace the FILL-IN placeholder "
                          "with their path")
     header = f"specperf optimize: {method.describe()} for target {target.name}, γ = {gamma}, tp = {tp}, {mode} mode"
-    if method.name == "mtp":
-        notes.append("MTP reads the target checkpoint's own multi-token-prediction layers (DeepSeek-V3 style); "
-                     "a target without them cannot run it")
-    if tp > 1 and method.name != "ngram":
+    notes += list(ec.get("notes", ()))
+    if tp > 1 and "draft_tensor_parallel_size" in ec["vllm"]:
         notes.append(f"the proposer is modelled at tp = 1 beside target shard 0; vLLM 0.32 accepts "
                      f"draft_tensor_parallel_size 1 or {tp} (its default: {tp})")
     if engine == "vllm":
         cfg = dict(ec["vllm"])
         if hpath:
             cfg["model"] = hpath
-        if method.name in ("draft_model", "eagle", "eagle3"):
-            cfg["draft_tensor_parallel_size"] = 1  # as specperf times the proposer; vLLM 0.32 allows 1 or tp
         if schedule:
             cfg["num_speculative_tokens"] = max(max(g for _, _, g in schedule), 1)
             cfg["num_speculative_tokens_per_batch_size"] = [list(map(int, s)) for s in schedule]
@@ -82,17 +79,17 @@ def export_method(engine: str, target: ModelSpec, target_origin: str, method, ga
         text = "\n".join(lines) + "\n" + " \\\n    ".join(_quote_pairs(cmd)) + "\n"
         cfg = {k.lstrip("-").replace("-", "_"): v for k, v in sg.items()}
         return _doc(engine, cfg, cmd, text, notes, [SGLANG_DOC], gamma, mode, None, (tpath, hpath))
-    if method.name != "ngram":
+    cfg = ec.get("hf")
+    if not cfg:
         raise SpecError(f"emit='hf' for method={method.name!r}: Hugging Face generate() runs draft models (assisted "
                         "decoding) and prompt lookup only", value=method.name, allowed="draft, ngram")
-    cfg = {"prompt_lookup_num_tokens": gamma, "max_matching_ngram_size": method.prompt_lookup_max}
-    lines = ["# -*- coding: utf-8 -*-", f"# {_comment(header)}", f"# Hugging Face prompt lookup decoding: {HF_CONFIG_DOC}"]
+    kwargs = ", ".join(f"{k}={v!r}" for k, v in cfg.items())  # the method's generate() keywords (numbers)
+    lines = ["# -*- coding: utf-8 -*-", f"# {_comment(header)}", f"# Hugging Face generate(): {HF_CONFIG_DOC}"]
     lines += [f"# NOTE: {_comment(n)}" for n in notes]
     lines += ["from transformers import AutoModelForCausalLM, AutoTokenizer", "",
               f"model = AutoModelForCausalLM.from_pretrained({tpath!r}, device_map='auto')",
               f"tokenizer = AutoTokenizer.from_pretrained({tpath!r})",
-              f"generation_kwargs = dict(prompt_lookup_num_tokens={int(gamma)}, "
-              f"max_matching_ngram_size={int(method.prompt_lookup_max)})",
+              f"generation_kwargs = dict({kwargs})",
               "# outputs = model.generate(**tokenizer(prompt, return_tensors='pt').to(model.device), **generation_kwargs)", ""]
     return _doc(engine, cfg, [], "\n".join(lines), notes, [HF_CONFIG_DOC], gamma, mode, None, (tpath, hpath))
 

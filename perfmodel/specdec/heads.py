@@ -107,7 +107,12 @@ class FeatureHead:
 
     def engine_config(self, target, gamma: int, tp: int) -> dict:
         _, _, vllm, sglang = HEADS[self.kind]
-        return {"vllm": {"method": vllm, "num_speculative_tokens": int(gamma)},
+        cfg = {"method": vllm, "num_speculative_tokens": int(gamma)}
+        if self.kind != "mtp":  # as specperf times the head (tp = 1); vLLM 0.32 allows 1 or the target's tp
+            cfg["draft_tensor_parallel_size"] = 1
+        notes = (("MTP reads the target checkpoint's own multi-token-prediction layers (DeepSeek-V3 style); "
+                  "a target without them cannot run it"),) if self.kind == "mtp" else ()
+        return {"vllm": cfg, "notes": notes,
                 "sglang": {"--speculative-algorithm": sglang, "--speculative-num-steps": int(gamma),
                            "--speculative-eagle-topk": 1, "--speculative-num-draft-tokens": int(gamma) + 1},
                 "needs_checkpoint": self.kind != "mtp"}

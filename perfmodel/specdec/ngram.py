@@ -116,4 +116,5 @@ class NgramLookup:
         return {"vllm": {"method": "ngram", "num_speculative_tokens": int(gamma),
                          "prompt_lookup_max": self.prompt_lookup_max, "prompt_lookup_min": self.prompt_lookup_min},
                 "sglang": {"--speculative-algorithm": "NGRAM", "--speculative-num-draft-tokens": int(gamma) + 1},
+                "hf": {"prompt_lookup_num_tokens": int(gamma), "max_matching_ngram_size": int(self.prompt_lookup_max)},
                 "needs_checkpoint": False}
