@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from perfmodel.specs.errors import InputError
+from perfmodel.specs.safeio import read_text
 
 MAX_REQUESTS = 100_000  # one simulation's requests (the event loop runs in Python: seconds, not hours)
 MAX_LENGTH = 1_048_576  # tokens in one prompt or output (no engine serves longer contexts)
@@ -121,7 +122,7 @@ def read_trace(path: str, flag: str = "trace") -> tuple[LengthDist, LengthDist]:
         raise _bad(flag, str(path), "an existing CSV or JSONL file with prompt_tokens and output_tokens")
     if p.stat().st_size > MAX_TRACE_BYTES:
         raise _bad(flag, str(path), f"a file of at most {MAX_TRACE_BYTES // 2 ** 20} MiB")
-    text = p.read_text(encoding="utf-8")
+    text = read_text(p, f"--{flag}", MAX_TRACE_BYTES)  # bounded, regular files only, UTF-8
     rows: list = []
     if p.suffix.lower() in (".jsonl", ".json"):
         for i, line in enumerate(filter(None, (ln.strip() for ln in text.splitlines()))):
