@@ -27,6 +27,28 @@ def _acceptance_items(values: list[str]) -> list[tuple[str | None, str]]:
     return out
 
 
+# Work budgets of one search, measured on the 2-core CI machine (issue 25): named drafts are timed
+# cell by cell (~3 ms a draft × cell: 2 drafts × 1,024 cells took 7 s), so at most 8,192 draft-cells
+# (~25 s); a design space is vectorised (262,144 shapes × 32 cells × γ ≤ 12 = 10^8 elements took
+# 6.5 s and 0.57 GB), so at most 2^28 shape × cell × γ elements (~13 s, ~1.2 GB).
+MAX_DRAFT_CELLS = 8192
+MAX_DESIGN_WORK = 2 ** 28
+
+
+def _check_work(req, methods) -> None:
+    """Refuse an oversize search before any latency is computed, naming the longest list flag."""
+    cells = {"context": req.context, "batch": req.batch}
+    named = len(req.drafts) * len(req.modes) * max(len(methods), 1)
+    if named:
+        o.check_work(cells, named, MAX_DRAFT_CELLS, "draft-cells",
+                     per=f"{len(req.drafts)} drafts × {len(req.modes)} mode(s) × {max(len(methods), 1)} method(s)")
+    if req.layers is not None:
+        space = {"layers": req.layers, "d-model": req.d_models or [0], "ffn-ratio": req.ffn_ratios or [0],
+                 "head-dim": req.head_dims or [0], "kv-heads": req.kv_heads or [0]}
+        o.check_work({**space, **cells}, len(req.modes) * req.gamma_max, MAX_DESIGN_WORK, "design-space elements",
+                     per=f"{len(req.modes)} mode(s) × γ ≤ {req.gamma_max}")
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     @handle_errors
@@ -106,6 +128,7 @@ def register(app: typer.Typer) -> None:
             tp=tp, modes=modes, top=top, reference=reference,
             policy_draft=policy_draft, emit=emit, dtype_bytes=by, allow_tokenizer_mismatch=allow_tokenizer_mismatch,
             draft_catchup=draft_catchup, methods=methods)
+        _check_work(req, methods)
         if tree_depth is not None and tree is None:
             raise UsageError("--tree-depth needs --tree FILE")
         if tree is not None:
