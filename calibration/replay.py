@@ -208,25 +208,55 @@ def interval(rep: Replay, weighting: str = "iteration", level: float = LEVEL, ne
             "truncated_iterations": float(rep.truncated.sum())}
 
 
+def _widen_logit(est: float, ci, factor: float):
+    """An interval's half-widths on the logit scale multiplied by `factor` (around `est`)."""
+    if ci is None or factor == 1.0:
+        return ci
+    lg = lambda a: float(np.log(np.clip(a, 1e-9, 1 - 1e-9) / (1 - np.clip(a, 1e-9, 1 - 1e-9))))  # noqa: E731
+    ex = lambda z: float(1 / (1 + np.exp(-z)))  # noqa: E731
+    m = lg(est)
+    return (ex(m - factor * (m - lg(ci[0]))), ex(m + factor * (lg(ci[1]) - m)))
+
+
+def _band_factor(rep: Replay, ab, ab_ci, weighting: str, new_prompts: int) -> float:
+    """The factor (≥ 1) on the α_i intervals' logit half-widths that makes the tokens-per-iteration
+    band of independent α_i draws (how predict propagates them; delta method) as wide as the replay's
+    90 % prediction interval for `new_prompts` new prompts — between-prompt variation moves every
+    position together, which independent draws would miss."""
+    a = np.clip(np.asarray(ab, dtype=float), 1e-6, 1 - 1e-6)
+    lg = lambda x: np.log(np.clip(x, 1e-9, 1 - 1e-9) / (1 - np.clip(x, 1e-9, 1 - 1e-9)))  # noqa: E731
+    sd = np.array([(lg(hi) - lg(lo)) / (2 * 1.959963984540054) for lo, hi in ab_ci])
+    cum = np.cumprod(a)  # Π_{j≤k} α_j, k = 1..γ
+    grad = np.array([cum[i:].sum() for i in range(a.size)]) * (1 - a)  # ∂T/∂logit α_i
+    band = 1.6448536269514722 * float(np.sqrt(np.sum((grad * sd) ** 2)))
+    lo, hi = interval(rep, weighting, 0.90, new_prompts)["prediction_interval"]
+    target = (hi - lo) / 2
+    return float(max(1.0, target / band)) if band > 0 else 1.0
+
+
 def acceptance_model(rec: AgreementRecord, gamma: int, kind: str = "auto", skip: int = 0,
                      iterations: int | None = None, weighting: str = "iteration", level: float = LEVEL,
-                     gammas=range(1, 9)) -> AcceptanceModel:
+                     gammas=range(1, 9), new_prompts: int | None = None) -> AcceptanceModel:
     """An AcceptanceModel (for `predict --acceptance`) from the replay at γ: α by position k_i/n_i
     with cluster-by-prompt 95 % intervals, and the record's tokens per iteration at every γ in
-    `gammas` under the same protocol (replayed, not extrapolated), each with its interval."""
+    `gammas` under the same protocol (replayed, not extrapolated), each with its interval. With
+    `new_prompts` m the α intervals are widened (`_band_factor`) so that predict's tokens/iteration
+    band at γ matches the 90 % prediction interval for a new set of m prompts drawn like these."""
     rep = replay(rec, gamma, kind, skip, iterations)
     n_r, k_r = rep.position_counts()
     n, k = n_r.sum(axis=0), k_r.sum(axis=0)
     keep = n > 0
     ab = tuple(float(x) for x in (k[keep] / n[keep]))
     ab_ci = tuple(cluster_ci(k_r[:, i], n_r[:, i], 0.95) or (0.0, 1.0) for i in np.flatnonzero(keep))
+    f = 1.0 if new_prompts is None else _band_factor(rep, ab, ab_ci, weighting, new_prompts)
+    ab_ci = tuple(_widen_logit(a, c, f) for a, c in zip(ab, ab_ci))
     S = float((rep.histogram * np.arange(gamma + 1)).sum())
     F = float(rep.histogram[:, :gamma].sum())
     if F <= 0:
         raise TraceError(rec.meta.get("path", "record"), "every replayed draft token was accepted: α̂ = 1")
     S_r = (rep.histogram * np.arange(gamma + 1)).sum(axis=1)
     F_r = rep.histogram[:, :gamma].sum(axis=1)
-    a_ci = cluster_ci(S_r, S_r + F_r, 0.95)
+    a_ci = _widen_logit(S / (S + F), cluster_ci(S_r, S_r + F_r, 0.95), f)
     table = [interval(replay(rec, g, kind, skip, iterations), weighting, level) for g in sorted(set(gammas) | {gamma})]
     domains = {d: interval(rep.select(d), weighting, level) for d in sorted(set(rep.domains))
                if sum(x == d for x in rep.domains) >= 2}
@@ -238,6 +268,7 @@ def acceptance_model(rec: AgreementRecord, gamma: int, kind: str = "auto", skip:
     extra = {"fit": "specperf calibrate agreement", "format": "agreement", "kind": rep.kind, "gamma_replayed": gamma,
              "rank_acceptance": rank_acc,
              "protocol": rep.protocol, "weighting": weighting, "model": "per-position",
+             "alpha_intervals_for_new_prompts": new_prompts,
              "tokens_per_iteration_replayed": table, "by_domain": domains, "prompts": len(rep.prompts),
              "ci_method": "ratio estimators clustered by prompt (t on R−1 df); tokens/iteration intervals at level "
                           f"{level}", "record": {k: v for k, v in rec.meta.items() if k in

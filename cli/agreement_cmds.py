@@ -34,7 +34,7 @@ def agreement(
     skip_iterations: Annotated[int, typer.Option(help="Per prompt, iterations decoded but not counted (a benchmark's warm-up).")] = 0,
     iterations: Annotated[Optional[int], typer.Option(help="Per prompt, iterations counted after the skipped ones (default: to the record's end).")] = None,
     weighting: Annotated[str, typer.Option(help="iteration (pooled, as an engine counts) or prompt (mean of per-prompt ratios).")] = "iteration",
-    new_prompts: Annotated[Optional[int], typer.Option(help="Prediction interval for the mean over this many new prompts (default: as many as the record).")] = None,
+    new_prompts: Annotated[Optional[int], typer.Option(help="Prediction interval for the mean over this many new prompts (default: as many as the record); with --out the α intervals are widened so predict's band is that prediction interval.")] = None,
     out: Annotated[Optional[str], typer.Option(help="Write the AcceptanceModel JSON replayed at the largest γ (for `predict --acceptance`).")] = None,
     json_out: o.Json = False,
 ):
@@ -66,7 +66,7 @@ def agreement(
         from perfmodel.specs.safeio import write_json
 
         model = rp.acceptance_model(rec, max(gammas), skip=skip_iterations, iterations=iterations,
-                                    weighting=weighting, gammas=gammas)
+                                    weighting=weighting, gammas=gammas, new_prompts=new_prompts)
         write_json(out, finite(model.to_dict()), "--out")
         doc["acceptance_out"] = out
     if json_out:

@@ -78,6 +78,7 @@ def predict(fam, draft, acc_json, gamma, context, mode, gpu, dtype, profile, cal
         args += ["--draft-catchup"]
     r = cli(*args, *EXTRA)["rows"][0]
     return {"predicted_tok_s": r["throughput_tok_s"] if gamma > 0 else r["baseline_tok_s"],
+            "predicted_tok_s_lo": r.get("throughput_tok_s_lo"), "predicted_tok_s_hi": r.get("throughput_tok_s_hi"),
             "predicted_iteration_s": r["iteration_s"] if gamma > 0 else 1.0 / r["baseline_tok_s"],
             "predicted_tokens_per_iteration": r["tokens_per_iteration"] if gamma > 0 else 1.0}
 
@@ -93,7 +94,8 @@ def loop_rows(fam, recs, prompts, z, profile, gpu, dtype, derived) -> list[dict]
         d, g, warm, its = r["draft"], r["gamma"], int(r.get("warmup", 2)), r["iterations"] // r["prompts"]
         recA, recB = record(z, prompts, d, "A", "greedy"), record(z, prompts, d, "B", "greedy")
         try:
-            model = rp.acceptance_model(recA, g, skip=warm, iterations=its, weighting=WEIGHTING, gammas=(g,))
+            model = rp.acceptance_model(recA, g, skip=warm, iterations=its, weighting=WEIGHTING, gammas=(g,),
+                                        new_prompts=r["prompts"])  # α intervals for this many new prompts
         except ValueError as e:  # e.g. every draft token accepted: no finite α, no prediction
             print(f"no prediction for {d} γ={g}: {e}", file=sys.stderr)
             continue
@@ -113,6 +115,8 @@ def loop_rows(fam, recs, prompts, z, profile, gpu, dtype, derived) -> list[dict]
         row["error_pct"] = _pct(row["predicted_tok_s"], row["measured_tok_s"])
         row["latency_only_error_pct"] = _pct(row["measured_tokens_per_iteration"] / row["predicted_iteration_s"], row["measured_tok_s"])
         row["acceptance_only_error_pct"] = _pct(row["replayed_A_tokens_per_iteration"], row["measured_tokens_per_iteration"])
+        lo, hi = row.get("predicted_tok_s_lo"), row.get("predicted_tok_s_hi")
+        row["predict_band_covers_measured"] = bool(lo is not None and lo <= r["measured_tok_s"] <= hi)
         row["iteration_error_pct"] = _pct(row["predicted_iteration_s"], row["measured_iteration_s"])
         row["pi90_covers_measured"] = bool(iv["prediction_interval"][0] <= r["tokens_per_iteration"] <= iv["prediction_interval"][1])
         rows.append(row)
@@ -242,6 +246,7 @@ def main(argv=None) -> int:
                "loop_acceptance_only_errors_pct": [round(r["acceptance_only_error_pct"], 2) for r in loops],
                "target_alone": target_alone(fam, recs, profile, gpu, dtype, derived, loops),
                "pi90_coverage": [sum(r["pi90_covers_measured"] for r in loops), len(loops)],
+               "predict_band_coverage_tok_s": [sum(r["predict_band_covers_measured"] for r in loops), len(loops)],
                "replay_equals_loop_prompts": [sum(r["replay_B_equals_loop_prompts"] for r in loops), sum(r["prompts"] for r in loops)],
                "hf_heldout_median_abs_error_pct": med([r["error_pct"] for r in hf if not r["in_fit"]]),
                "hf_fit_median_abs_error_pct": med([r["error_pct"] for r in hf if r["in_fit"]]),
