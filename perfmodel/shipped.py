@@ -55,6 +55,8 @@ def load_manifest(data_dir: Path | str = DATA_DIR) -> tuple[Entry, ...]:
 @lru_cache(maxsize=8)
 def _load(data_dir: str) -> tuple[Entry, ...]:
     d = Path(data_dir)
+    if not (d / MANIFEST).is_file():  # a folder without a manifest ships nothing
+        return ()
     doc = json.loads((d / MANIFEST).read_text())
     out = []
     for e in doc["files"]:
