@@ -66,7 +66,7 @@ def export_method(engine: str, target: ModelSpec, target_origin: str, method, ga
         sg = ec.get("sglang")
         if not sg:
             raise SpecError(f"emit='sglang' for method={method.name!r}: SGLang has no such proposer; emit vllm",
-                            value=method.name, allowed="draft, eagle, eagle3, mtp, ngram")
+                            value=method.name, allowed=_supporting("sglang"))
         args = ["--model-path", tpath, "--tp-size", str(tp)]
         for k, v in sg.items():
             args += [k, str(v)]
@@ -82,7 +82,7 @@ def export_method(engine: str, target: ModelSpec, target_origin: str, method, ga
     cfg = ec.get("hf")
     if not cfg:
         raise SpecError(f"emit='hf' for method={method.name!r}: Hugging Face generate() runs draft models (assisted "
-                        "decoding) and prompt lookup only", value=method.name, allowed="draft, ngram")
+                        "decoding) and prompt lookup only", value=method.name, allowed="draft, " + _supporting("hf"))
     kwargs = ", ".join(f"{k}={v!r}" for k, v in cfg.items())  # the method's generate() keywords (numbers)
     lines = ["# -*- coding: utf-8 -*-", f"# {_comment(header)}", f"# Hugging Face generate(): {HF_CONFIG_DOC}"]
     lines += [f"# NOTE: {_comment(n)}" for n in notes]
@@ -92,6 +92,13 @@ def export_method(engine: str, target: ModelSpec, target_origin: str, method, ga
               f"generation_kwargs = dict({kwargs})",
               "# outputs = model.generate(**tokenizer(prompt, return_tensors='pt').to(model.device), **generation_kwargs)", ""]
     return _doc(engine, cfg, [], "\n".join(lines), notes, [HF_CONFIG_DOC], gamma, mode, None, (tpath, hpath))
+
+
+def _supporting(engine: str) -> str:
+    """Registered methods (other than the draft model) with settings for `engine`."""
+    from perfmodel.specdec.registry import METHODS, make_method
+
+    return ", ".join(k for k in METHODS if k != "draft_model" and make_method(k).engine_config(None, 1, 1).get(engine))
 
 
 def _doc(engine, cfg, cmd, text, notes, docs, gamma, mode, schedule, paths) -> dict:
