@@ -43,31 +43,20 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 @app.command()
 @handle_errors
-def models(json_out: o.Json = False):
+def models(wide: o.Wide = False, json_out: o.Json = False):
     """List the model catalog (shapes checked against each model's config.json)."""
     from perfmodel.specs.catalog import MODELS
 
     if json_out:
         print_json([m.to_dict() for m in MODELS.values()])
         return
-    from rich.console import Console
-    from rich.table import Table
+    from .tables import Col, console, render
 
-    t = Table(title="specperf model catalog")
-    for col in ("name", "family", "layers", "d_model", "heads", "kv", "d_ff", "vocab", "params"):
-        t.add_column(col, justify="left" if col in ("name", "family") else "right", no_wrap=True, overflow="ignore")
-    for m in MODELS.values():
-        t.add_row(m.name, m.family, str(m.n_layers), str(m.d_model), str(m.n_heads), str(m.n_kv_heads),
-                  str(m.d_ff), str(m.vocab), f"{m.params / 1e9:.2f} B")
-    _wide_console().print(t)
-
-
-def _wide_console():
-    """A console wide enough that tables never truncate or wrap names (pipes get 200+ columns)."""
-    from rich.console import Console
-
-    con = Console()
-    return con if con.is_terminal and con.width >= 200 else Console(width=max(con.width, 240))
+    cols = [Col("name", "left", key=True, repeat=True, text=True), Col("family", "left", key=True),
+            Col("params", key=True)] + [Col(c) for c in ("layers", "d_model", "heads", "kv", "d_ff", "vocab")]
+    rows = [[m.name, m.family, f"{m.params / 1e9:.2f} B", str(m.n_layers), str(m.d_model), str(m.n_heads),
+             str(m.n_kv_heads), str(m.d_ff), str(m.vocab)] for m in MODELS.values()]
+    render(console(wide), "specperf model catalog", cols, rows, wide)
 
 
 @app.command()

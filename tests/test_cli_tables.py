@@ -84,3 +84,11 @@ def test_groups_keep_the_answer_first_and_repeat_the_row_names():
     assert sorted({i for x in g for i in x}) == [0, 1, 2, 3, 4]  # nothing dropped
     assert all(needed_width([cols[i] for i in x], [[rows[0][i] for i in x]]) <= 60 for x in g)
     assert groups(cols, rows, 60, wide=True) == [[0, 1, 2, 3, 4]]
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_models_fit_and_keep_every_shape(columns):
+    out = _run(["models"], columns)
+    _fits(out, columns)
+    for m in json.loads(_run(["models", "--json"], columns)):
+        assert f" {m['name']} " in out and f"{m['params'] / 1e9:.2f} B" in out and f" {m['d_ff']} " in out
