@@ -62,6 +62,10 @@ def agreement(
                          new_prompts=new_prompts) for g in gammas]
     doc = {"record": record, "kind": rec.kind(), "prompts": len(rec.spans()), "tokens": int(rec.prompt.size),
            "domains": sorted(set(map(str, rec.domain))), "tokens_per_iteration": table}
+    if rec.kind() == "greedy" and len(rec.spans()) >= 2:  # within-prompt structure, clustered by prompt
+        from calibration.hierarchical import fit_hierarchical, trials_from_record
+
+        doc["hierarchical"] = fit_hierarchical(trials_from_record(rec), trend="log").to_dict()
     if out:
         from perfmodel.specs.safeio import write_json
 
@@ -83,6 +87,12 @@ def agreement(
         t.add_row(str(r["gamma"]), f"{r['tokens_per_iteration']:.3f}", "{:.3f}–{:.3f}".format(*r["ci"]),
                   "{:.3f}–{:.3f} (m={})".format(*r["prediction_interval"], r["new_prompts"]), f"{r['between_prompt_sd']:.3f}")
     Console().print(t)
+    if "hierarchical" in doc:
+        h = doc["hierarchical"]
+        lag = h["within_prompt_logit_slopes"].get("previous token accepted")
+        typer.echo(f"between-prompt sd (logit) {h['between_prompt_sd_logit']:.2f}; within prompts, a token after an "
+                   f"accepted one: logit {lag['estimate']:+.2f} [{lag['ci'][0]:+.2f}, {lag['ci'][1]:+.2f}] (95 %, by prompt)"
+                   if lag else f"between-prompt sd (logit) {h['between_prompt_sd_logit']:.2f}")
 
 
 def _record(draft, target, prompts, new_tokens, temperature, max_rank, device, dtype, seed):

@@ -172,6 +172,12 @@ def test_cli_records_replays_and_refuses_bad_flags(tmp_path):
     assert json.loads(acc.read_text())["alpha_by_position"]
     r = runner.invoke(app, ["calibrate", "agreement", "--record", str(rec), "--gamma", "2", "--skip-iterations", "1"])
     assert r.exit_code == 0 and "tokens/iteration" in r.stdout
+    greedy = tmp_path / "greedy.csv"
+    r = runner.invoke(app, ["calibrate", "agreement", "--target", str(d_t), "--draft", str(tmp_path / "d"), "--prompts",
+                            str(tmp_path / "prompts.jsonl"), "--record", str(greedy), "--new-tokens", "24", "--json"])
+    assert r.exit_code == 0, r.output
+    h = json.loads(r.stdout)["hierarchical"]
+    assert h["prompts"] == 4 and "previous token accepted" in h["within_prompt_logit_slopes"]
     for args, word in ((["--draft", str(d_t)], "give all of"), (["--weighting", "token"], "weighting"),
                        (["--gamma", "0"], "gamma"), (["--iterations", "0"], "iterations")):
         r = runner.invoke(app, ["calibrate", "agreement", "--record", str(rec), *args])
