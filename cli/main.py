@@ -43,11 +43,17 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 
 @app.command()
 @handle_errors
-def models(wide: o.Wide = False, json_out: o.Json = False):
+def models(wide: o.Wide = False, fmt: o.Format = "table", json_out: o.Json = False):
     """List the model catalog (shapes checked against each model's config.json)."""
     from perfmodel.specs.catalog import MODELS
 
-    if json_out:
+    fmt = o.out_format(fmt, json_out)
+    if fmt == "csv":
+        from .tables import scalars, write_csv
+
+        write_csv([scalars(m.to_dict()) for m in MODELS.values()])
+        return
+    if fmt == "json":
         print_json([m.to_dict() for m in MODELS.values()])
         return
     from .tables import Col, console, render
@@ -61,11 +67,17 @@ def models(wide: o.Wide = False, json_out: o.Json = False):
 
 @app.command()
 @handle_errors
-def gpus(wide: o.Wide = False, json_out: o.Json = False):
+def gpus(wide: o.Wide = False, fmt: o.Format = "table", json_out: o.Json = False):
     """List the GPU catalog (datasheet rates, each with its source)."""
     from perfmodel.specs.hardware import GPUS
 
-    if json_out:
+    fmt = o.out_format(fmt, json_out)
+    if fmt == "csv":
+        from .tables import scalars, write_csv
+
+        write_csv([dict(scalars(g.to_dict()), source=g.sources.get("datasheet", "")) for g in GPUS.values()])
+        return
+    if fmt == "json":
         print_json([g.to_dict() for g in GPUS.values()])
         return
     from rich.markup import escape
@@ -110,6 +122,7 @@ def predict(
     tree: o.Tree = None,
     tree_depth: o.TreeDepth = None,
     wide: o.Wide = False,
+    fmt: o.Format = "table",
     json_out: o.Json = False,
 ):
     """Predict tokens/s and speedup of speculative decoding over γ, and the optimal γ (0: do not speculate)."""
@@ -120,7 +133,7 @@ def predict(
                     dtype_bytes=dtype_bytes(dtype), mode=mode, profile=profile, analytical=analytical,
                     cost_ratio=cost_ratio, json_out=json_out, calibration=calibration,
                     allow_gpu_mismatch=allow_gpu_mismatch, draft_catchup=draft_catchup, method=method, tree=tree,
-                    tree_depth=tree_depth, wide=wide)
+                    tree_depth=tree_depth, wide=wide, fmt=o.out_format(fmt, json_out))
 
 
 # Optional command modules (each defines register(app)); imported lazily-cheap: typer only.

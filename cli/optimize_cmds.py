@@ -86,6 +86,7 @@ def register(app: typer.Typer) -> None:
         tree: o.Tree = None,
         tree_depth: o.TreeDepth = None,
         wide: o.Wide = False,
+        fmt: o.Format = "table",
         json_out: o.Json = False,
     ):
         """Find the draft and lookahead that make speculative decoding fastest, per mode, batch and context."""
@@ -109,6 +110,8 @@ def register(app: typer.Typer) -> None:
         o.positive(gamma_max, "gamma-max", GAMMA_MAX)
         o.positive(top, "top", 10000)
         o.positive(tp, "tp")
+        fmt = o.out_format(fmt, json_out)
+        json_out = fmt == "json"
         if alpha is not None:
             check_alpha(alpha)
         methods = o.methods(method)
@@ -152,6 +155,12 @@ def register(app: typer.Typer) -> None:
             doc["export"]["written_to"] = str(write_export(doc["export"], emit_out))
         if json_out:
             print_json(doc)
+            return
+        if fmt == "csv":  # one line per ranked draft and cell; the rest of the document is --json's
+            from .tables import scalars, write_csv
+
+            write_csv([{"mode": rk["mode"], "batch": rk["batch"], "context": rk["context"],
+                        "baseline_tok_s": rk["baseline_tok_s"], **scalars(r)} for rk in doc["rankings"] for r in rk["rows"]])
             return
         render(doc, policy_only=policy_only, wide=wide)
 

@@ -44,6 +44,8 @@ Acceptance = Annotated[Optional[str], typer.Option(help="Acceptance JSON (from `
 AllowGpuMismatch = Annotated[bool, typer.Option("--allow-gpu-mismatch",
                                                 help="Use a profile measured on another GPU than --gpu.")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON document (errors too).")]
+Format = Annotated[str, typer.Option("--format", help="table (default: fits the terminal), csv (one line per answer "
+                                                       "row, for spreadsheets) or json (the same as --json).")]
 Wide = Annotated[bool, typer.Option("--wide", help="Every column in one table, however wide (default: the answer's "
                                                    "columns first, the others stacked below to fit the terminal).")]
 Method = Annotated[str, typer.Option(help="Speculation method: draft (a separate draft model), eagle, eagle3, mtp, medusa, "
@@ -170,3 +172,15 @@ def positive(value, what: str, hi: int | None = None):
     if value is None or value < 1 or (hi is not None and value > hi):
         raise _bad(what, value, f"an integer in 1..{hi}" if hi else "a positive integer")
     return value
+
+
+FORMATS = ("table", "csv", "json")
+
+
+def out_format(fmt: str, json_out: bool) -> str:
+    """--format checked and reconciled with --json (one line, exit 2 when they disagree)."""
+    if fmt not in FORMATS:
+        raise _bad("format", fmt, "use table, csv or json")
+    if json_out and fmt not in ("table", "json"):
+        raise UsageError(f"--json and --format {fmt} disagree; give one", value=fmt, allowed="json")
+    return "json" if json_out else fmt

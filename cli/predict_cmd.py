@@ -122,7 +122,9 @@ BOUNDS_TREE_DEPTH = 64  # levels of a tree of at most 64 tokens
 
 def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, context, tp, dtype_bytes,
         mode, profile, analytical, cost_ratio, json_out, calibration=None, allow_gpu_mismatch=False,
-        draft_catchup=False, method="draft", tree=None, tree_depth=None, wide=False):
+        draft_catchup=False, method="draft", tree=None, tree_depth=None, wide=False, fmt=None):
+    fmt = fmt or ("json" if json_out else "table")
+    json_out = fmt == "json"
     gammas = o.gamma_list(gamma, gamma_max)
     name = o.methods(method, several=False)[0]
     if cost_ratio is not None:
@@ -168,6 +170,13 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
         from perfmodel.specdec.document import cells_document
 
         print_json(cells_document(docs))
+        return
+    if fmt == "csv":
+        from .tables import scalars, write_csv
+
+        write_csv([{"target": d["target"], "draft": d.get("draft"), "method": d.get("method"), "gpu": hw.name, "tp": tp,
+                    "mode": d["mode"], "batch": d["batch"], "context": d["context"], **scalars(r)}
+                   for d in docs for r in d["rows"]])
         return
     render(docs, sources, hw.name, tp, wide)
 

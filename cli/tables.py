@@ -68,3 +68,27 @@ def console(wide: bool = False):
 def needed_width(cols, rows) -> int:
     """Characters one table holding every column needs."""
     return _width(cols, rows, range(len(cols)))
+
+
+SPREADSHEET_FORMULA = ("=", "+", "@", "\t", "\r")  # a cell starting so is a formula to a spreadsheet (OWASP CSV injection)
+
+
+def scalars(d: dict) -> dict:
+    """The scalar fields of `d` (lists and dicts left to --json)."""
+    return {k: v for k, v in d.items() if v is None or isinstance(v, (str, int, float, bool))}
+
+
+def write_csv(rows: list[dict]) -> None:
+    """`rows` as CSV on stdout (columns in first-seen order; a text cell that a spreadsheet would run
+    as a formula gets a leading apostrophe)."""
+    import csv
+    import sys
+
+    cols: dict = {}
+    for r in rows:
+        cols.update(dict.fromkeys(r))
+    w = csv.DictWriter(sys.stdout, fieldnames=list(cols), lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("'" + v if isinstance(v, str) and v.startswith(SPREADSHEET_FORMULA) else v)
+                    for k, v in r.items()})

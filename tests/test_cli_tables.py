@@ -3,6 +3,7 @@ and 120 columns (COLUMNS, as a terminal or pipe sets it) print lines no wider th
 the answer's numbers — taken from the same command's --json — are all visible; --wide prints one
 table per section."""
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -49,10 +50,10 @@ def test_optimize_shows_the_ranking_answer(columns):
     assert "…" not in out
     for rk in doc["rankings"]:
         for r in rk["rows"]:
-            line = next((ln for ln in out.splitlines() if f" {r['draft']}" in ln and f"{r['speedup']:.2f}×" in ln), None)
-            assert line is not None, (r["draft"], rk["mode"])  # name, γ*, tok/s, speedup, range on one line
-            assert f"{r['throughput_tok_s']:.1f}" in line and f" {r['gamma']} " in line
-            assert f"{r['speedup_lo']:.2f}–{r['speedup_hi']:.2f} ({r['gamma_lo']}–{r['gamma_hi']})" in line
+            want = (f" {r['draft']}", f"{r['speedup']:.2f}×", f"{r['throughput_tok_s']:.1f}", f" {r['gamma']} ",
+                    f"{r['speedup_lo']:.2f}–{r['speedup_hi']:.2f} ({r['gamma_lo']}–{r['gamma_hi']})")
+            # name, γ*, tok/s, speedup and its range on one line of the first table
+            assert any(all(w in ln for w in want) for ln in out.splitlines()), (r["draft"], rk["mode"])
             assert f"{100 * r['gain_vs_reference']:+.0f}%" in out
 
 
@@ -92,3 +93,41 @@ def test_models_fit_and_keep_every_shape(columns):
     _fits(out, columns)
     for m in json.loads(_run(["models", "--json"], columns)):
         assert f" {m['name']} " in out and f"{m['params'] / 1e9:.2f} B" in out and f" {m['d_ff']} " in out
+
+
+def _csv(out):
+    import csv
+    import io
+
+    return list(csv.DictReader(io.StringIO(out)))
+
+
+def test_format_csv_has_one_line_per_answer_row_and_agrees_with_json():
+    doc = json.loads(_run(PREDICT + ["--json"], 80))
+    rows = _csv(_run(PREDICT + ["--format", "csv"], 80))
+    assert len(rows) == len(doc["rows"])
+    assert [float(r["speedup"]) for r in rows] == [r["speedup"] for r in doc["rows"]]
+    assert {r["target"] for r in rows} == {"llama-7b"} and rows[0]["mode"] == "graph"
+    odoc = json.loads(_run(OPTIMIZE + ["--json"], 80))
+    orows = _csv(_run(OPTIMIZE + ["--format", "csv"], 80))
+    assert [(r["mode"], r["draft"], float(r["speedup"])) for r in orows] == [
+        (rk["mode"], x["draft"], x["speedup"]) for rk in odoc["rankings"] for x in rk["rows"]]
+    assert len(_csv(_run(["gpus", "--format", "csv"], 80))) == len(json.loads(_run(["gpus", "--json"], 80)))
+    models = json.loads(_run(["models", "--format", "json"], 80))  # --format json is --json
+    assert models == json.loads(_run(["models", "--json"], 80))
+    assert [r["name"] for r in _csv(_run(["models", "--format", "csv"], 80))] == [m["name"] for m in models]
+
+
+def test_csv_cells_never_run_as_spreadsheet_formulas(tmp_path):
+    cfg = json.loads((Path(__file__).parent / "fixtures" / "hf_configs" / "llama-3.1-8b" / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(dict(cfg, _name_or_path="=HYPERLINK(\"x\")")))
+    out = _run(["predict", "--target", str(tmp_path), "--draft", "tinyllama-1.1b", "--alpha", "0.7", "--gamma", "2",
+                "--format", "csv"], 80)
+    assert _csv(out)[0]["target"] == "'=HYPERLINK(\"x\")"
+
+
+@pytest.mark.parametrize("args", [["gpus", "--format", "xml"], ["models", "--format", "csv", "--json"],
+                                  PREDICT + ["--format", "yaml"], OPTIMIZE + ["--format", "csv", "--json"]])
+def test_bad_format_is_one_line(args):
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and r.stderr.strip().startswith("error: ") and "\n" not in r.stderr.strip()
