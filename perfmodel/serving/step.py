@@ -30,6 +30,7 @@ class EngineOverhead:
     """Engine costs outside the forwards and specperf's per-iteration overhead, in seconds."""
     per_step_s: float = 0.0
     per_seq_s: float = 0.0
+    per_proposal_s: float = 0.0  # per proposal forward (γ per speculative step): engines prepare each
 
 
 @runtime_checkable
@@ -112,7 +113,8 @@ class StepTable:
 
     def step_s(self, n_decode, mean_context, gamma, prefill_tokens, prefill_context) -> float:
         n_seq = n_decode + (1 if prefill_tokens > 0 else 0)
-        fixed = self.scale_target * (self.overhead.per_step_s + self.overhead.per_seq_s * n_seq)
+        fixed = self.scale_target * (self.overhead.per_step_s + self.overhead.per_seq_s * n_seq) + \
+            self.scale_propose * self.overhead.per_proposal_s * (gamma if n_decode else 0)
         if n_decode == 0:
             return fixed + self.prefill_s(prefill_tokens, prefill_context, alone=True) + \
                 self.scale_target * self._ctx(self.overhead0_s, prefill_context)

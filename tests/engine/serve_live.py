@@ -40,16 +40,26 @@ def build_models(py: Path, env: dict, out: Path, extra=()) -> dict:
 
 def profile_cpu(models: dict, out_csv: Path, batch="1,4,16", context="16,128", new_tokens="1,4,32",
                 gamma_max=3, timeout_s=1800) -> dict:
-    """`specperf profile --device cpu` of the target and draft (same layer shape: rows shared)."""
-    cmd = [str(ROOT / ".venv/bin/specperf"), "profile", "--models",
+    """`specperf profile --device cpu` of the target and draft (same layer shape: rows shared), with
+    the engine's threading: vLLM's CPU backend runs one OpenMP thread bound to core 0 and reserves the
+    other core (its log: `core ids=[0]`, `reserved_cpus=[1]`), so the profile runs with
+    OMP_NUM_THREADS=1 pinned to core 0 (two threads on a contended 2-core box time OpenMP barriers
+    waiting for a descheduled thread: up to 10× the single-thread time)."""
+    import os
+    import shutil
+
+    pin = ["taskset", "-c", "0"] if shutil.which("taskset") else []
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = pin + [str(ROOT / ".venv/bin/specperf"), "profile", "--models",
            f"{models['target']}/config.json,{models['draft']}/config.json", "--device", "cpu", "--mode", "eager",
            "--dtype", "fp32", "--batch", batch, "--context", context, "--new-tokens", new_tokens,
            "--gamma-max", str(gamma_max), "--copies", str(models["layers"]), "--out", str(out_csv), "--quiet"]
     t0 = time.monotonic()
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=ROOT)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=ROOT, env=env)
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-2000:] + r.stdout[-2000:])
-    return {"command": " ".join(cmd[1:]).replace(str(ROOT) + "/", ""), "seconds": time.monotonic() - t0}
+    shown = " ".join(pin + ["specperf"] + cmd[len(pin) + 1:]).replace(str(ROOT) + "/", "")
+    return {"command": "OMP_NUM_THREADS=1 " + shown, "seconds": time.monotonic() - t0}
 
 
 def arrivals(rate: float, n: int, seed: int) -> list[float]:
@@ -95,15 +105,16 @@ def live_loads(py: Path, env: dict, models: dict, gamma: int | None, work: Path,
 
 
 def predict(profile_csv: Path, models: dict, acceptance, gamma: int | None, prompt_tokens: list[int], rate: float,
-            max_tokens: int, seed: int = 0, band_scale: float = 0.0) -> dict:
-    """serve-sim's engine model for the live load: same arrivals, prompts and outputs. `band_scale`:
-    ±(band) runs are added for the interval (the step model's latency bands)."""
+            max_tokens: int, seed: int = 0, step_overhead_s: float = 0.0, proposal_overhead_s: float = 0.0) -> dict:
+    """serve-sim's engine model for the live load: same arrivals, prompts and outputs, with ±band
+    runs for the interval; `step_overhead_s`: an engine cost per step outside the profile
+    (serve-sim --step-overhead-ms), 0 = the profile alone."""
     from perfmodel.latency.providers import build_provider
     from perfmodel.serving.proposer import Speculation
     from perfmodel.specdec.registry import make_method
     from perfmodel.serving.report import metrics
     from perfmodel.serving.sim import EngineConfig, simulate
-    from perfmodel.serving.step import build_step_table
+    from perfmodel.serving.step import EngineOverhead, build_step_table
     from perfmodel.specs.catalog import resolve_model
     from perfmodel.specs.hardware import resolve_gpu
 
@@ -115,7 +126,8 @@ def predict(profile_csv: Path, models: dict, acceptance, gamma: int | None, prom
         drf = resolve_model(f"{models['draft']}/config.json", 4)
         prop = Speculation(make_method("draft", draft=drf), acceptance, prov.draft, tgt, "eager")
     tab = build_step_table(tgt, prop, prov.target, max_batch=MAX_NUM_SEQS, max_context=512, max_prefill=MAX_BATCHED_TOKENS,
-                           gamma_max=gamma or 0, mode="eager", typical_context=typical)
+                           gamma_max=gamma or 0, mode="eager", typical_context=typical,
+                           overhead=EngineOverhead(step_overhead_s, 0.0, proposal_overhead_s))
     reqs = {"arrival_s": arrivals(rate, len(prompt_tokens), seed), "prompt_tokens": prompt_tokens,
             "output_tokens": [max_tokens] * len(prompt_tokens)}
     eng = EngineConfig(MAX_NUM_SEQS, MAX_BATCHED_TOKENS, True)
