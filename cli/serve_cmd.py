@@ -72,6 +72,7 @@ def register(app: typer.Typer) -> None:
         slo_tpot_ms: Annotated[Optional[float], typer.Option(help="Goodput: time-per-output-token target (ms).")] = None,
         step_overhead_ms: Annotated[float, typer.Option(help="Engine cost per step outside the profile (ms; calibrate from a light load).")] = 0.0,
         seq_overhead_ms: Annotated[float, typer.Option(help="Engine cost per scheduled sequence per step (ms).")] = 0.0,
+        proposal_overhead_ms: Annotated[float, typer.Option(help="Engine cost per proposal forward (γ per speculative step, ms).")] = 0.0,
         intervals: Annotated[bool, typer.Option(help="Rerun at the ends of the latency bands for intervals.")] = True,
         seed: Annotated[int, typer.Option(help="Seed of arrivals, lengths and acceptance draws.")] = 0,
         json_out: o.Json = False,
@@ -106,6 +107,7 @@ def register(app: typer.Typer) -> None:
                            slo_ttft_s=_ms(slo_ttft_ms, "slo-ttft-ms"), slo_tpot_s=_ms(slo_tpot_ms, "slo-tpot-ms"),
                            step_overhead_s=_ms(step_overhead_ms, "step-overhead-ms", True),
                            seq_overhead_s=_ms(seq_overhead_ms, "seq-overhead-ms", True),
+                           proposal_overhead_s=_ms(proposal_overhead_ms, "proposal-overhead-ms", True),
                            intervals=intervals, seed=seed)
         doc = run_serve(req)
         if json_out:

@@ -98,6 +98,14 @@ def test_planted_batch_ttft_tpot_and_speculation():
     spec = simulate(wl.requests(), off, EngineConfig(max_num_seqs=N, max_batched_tokens=4096), lambda b: 3, users=N)
     assert np.allclose(spec.tpot_s, 2 * s / 4)  # 4 tokens per 2s-long iteration; 40 = 10 iterations
     assert np.allclose(spec.chunk_gaps_s, 2 * s)
+    import dataclasses
+
+    from perfmodel.serving.step import EngineOverhead
+
+    x = 0.004  # an engine cost per proposal forward: three per speculative step
+    charged = dataclasses.replace(off, overhead=EngineOverhead(per_proposal_s=x))
+    spec = simulate(wl.requests(), charged, EngineConfig(max_num_seqs=N, max_batched_tokens=4096), lambda b: 3, users=N)
+    assert np.allclose(spec.tpot_s, (2 * s + 3 * x) / 4)
 
 
 def test_chunked_prefill_splits_a_long_prompt():

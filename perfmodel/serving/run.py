@@ -47,6 +47,7 @@ class ServeRequest:
     slo_tpot_s: float | None = None
     step_overhead_s: float = 0.0
     seq_overhead_s: float = 0.0
+    proposal_overhead_s: float = 0.0
     intervals: bool = True
     seed: int = 0
 
@@ -121,7 +122,7 @@ def run_serve(r: ServeRequest) -> dict:
         notes.append(f"draft vocab {drf.vocab} differs from target vocab {tgt.vocab}: engines need a shared tokenizer")
     engine = EngineConfig(r.max_num_seqs, r.max_batched_tokens, r.chunked_prefill)
     off, spec = tables_for(tgt, proposer, prov.target, prompt, output, engine, max(r.gammas), r.tp, r.mode,
-                           EngineOverhead(r.step_overhead_s, r.seq_overhead_s))
+                           EngineOverhead(r.step_overhead_s, r.seq_overhead_s, r.proposal_overhead_s))
     from perfmodel.specs.memory import memory_needed_bytes
 
     typical = int(prompt.mean + output.mean)
@@ -142,7 +143,8 @@ def run_serve(r: ServeRequest) -> dict:
     doc["title"] = f"{proposer.name} → {tgt.name} on {hw.name} (tp={r.tp}, {r.mode})"
     doc.update({"target": tgt.name, "draft": drf.name if drf else None, "method": key, "gpu": hw.name,
                 "tp": r.tp, "mode": r.mode, "gammas": list(r.gammas), "acceptance": acc.describe(),
-                "engine_overhead": {"per_step_s": r.step_overhead_s, "per_seq_s": r.seq_overhead_s},
+                "engine_overhead": {"per_step_s": r.step_overhead_s, "per_seq_s": r.seq_overhead_s,
+                                    "per_proposal_s": r.proposal_overhead_s},
                 "sources": spec.sources, "latency": getattr(prov.target, "name", "")})
     if not r.intervals:
         notes.append("--no-intervals: no latency-band intervals")
