@@ -262,3 +262,25 @@ def test_slo_goodput_counts_requests_meeting_both_targets():
     res = simulate(wl.requests(), tab, EngineConfig(max_num_seqs=4), lambda b: 0, users=4)
     assert metrics(res, Slo(ttft_s=0.2, tpot_s=0.03), open_loop=False)["slo_attained"] == 1.0
     assert metrics(res, Slo(ttft_s=0.2, tpot_s=0.01), open_loop=False)["slo_attained"] == 0.0
+
+
+def test_serve_plot_draws_both_engines_with_bands(monkeypatch):
+    pytest.importorskip("plotly")
+    import plots
+    import plots.serve as ps
+    from perfmodel.latency.providers import build_provider
+    from perfmodel.specdec.acceptance import AcceptanceModel
+    from perfmodel.specs.catalog import resolve_model
+    from perfmodel.specs.hardware import resolve_gpu
+    from plots.common import Setting, latency_sources
+
+    monkeypatch.setattr(ps, "REQUESTS", 30)
+    hw = resolve_gpu("h100-sxm")
+    s = Setting(target=resolve_model("llama-13b"), draft=resolve_model("llama-7b:n_layers=2"),
+                latency=build_provider(hw).target, gpu=hw.name, acceptance=AcceptanceModel(alpha=0.7), gammas=(1, 2))
+    fig = plots.figure("serve", s)
+    names = {t.name for t in fig.data}
+    assert {"no speculation", "speculation, best γ", "speculation, γ schedule by batch"} <= names
+    lines = [t for t in fig.data if t.name == "no speculation"]
+    assert len(lines) == 3 and all(len(t.x) == 9 for t in lines)  # three panels, nine rates
+    assert "target_layer" in latency_sources(fig)
