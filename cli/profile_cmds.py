@@ -221,12 +221,13 @@ def register(app: typer.Typer) -> None:
         ops: Annotated[str, typer.Option(help="--operators: only these operators (comma-separated; default all).")] = "",
         kernels: Annotated[str, typer.Option(help="Attention kernels: engine (native grouped-query, no mask in decode, "
                                                   "the fastest measured SDPA backend; compiled: attention and KV write "
-                                                  "opaque, as vLLM) or plain (the earlier folded, masked kernels).")] = "engine",
+                                                  "opaque, as vLLM), packed (engine + grouped verification packed per KV head) or plain "
+                                                  "(the earlier folded, masked kernels).")] = "engine",
     ):
         """Measure layer, LM-head and overhead latency into a LatencyTable (resumable); --operators: operator tables."""
-        if kernels not in ("engine", "plain"):
-            raise UsageError(f"--kernels {kernels!r} is not allowed; use engine or plain", value=kernels,
-                             allowed="engine, plain")
+        if kernels not in ("engine", "packed", "plain"):
+            raise UsageError(f"--kernels {kernels!r} is not allowed; use engine, packed or plain", value=kernels,
+                             allowed="engine, packed, plain")
         os.environ["SPECPERF_KERNELS"] = kernels  # read by profiler.attention (and by TP rank processes)
         if "profiler.attention" in sys.modules:
             sys.modules["profiler.attention"].set_kernels(kernels)

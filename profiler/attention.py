@@ -2,14 +2,19 @@
 correct scaled-dot-product-attention kernel for each shape, chosen by measuring, with native
 grouped-query handling, no mask in one-token decode and a lower-right causal mask in verification.
 
-Two kernel sets (`KERNELS`, chosen by `set_kernels` / SPECPERF_KERNELS, recorded in every table's
+Three kernel sets (`KERNELS`, chosen by `set_kernels` / SPECPERF_KERNELS, recorded in every table's
 metadata):
 - `engine` (default): for one new token the query heads that share a KV head are folded into the
   query axis (q [b, KV, H/KV, hd] against K/V [b, KV, L, hd], no mask) — what FlashAttention's
   decode path and FlashInfer's grouped decode do: K/V read once per KV head; or SDPA's own
   `enable_gqa`; for γ+1 new tokens, causal attention aligned to the lower right (query i sees keys
-  ≤ L − n + i) through the flash kernel's causal mode, `causal_lower_right`, or one broadcast
-  boolean [n, L] mask, with native GQA. Among the candidates that are supported for the shape and
+  ≤ L − n + i) through the flash kernel's causal mode, `causal_lower_right` or one broadcast
+  boolean [n, L] mask, with native GQA (each query head is its own query block).
+- `packed`: `engine`, plus two verification kernels that pack a KV head's query heads × new tokens
+  into one query block, as FlashInfer and FlashAttention-3's pack-GQA do: one with a repeated
+  [H/KV·n, L] mask, and a cascade (`split_flash`: the cached prefix mask-free, the last n keys
+  causal, merged by log-sum-exp). Measured faster for grouped verification at batch ≥ 8 (H100,
+  scripts/attention_bench.py), but no shipped table is timed with it. Among the candidates that are supported for the shape and
   agree with a float32 reference, the fastest (median of CUDA-event timings) is used; the choice is
   logged (`CHOICES`) for the table's metadata.
 - `plain`: the earlier blocks' kernels — query heads folded with a repeated boolean mask of
@@ -25,9 +30,10 @@ import os
 import torch
 import torch.nn.functional as F
 
-KERNELS = ("engine", "plain")
+KERNELS = ("engine", "packed", "plain")
 CHOICE_REPEATS = 15  # timed calls per candidate after WARM calls; medians compared (CUDA events)
 WARM = 3
+GRAPH_CALLS = 4  # calls per captured graph when timing a candidate
 REL_TOL = {torch.float16: 2e-2, torch.bfloat16: 4e-2, torch.float32: 1e-4}  # vs fp32 reference
 # (relative Frobenius error; fp16/bf16 operands land between 1e-3 and 1e-2, see device METHOD.md)
 
@@ -50,7 +56,8 @@ def kernels() -> str:
 
 
 def engine() -> bool:
-    return kernels() == "engine"
+    """Engine-grade kernels (`engine` or `packed`): mask-free decode, lower-right causal verification."""
+    return kernels() in ("engine", "packed")
 
 
 def _sdpa_ctx(backend):
@@ -63,9 +70,13 @@ def _lower_right_mask(n: int, L: int, device):
     return torch.arange(L, device=device)[None, :] <= (L - n + torch.arange(n, device=device))[:, None]
 
 
-def _candidates(n: int, grp: int, cuda: bool) -> dict:
-    """name → fn(q [b,H,n,hd], k, v [b,KV,L,hd]) -> o [b,H,n,hd] for this (n, group)."""
-    backends = ("FLASH_ATTENTION", "CUDNN_ATTENTION", "EFFICIENT_ATTENTION", "MATH") if cuda else ("MATH",)
+def _candidates(n: int, grp: int, cuda: bool, packed: bool | None = None) -> dict:
+    """name → fn(q [b,H,n,hd], k, v [b,KV,L,hd]) -> o [b,H,n,hd] for this (n, group); `packed` adds the
+    verification kernels that pack a KV head's query heads into one block (default: kernels() == 'packed')."""
+    packed = kernels() == "packed" if packed is None else packed
+    # on a GPU the math backend (materialised scores) is never the fastest: measured on an H100, 5-40x
+    # the fused backends at every shape of scripts/attention_bench.py (evidence/engine_kernels/)
+    backends = ("FLASH_ATTENTION", "CUDNN_ATTENTION", "EFFICIENT_ATTENTION") if cuda else ("MATH",)
     out = {}
 
     def fold(be):
@@ -91,6 +102,16 @@ def _candidates(n: int, grp: int, cuda: bool) -> dict:
                 return F.scaled_dot_product_attention(q, k, v, **kw)
         return fn
 
+    def foldmask(be):  # n > 1, grouped: the group's heads × new tokens as one query block per KV head
+        def fn(q, k, v):
+            b, H, nq, hd = q.shape
+            KV, L = k.shape[1], k.shape[2]
+            mask = _lower_right_mask(nq, L, q.device).repeat(H // KV, 1)  # rows (head in group, token)
+            with _sdpa_ctx(be):
+                o = F.scaled_dot_product_attention(q.reshape(b, KV, (H // KV) * nq, hd), k, v, attn_mask=mask)
+            return o.reshape(b, H, nq, hd)
+        return fn
+
     for be in backends:
         tag = be.split("_")[0].lower()
         if n == 1:
@@ -100,11 +121,40 @@ def _candidates(n: int, grp: int, cuda: bool) -> dict:
         else:
             out[f"bias-{tag}"] = gqa(be, "bias")
             out[f"mask-{tag}"] = gqa(be, "mask")
+            if packed and grp > 1 and be != "FLASH_ATTENTION":  # flash takes no mask
+                out[f"foldmask-{tag}"] = foldmask(be)
     if cuda and n > 1:
         def flash_causal(q, k, v):  # the flash kernel's causal mode is lower-right aligned
             return torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, True, False)[0]
         out["causal-flash"] = flash_causal
+        if packed:
+            out["split-flash"] = split_flash
     return out
+
+
+def _flash(q, k, v, causal: bool):
+    o, lse = torch.ops.aten._scaled_dot_product_flash_attention(q, k, v, 0.0, causal, False)[:2]
+    return o, lse
+
+
+def split_flash(q, k, v):
+    """Verification with grouped queries as a cascade (FlashInfer's prefix/suffix split): the cached
+    prefix (L − n keys) is seen by every new token, so the group's H/KV heads × n tokens are folded
+    into one mask-free query block per KV head (K/V read once); the last n keys take a small causal
+    call; the two partial softmaxes merge by their log-sum-exp."""
+    b, H, n, hd = q.shape
+    KV, L = k.shape[1], k.shape[2]
+    grp, P = H // KV, L - n
+    if P <= 0:
+        return _flash(q, k, v, True)[0]
+    o1, l1 = _flash(q.reshape(b, KV, grp * n, hd), k[:, :, :P], v[:, :, :P], False)
+    o2, l2 = _flash(q, k[:, :, P:], v[:, :, P:], True)
+    l1 = l1.reshape(b, H, n, 1)
+    l2 = l2.reshape(b, H, n, 1)
+    m = torch.maximum(l1, l2)
+    w1, w2 = torch.exp(l1 - m), torch.exp(l2 - m)
+    o = (o1.reshape(b, H, n, hd).float() * w1 + o2.float() * w2) / (w1 + w2)
+    return o.to(q.dtype)
 
 
 def _reference(q, k, v):
@@ -119,8 +169,28 @@ def _reference(q, k, v):
 
 
 def _median_s(fn, q, k, v) -> float:
+    """Median seconds per call: replays of a CUDA graph of GRAPH_CALLS calls (what a captured decode
+    step pays), or single calls between events where the candidate cannot be captured."""
     for _ in range(WARM):
         fn(q, k, v)
+    torch.cuda.synchronize()
+    try:
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            for _ in range(GRAPH_CALLS):
+                fn(q, k, v)
+        evs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+               for _ in range(CHOICE_REPEATS)]
+        g.replay()
+        for a, b in evs:
+            a.record()
+            g.replay()
+            b.record()
+        torch.cuda.synchronize()
+        ts = sorted(a.elapsed_time(b) * 1e-3 / GRAPH_CALLS for a, b in evs)
+        return ts[len(ts) // 2]
+    except RuntimeError:
+        torch.cuda.synchronize()
     evs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
            for _ in range(CHOICE_REPEATS)]
     for a, b in evs:
@@ -136,7 +206,7 @@ def choose(q, k, v) -> str:
     """The backend used for this shape (measured once per shape and dtype, then cached)."""
     b, H, n, hd = q.shape
     KV, L = k.shape[1], k.shape[2]
-    key = (b, H, KV, n, L, hd, q.dtype, q.device.type)
+    key = (b, H, KV, n, L, hd, q.dtype, q.device.type, kernels())
     if key in _CACHE:
         return _CACHE[key][0]
     cuda = q.device.type == "cuda"
@@ -157,7 +227,7 @@ def choose(q, k, v) -> str:
             continue  # not supported for this shape, dtype or GPU
     if not timed:
         raise RuntimeError(f"no attention backend computed {key[:6]} correctly")
-    best = min(timed, key=timed.get) if cuda else ("fold-math" if n == 1 else "mask-math")
+    best = min(timed, key=timed.get) if cuda else ("fold-math" if n == 1 else "mask-math")  # CPU: no timing
     if best not in timed:
         best = next(iter(timed))
     _CACHE[key] = (best, cands[best])
@@ -172,7 +242,7 @@ def engine_sdpa(q, k, v):
     same length), lower-right causal for n > 1, through the chosen backend; returns [b, H, n, hd]."""
     choose(q, k, v)
     b, H, n, hd = q.shape
-    key = (b, H, k.shape[1], n, k.shape[2], hd, q.dtype, q.device.type)
+    key = (b, H, k.shape[1], n, k.shape[2], hd, q.dtype, q.device.type, kernels())
     return _CACHE[key][1](q, k, v)
 
 

@@ -101,7 +101,7 @@ def test_every_gpu_candidate_agrees_and_the_fastest_is_chosen(dtype, heads, kv, 
     entry = [c for c in attention.CHOICES if (c["heads"], c["kv_heads"], c["new_tokens"], c["kv_len"],
                                               c["dtype"]) == (heads, kv, n, L, str(dtype)[6:])][-1]
     assert entry["backend"] == name == min(entry["candidates_s"], key=entry["candidates_s"].get)
-    for cand, fn in attention._candidates(n, heads // kv, True).items():
+    for cand, fn in attention._candidates(n, heads // kv, True, packed=True).items():
         if cand in entry["candidates_s"]:  # the chooser kept it: it must be right on the whole batch
             err = (fn(q, k, v).double().cpu() - ref).norm() / ref.norm()
             assert err < 2e-2, (cand, float(err))
@@ -130,3 +130,16 @@ def test_compiled_engine_model_equals_eager_on_gpu(tmp_path, monkeypatch):
         graph.replay()
         torch.cuda.synchronize()
     torch.testing.assert_close(out.float(), want, rtol=3e-2, atol=3e-2)
+
+
+@pytest.mark.parametrize("n,heads,kv", [(1, 8, 2), (5, 8, 2), (5, 4, 4)])
+def test_every_cpu_candidate_equals_reference(n, heads, kv):
+    g = torch.Generator().manual_seed(n + heads)
+    q = torch.randn(2, heads, n, 16, generator=g)
+    k, v = torch.randn(2, kv, 29, 16, generator=g), torch.randn(2, kv, 29, 16, generator=g)
+    want = _ref(q, k, v, n)
+    cands = attention._candidates(n, heads // kv, False, packed=True)
+    assert len(cands) >= 2
+    assert ("foldmask-math" in cands) == (n > 1 and heads > kv)
+    for name, fn in cands.items():
+        torch.testing.assert_close(fn(q, k, v).double(), want, rtol=1e-5, atol=1e-5, msg=name)

@@ -22,10 +22,17 @@ def test_profile_operators_cuda_both_modes(tmp_path):
     assert all(0 < row["median_s"] < 0.05 for row in t.ok_rows())
 
 
-def test_attention_operator_matches_layer():
+@pytest.mark.parametrize("kernels", ["plain", "engine"])
+def test_attention_operator_matches_layer(kernels):
+    """Per-sequence positions: the plain layer (mask built inside) and the engine layer (explicit mask,
+    native GQA) both equal the folded, repeated-mask attention written out here."""
     from perfmodel.specs.catalog import resolve_model
+    from profiler import attention
     from profiler.blocks import DecoderLayer, causal_mask
     import torch.nn.functional as F
+
+    old = attention.kernels()
+    attention.set_kernels(kernels)
 
     spec = resolve_model("llama-2-70b:d_model=1024,n_heads=8,n_kv_heads=2,d_ff=2048")
     layer = DecoderLayer(spec, max_batch=2, max_context=64, dtype="fp16", device="cuda")
@@ -33,7 +40,8 @@ def test_attention_operator_matches_layer():
     x = torch.randn(b, n, 1024, device="cuda", dtype=torch.float16)
     pos = torch.tensor([20, 30], device="cuda")
     with torch.inference_mode():
-        want = layer.attention(x, pos, 48)
+        want = layer.attention(x, pos, 48, mask=causal_mask(pos, n, 48) if kernels == "engine" else None)
+        attention.set_kernels(old)
         qkv = F.linear(x, layer.w_qkv)
         q = qkv[..., :H * hd].view(b, n, H, hd)
         positions = pos[:, None] + torch.arange(n, device="cuda")

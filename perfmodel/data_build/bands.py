@@ -75,7 +75,7 @@ def analytical_errors(profiles, fitted: bool) -> dict:
 
 
 def compute(loop_files, compiled_loop, tp_validation, composition, profiles, operator_rows,
-            command: str) -> dict:
+            command: str, reference_rows=()) -> dict:
     """The error_bands.json document. `operator_rows`: shape-check error rows, each with
     mode, rel_err and _file (the evidence file it belongs to)."""
     bands: dict = {}
@@ -104,6 +104,13 @@ def compute(loop_files, compiled_loop, tp_validation, composition, profiles, ope
         b, n = band_of([float(r["rel_err"]) for r in operator_rows if r["mode"] == mode])
         files = sorted({r["_file"] for r in operator_rows if r["mode"] == mode})
         bands.setdefault("operator", {})[mode] = {"band": b, "n": n, "evidence": f"shape check {', '.join(files)}"}
+    for mode in sorted({r["mode"] for r in reference_rows}):  # independent references: the truth
+        b, n = band_of([float(r["rel_err"]) for r in reference_rows if r["mode"] == mode])
+        cur = bands.setdefault("operator", {}).get(mode)
+        if cur is None or b > cur["band"]:
+            files = sorted({r["_file"] for r in reference_rows if r["mode"] == mode})
+            bands["operator"][mode] = {"band": b, "n": n, "evidence": "independent reference models "
+                                       + ", ".join(files) + (f" (wider than the {cur['evidence']})" if cur else "")}
     return {"level": Q / 100, "definition": DEFINITION, "shared_fraction": shared_fractions(loop, operator_rows),
             "command": command, "bands": bands, "checks": checks(loop, bands, composition)}
 

@@ -23,6 +23,31 @@ DERIVED_KEYS = ("glue", "glue_fit", "glue_fit_compiled", "cross_gpu_band", "cros
 CROSS_GPU_NAME = "operator, rescaled by datasheet"  # the provider whose band is stored
 
 
+PACKED_BACKENDS = ("foldmask-", "split-")  # profiler.attention's `packed`-only verification kernels
+
+
+def kernel_consistent(rows, layers_path, table_kernels: str) -> tuple[list, int]:
+    """The layer rows whose attention ran a kernel of the operator table's kernel set (the layer
+    table's `attention_choices`): rows that chose a `packed`-only kernel are left out of a glue fit
+    for `engine` tables. Returns (rows kept, rows dropped)."""
+    if table_kernels == "packed":
+        return rows, 0
+    meta = LatencyTable.read_meta(Path(layers_path))
+    packed = {(c["batch"], c["heads"], c["kv_heads"], c["new_tokens"], c["kv_len"])
+              for c in meta.get("attention_choices", []) if str(c.get("backend", "")).startswith(PACKED_BACKENDS)}
+    if not packed:
+        return rows, 0
+    keep = []
+    for r in rows:
+        if not r.get("shape"):  # LM-head and overhead rows run no attention
+            keep.append(r)
+            continue
+        sp = spec_from_shape_key(r["shape"])
+        if (r["batch"], sp.n_heads, sp.n_kv_heads, r["new_tokens"], r["context"] + r["new_tokens"]) not in packed:
+            keep.append(r)
+    return keep, len(rows) - len(keep)
+
+
 def fit_glue(table, command: str, dtype: str = "fp16", layers=None, eager_layers=None,
              compiled_layers=None) -> dict:
     """Fit and store glue in the operator table `table`'s metadata; returns {key: stats}."""
@@ -30,23 +55,29 @@ def fit_glue(table, command: str, dtype: str = "fp16", layers=None, eager_layers
     prov = OperatorLatency(table, resolve_gpu(t.meta.get("gpu", "h200")), dtype)
     out = {}
     if compiled_layers:
-        rows = LatencyTable.load(compiled_layers).ok_rows()
+        rows, dropped_c = kernel_consistent(LatencyTable.load(compiled_layers).ok_rows(), compiled_layers,
+                                            t.meta.get("kernels", "plain"))
         glue, fits = t.meta.setdefault("glue", {}).setdefault(dtype, {}), {}
         for key, comp in (("compiled", "layer"), ("head_compiled", "lm_head")):
             p, fits[key] = fit_compiled(prov, rows, comp)
             if p:
                 glue[key] = p
         t.meta.setdefault("glue_fit_compiled", {})[dtype] = {
-            "command": command, "compiled_layers": Path(compiled_layers).name, "stats": fits}
+            "command": command, "compiled_layers": Path(compiled_layers).name, "stats": fits,
+            **({"rows_other_kernels": dropped_c} if dropped_c else {})}
         out.update(fits)
     if layers:
-        rows = [r for r in LatencyTable.load(layers).ok_rows() if r["tp"] == 1]
-        eager = [r for r in LatencyTable.load(eager_layers).ok_rows() if r["tp"] == 1] if eager_layers else None
+        kern = t.meta.get("kernels", "plain")
+        rows, dropped = kernel_consistent([r for r in LatencyTable.load(layers).ok_rows() if r["tp"] == 1],
+                                          layers, kern)
+        eager = kernel_consistent([r for r in LatencyTable.load(eager_layers).ok_rows() if r["tp"] == 1],
+                                  eager_layers, kern)[0] if eager_layers else None
         res = fit_all(prov, rows, eager)
         t.meta.setdefault("glue", {}).setdefault(dtype, {}).update(res["params"])  # keeps the compiled glue
         t.meta.setdefault("glue_fit", {})[dtype] = {
             "command": command, "layers": Path(layers).name,
-            "eager_layers": Path(eager_layers).name if eager_layers else None, "stats": res["stats"]}
+            "eager_layers": Path(eager_layers).name if eager_layers else None, "stats": res["stats"],
+            **({"rows_other_kernels": dropped} if dropped else {})}
         out.update(res["stats"])
     t.save(table)
     return out

@@ -119,7 +119,21 @@ def error_bands(spec: dict, res, data_dir: Path) -> dict:
     """The error_bands.json document of a manifest `bands` step."""
     return bands.compute([res(f) for f in spec["loop"]], res(spec["compiled_loop"]), res(spec["tp_validation"]),
                          res(spec["composition"]), [res(f) for f in spec["analytical_profiles"]],
-                         operator_rows(spec, res, data_dir), COMMAND)
+                         operator_rows(spec, res, data_dir), COMMAND, reference_rows(spec, res, data_dir))
+
+
+def reference_rows(spec: dict, res, data_dir: Path) -> list[dict]:
+    """{mode, rel_err, _file} of every `reference_checks` entry (independent whole models, graph and
+    compiled rows), predicted from `data_dir`'s (rebuilt) operator table of the check's GPU."""
+    from perfmodel.data_build import reference
+    from perfmodel.shipped import find_one
+
+    rows = []
+    for chk in spec.get("reference_checks", ()):
+        table = find_one("operators", gpu=chk["gpu"], dtype="fp16", data_dir=data_dir)
+        refs = [r for r in reference.read(res(chk["reference"])) if r["mode"] in chk.get("modes", ("graph", "compiled"))]
+        rows += [dict(x, _file=Path(chk["reference"]).name) for x in reference.table_errors(refs, chk["gpu"], table)]
+    return rows
 
 
 def write_evidence(spec: dict, res, data_dir: Path) -> list[Path]:

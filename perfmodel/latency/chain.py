@@ -27,11 +27,18 @@ class OperatorChain:
         self.base, self.operators = base, operators
         self.name = f"{base.name}, else {operators.name}"
         self.hw = getattr(base, "hw", operators.hw)
+        # a profile whose layers were timed with other attention kernels than the operator table's
+        # engine kernels (profiler.attention) does not answer layers: its attention is not what
+        # engines run (scripts/attention_bench.py: the plain kernels cost 2-25x at long context)
+        self.layers_superseded = bool(getattr(operators, "engine_kernels", False)) and \
+            profile_kernels(base) not in (None, "engine", "packed")
 
     def _measured(self, component, key, tp, mode, by, coords):
         """(values, kinds, edge values, clamped coords) of the base profile's grid at coords: NaN where
         it has no row to use; `edge` is the grid at the nearest in-grid point (NaN without a grid)."""
         grid = getattr(self.base, "grid", None)
+        if component == "layer" and self.layers_superseded:
+            grid = None
         g = grid(component, key, tp, mode, by) if grid is not None else None
         shape = np.broadcast(*[np.asarray(c) for c in coords]).shape
         if g is None:
@@ -73,6 +80,8 @@ class OperatorChain:
             fields[attr] = np.where(np.isfinite(val), val, opv) + np.zeros(shape)
             if np.isnan(val).all() and np.isnan(edge).all():
                 sources[comp] = op.sources[comp]
+                if comp == "layer" and self.layers_superseded:
+                    sources[comp] = sources[comp].with_note(SUPERSEDED_NOTE)
                 continue
             src = op.sources[comp].parts[0]
             base_prov = ft.sources[comp]  # the base's own Sources for its rows: their bands and notes
@@ -106,6 +115,23 @@ class OperatorChain:
 # launch path are CUDA's.
 CROSS_GPU_SOURCE = "h200"
 CROSS_GPU_NOT_VALIDATED = "rescaled across GPUs by datasheet ratios, validated H200 → H100 only"
+
+
+SUPERSEDED_NOTE = "profile layer rows timed with plain attention kernels: engine-kernel operator composition"
+
+
+def profile_kernels(base) -> str | None:
+    """The attention kernels a measured provider's table was timed with (metadata `kernels`; tables
+    from before the engine kernels are 'plain'); None for a provider without a table file."""
+    path = getattr(base, "path", None)
+    if path is None:
+        return None
+    from perfmodel.latency.table import LatencyTable
+
+    try:
+        return LatencyTable.read_meta(path).get("kernels", "plain")
+    except Exception:  # an unreadable sidecar is reported where the table itself is read
+        return None
 
 
 def same_arch(a, b) -> bool:

@@ -145,7 +145,19 @@ class OperatorLatency:
             self._grids[k] = OpGrid.from_points(pts) if len(pts) and len(pts) >= MIN_FILLED * nodes else None
         return self._grids[k]
 
+    @property
+    def engine_kernels(self) -> bool:
+        """Whether the table was timed with profiler.attention's engine kernels (metadata `kernels`)."""
+        return self.table.meta.get("kernels", "plain") == "engine"
+
     def op_s(self, op: str, *sizes, mode: str = "graph"):
+        if op == "attention_verify":  # engine kernels, grouped queries: (batch×KV, group, n, L, hd)
+            bkv, grp, n, L, hd = sizes
+            # one new token: the group's heads folded into one query block per KV head (as profiled);
+            # n > 1: SDPA's native-GQA lower-right causal kernels process each query head on its own
+            # (scripts/attention_bench.py: causal flash at H query / KV heads costs what H KV heads do)
+            return np.where(np.asarray(n) > 1, self.op_s("attention", bkv * grp, n, L, hd, mode=mode),
+                            self.op_s("attention_gqa", bkv, grp * n, L, hd, mode=mode))
         g = self.grid(op, mode)
         if g is None and op == "gemm_bias":  # bias not swept (yet): cuBLAS fuses it in the epilogue
             g = self.grid("gemm", mode)
@@ -174,6 +186,8 @@ class OperatorLatency:
 
     def host_s(self, op: str) -> float:
         """Host launch cost of one call of `op` in eager mode: its eager time at its smallest size."""
+        if op == "attention_verify":
+            op = "attention_gqa"
         if op not in self._host:
             src = OperatorTable.load(self.host_path).ok_rows() if self.host_path else None
             rows = self._rows(op, "eager", src) or self._rows("launch", "eager", src)
@@ -189,7 +203,8 @@ class OperatorLatency:
         H, KV, ff = shards(spec, tp)
         hd, d, M = spec.head_dim, spec.d_model, b * n
         grp = H // KV
-        L = np.ceil((c + n) / KV_ALIGN) * KV_ALIGN
+        engine = self.engine_kernels
+        L = (c + n) if engine else np.ceil((c + n) / KV_ALIGN) * KV_ALIGN  # engine: exactly the cached keys
         norm = "layernorm" if spec.norm == "layernorm" else "rmsnorm"
         qkv_bias = "gemm_bias" if spec.qkv_bias or spec.linear_bias else "gemm"
         lin = "gemm_bias" if spec.linear_bias else "gemm"
@@ -199,7 +214,9 @@ class OperatorLatency:
             ops += [("rmsnorm", M * H, hd), ("rmsnorm", M * KV, hd)]
         if not spec.learned_positions:
             ops += [("rope", M, H * hd), ("rope", M, KV * hd)]
-        ops += [("attention_gqa" if grp > 1 else "attention", b * KV, grp * n, L, hd),
+        attn = (("attention_verify", b * KV, grp, n, L, hd) if engine and grp > 1 else
+                ("attention_gqa" if grp > 1 else "attention", b * KV, grp * n, L, hd))
+        ops += [attn,
                 (lin, M, d, H * hd), ("add", M, d), (norm, M, d), (lin, M, n_up * ff, d),
                 ("silu_mul" if spec.gated_mlp else "relu", M, ff), (lin, M, d, ff), ("add", M, d)]
         return ops
@@ -218,7 +235,7 @@ class OperatorLatency:
     def _sums(self, ops):
         seen: dict = {}  # a layer repeats some operators with the same sizes (two norms, two adds)
         for op, *sz in ops:
-            key = (op,) + tuple(x if np.ndim(x) == 0 else id(x) for x in sz)
+            key = (op,) + tuple(float(x) if np.ndim(x) == 0 else id(x) for x in sz)
             if key in seen:
                 seen[key][1] += 1
             else:
@@ -236,7 +253,10 @@ class OperatorLatency:
         for op, *sz in ops:
             if op.startswith("attention"):
                 t["attention"] = t["attention"] + self.op_s(op, *sz)
-                t["kv_pass"] = t["kv_pass"] + work(op, *sz)[0] / bw
+                if not self.engine_kernels:  # engine: the KV write is an opaque in-place op, no cache copy
+                    a_op, a_sz = (op, sz) if op != "attention_verify" else \
+                        ("attention_gqa", (sz[0], sz[1] * sz[2], sz[3], sz[4]))
+                    t["kv_pass"] = t["kv_pass"] + work(a_op, *a_sz)[0] / bw
             else:
                 k = "gemm" if op.startswith("gemm") else "elem"
                 t[k] = t[k] + self.op_s(op, *sz)
