@@ -68,6 +68,13 @@ def _num(v, src, ln, what, integer=False, positive=True):
     return int(x) if integer else x
 
 
+def _cells(raw: str, src, ln) -> list[str]:
+    try:
+        return next(csv.reader([raw]))
+    except csv.Error as e:  # e.g. a field over the csv module's 128 KiB limit
+        raise TraceError(src, f"is not a readable CSV line ({e})", ln) from None
+
+
 def read_runs(path, gpu: str | None = None, mode: str | None = None) -> list[Run]:
     from perfmodel.specs.catalog import resolve_model
     from perfmodel.specs.hardware import resolve_gpu
@@ -83,7 +90,7 @@ def read_runs(path, gpu: str | None = None, mode: str | None = None) -> list[Run
     body = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")]
     if not body:
         raise TraceError(p, "file is empty")
-    hl, header = body[0][0], [h.strip().lower() for h in next(csv.reader([body[0][1]]))]
+    hl, header = body[0][0], [h.strip().lower() for h in _cells(body[0][1], p, body[0][0])]
     if "iteration_s" not in header and "measured_iteration_s" in header:  # `specperf validate --out` table
         header[header.index("measured_iteration_s")] = "iteration_s"
     need = ["gamma", "batch", "context", "target", "draft"]
@@ -97,7 +104,7 @@ def read_runs(path, gpu: str | None = None, mode: str | None = None) -> list[Run
         raise TraceError(p, f"runs CSV lacks column(s): {', '.join(missing)}", hl)
     runs = []
     for ln, raw in body[1:]:
-        cells = next(csv.reader([raw]))
+        cells = _cells(raw, p, ln)
         if len(cells) != len(header):
             raise TraceError(p, f"has {len(cells)} cells, the header has {len(header)}", ln)
         r = {h: c.strip() for h, c in zip(header, cells)}

@@ -35,12 +35,15 @@ STREAM_ABOVE_BYTES = 4 * 2 ** 20  # larger per-iteration traces are streamed fro
 
 
 def _no_deep_nesting(fn):
-    """A trace nested deeper than the JSON parser recurses is one TraceError line, not a RecursionError."""
+    """A trace nested deeper than the JSON parser recurses, or a CSV line the csv module refuses (a
+    field over its 128 KiB limit), is one TraceError line, not a RecursionError or csv.Error."""
     def wrapper(path, *a, **kw):
         try:
             return fn(path, *a, **kw)
         except RecursionError:
             raise TraceError(path, "is nested too deeply to be a trace (JSON thousands of levels deep)") from None
+        except csv.Error as e:
+            raise TraceError(path, f"is not a readable CSV file ({e})") from None
     wrapper.__doc__, wrapper.__name__ = fn.__doc__, fn.__name__
     return wrapper
 

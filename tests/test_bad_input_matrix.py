@@ -176,3 +176,212 @@ def test_bad_input_is_one_line_exit_2(workdir, args):
         assert set(doc) == {"error", "value", "allowed"} and err.startswith("error: " + doc["error"][:40])
     else:
         assert out == "", out
+
+
+# ---- issue 25: hostile files, outputs, budgets, bounds, intervals, silent wrong answers ---------------
+# Each case below exits 2 with one line, leaves no file behind and changes no file a link points to;
+# the "silent wrong answer" cases of the issue (exit 0 before) are among them. Every case also runs
+# under a wall-clock and peak-memory watch: none may take 60 s or push the process past 4 GiB.
+import math as _math  # noqa: E402
+import resource  # noqa: E402
+import time  # noqa: E402
+
+CAL = ROOT / "tests" / "data" / "calibration"
+TINY = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 4096, "num_attention_heads": 32,
+        "intermediate_size": 11008, "vocab_size": 32000, "max_position_embeddings": 4096}
+_CORR = {"kind": "specperf latency correction", "schema_version": 1, "provider": "x", "source": "x",
+         "entries": [{"gpu": "h100-sxm", "mode": "graph", "k_draft": 1.0, "k_verify": 1.0, "extra_overhead_s": -1.0,
+                      "targets": ["llama-7b"], "drafts": ["llama-7b:n_layers=2"]}]}
+_ACC = {  # acceptance files whose intervals are not intervals of α
+    "inv_ci": {"alpha": 0.7, "alpha_ci": [0.9, 0.1]}, "miss_ci": {"alpha": 0.7, "alpha_ci": [0.8, 0.9]},
+    "nan_ci": {"alpha": 0.7, "alpha_ci": [float("nan"), 0.9]}, "wide_ci": {"alpha": 0.7, "alpha_ci": [-0.1, 1.2]},
+    "three_ci": {"alpha": 0.7, "alpha_ci": [0.6, 0.7, 0.8]}, "str_ci": {"alpha": 0.7, "alpha_ci": "0.6-0.8"},
+    "pos_len": {"alpha": 0.7, "alpha_by_position": [0.8, 0.7], "alpha_by_position_ci": [[0.7, 0.9]]},
+    "pos_inv": {"alpha": 0.7, "alpha_by_position": [0.8, 0.7], "alpha_by_position_ci": [[0.9, 0.7], [0.6, 0.8]]},
+}
+
+
+def _runs(scale) -> str:
+    lines = (CAL / "h100" / "v_graph.csv").read_text().splitlines()
+    head = lines[0].split(",")
+    i, b = head.index("measured_iteration_s"), head.index("batch")
+    out = [lines[0]]
+    for k, ln in enumerate(lines[1:]):
+        c = ln.split(",")
+        c[i] = repr(float(c[i]) * scale(k))
+        if scale(k) == "batch":
+            c[b] = "1e12"
+        out.append(",".join(c))
+    return "\n".join(out) + "\n"
+
+
+def _hostile(d: Path) -> None:
+    h = d / "h"
+    h.mkdir()
+    os.mkfifo(h / "fifo")
+    (h / "adir").mkdir()
+    (h / "deep.json").write_text("[" * 200000 + "]" * 200000)
+    (h / "deep_cfg").mkdir()
+    (h / "deep_cfg" / "config.json").write_text('{"a":' * 200000 + "1" + "}" * 200000)
+    for name, size in (("huge.json", 17 * 2 ** 20), ("huge.csv", 300 * 2 ** 20)):
+        with open(h / name, "wb") as f:  # sparse: the size is refused before a byte is read
+            f.truncate(size)
+    (h / "zero_link").symlink_to("/dev/zero")
+    rows = (CAL / "h100" / "p_graph.csv").read_text().splitlines()
+    blank = [rows[0]] + ["," + r.split(",", 1)[1] for r in rows[1:]]
+    (h / "blank_gpu.csv").write_text("\n".join(blank) + "\n")
+    (h / "blank_gpu.csv.meta.json").write_text(json.dumps({"gpu": "h200", "schema_version": 1}))
+    (h / "mixed_gpu.csv").write_text("\n".join(rows) + "\n")
+    (h / "mixed_gpu.csv.meta.json").write_text(json.dumps({"gpu": "h200", "schema_version": 1}))
+    (h / "negcal.json").write_text(json.dumps(_CORR))
+    for k, v in _ACC.items():
+        (h / f"{k}.json").write_text(json.dumps(v))
+    (h / "awful_runs.csv").write_text(_runs(lambda k: (0.05, 1.0, 30.0)[k % 3]))
+    lines = (CAL / "h100" / "v_graph.csv").read_text().splitlines()
+    bi = lines[0].split(",").index("batch")
+    lines[1] = ",".join("1e12" if j == bi else c for j, c in enumerate(lines[1].split(",")))
+    (h / "b12_runs.csv").write_text("\n".join(lines) + "\n")
+    m = (CAL / "vllm_metrics.txt").read_text()
+    for tag, pos in (("sup", "²"), ("hex", "0x1"), ("neg", "-1"), ("arabic", "١")):
+        (h / f"pos_{tag}.txt").write_text(m.replace('position="1"', f'position="{pos}"'))
+    (h / "victim.txt").write_text("keep")
+    for sfx in (".json", ".html", ".sh", ".csv"):  # every output kind: a link, a dangling link, a FIFO
+        (h / f"out_link{sfx}").symlink_to(h / "victim.txt")
+        (h / f"dangling{sfx}").symlink_to(h / "nowhere" / f"x{sfx}")
+        os.mkfifo(h / f"fifo{sfx}")
+    (h / "cfg_neg_embed").mkdir()
+    (h / "cfg_neg_embed" / "config.json").write_text(json.dumps(
+        {"model_type": "opt", "num_hidden_layers": 2, "hidden_size": 1024, "num_attention_heads": 16,
+         "ffn_dim": 4096, "vocab_size": 50272, "max_position_embeddings": 2048, "word_embed_proj_dim": -512}))
+
+
+HOSTILE_INPUTS = ["h/fifo", "h/adir", "h/deep.json", "h/huge.json", "h/zero_link", "/dev/zero", "h/deep_cfg/config.json",
+                  "h/huge.csv"]
+FILE_FLAGS = [  # (command before the file, after it): every flag or argument that reads a file
+    (["predict", "--target"], ["--draft", "llama-7b:n_layers=2", "--alpha", "0.7"]),
+    (["predict", "--target", "llama-7b", "--draft"], ["--alpha", "0.7"]),
+    (P[:-2] + ["--acceptance"], []), (P + ["--calibration"], []), (P + ["--profile"], []),
+    (["optimize", "--target"], ["--drafts", "sheared-llama-1.3b", "--alpha", "0.7", "--batch", "1", "--mode", "graph"]),
+    (O[:3] + ["--drafts"], ["--alpha", "0.7", "--batch", "1", "--mode", "graph"]),
+    (O + ["--alpha-model"], []), (O + ["--profile"], []), (CA, []), (CA + ["in/huge_count.csv", "--baseline"], []),
+    (CL, []), (CL + ["in/header_only.csv", "--profile"], []),
+    (["plot", "speedup", "--out", "f.html", "--draft", "sheared-llama-1.3b", "--alpha", "0.7", "--target"], []),
+]
+OUTS = ["h/out_link.json", "h/dangling.json", "h/fifo.json", "/dev/null", "h/adir", "h/nowhere/x.json"]
+OUT_FLAGS = [  # (command, suffix its output needs)
+    (["calibrate", "acceptance", str(CAL / "mean_length.json"), "--out"], ".json"),
+    (["calibrate", "latency", str(CAL / "h100" / "v_graph.csv"), "--out"], ".json"),
+    (O[:3] + ["--drafts", "sheared-llama-1.3b", "--alpha", "0.7", "--batch", "1", "--mode", "graph", "--emit", "vllm",
+              "--emit-out"], ".json"),
+    (O[:3] + ["--drafts", "sheared-llama-1.3b", "--alpha", "0.7", "--batch", "1", "--mode", "graph", "--emit", "sglang",
+              "--emit-out"], ".sh"),
+    (PLOT[:-2] + ["--out"], ".html"), (["explore", "--out"], ".html"),
+]
+
+
+def _out(path: str, suffix: str) -> str:
+    return path if suffix == ".json" or not path.endswith(".json") else path[: -len(".json")] + suffix
+
+
+OVERRIDES = {"n_layers": ["-1", "0", "1025"], "d_model": ["-1", "0", "131073"], "n_heads": ["-1", "0", "2049", "3"],
+             "n_kv_heads": ["-1", "0", "2049", "5"], "d_ff": ["-1", "0", "1048577"], "vocab": ["-1", "0", "4194305"],
+             "dtype_bytes": ["-1", "0", "9"], "max_positions": ["-1", "0", "16777217"],
+             "embed_dim": ["-512", "131073"], "attn_head_dim": ["-1", "1025", "1000000"],
+             "gated_mlp": ["maybe"], "tied_embeddings": ["2"], "qkv_bias": ["yes"], "linear_bias": ["x"],
+             "learned_positions": [""], "qk_norm": ["none"], "family": ["gpt5"], "norm": ["batchnorm"],
+             "bogus_field": ["1"], "n_layers,d_model": ["8"]}
+SAFE_FIELDS = ["n_layers=1024,d_model=131072,d_ff=1048576,n_heads=1024"]  # each in range, together 4.9e14 params
+
+ISSUE25_CASES = [
+    *[pre + [f] + post for pre, post in FILE_FLAGS for f in HOSTILE_INPUTS],
+    *[cmd + [_out(o, sfx)] for cmd, sfx in OUT_FLAGS for o in OUTS],
+    *[P[:3] + [f"llama-7b:{k}={v}"] + P[3:] for k, vals in OVERRIDES.items() for v in vals],
+    *[["predict", "--target", f"llama-65b:{k}={v}", "--draft", "sheared-llama-1.3b", "--alpha", "0.7"]
+      for k, vals in OVERRIDES.items() for v in vals[:1]],
+    *[P[:3] + [f"llama-7b:{s}"] + P[3:] for s in SAFE_FIELDS],
+    ["predict", "--target", "llama-65b", "--draft", "opt-350m:embed_dim=-512", "--alpha", "0.7"],
+    ["predict", "--target", "llama-65b", "--draft", "h/cfg_neg_embed/config.json", "--alpha", "0.7"],
+    *[P[:-2] + ["--acceptance", f"h/{k}.json"] for k in _ACC],
+    # work budgets: refused before anything is allocated
+    P + ["--batch", "1..256", "--context", "1..16777216:65793"], P + ["--batch", "1..256", "--context", "1..256"],
+    P + ["--batch", "1..64", "--context", "1..64", "--gamma", "1..64"],
+    P + ["--batch", "1..16", "--context", "1..256", "--mode", "all"],
+    P + ["--batch", "1e12"], P + ["--context", "99999999999"],
+    ["explore", "--out", "e.html", "--batches", "1..10000000"], ["explore", "--out", "e.html", "--contexts", "1..1000000000"],
+    ["explore", "--out", "e.html", "--contexts", "99999999999"], ["explore", "--out", "e.html", "--batches", "1..64", "--contexts", "1..64"],
+    ["explore", "--out", "e.html", "--tps", "1,2000"], ["explore", "--out", "e.html", "--batches", "0"],
+    O[:3] + ["--drafts", "sheared-llama-1.3b,tinyllama-1.1b", "--alpha", "0.7", "--batch", "1..256", "--context", "1..256"],
+    O[:3] + ["--layers", "1..256", "--d-model", "256..65536:256", "--head-dim", "64,128", "--kv-heads", "1..8",
+             "--ffn-ratio", "2,2.5,3", "--alpha", "0.7", "--batch", "1..8"],
+    # profile identity, calibration quality, physical times, scrapes, messages
+    P[:-2] + ["--alpha", "0.7", "--gpu", "h100-sxm", "--profile", "h/blank_gpu.csv"],
+    P[:-2] + ["--alpha", "0.7", "--gpu", "h200", "--profile", "h/mixed_gpu.csv"],
+    ["predict", "--target", "llama-7b", "--draft", "llama-7b:n_layers=2", "--alpha", "0.8", "--calibration", "h/negcal.json"],
+    CL + ["h/awful_runs.csv", "--out", "cal.json"], CL + ["h/b12_runs.csv"],
+    CA + [str(CAL / "mean_length.json"), "--seed", "-1"], CA + [str(CAL / "mean_length.json"), "--seed", str(2 ** 32)],
+    *[CA + [f"h/pos_{t}.txt"] for t in ("sup", "hex", "neg", "arabic")],
+    P + ["--profile", "h/adir"], CA + ["http://127.0.0.1:9/metrics"],
+]
+ISSUE25_JSON = [c + ["--json"] for c in ISSUE25_CASES[::4] if c[0] in ("predict", "optimize", "calibrate")]
+FOUR_GIB = 4 * 2 ** 30
+
+
+@pytest.fixture
+def hostile(workdir):
+    _hostile(workdir)
+    return workdir
+
+
+def test_matrix_has_at_least_500_cases():
+    assert len(CASES) + len(JSON_CASES) + len(ISSUE25_CASES) + len(ISSUE25_JSON) >= 500, len(ISSUE25_CASES)
+
+
+@pytest.mark.parametrize("args", ISSUE25_CASES + ISSUE25_JSON, ids=lambda a: " ".join(a)[:100])
+def test_hostile_input_is_one_line_exit_2_fast_and_bounded(hostile, args):
+    before = _files(hostile)
+    t0 = time.monotonic()
+    r = runner.invoke(app, args)
+    wall = time.monotonic() - t0
+    out, err = r.stdout, r.stderr.strip()
+    assert r.exit_code == 2, (r.exit_code, out[-400:], err[-400:], repr(r.exception))
+    assert "Traceback" not in out + err
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert _files(hostile) == before, _files(hostile) ^ before
+    assert (hostile / "h" / "victim.txt").read_text() == "keep"
+    assert wall < 60, wall
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 < FOUR_GIB
+    if "--json" in args:
+        doc = json.loads(out)
+        assert set(doc) == {"error", "value", "allowed"}
+    else:
+        assert out == "", out
+
+
+MARKUP_NAMES = ["[/bad]", "[bold red]x[/]", "[link=file:///etc/passwd]x[/link]", "x\n[/]", "[[/]]", "\\[x]"]
+
+
+@pytest.mark.parametrize("name", MARKUP_NAMES)
+@pytest.mark.parametrize("cmd", ["predict", "optimize"])
+def test_markup_in_model_names_is_printed_not_interpreted(tmp_path, name, cmd):
+    d = tmp_path / "m"
+    d.mkdir()
+    (d / "config.json").write_text(json.dumps(dict(TINY, _name_or_path=name)))
+    args = (["predict", "--target", "llama-7b", "--draft", str(d / "config.json"), "--alpha", "0.7", "--gamma", "1..3"]
+            if cmd == "predict" else
+            ["optimize", "--target", "llama-7b", "--drafts", str(d / "config.json"), "--alpha", "0.7", "--batch", "1",
+             "--mode", "graph"])
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, (r.stderr[-400:], repr(r.exception))
+    assert "Traceback" not in r.stdout + r.stderr and "MarkupError" not in r.stdout + r.stderr
+    first = name.split("\n")[0]
+    assert first in r.stdout.replace("\n", "") or first.replace("\\", "") in r.stdout.replace("\n", "")
+
+
+def test_a_forced_bad_calibration_is_written_and_a_good_one_passes(hostile):
+    r = runner.invoke(app, CL + ["h/awful_runs.csv", "--out", "forced.json", "--force", "--json"])
+    assert r.exit_code == 0, r.stderr
+    gate = json.loads(r.stdout)["quality_gate"]
+    assert gate["passed"] is False and gate["problems"] and _math.isfinite(gate["limit_p90_abs_pct"])
+    r = runner.invoke(app, CL + [str(CAL / "h100" / "v_graph.csv"), "--out", "good.json", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["quality_gate"]["passed"] is True
