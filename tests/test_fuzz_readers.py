@@ -119,3 +119,66 @@ def test_readers_never_crash_10k(kind, request):
     if "slow" not in (request.config.option.markexpr or "") and not os.environ.get("SPECPERF_FUZZ_10K"):
         pytest.skip("10⁴-example fuzzing runs with -m slow or SPECPERF_FUZZ_10K=1")
     given(mutated(kind))(SLOW(lambda data: _check(kind, data, SUFFIX[kind])))()
+
+
+# ---- issue 25: config.json, NAME:field=value overrides and the closed form -------------------------
+import math as _math  # noqa: E402
+
+from perfmodel.specs.models import apply_overrides, from_hf_config  # noqa: E402
+from perfmodel.specdec.acceptance import check_alpha  # noqa: E402
+from perfmodel.specdec.maths import GAMMA_MAX, speedup_cost_ratio, tokens_per_iteration  # noqa: E402
+
+SEEDS["config"] = [p for p in sorted((ROOT / "tests" / "fixtures" / "configs").glob("*/config.json"))]
+READERS["config"] = lambda p: from_hf_config(p)
+SUFFIX["config"] = ".json"
+FIELDS = st.sampled_from(["n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab", "dtype_bytes", "max_positions",
+                          "embed_dim", "attn_head_dim", "gated_mlp", "qk_norm", "family", "norm", "x", ""])
+
+
+def _override(text: str) -> None:
+    try:
+        s = apply_overrides(L7, text)
+    except InputError:
+        return
+    assert s.params > 0 and s.weight_bytes > 0 and s.kv_bytes_per_token > 0  # a spec that exists is physical
+
+
+def _closed_form(alpha: float, gamma: int, c: float) -> None:
+    try:
+        a = check_alpha(alpha)
+    except InputError:
+        return
+    t = float(tokens_per_iteration(a, gamma))
+    assert 1.0 <= t <= gamma + 1 + 1e-9
+    if 0 <= c <= 1e6:
+        s = float(speedup_cost_ratio(a, gamma, c))
+        assert _math.isfinite(s) and s > 0
+
+
+OVERRIDE_TEXT = st.one_of(st.text(max_size=60),
+                          st.lists(st.tuples(FIELDS, st.one_of(st.integers(-2 ** 40, 2 ** 40).map(str), st.text(max_size=8))),
+                                   max_size=4).map(lambda kv: ",".join(f"{k}={v}" for k, v in kv)))
+ALPHAS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.floats(0, 1))
+GAMMAS = st.integers(1, GAMMA_MAX)
+COSTS = st.one_of(st.floats(allow_nan=False, allow_infinity=False, min_value=0, max_value=1e6), st.floats())
+
+
+@pytest.mark.parametrize("kind", ["config"])
+def test_config_reader_never_crashes(kind):
+    given(mutated(kind))(FAST(lambda data: _check(kind, data, SUFFIX[kind])))()
+
+
+def test_overrides_and_closed_form_never_crash():
+    given(OVERRIDE_TEXT)(FAST(_override))()
+    given(ALPHAS, GAMMAS, COSTS)(FAST(_closed_form))()
+
+
+@pytest.mark.slow
+def test_overrides_config_and_closed_form_10k(request):
+    """10⁴ examples each of the config.json reader, the override parser and the closed form."""
+    if "slow" not in (request.config.option.markexpr or "") and not os.environ.get("SPECPERF_FUZZ_10K"):
+        pytest.skip("10⁴-example fuzzing runs with -m slow or SPECPERF_FUZZ_10K=1")
+    big = settings(max_examples=10000, deadline=None, suppress_health_check=list(HealthCheck))
+    given(mutated("config"))(big(lambda data: _check("config", data, ".json")))()
+    given(OVERRIDE_TEXT)(big(_override))()
+    given(ALPHAS, GAMMAS, COSTS)(big(_closed_form))()
