@@ -236,6 +236,8 @@ def _hostile(d: Path) -> None:
     (h / "negcal.json").write_text(json.dumps(_CORR))
     for k, v in _ACC.items():
         (h / f"{k}.json").write_text(json.dumps(v))
+    (h / "inv_pairs.json").write_text(json.dumps({"pairs": [{"draft": "sheared-llama-1.3b", "alpha": 0.7,
+                                                             "alpha_ci": [0.9, 0.1]}]}))
     (h / "awful_runs.csv").write_text(_runs(lambda k: (0.05, 1.0, 30.0)[k % 3]))
     lines = (CAL / "h100" / "v_graph.csv").read_text().splitlines()
     bi = lines[0].split(",").index("batch")
@@ -301,7 +303,7 @@ ISSUE25_CASES = [
     *[P[:3] + [f"llama-7b:{s}"] + P[3:] for s in SAFE_FIELDS],
     ["predict", "--target", "llama-65b", "--draft", "opt-350m:embed_dim=-512", "--alpha", "0.7"],
     ["predict", "--target", "llama-65b", "--draft", "h/cfg_neg_embed/config.json", "--alpha", "0.7"],
-    *[P[:-2] + ["--acceptance", f"h/{k}.json"] for k in _ACC],
+    *[P[:-2] + ["--acceptance", f"h/{k}.json"] for k in _ACC], O + ["--alpha-model", "h/inv_pairs.json"],
     # work budgets: refused before anything is allocated
     P + ["--batch", "1..256", "--context", "1..16777216:65793"], P + ["--batch", "1..256", "--context", "1..256"],
     P + ["--batch", "1..64", "--context", "1..64", "--gamma", "1..64"],

@@ -46,4 +46,8 @@ def read_alpha_document(path: str | Path) -> dict:
     for i, r in enumerate(doc.get("pairs") or []):
         if not isinstance(r, dict) or "draft" not in r or "alpha" not in r:
             raise SpecError(f"alpha-model file {str(p)!r}: pair {i} needs 'draft' and 'alpha'")
+        if r.get("alpha_ci") is not None:  # ordered, in [0, 1]: an inverted one is refused, not squared away
+            from perfmodel.specdec.acceptance import check_interval
+
+            check_interval(r["alpha_ci"], f"alpha-model file {str(p)!r}: pair {i} alpha_ci")
     return doc
