@@ -24,6 +24,10 @@ pos[i] .. pos[i]+n-1 and each query attends to cache positions <= its own. Rolli
 is passing a smaller pos later: stale entries beyond pos are masked and then overwritten.
 `kv_len` (a static Python int) limits attention to the first kv_len cache slots (must exceed
 max(pos)+n-1); it is rounded up to a multiple of 16 so the attention kernels see aligned masks.
+Engine kernels: a DecoderLayer called with `kv_len` and no mask takes every sequence to hold exactly
+kv_len − n tokens (the profiler's uniform context) and attends mask-free over kv_len keys; without
+`kv_len`, or with a mask, it masks by `pos` as above (DecoderModel passes its shared mask unless
+`uniform=True`).
 """
 from __future__ import annotations
 
@@ -180,11 +184,14 @@ class DecoderLayer(nn.Module):
             self.cache_v[:b].scatter_(2, idx, v.transpose(1, 2))
         opaque = opaque_ops.OPAQUE_ATTENTION and torch.compiler.is_compiling()
         if attention.engine():  # engine kernels (profiler.attention): native GQA, no repeated mask
-            if mask is None:  # uniform context: exactly kv_len keys, no mask (lower-right causal if n > 1)
-                L = self.max_context if kv_len is None else min(int(kv_len), self.max_context)
+            uniform = mask is None and kv_len is not None
+            if uniform:  # every sequence holds kv_len − n tokens: exactly kv_len keys, no mask
+                L = min(int(kv_len), self.max_context)
+            elif mask is None:  # no kv_len: per-sequence positions, masked as the plain kernels are
+                mask = causal_mask(pos, n, L)
             keys, vals = self.cache_k[:b, :, :L], self.cache_v[:b, :, :L]
             qh = q.transpose(1, 2)
-            if mask is None:
+            if uniform:
                 o = (opaque_ops.opaque_engine_sdpa if opaque else attention.engine_sdpa)(qh, keys, vals)
             else:  # per-sequence positions: one broadcast mask, native GQA
                 o = (opaque_ops.opaque_sdpa if opaque else attention.masked_sdpa)(qh, keys, vals, mask)

@@ -28,16 +28,15 @@ class OperatorChain:
         self.name = f"{base.name}, else {operators.name}"
         self.hw = getattr(base, "hw", operators.hw)
         # a profile whose layers were timed with other attention kernels than the operator table's
-        # engine kernels (profiler.attention) does not answer layers: its attention is not what
-        # engines run (scripts/attention_bench.py: the plain kernels cost 2-25x at long context)
+        # engine kernels (profiler.attention) does not answer grouped-query layers (superseded)
         self.layers_superseded = bool(getattr(operators, "engine_kernels", False)) and \
             profile_kernels(base) not in (None, "engine", "packed")
 
-    def _measured(self, component, key, tp, mode, by, coords):
+    def _measured(self, component, key, tp, mode, by, coords, skip=False):
         """(values, kinds, edge values, clamped coords) of the base profile's grid at coords: NaN where
         it has no row to use; `edge` is the grid at the nearest in-grid point (NaN without a grid)."""
         grid = getattr(self.base, "grid", None)
-        if component == "layer" and self.layers_superseded:
+        if skip:
             grid = None
         g = grid(component, key, tp, mode, by) if grid is not None else None
         shape = np.broadcast(*[np.asarray(c) for c in coords]).shape
@@ -50,6 +49,13 @@ class OperatorChain:
                          np.where(np.isfinite(edge), "anchored", "operator"))
         return val, kinds, edge, clamped
 
+    def superseded(self, spec) -> bool:
+        """Whether `spec`'s measured layer rows yield to the operator table: the profile was timed with
+        plain attention kernels, the table with engine kernels, and the layer is grouped-query (where
+        the plain kernels' folded, repeated-mask attention is 2-25x the engine kernels' at long context,
+        scripts/attention_bench.py; one KV head per query head was within 5 %, docs/accuracy.md)."""
+        return self.layers_superseded and spec.n_heads != spec.n_kv_heads
+
     def forward(self, spec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
         stand_in = stand_in_forward(self.forward, self.operators.compiled_glue() is not None, spec, batch,
                                     new_tokens, context, tp, mode)
@@ -58,7 +64,9 @@ class OperatorChain:
         by = spec.dtype_bytes
         parts = {"layer": ("layer_s", layer_shape_key(spec), (batch, new_tokens, context)),
                  "lm_head": ("lm_head_s", head_shape_key(spec), (batch, new_tokens))}
-        found = {comp: self._measured(comp, key, tp, mode, by, coords) for comp, (_, key, coords) in parts.items()}
+        sup = self.superseded(spec)
+        found = {comp: self._measured(comp, key, tp, mode, by, coords, skip=comp == "layer" and sup)
+                 for comp, (_, key, coords) in parts.items()}
         if tp == 1 and all(np.isnan(f[0]).all() and np.isnan(f[2]).all() for f in found.values()):
             return self.operators.forward(spec, batch, new_tokens, context, tp, mode)  # never profiled
         ft = self.base.forward(spec, batch, new_tokens, context, tp, mode)
@@ -80,7 +88,7 @@ class OperatorChain:
             fields[attr] = np.where(np.isfinite(val), val, opv) + np.zeros(shape)
             if np.isnan(val).all() and np.isnan(edge).all():
                 sources[comp] = op.sources[comp]
-                if comp == "layer" and self.layers_superseded:
+                if comp == "layer" and sup:
                     sources[comp] = sources[comp].with_note(SUPERSEDED_NOTE)
                 continue
             src = op.sources[comp].parts[0]
@@ -117,7 +125,8 @@ CROSS_GPU_SOURCE = "h200"
 CROSS_GPU_NOT_VALIDATED = "rescaled across GPUs by datasheet ratios, validated H200 → H100 only"
 
 
-SUPERSEDED_NOTE = "profile layer rows timed with plain attention kernels: engine-kernel operator composition"
+SUPERSEDED_NOTE = ("grouped-query layer rows of the profile timed with plain attention kernels: "
+                   "engine-kernel operator composition")
 
 
 def profile_kernels(base) -> str | None:
