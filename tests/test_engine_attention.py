@@ -143,3 +143,16 @@ def test_every_cpu_candidate_equals_reference(n, heads, kv):
     assert ("foldmask-math" in cands) == (n > 1 and heads > kv)
     for name, fn in cands.items():
         torch.testing.assert_close(fn(q, k, v).double(), want, rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_profile_refuses_unknown_kernels_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    r = CliRunner().invoke(app, ["profile", "--models", "llama-7b", "--device", "cpu", "--out",
+                                 str(tmp_path / "p.csv"), "--kernels", "fast"])
+    assert r.exit_code == 2
+    lines = [x for x in r.output.strip().splitlines() if x.strip()]
+    assert len(lines) == 1 and "--kernels 'fast' is not allowed" in lines[0] and "engine, packed or plain" in lines[0]
+    assert not (tmp_path / "p.csv").exists()
