@@ -4,14 +4,17 @@ gated or plain MLP) and LM head rebuilt from measured operator tables (`specperf
 
 A layer is the operators profiler/blocks.py runs, sized from the spec: two norms, the fused QKV
 GEMM (+bias), RoPE on q and k, the KV-cache write, attention (grouped when H > KV) over
-kv_aligned(context + new tokens) keys, o-proj, gate/up GEMM, SiLU·mul or ReLU, down GEMM, two
+kv_aligned(context + new tokens) keys (a table timed with profiler.attention's engine kernels,
+metadata `kernels`: exactly context + new tokens keys, and grouped verification priced per query
+head, as SDPA's native-GQA lower-right kernels run it — `attention_verify`), o-proj, gate/up GEMM, SiLU·mul or ReLU, down GEMM, two
 residual adds. Under CUDA graphs the layer takes G = Σ operator times (each timed alone as a graph
-of stacked copies) times a fitted glue factor plus a fitted constant — DESIGN.md measured the bare
-sum at 0.86–0.97 of the layer. In eager mode the host issues every kernel, so the layer takes the
+of stacked copies) times a fitted glue factor plus a fitted constant (the bare sum falls short of
+the layer: views, splits and inter-kernel gaps). In eager mode the host issues every kernel, so the layer takes the
 larger of host_factor · H + const (H = Σ host launch costs, each operator's eager time at its
 smallest size) and the graph-mode law. Compiled mode (torch.compile + CUDA graphs) keeps the matrix
-GEMMs (cuBLAS) and fuses the elementwise operators, but copies the whole KV cache for its in-place
-write (functionalisation; docs/accuracy.md): Σ_k coef_k · term_k + const over (GEMM time, attention time, KV-cache passes, elementwise
+GEMMs (cuBLAS) and fuses the elementwise operators, but (plain-kernel tables) copies the whole KV
+cache for its in-place write (functionalisation; docs/accuracy.md; engine tables keep the write an
+opaque in-place op, so that term is 0): Σ_k coef_k · term_k + const over (GEMM time, attention time, KV-cache passes, elementwise
 time), fitted on measured compiled layers (operator_fit.fit_compiled). Glue is fitted (perfmodel.latency.operator_fit) on measured
 whole-layer rows and stored in the table's metadata. Key assumption: operators compose additively
 apart from that glue, and the host launch cost does not depend on operator size. numpy only.
