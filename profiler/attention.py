@@ -204,11 +204,16 @@ def _median_s(fn, q, k, v) -> float:
 
 def choose(q, k, v) -> str:
     """The backend used for this shape (measured once per shape and dtype, then cached)."""
+    return _entry(q, k, v)[0]
+
+
+def _entry(q, k, v):
+    """(name, fn) of the chosen candidate for this shape, dtype, device and kernel set."""
     b, H, n, hd = q.shape
     KV, L = k.shape[1], k.shape[2]
     key = (b, H, KV, n, L, hd, q.dtype, q.device.type, kernels())
     if key in _CACHE:
-        return _CACHE[key][0]
+        return _CACHE[key]
     cuda = q.device.type == "cuda"
     if cuda and torch.cuda.is_current_stream_capturing():
         raise RuntimeError(f"attention backend for {key[:6]} must be chosen before CUDA-graph capture")
@@ -234,16 +239,13 @@ def choose(q, k, v) -> str:
     CHOICES.append({"batch": b, "heads": H, "kv_heads": KV, "new_tokens": n, "kv_len": L,
                     "head_dim": hd, "dtype": str(q.dtype).replace("torch.", ""), "backend": best,
                     "candidates_s": {k2: round(v2, 9) for k2, v2 in timed.items()}})
-    return best
+    return _CACHE[key]
 
 
 def engine_sdpa(q, k, v):
     """Attention of q [b, H, n, hd] over exactly the L = k.shape[2] cached keys (all sequences at the
     same length), lower-right causal for n > 1, through the chosen backend; returns [b, H, n, hd]."""
-    choose(q, k, v)
-    b, H, n, hd = q.shape
-    key = (b, H, k.shape[1], n, k.shape[2], hd, q.dtype, q.device.type, kernels())
-    return _CACHE[key][1](q, k, v)
+    return _entry(q, k, v)[1](q, k, v)
 
 
 def masked_sdpa(q, k, v, mask):

@@ -27,10 +27,7 @@ class OperatorChain:
         self.base, self.operators = base, operators
         self.name = f"{base.name}, else {operators.name}"
         self.hw = getattr(base, "hw", operators.hw)
-        # a profile whose layers were timed with other attention kernels than the operator table's
-        # engine kernels (profiler.attention) does not answer grouped-query layers (superseded)
-        self.layers_superseded = bool(getattr(operators, "engine_kernels", False)) and \
-            profile_kernels(base) not in (None, "engine", "packed")
+        self._superseded = None  # decided on first use: it reads both tables' metadata
 
     def _measured(self, component, key, tp, mode, by, coords, skip=False):
         """(values, kinds, edge values, clamped coords) of the base profile's grid at coords: NaN where
@@ -54,7 +51,12 @@ class OperatorChain:
         plain attention kernels, the table with engine kernels, and the layer is grouped-query (where
         the plain kernels' folded, repeated-mask attention is 2-25x the engine kernels' at long context,
         scripts/attention_bench.py; one KV head per query head was within 5 %, docs/accuracy.md)."""
-        return self.layers_superseded and spec.n_heads != spec.n_kv_heads
+        if spec.n_heads == spec.n_kv_heads:
+            return False
+        if self._superseded is None:
+            self._superseded = bool(getattr(self.operators, "engine_kernels", False)) and \
+                profile_kernels(self.base) not in (None, "engine", "packed")
+        return self._superseded
 
     def forward(self, spec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
         stand_in = stand_in_forward(self.forward, self.operators.compiled_glue() is not None, spec, batch,
@@ -132,15 +134,8 @@ SUPERSEDED_NOTE = ("grouped-query layer rows of the profile timed with plain att
 def profile_kernels(base) -> str | None:
     """The attention kernels a measured provider's table was timed with (metadata `kernels`; tables
     from before the engine kernels are 'plain'); None for a provider without a table file."""
-    path = getattr(base, "path", None)
-    if path is None:
-        return None
-    from perfmodel.latency.table import LatencyTable
-
-    try:
-        return LatencyTable.read_meta(path).get("kernels", "plain")
-    except Exception:  # an unreadable sidecar is reported where the table itself is read
-        return None
+    meta = getattr(base, "_meta", None)  # MeasuredLatency's cached sidecar
+    return None if meta is None else meta().get("kernels", "plain")
 
 
 def same_arch(a, b) -> bool:

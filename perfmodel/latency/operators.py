@@ -92,6 +92,7 @@ class OperatorLatency:
         self.name = f"operator-composed ({self.file})"
         self._fallback = fallback
         self._table = None
+        self._kernels = None
         self._grids: dict = {}
         self._host: dict = {}
         self._prov: dict = {}
@@ -149,9 +150,18 @@ class OperatorLatency:
         return self._grids[k]
 
     @property
+    def kernels(self) -> str:
+        """The attention kernels the table was timed with (metadata `kernels`; older tables: 'plain').
+        Read from the sidecar alone, so asking does not load the table."""
+        if self._kernels is None:
+            meta = self._table.meta if self._table is not None else OperatorTable.read_meta(self.path)
+            self._kernels = meta.get("kernels", "plain")
+        return self._kernels
+
+    @property
     def engine_kernels(self) -> bool:
-        """Whether the table was timed with profiler.attention's engine kernels (metadata `kernels`)."""
-        return self.table.meta.get("kernels", "plain") == "engine"
+        """Timed with profiler.attention's engine-grade kernels (`engine` or `packed`)."""
+        return self.kernels in ("engine", "packed")
 
     def op_s(self, op: str, *sizes, mode: str = "graph"):
         if op == "attention_verify":  # engine kernels, grouped queries: (batch×KV, group, n, L, hd)
@@ -217,7 +227,8 @@ class OperatorLatency:
             ops += [("rmsnorm", M * H, hd), ("rmsnorm", M * KV, hd)]
         if not spec.learned_positions:
             ops += [("rope", M, H * hd), ("rope", M, KV * hd)]
-        attn = (("attention_verify", b * KV, grp, n, L, hd) if engine and grp > 1 else
+        # `engine` verification runs each query head on its own; `packed` folds them as the grid does
+        attn = (("attention_verify", b * KV, grp, n, L, hd) if self.kernels == "engine" and grp > 1 else
                 ("attention_gqa" if grp > 1 else "attention", b * KV, grp * n, L, hd))
         ops += [attn,
                 (lin, M, d, H * hd), ("add", M, d), (norm, M, d), (lin, M, n_up * ff, d),
@@ -257,9 +268,7 @@ class OperatorLatency:
             if op.startswith("attention"):
                 t["attention"] = t["attention"] + self.op_s(op, *sz)
                 if not self.engine_kernels:  # engine: the KV write is an opaque in-place op, no cache copy
-                    a_op, a_sz = (op, sz) if op != "attention_verify" else \
-                        ("attention_gqa", (sz[0], sz[1] * sz[2], sz[3], sz[4]))
-                    t["kv_pass"] = t["kv_pass"] + work(a_op, *a_sz)[0] / bw
+                    t["kv_pass"] = t["kv_pass"] + work(op, *sz)[0] / bw
             else:
                 k = "gemm" if op.startswith("gemm") else "elem"
                 t[k] = t[k] + self.op_s(op, *sz)

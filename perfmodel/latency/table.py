@@ -96,6 +96,12 @@ class RowTable:
         return p.with_name(p.name + ".meta.json")
 
     @classmethod
+    def read_meta(cls, path: str | Path) -> dict:
+        """The metadata next to the table at `path` ({} when there is none)."""
+        mp = cls.meta_path(path)
+        return read_json(mp, "profile metadata") if mp.exists() else {}
+
+    @classmethod
     def checked_meta(cls, path: str | Path, what: str, version: int) -> dict:
         """The metadata beside the table at `path` ({} when none); a one-line SpecError when it was
         written by a schema other than `version`."""
@@ -142,12 +148,6 @@ class LatencyTable(RowTable):
         else:
             write_rows_csv(p, COLUMNS, self.rows)
         write_meta(p, dict(self.meta, schema_version=SCHEMA_VERSION))  # table and metadata never half-written
-
-    @classmethod
-    def read_meta(cls, path: str | Path) -> dict:
-        """The metadata next to the table at `path` ({} when there is none)."""
-        mp = cls.meta_path(path)
-        return read_json(mp, "profile metadata") if mp.exists() else {}
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyTable":
