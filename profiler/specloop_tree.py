@@ -9,6 +9,9 @@ last hidden state (before the final norm). One iteration at cached length p, las
   verification: the target over [x_p, proposals] at once — a causal chain, or the tree under its
     tree mask (RoPE position = p + depth, cache slot = p + node index); the accepted path's KV and
     features are compacted to consecutive slots afterwards (as engines do).
+A chain keeps its proposals on the device and syncs once per iteration (the target's tokens and the
+proposals together, as an engine learns how far to roll back); a tree syncs once per level (its
+top-k candidates). Rank bookkeeping (`record_ranks`) is for the calibration run, not timed runs.
 Greedy acceptance keeps the target's own greedy output (tests check it token for token). Key
 assumption: this is the cost structure perfmodel.specdec.heads / tree_method model — catch-up over
 γ+1 positions, one step per chain token or tree level, one verification over γ+1 tokens.
@@ -96,10 +99,12 @@ class HeadLoop:
     """Speculative decoding with an EagleHead, batch 1: `tree` None → a chain of γ proposals; else a
     perfmodel.specdec.trees.Tree drafted level by level (each node's rank = its parent's top-k index)."""
 
-    def __init__(self, target: DecoderModel, head: EagleHead, gamma: int = 4, tree=None):
+    def __init__(self, target: DecoderModel, head: EagleHead, gamma: int = 4, tree=None, record_ranks: bool = True):
         self.t, self.h, self.gamma, self.tree = target, head, gamma, tree
         self.depth = tree.levels if tree is not None else gamma
         self.L = target.max_context
+        self.record_ranks = record_ranks  # rank bookkeeping (top-8 + a sync per depth); off in timed runs
+        self._slots = torch.arange(self.L, device=head.fc.device)  # cache slots, for causal masks
         self.rank_hits = np.zeros((self.depth, 8))  # [depth, rank of the target's token in the head's top-8]
         self.rank_seen = np.zeros(self.depth)
 
@@ -144,66 +149,71 @@ class HeadLoop:
     def _iteration(self, toks, F_, p: int, settle_from: int):
         dev = toks.device
         lg, hid = self._catchup(toks, F_, settle_from, p)
-        if self.tree is None:
+        if self.tree is None:  # proposals stay on the device: one host sync per iteration (as engines)
+            g = self.gamma
+            pos = self._slots[p:p + g + 1]
             d, hs = [], hid
-            for k in range(self.gamma):
-                d.append(int(lg.argmax()))
-                self._note_rank(k, lg)
-                if k + 1 < self.gamma:
-                    pos = torch.tensor([p + 1 + k], device=dev)
-                    lg2, hs = self.h(torch.tensor([[d[-1]]], device=dev), hs, pos, pos, causal(pos, self.L, dev))
+            for k in range(g):
+                d.append(lg.argmax().view(1, 1))
+                if self.record_ranks:
+                    self._note_rank(k, lg)
+                if k + 1 < g:
+                    q = pos[k + 1:k + 2]
+                    lg2, hs = self.h(d[-1], hs, q, q, (self._slots[None, :] <= q[:, None])[None, None])
                     lg = lg2[0, -1]
-            cand = torch.tensor([[int(toks[0, p])] + d], device=dev)
-            pos = torch.arange(p, p + self.gamma + 1, device=dev)
-            tl, tf = target_forward(self.t, cand, pos, pos, causal(pos, self.L, dev))
-            y = tl[0].argmax(-1).tolist()
+            cand = torch.cat([toks[:, p:p + 1]] + d, dim=1)
+            tl, tf = target_forward(self.t, cand, pos, pos, (self._slots[None, :] <= pos[:, None])[None, None])
+            y_dev = tl[0].argmax(-1)
+            both = torch.cat([y_dev, cand[0, 1:]]).tolist()  # the one sync: the target's tokens and the proposals
+            y, dl = both[:g + 1], both[g + 1:]
             a = 0
-            while a < self.gamma and d[a] == y[a]:
+            while a < g and dl[a] == y[a]:
                 a += 1
-            self._note_truth(y, lg_chain=None)
-            emitted = d[:a] + [y[a]]
+            if self.record_ranks:
+                self._note_truth(y, lg_chain=None)
+            emitted = dl[:a] + [y[a]]
             F_[:, p:p + a + 1] = tf[:, :a + 1]
-            toks[0, p + 1:p + a + 2] = torch.tensor(emitted, device=dev)
+            toks[0, p + 1:p + a + 2] = torch.cat([cand[0, 1:a + 1], y_dev[a:a + 1]])
             return emitted
         return self._tree_iteration(toks, F_, p, lg, hid)
 
     def _tree_iteration(self, toks, F_, p: int, root_logits, root_hidden):
         tr, dev = self.tree, toks.device
         depth, N = tr.depth, tr.size
-        if not hasattr(self, "_levels"):  # the tree is fixed: its levels and ancestor mask once
-            self._levels = [[i for i in range(N) if depth[i] == lvl] for lvl in range(1, tr.levels + 1)]
+        if not hasattr(self, "_levels"):  # the tree is fixed: its levels, index tensors and ancestor mask once
+            lv = [[i for i in range(N) if depth[i] == lvl] for lvl in range(1, tr.levels + 1)]
+            t = lambda v: torch.tensor(v, device=dev)  # noqa: E731
+            self._levels = [(t(nodes), t([tr.parent[i] + 1 for i in nodes]), t([[tr.rank[i]] for i in nodes]))
+                            for nodes in lv]  # (node ids, parent rows: 0 = root, ranks)
             self._anc = torch.as_tensor(tr.mask(), device=dev)
             self._kmax = max(tr.rank) + 1
-        token = [0] * N
-        hidden = torch.zeros(1, N, root_hidden.shape[-1], dtype=root_hidden.dtype, device=dev)
-        logits = {}
-        for lvl, nodes in enumerate(self._levels, start=1):
-            parents = sorted({tr.parent[i] for i in nodes})
-            src = torch.stack([root_logits if q < 0 else logits[q] for q in parents])
-            top = torch.topk(src, min(self._kmax, src.shape[-1]), dim=-1).indices.tolist()  # one sync per level
-            for i in nodes:  # the node's token: its rank among its parent's candidates
-                token[i] = top[parents.index(tr.parent[i])][tr.rank[i]]
+            self._rope = t([0] + list(depth))
+        V = root_logits.shape[-1]
+        lgt = torch.empty(N + 1, V, dtype=root_logits.dtype, device=dev)  # row 0: the root; row 1 + i: node i
+        lgt[0] = root_logits
+        hid = torch.empty(1, N + 1, root_hidden.shape[-1], dtype=root_hidden.dtype, device=dev)
+        hid[:, :1] = root_hidden
+        tok = torch.empty(N, dtype=torch.long, device=dev)
+        for lvl, (idx, prow, rk) in enumerate(self._levels, start=1):  # on the device: no sync while drafting
+            top = torch.topk(lgt[prow], min(self._kmax, V), dim=-1).indices
+            tok[idx] = top.gather(1, rk)[:, 0]  # the node's token: its rank among its parent's candidates
             if lvl == tr.levels:
                 break
-            idx = torch.tensor(nodes, device=dev)
-            feats = torch.cat([root_hidden if tr.parent[i] < 0 else hidden[:, tr.parent[i]:tr.parent[i] + 1]
-                               for i in nodes], dim=1)
-            mask = torch.zeros(1, 1, len(nodes), self.L, dtype=torch.bool, device=dev)
+            mask = torch.zeros(1, 1, idx.numel(), self.L, dtype=torch.bool, device=dev)
             mask[..., :p + 1] = True
             mask[0, 0, :, p + 1:p + 1 + N] = self._anc[idx]
-            lg, hs = self.h(torch.tensor([[token[i] for i in nodes]], device=dev), feats, p + lvl + 0 * idx,
-                            p + 1 + idx, mask)
-            hidden[:, idx] = hs[0]
-            for r, i in enumerate(nodes):
-                logits[i] = lg[0, r]
-        cand = torch.tensor([[int(toks[0, p])] + token], device=dev)
-        rope = torch.tensor([p] + [p + d for d in depth], device=dev)
-        slots = torch.arange(p, p + N + 1, device=dev)
+            lg, hs = self.h(tok[idx][None], hid[:, prow], p + lvl + 0 * idx, p + 1 + idx, mask)
+            hid[:, idx + 1] = hs
+            lgt[idx + 1] = lg[0]
+        cand = torch.cat([toks[0, p:p + 1], tok])[None]
+        rope = p + self._rope
+        slots = self._slots[p:p + N + 1]
         mask = torch.zeros(1, 1, N + 1, self.L, dtype=torch.bool, device=dev)
         mask[..., :p + 1] = True
         mask[0, 0, 1:, p + 1:p + N + 1] = self._anc
         tl, tf = target_forward(self.t, cand, rope, slots, mask)
-        y = tl[0].argmax(-1).tolist()  # y[0]: after the root; y[1 + i]: after node i
+        both = torch.cat([tl[0].argmax(-1), tok]).tolist()  # the one sync of the iteration
+        y, token = both[:N + 1], both[N + 1:]  # y[0]: after the root; y[1 + i]: after node i
         path, cur = [], -1
         while True:
             kids = [i for i in range(N) if tr.parent[i] == cur]
@@ -215,10 +225,12 @@ class HeadLoop:
             cur = nxt
         bonus = y[0] if cur < 0 else y[1 + cur]
         emitted = [token[i] for i in path] + [bonus]
-        keep = torch.tensor([0] + [1 + i for i in path], device=dev)  # compact the accepted path's KV
-        for layer in self.t.layers:
-            for c in (layer.cache_k, layer.cache_v):
-                c[0, :, p:p + keep.numel()] = c[0, :, p + keep].clone()
+        keep_l = [0] + [1 + i for i in path]
+        keep = torch.tensor(keep_l, device=dev)  # compact the accepted path's KV (skipped when already in place)
+        if keep_l != list(range(len(keep_l))):
+            for layer in self.t.layers:
+                for c in (layer.cache_k, layer.cache_v):
+                    c[0, :, p:p + keep.numel()] = c[0, :, p + keep]  # advanced indexing reads a copy first
         F_[:, p:p + keep.numel()] = tf[:, keep]
         toks[0, p + 1:p + len(emitted) + 1] = torch.tensor(emitted, device=dev)
         return emitted

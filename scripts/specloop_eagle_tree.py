@@ -145,7 +145,7 @@ def main(argv=None) -> int:
 
     rows = []
     for kind, g, tree in runs:
-        loop = HeadLoop(target, head, gamma=g if tree is None else 1, tree=tree)
+        loop = HeadLoop(target, head, gamma=g if tree is None else 1, tree=tree, record_ranks=False)
         emitted, secs, iters = 0, 0.0, 0
         for pr in prompts:
             r = loop.generate(pr, NEW, time_it=True)
