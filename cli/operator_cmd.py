@@ -10,6 +10,8 @@ import typer
 
 from .common import UsageError, print_json
 
+LAYOUT_OPS = ("rope", "kv_write")  # operators whose kernels depend on profiler.env.LAYER_LAYOUT
+
 
 def run_operator_profile(*, out: str, dtype: str, mode: str, device: str, grid: str, deadline_s,
                          json_out: bool, ops: str = "") -> dict:
@@ -58,6 +60,15 @@ def run_operator_profile(*, out: str, dtype: str, mode: str, device: str, grid: 
             raise UsageError(f"out={out!r} holds operators timed with {table.meta.get('kernels', 'plain')!r} "
                              f"kernels, not {meta['kernels']!r}; give another --out or the same --kernels",
                              value=meta["kernels"], allowed=table.meta.get("kernels", "plain"))
+        if table.meta.get("layer_layout") != meta["layer_layout"]:
+            # RoPE and the KV write moved their per-forward work into the Step (profiler.blocks):
+            # their rows are re-timed in this layout; every other operator is the same kernel
+            old = len(table.rows)
+            table.rows = [r for r in table.rows if r["op"] not in LAYOUT_OPS]
+            typer.echo(f"{out}: layer layout {table.meta.get('layer_layout', 'per-layer')!r} → "
+                       f"{meta['layer_layout']!r}: {old - len(table.rows)} rows of {', '.join(LAYOUT_OPS)} "
+                       "are re-timed", err=True)
+            table.meta["layer_layout"] = meta["layer_layout"]
     else:
         table = OperatorTable(meta={k: v for k, v in meta.items() if k not in ("dtype",)})
         table.meta["dtypes"] = []

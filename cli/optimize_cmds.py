@@ -20,11 +20,19 @@ def _acceptance_items(values: list[str]) -> list[tuple[str | None, str]]:
     for v in values:
         for item in filter(None, (s.strip() for s in v.split(","))):
             name, sep, path = item.rpartition("=")
-            if sep and (path.endswith(".json") or Path(path).exists()) and name:
+            if sep and (path.endswith(".json") or Path(path).exists() or _is_number(path)) and name:
                 out.append((name, path))
             else:
                 out.append((None, item))
     return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 # Work budgets of one search, measured on the 2-core CI machine (issue 25): named drafts are timed
@@ -68,7 +76,7 @@ def register(app: typer.Typer) -> None:
         batch: o.Batch = "1,8,32",
         context: o.Context = "512",
         gamma_max: o.GammaMax = 12,
-        acceptance: Annotated[Optional[list[str]], typer.Option(help="Measured acceptance JSON per draft: DRAFT=FILE (or FILE with a 'draft' field). Repeatable.")] = None,
+        acceptance: Annotated[Optional[list[str]], typer.Option(help="Measured acceptance JSON per draft: DRAFT=FILE (or FILE with a 'draft' field); per method METHOD=FILE or a stated METHOD=α (eagle3=0.8; heads otherwise take published figures). Repeatable.")] = None,
         alpha_model: Annotated[Optional[str], typer.Option(help="(draft, α) pairs (JSON/CSV) to fit the α model, or fitted coefficients (JSON).")] = None,
         alpha: Annotated[Optional[float], typer.Option(help="One stated α for every candidate without a measured or stated value.")] = None,
         mode: o.Mode = "both",

@@ -120,6 +120,14 @@ def speculation_method(name: str, drf, catchup: bool, tree: str | None, tree_dep
 BOUNDS_TREE_DEPTH = 64  # levels of a tree of at most 64 tokens
 
 
+def _published(name: str):
+    """A head's published acceptance (perfmodel.specdec.head_alpha) when nothing is measured or stated."""
+    from perfmodel.specdec.head_alpha import published_acceptance
+    from perfmodel.specdec.registry import check_method
+
+    return None if name == "draft" else published_acceptance(check_method(name))
+
+
 def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, context, tp, dtype_bytes,
         mode, profile, analytical, cost_ratio, json_out, calibration=None, allow_gpu_mismatch=False,
         draft_catchup=False, method="draft", tree=None, tree_depth=None, wide=False, fmt=None):
@@ -154,7 +162,8 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
     from perfmodel.specs.catalog import resolve_model
     from perfmodel.specs.hardware import resolve_gpu
 
-    acc = acceptance_model(alpha, acceptance)
+    acc = _published(name) if alpha is None and acceptance is None else None
+    acc = acc or acceptance_model(alpha, acceptance)
     tgt = resolve_model(target, dtype_bytes)
     drf = resolve_model(draft, dtype_bytes) if draft is not None else None
     tgt.check_tp(tp)

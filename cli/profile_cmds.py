@@ -126,6 +126,10 @@ def _sweep(p, out, meta, jobs, n_points, est, device, dtype, copies, quiet, json
             raise UsageError(f"out={out!r} holds a profile timed with {table.meta.get('kernels', 'plain')!r} "
                              f"kernels, not {meta['kernels']!r}; give another --out or the same --kernels",
                              value=meta["kernels"], allowed=table.meta.get("kernels", "plain"))
+        if table.meta.get("layer_layout", "per-layer") != meta["layer_layout"]:
+            raise UsageError(f"out={out!r} holds layers timed in the {table.meta.get('layer_layout', 'per-layer')!r} "
+                             f"layout, not this specperf's {meta['layer_layout']!r}; give another --out",
+                             value=table.meta.get("layer_layout", "per-layer"), allowed=meta["layer_layout"])
         table.meta.update({k: v for k, v in meta.items() if k not in table.meta})
         resumed = len(table)
     else:

@@ -73,6 +73,7 @@ def register(app: typer.Typer) -> None:
         step_overhead_ms: Annotated[float, typer.Option(help="Engine cost per step outside the profile (ms; calibrate from a light load).")] = 0.0,
         seq_overhead_ms: Annotated[float, typer.Option(help="Engine cost per scheduled sequence per step (ms).")] = 0.0,
         proposal_overhead_ms: Annotated[float, typer.Option(help="Engine cost per proposal forward (γ per speculative step, ms).")] = 0.0,
+        seq_proposal_overhead_ms: Annotated[float, typer.Option(help="Engine cost per decoding sequence per proposal forward (ms).")] = 0.0,
         intervals: Annotated[bool, typer.Option(help="Rerun at the ends of the latency bands for intervals.")] = True,
         seed: Annotated[int, typer.Option(help="Seed of arrivals, lengths and acceptance draws.")] = 0,
         json_out: o.Json = False,
@@ -108,6 +109,7 @@ def register(app: typer.Typer) -> None:
                            step_overhead_s=_ms(step_overhead_ms, "step-overhead-ms", True),
                            seq_overhead_s=_ms(seq_overhead_ms, "seq-overhead-ms", True),
                            proposal_overhead_s=_ms(proposal_overhead_ms, "proposal-overhead-ms", True),
+                           seq_proposal_overhead_s=_ms(seq_proposal_overhead_ms, "seq-proposal-overhead-ms", True),
                            intervals=intervals, seed=seed)
         doc = run_serve(req)
         if json_out:

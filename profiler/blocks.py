@@ -14,9 +14,15 @@ post-norm in the original; the kernels are the same).
 
 API (stable; other modules build on it):
   DecoderLayer(spec, max_batch, max_context, dtype, device, tp=1, seed=0)
-      .forward(x [b, n, d], pos [b] int64, kv_len=None) -> [b, n, d]
+      .forward(x [b, n, d], pos [b] int64, kv_len=None, mask=None, step=None) -> [b, n, d]
   Head(spec, max_context, dtype, device, tp=1, seed=0)
-      .embed(tokens [b, n], pos [b]) -> [b, n, d];  .logits(x) -> [b, n, vocab/tp];  .forward = both
+      .embed(tokens [b, n], pos [b]) -> [b, n, d];  .logits(x) -> [b, n, vocab/tp]
+      .prepare(tokens, pos) -> (embedding, Step);  .forward = prepare + logits
+  Step: what a forward computes once for all its layers, as the engines do (vLLM's model runner
+  builds positions and the cache slot mapping once; Hugging Face and gpt-fast gather cos/sin once):
+  token positions [b, n] and the RoPE cos/sin rows [b, n, 1, head_dim]. A layer called without a
+  step builds its own (the same values; the per-forward work is then paid per layer). Timed with
+  the head, not the layer (profiler.measure).
   DecoderModel(spec, n_layers=None, max_batch=1, max_context=2048, dtype, device, tp=1, seed=0)
       .forward(tokens [b, n], pos [b], kv_len=None) -> logits [b, n, vocab]
 `pos[i]` is the number of tokens already in sequence i's cache; the forward writes K/V at
@@ -30,6 +36,8 @@ kv_len − n tokens (the profiler's uniform context) and attends mask-free over 
 `uniform=True`).
 """
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -102,6 +110,27 @@ def _rotate_half(x):
     return torch.cat([-x[..., h:], x[..., :h]], dim=-1)
 
 
+class Step(NamedTuple):
+    """Per-forward tensors shared by every layer: positions [b, n] and RoPE cos/sin [b, n, 1, hd]
+    (None for learned positions)."""
+    positions: torch.Tensor
+    cos: torch.Tensor | None
+    sin: torch.Tensor | None
+
+
+def make_step(pos, n: int, cos_table=None, sin_table=None) -> Step:
+    """The Step of a forward of n new tokens after pos[i] cached ones (cos/sin gathered once)."""
+    positions = pos[:, None] + torch.arange(n, device=pos.device)  # [b, n]
+    if cos_table is None:
+        return Step(positions, None, None)
+    return Step(positions, cos_table[positions][:, :, None, :], sin_table[positions][:, :, None, :])
+
+
+def apply_rope(x, cos, sin):
+    """x [b, n, h, hd] rotated by cos/sin [b, n, 1, hd] (rotate-half convention)."""
+    return x * cos + _rotate_half(x) * sin
+
+
 def causal_mask(pos, n: int, kv_len: int):
     """[b, 1, n, kv_len] bool: query i of sequence s sees cache slots j <= pos[s] + i."""
     q = pos[:, None] + torch.arange(n, device=pos.device)  # [b, n]
@@ -158,13 +187,16 @@ class DecoderLayer(nn.Module):
             self.register_buffer("rope_cos", cos, persistent=False)
             self.register_buffer("rope_sin", sin, persistent=False)
 
-    def _rope(self, x, positions):  # x [b, n, h, hd], positions [b, n]
-        cos = self.rope_cos[positions][:, :, None, :]
-        sin = self.rope_sin[positions][:, :, None, :]
-        return x * cos + _rotate_half(x) * sin
+    def step(self, pos, n: int) -> Step:
+        """This layer's Step for n new tokens (what DecoderModel / Head.prepare build once)."""
+        if self.spec.learned_positions:
+            return make_step(pos, n)
+        return make_step(pos, n, self.rope_cos, self.rope_sin)
 
-    def attention(self, x, pos, kv_len=None, mask=None):
+    def attention(self, x, pos, kv_len=None, mask=None, step: Step | None = None):
         b, n, _ = x.shape
+        if step is None:
+            step = self.step(pos, n)
         hd, H, KV = self.head_dim, self.n_heads, self.n_kv_heads
         L = self.max_context if kv_len is None else _aligned(int(kv_len), self.max_context)
         qkv = F.linear(x, self.w_qkv, self.b_qkv)
@@ -173,10 +205,9 @@ class DecoderLayer(nn.Module):
         if self.q_norm_w is not None:  # Qwen3: RMSNorm over head_dim on q and k, before RoPE
             q = F.rms_norm(q, (hd,), self.q_norm_w, NORM_EPS)
             k = F.rms_norm(k, (hd,), self.k_norm_w, NORM_EPS)
-        positions = pos[:, None] + torch.arange(n, device=x.device)  # [b, n]
-        if not self.spec.learned_positions:
-            q, k = self._rope(q, positions), self._rope(k, positions)
-        idx = positions[:, None, :, None].expand(b, KV, n, hd)
+        if step.cos is not None:
+            q, k = apply_rope(q, step.cos, step.sin), apply_rope(k, step.cos, step.sin)
+        idx = step.positions[:, None, :, None].expand(b, KV, n, hd)
         if opaque_ops.OPAQUE_KV_WRITE and torch.compiler.is_compiling():
             opaque_ops.opaque_kv_write(self.cache_k[:b], self.cache_v[:b], idx, k.transpose(1, 2), v.transpose(1, 2))
         else:
@@ -222,17 +253,17 @@ class DecoderLayer(nn.Module):
             h = F.relu(h)
         return F.linear(h, self.w_down, self.b_down)
 
-    def forward(self, x, pos, kv_len=None, mask=None):
-        x = x + self.attention(_norm(self.spec, x, self.norm1_w, self.norm1_b), pos, kv_len, mask)
+    def forward(self, x, pos, kv_len=None, mask=None, step: Step | None = None):
+        x = x + self.attention(_norm(self.spec, x, self.norm1_w, self.norm1_b), pos, kv_len, mask, step)
         return x + self.mlp(_norm(self.spec, x, self.norm2_w, self.norm2_b))
 
-    def forward_residual(self, h, residual, pos, kv_len=None, mask=None):
+    def forward_residual(self, h, residual, pos, kv_len=None, mask=None, step: Step | None = None):
         """The engines' layout (vLLM, SGLang): the previous block's output `h` joins the residual
         stream at the start of this layer, where a compiler fuses the add with the input norm, and
         the MLP's output is handed on unadded. Returns (mlp output, residual); chaining layers gives
         the same stream as `forward` (first layer: h = embedding, residual = 0)."""
         x = residual + h
-        x = x + self.attention(_norm(self.spec, x, self.norm1_w, self.norm1_b), pos, kv_len, mask)
+        x = x + self.attention(_norm(self.spec, x, self.norm1_w, self.norm1_b), pos, kv_len, mask, step)
         return self.mlp(_norm(self.spec, x, self.norm2_w, self.norm2_b)), x
 
 
@@ -254,6 +285,10 @@ class Head(nn.Module):
         self.proj_out = _param((e, d), d ** -0.5, dt, dev, g) if e != d else None
         self.norm_w = _param((d,), 1.0, dt, dev, g)
         self.norm_b = _param((d,), 0.02, dt, dev, g) if spec.norm == "layernorm" else None
+        if not spec.learned_positions:  # the per-forward RoPE rows come from the head (Step)
+            cos, sin = rope_tables(spec.head_dim, max_context, dt, dev)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
         rows = -(-spec.vocab // tp)
         if spec.tied_embeddings and tp == 1:
             self.head_w = self.embed_w
@@ -275,8 +310,20 @@ class Head(nn.Module):
             x = F.linear(x, self.proj_out)
         return F.linear(x, self.head_w)
 
+    def step(self, pos, n: int) -> Step:
+        if self.spec.learned_positions:
+            return make_step(pos, n)
+        return make_step(pos, n, self.rope_cos, self.rope_sin)
+
+    def prepare(self, tokens, pos):
+        """(embedding, Step): what a forward does once before its layers."""
+        return self.embed(tokens, pos), self.step(pos, tokens.shape[1])
+
     def forward(self, tokens, pos):
-        return self.logits(self.embed(tokens, pos))
+        """Logits of `tokens`, with the forward's Step built (its cost is the head's); returns logits."""
+        x, step = self.prepare(tokens, pos)
+        self._step = step  # kept: a compiler or graph must not drop the per-forward work as dead code
+        return self.logits(x)
 
 
 class DecoderModel(nn.Module):
@@ -309,9 +356,9 @@ class DecoderModel(nn.Module):
         else:
             L = self.max_context if kv_len is None else _aligned(int(kv_len), self.max_context)
             mask = causal_mask(pos, n, L)  # built once per forward, shared by all layers
-        x = self.head.embed(tokens, pos)
+        x, step = self.head.prepare(tokens, pos)  # positions and cos/sin once per forward
         for layer in self.layers:
-            x = layer(x, pos, L, mask)
+            x = layer(x, pos, L, mask, step)
         return self.head.logits(x)
 
 
@@ -328,5 +375,5 @@ def cache_bytes(spec: ModelSpec, max_batch: int, max_context: int, tp: int = 1) 
     return 2 * spec.dtype_bytes * max_batch * KV * max_context * spec.head_dim
 
 
-__all__ = ["DecoderLayer", "Head", "DecoderModel", "shard_sizes", "causal_mask", "torch_dtype",
+__all__ = ["DecoderLayer", "Head", "DecoderModel", "Step", "make_step", "apply_rope", "shard_sizes", "causal_mask", "torch_dtype",
            "stack_bytes", "cache_bytes", "kv_aligned"]

@@ -63,12 +63,12 @@ def setup_cache() -> str:
     return d
 
 
-def _layer_call(layer, h, residual, pos, kv_len, mask):
-    return layer.forward_residual(h, residual, pos, kv_len, mask)
+def _layer_call(layer, h, residual, pos, kv_len, mask, step=None):
+    return layer.forward_residual(h, residual, pos, kv_len, mask, step)
 
 
 def _embed_call(head, tokens, pos):
-    return head.embed(tokens, pos)
+    return head.prepare(tokens, pos)  # (embedding, Step): the per-forward work, once
 
 
 def _logits_call(head, h, residual):
@@ -76,10 +76,10 @@ def _logits_call(head, h, residual):
 
 
 def _whole_call(model, tokens, pos, kv_len, mask):
-    h = model.head.embed(tokens, pos)
+    h, step = model.head.prepare(tokens, pos)
     r = torch.zeros_like(h)
     for layer in model.layers:
-        h, r = layer.forward_residual(h, r, pos, kv_len, mask)
+        h, r = layer.forward_residual(h, r, pos, kv_len, mask, step)
     return model.head.logits(r + h)
 
 
@@ -101,10 +101,11 @@ def _compiled(fn):
 
 
 def layer_fn(layer):
-    """`call(h, residual, pos, kv_len, mask) -> (h, residual)` of `layer` through the shared compiled
-    layer function (DecoderLayer.forward_residual)."""
+    """`call(h, residual, pos, kv_len, mask, step) -> (h, residual)` of `layer` through the shared
+    compiled layer function (DecoderLayer.forward_residual)."""
     f = _compiled(_layer_call)
-    return lambda h, residual, pos, kv_len=None, mask=None: f(layer, h, residual, pos, kv_len, mask)
+    return lambda h, residual, pos, kv_len=None, mask=None, step=None: f(layer, h, residual, pos, kv_len, mask,
+                                                                         step)
 
 
 def head_fn(head):
@@ -113,8 +114,8 @@ def head_fn(head):
     emb, lg = _compiled(_embed_call), _compiled(_logits_call)
 
     def call(tokens, pos):
-        h = emb(head, tokens, pos)
-        return lg(head, h, torch.zeros_like(h))
+        h, step = emb(head, tokens, pos)
+        return lg(head, h, torch.zeros_like(h)), step
     return call
 
 
@@ -141,10 +142,10 @@ def model_fn(model, whole: bool = False):
             mask = causal_mask(pos, n, L)
         if whole:
             return f(model, tokens, pos, L, mask)
-        h = emb(model.head, tokens, pos)
+        h, step = emb(model.head, tokens, pos)
         r = torch.zeros_like(h)
         for layer in model.layers:
-            h, r = lay(layer, h, r, pos, L, mask)
+            h, r = lay(layer, h, r, pos, L, mask, step)
         return lg(model.head, h, r)
     return forward
 

@@ -51,6 +51,11 @@ def driver_version() -> str:
         return ""
 
 
+# layers take the forward's positions and RoPE cos/sin from a Step built once per forward (timed with
+# the head, profiler.blocks); tables without this key were timed with each layer building its own
+LAYER_LAYOUT = "per-forward-step"
+
+
 def metadata(device, dtype: str, command: str = "") -> dict:
     name = device_name(device)
     cuda = torch.device(device).type == "cuda"
@@ -59,6 +64,7 @@ def metadata(device, dtype: str, command: str = "") -> dict:
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "specperf_version": perfmodel.__version__, "dtype": dtype, "command": command,
             "kernels": attention.kernels(), "compile_attention": compiled.attention_mode(),
+            "layer_layout": LAYER_LAYOUT,
             "timing": "CUDA events; sample = mean of back-to-back calls; median/p10/p90 over >= 20 "
                       "samples until the median moves < 1 %; graph mode = replays of one captured graph; "
                       "layers timed as a stack of distinct copies (>= 256 MiB of weights) so that "

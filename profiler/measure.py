@@ -89,16 +89,20 @@ def layer_points(spec, tp, batch, context, new_tokens, modes, dtype, device, cop
             # (engine kernels: no mask, every sequence at `context` — profiler.attention)
             mask = None if attention.engine() else causal_mask(pos, n, _aligned(context + n, max_ctx))
 
-            def fn(x=x, n=n, mask=mask, calls=stack):
+            # positions and RoPE cos/sin: once per forward, as the engines build them (Step; timed
+            # with the head), shared by every layer of the stack
+            step = layers[0].step(pos, n)
+
+            def fn(x=x, n=n, mask=mask, step=step, calls=stack):
                 y = x
                 for layer in calls:
-                    y = layer(y, pos, context + n, mask)
+                    y = layer(y, pos, context + n, mask, step)
                 return y
 
-            def fn_residual(x=x, n=n, mask=mask, calls=()):  # compiled: the engines' residual layout
+            def fn_residual(x=x, n=n, mask=mask, step=step, calls=()):  # compiled: the engines' residual layout
                 h, r = x, torch.zeros_like(x)
                 for call in calls:
-                    h, r = call(h, r, pos, context + n, mask)
+                    h, r = call(h, r, pos, context + n, mask, step)
                 return h
 
             eager_fns[n] = fn

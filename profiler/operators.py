@@ -5,8 +5,9 @@ Each builder copies the lines of DecoderLayer/Head that make up one operator —
 gate-up / down projections (F.linear, with or without bias), attention against a static KV-cache slice
 (engine kernels, profiler.attention: native grouped-query, no mask for one new token, lower-right causal
 for several; plain kernels: query heads folded into the query axis, the mask repeated),
-RMSNorm / LayerNorm, RoPE (cos/sin gather, rotate-half), SiLU·mul or ReLU, residual add, the
-KV-cache scatter (with the positions it needs), the token embedding — and returns
+RMSNorm / LayerNorm, RoPE (rotate-half with the forward's cos/sin rows, gathered once per forward:
+profiler.blocks.Step), SiLU·mul or ReLU, residual add, the KV-cache scatter (at the forward's
+positions), the token embedding (also the per-forward cos/sin gather) — and returns
 (fn, calls): fn() runs `calls` invocations back to back. Key assumption (as profiler.measure): in a
 whole model no layer finds its weights or KV cache in L2, so weights and caches are views into one
 random pool at distinct offsets, `copies` of them totalling ≥ STACK_BYTES, used in turn; activations
@@ -20,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import attention as attention_kernels
-from .blocks import NORM_EPS, _rotate_half, causal_mask, rope_tables
+from .blocks import NORM_EPS, apply_rope, causal_mask, rope_tables
 from .measure import MIN_STACK, STACK_BYTES
 
 MAX_OP_COPIES = 64
@@ -131,7 +132,8 @@ def _heads(width: int):
 
 
 def kv_write(pool, tokens, width, dtype, device):
-    """positions = pos + arange(n); scatter k and v [b, n, KV, hd] (views of the QKV output) into the cache."""
+    """Scatter k and v [b, n, KV, hd] (views of the QKV output) into the cache at the forward's
+    positions (built once per forward, profiler.blocks.Step: not part of this operator)."""
     kvh, hd = _heads(width)
     b, n, Lmax = tokens, 1, 512
     copies = copies_for_bytes(2 * b * kvh * Lmax * hd * pool.buf.element_size(), device)
@@ -140,15 +142,15 @@ def kv_write(pool, tokens, width, dtype, device):
               for i in range(copies)]
     kv = _randn((b, n, 2 * kvh * hd), dtype, device)
     pos = torch.randint(0, Lmax - n, (b,), device=device)
+    positions = pos[:, None] + torch.arange(n, device=device)  # the Step's, built once
 
     def one(ck, cv):
         k, v = kv.split([kvh * hd, kvh * hd], dim=-1)
         k, v = k.view(b, n, kvh, hd), v.view(b, n, kvh, hd)
-        positions = pos[:, None] + torch.arange(n, device=kv.device)
         idx = positions[:, None, :, None].expand(b, kvh, n, hd)
         ck[:b].scatter_(2, idx, k.transpose(1, 2))
         cv[:b].scatter_(2, idx, v.transpose(1, 2))
-        return positions
+        return ck
 
     def fn():
         for i in range(calls):
@@ -181,11 +183,10 @@ def _small(op, tokens, width, dtype, device, pool):
         xr = x.view(tokens, 1, heads, hd)
         cos, sin = rope_tables(hd, ROPE_MAX_CONTEXT, dtype, device)
         positions = torch.randint(0, ROPE_MAX_CONTEXT, (tokens, 1), device=device)
+        c, s = cos[positions][:, :, None, :], sin[positions][:, :, None, :]  # the Step's rows, gathered once
 
         def one():
-            c = cos[positions][:, :, None, :]
-            s = sin[positions][:, :, None, :]
-            return xr * c + _rotate_half(xr) * s
+            return apply_rope(xr, c, s)
     elif op == "embed":
         table = pool.view((EMBED_VOCAB, width), 0) if pool.n >= EMBED_VOCAB * width else \
             _randn((EMBED_VOCAB, width), dtype, device)

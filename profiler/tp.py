@@ -81,9 +81,9 @@ class TPDecoderLayer(DecoderLayer):
             dist.all_reduce(t, group=self.group)
         return t
 
-    def forward(self, x, pos, kv_len=None, mask=None):
+    def forward(self, x, pos, kv_len=None, mask=None, step=None):
         s = self.spec
-        x = x + self._sum(self.attention(_norm(s, x, self.norm1_w, self.norm1_b), pos, kv_len, mask))
+        x = x + self._sum(self.attention(_norm(s, x, self.norm1_w, self.norm1_b), pos, kv_len, mask, step))
         return x + self._sum(self.mlp(_norm(s, x, self.norm2_w, self.norm2_b)))
 
 

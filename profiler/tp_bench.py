@@ -161,11 +161,12 @@ def profile_layers(c: _Ctx, spec, prof: LatencyTable, with_ar: LatencyTable) -> 
                     x = torch.randn(b, n, spec.d_model, generator=gen, device=c.device, dtype=c.dtype)
                     pos = torch.full((b,), ctx, dtype=torch.long, device=c.device)
                     mask = None if attention.engine() else causal_mask(pos, n, L)
+                    step = stack[0].step(pos, n)  # once per forward (profiler.blocks.Step)
 
-                    def fn(x=x, pos=pos, mask=mask, L=L):
+                    def fn(x=x, pos=pos, mask=mask, L=L, step=step):
                         y = x
                         for layer in stack:
-                            y = layer(y, pos, L, mask)
+                            y = layer(y, pos, L, mask, step)
                         return y
                     for mode in _modes(c):
                         est = k * float(lat.layer_s(spec, b, n, ctx, c.world, mode))

@@ -40,7 +40,7 @@ SHAPES = {
     "r3072x4": (4, 3072, 24, 8, 12288, 32000), "r3584x3": (3, 3584, 28, 4, 9728, 152064),
     "r4096x2": (2, 4096, 32, 8, 14336, 128256), "r8192x1": (1, 8192, 64, 8, 28672, 128256),
 }
-COMPILED_SHAPES = ("r768x24", "r1024x32", "r1536x8", "r3584x3")
+COMPILED_SHAPES = ("r768x24", "r1024x32", "r1536x8", "r3584x3", "r640x12", "r3072x4", "r1280x16")
 HF_SHAPES = {"llama": "r1024x32", "qwen2": "r1536x8", "mistral": "r3072x4"}
 FIELDS = ("gpu_name", "impl", "model", "family", "n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff",
           "vocab", "mode", "batch", "new_tokens", "context", "median_s", "p10_s", "p90_s", "repeats", "dtype",
@@ -168,7 +168,7 @@ def plain_points(args):
                     continue
                 for n in args.new_tokens:
                     for mode in args.modes:
-                        if mode == "compiled" and (name not in COMPILED_SHAPES or ctx != 2048 or b > 8):
+                        if mode == "compiled" and (name not in args.compiled_shapes or ctx > 2048):
                             continue
                         if mode == "eager" and (ctx != 512 or b > 8):
                             continue
@@ -270,11 +270,17 @@ def main(argv=None):
     ap.add_argument("--new-tokens", default="1,5")
     ap.add_argument("--modes", default="graph,compiled,eager")
     ap.add_argument("--impls", default="plain,hf")
+    ap.add_argument("--compiled-shapes", default=",".join(COMPILED_SHAPES),
+                    help="reference shapes timed in compiled mode (compiling each point takes seconds)")
     a = ap.parse_args(argv)
     a.batch = [int(x) for x in a.batch.split(",")]
     a.context = [int(x) for x in a.context.split(",")]
     a.new_tokens = [int(x) for x in a.new_tokens.split(",")]
     a.modes = a.modes.split(",")
+    a.compiled_shapes = [x for x in a.compiled_shapes.split(",") if x]
+    bad = [x for x in a.compiled_shapes if x not in SHAPES]
+    if bad:
+        ap.error(f"--compiled-shapes {bad[0]!r} is not allowed; use some of {', '.join(SHAPES)}")
     dt = {"fp16": torch.float16, "bf16": torch.bfloat16}[a.dtype]
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", "/tmp/reference_inductor")
     out = Path(a.out)

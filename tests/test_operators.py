@@ -227,3 +227,50 @@ def test_shape_check_rounds_need_eager_mode_and_report_host_factor(tmp_path, cap
     s = shape_check.report(EVIDENCE_DIR / "shape_check_eager_rounds2_h200.csv", shipped_launch_costs=True)["eager"]
     assert s["points"] == 216 and s["host_calibrated_median"] <= s["operator_median"] + 0.01
     assert s["operator_median"] == pytest.approx(0.058, abs=0.002)  # docs/accuracy.md: run D, 5.8 %
+
+
+def test_per_forward_step_layout_prices_the_step_with_the_head(tmp_path):
+    """A table timed in the per-forward-step layout prices positions + the cos/sin gathers once, in
+    the head (planted: launch + add + two embeds of head_dim); an older table does not."""
+    path = planted_table(tmp_path / "ops.csv")
+    old = OperatorLatency(planted_table(tmp_path / "old.csv"), HW)
+    t = OperatorTable.load(path)
+    t.meta["layer_layout"] = "per-forward-step"
+    t.save(path)
+    new = OperatorLatency(path, HW)
+    for name in ("llama-7b", "opt-1.3b"):
+        spec = resolve_model(name)
+        b, n = np.array([1, 8]), np.array([1, 5])
+        M = b * n
+        want = planted("launch", 1) + planted("add", M, 1)
+        if not spec.learned_positions:
+            want = want + 2 * planted("embed", M, spec.head_dim)
+        got = new.lm_head_s(spec, b, n) - old.lm_head_s(spec, b, n)
+        assert np.allclose(got, want, rtol=1e-9), name
+        assert np.allclose(new.layer_s(spec, b, n, 512), old.layer_s(spec, b, n, 512))
+
+
+def test_operator_profile_retimes_layout_dependent_rows_on_resume(tmp_path):
+    """Resuming a table of the older per-layer layout keeps every operator but RoPE and the KV write,
+    which are re-timed; the table then records the new layout."""
+    pytest.importorskip("torch")
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    out = tmp_path / "ops.csv"
+    args = ["profile", "--operators", "--grid", "tiny", "--device", "cpu", "--dtype", "fp32", "--out", str(out),
+            "--ops", "add,rope,kv_write"]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    t = OperatorTable.load(out)
+    n_rope = sum(r["op"] in ("rope", "kv_write") for r in t.rows)
+    adds = [r["median_s"] for r in t.rows if r["op"] == "add"]
+    t.meta.pop("layer_layout")
+    t.save(out)
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert f"{n_rope} rows of rope, kv_write are re-timed" in r.output
+    t2 = OperatorTable.load(out)
+    assert t2.meta["layer_layout"] == "per-forward-step"
+    assert [r["median_s"] for r in t2.rows if r["op"] == "add"] == adds  # kept, not re-timed
+    assert sum(r["op"] in ("rope", "kv_write") for r in t2.rows) == n_rope

@@ -45,7 +45,8 @@ def test_attention_operator_matches_layer(kernels):
         qkv = F.linear(x, layer.w_qkv)
         q = qkv[..., :H * hd].view(b, n, H, hd)
         positions = pos[:, None] + torch.arange(n, device="cuda")
-        q = layer._rope(q, positions)
+        cos, sin = layer.rope_cos[positions][:, :, None, :], layer.rope_sin[positions][:, :, None, :]
+        q = q * cos + torch.cat([-q[..., hd // 2:], q[..., :hd // 2]], dim=-1) * sin  # rotate-half
         keys, vals = layer.cache_k[:b, :, :48], layer.cache_v[:b, :, :48]
         grp = H // KV
         qh = q.view(b, n, KV, grp, hd).permute(0, 2, 3, 1, 4).reshape(b, KV, grp * n, hd)

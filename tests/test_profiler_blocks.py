@@ -115,3 +115,33 @@ def test_forward_is_deterministic_and_bf16_runs():
     m = DecoderModel(spec, max_batch=1, max_context=CTX, dtype="bf16")
     out = m(torch.randint(0, spec.vocab, (1, 3)), torch.tensor([0]))
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+
+
+@pytest.mark.parametrize("key", ["tinyllama-1.1b:n_layers=2,d_model=256,n_heads=8,n_kv_heads=2,d_ff=512",
+                                 "opt-125m:n_layers=2,d_model=128,n_heads=4,d_ff=256"])
+def test_per_forward_step_equals_each_layer_building_its_own(key):
+    """Two implementations: DecoderModel builds positions and RoPE rows once (the head's Step); the
+    same layers called without a step build their own — the logits and caches must agree."""
+    from profiler.blocks import causal_mask, make_step
+
+    spec = resolve_model(key)
+    torch.manual_seed(0)
+    a = DecoderModel(spec, max_batch=2, max_context=64, dtype="fp32", seed=3)
+    b = DecoderModel(spec, max_batch=2, max_context=64, dtype="fp32", seed=3)
+    toks = torch.randint(0, spec.vocab, (2, 5))
+    pos = torch.tensor([3, 11])
+    want = a(toks, pos, 32)
+    x = b.head.embed(toks, pos)
+    for layer in b.layers:
+        x = layer(x, pos, 32, causal_mask(pos, 5, 32))  # no step: each layer builds its own
+    got = b.head.logits(x)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5)
+    for la, lb in zip(a.layers, b.layers):
+        assert torch.equal(la.cache_k, lb.cache_k) and torch.equal(la.cache_v, lb.cache_v)
+    step, own = a.head.step(pos, 5), a.layers[0].step(pos, 5)
+    assert torch.equal(step.positions, pos[:, None] + torch.arange(5))
+    if spec.learned_positions:
+        assert step.cos is None and own.cos is None
+    else:
+        assert torch.equal(step.cos, own.cos) and torch.equal(step.sin, own.sin)
+        assert torch.equal(make_step(pos, 5, a.layers[0].rope_cos, a.layers[0].rope_sin).cos, step.cos)

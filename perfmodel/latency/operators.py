@@ -3,7 +3,8 @@ gated or plain MLP) and LM head rebuilt from measured operator tables (`specperf
 --operators`), with the same interface as AnalyticalLatency (`forward`, `overhead_s`).
 
 A layer is the operators profiler/blocks.py runs, sized from the spec: two norms, the fused QKV
-GEMM (+bias), RoPE on q and k, the KV-cache write, attention (grouped when H > KV) over
+GEMM (+bias), RoPE on q and k, the KV-cache write (tables of layout `per-forward-step`: positions and
+the cos/sin rows are built once per forward and priced with the head, as the engines do), attention (grouped when H > KV) over
 kv_aligned(context + new tokens) keys (a table timed with profiler.attention's engine kernels,
 metadata `kernels`: exactly context + new tokens keys, and grouped verification priced per query
 head, as SDPA's native-GQA lower-right kernels run it — `attention_verify`), o-proj, gate/up GEMM, SiLU·mul or ReLU, down GEMM, two
@@ -93,6 +94,7 @@ class OperatorLatency:
         self._fallback = fallback
         self._table = None
         self._kernels = None
+        self._layout = None
         self._grids: dict = {}
         self._host: dict = {}
         self._prov: dict = {}
@@ -157,6 +159,15 @@ class OperatorLatency:
             meta = self._table.meta if self._table is not None else OperatorTable.read_meta(self.path)
             self._kernels = meta.get("kernels", "plain")
         return self._kernels
+
+    @property
+    def per_forward_step(self) -> bool:
+        """Layers were timed taking the forward's positions and RoPE rows from a Step built once per
+        forward (profiler.blocks; metadata `layer_layout`), whose cost the head carries."""
+        if self._layout is None:
+            meta = self._table.meta if self._table is not None else OperatorTable.read_meta(self.path)
+            self._layout = meta.get("layer_layout", "per-layer")
+        return self._layout == "per-forward-step"
 
     @property
     def engine_kernels(self) -> bool:
@@ -244,6 +255,10 @@ class OperatorLatency:
             ops += [("gemm", M, d, e), ("gemm", M, e, d)]
         if spec.learned_positions:
             ops += [("embed", M, d), ("add", M, d)]
+        if self.per_forward_step:  # the Step: positions = pos + arange(n), cos and sin rows gathered
+            ops += [("launch", 1), ("add", M, 1)]
+            if not spec.learned_positions:
+                ops += [("embed", M, spec.head_dim), ("embed", M, spec.head_dim)]
         return ops + [(norm, M, d), ("gemm", M, -(-spec.vocab // tp), e)]
 
     def _sums(self, ops):
