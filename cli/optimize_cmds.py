@@ -284,7 +284,9 @@ def render(doc: dict, policy_only: bool = False, wide: bool = False) -> None:
                   + (f"; {be['n_exceed_memory']} cell(s) exceed one GPU's memory" if be["n_exceed_memory"] else "")
                   + f"; one γ for engines that take a single value: {pol['export_gamma']}")
     if doc.get("methods"):
-        _render_methods(con, doc["methods"], Table, escape)
+        from .methods_table import render_methods
+
+        render_methods(con, doc["methods"], wide, escape)
     ex = doc.get("export")
     if ex:
         con.print(f"[bold]{ex['engine']} configuration[/bold] for {ex['draft']} (γ={ex['gamma']}, {ex['mode']} mode):")
@@ -299,23 +301,3 @@ def render(doc: dict, policy_only: bool = False, wide: bool = False) -> None:
         con.print(f"  docs: {', '.join(ex['docs'])}")
     for n in doc["notes"]:
         con.print(f"[yellow]note[/yellow] {n}")
-
-
-def _render_methods(con, sec: dict, Table, escape) -> None:
-    """`--method a,b,c`: one table per (mode, batch, context), methods ranked by best speedup."""
-    for t in sec["tables"]:
-        tab = Table(f"methods · {t['mode']} mode · batch {t['batch']} · context {t['context']} · 90 % range over "
-                    f"{t['draws']} draws", title_justify="left")
-        for c in ("#", "method", "γ*", "tok/iter", "propose ms", "verify ms", "tok/s", "speedup", "90% range",
-                  "P(best)", "P>draft"):
-            tab.add_column(c, justify="left" if c == "method" else "right", no_wrap=c == "method")
-        for r in t["rows"]:
-            tab.add_row(str(r["rank"]), escape(r["label"] if r["method"] == "draft_model" else r["method"])
-                        + (" (draft)" if r["method"] == "draft_model" else ""), str(r["gamma"]),
-                        f"{r['tokens_per_iteration']:.2f}", f"{r['proposal_s'] * 1e3:.3f}", f"{r['verify_s'] * 1e3:.3f}",
-                        f"{r['throughput_tok_s']:.1f}", _x(r["speedup"]), f"{r['speedup_lo']:.2f}–{r['speedup_hi']:.2f}",
-                        _p(r["p_best"]), _p(r["p_beats_draft"]))
-        con.print(tab)
-    con.print(f"  best method over the {sec['mode']}-mode cells (geometric mean): {escape(sec['winner'])}; "
-              "P(best) / P>draft: share of Monte Carlo draws (latency bands × acceptance intervals) in which the "
-              "method's best speedup is the highest / beats the draft model's")

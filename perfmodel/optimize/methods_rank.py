@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from perfmodel.specdec.head_alpha import is_prior
 from perfmodel.specdec.uncertainty import (LEVEL, N_DRAWS, alpha_draws, fallback_band, kind_factors, role_band,
                                            role_factors, tokens_from_draws)
 
@@ -28,6 +29,22 @@ def _cell(c, tpi, batch: int) -> dict:
             "iteration_s": float(it[k]), "proposal_s": float(c.proposal_s[k]), "catchup_s": float(c.catchup_s[k]),
             "verify_s": float(c.verify_s[k]), "throughput_tok_s": batch * float(tpi[k]) / float(it[k]),
             "baseline_tok_s": batch / float(c.baseline_s())}
+
+
+def acceptance_kind(acc) -> str:
+    """How a row's acceptance was obtained: 'published prior', 'stated' or 'measured'."""
+    if is_prior(acc):
+        return "published prior"
+    return "stated" if str(acc.source).startswith(("--alpha", "--acceptance")) else "measured"
+
+
+def _acc_notes(acc, gamma: int) -> list[str]:
+    out = []
+    if is_prior(acc):
+        out.append(f"acceptance is a published figure carried over, not measured for this target: {acc.source}")
+    if acc.extrapolated(gamma):
+        out.append(f"α beyond position {acc.observed_positions} repeats the last value (extrapolated to γ={gamma})")
+    return out
 
 
 def rank_methods(entries: list[dict], target, provider, batch, context, gammas, tp: int, modes,
@@ -66,7 +83,8 @@ def rank_methods(entries: list[dict], target, provider, batch, context, gammas, 
                     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
                     row["speedup_lo"], row["speedup_hi"] = (float(v) for v in np.percentile(best[j], q))
                     row["latency_band"] = roles[f"m{j}"]
-                    row["notes"] = list(cc.notes) + ([note] if note else [])
+                    row["acceptance_is"] = acceptance_kind(e["acceptance"])
+                    row["notes"] = list(cc.notes) + ([note] if note else []) + _acc_notes(e["acceptance"], row["gamma"])
                     rows.append(row)
                 win = np.argmax(best, axis=0)
                 ref = next((j for j, e in enumerate(entries) if e["method"].name == "draft_model"), None)

@@ -4,7 +4,9 @@ its per-batch γ schedule, and its engine export (perfmodel.optimize.export_meth
 
 Key assumption: the draft-model entry is the draft the lookahead policy uses (best geometric-mean
 speedup, or --policy-draft), with its acceptance as the draft ranking assigned it; n-gram acceptance
-comes from a trace only (a file), never from a stated α.
+comes from a trace only (a file), never from a stated α. A head's acceptance: --acceptance KEY=FILE
+or KEY=α, else the published figures of perfmodel.specdec.head_alpha (flagged "published prior"),
+else (Medusa: none published here) --alpha — which otherwise states the draft models' α.
 """
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ import numpy as np
 
 from perfmodel.optimize.confidence import _acceptance
 from perfmodel.optimize.methods_rank import rank_methods
-from perfmodel.specdec.acceptance import AcceptanceModel
+from perfmodel.specdec.acceptance import AcceptanceModel, check_alpha
+from perfmodel.specdec.head_alpha import published_acceptance
 from perfmodel.specdec.registry import ALIASES, METHODS, make_method
 from perfmodel.specs.models import SpecError
 
@@ -30,16 +33,33 @@ def split_acceptance(items: list) -> tuple[list, dict]:
 
 
 def method_acceptance(key: str, files: dict, alpha: float | None) -> AcceptanceModel:
+    """--acceptance KEY=FILE (or KEY=α, stated), else (heads) the published prior, else --alpha."""
     method = make_method(key)
     if key in files:
+        stated = _number(files[key])
+        if stated is not None:
+            if getattr(method, "acceptance_from_traces_only", False):
+                raise SpecError(f"method={key!r} takes acceptance from traces only: give --acceptance {key}=FILE, "
+                                f"not a stated α ({files[key]})", value=files[key], allowed=f"--acceptance {key}=FILE")
+            return AcceptanceModel(alpha=check_alpha(stated, f"--acceptance {key}"), source=f"--acceptance {key}=α")
         return AcceptanceModel.load(files[key])
     if getattr(method, "acceptance_from_traces_only", False):
         raise SpecError(f"method={key!r} takes acceptance from traces only: give --acceptance {key}=FILE "
                         "(from specperf calibrate acceptance)", value=key, allowed=f"--acceptance {key}=FILE")
+    prior = published_acceptance(key)  # a head's published figures, flagged as such in every answer
+    if prior is not None:  # --alpha states a draft's α; a head's own is --acceptance KEY=α
+        return prior
     if alpha is None:
-        raise SpecError(f"method={key!r} needs an acceptance: --acceptance {key}=FILE or --alpha",
-                        value=key, allowed=f"--acceptance {key}=FILE or --alpha")
+        raise SpecError(f"method={key!r} needs an acceptance: --acceptance {key}=FILE|α or --alpha "
+                        "(no published figure is carried for it)", value=key, allowed=f"--acceptance {key}=FILE or --alpha")
     return AcceptanceModel(alpha=float(alpha), source="--alpha")
+
+
+def _number(text) -> float | None:
+    try:
+        return float(str(text))
+    except ValueError:
+        return None
 
 
 def entries(req, res, files: dict, pol_idx: dict, draft_catchup: bool) -> list[dict]:
