@@ -159,14 +159,13 @@ def replay_tree(rec: AgreementRecord, parents, ranks, skip: int = 0, iterations:
     return float(tok), float(its)
 
 
-def depth_rank_acceptance(rec: AgreementRecord, max_depth: int, max_rank: int, width: int | None = None) -> np.ndarray:
-    """a[d, r] (d = 1..max_depth, r = 0..max_rank−1): over every start token s, the share of paths
-    whose depths 1..d−1 were accepted (target rank < width at each) in which the target's token has
-    draft rank r at depth d — the input of perfmodel's tokens_per_iteration_tree. Every token is
-    taken as an equally likely iteration start (stationary approximation)."""
+def depth_rank_counts(rec: AgreementRecord, max_depth: int, max_rank: int, width: int | None = None):
+    """Per prompt: (num [R, depth, rank], den [R, depth]) — paths reaching depth d, and those whose
+    target token has draft rank r there (see depth_rank_acceptance)."""
     width = max_rank if width is None else width
-    num, den = np.zeros((max_depth, max_rank)), np.zeros(max_depth)
-    for _, _, sl in rec.spans():
+    spans = rec.spans()
+    num, den = np.zeros((len(spans), max_depth, max_rank)), np.zeros((len(spans), max_depth))
+    for i, (_, _, sl) in enumerate(spans):
         r = rec.draft_rank[sl]
         n = r.size - max_depth + 1
         if n <= 0:
@@ -175,11 +174,41 @@ def depth_rank_acceptance(rec: AgreementRecord, max_depth: int, max_rank: int, w
         alive = np.ones(n, dtype=bool)
         for d in range(max_depth):
             rd = r[d:d + n]
-            den[d] += alive.sum()
-            num[d] += np.bincount(rd[alive & (rd >= 0) & (rd < max_rank)], minlength=max_rank)[:max_rank]
+            den[i, d] += alive.sum()
+            num[i, d] += np.bincount(rd[alive & (rd >= 0) & (rd < max_rank)], minlength=max_rank)[:max_rank]
             alive &= ok[d:d + n]
+    return num, den
+
+
+def depth_rank_acceptance(rec: AgreementRecord, max_depth: int, max_rank: int, width: int | None = None) -> np.ndarray:
+    """a[d, r] (d = 1..max_depth, r = 0..max_rank−1): over every start token s, the share of paths
+    whose depths 1..d−1 were accepted (target rank < width at each) in which the target's token has
+    draft rank r at depth d — the input of perfmodel's tokens_per_iteration_tree. Every token is
+    taken as an equally likely iteration start (stationary approximation)."""
+    num, den = (x.sum(axis=0) for x in depth_rank_counts(rec, max_depth, max_rank, width))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den[:, None] > 0, num / np.maximum(den[:, None], 1), 0.0)
+
+
+def depth_rank_effective_n(num, den) -> np.ndarray:
+    """Effective sample size per depth of the rank acceptance: the paths counted, divided by the design
+    effect of clustering by prompt (cluster-robust over i.i.d. variance of the rank-0 share — the
+    chain's acceptance, the row's dominant entry — at least 1). Overlapping start tokens and prompt
+    effects make the raw count overstate the evidence; perfmodel.specdec.trees draws each depth's
+    row from a Dirichlet of this size."""
+    k = num[:, :, 0]  # [R, depth]: the target's token is the draft's top candidate
+    K, N = k.sum(axis=0), den.sum(axis=0)
+    R = int((den.sum(axis=1) > 0).sum())
+    out = np.zeros(N.size)
+    for d in range(N.size):
+        if N[d] <= 0:
+            continue
+        s = K[d] / N[d]
+        v_iid = s * (1 - s) / N[d]
+        v_cl = (R / max(R - 1, 1)) * float(np.sum((k[:, d] - s * den[:, d]) ** 2)) / N[d] ** 2 if R > 1 else v_iid
+        deff = max(1.0, v_cl / v_iid) if v_iid > 0 else 1.0
+        out[d] = N[d] / deff
+    return out
 
 
 def interval(rep: Replay, weighting: str = "iteration", level: float = LEVEL, new_prompts: int | None = None) -> dict:
@@ -262,11 +291,15 @@ def acceptance_model(rec: AgreementRecord, gamma: int, kind: str = "auto", skip:
                if sum(x == d for x in rep.domains) >= 2}
     if rep.kind == "greedy":  # per-depth, per-rank acceptance for token trees (perfmodel.specdec.trees reads it)
         ranks = int(max(1, min(8, int(rec.meta.get("max_rank", 8)))))
-        rank_acc = depth_rank_acceptance(rec, gamma, ranks).tolist()
+        num_r, den_r = depth_rank_counts(rec, gamma, ranks)
+        den_tot = den_r.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rank_acc = np.where(den_tot[:, None] > 0, num_r.sum(axis=0) / np.maximum(den_tot[:, None], 1), 0.0).tolist()
+        rank_n = [round(float(x), 1) for x in depth_rank_effective_n(num_r, den_r)]
     else:
-        rank_acc = None
+        rank_acc, rank_n = None, None
     extra = {"fit": "specperf calibrate agreement", "format": "agreement", "kind": rep.kind, "gamma_replayed": gamma,
-             "rank_acceptance": rank_acc,
+             "rank_acceptance": rank_acc, "rank_acceptance_n": rank_n,
              "protocol": rep.protocol, "weighting": weighting, "model": "per-position",
              "alpha_intervals_for_new_prompts": new_prompts,
              "tokens_per_iteration_replayed": table, "by_domain": domains, "prompts": len(rep.prompts),

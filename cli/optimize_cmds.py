@@ -143,12 +143,12 @@ def register(app: typer.Typer) -> None:
         if tree_depth is not None and tree is None:
             raise UsageError("--tree-depth needs --tree FILE")
         if tree is not None:
-            from perfmodel.specdec.trees import read_rank_acceptance
+            from perfmodel.specdec.trees import read_tree_acceptance
 
             if not set(methods) & {"draft", "eagle", "eagle3", "mtp"}:
                 raise UsageError(f"method={method!r} drafts no tree; --tree works with draft, eagle, eagle3, mtp",
                                  value=method, allowed="draft, eagle, eagle3, mtp")
-            req.tree = read_rank_acceptance(tree)
+            req.tree, req.tree_n = read_tree_acceptance(tree)
             req.tree_depth = o.positive(tree_depth, "tree-depth", 64) if tree_depth is not None else None
         hw = resolve_gpu(gpu)
         req.memory_bytes = hw.memory_bytes

@@ -110,11 +110,12 @@ def speculation_method(name: str, drf, catchup: bool, tree: str | None, tree_dep
         raise UsageError(f"method={name!r} drafts no tree; --tree works with draft, eagle, eagle3, mtp",
                          value=name, allowed="draft, eagle, eagle3, mtp")
     from perfmodel.specdec.tree_method import TokenTree
-    from perfmodel.specdec.trees import read_rank_acceptance
+    from perfmodel.specdec.trees import read_tree_acceptance
 
     if tree_depth is not None:
         o.positive(tree_depth, "tree-depth", BOUNDS_TREE_DEPTH)
-    return TokenTree(m, read_rank_acceptance(tree), tree_depth)
+    rows, rank_n = read_tree_acceptance(tree)
+    return TokenTree(m, rows, tree_depth, rank_n)
 
 
 BOUNDS_TREE_DEPTH = 64  # levels of a tree of at most 64 tokens
@@ -223,7 +224,7 @@ def _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, t
     from perfmodel.specdec.uncertainty import propagate
 
     _check_work(batches, contexts, len(p.gamma), 1)  # --gamma auto may have widened the search
-    u = propagate(p, acc)  # once for every cell of this mode
+    u = propagate(p, acc, method=method)  # once for every cell of this mode
     proposer = method.proposer_spec(tgt) if method is not None else drf
     docs = [prediction_document(p, tgt, proposer, hw.name, tp, acc, bi, ci, memory_bytes=hw.memory_bytes, u=u)
             for bi in range(len(batches)) for ci in range(len(contexts))]

@@ -17,7 +17,7 @@ import numpy as np
 
 from perfmodel.specdec.head_alpha import is_prior
 from perfmodel.specdec.uncertainty import (LEVEL, N_DRAWS, alpha_draws, fallback_band, kind_factors, role_band,
-                                           role_factors, tokens_from_draws)
+                                           role_factors, tokens_from_draws, tree_draws)
 
 
 def _cell(c, tpi, batch: int) -> dict:
@@ -76,7 +76,14 @@ def rank_methods(entries: list[dict], target, provider, batch, context, gammas, 
                     row = {"method": e["method"].name, "label": e["label"], "describe": e["method"].describe(),
                            **_cell(cc, t, int(b)), "acceptance": e["acceptance"].describe()}
                     ab, note = alpha_draws(e["acceptance"], n, int(g.max()), rng)
-                    td = tokens_from_draws(ab, g) if not e["method"].name.endswith("_tree") else t[None]
+                    if e["method"].name.endswith("_tree"):  # rank acceptance: Dirichlet draws where counted
+                        td = tree_draws(e["method"], g, n, rng)
+                        note = None
+                        if td is None:
+                            td = t[None]
+                            note = "token-tree acceptance (per depth and rank) has no interval: taken as exact"
+                    else:
+                        td = tokens_from_draws(ab, g)
                     it = cc.iteration_s(f[f"m{j}"][:, None], f["target"][:, None], f["overhead"][:, None])
                     sp = td * cc.baseline_s(fbase) / it
                     best[j] = sp.max(axis=-1)

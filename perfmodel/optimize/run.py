@@ -50,6 +50,7 @@ class OptimizeRequest:
     methods: tuple = ("draft",)  # --method: speculation methods ranked side by side (registry names)
     tree: tuple | None = None  # --tree: rank acceptance rows; each tree-capable method also ranks as a token tree
     tree_depth: int | None = None
+    tree_n: tuple | None = None  # effective paths per depth behind --tree's rows (their interval)
 
 
 def _origin(text: str) -> str:

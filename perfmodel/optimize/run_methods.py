@@ -81,7 +81,7 @@ def entries(req, res, files: dict, pol_idx: dict, draft_catchup: bool) -> list[d
     if getattr(req, "tree", None):  # the same proposers drafting Sequoia trees (γ = tree tokens)
         from perfmodel.specdec.tree_method import TokenTree
 
-        out += [{"label": f"{e['label']} (tree)", "method": TokenTree(e["method"], req.tree, req.tree_depth),
+        out += [{"label": f"{e['label']} (tree)", "method": TokenTree(e["method"], req.tree, req.tree_depth, req.tree_n),
                  "acceptance": e["acceptance"]} for e in list(out) if hasattr(e["method"], "step_s")]
     return out
 

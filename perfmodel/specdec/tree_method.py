@@ -9,7 +9,8 @@ chain's first step), step ℓ expands the width_{ℓ−1} tokens of level ℓ−
 Sequoia and SGLang draft), timed at context + ℓ − 1; the deepest level is never expanded;
 verifying N tree tokens costs a forward over N tokens (the tree mask changes which keys a query
 sees, not the work of a dense attention kernel); the catch-up is the proposer's for a chain as deep
-as the tree; the rank acceptance carries no interval (taken as exact by the Monte Carlo).
+as the tree; the rank acceptance's interval comes from its effective path counts per depth (`rank_n`:
+Dirichlet draws, the tree's shape held at the point tree), else it is taken as exact.
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from functools import lru_cache
 import numpy as np
 
 from perfmodel.specdec.methods import IterationCosts, grid
-from perfmodel.specdec.trees import best_tree, chain, expected_tokens, rank_matrix
+from perfmodel.specdec.trees import (best_tree, chain, expected_tokens, expected_tokens_draws, rank_draws,
+                                     rank_matrix)
 
 
 @lru_cache(maxsize=4096)
@@ -32,6 +34,7 @@ class TokenTree:
     base: object  # DraftModel or FeatureHead: supplies step_s and its chain costs
     rank_acceptance: tuple  # rows per depth of P(rank k child accepted | parent accepted)
     max_depth: int | None = None  # levels allowed (None: as many as tokens)
+    rank_n: tuple | None = None  # effective paths per depth behind rank_acceptance (None: taken as exact)
 
     @property
     def name(self) -> str:
@@ -72,6 +75,16 @@ class TokenTree:
 
     def tokens_per_iteration(self, acceptance=None, gammas=()) -> np.ndarray:
         return np.array([expected_tokens(self.tree(int(n)), np.asarray(self.rank_acceptance)) for n in np.atleast_1d(gammas)])
+
+    def tokens_draws(self, gammas, n: int, rng):
+        """(n, G) tokens per iteration of each γ's (point) tree under Dirichlet draws of the rank
+        acceptance (trees.rank_draws), or None when the acceptance carries no counts."""
+        if self.rank_n is None:
+            return None
+        g = [int(x) for x in np.atleast_1d(gammas)]
+        depth = max(max(self.tree(x).levels for x in g), np.atleast_2d(self.rank_acceptance).shape[0])
+        dr = rank_draws(self.rank_acceptance, self.rank_n, n, rng, depth)
+        return np.stack([expected_tokens_draws(self.tree(x), dr) for x in g], axis=1)
 
     def proposer_spec(self, target):
         return self.base.proposer_spec(target)

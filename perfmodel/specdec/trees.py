@@ -157,6 +157,50 @@ def best_tree(p, n: int, max_depth: int | None = None) -> Tree:
     return Tree(tuple(parent), tuple(rank))
 
 
+def rank_draws(p, n_eff, n: int, rng, depth: int | None = None) -> np.ndarray:
+    """(n, depth, K) draws of the rank acceptance: each depth's row (p_0..p_{K−1}, none) from a
+    Dirichlet of n_eff[d]·row + ½ (Jeffreys) — the uncertainty of a row measured on n_eff[d] effective
+    paths (calibration.replay.depth_rank_effective_n). Depths beyond n_eff repeat its last entry.
+    Key assumption: depths are drawn independently — a prompt effect that moves every depth together
+    is carried only through the clustered (smaller) n_eff of each row."""
+    a = rank_matrix(p, depth or np.atleast_2d(p).shape[0])
+    m = np.asarray(n_eff, dtype=float)
+    m = np.concatenate([m, np.full(max(a.shape[0] - m.size, 0), m[-1])])[:a.shape[0]]
+    out = np.empty((n, a.shape[0], a.shape[1]))
+    for d, row in enumerate(a):
+        conc = m[d] * np.append(row, max(1.0 - row.sum(), 0.0)) + 0.5
+        out[:, d] = rng.dirichlet(conc, n)[:, :-1]
+    return out
+
+
+def expected_tokens_draws(tree: Tree, draws: np.ndarray) -> np.ndarray:
+    """(n,) expected tokens per iteration of `tree` under each (depth, K) draw of `draws` — the same
+    sum as expected_tokens, vectorised over draws."""
+    n, D, K = draws.shape
+    reach = np.empty((n, tree.size))
+    for j, (par, r, d) in enumerate(zip(tree.parent, tree.rank, tree.depth)):
+        pr = draws[:, min(d, D) - 1, r] if r < K else np.zeros(n)
+        reach[:, j] = pr if par < 0 else reach[:, par] * pr
+    return 1.0 + reach.sum(axis=1)
+
+
+def read_tree_acceptance(path) -> tuple[tuple, tuple | None]:
+    """(rows, effective paths per depth or None) from a tree acceptance document; the counts
+    ('rank_acceptance_n', written by `specperf calibrate agreement`) give the rows an interval."""
+    rows = read_rank_acceptance(path)
+    n = read_json(path, "tree acceptance file").get("rank_acceptance_n")
+    if n is None:
+        return rows, None
+    try:
+        m = tuple(float(x) for x in n)
+    except (TypeError, ValueError):
+        m = ()
+    if not m or not all(np.isfinite(x) and x >= 0 for x in m):
+        raise SpecError(f"tree acceptance file {str(path)!r}: 'rank_acceptance_n' must be a list of effective "
+                        "path counts ≥ 0, one per depth")
+    return rows, m
+
+
 def read_rank_acceptance(path) -> tuple:
     """Rows per depth of per-rank acceptance from a JSON document {"rank_acceptance": [[…], …], "source": …}."""
     doc = read_json(path, "tree acceptance file")

@@ -110,6 +110,13 @@ def tokens_from_draws(ab: np.ndarray, gammas) -> np.ndarray:
     return cum[:, np.asarray(gammas, dtype=int)]
 
 
+def tree_draws(method, gammas, n: int, rng):
+    """(n, G) tokens per iteration of a TokenTree under its rank acceptance's Dirichlet draws, or None
+    (no method, or rank acceptance without counts)."""
+    f = getattr(method, "tokens_draws", None)
+    return None if f is None else f(gammas, n, rng)
+
+
 def role_factors(roles: dict, n: int, rng) -> dict:
     """{role: (n,) multiplicative factor}: one standard normal per source kind (sorted; the stream
     kind_factors draws), shared by every role of that kind — one profile errs one way — each role
@@ -145,8 +152,10 @@ class Uncertainty:
     notes: tuple = ()
 
 
-def propagate(p, acc, n: int = N_DRAWS, seed: int = 0, level: float = LEVEL, return_samples: bool = False):
-    """Monte Carlo over a Prediction `p` (from specdec.predict) and its AcceptanceModel `acc`."""
+def propagate(p, acc, n: int = N_DRAWS, seed: int = 0, level: float = LEVEL, return_samples: bool = False,
+              method=None):
+    """Monte Carlo over a Prediction `p` (from specdec.predict) and its AcceptanceModel `acc`; `method`:
+    the SpeculationMethod behind `p` (a TokenTree with counts gives the tree's tokens an interval)."""
     rng = np.random.default_rng(seed)
     fb = fallback_band(p.mode)
     roles, notes = {}, []
@@ -159,9 +168,13 @@ def propagate(p, acc, n: int = N_DRAWS, seed: int = 0, level: float = LEVEL, ret
     if note:
         notes.append(note)
     tpi = tokens_from_draws(ab, p.gamma)[:, None, None, :]
-    if getattr(p, "method", "").endswith("_tree"):  # rank acceptance has no interval (the draws above keep the stream)
-        tpi = np.asarray(p.tokens_per_iteration)[None]
-        notes.append("token-tree acceptance (per depth and rank) has no interval: taken as exact")
+    if getattr(p, "method", "").endswith("_tree"):  # the draws above keep the stream either way
+        td = tree_draws(method, p.gamma, n, rng)
+        if td is None:
+            tpi = np.asarray(p.tokens_per_iteration)[None]
+            notes.append("token-tree acceptance (per depth and rank) has no interval: taken as exact")
+        else:
+            tpi = td[:, None, None, :]
     fd, ft, fo = (f[r][:, None, None, None] for r in ("draft", "target", "overhead"))
     B = p.batch[None, :, None, None]
     it = iteration_time_s(p.proposal[None] * fd, np.asarray(p.draft_catchup_s)[None] * fd,
