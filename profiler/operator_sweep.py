@@ -58,6 +58,9 @@ class OpGrid:
     eager_gemm: tuple  # (N, K) pairs timed eagerly
     eager_widths: tuple
     eager_attention: tuple  # (batch_heads, queries, kv_len, head_dim)
+    verify_tokens: tuple = ()  # attention_verify (engine kernels only): new tokens n > 1 ...
+    verify_groups: tuple = ()  # ... query heads per KV head
+    verify_batch_heads: tuple = ()  # ... batch × KV heads (kv_lens, head_dims as attention)
     gemm_bias: bool = True  # graph-mode bias GEMMs (the default grid leaves them out: cuBLAS fuses the
     # bias into the GEMM's epilogue, and their eager rows still give the host cost of a bias GEMM)
 
@@ -69,11 +72,14 @@ GRIDS = {
                       queries_gqa=(2, 4, 8, 16, 32, 64, 128), kv_lens=nodes(128, 8192, half=False),
                       head_dims=(64, 128), max_cache_elems=2 ** 29, eager_tokens=(1, 64),
                       eager_gemm=((256, 256), (4096, 4096)), eager_widths=(256, 4096),
-                      eager_attention=((1, 1, 128, 128), (32, 4, 2048, 128)), gemm_bias=False),
+                      eager_attention=((1, 1, 128, 128), (32, 4, 2048, 128)), gemm_bias=False,
+                      verify_tokens=(2, 5, 8), verify_groups=(2, 4, 8),
+                      verify_batch_heads=(1, 4, 16, 64, 256, 1024)),
     "tiny": OpGrid(tokens=(1, 4), gemm_n=(64, 128), gemm_k=(64, 128), max_ratio=16, head_n=128,
                    widths=(64, 128), batch_heads=(1, 4), queries_mha=(1, 2), queries_gqa=(2, 4),
                    kv_lens=(32, 64), head_dims=(32,), max_cache_elems=2 ** 20, eager_tokens=(1,),
-                   eager_gemm=((64, 64),), eager_widths=(64,), eager_attention=((1, 1, 32, 32),)),
+                   eager_gemm=((64, 64),), eager_widths=(64,), eager_attention=((1, 1, 32, 32),),
+                   verify_tokens=(2,), verify_groups=(2,), verify_batch_heads=(1, 4)),
 }
 SMALL_OPS = ("rmsnorm", "layernorm", "add", "silu_mul", "relu", "rope", "kv_write", "embed")
 
@@ -99,6 +105,13 @@ def points(grid: OpGrid, modes=("graph", "eager"), ops=None):
                 if 2 * bh * (L + 16) * hd <= grid.max_cache_elems:
                     out.append((_level((i, j, k)), op, "graph",
                                 dict(z, batch_heads=bh, queries=q, kv_len=L, head_dim=hd)))
+        if attention.engine():  # grouped verification: measured, not composed (engine kernels only)
+            for (i, n), (j, g), (k, bh), (m, L), hd in itertools.product(
+                    enumerate(grid.verify_tokens), enumerate(grid.verify_groups), enumerate(grid.verify_batch_heads),
+                    enumerate(grid.kv_lens[::2]), grid.head_dims):
+                if 2 * bh * (L + 16) * hd <= grid.max_cache_elems:
+                    out.append((_level((i, j, k, m)), "attention_verify", "graph",
+                                dict(z, tokens=n, batch_heads=bh, queries=g, kv_len=L, head_dim=hd)))
         for op in ("gemm", "gemm_bias") if grid.gemm_bias else ("gemm",):
             for (i, m), (j, n), (k, kk) in itertools.product(enumerate(grid.tokens), enumerate(grid.gemm_n),
                                                              enumerate(grid.gemm_k)):
@@ -119,6 +132,9 @@ def points(grid: OpGrid, modes=("graph", "eager"), ops=None):
             for op in ("attention", "attention_gqa"):
                 out.append((0, op, "eager", dict(z, batch_heads=bh, queries=max(q, 2) if op.endswith("gqa") else q,
                                                  kv_len=L, head_dim=hd)))
+            if attention.engine() and grid.verify_tokens:
+                out.append((0, "attention_verify", "eager", dict(z, tokens=grid.verify_tokens[0], batch_heads=bh,
+                                                                 queries=grid.verify_groups[0], kv_len=L, head_dim=hd)))
     if ops:
         out = [p for p in out if p[1] in ops]
     order = {"graph": 0, "eager": 1}

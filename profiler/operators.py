@@ -126,6 +126,27 @@ def attention(pool, batch_heads, queries, kv_len, head_dim, gqa, dtype, device):
     return fn, calls, copies
 
 
+def attention_verify(pool, new_tokens, batch_kv, group, kv_len, head_dim, dtype, device):
+    """Grouped-query verification as DecoderLayer.attention runs it with engine kernels: q [b, n, KV·group,
+    hd] (a transposed view) against exactly kv_len cached keys of KV heads, native GQA, lower-right
+    causal, through profiler.attention's chosen backend."""
+    b, kv, _, _ = attention_dims(batch_kv, 1, False)
+    n, H, hd, L = new_tokens, kv * group, head_dim, kv_len
+    copies = copies_for_bytes(2 * b * kv * (L + 16) * hd * pool.buf.element_size(), device)
+    calls = max(copies, MIN_STACK) if _cuda(device) else 1
+    caches = [(pool.view((b, kv, L + 16, hd), 2 * i), pool.view((b, kv, L + 16, hd), 2 * i + 1))
+              for i in range(copies)]
+    q = _randn((b, n, H, hd), dtype, device)
+
+    def fn():
+        y = None
+        for i in range(calls):
+            ck, cv = caches[i % copies]
+            y = attention_kernels.engine_sdpa(q.transpose(1, 2), ck[:b, :, :L], cv[:b, :, :L])
+        return y
+    return fn, calls, copies
+
+
 def _heads(width: int):
     hd = min(128, width)
     return max(1, width // hd), hd
@@ -213,6 +234,9 @@ def build(op: str, sizes: dict, pool, dtype, device):
                          op == "attention_gqa", dtype, device)
     if op == "kv_write":
         return kv_write(pool, sizes["tokens"], sizes["n"], dtype, device)
+    if op == "attention_verify":
+        return attention_verify(pool, sizes["tokens"], sizes["batch_heads"], sizes["queries"], sizes["kv_len"],
+                                sizes["head_dim"], dtype, device)
     return _small(op, sizes["tokens"], max(sizes["n"], 1), dtype, device, pool)
 
 
@@ -222,6 +246,9 @@ def pool_elems_needed(op: str, sizes: dict) -> int:
         return sizes["n"] * sizes["k"]
     if op in ("attention", "attention_gqa"):
         b, kv, _, _ = attention_dims(sizes["batch_heads"], sizes["queries"], op == "attention_gqa")
+        return 2 * b * kv * (sizes["kv_len"] + 16) * sizes["head_dim"]
+    if op == "attention_verify":
+        b, kv, _, _ = attention_dims(sizes["batch_heads"], 1, False)
         return 2 * b * kv * (sizes["kv_len"] + 16) * sizes["head_dim"]
     if op == "kv_write":
         kvh, hd = _heads(sizes["n"])

@@ -21,6 +21,9 @@ def planted(op, *s):
     if op.startswith("gemm"):
         m, n, k = s
         return 3e-6 + 2 * n * k / 4e12 + 2 * m * n * k / 6e14 + (1e-6 if op == "gemm_bias" else 0)
+    if op == "attention_verify":
+        n, bkv, grp, L, hd = s
+        return 15e-6 + 4 * bkv * L * hd / 4e12 * (1 + grp * n / 16)
     if op.startswith("attention"):
         bh, q, L, hd = s
         return (8e-6 if op == "attention" else 12e-6) + 4 * bh * L * hd / 4e12 * (1 + q / 64)
@@ -36,7 +39,8 @@ def planted_table(path, ops=tuple(AXES)):
              ("tokens", "n", "k"): [[1, 4, 16, 64, 256], [256, 1024, 4096, 16384, 65536, 131072],
                                     [256, 1024, 4096, 16384, 65536]],
              ("batch_heads", "queries", "kv_len", "head_dim"): [[1, 4, 16, 64, 256], [1, 2, 4, 8, 16, 64],
-                                                                [128, 512, 2048, 8192], [64, 128]]}
+                                                                [128, 512, 2048, 8192], [64, 128]],
+             AXES["attention_verify"]: [[2, 5, 8], [1, 4, 16, 64, 256], [2, 4, 8], [128, 512, 2048, 8192], [64, 128]]}
     for op in ops:
         import itertools
 
@@ -274,3 +278,29 @@ def test_operator_profile_retimes_layout_dependent_rows_on_resume(tmp_path):
     assert t2.meta["layer_layout"] == "per-forward-step"
     assert [r["median_s"] for r in t2.rows if r["op"] == "add"] == adds  # kept, not re-timed
     assert sum(r["op"] in ("rope", "kv_write") for r in t2.rows) == n_rope
+
+
+def test_engine_table_prices_grouped_verification_from_its_measured_operator(tmp_path):
+    """Engine kernels: a grouped layer's attention at n > 1 new tokens is the measured attention_verify
+    (planted law recovered on and between nodes); one new token stays folded decode (attention_gqa);
+    without attention_verify rows it is composed from per-head attention as before."""
+    path = planted_table(tmp_path / "ops.csv")
+    t = OperatorTable.load(path)
+    t.meta["kernels"] = "engine"
+    t.save(path)
+    prov = OperatorLatency(path, HW)
+    spec = resolve_model("llama-3.1-8b")  # 32 query / 8 KV heads: group 4
+    b, n, c = np.array([1, 8, 32, 4]), np.array([5, 5, 1, 3]), np.array([512, 2000, 2048, 600])
+    ops = prov.layer_ops(spec, b, n, c)
+    att = [o for o in ops if o[0] == "attention_grouped"]
+    assert len(att) == 1
+    got = prov.op_s(*att[0])
+    L = c + n
+    want = np.where(n > 1, planted("attention_verify", n, b * 8, 4, L, 128), planted("attention_gqa", b * 8, 4 * n, L, 128))
+    assert np.allclose(got[:3], want[:3], rtol=1e-6)
+    assert np.isclose(got[3], want[3], rtol=0.05)  # n = 3, L = 603: between nodes
+    assert np.allclose(prov.layer_s(spec, b, n, c), sum(np.asarray(prov.op_s(*o)) for o in ops), rtol=1e-9)
+    t.rows = [r for r in t.rows if r["op"] != "attention_verify"]
+    t.save(path)
+    old = OperatorLatency(path, HW)
+    assert np.allclose(old.op_s(*att[0])[:1], planted("attention", 8 * 4, 5, 517, 128), rtol=1e-6)

@@ -6,6 +6,9 @@ median, p10 and p90 seconds; unused size columns hold 0. Sizes by operator:
   gemm, gemm_bias   tokens M × n (output features N) × k (input features K)
   attention         batch_heads = batch × KV heads, queries = query rows per KV head
   attention_gqa       (n new tokens, × the group size H/KV for _gqa), kv_len = keys attended, head_dim
+  attention_verify  grouped-query verification (engine kernels, n > 1 new tokens, native GQA, lower-right
+                    causal): tokens = new tokens n, batch_heads = batch × KV heads, queries = group size
+                    H/KV, kv_len, head_dim
   rmsnorm, layernorm, add, silu_mul, relu, rope, kv_write, embed   tokens × n (= width)
   launch            one kernel on one element (eager: the host's launch cost)
 Metadata (GPU, driver, torch/CUDA, date, grid, timing method, fitted glue) live in a JSON sidecar
@@ -22,7 +25,7 @@ from perfmodel.latency.table import RowTable, write_meta, write_rows_csv
 from perfmodel.specs.models import SpecError
 
 SCHEMA_VERSION = 1
-OPS = ("gemm", "gemm_bias", "attention", "attention_gqa", "rmsnorm", "layernorm", "add", "silu_mul",
+OPS = ("gemm", "gemm_bias", "attention", "attention_gqa", "attention_verify", "rmsnorm", "layernorm", "add", "silu_mul",
        "relu", "rope", "kv_write", "embed", "launch")
 SIZE_COLS = ("tokens", "n", "k", "batch_heads", "queries", "kv_len", "head_dim")
 COLUMNS = ("gpu", "op", "mode", "dtype") + SIZE_COLS + ("copies", "median_s", "p10_s", "p90_s",
@@ -31,6 +34,7 @@ COLUMNS = ("gpu", "op", "mode", "dtype") + SIZE_COLS + ("copies", "median_s", "p
 AXES = {"gemm": ("tokens", "n", "k"), "gemm_bias": ("tokens", "n", "k"),
         "attention": ("batch_heads", "queries", "kv_len", "head_dim"),
         "attention_gqa": ("batch_heads", "queries", "kv_len", "head_dim"),
+        "attention_verify": ("tokens", "batch_heads", "queries", "kv_len", "head_dim"),
         "launch": ("tokens",)}
 for _op in ("rmsnorm", "layernorm", "add", "silu_mul", "relu", "rope", "kv_write", "embed"):
     AXES[_op] = ("tokens", "n")

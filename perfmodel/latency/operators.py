@@ -7,7 +7,7 @@ GEMM (+bias), RoPE on q and k, the KV-cache write (tables of layout `per-forward
 the cos/sin rows are built once per forward and priced with the head, as the engines do), attention (grouped when H > KV) over
 kv_aligned(context + new tokens) keys (a table timed with profiler.attention's engine kernels,
 metadata `kernels`: exactly context + new tokens keys, and grouped verification priced per query
-head, as SDPA's native-GQA lower-right kernels run it — `attention_verify`), o-proj, gate/up GEMM, SiLU·mul or ReLU, down GEMM, two
+head, as SDPA's native-GQA lower-right kernels run it: the measured `attention_verify` operator, in older tables composed from per-head attention), o-proj, gate/up GEMM, SiLU·mul or ReLU, down GEMM, two
 residual adds. Under CUDA graphs the layer takes G = Σ operator times (each timed alone as a graph
 of stacked copies) times a fitted glue factor plus a fitted constant (the bare sum falls short of
 the layer: views, splits and inter-kernel gaps). In eager mode the host issues every kernel, so the layer takes the
@@ -53,6 +53,9 @@ def work(op: str, *sizes, elem_bytes: int = 2):
     if op in ("attention", "attention_gqa"):
         bh, q, L, hd = (np.asarray(x, dtype=float) for x in sizes)
         return elem_bytes * 2 * bh * L * hd, 4.0 * bh * q * L * hd
+    if op == "attention_verify":
+        n, bkv, grp, L, hd = (np.asarray(x, dtype=float) for x in sizes)
+        return elem_bytes * 2 * bkv * L * hd, 4.0 * bkv * grp * n * L * hd
     if op == "launch":
         return 0.0, 0.0
     m, w = (np.asarray(x, dtype=float) for x in sizes)
@@ -175,13 +178,14 @@ class OperatorLatency:
         return self.kernels in ("engine", "packed")
 
     def op_s(self, op: str, *sizes, mode: str = "graph"):
-        if op == "attention_verify":  # engine kernels, grouped queries: (batch×KV, group, n, L, hd)
+        if op == "attention_grouped":  # engine kernels, grouped queries: (batch×KV, group, n, L, hd)
             bkv, grp, n, L, hd = sizes
-            # one new token: the group's heads folded into one query block per KV head (as profiled);
-            # n > 1: SDPA's native-GQA lower-right causal kernels process each query head on its own
-            # (scripts/attention_bench.py: causal flash at H query / KV heads costs what H KV heads do)
-            return np.where(np.asarray(n) > 1, self.op_s("attention", bkv * grp, n, L, hd, mode=mode),
-                            self.op_s("attention_gqa", bkv, grp * n, L, hd, mode=mode))
+            many = np.asarray(n) > 1
+            one = self.op_s("attention_gqa", bkv, grp * n, L, hd, mode=mode)  # decode: heads folded, as profiled
+            if self.grid("attention_verify", mode) is not None:  # n > 1 measured (native GQA, lower-right)
+                return np.where(many, self.op_s("attention_verify", np.maximum(n, 2), bkv, grp, L, hd, mode=mode), one)
+            # older tables: n > 1 priced as H = KV·group separate heads (what causal flash costs)
+            return np.where(many, self.op_s("attention", bkv * grp, n, L, hd, mode=mode), one)
         g = self.grid(op, mode)
         if g is None and op == "gemm_bias":  # bias not swept (yet): cuBLAS fuses it in the epilogue
             g = self.grid("gemm", mode)
@@ -210,8 +214,8 @@ class OperatorLatency:
 
     def host_s(self, op: str) -> float:
         """Host launch cost of one call of `op` in eager mode: its eager time at its smallest size."""
-        if op == "attention_verify":
-            op = "attention_gqa"
+        if op == "attention_grouped":
+            op = "attention_verify" if self._rows("attention_verify", "eager") else "attention_gqa"
         if op not in self._host:
             src = OperatorTable.load(self.host_path).ok_rows() if self.host_path else None
             rows = self._rows(op, "eager", src) or self._rows("launch", "eager", src)
@@ -239,7 +243,7 @@ class OperatorLatency:
         if not spec.learned_positions:
             ops += [("rope", M, H * hd), ("rope", M, KV * hd)]
         # `engine` verification runs each query head on its own; `packed` folds them as the grid does
-        attn = (("attention_verify", b * KV, grp, n, L, hd) if self.kernels == "engine" and grp > 1 else
+        attn = (("attention_grouped", b * KV, grp, n, L, hd) if self.kernels == "engine" and grp > 1 else
                 ("attention_gqa" if grp > 1 else "attention", b * KV, grp * n, L, hd))
         ops += [attn,
                 (lin, M, d, H * hd), ("add", M, d), (norm, M, d), (lin, M, n_up * ff, d),
