@@ -2,7 +2,14 @@
 answer (γ*, speedup, its 90 % range, P(best), P>draft, where α came from) first, components below."""
 from __future__ import annotations
 
-from .optimize_cmds import _p, _x
+
+
+def _p(v) -> str:
+    return "–" if v is None else f"{v:.2f}"
+
+
+def _x(v) -> str:
+    return "–" if v is None else f"{v:.2f}×"
 
 
 def render_methods(con, sec: dict, wide: bool, escape) -> None:

@@ -48,8 +48,9 @@ Format = Annotated[str, typer.Option("--format", help="table (default: fits the 
                                                        "row, for spreadsheets) or json (the same as --json).")]
 Wide = Annotated[bool, typer.Option("--wide", help="Every column in one table, however wide (default: the answer's "
                                                    "columns first, the others stacked below to fit the terminal).")]
-Method = Annotated[str, typer.Option(help="Speculation method: draft (a separate draft model), eagle, eagle3, mtp, medusa, "
-                                           "ngram; optimize takes a comma list and ranks them side by side.")]
+Method = Annotated[str, typer.Option(help="Speculation method: draft (a separate draft model) or a registered proposer "
+                                           "(e.g. eagle, eagle3, mtp, ngram; a wrong name lists them all); optimize "
+                                           "takes a comma list and ranks them side by side.")]
 Tree = Annotated[Optional[str], typer.Option(help="Token tree: JSON with 'rank_acceptance' (rows per depth of P(rank-k child "
                                                   "accepted)); γ becomes the tree's token count.")]
 TreeDepth = Annotated[Optional[int], typer.Option(help="Token tree: at most this many levels (default: as many as tokens).")]

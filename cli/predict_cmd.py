@@ -154,7 +154,7 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
         raise UsageError(f"method={name!r} takes acceptance from traces only: give --acceptance FILE "
                          "(from specperf calibrate acceptance), not --alpha", value=name, allowed="--acceptance FILE")
     if target is None or (draft is None and name == "draft"):
-        raise UsageError("--target and --draft are required (or --method eagle|eagle3|mtp|medusa|ngram without "
+        raise UsageError("--target and --draft are required (or --method NAME, e.g. eagle3 or ngram, without "
                          "--draft, or --cost-ratio with --alpha)")
     modes = o.modes(mode)
     batches, contexts = o.batch_context(batch, context)

@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
     def serve_sim(
         target: o.Target = None,
         draft: o.Draft = None,
-        method: Annotated[str, typer.Option(help="Speculation method: draft, eagle, eagle3, mtp, medusa or ngram (as predict).")] = "draft",
+        method: Annotated[str, typer.Option(help="Speculation method: draft or a registered proposer (as predict --method).")] = "draft",
         gpu: o.Gpu = "h100-sxm",
         tp: o.Tp = 1,
         dtype: o.Dtype = "fp16",

@@ -29,7 +29,20 @@ VLLM_SPECULATIVE_CONFIG = {
     "prompt_lookup_min": (int, None, 1),
     "num_speculative_tokens_per_batch_size": (list, None, None),  # [(start, end, γ)], dynamic SD (0.32)
 }
-METHODS_WITH_MODEL = ("draft_model", "eagle", "eagle3", "medusa")  # a checkpoint path is required
+METHODS_WITH_MODEL = ("draft_model",)  # a checkpoint path is required; with_model() adds the registry's
+
+
+def with_model() -> tuple:
+    """vLLM method names that need a checkpoint: the draft model and every registered method whose
+    engine_config says needs_checkpoint (read from perfmodel.specdec.registry, so a new method adds none here)."""
+    from perfmodel.specdec.registry import METHODS, make_method
+
+    out = list(METHODS_WITH_MODEL)
+    for k in METHODS:
+        ec = make_method(k).engine_config(None, 1, 1) if k != "draft_model" else {}
+        if ec.get("needs_checkpoint"):
+            out.append(ec["vllm"]["method"])
+    return tuple(out)
 SGLANG_ARGS = {
     "--model-path": (str, None, None),
     "--tp-size": (int, None, 1),
@@ -112,10 +125,11 @@ def validate_export(doc: dict) -> list[str]:
     if engine == "vllm":
         probs = _fields(cfg, VLLM_SPECULATIVE_CONFIG, "vllm --speculative-config")
         method = cfg.get("method", "draft_model")
-        need = ("num_speculative_tokens",) + (("model",) if method in METHODS_WITH_MODEL else ())
+        models = with_model()
+        need = ("num_speculative_tokens",) + (("model",) if method in models else ())
         need += ("prompt_lookup_max",) if method == "ngram" else ()  # "required when method is set to ngram"
         probs += [f"vllm --speculative-config: {k!r} is required" for k in need if k not in cfg]
-        if method in METHODS_WITH_MODEL and "model" in cfg and not cfg.get("model"):
+        if method in models and "model" in cfg and not cfg.get("model"):
             probs.append(f"vllm --speculative-config: method {method} needs a model path")
         return probs + _schedule(cfg)
     if engine == "sglang":

@@ -1,5 +1,5 @@
 """The speculation methods by name: the one list the command line, predict, optimize and the
-exports read (`--method draft|eagle|eagle3|mtp|medusa|ngram`). Adding a method = its module
+exports read (`--method draft|eagle|…`). Adding a method = its module
 (implementing perfmodel.specdec.methods.SpeculationMethod) + one line here.
 
 Key assumption: a name maps to one factory taking keyword arguments (draft=… for the draft model).
