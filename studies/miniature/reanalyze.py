@@ -246,6 +246,24 @@ def second_finding(fam, prompts, z) -> dict:
                 "spearman_by_recipe": rho, "perplexity_range": {rec: [min(r["perplexity"] for r in rs if r["recipe"] == rec),
                                                                       max(r["perplexity"] for r in rs if r["recipe"] == rec)]
                                                                 for rec in ("scratch", "distill")}}
+    shapes = sorted({r["shape"] for r in rows})
+    if len(rows) >= 6 and len(shapes) >= 2 and len({r["recipe"] for r in rows}) >= 2:
+        # every draft at once: logit α on ln perplexity, a distilled indicator and one indicator per
+        # shape but the first — the recipe and the shape at matched perplexity, both with t intervals
+        names = ["intercept", "log_perplexity", "distill"] + [f"shape:{sh}" for sh in shapes[1:]]
+        X = np.column_stack([np.ones(len(rows)), [math.log(r["perplexity"]) for r in rows],
+                             [r["recipe"] == "distill" for r in rows]]
+                            + [[r["shape"] == sh for r in rows] for sh in shapes[1:]]).astype(float)
+        dof = len(rows) - X.shape[1]
+        for key in ("alpha_greedy", "alpha_t1"):
+            a = np.clip([r[key] for r in rows], 1e-4, 1 - 1e-4)
+            y = np.log(a / (1 - a))
+            b, *_ = np.linalg.lstsq(X, y, rcond=None)
+            s2 = float(np.sum((y - X @ b) ** 2) / dof) if dof > 0 else float("nan")
+            se = np.sqrt(np.diag(s2 * np.linalg.pinv(X.T @ X))) if dof > 0 else np.full(len(b), np.nan)
+            t = float(stats.t.ppf(0.975, dof)) if dof > 0 else float("nan")
+            out.setdefault("pooled", {"baseline_shape": shapes[0], "n": len(rows)})[key] = {
+                nm: {"coef": float(b[i]), "ci95": [float(b[i] - t * se[i]), float(b[i] + t * se[i])]} for i, nm in enumerate(names)}
     return out
 
 
