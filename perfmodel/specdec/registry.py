@@ -11,11 +11,13 @@ from functools import partial
 from perfmodel.specdec.draft_model import DraftModel
 from perfmodel.specdec.heads import MedusaHeads, head_method
 from perfmodel.specdec.methods import SpeculationMethod
+from perfmodel.specdec.mlp_speculator import MLPSpeculator
 from perfmodel.specdec.ngram import NgramLookup
 from perfmodel.specs.models import SpecError
 
 METHODS = {"draft_model": DraftModel, "eagle": partial(head_method, "eagle"), "eagle3": partial(head_method, "eagle3"),
-           "mtp": partial(head_method, "mtp"), "medusa": MedusaHeads, "ngram": NgramLookup}
+           "mtp": partial(head_method, "mtp"), "medusa": MedusaHeads, "ngram": NgramLookup,
+           "mlp_speculator": MLPSpeculator}
 ALIASES = {"draft": "draft_model"}  # --method draft (the short form on the command line)
 NAMES = ("draft", *list(METHODS)[1:])  # as the command line spells them
 
