@@ -95,3 +95,23 @@ def test_rerun1_heldout_prompt_coverage_of_the_90_interval():
     assert res["coverage_pooled"] >= 0.83  # 40 splits: a looser bound than the 200-split figure
     out = coverage(data, splits=40, gammas=(4,), exclude=("modeling_mt5.py@13915",))
     assert out["prompts"] == 83 and out["coverage_pooled"] > res["coverage_by_gamma"]["4"]
+
+
+def test_rerun1_hf_assisted_generation_is_the_agreement_record_under_its_protocol():
+    """HF assisted generation (NVIDIA H100, run 1) made exactly as many target forwards as the set-B
+    greedy agreement record of the same prompts replayed under HF's protocol (drafts capped by the
+    tokens left, prefill as the first verification) — for every draft and γ."""
+    from pathlib import Path
+
+    from studies.miniature.reanalyze import hf_protocol, load
+
+    data = Path(__file__).resolve().parents[1] / "studies" / "miniature" / "rerun" / "run1" / "data"
+    recs, prompts, z = load(data)
+    ib = {p["id"]: i for i, p in enumerate(q for q in prompts if q["set"] == "B")}
+    runs = [r for r in recs["hf"]["runs"] if r["draft"] != "none"]
+    assert len(runs) == 6
+    for r in runs:
+        gm = z[f"{r['draft']}/B/greedy/greedy_match"]
+        ex = [hf_protocol(gm[ib[pid]], r["gamma"], r["new_tokens"]) for pid in r["prompt_ids"]]
+        assert sum(t for t, _ in ex) == r["tokens"] and sum(f for _, f in ex) == r["target_forwards"]
+    assert hf_protocol([1, 1, 1, 1, 1, 1, 1, 1], 4, 8) == (8, 2) and hf_protocol([0] * 8, 2, 5) == (5, 5)

@@ -39,15 +39,17 @@ def load(data: Path):
     return recs, prompts, np.load(data / "agreement.npz")
 
 
-def record(z, prompts, draft: str, s: str, kind: str, upto: int | None = None, weights: dict | None = None):
+def record(z, prompts, draft: str, s: str, kind: str, upto: int | None = None, weights: dict | None = None,
+           only=None):
     """The agreement record of one draft × prompt set × kind (greedy | sampling), optionally cut to
     its first `upto` generated tokens; `weights` {domain: copies}: each prompt of a domain repeated
-    that many times (a workload's domain mix, for the pooled replay)."""
+    that many times (a workload's domain mix, for the pooled replay); `only`: these prompt ids alone."""
     from calibration.agreement import make_record
 
     ps = [p for p in prompts if p["set"] == s]
     cols = [z[f"{draft}/{s}/{kind}/{c}"][:, :upto] for c in ("greedy_match", "draft_rank", "accept_prob")]
-    idx = [(i, c) for i, p in enumerate(ps) for c in range((weights or {}).get(p["domain"], 1 if weights is None else 0))]
+    idx = [(i, c) for i, p in enumerate(ps) if only is None or p["id"] in only
+           for c in range((weights or {}).get(p["domain"], 1 if weights is None else 0))]
     ps, cols = [dict(ps[i], id=f"{ps[i]['id']}#{c}") for i, c in idx], [x[[i for i, _ in idx]] for x in cols]
     return make_record([p["id"] for p in ps], [p["domain"] for p in ps], list(cols[0]), list(cols[1].astype(np.int64)),
                        list(cols[2].astype(float)) if kind == "sampling" else None,
@@ -164,6 +166,21 @@ def target_alone(fam, recs, profile, gpu, dtype, derived, loops) -> dict | None:
             "error_pct": _pct(p["predicted_tok_s"], r["measured_tok_s"])}
 
 
+def hf_protocol(match, gamma: int, new_tokens: int) -> tuple[int, int]:
+    """(tokens, target forwards) of greedy assisted generation as transformers runs it, from one prompt's
+    greedy agreement row: each iteration proposes min(γ, tokens still to make − 1) drafts, accepts the
+    leading matches and emits them + 1, until `new_tokens`; the prefill is the first verification."""
+    made = forwards = 0
+    while made < new_tokens:
+        k = min(gamma, new_tokens - made - 1)
+        acc = 0
+        while acc < k and made + acc < len(match) and match[made + acc]:
+            acc += 1
+        made += acc + 1
+        forwards += 1
+    return made, forwards
+
+
 def hf_rows(fam, recs, prompts, z, profile, gpu, dtype, derived) -> list[dict]:
     """HF: latency corrected on 4 runs (the two drafts with both γ, first two timed drafts), the rest held out."""
     from calibration import replay as rp
@@ -205,6 +222,18 @@ def hf_rows(fam, recs, prompts, z, profile, gpu, dtype, derived) -> list[dict]:
         row["iteration_error_pct"] = _pct(row["predicted_iteration_s"], row["measured_iteration_s"])
         row["acceptance_only_error_pct"] = _pct(row["predicted_tokens_per_iteration"], row["measured_tokens_per_iteration"])
         row["domain_mix"] = json.dumps(mix)
+        if r.get("prompt_ids"):  # the same prompts' set-B record, HF's protocol: acceptance error from prompt choice vs from HF
+            recB = record(z, prompts, r["draft"], "B", "greedy", upto=r["new_tokens"] + r["gamma"], only=set(r["prompt_ids"]))
+            row["replayed_B_same_prompts_tokens_per_iteration"] = rp.replay(recB, r["gamma"]).tokens_per_iteration
+            row["hf_vs_same_prompts_replay_pct"] = _pct(row["measured_tokens_per_iteration"],
+                                                         row["replayed_B_same_prompts_tokens_per_iteration"])
+            ib = {p["id"]: i for i, p in enumerate(q for q in prompts if q["set"] == "B")}
+            gm = z[f"{r['draft']}/B/greedy/greedy_match"]
+            ex = [hf_protocol(gm[ib[pid]], r["gamma"], r["new_tokens"]) for pid in r["prompt_ids"]]
+            row["hf_protocol_replay_forwards"], row["target_forwards"] = int(sum(f for _, f in ex)), r["target_forwards"]
+            row["hf_forwards_equal_protocol_replay"] = row["hf_protocol_replay_forwards"] == r["target_forwards"]
+            if r.get("per_prompt"):  # run 2 on: prompt by prompt
+                row["hf_prompts_equal_protocol_replay"] = int(sum(f == pp[3] for (_, f), pp in zip(ex, r["per_prompt"])))
         out.append(row)
     return out
 
@@ -301,6 +330,12 @@ def main(argv=None) -> int:
                "replay_equals_loop_prompts": [sum(r["replay_B_equals_loop_prompts"] for r in loops), sum(r["prompts"] for r in loops)],
                "hf_heldout_median_abs_error_pct": med([r["error_pct"] for r in hf if not r["in_fit"]]),
                "hf_fit_median_abs_error_pct": med([r["error_pct"] for r in hf if r["in_fit"]]),
+               "hf_prompts": hf[0]["prompts"] if hf else 0,
+               "hf_errors_pct": {f"{r['draft']} γ={r['gamma']}{'' if r['in_fit'] else ' (held out)'}": round(r["error_pct"], 2) for r in hf},
+               "hf_acceptance_only_errors_pct": [round(r["acceptance_only_error_pct"], 2) for r in hf],
+               "hf_tokens_per_iteration_vs_same_prompts_replay_pct": [round(r.get("hf_vs_same_prompts_replay_pct", float("nan")), 2) for r in hf],
+               "hf_target_forwards_protocol_replay_vs_measured": [[r.get("hf_protocol_replay_forwards"), r["target_forwards"]] for r in hf],
+               "hf_prompts_equal_protocol_replay": [r.get("hf_prompts_equal_protocol_replay") for r in hf],
                "second_finding": second_finding(fam, prompts, z)}
     with (out / "results.csv").open("w", newline="") as f:
         cols = sorted({k for r in loops + hf for k in r})
