@@ -284,3 +284,57 @@ def test_serve_plot_draws_both_engines_with_bands(monkeypatch):
     lines = [t for t in fig.data if t.name == "no speculation"]
     assert len(lines) == 3 and all(len(t.x) == 9 for t in lines)  # three panels, nine rates
     assert "target_layer" in latency_sources(fig)
+
+
+def test_per_sequence_proposal_cost_is_charged_per_decoding_row():
+    import dataclasses
+
+    from perfmodel.serving.step import EngineOverhead
+
+    s, p, L, N, y = 0.02, 0.1, 41, 8, 0.0005
+    off = planted(lambda b: s, lambda b, g: 2 * s, gmax=3, prefill_s=p, k=lambda g: g + 1)
+    charged = dataclasses.replace(off, overhead=EngineOverhead(per_step_s=0.001, per_seq_s=0.0002, per_seq_proposal_s=y))
+    wl = Workload(LengthDist(16, 16), LengthDist(L, L), n_requests=N, users=N)
+    spec = simulate(wl.requests(), charged, EngineConfig(max_num_seqs=N, max_batched_tokens=4096), lambda b: 3, users=N)
+    assert np.allclose(spec.chunk_gaps_s, 2 * s + 0.001 + 0.0002 * N + 3 * y * N)
+
+
+def test_best_gamma_counts_the_engine_costs():
+    import dataclasses
+
+    from perfmodel.serving.step import EngineOverhead
+
+    # γ = 3 gives 4 tokens for 2 s of forwards: 2× without engine costs; a per-proposal cost of 1 s
+    # makes a γ = 3 step 5 s for 4 tokens (0.8 tokens/s a row), so speculation must turn off
+    tab = planted(lambda b: 1.0, lambda b, g: 1.0 + g / 3, gmax=3, k=lambda g: g + 1)
+    assert tab.best_gamma(1, 100.0) == 3
+    assert dataclasses.replace(tab, overhead=EngineOverhead(per_proposal_s=1.0)).best_gamma(1, 100.0) == 0
+
+
+def test_engine_costs_fit_recovers_planted_costs():
+    from calibration.engine_costs import BurstPoint, fit_engine_costs
+
+    a, b, c, d, g = 0.003, -0.0001, 0.0004, 0.00005, 3
+    pts = [BurstPoint(n, 0, 0.005 + 0.0002 * n + a + b * n, 0.005 + 0.0002 * n) for n in (1, 2, 4, 8, 16)]
+    pts += [BurstPoint(n, g, 0.01 + 0.0005 * n + a + b * n + g * (c + d * n), 0.01 + 0.0005 * n) for n in (1, 2, 4, 8, 16)]
+    f = fit_engine_costs(pts)
+    want = {"per_step_s": a, "per_seq_s": b, "per_proposal_s": c, "per_seq_proposal_s": d}
+    assert f.parameters == pytest.approx(want, abs=1e-12)
+    assert f.metrics["max_abs_rel"] < 1e-9
+    assert any("per_seq_s < 0" in n for n in f.notes)  # reported, not clamped
+    with pytest.raises(ValueError):
+        fit_engine_costs(pts[:1])
+
+
+def test_cli_serve_sim_seq_proposal_overhead_moves_the_spec_side_only():
+    base = ["serve-sim", "--target", "llama-13b", "--draft", "llama-7b:n_layers=2", "--alpha", "0.7", "--rate", "1",
+            "--gamma", "2", "--requests", "30", "--no-intervals", "--json"]
+    r0 = runner.invoke(app, base)
+    r1 = runner.invoke(app, base + ["--seq-proposal-overhead-ms", "1"])
+    assert r0.exit_code == 0 and r1.exit_code == 0, r1.output
+    d0, d1 = json.loads(r0.output), json.loads(r1.output)
+    assert d1["engine_overhead"]["per_seq_proposal_s"] == pytest.approx(1e-3)
+    assert d1["rows"][0]["off"]["tpot_p50_s"] == pytest.approx(d0["rows"][0]["off"]["tpot_p50_s"])
+    assert d1["rows"][0]["gamma"]["2"]["itl_p50_s"] > d0["rows"][0]["gamma"]["2"]["itl_p50_s"] + 1.5e-3
+    bad = runner.invoke(app, base[:-1] + ["--seq-proposal-overhead-ms", "-1"])
+    assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1

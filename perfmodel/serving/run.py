@@ -48,6 +48,7 @@ class ServeRequest:
     step_overhead_s: float = 0.0
     seq_overhead_s: float = 0.0
     proposal_overhead_s: float = 0.0
+    seq_proposal_overhead_s: float = 0.0
     intervals: bool = True
     seed: int = 0
 
@@ -78,7 +79,7 @@ def default_rates(off, prompt: LengthDist, output: LengthDist, engine: EngineCon
     """Request rates from light load to past the no-speculation engine's decode capacity (the full
     batch's tokens per second over the mean output length), geometric."""
     b = engine.max_num_seqs
-    cap = b / off.decode_s(b, prompt.mean + output.mean / 2, 0) / output.mean
+    cap = b / off.step_s(b, prompt.mean + output.mean / 2, 0, 0, 0.0) / output.mean
     return [float(f"{x:.3g}") for x in np.geomspace(0.05 * cap, 1.2 * cap, n)]
 
 
@@ -122,7 +123,8 @@ def run_serve(r: ServeRequest) -> dict:
         notes.append(f"draft vocab {drf.vocab} differs from target vocab {tgt.vocab}: engines need a shared tokenizer")
     engine = EngineConfig(r.max_num_seqs, r.max_batched_tokens, r.chunked_prefill)
     off, spec = tables_for(tgt, proposer, prov.target, prompt, output, engine, max(r.gammas), r.tp, r.mode,
-                           EngineOverhead(r.step_overhead_s, r.seq_overhead_s, r.proposal_overhead_s))
+                           EngineOverhead(r.step_overhead_s, r.seq_overhead_s, r.proposal_overhead_s,
+                                          r.seq_proposal_overhead_s))
     from perfmodel.specs.memory import memory_needed_bytes
 
     typical = int(prompt.mean + output.mean)
@@ -144,7 +146,8 @@ def run_serve(r: ServeRequest) -> dict:
     doc.update({"target": tgt.name, "draft": drf.name if drf else None, "method": key, "gpu": hw.name,
                 "tp": r.tp, "mode": r.mode, "gammas": list(r.gammas), "acceptance": acc.describe(),
                 "engine_overhead": {"per_step_s": r.step_overhead_s, "per_seq_s": r.seq_overhead_s,
-                                    "per_proposal_s": r.proposal_overhead_s},
+                                    "per_proposal_s": r.proposal_overhead_s,
+                                    "per_seq_proposal_s": r.seq_proposal_overhead_s},
                 "sources": spec.sources, "latency": getattr(prov.target, "name", "")})
     if not r.intervals:
         notes.append("--no-intervals: no latency-band intervals")

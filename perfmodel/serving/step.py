@@ -31,6 +31,14 @@ class EngineOverhead:
     per_step_s: float = 0.0
     per_seq_s: float = 0.0
     per_proposal_s: float = 0.0  # per proposal forward (γ per speculative step): engines prepare each
+    per_seq_proposal_s: float = 0.0  # per decoding sequence per proposal forward (the proposer's per-row work)
+
+    def step_s(self, n_seq: int, n_decode: int, gamma: int) -> tuple[float, float]:
+        """(target-side, proposer-side) engine cost of one step with n_seq scheduled sequences of
+        which n_decode decode at lookahead γ."""
+        spec = gamma if n_decode else 0
+        return (self.per_step_s + self.per_seq_s * n_seq,
+                spec * (self.per_proposal_s + self.per_seq_proposal_s * n_decode))
 
 
 @runtime_checkable
@@ -113,8 +121,8 @@ class StepTable:
 
     def step_s(self, n_decode, mean_context, gamma, prefill_tokens, prefill_context) -> float:
         n_seq = n_decode + (1 if prefill_tokens > 0 else 0)
-        fixed = self.scale_target * (self.overhead.per_step_s + self.overhead.per_seq_s * n_seq) + \
-            self.scale_propose * self.overhead.per_proposal_s * (gamma if n_decode else 0)
+        ft, fp = self.overhead.step_s(n_seq, n_decode, gamma)
+        fixed = self.scale_target * ft + self.scale_propose * fp
         if n_decode == 0:
             return fixed + self.prefill_s(prefill_tokens, prefill_context, alone=True) + \
                 self.scale_target * self._ctx(self.overhead0_s, prefill_context)
@@ -133,8 +141,9 @@ class StepTable:
         return np.where(g == 0, 1.0, self.proposer.tokens_per_iteration(np.maximum(g, 1)))
 
     def best_gamma(self, n: int, c: float) -> int:
-        """γ maximising expected tokens per second of a decode step at batch n, context c (0: off)."""
-        rates = [self.expected_tokens(g) / self.decode_s(n, c, int(g)) for g in self.gammas]
+        """γ maximising expected tokens per second of a decode step at batch n, context c (0: off),
+        the engine's own costs (EngineOverhead) included: they move with γ and batch too."""
+        rates = [self.expected_tokens(g) / self.step_s(n, c, int(g), 0, 0.0) for g in self.gammas]
         return int(self.gammas[int(np.argmax(rates))])
 
 

@@ -18,14 +18,25 @@ import urllib.request
 MAX_REQUESTS = 512  # a bound on one load run (2-core CI box: a run should take seconds, not hours)
 
 
-def one_request(url: str, model: str, prompt, max_tokens: int, t_start: float, timeout_s: float) -> dict:
-    """Stream one completion; times relative to t_start (the load's origin), in seconds."""
-    body = json.dumps({"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0,
-                       "ignore_eos": True, "stream": True,
-                       "stream_options": {"include_usage": True}}).encode()
-    req = urllib.request.Request(url + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
+def one_request(url: str, model: str, prompt, max_tokens: int, t_start: float, timeout_s: float,
+                stream: bool = True) -> dict:
+    """Stream one completion (or, `stream` False, read it whole: one response, no chunk times, so
+    the client's own work per token does not compete with the server); times relative to t_start
+    (the load's origin), in seconds."""
+    doc = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True,
+           "stream": stream}
+    if stream:
+        doc["stream_options"] = {"include_usage": True}
+    req = urllib.request.Request(url + "/v1/completions", data=json.dumps(doc).encode(),
+                                 headers={"Content-Type": "application/json"})
     sent = time.monotonic() - t_start
     chunks, usage = [], None
+    if not stream:
+        with urllib.request.urlopen(req, timeout=timeout_s) as r:
+            usage = json.load(r).get("usage")
+        return {"sent_s": sent, "first_s": None, "done_s": time.monotonic() - t_start, "chunks_s": [],
+                "prompt_tokens": usage and usage.get("prompt_tokens"),
+                "completion_tokens": usage and usage.get("completion_tokens")}
     with urllib.request.urlopen(req, timeout=timeout_s) as r:
         for raw in r:
             line = raw.decode().strip()
@@ -46,7 +57,7 @@ def one_request(url: str, model: str, prompt, max_tokens: int, t_start: float, t
 
 
 def run_load(url: str, model: str, prompts: list, max_tokens: int, rate_per_s: float | None, seed: int = 0,
-             timeout_s: float = 300.0, arrivals: list | None = None) -> dict:
+             timeout_s: float = 300.0, arrivals: list | None = None, stream: bool = True) -> dict:
     """Send len(prompts) requests with Poisson arrivals at rate_per_s (None: all at t = 0), or at the
     given `arrivals` (seconds from the start, non-decreasing: e.g. a simulation's own sample)."""
     if not 1 <= len(prompts) <= MAX_REQUESTS:
@@ -70,7 +81,7 @@ def run_load(url: str, model: str, prompts: list, max_tokens: int, rate_per_s: f
         if delay > 0:
             time.sleep(delay)
         try:
-            results[i] = one_request(url, model, prompts[i], max_tokens, t0, timeout_s)
+            results[i] = one_request(url, model, prompts[i], max_tokens, t0, timeout_s, stream)
         except Exception as e:  # noqa: BLE001 — recorded, the run reports it
             results[i] = {"error": f"{type(e).__name__}: {e}"}
         results[i]["arrival_s"] = arrivals[i]
@@ -84,7 +95,8 @@ def run_load(url: str, model: str, prompts: list, max_tokens: int, rate_per_s: f
             "requests": results}
 
 
-HISTOGRAMS = ("inter_token_latency_seconds", "request_time_per_output_token_seconds", "time_to_first_token_seconds")
+HISTOGRAMS = ("inter_token_latency_seconds", "request_time_per_output_token_seconds", "time_to_first_token_seconds",
+              "e2e_request_latency_seconds")
 
 
 def histograms(text: str) -> dict:

@@ -1,0 +1,80 @@
+"""Engine costs outside the forwards (perfmodel.serving.step.EngineOverhead) fitted from a live
+engine's step times at known batch sizes: closed bursts of N requests sent together, where the
+engine's median inter-token latency is the step time at batch N (with γ: one speculative step).
+
+Model (linear in its four parameters, in seconds):
+    live step − predicted step (profile alone) = per_step + per_seq·N                       (γ = 0)
+                                                + γ·(per_proposal + per_seq_proposal·N)    (γ > 0)
+Fitted in two stages by least squares: the γ = 0 points give per_step and per_seq (the engine
+without speculation is the same engine minus the proposer), then the γ > 0 points' remainder gives
+the two proposal terms. Unconstrained: a negative per-sequence cost means the profile prices
+batch growth above what the engine pays, and is reported as it is, not clamped.
+
+Key assumption: what the profile misses is affine in the batch per step and per proposal forward
+(scheduler and input preparation per step, per-row sampling / bookkeeping, the proposer's own
+per-forward preparation); nothing is context-dependent (short prompts and outputs in the fit).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from calibration.report import FitReport
+
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class BurstPoint:
+    batch: int
+    gamma: int  # 0: no speculation
+    live_s: float  # the live engine's median step (inter-token) time at this batch
+    predicted_s: float  # the model's, from the profile alone (no engine costs)
+
+
+def _ls(X: np.ndarray, y: np.ndarray):
+    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+    dof = len(y) - X.shape[1]
+    res = y - X @ beta
+    if dof > 0:
+        s2 = float(res @ res) / dof
+        cov = s2 * np.linalg.pinv(X.T @ X)
+        se = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    else:
+        se = np.full(X.shape[1], np.nan)
+    return beta, se
+
+
+def fit_engine_costs(points: list[BurstPoint]) -> FitReport:
+    """EngineOverhead's fields (parameters keyed by their names) from burst step times."""
+    off = [p for p in points if p.gamma == 0]
+    spec = [p for p in points if p.gamma > 0]
+    if len(off) < 2:
+        raise ValueError("at least two batch sizes without speculation are needed")
+    n0 = np.array([p.batch for p in off], float)
+    b0, s0 = _ls(np.column_stack([np.ones_like(n0), n0]), np.array([p.live_s - p.predicted_s for p in off]))
+    params = {"per_step_s": float(b0[0]), "per_seq_s": float(b0[1]), "per_proposal_s": 0.0,
+              "per_seq_proposal_s": 0.0}
+    se = {"per_step_s": float(s0[0]), "per_seq_s": float(s0[1]), "per_proposal_s": None, "per_seq_proposal_s": None}
+    if len({p.batch for p in spec}) >= 2:
+        n1 = np.array([p.batch for p in spec], float)
+        g1 = np.array([p.gamma for p in spec], float)
+        y1 = np.array([p.live_s - p.predicted_s - b0[0] - b0[1] * p.batch for p in spec])
+        b1, s1 = _ls(np.column_stack([g1, g1 * n1]), y1)
+        params.update(per_proposal_s=float(b1[0]), per_seq_proposal_s=float(b1[1]))
+        se.update(per_proposal_s=float(s1[0]), per_seq_proposal_s=float(s1[1]))
+
+    def model(p):
+        return p.predicted_s + params["per_step_s"] + params["per_seq_s"] * p.batch + \
+            p.gamma * (params["per_proposal_s"] + params["per_seq_proposal_s"] * p.batch)
+    rel = [(model(p) - p.live_s) / p.live_s for p in points]
+    ci = {k: (None if v is None or not np.isfinite(v) else (params[k] - Z95 * v, params[k] + Z95 * v))
+          for k, v in se.items()}
+    notes = tuple(f"{k} < 0: the profile prices this part above the engine" for k, v in params.items() if v < 0)
+    return FitReport(title="engine costs from bursts", method="linear least squares, two stages (γ = 0, then γ > 0)",
+                     n=len(points), parameters=params, stderr=se, ci=ci, ci_method="normal approximation, 95 %",
+                     residuals=tuple(rel), residual_labels=tuple(f"batch {p.batch}, γ {p.gamma}" for p in points),
+                     residual_kind="relative (fitted − live) / live step time",
+                     metrics={"max_abs_rel": float(np.max(np.abs(rel))), "median_abs_rel": float(np.median(np.abs(rel)))},
+                     notes=notes, n_label="burst sizes")
