@@ -105,6 +105,11 @@ class HeadLoop:
         self.L = target.max_context
         self.record_ranks = record_ranks  # rank bookkeeping (top-8 + a sync per depth); off in timed runs
         self._slots = torch.arange(self.L, device=head.fc.device)  # cache slots, for causal masks
+        self._kv = None
+        if tree is not None:  # the target's K/V caches as views of one tensor: compaction is one gather + one copy
+            self._kv = torch.stack([c for layer in target.layers for c in (layer.cache_k, layer.cache_v)])
+            for i, layer in enumerate(target.layers):
+                layer.cache_k, layer.cache_v = self._kv[2 * i], self._kv[2 * i + 1]
         self.rank_hits = np.zeros((self.depth, 8))  # [depth, rank of the target's token in the head's top-8]
         self.rank_seen = np.zeros(self.depth)
 
@@ -227,10 +232,8 @@ class HeadLoop:
         emitted = [token[i] for i in path] + [bonus]
         keep_l = [0] + [1 + i for i in path]
         keep = torch.tensor(keep_l, device=dev)  # compact the accepted path's KV (skipped when already in place)
-        if keep_l != list(range(len(keep_l))):
-            for layer in self.t.layers:
-                for c in (layer.cache_k, layer.cache_v):
-                    c[0, :, p:p + keep.numel()] = c[0, :, p + keep]  # advanced indexing reads a copy first
+        if keep_l != list(range(len(keep_l))):  # advanced indexing reads a copy first
+            self._kv[:, 0, :, p:p + keep.numel()] = self._kv[:, 0, :, p + keep]
         F_[:, p:p + keep.numel()] = tf[:, keep]
         toks[0, p + 1:p + len(emitted) + 1] = torch.tensor(emitted, device=dev)
         return emitted
