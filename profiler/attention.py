@@ -39,6 +39,7 @@ REL_TOL = {torch.float16: 2e-2, torch.bfloat16: 4e-2, torch.float32: 1e-4}  # vs
 
 _state = {"kernels": os.environ.get("SPECPERF_KERNELS", "engine")}
 _CACHE: dict = {}
+CAPTURE_ERRORS: list[str] = []  # first few reasons a candidate was timed without a CUDA graph
 CHOICES: list[dict] = []  # one entry per chosen shape: sizes, backend, candidates' medians (s)
 
 
@@ -168,9 +169,11 @@ def _reference(q, k, v):
     return o.reshape(1, H, n, hd)
 
 
-def _median_s(fn, q, k, v) -> float:
-    """Median seconds per call: replays of a CUDA graph of GRAPH_CALLS calls (what a captured decode
-    step pays), or single calls between events where the candidate cannot be captured."""
+def _median_s(fn, q, k, v) -> tuple[float, str]:
+    """(median seconds per call, how timed): replays of a CUDA graph of GRAPH_CALLS calls (what a
+    captured decode step pays) — 'graph'; where the candidate cannot be captured, runs of
+    GRAPH_CALLS back-to-back calls between events ('events': launch costs included, so small
+    kernels read slower than under a graph)."""
     for _ in range(WARM):
         fn(q, k, v)
     torch.cuda.synchronize()
@@ -179,27 +182,26 @@ def _median_s(fn, q, k, v) -> float:
         with torch.cuda.graph(g):
             for _ in range(GRAPH_CALLS):
                 fn(q, k, v)
-        evs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-               for _ in range(CHOICE_REPEATS)]
-        g.replay()
-        for a, b in evs:
-            a.record()
-            g.replay()
-            b.record()
+        run, how = g.replay, "graph"
+        run()
+    except RuntimeError as e:
         torch.cuda.synchronize()
-        ts = sorted(a.elapsed_time(b) * 1e-3 / GRAPH_CALLS for a, b in evs)
-        return ts[len(ts) // 2]
-    except RuntimeError:
-        torch.cuda.synchronize()
+        if len(CAPTURE_ERRORS) < 3:  # why a candidate could not be captured: kept in the table's metadata
+            CAPTURE_ERRORS.append(f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
+
+        def run():
+            for _ in range(GRAPH_CALLS):
+                fn(q, k, v)
+        how = "events"
     evs = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
            for _ in range(CHOICE_REPEATS)]
     for a, b in evs:
         a.record()
-        fn(q, k, v)
+        run()
         b.record()
     torch.cuda.synchronize()
-    ts = sorted(a.elapsed_time(b) * 1e-3 for a, b in evs)
-    return ts[len(ts) // 2]
+    ts = sorted(a.elapsed_time(b) * 1e-3 / GRAPH_CALLS for a, b in evs)
+    return ts[len(ts) // 2], how
 
 
 def choose(q, k, v) -> str:
@@ -220,14 +222,14 @@ def _entry(q, k, v):
     cands = _candidates(n, H // KV, cuda)
     ref = _reference(q, k, v)
     tol = REL_TOL.get(q.dtype, 2e-2)
-    timed = {}
+    timed, how = {}, {}
     for name, fn in cands.items():
         try:
             o = fn(q, k, v)[:1]
             err = float((o.float() - ref).norm() / ref.norm().clamp_min(1e-30))
             if not err <= tol:  # NaN fails too
                 continue
-            timed[name] = _median_s(fn, q, k, v) if cuda else 0.0
+            timed[name], how[name] = _median_s(fn, q, k, v) if cuda else (0.0, "none")
         except (RuntimeError, ValueError, TypeError, NotImplementedError):
             continue  # not supported for this shape, dtype or GPU
     if not timed:
@@ -238,7 +240,8 @@ def _entry(q, k, v):
     _CACHE[key] = (best, cands[best])
     CHOICES.append({"batch": b, "heads": H, "kv_heads": KV, "new_tokens": n, "kv_len": L,
                     "head_dim": hd, "dtype": str(q.dtype).replace("torch.", ""), "backend": best,
-                    "candidates_s": {k2: round(v2, 9) for k2, v2 in timed.items()}})
+                    "candidates_s": {k2: round(v2, 9) for k2, v2 in timed.items()},
+                    "timed_by": "graph" if set(how.values()) == {"graph"} else ",".join(sorted(set(how.values())))})
     return _CACHE[key]
 
 
@@ -279,12 +282,15 @@ def copy_bandwidth(device, nbytes: int = 2 ** 30, repeats: int = 10) -> float:
 
 def record_choices(meta: dict) -> None:
     """Merge this process's backend choices into a table's metadata (one entry per shape)."""
-    seen = {tuple(sorted((k, v) for k, v in c.items() if k not in ("backend", "candidates_s")))
-            for c in meta.get("attention_choices", [])}
-    new = [c for c in CHOICES
-           if tuple(sorted((k, v) for k, v in c.items() if k not in ("backend", "candidates_s"))) not in seen]
+    def key(c):
+        return tuple(sorted((k, v) for k, v in c.items() if k not in ("backend", "candidates_s", "timed_by")))
+    seen = {key(c) for c in meta.get("attention_choices", [])}
+    new = [c for c in CHOICES if key(c) not in seen]
     if new or "attention_choices" in meta:
         meta["attention_choices"] = list(meta.get("attention_choices", [])) + new
+    if CAPTURE_ERRORS:
+        meta["attention_capture_errors"] = list(dict.fromkeys(list(meta.get("attention_capture_errors", []))
+                                                              + CAPTURE_ERRORS))[:5]
 
 
 __all__ = ["KERNELS", "set_kernels", "kernels", "engine", "engine_sdpa", "masked_sdpa", "choose",
