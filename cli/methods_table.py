@@ -24,7 +24,7 @@ def render_methods(con, sec: dict, wide: bool, escape) -> None:
         rows = [[str(r["rank"]), escape(r["label"] if r["method"] == "draft_model" else r["method"])
                  + (" (draft)" if r["method"] == "draft_model" else ""), str(r["gamma"]), _x(r["speedup"]),
                  f"{r['speedup_lo']:.2f}–{r['speedup_hi']:.2f}", _p(r["p_best"]), _p(r["p_beats_draft"]),
-                 {"published prior": "published", "measured": "measured", "stated": "stated"}.get(
+                 {"published prior": "published", "measured": "measured", "stated": "stated", "tree file": "tree"}.get(
                      r.get("acceptance_is", ""), "?"),
                  f"{r['tokens_per_iteration']:.2f}", f"{r['proposal_s'] * 1e3:.3f}", f"{r['verify_s'] * 1e3:.3f}",
                  f"{r['throughput_tok_s']:.1f}"] for r in t["rows"]]

@@ -95,7 +95,7 @@ def test_predict_and_optimize_propagate_the_tree_interval(tmp_path):
     assert r.exit_code == 0, r.output
     row = next(x for x in json.loads(r.stdout)["methods"]["tables"][0]["rows"] if x["method"] == "eagle_tree")
     assert row["speedup_lo"] < row["speedup"] < row["speedup_hi"]
-    assert not any("token-tree acceptance" in n for n in row["notes"])
+    assert not any("token-tree acceptance" in n for n in row["notes"]) and row["acceptance_is"] == "tree file"
     g.write_text(json.dumps({"rank_acceptance": P, "rank_acceptance_n": [80, -1, 40]}))
     r = runner.invoke(app, ["predict", "--target", "llama-7b", "--method", "eagle", "--alpha", "0.7", "--tree", str(g)])
     assert r.exit_code == 2 and "rank_acceptance_n" in r.output and "Traceback" not in r.output

@@ -90,8 +90,15 @@ def rank_methods(entries: list[dict], target, provider, batch, context, gammas, 
                     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
                     row["speedup_lo"], row["speedup_hi"] = (float(v) for v in np.percentile(best[j], q))
                     row["latency_band"] = roles[f"m{j}"]
-                    row["acceptance_is"] = acceptance_kind(e["acceptance"])
-                    row["notes"] = list(cc.notes) + ([note] if note else []) + _acc_notes(e["acceptance"], row["gamma"])
+                    if e["method"].name.endswith("_tree"):  # its tokens come from the --tree rows, not the chain's α
+                        row["acceptance_is"] = "tree file"
+                        row["acceptance"] = "per-depth, per-rank acceptance from --tree" + (
+                            "" if getattr(e["method"], "rank_n", None) is None else " (with path counts)")
+                        row["notes"] = list(cc.notes) + ([note] if note else [])
+                    else:
+                        row["acceptance_is"] = acceptance_kind(e["acceptance"])
+                        row["notes"] = list(cc.notes) + ([note] if note else []) + _acc_notes(e["acceptance"],
+                                                                                               row["gamma"])
                     rows.append(row)
                 win = np.argmax(best, axis=0)
                 ref = next((j for j, e in enumerate(entries) if e["method"].name == "draft_model"), None)
