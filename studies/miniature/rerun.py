@@ -304,8 +304,8 @@ def hf_interleaved(run: Run, rp: Rerun, sets: dict, timed: list) -> dict:
     acc = {c: {"wall_s": 0.0, "tokens": 0, "target_forwards": 0} for c in configs}
     one = lambda p, c: throughput.hf_run(tgt, drafts.get(c[0]), p, c[1], rp.hf_new_tokens, dev, warmup=False)  # noqa: E731
     p0 = torch.tensor([pick[0][2]], dtype=torch.long)
-    for c in configs:  # warm-up: one short generate per configuration (every kernel and shape path once)
-        throughput.hf_run(tgt, drafts.get(c[0]), p0, c[1], min(8, rp.hf_new_tokens), dev, warmup=False)
+    for c in configs:  # warm-up: one full generate per configuration (an 8-token one was not enough in the first study)
+        one(p0, c)
     for c in configs:
         acc[c]["per_prompt"] = []  # [prompt id, wall_s, tokens, target forwards] per prompt
     for k, (pid, dom, toks) in enumerate(pick):
