@@ -142,46 +142,82 @@ def calibration_indices(rows, rule: str = "first") -> list[int]:
     raise SystemExit(f"--calibration {rule!r} is not allowed; use first or spread")
 
 
+MODELS = ("iter+fwd", "iter+fwd+layer")
+
+
+def features(r, model: str = "iter+fwd") -> list[float]:
+    """The overhead's regressors for one run: per iteration (1; 0 for the target alone), per forward
+    (γ draft + 1 target), and with `iter+fwd+layer` per decoder layer executed (γ·L_draft + L_target:
+    HF's Python per layer, which specperf's eager profile of its own blocks does not have)."""
+    g = r["gamma"]
+    f = [1.0 if g > 0 else 0.0, float(g + 1) if g > 0 else 1.0]
+    if model == "iter+fwd+layer":
+        f.append(float(g * r["d_n_layers"] + r["t_n_layers"]) if g > 0 else float(r["t_n_layers"]))
+    elif model != "iter+fwd":
+        raise SystemExit(f"overhead model {model!r} is not allowed; use one of {', '.join(MODELS)}")
+    return f
+
+
+def fit(X, y) -> np.ndarray:
+    """Least squares of y on the columns of X; columns the calibration runs cannot identify (rank)
+    are dropped from the right and get 0 (one distinct γ fits the per-iteration constant alone)."""
+    X, y = np.asarray(X, dtype=float), np.asarray(y, dtype=float)
+    k = X.shape[1] if X.ndim == 2 else 0
+    coef = np.zeros(k)
+    if y.size == 0:
+        return coef
+    for m in range(k, 0, -1):
+        if np.linalg.matrix_rank(X[:, :m]) == m:
+            coef[:m] = np.linalg.lstsq(X[:, :m], y, rcond=None)[0]
+            return coef
+    return coef
+
+
 def fit_overhead(gammas, residual_s) -> tuple[float, float]:
     """(a, b) of overhead = a + b·(γ+1), least squares on the calibration runs' residuals (measured
     iteration − forwards). One run, or one distinct γ, fits a alone (b = 0)."""
     g = np.asarray(gammas, dtype=float)
-    y = np.asarray(residual_s, dtype=float)
-    if y.size == 0:
-        return 0.0, 0.0
-    if np.unique(g).size < 2:
-        return float(np.mean(y)), 0.0
-    A = np.stack([np.ones_like(g), g + 1.0], axis=1)
-    (a, b), *_ = np.linalg.lstsq(A, y, rcond=None)
+    X = np.stack([np.ones_like(g), g + 1.0], axis=1) if g.size else np.zeros((0, 2))
+    a, b = fit(X, residual_s)
     return float(a), float(b)
 
 
-def predict(rows, forwards, cal_idx) -> dict:
-    """Calibrate on cal_idx, predict every row. Returns {a, b, rows: [...]} with per-row predicted
-    tok/s and error = predicted/measured − 1; baseline rows use 1/(t_target + b)."""
+def predict(rows, forwards, cal_idx, model: str = "iter+fwd") -> dict:
+    """Calibrate on cal_idx, predict every row. Returns {a_s, b_s, c_s, rows: [...]} with per-row
+    predicted tok/s and error = predicted/measured − 1; the target alone is 1/(t_target + b (+ c·L))."""
     fw = np.asarray(forwards, dtype=float)
-    cal = [i for i in cal_idx if np.isfinite(fw[i])]
-    a, b = fit_overhead([rows[i]["gamma"] for i in cal], [rows[i]["measured_iteration_s"] - fw[i] for i in cal])
+    cal = [i for i in cal_idx if np.isfinite(fw[i]) and rows[i]["gamma"] > 0]
+    nf = len(features(rows[0], model)) if rows else 2
+    X = np.asarray([features(rows[i], model) for i in cal]) if cal else np.zeros((0, nf))
+    coef = fit(X, [rows[i]["measured_iteration_s"] - fw[i] for i in cal])
     out = []
     for i, r in enumerate(rows):
         g = r["gamma"]
-        it = fw[i] + (a + b * (g + 1) if g > 0 else b)
-        pred = r["tokens_per_iteration"] / it if g > 0 else 1.0 / it
+        it = fw[i] + float(np.dot(features(r, model), coef))
+        # a non-positive predicted iteration is a failed prediction: infinite tok/s, counted as such
+        pred = (r["tokens_per_iteration"] if g > 0 else 1.0) / it if it > 0 else math.inf
         out.append({"pair": r["pair"], "gamma": g, "role": "calibration" if i in cal else ("baseline" if g == 0 else "held-out"),
                     "measured_tok_s": r["decode_tok_s"], "predicted_tok_s": float(pred),
                     "error": float(pred / r["decode_tok_s"] - 1), "forwards_s": float(fw[i]),
                     "measured_iteration_s": r["measured_iteration_s"],
                     "measured_overhead_s": r["measured_iteration_s"] - float(fw[i])})
-    return {"a_s": a, "b_s": b, "calibration": [rows[i]["pair"] + f"/γ{rows[i]['gamma']}" for i in cal], "rows": out}
+    c = list(coef) + [0.0] * (3 - len(coef))
+    return {"a_s": c[0], "b_s": c[1], "c_s": c[2], "model": model,
+            "calibration": [rows[i]["pair"] + f"/γ{rows[i]['gamma']}" for i in cal], "rows": out}
 
 
 def summary(pred_rows, role: str = "held-out") -> dict:
-    e = np.asarray([p["error"] for p in pred_rows if p["role"] == role and np.isfinite(p["error"])])
+    """|error| statistics over the rows of `role`; a failed prediction (non-positive iteration
+    time) counts as an infinite error and is counted in `failed`."""
+    e = np.asarray([p["error"] for p in pred_rows if p["role"] == role and not math.isnan(p["error"])])
     if e.size == 0:
         return {"n": 0}
     ab = np.abs(e)
-    return {"n": int(e.size), "median_abs": float(np.median(ab)), "p90_abs": float(np.percentile(ab, 90)),
-            "max_abs": float(ab.max()), "median_signed": float(np.median(e))}
+    with np.errstate(invalid="ignore"):
+        p90 = float(np.percentile(ab, 90))
+    p90 = math.inf if math.isnan(p90) else p90
+    return {"n": int(e.size), "median_abs": float(np.median(ab)), "p90_abs": p90,
+            "max_abs": float(ab.max()), "median_signed": float(np.median(e)), "failed": int(np.sum(~np.isfinite(e)))}
 
 
 def speedups(rows, pred_rows) -> list[dict]:
@@ -195,79 +231,120 @@ def speedups(rows, pred_rows) -> list[dict]:
     return out
 
 
+VARIANTS = (("first", "iter+fwd"), ("spread", "iter+fwd"), ("spread", "iter+fwd+layer"))
+REQUIRED = ("gpu_name", "pair", "gamma", "context", "decode_tok_s", "tokens_per_iteration", "t_n_layers", "d_n_layers",
+            "target_config", "draft_config", "t_target_s", "t_verify_s", "t_draft_s", "t_draft2_s")
+
+
+def finite(x):
+    """JSON-safe: NaN/inf become None, recursively."""
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("csv", help="hf_assisted.csv from scripts/hf_assisted_check.py")
     ap.add_argument("--gpu", help="catalog GPU (default: from the CSV's gpu_name)")
-    ap.add_argument("--mode", default="eager", help="specperf mode to price forwards in (HF generate: eager)")
-    ap.add_argument("--calibration", default="first", choices=("first", "spread"))
+    ap.add_argument("--mode", default="eager", choices=("eager", "graph", "compiled"),
+                    help="specperf mode to price forwards in (HF generate runs eager)")
+    ap.add_argument("--calibration", default="first", choices=("first", "spread"), help="the headline's rule")
+    ap.add_argument("--forward-clock", default="events", choices=("events", "wall"),
+                    help="the measured-forward variant's per-forward times: CUDA events or host clock")
     ap.add_argument("--no-specperf", action="store_true", help="only the measured-forward variant (no providers)")
-    ap.add_argument("--errors-out", help="write per-run predictions and errors (CSV)")
+    ap.add_argument("--errors-out", help="write per-run predictions and errors of every variant (CSV)")
     ap.add_argument("--markdown", action="store_true", help="print the tables as markdown")
     a = ap.parse_args(argv)
-    rows = read(a.csv)
+    path = Path(a.csv)
+    if not path.is_file():
+        print(f"{a.csv}: no such file", file=sys.stderr)
+        return 2
+    with path.open(newline="") as f:
+        header = next(csv.reader(f), [])
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        print(f"{a.csv}: not an hf_assisted_check table (missing {', '.join(missing)})", file=sys.stderr)
+        return 2
+    rows = read(path)
     if not rows:
-        raise SystemExit(f"{a.csv}: no measured runs")
+        print(f"{a.csv}: no measured runs", file=sys.stderr)
+        return 2
+    if a.forward_clock == "wall":
+        for r in rows:
+            for k in ("t_target_s", "t_verify_s", "t_draft_s", "t_draft2_s"):
+                w = r.get(k.replace("_s", "_wall_s"))
+                r[k] = float(w) if w not in (None, "") else math.nan
     card = rows[0]["gpu_name"]
     gpu = a.gpu or (None if a.no_specperf else gpu_key(card))
-    variants = {}
-    sources = {}
-    fwm = [forwards_measured(r) for r in rows]
-    for rule in ("first", "spread"):
-        idx = calibration_indices(rows, rule)
-        variants[f"measured/{rule}"] = predict(rows, fwm, idx)
+    fw = {"measured": [forwards_measured(r) for r in rows]}
+    sources, extra = {}, {}
     if not a.no_specperf:
-        fs = forwards_specperf(rows, gpu, a.mode)
-        sources = {f"{r['pair']}/γ{r['gamma']}": s[2] for r, s in zip(rows, fs)}
-        for rule in ("first", "spread"):
-            variants[f"specperf/{rule}"] = predict(rows, [s[0] for s in fs], calibration_indices(rows, rule))
-        # latency alone, no calibration: specperf's forward sum against the run's own per-forward times
-        lat_err = [s[0] / m - 1 for s, m in zip(fs, fwm) if np.isfinite(m)]
-    head = f"{'specperf' if not a.no_specperf else 'measured'}/{a.calibration}"
-    summ = {k: {"held_out": summary(v["rows"]), "baseline": summary(v["rows"], "baseline"),
-                "calibration_fit": summary(v["rows"], "calibration"), "a_ms": v["a_s"] * 1e3, "b_ms": v["b_s"] * 1e3,
+        try:
+            fs = forwards_specperf(rows, gpu, a.mode)
+        except Exception as e:  # SpecError and friends: one line, exit 2
+            print(f"specperf cannot price these runs on {gpu!r}: {e}", file=sys.stderr)
+            return 2
+        fw["specperf"] = [x[0] for x in fs]
+        sources = {f"{r['pair']}/γ{r['gamma']}": x[2] for r, x in zip(rows, fs)}
+    variants = {}
+    for src, f in fw.items():
+        for rule, model in VARIANTS:
+            key = f"{src}/{rule}" + ("" if model == "iter+fwd" else "+layer")
+            variants[key] = predict(rows, f, calibration_indices(rows, rule), model)
+    head = f"{'measured' if a.no_specperf else 'specperf'}/{a.calibration}"
+    summ = {k: {"held_out": summary(v["rows"]), "target_alone": summary(v["rows"], "baseline"),
+                "calibration_fit": summary(v["rows"], "calibration"), "model": v["model"],
+                "a_ms": v["a_s"] * 1e3, "b_ms": v["b_s"] * 1e3, "c_ms": v["c_s"] * 1e3,
                 "calibrated_on": v["calibration"]} for k, v in variants.items()}
     print(f"card: {card}; torch {rows[0].get('torch')}, transformers {rows[0].get('transformers')}, "
           f"{rows[0].get('dtype')}; {len(rows)} runs ({sum(r['gamma'] > 0 for r in rows)} assisted); specperf GPU "
-          f"{gpu or '-'}, mode {a.mode}")
+          f"{gpu or '-'}, mode {a.mode}; headline {head}, forward clock {a.forward_clock}")
     hv = variants[head]
-    if a.markdown:
-        print("\n| pair | γ | tokens/iter | measured tok/s | predicted | error | measured-forward variant | role |")
-        print("|---|---|---|---|---|---|---|---|")
-    else:
-        print(f"\n{'pair':26s} {'γ':>2s} {'TPI':>5s} {'meas':>8s} {'pred':>8s} {'err':>7s} {'meas-fwd':>8s}  role")
     mv = variants[f"measured/{a.calibration}"]["rows"]
-    for r, p, q in zip(rows, hv["rows"], mv):
+    lat = [f_s / f_m - 1 if "specperf" in fw else math.nan for f_s, f_m in zip(fw.get("specperf", fw["measured"]), fw["measured"])]
+    if a.markdown:
+        print("\n| pair | γ | tokens/iter | measured tok/s | predicted | error | with measured forwards | "
+              "specperf forwards vs measured | role |")
+        print("|---|---|---|---|---|---|---|---|---|")
+    else:
+        print(f"\n{'pair':26s} {'γ':>2s} {'TPI':>5s} {'meas':>8s} {'pred':>8s} {'err':>7s} {'meas-fwd':>8s} {'latency':>8s}  role")
+    for r, p, q, le in zip(rows, hv["rows"], mv, lat):
         if a.markdown:
             print(f"| {p['pair']} | {p['gamma']} | {r['tokens_per_iteration']:.2f} | {p['measured_tok_s']:.1f} | "
-                  f"{p['predicted_tok_s']:.1f} | {p['error']:+.1%} | {q['error']:+.1%} | {p['role']} |")
+                  f"{p['predicted_tok_s']:.1f} | {p['error']:+.1%} | {q['error']:+.1%} | {le:+.1%} | {p['role']} |")
         else:
             print(f"{p['pair']:26s} {p['gamma']:2d} {r['tokens_per_iteration']:5.2f} {p['measured_tok_s']:8.1f} "
-                  f"{p['predicted_tok_s']:8.1f} {p['error']:+7.1%} {q['error']:+8.1%}  {p['role']}")
+                  f"{p['predicted_tok_s']:8.1f} {p['error']:+7.1%} {q['error']:+8.1%} {le:+8.1%}  {p['role']}")
     print()
     for k, s in summ.items():
-        h = s["held_out"]
-        line = (f"{k:18s} a={s['a_ms']:7.3f} ms b={s['b_ms']:7.3f} ms  held-out n={h.get('n', 0):2d}"
+        h, bl = s["held_out"], s["target_alone"]
+        line = (f"{k:24s} a={s['a_ms']:7.3f} b={s['b_ms']:7.3f}" + (f" c={s['c_ms']:6.3f}" if s["model"] != "iter+fwd" else "")
+                + f" ms  held-out n={h.get('n', 0):2d}"
                 + (f"  median {h['median_abs']:6.1%}  p90 {h['p90_abs']:6.1%}  max {h['max_abs']:6.1%}  "
                    f"signed {h['median_signed']:+6.1%}" if h.get("n") else ""))
-        bl = s["baseline"]
         if bl.get("n"):
             line += f"  | target alone n={bl['n']} median {bl['median_abs']:.1%} signed {bl['median_signed']:+.1%}"
         print(line)
     sp = speedups(rows, hv["rows"])
     if sp:
         e = np.abs([x["error"] for x in sp])
-        print(f"speedup over the target alone ({head}): n={len(sp)} median |error| {np.median(e):.1%}, max {e.max():.1%}")
-    extra = {}
-    if not a.no_specperf and lat_err:
-        le = np.asarray(lat_err)
-        extra["latency_only"] = {"n": int(le.size), "median_abs": float(np.median(np.abs(le))),
-                                 "median_signed": float(np.median(le)), "max_abs": float(np.abs(le).max())}
-        print(f"latency alone (specperf forwards / the run's measured forwards − 1): median |error| "
-              f"{extra['latency_only']['median_abs']:.1%}, signed {extra['latency_only']['median_signed']:+.1%}")
-        kinds = sorted(set(sources.values()))
-        print(f"specperf sources: {', '.join(kinds)}")
-        extra["specperf_sources"] = kinds
+        extra["speedup"] = {"n": len(sp), "median_abs": float(np.nanmedian(e)), "max_abs": float(np.nanmax(e))}
+        print(f"speedup over the target alone ({head}): n={len(sp)} median |error| {np.nanmedian(e):.1%}, max {np.nanmax(e):.1%}")
+    if "specperf" in fw:
+        le = np.asarray([x for x in lat if math.isfinite(x)])
+        if le.size:
+            extra["latency_only"] = {"n": int(le.size), "median_abs": float(np.median(np.abs(le))),
+                                     "median_signed": float(np.median(le)), "max_abs": float(np.abs(le).max())}
+            print(f"latency alone (specperf's forwards per iteration / the run's measured ones − 1): median |error| "
+                  f"{extra['latency_only']['median_abs']:.1%}, signed {extra['latency_only']['median_signed']:+.1%}, "
+                  f"max {extra['latency_only']['max_abs']:.1%}")
+        extra["specperf_sources"] = sorted(set(sources.values()))
+        print(f"specperf sources: {', '.join(extra['specperf_sources'])}")
     if a.errors_out:
         with open(a.errors_out, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=["variant"] + list(hv["rows"][0]))
@@ -275,11 +352,10 @@ def main(argv=None):
             for k, v in variants.items():
                 for p in v["rows"]:
                     w.writerow({"variant": k, **p})
-    print(json.dumps({"card": card, "gpu": gpu, "mode": a.mode, "csv": str(a.csv), "runs": len(rows),
-                      "headline": head, "held_out": summ[head]["held_out"], "variants": summ,
-                      "speedup_median_abs": float(np.median(np.abs([x["error"] for x in sp]))) if sp else None,
-                      **extra}))
+    print(json.dumps(finite({"card": card, "gpu": gpu, "mode": a.mode, "csv": str(a.csv), "runs": len(rows),
+                             "headline": head, "held_out": summ[head]["held_out"], "variants": summ, **extra})))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "hf_assisted_report.py"
-A_S, B_S = 4.0e-3, 1.5e-3  # planted: 4 ms per iteration, 1.5 ms per forward
+A_S, B_S, C_S = 4.0e-3, 1.5e-3, 0.2e-3  # planted: 4 ms per iteration, 1.5 ms per forward, 0.2 ms per layer
 
 
 @pytest.fixture(scope="module")
@@ -29,25 +29,25 @@ def _cfg(layers: int, d: int, h: int, kv: int) -> str:
                        "head_dim": d // h, "max_position_embeddings": 4096, "tie_word_embeddings": False})
 
 
-def synthetic(path: Path) -> list[dict]:
-    """Pair-major, γ ascending (as hf_assisted_check writes): 3 pairs × γ 0..6, iteration times built
-    from the forwards with the planted overhead."""
+def synthetic(path: Path, per_layer: float = 0.0) -> list[dict]:
+    """Pair-major, γ ascending (as hf_assisted_check writes): 4 pairs × γ 0..6, iteration times built
+    from the forwards with the planted overhead (plus `per_layer` per decoder layer executed)."""
     rows = []
-    pairs = [("p-a", 6e-3, 1.5e-3, 0.8), ("p-b", 9e-3, 1.0e-3, 0.6), ("p-c", 4e-3, 2.0e-3, 0.9),
-             ("p-d", 7e-3, 1.2e-3, 0.7)]
-    for name, t_t, t_d, alpha in pairs:
+    pairs = [("p-a", 6e-3, 1.5e-3, 0.8, 16, 4), ("p-b", 9e-3, 1.0e-3, 0.6, 24, 2), ("p-c", 4e-3, 2.0e-3, 0.9, 8, 8),
+             ("p-d", 7e-3, 1.2e-3, 0.7, 12, 3)]
+    for name, t_t, t_d, alpha, lt, ld in pairs:
         for g in range(7):
             t_v = t_t * (1 + 0.05 * g)
             t_d2 = 1.2 * t_d
             if g == 0:
-                it, tpi = t_t + B_S, 1.0
+                it, tpi = t_t + B_S + per_layer * lt, 1.0
             else:
-                it = g * t_d + (t_d2 - t_d) + t_v + A_S + B_S * (g + 1)
+                it = g * t_d + (t_d2 - t_d) + t_v + A_S + B_S * (g + 1) + per_layer * (g * ld + lt)
                 tpi = (1 - alpha ** (g + 1)) / (1 - alpha)
             rows.append({"gpu_name": "NVIDIA H100 80GB HBM3", "dtype": "fp16", "pair": name, "gamma": g, "batch": 1,
                          "prompt_len": 256, "new_tokens": 96, "context": 304, "repeats": 3,
-                         "t_n_layers": 8, "d_n_layers": 2, "target_config": _cfg(8, 2048, 16, 4),
-                         "draft_config": _cfg(2, 2048, 16, 4),
+                         "t_n_layers": lt, "d_n_layers": ld, "target_config": _cfg(lt, 2048, 16, 4),
+                         "draft_config": _cfg(ld, 2048, 16, 4),
                          "decode_tok_s": tpi / it, "tokens_per_iteration": tpi, "t_target_s": t_t, "t_verify_s": t_v,
                          "t_draft_s": t_d if g else "", "t_draft2_s": t_d2 if g else ""})
     with path.open("w", newline="") as f:
@@ -83,6 +83,32 @@ def test_planted_overhead_recovered(rep, tmp_path, rule):
     s = rep.summary(res["rows"])
     assert s["n"] == 20 and s["median_abs"] < 1e-9
     assert all(x["role"] == "baseline" for x in res["rows"] if x["gamma"] == 0)
+
+
+def test_planted_per_layer_overhead_recovered(rep, tmp_path):
+    """The per-layer model, calibrated on the spread rule's 4 runs (4 shapes), recovers a, b and c;
+    the 2-parameter model on the first pair alone cannot, and says so in its held-out error."""
+    p = tmp_path / "hfa.csv"
+    synthetic(p, per_layer=C_S)
+    rows = rep.read(p)
+    fw = [rep.forwards_measured(r) for r in rows]
+    res = rep.predict(rows, fw, rep.calibration_indices(rows, "spread"), "iter+fwd+layer")
+    assert (res["a_s"], res["b_s"], res["c_s"]) == (pytest.approx(A_S, rel=1e-6), pytest.approx(B_S, rel=1e-6),
+                                                    pytest.approx(C_S, rel=1e-6))
+    assert rep.summary(res["rows"])["max_abs"] < 1e-9
+    two = rep.predict(rows, fw, rep.calibration_indices(rows, "first"), "iter+fwd")
+    assert rep.summary(two["rows"])["max_abs"] > 0.01
+    # on one pair the per-layer column is collinear with the others: dropped, never a wild fit
+    one = rep.predict(rows, fw, rep.calibration_indices(rows, "first"), "iter+fwd+layer")
+    assert one["c_s"] == 0.0
+
+
+def test_failed_prediction_counts(rep):
+    rows = [{"pair": "p", "gamma": 2, "decode_tok_s": 100.0, "tokens_per_iteration": 2.0, "measured_iteration_s": 0.02,
+             "t_n_layers": 4, "d_n_layers": 1}] * 2
+    res = rep.predict(rows, [-1.0, 0.01], [])  # a negative forward sum: the first run cannot be predicted
+    s = rep.summary(res["rows"])
+    assert s["n"] == 2 and s["failed"] == 1 and s["max_abs"] == float("inf")
 
 
 def test_fit_overhead_degenerate(rep):
