@@ -21,9 +21,14 @@ any GPU data was seen (`--calibration`):
 - `spread`: one run from each of the first 4 pairs in file order, at γ = 1, 6, 2, 5 respectively.
 Held out: every other assisted run. The target alone (γ = 0) is predicted as 1 / (t_target + b)
 (its per-step HF cost taken as one forward's b) and reported apart, with the speedups.
+Variants, all fixed in advance and all printed: `first` (a, b), `spread` (a, b) and `spread+layer`
+(a, b and c per decoder layer executed, γ·L_draft + L_target: HF's Python per layer, which
+specperf's eager profile of its own blocks does not carry; identifiable only across shapes, so only
+with `spread`).
 Two latency sources: `specperf` (the shipped providers — what a user gets) and `measured` (the
-run's own per-forward times, CUDA events, timed alone at the run's context — isolates the loop and
-overhead model from the latency model).
+run's own per-forward times, CUDA events or `--forward-clock wall`, timed alone at the run's context
+— isolates the loop and overhead model from the latency model). The `latency` column is specperf's
+forwards per iteration over the measured ones − 1, before any calibration.
 
 Ends with one JSON line. Key assumption: acceptance is an input (the measured tokens per
 iteration), so the error is latency + loop + overhead, not acceptance.
@@ -297,7 +302,12 @@ def main(argv=None):
             key = f"{src}/{rule}" + ("" if model == "iter+fwd" else "+layer")
             variants[key] = predict(rows, f, calibration_indices(rows, rule), model)
     head = f"{'measured' if a.no_specperf else 'specperf'}/{a.calibration}"
-    summ = {k: {"held_out": summary(v["rows"]), "target_alone": summary(v["rows"], "baseline"),
+    def other_pairs(v):
+        cal_pairs = {c.split("/γ")[0] for c in v["calibration"]}
+        return summary([p for p in v["rows"] if p["pair"] not in cal_pairs])
+
+    summ = {k: {"held_out": summary(v["rows"]), "held_out_other_shapes": other_pairs(v),
+                "target_alone": summary(v["rows"], "baseline"),
                 "calibration_fit": summary(v["rows"], "calibration"), "model": v["model"],
                 "a_ms": v["a_s"] * 1e3, "b_ms": v["b_s"] * 1e3, "c_ms": v["c_s"] * 1e3,
                 "calibrated_on": v["calibration"]} for k, v in variants.items()}
@@ -327,6 +337,9 @@ def main(argv=None):
                 + f" ms  held-out n={h.get('n', 0):2d}"
                 + (f"  median {h['median_abs']:6.1%}  p90 {h['p90_abs']:6.1%}  max {h['max_abs']:6.1%}  "
                    f"signed {h['median_signed']:+6.1%}" if h.get("n") else ""))
+        ho = s["held_out_other_shapes"]
+        if ho.get("n") and ho["n"] != h.get("n"):
+            line += f"  | other shapes n={ho['n']} median {ho['median_abs']:.1%}"
         if bl.get("n"):
             line += f"  | target alone n={bl['n']} median {bl['median_abs']:.1%} signed {bl['median_signed']:+.1%}"
         print(line)
