@@ -343,6 +343,13 @@ def main(argv=None):
         if bl.get("n"):
             line += f"  | target alone n={bl['n']} median {bl['median_abs']:.1%} signed {bl['median_signed']:+.1%}"
         print(line)
+    print("\nHF's own cost per iteration outside the forwards (measured iteration − the run's measured forwards), ms:")
+    per_pair: dict = {}
+    for r, f in zip(rows, fw["measured"]):
+        per_pair.setdefault(r["pair"], []).append((r["gamma"], (r["measured_iteration_s"] - f) * 1e3))
+    for pair, v in per_pair.items():
+        print(f"  {pair:26s} " + "  ".join(f"γ{g}: {x:6.3f}" for g, x in sorted(v)))
+    extra["measured_overhead_ms"] = {pair: {str(g): x for g, x in v} for pair, v in per_pair.items()}
     sp = speedups(rows, hv["rows"])
     if sp:
         e = np.abs([x["error"] for x in sp])
