@@ -24,13 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.specs.safeio import atomic_write
+from perfmodel.specs.safeio import MAX_JSON_BYTES, atomic_write, loads_json, read_text
 
 from .data import TraceError
 
 SCHEMA = "specperf.agreement/1"
 COLUMNS = ("prompt", "domain", "position", "greedy_match", "draft_rank", "accept_prob")
 MAX_ROWS = 20_000_000  # a record larger than this is not a prompt set (memory bound, ~1 GB of columns)
+MAX_RANK = 2 ** 31  # a draft rank is an index into a vocabulary
 
 
 @dataclass(frozen=True)
@@ -125,14 +126,27 @@ def read_record(path) -> AgreementRecord:
     side = Path(str(p) + ".meta.json")
     if not side.is_file():
         raise TraceError(p, f"has no sidecar {side.name} (an agreement record is the CSV plus its .meta.json)")
-    try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
-        text = p.read_text(encoding="utf-8-sig")
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TraceError(side if isinstance(e, json.JSONDecodeError) else p, f"is not readable ({e})") from None
+    try:  # bounded, regular files only (a FIFO or /dev/zero is refused, not read)
+        meta = loads_json(read_text(side, "agreement sidecar", MAX_JSON_BYTES), f"agreement sidecar {side}")
+        text = read_text(p, "agreement record")
+    except json.JSONDecodeError as e:  # a SpecError from the bounded reads names the file itself
+        raise TraceError(side, f"is not readable ({e})") from None
     if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
         raise TraceError(side, f"schema is {meta.get('schema') if isinstance(meta, dict) else None!r}, expected {SCHEMA!r}")
-    rows = csv.reader(io.StringIO(text))
+    try:
+        cols = _columns(text, p)
+    except csv.Error as e:  # e.g. a bare carriage return inside a field, a field over 128 KiB
+        raise TraceError(p, f"is not a readable CSV file ({e})") from None
+    rec = AgreementRecord(np.array(cols["prompt"], dtype=object), np.array(cols["domain"], dtype=object),
+                          np.array(cols["position"], dtype=np.int64), np.array(cols["greedy_match"], dtype=np.int8),
+                          np.array(cols["draft_rank"], dtype=np.int64), np.array(cols["accept_prob"], dtype=float),
+                          dict(meta, path=str(p)))
+    _check(rec, p)
+    return rec
+
+
+def _columns(text: str, p) -> dict:
+    rows = csv.reader(io.StringIO(text, newline=None))  # universal newlines, as a text-mode file
     header = next(rows, None)
     if header is None or tuple(h.strip() for h in header) != COLUMNS:
         raise TraceError(p, f"header must be {','.join(COLUMNS)}", 1)
@@ -149,19 +163,14 @@ def read_record(path) -> AgreementRecord:
             q = float(row[5]) if row[5].strip() else math.nan
         except ValueError:
             raise TraceError(p, f"position/greedy_match/draft_rank must be integers and accept_prob a number: {row[2:]}", ln) from None
-        if g not in (0, 1) or r < -1 or not (math.isnan(q) or 0.0 <= q <= 1.0):
-            raise TraceError(p, f"greedy_match={row[3]!r} must be 0/1, draft_rank={row[4]!r} ≥ −1, "
-                                f"accept_prob={row[5]!r} in [0, 1] or empty", ln)
+        if not 0 <= x < MAX_ROWS or g not in (0, 1) or not -1 <= r < MAX_RANK or not (math.isnan(q) or 0.0 <= q <= 1.0):
+            raise TraceError(p, f"position={row[2]!r} must be in 0..{MAX_ROWS - 1}, greedy_match={row[3]!r} 0/1, "
+                                f"draft_rank={row[4]!r} in −1..{MAX_RANK - 1}, accept_prob={row[5]!r} in [0, 1] or empty", ln)
         if r >= 0 and (r == 0) != (g == 1):
             raise TraceError(p, f"greedy_match={g} contradicts draft_rank={r} (rank 0 is the draft's top token)", ln)
         for k, v in zip(COLUMNS, (row[0], row[1], x, g, r, q)):
             cols[k].append(v)
-    rec = AgreementRecord(np.array(cols["prompt"], dtype=object), np.array(cols["domain"], dtype=object),
-                          np.array(cols["position"], dtype=np.int64), np.array(cols["greedy_match"], dtype=np.int8),
-                          np.array(cols["draft_rank"], dtype=np.int64), np.array(cols["accept_prob"], dtype=float),
-                          dict(meta, path=str(p)))
-    _check(rec, p)
-    return rec
+    return cols
 
 
 def _check(rec: AgreementRecord, where) -> None:
@@ -188,18 +197,17 @@ def read_prompts(path, vocab: int | None = None) -> list[tuple[str, str, list[in
     p = Path(path)
     if not p.is_file():
         raise TraceError(p, "prompt file does not exist" if not p.exists() else "is not a file")
-    try:
-        lines = p.read_text(encoding="utf-8-sig").splitlines()
-    except UnicodeDecodeError:
-        raise TraceError(p, "is not a text file (not UTF-8)") from None
+    lines = read_text(p, "prompt file").splitlines()  # bounded, regular files only (SpecError names the file)
     out, seen = [], set()
     for ln, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
         try:
-            d = json.loads(raw)
+            d = loads_json(raw, f"{p}:{ln}")
         except json.JSONDecodeError as e:
             raise TraceError(p, f"not a JSON object ({e.msg})", ln) from None
+        except RecursionError:
+            raise TraceError(p, "is nested too deeply to be a prompt (JSON thousands of levels deep)", ln) from None
         if not isinstance(d, dict) or not {"id", "tokens"} <= set(d):
             raise TraceError(p, "each line needs 'id' and 'tokens' (and optionally 'domain')", ln)
         toks = d["tokens"]

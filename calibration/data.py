@@ -20,6 +20,9 @@ FORMATS = ("vllm-metrics", "iterations", "histogram", "mean-length",
 
 
 MAX_COUNT = 2 ** 53  # counts beyond this are not exact in float64 (and overflow int64 sums)
+# Largest lookahead a trace may record (as calibration.iterations): engines draft at most tens of
+# tokens, and the per-position arrays are γ wide, so a γ of 2^53 would ask for petabytes.
+MAX_GAMMA = 1024
 
 
 class TraceError(SpecError):
@@ -80,14 +83,14 @@ class AcceptanceData:
 
 def from_iterations(source, fmt, gamma, accepted, weight=None, notes=(), extra=None) -> AcceptanceData:
     """Counts from per-iteration (γ_j, a_j[, weight_j]); inputs already validated."""
-    if weight is not None and sum(int(x) for x in weight) > 2 ** 62:
-        raise TraceError(source, "total iteration count exceeds 2^62; counts are not plausible")
+    if weight is not None and sum(int(x) for x in weight) > MAX_COUNT:  # float64 histograms stay exact below
+        raise TraceError(source, "total iteration count exceeds 2^53; counts are not plausible")
     g = np.asarray(gamma, dtype=np.int64)
     a = np.asarray(accepted, dtype=np.int64)
     w = np.ones_like(g) if weight is None else np.asarray(weight, dtype=np.int64)
     if g.size == 0 or w.sum() == 0:
         raise TraceError(source, "trace holds no iterations")
-    gmax = int(g.max())
+    gmax = check_gamma(int(g.max()), source)
     pos = np.arange(1, gmax + 1)[None, :]
     reached = ((g[:, None] >= pos) & (a[:, None] >= pos - 1)) * w[:, None]
     acc = (a[:, None] >= pos) * w[:, None]
@@ -107,6 +110,7 @@ def from_position_counts(source, fmt, n_drafts: int, per_pos, notes=(), extra=No
     α_i = c_{i-1} / c_{i-2} with c_{-1} = D; all drafts are taken to propose γ = len(per_pos) tokens.
     """
     c = np.asarray(per_pos, dtype=np.int64)
+    check_gamma(int(c.size), source, what="positions")
     reached = np.concatenate([[n_drafts], c[:-1]]).astype(np.int64)
     hist = np.append(-np.diff(np.concatenate([[n_drafts], c])), c[-1]).astype(np.int64)
     return AcceptanceData(source=str(source), format=fmt, n_drafts=int(n_drafts), gammas=(int(c.size),),
@@ -115,7 +119,18 @@ def from_position_counts(source, fmt, n_drafts: int, per_pos, notes=(), extra=No
 
 
 def parse_count(text, source, line, what: str) -> int:
-    """A non-negative integer count ('12', '12.0', '1.2e3'); anything else is a TraceError."""
+    """A non-negative integer count ('12', '12.0', '1.2e3'); anything else is a TraceError. Integer
+    spellings are read exactly (float('9007199254740993') would silently lose the last unit)."""
+    if isinstance(text, bool):
+        raise TraceError(source, f"{what}={text!r} is not a number", line)
+    s = text.strip() if isinstance(text, str) else None
+    if isinstance(text, int) or (s and s.isascii() and s.isdigit() and len(s) <= 20):
+        v = int(text)
+        if v < 0:
+            raise TraceError(source, f"{what}={text!r} is negative; counts must be ≥ 0", line)
+        if v > MAX_COUNT:
+            raise TraceError(source, f"{what}={text!r} is not allowed; counts must be ≤ 2^53", line)
+        return v
     try:
         v = float(text)
     except (TypeError, ValueError):
@@ -129,3 +144,10 @@ def parse_count(text, source, line, what: str) -> int:
     if v > MAX_COUNT:
         raise TraceError(source, f"{what}={text!r} is not allowed; counts must be ≤ 2^53", line)
     return int(v)
+
+
+def check_gamma(g: int, source, line=None, what: str = "gamma") -> int:
+    """A trace's lookahead γ: an integer in 1..MAX_GAMMA (TraceError otherwise)."""
+    if not 1 <= g <= MAX_GAMMA:
+        raise TraceError(source, f"{what}={g} is not allowed; a lookahead γ must be in 1..{MAX_GAMMA}", line)
+    return g

@@ -22,7 +22,9 @@ import json
 
 import numpy as np
 
-from .data import AcceptanceData, TraceError, from_iterations, parse_count
+from perfmodel.specs.safeio import loads_json
+
+from .data import AcceptanceData, TraceError, check_gamma, from_iterations, parse_count
 
 REQUEST_FORMATS = ("vllm-requests", "sglang-requests", "llamacpp-requests")
 MAX_REQUESTS = 1_000_000  # responses in one file
@@ -32,7 +34,7 @@ def _responses(text: str, source) -> list[tuple[int, dict]]:
     s = text.strip()
     if s.startswith("["):
         try:
-            doc = json.loads(s)
+            doc = loads_json(s, str(source))
         except json.JSONDecodeError as e:
             raise TraceError(source, f"is not valid JSON ({e.msg})", e.lineno) from None
         rows = list(enumerate(doc, start=1))
@@ -41,7 +43,7 @@ def _responses(text: str, source) -> list[tuple[int, dict]]:
         for ln, raw in enumerate(text.splitlines(), start=1):
             if raw.strip():
                 try:
-                    rows.append((ln, json.loads(raw)))
+                    rows.append((ln, loads_json(raw, f"{source}:{ln}")))
                 except json.JSONDecodeError as e:
                     raise TraceError(source, f"not a JSON object ({e.msg})", ln) from None
     if not rows:
@@ -126,6 +128,7 @@ def _clustered(source, fmt, req, gam, acc, cnt) -> AcceptanceData:
 
 def _mean_requests(source, fmt, ids, gamma, accepted, steps, note) -> AcceptanceData:
     N, S = np.asarray(steps, dtype=float), np.asarray(accepted, dtype=float)
+    check_gamma(int(gamma), source)
     if N.sum() == 0:
         raise TraceError(source, "no speculative verify steps in any response")
     return AcceptanceData(source=str(source), format=fmt, n_drafts=int(N.sum()), gammas=(int(gamma),),
@@ -156,7 +159,7 @@ def _sglang(rows, source) -> AcceptanceData:
         else:
             raise TraceError(source, "SGLang responses name no lookahead: add \"gamma\": K to each line "
                                      "(the chain length the server drafts)", ln)
-        if g < 1 or not (1.0 <= L <= g + 1) and n:
+        if g < 1 or L != L or abs(L) == float("inf") or (n and not 1.0 <= L <= g + 1):  # NaN·0 would poison the sum
             raise TraceError(source, f"spec_accept_length={L} is outside [1, γ+1] for gamma={g}", ln)
         gammas.add(g)
         ids.append(str(m.get("id", r.get("id", ln)))), S.append((L - 1.0) * n), N.append(n)

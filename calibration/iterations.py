@@ -15,9 +15,11 @@ import re
 from collections import Counter
 from typing import Iterable, Iterator
 
+from perfmodel.specs.safeio import loads_json
+
 from .data import AcceptanceData, TraceError, from_iterations, parse_count
 
-POS_COL = re.compile(r"^(?:pos|position|accept)_(\d+)$")
+POS_COL = re.compile(r"^(?:pos|position|accept)_(\d{1,6})$")
 # the cluster column (iterations of one request/prompt are not independent): the first one present
 CLUSTER_KEYS = ("request", "request_id", "sequence", "prompt", "prompt_id")
 
@@ -27,6 +29,13 @@ def _numbered(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
         s = raw.strip()
         if s and not s.startswith("#"):
             yield ln, raw.rstrip("\r\n")
+
+
+def _csv_line(raw: str, source, ln) -> list[str]:
+    try:
+        return next(csv.reader([raw]))
+    except csv.Error as e:  # e.g. a field over the csv module's 128 KiB limit
+        raise TraceError(source, f"is not a readable CSV line ({e})", ln) from None
 
 
 def parse_iteration(source, ln, gamma, accepted, mask, count) -> tuple[int, int, int]:
@@ -109,7 +118,7 @@ def read_iterations_lines(lines: Iterable[str], source) -> AcceptanceData:
     if first[1].lstrip().startswith("{"):
         for ln, raw in _chain(first, rows):
             try:
-                d = json.loads(raw)
+                d = loads_json(raw, f"{source}:{ln}")
             except json.JSONDecodeError as e:
                 raise TraceError(source, f"not a JSON object ({e.msg})", ln) from None
             if not isinstance(d, dict) or "gamma" not in d:
@@ -123,7 +132,7 @@ def read_iterations_lines(lines: Iterable[str], source) -> AcceptanceData:
                     _plain(next((d[k] for k in CLUSTER_KEYS if k in d), None), source, ln, "request"))
         return acc.result()
     hl, head = first
-    header = [h.strip().lower() for h in next(csv.reader([head]))]
+    header = [h.strip().lower() for h in _csv_line(head, source, hl)]
     if "gamma" not in header:
         raise TraceError(source, f"CSV header {head[:60]!r} lacks a 'gamma' column", hl)
     pos_cols = sorted((int(m.group(1)), j) for j, h in enumerate(header) if (m := POS_COL.match(h)))
@@ -137,7 +146,7 @@ def read_iterations_lines(lines: Iterable[str], source) -> AcceptanceData:
     pj = [j for _, j in pos_cols]
     n = len(header)
     for ln, raw in rows:
-        cells = raw.split(",") if '"' not in raw else next(csv.reader([raw]))
+        cells = raw.split(",") if '"' not in raw else _csv_line(raw, source, ln)
         if len(cells) != n:
             raise TraceError(source, f"has {len(cells)} cells, the header has {n}", ln)
         g, a, c, b, x, q = (cells[j].strip() if j is not None else None for j in idx)

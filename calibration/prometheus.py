@@ -30,7 +30,7 @@ import time
 import urllib.error
 import urllib.request
 
-from .data import AcceptanceData, TraceError, from_position_counts, parse_count
+from .data import AcceptanceData, TraceError, check_gamma, from_position_counts, parse_count
 
 PREFIX = "vllm:spec_decode_"
 DRAFTS, DRAFT_TOKENS = PREFIX + "num_drafts", PREFIX + "num_draft_tokens"
@@ -190,6 +190,7 @@ def read_vllm_metrics(text: str, source, select: dict | None = None) -> Acceptan
         if accepted > tokens:
             raise TraceError(source, f"accepted tokens {accepted} exceed draft tokens {tokens}",
                              last[(ACCEPTED, None)][1])
+        check_gamma(int(gamma), source, what=f"{DRAFT_TOKENS}_total/{DRAFTS}_total")
         notes.append("no per-position counters: only an i.i.d. α is identifiable")
         return AcceptanceData(source=str(source), format="vllm-metrics", n_drafts=int(n_drafts),
                               gammas=(int(gamma),), mean_accepted=accepted / n_drafts,

@@ -18,10 +18,10 @@ import json
 import re
 from pathlib import Path
 
-from perfmodel.specs.safeio import read_text
+from perfmodel.specs.safeio import loads_json, read_text
 from perfmodel.specs.errors import SpecError
 
-from .data import FORMATS, AcceptanceData, TraceError, from_iterations, parse_count
+from .data import FORMATS, AcceptanceData, TraceError, check_gamma, from_iterations, parse_count
 from .engine_requests import REQUEST_FORMATS, detect_request_format, read_requests
 from .iterations import read_iterations_lines
 from .prometheus import fetch_metrics, is_url, looks_like_prometheus, order_baseline, read_vllm_metrics
@@ -110,7 +110,7 @@ def detect_format(text: str, source) -> str:
     mean_keys = MEAN_KEYS_WITH_BONUS + MEAN_KEYS_NO_BONUS
     if s.startswith("{") or s.startswith("["):
         try:
-            doc = json.loads(s)
+            doc = loads_json(s, str(source))
         except json.JSONDecodeError:
             return "histogram" if "accept_counts" in text else "iterations"  # else JSON lines
         keys = set(doc) if isinstance(doc, dict) else set()
@@ -153,7 +153,7 @@ def _balanced_list(text: str, start: int, source, line) -> list:
         depth += {"[": 1, "]": -1}.get(text[j], 0)
         if depth == 0:
             try:
-                return json.loads(text[i:j + 1])
+                return loads_json(text[i:j + 1], f"{source}:{line}")
             except json.JSONDecodeError:
                 raise TraceError(source, f"accept_counts list {text[i:j + 1][:50]!r} is not a list of numbers",
                                  line) from None
@@ -166,7 +166,7 @@ def read_histogram(text: str, source) -> AcceptanceData:
     line = None
     gamma = None
     try:
-        doc = json.loads(s) if s.startswith("{") or s.startswith("[") else None
+        doc = loads_json(s, str(source)) if s.startswith("{") or s.startswith("[") else None
     except json.JSONDecodeError:
         doc = None  # e.g. a Python dict repr: fall back to finding the list in the text
     if doc is not None:
@@ -181,6 +181,9 @@ def read_histogram(text: str, source) -> AcceptanceData:
             raise TraceError(source, "no accept_counts list found")
         line = text.count("\n", 0, k) + 1
         doc = _balanced_list(text, k, source, line)
+    if not isinstance(doc, list):  # a scalar, string or object is not a histogram
+        raise TraceError(source, f"accept_counts={str(doc)[:40]!r} is not allowed; give a list of counts "
+                                 "(a = 0..γ) or a list of such lists", line)
     rows = doc if doc and all(isinstance(r, list) for r in doc) else [doc]
     if not rows or not rows[0]:
         raise TraceError(source, "accept_counts is empty", line)
@@ -204,7 +207,7 @@ def read_mean_length(text: str, source) -> AcceptanceData:
     lines = {}
     if s.startswith("{"):
         try:
-            doc = json.loads(s)
+            doc = loads_json(s, str(source))
         except json.JSONDecodeError as e:
             raise TraceError(source, f"is not valid JSON ({e.msg})", e.lineno) from None
     else:
@@ -218,9 +221,7 @@ def read_mean_length(text: str, source) -> AcceptanceData:
             doc[m.group(1).lower()], lines[m.group(1).lower()] = m.group(2), ln
     if "gamma" not in doc:
         raise TraceError(source, "mean-length input needs 'gamma' (the lookahead the mean was measured at)")
-    g = parse_count(doc["gamma"], source, lines.get("gamma"), "gamma")
-    if g < 1:
-        raise TraceError(source, f"gamma={doc['gamma']!r} must be ≥ 1", lines.get("gamma"))
+    g = check_gamma(parse_count(doc["gamma"], source, lines.get("gamma"), "gamma"), source, lines.get("gamma"))
     with_bonus = [k for k in MEAN_KEYS_WITH_BONUS if k in doc]
     no_bonus = [k for k in MEAN_KEYS_NO_BONUS if k in doc]
     if len(with_bonus) + len(no_bonus) != 1:

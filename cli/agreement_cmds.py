@@ -46,6 +46,9 @@ def agreement(
                         ("new-prompts", new_prompts, 1), ("new-tokens", new_tokens, 2), ("max-rank", max_rank, 1)):
         if v is not None and not lo <= v <= 1_000_000:
             raise UsageError(f"{name}={v} is not allowed; must be in {lo}..1000000")
+    if not 0 <= seed < 2 ** 32:  # torch's own message names no flag
+        raise UsageError(f"seed={seed} is not allowed; --seed takes an integer in 0..{2 ** 32 - 1}",
+                         value=seed, allowed=f"0..{2 ** 32 - 1}")
     if not 0.0 <= temperature <= 100.0 or temperature != temperature:
         raise UsageError(f"temperature={temperature!r} is not allowed; must be in [0, 100]")
     given = [x is not None for x in (draft, target, prompts)]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 
@@ -14,6 +15,7 @@ import typer
 from perfmodel.specs.errors import InputError
 
 EXIT_BAD_INPUT = 2
+MAX_LIST_VALUES = 4096  # values one parse_ints / parse_floats list may hold (memory bound)
 # optional modules -> the extra of pyproject.toml's [project.optional-dependencies] that installs them
 EXTRAS = {"plotly": "plot", "kaleido": "plot", "scipy": "calibrate", "torch": "profile", "pandas": "data"}
 
@@ -86,10 +88,16 @@ def parse_ints(text: str, what: str, allow_zero: bool = False) -> list[int]:
             if ".." in part:
                 lo, _, rest = part.partition("..")
                 hi, _, step = rest.partition(":")
-                out.extend(range(int(lo), int(hi) + 1, int(step) if step else 1))
+                a, b, st = int(lo), int(hi), int(step) if step else 1
+                if st > 0 and b >= a and (b - a) // st + 1 + len(out) > MAX_LIST_VALUES:  # before building it
+                    raise UsageError(f"{what}={text!r} is not allowed; at most {MAX_LIST_VALUES} values",
+                                     value=text, allowed=f"at most {MAX_LIST_VALUES} values")
+                out.extend(range(a, b + 1, st))
             else:
                 out.append(int(part))
-        except ValueError:
+        except ValueError as e:
+            if isinstance(e, UsageError):
+                raise
             raise UsageError(f"{what}={text!r} is not allowed; give integers like 1,4,16 or 1..8") from None
     if not out:
         raise UsageError(f"{what}={text!r} is empty; give at least one integer")
@@ -100,12 +108,19 @@ def parse_ints(text: str, what: str, allow_zero: bool = False) -> list[int]:
 
 
 def parse_floats(text: str, what: str) -> list[float]:
+    """'0.6,0.8' → finite floats (NaN and ±inf are refused: no flag takes them), at most MAX_LIST_VALUES."""
     out = []
     for part in filter(None, (p.strip() for p in str(text).split(","))):
         try:
-            out.append(float(part))
+            v = float(part)
         except ValueError:
-            raise UsageError(f"{what}={part!r} is not a number") from None
+            raise UsageError(f"{what}={part!r} is not a number", value=part, allowed="finite numbers") from None
+        if not math.isfinite(v):
+            raise UsageError(f"{what}={part} is not allowed; give finite numbers", value=part, allowed="finite numbers")
+        out.append(v)
+        if len(out) > MAX_LIST_VALUES:
+            raise UsageError(f"{what}={text[:40]!r}… is not allowed; at most {MAX_LIST_VALUES} values",
+                             value=text, allowed=f"at most {MAX_LIST_VALUES} values")
     if not out:
         raise UsageError(f"{what}={text!r} is empty")
     return out

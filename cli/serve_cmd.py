@@ -93,8 +93,9 @@ def register(app: typer.Typer) -> None:
         o.positive(requests, "requests", 100_000)
         o.positive(max_num_seqs, "max-num-seqs", 65536)
         o.positive(max_batched_tokens, "max-batched-tokens", 1_048_576)
-        if seed < 0:
-            raise UsageError(f"seed={seed} is not allowed; a non-negative integer", value=seed, allowed=">= 0")
+        if not 0 <= seed < 2 ** 32:
+            raise UsageError(f"seed={seed} is not allowed; --seed takes an integer in 0..{2 ** 32 - 1}",
+                             value=seed, allowed=f"0..{2 ** 32 - 1}")
         gammas = o.int_list(gamma, "gamma", hi=16)
         md = o.modes(mode, both=False)[0]
         from .common import dtype_bytes

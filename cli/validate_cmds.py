@@ -13,6 +13,10 @@ from .common import UsageError, handle_errors, parse_floats, parse_names, print_
 from .measuring import check_device, check_dtype, parse_modes, use_device
 
 
+MAX_SEED = 2 ** 32 - 1  # numpy's seed range (torch's is wider)
+MAX_REPEATS, MAX_ITERATIONS = 1000, 10000  # timed repeats per point, iterations per repeat (time bound)
+
+
 def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, dtype, gpu, repeats,
         iterations, seed, out, profile_out, json_out):
     import os
@@ -22,13 +26,18 @@ def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, d
     from perfmodel.specs.catalog import resolve_model
     from perfmodel.specdec.maths import GAMMA_MAX
 
+    if not 0 <= seed <= MAX_SEED:  # torch and numpy take different seed ranges; their messages name no flag
+        raise UsageError(f"seed={seed} is not allowed; --seed takes an integer in 0..{MAX_SEED}",
+                         value=seed, allowed=f"0..{MAX_SEED}")
+    for name, v, hi in (("repeats", repeats, MAX_REPEATS), ("iterations", iterations, MAX_ITERATIONS)):
+        if not 1 <= v <= hi:
+            raise UsageError(f"{name}={v} is not allowed; --{name} takes an integer in 1..{hi}",
+                             value=v, allowed=f"1..{hi}")
     gammas = o.int_list(gamma, "gamma", hi=GAMMA_MAX)
     batches, contexts = o.batch_context(batch, context)
     alphas = parse_floats(alpha, "alpha")
     modes = parse_modes(mode)
     dtype, by = check_dtype(dtype)
-    if repeats < 1 or iterations < 1:
-        raise UsageError(f"repeats={repeats}, iterations={iterations}: both must be ≥ 1")
     for p in (out, profile_out):
         if p and (Path(p).suffix != ".csv" or not os.access(Path(p).parent if str(Path(p).parent) else ".", os.W_OK)):
             raise UsageError(f"out={p!r} is not allowed; give a writable .csv path")

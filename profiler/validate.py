@@ -193,10 +193,15 @@ def load_rows(path) -> list[dict]:
                 continue
             try:
                 x = float(v) if v not in ("", None) else (0.0 if k in _INT_COLUMNS else math.nan)
+                if k in _INT_COLUMNS and not (x.is_integer() and (1 if k in KEY_COLUMNS else 0) <= x <= 2 ** 40):
+                    raise ValueError(k)
+                if k == "alpha" and not 0.0 <= x <= 1.0:
+                    raise ValueError(k)
                 row[k] = int(x) if k in _INT_COLUMNS else x
             except (ValueError, OverflowError):
                 raise SpecError(f"validation table {str(p)!r} line {line}: {k}={v!r} is not allowed; "
-                                f"{'an integer' if k in _INT_COLUMNS else 'a number'} is needed",
+                                + ("an integer ≥ 1" if k in KEY_COLUMNS and k in _INT_COLUMNS else "an integer ≥ 0"
+                                   if k in _INT_COLUMNS else "α in [0, 1]" if k == "alpha" else "a number") + " is needed",
                                 value=v, allowed="a number") from None
         rows.append(row)
     return rows

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from casebounds import LIMIT_BYTES, LIMIT_S, bounded
 from cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,10 +163,21 @@ def test_matrix_has_at_least_150_cases():
     assert len(CASES) + len(JSON_CASES) >= 150 and len(CASES) >= 150
 
 
+def _invoke(args):
+    """One case under the enforced per-case bounds: < 60 s (an alarm ends it) and < 4 GiB peak
+    resident memory measured for this case alone (tests/casebounds.py)."""
+    with bounded() as used:
+        r = runner.invoke(app, args)
+    assert used["wall_s"] < LIMIT_S, used
+    assert used["peak_bytes"] < LIMIT_BYTES, used
+    assert "Unable to allocate" not in r.stderr and not isinstance(r.exception, MemoryError), r.stderr[-300:]
+    return r
+
+
 @pytest.mark.parametrize("args", CASES + JSON_CASES, ids=lambda a: " ".join(a)[:90])
 def test_bad_input_is_one_line_exit_2(workdir, args):
     before = _files(workdir)
-    r = runner.invoke(app, args)
+    r = _invoke(args)
     out, err = r.stdout, r.stderr.strip()
     assert r.exit_code == 2, (r.exit_code, out[-500:], err[-500:], repr(r.exception))
     assert "Traceback" not in out + err
@@ -180,11 +192,10 @@ def test_bad_input_is_one_line_exit_2(workdir, args):
 
 # ---- issue 25: hostile files, outputs, budgets, bounds, intervals, silent wrong answers ---------------
 # Each case below exits 2 with one line, leaves no file behind and changes no file a link points to;
-# the "silent wrong answer" cases of the issue (exit 0 before) are among them. Every case also runs
-# under a wall-clock and peak-memory watch: none may take 60 s or push the process past 4 GiB.
+# the "silent wrong answer" cases of the issue (exit 0 before) are among them. Every case of the
+# matrix runs under enforced bounds (tests/casebounds.py): an alarm at 60 s, an address-space
+# ceiling, and its own peak resident memory (reset before it) below 4 GiB.
 import math as _math  # noqa: E402
-import resource  # noqa: E402
-import time  # noqa: E402
 
 CAL = ROOT / "tests" / "data" / "calibration"
 TINY = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 4096, "num_attention_heads": 32,
@@ -251,12 +262,22 @@ def _hostile(d: Path) -> None:
         (h / f"out_link{sfx}").symlink_to(h / "victim.txt")
         (h / f"dangling{sfx}").symlink_to(h / "nowhere" / f"x{sfx}")
         os.mkfifo(h / f"fifo{sfx}")
+    sd = {"acceptance_histogram": [0, 1], "num_spec_steps": 1, "num_accepted_draft_tokens": 1, "num_draft_tokens": 1,
+          "num_spec_tokens": 1, "per_step_accepted": [1], "per_step_drafted": [2 ** 53]}
+    (h / "big_gamma.jsonl").write_text(json.dumps({"id": "a", "metrics": {"speculative_decoding": sd}}) + "\n")
+    (h / "sglang_nan.jsonl").write_text('{"meta_info": {"id": "a", "spec_verify_ct": 0, "spec_accept_length": NaN}, '
+                                        '"gamma": 4}\n{"meta_info": {"id": "b", "spec_verify_ct": 10, '
+                                        '"spec_accept_length": 2.5}, "gamma": 4}\n')
+    (h / "scalar_hist.json").write_text('{"accept_counts": [3, 2, 1], "accept_counts": 2}')
     (h / "cfg_neg_embed").mkdir()
     (h / "cfg_neg_embed" / "config.json").write_text(json.dumps(
         {"model_type": "opt", "num_hidden_layers": 2, "hidden_size": 1024, "num_attention_heads": 16,
          "ffn_dim": 4096, "vocab_size": 50272, "max_position_embeddings": 2048, "word_embed_proj_dim": -512}))
 
 
+SIM = ["serve-sim", "--target", "llama-13b", "--draft", "llama-7b:n_layers=2", "--alpha", "0.7", "--rate", "1",
+       "--requests", "20"]
+VAL_CPU = VAL + ["--mode", "eager", "--gamma", "1", "--batch", "1", "--alpha", "0.6"]  # would run, but for the flag
 HOSTILE_INPUTS = ["h/fifo", "h/adir", "h/deep.json", "h/huge.json", "h/zero_link", "/dev/zero", "h/deep_cfg/config.json",
                   "h/huge.csv"]
 FILE_FLAGS = [  # (command before the file, after it): every flag or argument that reads a file
@@ -268,6 +289,8 @@ FILE_FLAGS = [  # (command before the file, after it): every flag or argument th
     (O + ["--alpha-model"], []), (O + ["--profile"], []), (CA, []), (CA + ["in/huge_count.csv", "--baseline"], []),
     (CL, []), (CL + ["in/header_only.csv", "--profile"], []),
     (["plot", "speedup", "--out", "f.html", "--draft", "sheared-llama-1.3b", "--alpha", "0.7", "--target"], []),
+    (["calibrate", "agreement", "--record"], []), (SIM + ["--trace"], []),
+    (["predict", "--target", "llama-7b", "--method", "eagle", "--alpha", "0.7", "--tree"], []),
 ]
 OUTS = ["h/out_link.json", "h/dangling.json", "h/fifo.json", "/dev/null", "h/adir", "h/nowhere/x.json"]
 OUT_FLAGS = [  # (command, suffix its output needs)
@@ -323,9 +346,14 @@ ISSUE25_CASES = [
     CA + [str(CAL / "mean_length.json"), "--seed", "-1"], CA + [str(CAL / "mean_length.json"), "--seed", str(2 ** 32)],
     *[CA + [f"h/pos_{t}.txt"] for t in ("sup", "hex", "neg", "arabic")],
     P + ["--profile", "h/adir"], CA + ["http://127.0.0.1:9/metrics"],
+    # seeds and run lengths of every command that takes them (validate's --seed -1 used to run)
+    *[VAL_CPU + [f, v] for f, v in (("--seed", "-1"), ("--seed", str(2 ** 32)), ("--repeats", "1001"),
+                                    ("--iterations", "10001"), ("--repeats", "0"))],
+    ["calibrate", "agreement", "--record", "r.csv", "--seed", "-1"], SIM + ["--seed", "-1"], SIM + ["--seed", str(2 ** 32)],
+    # what the parser fuzz found (tests/test_fuzz_parsers.py): a 2^53-token lookahead, NaN at zero steps
+    CA + ["h/big_gamma.jsonl"], CA + ["h/sglang_nan.jsonl"], CA + ["h/scalar_hist.json"],
 ]
 ISSUE25_JSON = [c + ["--json"] for c in ISSUE25_CASES[::4] if c[0] in ("predict", "optimize", "calibrate")]
-FOUR_GIB = 4 * 2 ** 30
 
 
 @pytest.fixture
@@ -341,17 +369,13 @@ def test_matrix_has_at_least_500_cases():
 @pytest.mark.parametrize("args", ISSUE25_CASES + ISSUE25_JSON, ids=lambda a: " ".join(a)[:100])
 def test_hostile_input_is_one_line_exit_2_fast_and_bounded(hostile, args):
     before = _files(hostile)
-    t0 = time.monotonic()
-    r = runner.invoke(app, args)
-    wall = time.monotonic() - t0
+    r = _invoke(args)  # < 60 s and < 4 GiB, enforced per case
     out, err = r.stdout, r.stderr.strip()
     assert r.exit_code == 2, (r.exit_code, out[-400:], err[-400:], repr(r.exception))
     assert "Traceback" not in out + err
     assert err.startswith("error: ") and "\n" not in err, err
     assert _files(hostile) == before, _files(hostile) ^ before
     assert (hostile / "h" / "victim.txt").read_text() == "keep"
-    assert wall < 60, wall
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 < FOUR_GIB
     if "--json" in args:
         doc = json.loads(out)
         assert set(doc) == {"error", "value", "allowed"}

@@ -78,9 +78,11 @@ class LatencyCorrection:
                                      extra={k: v for k, v in e.items() if k not in known})
             except (KeyError, TypeError, ValueError) as exc:
                 raise SpecError(f"calibration file {source}: entry {i} is malformed ({exc!r})") from None
-            if not (ce.k_draft > 0 and ce.k_verify > 0 and np.isfinite(ce.extra_overhead_s)):
+            if not (np.isfinite(ce.k_draft) and np.isfinite(ce.k_verify) and ce.k_draft > 0 and ce.k_verify > 0
+                    and np.isfinite(ce.extra_overhead_s)):
                 raise SpecError(f"calibration file {source}: entry {i} has k_draft={ce.k_draft}, "
-                                f"k_verify={ce.k_verify}; factors must be > 0")
+                                f"k_verify={ce.k_verify}, extra_overhead_s={ce.extra_overhead_s}; factors must be "
+                                "finite and > 0, the overhead finite")
             out.append(ce)
         return cls(entries=tuple(out), provider=str(d.get("provider", "")), source=source)
 

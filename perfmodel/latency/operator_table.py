@@ -23,6 +23,7 @@ from pathlib import Path
 
 from perfmodel.latency.table import RowTable, write_meta, write_rows_csv
 from perfmodel.specs.models import SpecError
+from perfmodel.specs.safeio import text_stream
 
 SCHEMA_VERSION = 1
 OPS = ("gemm", "gemm_bias", "attention", "attention_gqa", "attention_verify", "rmsnorm", "layernorm", "add", "silu_mul",
@@ -40,6 +41,22 @@ for _op in ("rmsnorm", "layernorm", "add", "silu_mul", "relu", "rope", "kv_write
     AXES[_op] = ("tokens", "n")
 _INT = SIZE_COLS + ("copies", "repeats")
 _FLOAT = ("median_s", "p10_s", "p90_s")
+MAX_SIZE = 2 ** 40  # any size column, copies or repeats (a GEMM dimension of 10^12 is no operator)
+MAX_TIME_S = 3600.0  # one operator call timed at over an hour is a unit error, not a measurement
+
+
+def _number(text, col: str, where: str):
+    """One cell: sizes integers in 0..MAX_SIZE, times finite in [0, MAX_TIME_S] (empty = NaN)."""
+    if col in _FLOAT and text in ("", None):
+        return float("nan")
+    v = float(text)
+    if col in _INT:
+        if not (v == v and v.is_integer() and 0 <= v <= MAX_SIZE):
+            raise SpecError(f"{where}: {col}={text!r} is not allowed; an integer in 0..{MAX_SIZE}")
+        return int(v)
+    if not 0.0 <= v <= MAX_TIME_S:  # NaN fails too
+        raise SpecError(f"{where}: {col}={text!r} is not allowed; seconds in [0, {MAX_TIME_S:g}] or empty")
+    return v
 
 
 def op_key(row: dict) -> tuple:
@@ -73,7 +90,7 @@ class OperatorTable(RowTable):
         meta = cls.checked_meta(p, "operator table", SCHEMA_VERSION)
         rows = []
         try:
-            with p.open(newline="") as f:
+            with text_stream(p, "operator table") as f:  # bounded, regular files only
                 rd = csv.DictReader(f)
                 missing = [c for c in COLUMNS if c not in (rd.fieldnames or [])]
                 if missing:
@@ -82,11 +99,11 @@ class OperatorTable(RowTable):
                 for i, r in enumerate(rd, start=2):
                     try:
                         row = {c: r[c] for c in COLUMNS}
-                        for c in _INT:
-                            row[c] = int(float(row[c]))
-                        for c in _FLOAT:
-                            row[c] = float("nan") if row[c] in ("", None) else float(row[c])
+                        for c in _INT + _FLOAT:
+                            row[c] = _number(row[c], c, f"operator table {str(p)!r} line {i}")
                     except (TypeError, ValueError) as e:
+                        if isinstance(e, SpecError):
+                            raise
                         raise SpecError(f"operator table {str(p)!r} line {i}: malformed value ({e})") from None
                     row["status"] = row["status"] or "ok"
                     if row["op"] not in OPS or row["mode"] not in ("eager", "graph"):
@@ -95,8 +112,8 @@ class OperatorTable(RowTable):
                     if row["status"] == "ok" and not row["median_s"] > 0:
                         raise SpecError(f"operator table {str(p)!r} line {i}: median_s must be > 0")
                     rows.append(row)
-        except UnicodeDecodeError:
-            raise SpecError(f"{str(p)!r} is not a text CSV file") from None
+        except csv.Error as e:
+            raise SpecError(f"operator table {str(p)!r} is not a readable CSV file ({e})") from None
         return cls(rows=rows, meta=meta)
 
 

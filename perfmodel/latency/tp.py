@@ -148,6 +148,11 @@ def load_curves(path) -> list[AllreduceCurve]:
             vals = tuple(float(r[c]) for c in ("size_bytes", "median_s", "p10_s", "p90_s"))
         except (TypeError, ValueError) as e:
             raise SpecError(f"{str(p)!r} line {i}: malformed value ({e})") from None
+        size, med, p10, p90 = vals  # NaN fails every comparison below
+        if not (1 <= key[1] <= 1024 and 0 < size <= 2 ** 40 and 0 < med <= 3600 and 0 <= p10 <= 3600 and 0 <= p90 <= 3600):
+            raise SpecError(f"{str(p)!r} line {i}: tp={r['tp']!r}, size_bytes={r['size_bytes']!r}, median_s={r['median_s']!r}, "
+                            f"p10_s/p90_s={r['p10_s']!r}/{r['p90_s']!r} are not allowed; tp in 1..1024, sizes in "
+                            "1..2^40 bytes, times in (0, 3600] s")
         groups.setdefault(key, []).append(vals)
     out = []
     for (gpu, tp, mode, dtype), vals in sorted(groups.items()):

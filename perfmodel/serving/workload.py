@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from perfmodel.specs.errors import InputError
-from perfmodel.specs.safeio import read_text
+from perfmodel.specs.safeio import loads_json, read_text
 
 MAX_REQUESTS = 100_000  # one simulation's requests (the event loop runs in Python: seconds, not hours)
 MAX_LENGTH = 1_048_576  # tokens in one prompt or output (no engine serves longer contexts)
@@ -127,11 +127,14 @@ def read_trace(path: str, flag: str = "trace") -> tuple[LengthDist, LengthDist]:
     if p.suffix.lower() in (".jsonl", ".json"):
         for i, line in enumerate(filter(None, (ln.strip() for ln in text.splitlines()))):
             try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
+                rows.append(loads_json(line, f"--{flag} {path}:{i + 1}"))
+            except json.JSONDecodeError:  # too deep or too long a number: a SpecError from loads_json
                 raise _bad(flag, f"{path}:{i + 1}", "one JSON object per line") from None
     else:
-        rows = list(csv.DictReader(text.splitlines()))
+        try:
+            rows = list(csv.DictReader(text.splitlines()))
+        except csv.Error as e:  # e.g. a field over the csv module's 128 KiB limit
+            raise _bad(flag, str(path), f"a readable CSV file ({e})") from None
     if not 1 <= len(rows) <= MAX_REQUESTS:
         raise _bad(flag, f"{path} ({len(rows)} rows)", f"1..{MAX_REQUESTS} requests")
     out = {"prompt_tokens": [], "output_tokens": []}

@@ -20,7 +20,10 @@ def read_alpha_document(path: str | Path) -> dict:
 
     text = read_text(p, "alpha-model file", MAX_JSON_BYTES)
     if p.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(io.StringIO(text)))
+        try:
+            rows = list(csv.DictReader(io.StringIO(text, newline=None)))  # universal newlines
+        except csv.Error as e:
+            raise SpecError(f"alpha-model file {str(p)!r} is not a readable CSV file ({e})") from None
         if not rows or not {"draft", "alpha"} <= set(rows[0]):
             raise SpecError(f"alpha-model file {str(p)!r}: CSV needs columns draft,alpha")
         pairs = []
@@ -32,7 +35,7 @@ def read_alpha_document(path: str | Path) -> dict:
             except (TypeError, ValueError):
                 raise SpecError(f"alpha-model file {str(p)!r} line {i}: alpha is not a number") from None
             pairs.append(d)
-        return {"pairs": pairs, "source": str(p)}
+        return _checked({"pairs": pairs, "source": str(p)}, p)
     try:
         doc = loads_json(text, f"alpha-model file {str(p)!r}")
     except json.JSONDecodeError as e:
@@ -43,11 +46,25 @@ def read_alpha_document(path: str | Path) -> dict:
         raise SpecError(f"alpha-model file {str(p)!r} needs 'pairs' (a list of {{draft, alpha}}) "
                         "or 'coefficients'")
     doc.setdefault("source", str(p))
+    return _checked(doc, p)
+
+
+def _checked(doc: dict, p: Path) -> dict:
+    """Every pair names a draft and an α in [0, 1), its alpha_ci (if any) an ordered interval."""
     for i, r in enumerate(doc.get("pairs") or []):
         if not isinstance(r, dict) or "draft" not in r or "alpha" not in r:
             raise SpecError(f"alpha-model file {str(p)!r}: pair {i} needs 'draft' and 'alpha'")
-        if r.get("alpha_ci") is not None:  # ordered, in [0, 1]: an inverted one is refused, not squared away
-            from perfmodel.specdec.acceptance import check_interval
+        from perfmodel.specdec.acceptance import check_alpha, check_interval
 
-            check_interval(r["alpha_ci"], f"alpha-model file {str(p)!r}: pair {i} alpha_ci")
+        if isinstance(r["alpha"], bool):
+            raise SpecError(f"alpha-model file {str(p)!r}: pair {i} alpha={r['alpha']!r} is not allowed; α must be in [0, 1)")
+        try:  # a number in [0, 1) (NaN, 1.5 or 1e308 would be carried into every fit)
+            r["alpha"] = check_alpha(r["alpha"], f"alpha-model file {str(p)!r}: pair {i} alpha")
+        except (TypeError, ValueError) as e:
+            if isinstance(e, SpecError):
+                raise
+            raise SpecError(f"alpha-model file {str(p)!r}: pair {i} alpha={r['alpha']!r} is not allowed; "
+                            "α must be a number in [0, 1)") from None
+        if r.get("alpha_ci") is not None:  # ordered, in [0, 1]: an inverted one is refused, not squared away
+            r["alpha_ci"] = list(check_interval(r["alpha_ci"], f"alpha-model file {str(p)!r}: pair {i} alpha_ci"))
     return doc

@@ -17,6 +17,8 @@ class InputError(ValueError):
     """Bad user input: `str(e)` is one line; `.value` and `.allowed` are what a JSON error carries."""
 
     def __init__(self, message: str, *, value=None, allowed=None):
+        if len(str(message).splitlines()) > 1:  # a value that holds a line break must not break the line
+            message = " ".join(str(message).splitlines())
         super().__init__(message)
         if value is None and allowed is None:
             m = _CANONICAL.match(message)

@@ -192,8 +192,14 @@ def text_stream(path: str | Path, what: str, limit: int = MAX_TABLE_BYTES) -> io
 
 
 def loads_json(text: str | bytes, what: str):
-    """json.loads with nesting too deep for the parser (RecursionError) as a one-line SpecError."""
+    """json.loads with nesting too deep for the parser (RecursionError) and an integer longer than
+    Python converts (a plain ValueError, not a JSONDecodeError) as one-line SpecErrors; a
+    JSONDecodeError is passed on for the caller to name the line."""
     try:
         return json.loads(text)
+    except json.JSONDecodeError:
+        raise
     except RecursionError:
         raise SpecError(f"{what} is nested too deeply to be a specperf or Hugging Face document") from None
+    except ValueError as e:  # "Exceeds the limit (4300 digits) for integer string conversion ..."
+        raise SpecError(f"{what} holds a number too long to read ({str(e).split(';')[0]})") from None
