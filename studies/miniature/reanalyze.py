@@ -232,6 +232,11 @@ def hf_rows(fam, recs, prompts, z, profile, gpu, dtype, derived) -> list[dict]:
             ex = [hf_protocol(gm[ib[pid]], r["gamma"], r["new_tokens"]) for pid in r["prompt_ids"]]
             row["hf_protocol_replay_forwards"], row["target_forwards"] = int(sum(f for _, f in ex)), r["target_forwards"]
             row["hf_forwards_equal_protocol_replay"] = row["hf_protocol_replay_forwards"] == r["target_forwards"]
+            ga = z[f"{r['draft']}/A/greedy/greedy_match"]  # set A under HF's protocol, weighted to the HF prompts' domains
+            wa = [(mix or {}).get(q["domain"], 1 if not mix else 0) for q in prompts if q["set"] == "A"]
+            exa = [(w, hf_protocol(ga[i], r["gamma"], r["new_tokens"])) for i, w in enumerate(wa) if w]
+            row["hf_protocol_A_tokens_per_iteration"] = sum(w * t for w, (t, _) in exa) / sum(w * f for w, (_, f) in exa)
+            row["hf_protocol_A_acceptance_error_pct"] = _pct(row["hf_protocol_A_tokens_per_iteration"], row["measured_tokens_per_iteration"])
             if r.get("per_prompt"):  # run 2 on: prompt by prompt
                 row["hf_prompts_equal_protocol_replay"] = int(sum(f == pp[3] for (_, f), pp in zip(ex, r["per_prompt"])))
         out.append(row)
@@ -336,6 +341,7 @@ def main(argv=None) -> int:
                "hf_tokens_per_iteration_vs_same_prompts_replay_pct": [round(r.get("hf_vs_same_prompts_replay_pct", float("nan")), 2) for r in hf],
                "hf_target_forwards_protocol_replay_vs_measured": [[r.get("hf_protocol_replay_forwards"), r["target_forwards"]] for r in hf],
                "hf_prompts_equal_protocol_replay": [r.get("hf_prompts_equal_protocol_replay") for r in hf],
+               "hf_acceptance_only_errors_pct_hf_protocol": [round(r.get("hf_protocol_A_acceptance_error_pct", float("nan")), 2) for r in hf],
                "second_finding": second_finding(fam, prompts, z)}
     with (out / "results.csv").open("w", newline="") as f:
         cols = sorted({k for r in loops + hf for k in r})
