@@ -127,6 +127,10 @@ def _fit_eager(G, H, t, graph):
             break
         A = np.stack([H / t, 1.0 / t], axis=1)[host_bound]
         (h, c), *_ = np.linalg.lstsq(A, np.ones(host_bound.sum()), rcond=None)
+        if h < 0 or c < 0:  # layers with near-equal launch counts leave factor and constant collinear:
+            # a negative part is unphysical, so the host time is taken ∝ the launch cost alone
+            (h,), *_ = np.linalg.lstsq(A[:, :1], np.ones(host_bound.sum()), rcond=None)
+            c = 0.0
         p = {"host_factor": float(h), "const_s": float(c)}
         new = p["host_factor"] * H + p["const_s"] >= gpu * 0.9
         if (new == host_bound).all():
