@@ -4,7 +4,7 @@ in about a minute on a miniature target's greedy text, as chains (γ 2..5) and a
 prediction perfmodel.specdec.heads.FeatureHead / tree_method.TokenTree compose from the same GPU's
 component timings (target forward over n tokens, head step over n tokens, verification overhead).
 
-  PYTHONPATH=. python3 scripts/specloop_eagle_tree.py --out DIR            # CUDA, about 3 minutes
+  PYTHONPATH=. python3 scripts/specloop_eagle_tree.py --out DIR            # CUDA, ≤ ~2 min (--budget-s 100)
   PYTHONPATH=. python3 scripts/specloop_eagle_tree.py --out DIR --smoke    # CPU, tiny shapes, seconds
 
 Writes DIR/specloop_eagle_tree.json: component timings, the head's training accuracy and rank
@@ -91,44 +91,65 @@ class Measured:
             Provenance.of("measured", file="this run")
 
 
+def save(out: Path, doc: dict) -> None:
+    """Write what has been measured so far (atomically): a run killed midway keeps it."""
+    tmp = out / ".specloop_eagle_tree.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=1, default=float))
+    os.replace(tmp, out / "specloop_eagle_tree.json")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
     ap.add_argument("--smoke", action="store_true", help="CPU, tiny shapes (a check that the script runs)")
+    ap.add_argument("--budget-s", type=float, default=100.0,
+                    help="stop starting new runs after this many seconds (what ran is kept; default 100)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    log = lambda what: print(f"[{time.monotonic() - t0:6.1f} s] {what}", flush=True)  # noqa: E731
     dev = torch.device("cpu" if a.smoke or not torch.cuda.is_available() else "cuda")
     if dev.type == "cpu":
         torch.set_num_threads(1)  # a shared CPU: one thread keeps timings comparable
     dtype = "fp32" if dev.type == "cpu" else "fp16"
     spec = resolve_model(SMOKE if a.smoke else FULL)
-    P, NEW, CTX = (12, 32, 256) if a.smoke else (256, 256, 1024)
-    t0 = time.monotonic()
+    P, NEW, CTX = (12, 32, 256) if a.smoke else (256, 192, 1024)
+    doc = {"device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu", "torch": torch.__version__,
+           "target": spec.name, "dtype": dtype, "mode": "eager", "batch": 1, "prompt_tokens": P, "new_tokens": NEW,
+           "budget_s": a.budget_s, "phase": "start", "rows": []}
     torch.manual_seed(0)
     target = DecoderModel(spec, max_context=CTX, dtype=dtype, device=dev, seed=3)
     head = EagleHead(target, CTX, dtype=dtype, device=dev)
-    train_acc = train_head(target, head, steps=40 if a.smoke else 600, seq=32 if a.smoke else 128,
-                           batch=4 if a.smoke else 32, lr=1e-2 if a.smoke else 2e-3)
-    t_train = time.monotonic() - t0
+    log("models built; training the head")
+    doc["head_train_accuracy"] = train_head(target, head, steps=40 if a.smoke else 400, seq=32 if a.smoke else 96,
+                                            batch=4 if a.smoke else 16, lr=1e-2 if a.smoke else 2e-3)
+    doc["train_s"] = time.monotonic() - t0
+    doc["phase"] = "trained"
+    save(out, doc)
+    log(f"head trained (accuracy {doc['head_train_accuracy']:.3f}); measuring rank acceptance")
     prompts = [torch.randint(0, spec.vocab, (1, P), generator=torch.Generator().manual_seed(100 + i)).to(dev)
-               for i in range(2 if a.smoke else 4)]
+               for i in range(2 if a.smoke else 3)]
 
     cal = HeadLoop(target, head, gamma=6)  # per-depth, per-rank acceptance of the trained head
     for pr in prompts:
         cal.generate(pr, NEW)
-    rank_acc = cal.rank_acceptance()[:, :4]
-    rank_acc = np.minimum(rank_acc, 1.0)
+    rank_acc = np.minimum(cal.rank_acceptance()[:, :4], 1.0)
+    doc["rank_acceptance"] = rank_acc.tolist()
+    doc["phase"] = "rank acceptance"
+    save(out, doc)
     runs = [("chain", g, None) for g in (2, 3, 4, 5)]
     for n in ((6, 10) if a.smoke else (6, 10, 16, 24)):
         runs.append(("tree", n, best_tree(rank_acc, n, 6)))
+    runs = [runs[i] for i in (0, 4, 2, 5, 1, 6, 3, 7) if i < len(runs)]  # chains and trees alternate: a cut run keeps both
+    log(f"rank acceptance {np.round(rank_acc[:, 0], 3).tolist()}; timing components")
 
     # component timings at contexts spanning the runs
     ctxs = [P, P + NEW // 2, P + NEW]
     ns = sorted({1} | {g + 1 for k, g, _ in runs if k == "chain"} | {t.size + 1 for k, _, t in runs if t is not None}
                 | {w for _, _, t in runs if t is not None for w in t.widths()} | set(range(1, 8)))
     time_fn = timer(dev)
-    reps = 3 if a.smoke else 30
+    reps = 3 if a.smoke else 20
     tt, th, to = {}, {}, {}
     d = spec.d_model
     with torch.no_grad():
@@ -144,9 +165,17 @@ def main(argv=None) -> int:
             lg = torch.randn(n, spec.vocab, device=dev, dtype=head.fc.dtype)
             to[n] = time_fn(lambda: lg.argmax(-1).tolist(), reps)
     prov = Measured(spec, tt, th, to, ctxs)
+    doc.update({"component_contexts": ctxs, "t_target_s": tt, "t_head_step_s": th, "t_overhead_s": to,
+                "phase": "components"})
+    save(out, doc)
+    log(f"components timed ({len(ns)} token counts × {len(ctxs)} contexts); runs")
 
-    rows = []
+    rows = doc["rows"]
     for kind, g, tree in runs:
+        if time.monotonic() - t0 > a.budget_s:
+            doc.setdefault("notes", []).append(f"budget {a.budget_s:.0f} s reached: {kind} {g} and later runs not run")
+            log(f"budget reached before {kind} {g}")
+            break
         loop = HeadLoop(target, head, gamma=g if tree is None else 1, tree=tree, record_ranks=False)
         emitted, secs, iters = 0, 0.0, 0
         for pr in prompts:
@@ -170,18 +199,17 @@ def main(argv=None) -> int:
         row["predicted_tokens_per_iteration"] = e_tpi
         row["error_pct_full"] = None if e_tpi is None else 100 * ((e_tpi / pred_it) / row["measured_tok_s"] - 1)
         rows.append(row)
-    errs = [abs(r["error_pct"]) for r in rows]
-    full = [abs(r["error_pct_full"]) for r in rows if r["error_pct_full"] is not None]
-    doc = {"device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu", "torch": torch.__version__,
-           "target": spec.name, "dtype": dtype, "mode": "eager", "batch": 1, "prompt_tokens": P, "new_tokens": NEW,
-           "head_train_accuracy": train_acc, "train_s": t_train, "rank_acceptance": rank_acc.tolist(),
-           "component_contexts": ctxs, "t_target_s": tt, "t_head_step_s": th, "t_overhead_s": to,
-           "rows": rows, "median_abs_error_pct": float(np.median(errs)),
-           "median_abs_error_pct_full": float(np.median(full)) if full else None, "wall_s": time.monotonic() - t0}
-    tmp = out / ".specloop_eagle_tree.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=1, default=float))
-    os.replace(tmp, out / "specloop_eagle_tree.json")
-    print(json.dumps({k: doc[k] for k in ("median_abs_error_pct", "median_abs_error_pct_full", "wall_s")}))
+        errs = [abs(r["error_pct"]) for r in rows]
+        full = [abs(r["error_pct_full"]) for r in rows if r["error_pct_full"] is not None]
+        doc.update({"phase": f"{len(rows)} of {len(runs)} runs", "median_abs_error_pct": float(np.median(errs)),
+                    "median_abs_error_pct_full": float(np.median(full)) if full else None,
+                    "wall_s": time.monotonic() - t0})
+        save(out, doc)
+        log(f"{kind} {g}: {row['measured_tok_s']:.1f} tok/s measured, error {row['error_pct']:+.1f} %")
+    doc["wall_s"] = time.monotonic() - t0
+    doc["phase"] = "done" if len(rows) == len(runs) else doc["phase"]
+    save(out, doc)
+    print(json.dumps({k: doc.get(k) for k in ("median_abs_error_pct", "median_abs_error_pct_full", "wall_s", "phase")}))
     return 0
 
 
