@@ -115,3 +115,30 @@ def test_rerun1_hf_assisted_generation_is_the_agreement_record_under_its_protoco
         ex = [hf_protocol(gm[ib[pid]], r["gamma"], r["new_tokens"]) for pid in r["prompt_ids"]]
         assert sum(t for t, _ in ex) == r["tokens"] and sum(f for _, f in ex) == r["target_forwards"]
     assert hf_protocol([1, 1, 1, 1, 1, 1, 1, 1], 4, 8) == (8, 2) and hf_protocol([0] * 8, 2, 5) == (5, 5)
+
+
+def test_rerun2_replay_is_the_loop_and_hf_prompt_by_prompt():
+    """Run 2 (NVIDIA H100, profile and loop on the same kernels): the set-B record replayed under each
+    timed protocol gives the loop's tokens for all 288 prompt runs, and under HF's protocol HF's target
+    forwards for each of the 9 prompts × 6 assisted runs."""
+    from pathlib import Path
+
+    from calibration import replay as rp
+    from studies.miniature.reanalyze import hf_protocol, load, record
+
+    data = Path(__file__).resolve().parents[1] / "studies" / "miniature" / "rerun" / "run2" / "data"
+    recs, prompts, z = load(data)
+    same = total = 0
+    for r in (r for r in recs.values() if r["kind"] == "loop" and r["gamma"] > 0):
+        its = r["iterations"] // r["prompts"]
+        rep = rp.replay(record(z, prompts, r["draft"], "B", "greedy"), r["gamma"], skip=r["warmup"], iterations=its)
+        same += int(np.sum(rep.tokens == (np.asarray(r["accepted"]).reshape(r["prompts"], its) + 1).sum(axis=1)))
+        total += r["prompts"]
+    assert same == total == 288
+    ib = {p["id"]: i for i, p in enumerate(q for q in prompts if q["set"] == "B")}
+    runs = [r for r in recs["hf"]["runs"] if r["draft"] != "none"]
+    assert len(runs) == 6 and all(r["prompts"] == 9 for r in runs)
+    for r in runs:
+        gm = z[f"{r['draft']}/B/greedy/greedy_match"]
+        for pid, _, tokens, forwards in r["per_prompt"]:
+            assert hf_protocol(gm[ib[pid]], r["gamma"], r["new_tokens"]) == (tokens, forwards)
