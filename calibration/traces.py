@@ -32,6 +32,7 @@ MEAN_KEYS_WITH_BONUS = ("mean_acceptance_length", "accept_length", "avg_spec_acc
 MEAN_KEYS_NO_BONUS = ("mean_accepted_tokens", "mean_accepted")
 N_KEYS = ("n_drafts", "num_drafts", "n_iterations")
 STREAM_ABOVE_BYTES = 4 * 2 ** 20  # larger per-iteration traces are streamed from the file
+MAX_STREAM_BYTES = 2 ** 30  # the largest streamed trace (about a minute to read); larger ones are refused
 
 
 def _no_deep_nesting(fn):
@@ -56,6 +57,9 @@ def read_trace(path, fmt: str = "auto", select: dict | None = None, baseline=Non
     fmt = (fmt or "auto").strip().lower()
     if fmt not in FORMATS + ("auto",):
         raise TraceError(p, f"format={fmt!r} is not known; use auto, {', '.join(FORMATS)}")
+    if isinstance(p, Path) and p.is_file() and p.stat().st_size > MAX_STREAM_BYTES:
+        raise TraceError(p, f"is {p.stat().st_size} bytes; at most {MAX_STREAM_BYTES} bytes are read (a trace "
+                            "that long takes minutes; thin it or give counts)")
     if isinstance(p, Path) and p.is_file() and p.stat().st_size > STREAM_ABOVE_BYTES and fmt in ("auto", "iterations"):
         try:
             with p.open(encoding="utf-8-sig", newline="") as f:  # big: detect on the head, then stream

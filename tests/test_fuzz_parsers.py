@@ -183,7 +183,7 @@ REQUEST_SEEDS = {"vllm-requests": [_seed(ENG / n, 8) for n in ("vllm_requests.js
                  "sglang-requests": [_seed(ENG / "sglang_requests.jsonl", 8)],
                  "llamacpp-requests": [_seed(ENG / n, 8) for n in ("llamacpp_requests.jsonl", "llamacpp_varied.jsonl")]}
 OP_LINES = (ROOT / "perfmodel" / "data" / "operators_h200_fp16.csv").read_text().splitlines()
-OP_SEED = ("\n".join(OP_LINES[:1] + OP_LINES[1::400][:25]) + "\n").encode()
+OP_SEED = ("\n".join(OP_LINES[:1] + OP_LINES[1::900][:6]) + "\n").encode()
 
 
 def _cases(tmp: Path):
@@ -243,3 +243,32 @@ def test_parser_survives_10k_fuzz_examples(cases, name):
     print(rep.summary())
     assert not rep.failures, rep.summary()
     assert rep.accepted > 0, f"{name}: the fuzz never reached the success path"
+
+
+_OP_ROW = OP_LINES[1].split(",")
+FOUND = [  # inputs the fuzz found crashing or silently accepted (issue 25), each now one InputError line
+    ("traces (iterations, histogram, mean length)", b'{"accept_counts": [3, 2, 1], "accept_counts": 2}'),
+    ("traces (iterations, histogram, mean length)", b'{"accept_counts": [[3, 2, 1], [1, 1, 9007199254740993]], "gamma": 2}'),
+    ("traces (iterations, histogram, mean length)", b"gamma,accepted\n4," + b"7" * 140_000 + b"\n"),
+    ("engine vllm-requests", json.dumps({"metrics": {"speculative_decoding": {
+        "acceptance_histogram": [0, 1], "num_spec_steps": 1, "num_accepted_draft_tokens": 1, "num_draft_tokens": 1,
+        "num_spec_tokens": 1, "per_step_accepted": [1], "per_step_drafted": [2 ** 53]}}}).encode()),
+    ("engine sglang-requests", b'{"meta_info": {"spec_verify_ct": 0, "spec_accept_length": NaN}, "gamma": 4}\n'
+                               b'{"meta_info": {"spec_verify_ct": 10, "spec_accept_length": 2.5}, "gamma": 4}\n'),
+    ("engine sglang-requests", b'{"meta_info": {"spec_verify_ct": 1' + b"0" * 5000 + b'}}'),
+    ("operator table", (OP_LINES[0] + "\n" + ",".join(_OP_ROW[:4] + ["inf"] + _OP_ROW[5:]) + "\n").encode()),
+    ("operator table", (OP_LINES[0] + "\n" + ",".join(_OP_ROW[:12] + ["1e20"] + _OP_ROW[13:]) + "\n").encode()),
+    ("agreement record", b"prompt,domain,position,greedy_match,draft_rank,accept_prob\np0,a,99999999999999999999,1,0,0.5\n"),
+    ("agreement record", b"prompt,domain,position,greedy_match,draft_rank,accept_prob\np0,a,0,1,0,0.5\r,\n"),
+    ("workload trace jsonl", b'{"prompt_tokens": 1' + b"0" * 5000 + b', "output_tokens": 3}\n'),
+    ("tree rank acceptance", b"7" * 5000),
+    ("--alpha lists", b"0.6,nan"), ("--alpha lists", b"1e400"),
+    ("parse_ints lists", b"1..99999999999999999999:4"),
+]
+
+
+@pytest.mark.parametrize("name,data", FOUND, ids=[f"{n[:20]}-{i}" for i, (n, _) in enumerate(FOUND)])
+def test_what_the_fuzz_found_is_one_input_error(cases, name, data):
+    with pytest.raises(InputError) as e:
+        cases[name][0](data)
+    assert "\n" not in str(e.value)

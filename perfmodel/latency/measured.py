@@ -27,6 +27,7 @@ from perfmodel.latency.base import (SAMPLER_NOT_COMPILED, ComponentTimes, check_
 from perfmodel.latency.bands import band, load_bands
 from perfmodel.latency.source import NONE_TP1, Provenance, Source
 from perfmodel.specs.models import ModelSpec, read_json
+from perfmodel.specs.safeio import text_stream
 from perfmodel.latency.table import DTYPE_BYTES, SCHEMA_VERSION, LatencyTable, head_shape_key, layer_shape_key
 
 MEASURED, INTERP, FITTED, ANCHORED = 0, 1, 2, 3
@@ -121,7 +122,7 @@ class MeasuredLatency:
         if self.path.suffix != ".csv" or self._meta().get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
             return [tuple(r[c] for c in _LEAN) for r in self.table.ok_rows()]
         try:
-            with self.path.open(newline="", encoding="utf-8-sig") as f:
+            with text_stream(self.path, "profile") as f:  # bounded, regular files only (a FIFO would block)
                 rd = csv.reader(f)
                 header = next(rd, [])
                 pos = [header.index(c) for c in _LEAN + ("status",)]

@@ -27,6 +27,7 @@ from perfmodel.specs.modes import MODES  # noqa: E402  (the one definition)
 COLUMNS = ("gpu", "model", "shape", "head_shape", "component", "mode", "dtype", "tp", "batch",
            "new_tokens", "context", "median_s", "p10_s", "p90_s", "repeats", "status", "reason")
 _INT_COLS = ("tp", "batch", "new_tokens", "context", "repeats")
+MAX_TIME_S = 3600.0  # one forward timed at over an hour is a unit error, not a measurement
 _FLOAT_COLS = ("median_s", "p10_s", "p90_s")
 
 
@@ -168,7 +169,12 @@ class LatencyTable(RowTable):
             try:
                 row = {c: r[c] for c in COLUMNS}
                 for c in _INT_COLS:
-                    row[c] = int(float(row[c]))
+                    x = float(row[c])
+                    lo = 0 if c in ("context", "repeats") else 1
+                    if not (x.is_integer() and lo <= x <= 2 ** 40):  # 1.5 was truncated, -4 or 0 taken
+                        raise SpecError(f"profile {str(p)!r} line {i}: {c}={r[c]!r} is not allowed; "
+                                        f"an integer in {lo}..2^40")
+                    row[c] = int(x)
                 for c in _FLOAT_COLS:
                     v = row[c]
                     row[c] = float("nan") if v in ("", None) else float(v)
@@ -177,10 +183,12 @@ class LatencyTable(RowTable):
                     row["gpu"] = meta.get("gpu", "") if isinstance(meta, dict) else ""
                 row["reason"] = row["reason"] or ""
             except (KeyError, TypeError, ValueError, OverflowError) as e:
+                if isinstance(e, SpecError):
+                    raise
                 raise SpecError(f"profile {str(p)!r} line {i}: malformed value ({e})") from None
-            if row["status"] == "ok" and not (math.isfinite(row["median_s"]) and row["median_s"] > 0):
+            if row["status"] == "ok" and not (math.isfinite(row["median_s"]) and 0 < row["median_s"] <= MAX_TIME_S):
                 raise SpecError(f"profile {str(p)!r} line {i}: median_s={row['median_s']!r} is not allowed; "
-                                "must be a finite number > 0")
+                                f"must be a finite number in (0, {MAX_TIME_S:g}] s")
             if row["component"] not in COMPONENTS or row["mode"] not in MODES:
                 raise SpecError(f"profile {str(p)!r} line {i}: component={row['component']!r} "
                                 f"mode={row['mode']!r}; allowed {COMPONENTS} and {MODES}")
