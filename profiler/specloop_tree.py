@@ -259,20 +259,27 @@ class HeadLoop:
 
 
 def train_head(target: DecoderModel, head: EagleHead, steps: int, seq: int, batch: int, lr: float = 3e-3,
-               seed: int = 0):
+               seed: int = 0, random_sequences: int = 0):
     """Fit the head on the target's greedy text: predict the target's next token from (x_t, f_{t-1}).
-    Returns the final training accuracy (top-1 agreement with the target)."""
+    `random_sequences` more sequences of `seq` random tokens (labels: the target's argmax, one forward
+    each — cheap, and they keep the head from memorising the few greedy texts). Returns the final
+    training accuracy (top-1 agreement with the target)."""
     dev = head.fc.device
     g = torch.Generator(device="cpu").manual_seed(seed)
     data = []
     with torch.no_grad():
-        for _ in range(batch):
-            prompt = torch.randint(0, target.spec.vocab, (1, 8), generator=g).to(dev)
-            cont = greedy_reference(target, prompt, seq)
-            x = torch.cat([prompt[0], torch.tensor(cont, device=dev)])[None]
+        for i in range(batch + random_sequences):
+            if i < batch:
+                prompt = torch.randint(0, target.spec.vocab, (1, 8), generator=g).to(dev)
+                cont = greedy_reference(target, prompt, seq)
+                x = torch.cat([prompt[0], torch.tensor(cont, device=dev)])[None]
+            else:
+                x = torch.randint(0, target.spec.vocab, (1, seq), generator=g).to(dev)
             s = torch.arange(x.shape[1], device=dev)
             logits, feats = target_forward(target, x, s, s, causal(s, target.max_context, dev))
             data.append((x, feats, logits.argmax(-1)))
+        order = torch.randperm(len(data), generator=g).tolist()
+        data = [data[i] for i in order]
     params = [head.fc] + [p for p in head.layer.parameters()]
     for p_ in params:
         p_.requires_grad_(True)

@@ -2,7 +2,8 @@
 in about a minute on a miniature target's greedy text, as chains (γ 2..5) and as token trees (sizes
 6..24, the tree from the head's measured per-depth, per-rank acceptance by Sequoia's DP), against the
 prediction perfmodel.specdec.heads.FeatureHead / tree_method.TokenTree compose from the same GPU's
-component timings (target forward over n tokens, head step over n tokens, verification overhead).
+component timings (target forward over n tokens; head step over n tokens, the proposal's argmax and
+its mask included, as the loop runs it; verification overhead).
 
   PYTHONPATH=. python3 scripts/specloop_eagle_tree.py --out DIR            # CUDA, ≤ ~2 min (--budget-s 100)
   PYTHONPATH=. python3 scripts/specloop_eagle_tree.py --out DIR --smoke    # CPU, tiny shapes, seconds
@@ -38,6 +39,9 @@ from profiler.specloop_tree import EagleHead, HeadLoop, causal, target_forward, 
 
 FULL = "llama-7b:n_layers=16"  # miniature target: LLaMA-7B width (4096, 32 heads, d_ff 11008), 16 layers, vocab 32000
 SMOKE = "llama-7b:n_layers=2,d_model=64,n_heads=4,n_kv_heads=2,d_ff=128,vocab=97"
+# tree shapes when the head's measured acceptance fills too few nodes (a random-weight target is hard to
+# predict): a typical per-depth, per-rank profile, so the loop still drafts and verifies n-token trees
+SHAPE_ACCEPTANCE = [[0.6, 0.15, 0.08, 0.04], [0.55, 0.14, 0.07, 0.03], [0.5, 0.12, 0.06, 0.03]]
 
 
 def timer(device):
@@ -123,7 +127,8 @@ def main(argv=None) -> int:
     head = EagleHead(target, CTX, dtype=dtype, device=dev)
     log("models built; training the head")
     doc["head_train_accuracy"] = train_head(target, head, steps=40 if a.smoke else 400, seq=32 if a.smoke else 96,
-                                            batch=4 if a.smoke else 16, lr=1e-2 if a.smoke else 2e-3)
+                                            batch=4 if a.smoke else 8, lr=1e-2 if a.smoke else 2e-3,
+                                            random_sequences=8 if a.smoke else 64)
     doc["train_s"] = time.monotonic() - t0
     doc["phase"] = "trained"
     save(out, doc)
@@ -138,30 +143,40 @@ def main(argv=None) -> int:
     doc["rank_acceptance"] = rank_acc.tolist()
     doc["phase"] = "rank acceptance"
     save(out, doc)
-    runs = [("chain", g, None) for g in (2, 3, 4, 5)]
+    runs = [("chain", g, None, None) for g in (2, 3, 4, 5)]
     for n in ((6, 10) if a.smoke else (6, 10, 16, 24)):
-        runs.append(("tree", n, best_tree(rank_acc, n, 6)))
+        shape = rank_acc
+        t = best_tree(shape, n, 6)
+        if t.size < n:  # too little measured acceptance to fill n tokens: the tree's shape from a fixed profile
+            shape = np.asarray(SHAPE_ACCEPTANCE)
+            t = best_tree(shape, n, 6)
+            doc.setdefault("notes", []).append(f"tree {n}: shaped by SHAPE_ACCEPTANCE (the measured acceptance "
+                                               "fills fewer tokens); its expected tokens still use the measured one")
+        runs.append(("tree", n, t, shape))
     runs = [runs[i] for i in (0, 4, 2, 5, 1, 6, 3, 7) if i < len(runs)]  # chains and trees alternate: a cut run keeps both
     log(f"rank acceptance {np.round(rank_acc[:, 0], 3).tolist()}; timing components")
 
     # component timings at contexts spanning the runs
     ctxs = [P, P + NEW // 2, P + NEW]
-    ns = sorted({1} | {g + 1 for k, g, _ in runs if k == "chain"} | {t.size + 1 for k, _, t in runs if t is not None}
-                | {w for _, _, t in runs if t is not None for w in t.widths()} | set(range(1, 8)))
+    ns = sorted({1} | {g + 1 for k, g, _, _ in runs if k == "chain"} | {t.size + 1 for _, _, t, _ in runs if t is not None}
+                | {w for _, _, t, _ in runs if t is not None for w in t.widths()} | set(range(1, 8)))
     time_fn = timer(dev)
     reps = 3 if a.smoke else 20
     tt, th, to = {}, {}, {}
     d = spec.d_model
+    slots = torch.arange(CTX, device=dev)
+    mask = lambda s: (slots[None, :] <= s[:, None])[None, None]  # noqa: E731 — built per forward, as the loop does
     with torch.no_grad():
         for n in ns:
             tt[n], th[n] = [], []
             for c in ctxs:
                 s = torch.arange(c, c + n, device=dev)
-                m = causal(s, CTX, dev)
                 x = torch.randint(0, spec.vocab, (1, n), device=dev)
                 f = torch.randn(1, n, d, device=dev, dtype=head.fc.dtype)
-                tt[n].append(time_fn(lambda: target_forward(target, x, s, s, m), reps))
-                th[n].append(time_fn(lambda: head(x, f, s, s, m), reps))
+                lgn = torch.randn(n, spec.vocab, device=dev, dtype=head.fc.dtype)
+                tt[n].append(time_fn(lambda: target_forward(target, x, s, s, mask(s)), reps))
+                # a head step as the loop runs it: pick the proposal from the last logits, then the forward
+                th[n].append(time_fn(lambda: head(lgn.argmax(-1)[None], f, s, s, mask(s)), reps))
             lg = torch.randn(n, spec.vocab, device=dev, dtype=head.fc.dtype)
             to[n] = time_fn(lambda: lg.argmax(-1).tolist(), reps)
     prov = Measured(spec, tt, th, to, ctxs)
@@ -171,7 +186,7 @@ def main(argv=None) -> int:
     log(f"components timed ({len(ns)} token counts × {len(ctxs)} contexts); runs")
 
     rows = doc["rows"]
-    for kind, g, tree in runs:
+    for kind, g, tree, shape in runs:
         if time.monotonic() - t0 > a.budget_s:
             doc.setdefault("notes", []).append(f"budget {a.budget_s:.0f} s reached: {kind} {g} and later runs not run")
             log(f"budget reached before {kind} {g}")
@@ -184,7 +199,8 @@ def main(argv=None) -> int:
             secs += float(np.sum(r["iteration_s"]))
             iters += r["iterations"]
         tpi = emitted / iters
-        method = FeatureHead("eagle") if tree is None else TokenTree(FeatureHead("eagle"), tuple(map(tuple, rank_acc)), 6)
+        method = FeatureHead("eagle") if tree is None else TokenTree(FeatureHead("eagle"), tuple(map(tuple, shape)), 6)
+        assert tree is None or method.tree(g) == tree  # the prediction prices the tree that ran
         c = method.costs(prov, spec, [1], [P + NEW // 2], [g], 1, "eager").at(0, 0)
         pred_it = float(c.iteration_s()[0])
         row = {"kind": kind, "gamma_or_tree_tokens": g, "measured_tok_s": emitted / secs,
