@@ -278,8 +278,8 @@ def train_head(target: DecoderModel, head: EagleHead, steps: int, seq: int, batc
             s = torch.arange(x.shape[1], device=dev)
             logits, feats = target_forward(target, x, s, s, causal(s, target.max_context, dev))
             data.append((x, feats, logits.argmax(-1)))
-        order = torch.randperm(len(data), generator=g).tolist()
-        data = [data[i] for i in order]
+        if random_sequences:  # interleave the two kinds of sequence
+            data = [data[i] for i in torch.randperm(len(data), generator=g).tolist()]
     params = [head.fc] + [p for p in head.layer.parameters()]
     for p_ in params:
         p_.requires_grad_(True)
