@@ -71,7 +71,9 @@ class TokenTree:
                        overhead_s=latency.overhead_s(target, B, G, mode)[0] + zero,
                        sources={**chain.sources, **sources},
                        notes=chain.notes + ("token tree: one proposer step per level (the root, then each level's "
-                                            "tokens in one forward); verification of γ+1 tokens under a tree mask",))
+                                            "tokens in one forward); verification of γ+1 tokens under a tree mask, "
+                                            "priced as a causal verification of γ+1 tokens (true for tree-mask "
+                                            "kernels such as FlashInfer's; an explicit-mask SDPA is slower)",))
 
     def tokens_per_iteration(self, acceptance=None, gammas=()) -> np.ndarray:
         return np.array([expected_tokens(self.tree(int(n)), np.asarray(self.rank_acceptance)) for n in np.atleast_1d(gammas)])
