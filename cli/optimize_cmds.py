@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
         gamma_max: o.GammaMax = 12,
         acceptance: Annotated[Optional[list[str]], typer.Option(help="Measured acceptance JSON per draft: DRAFT=FILE (or FILE with a 'draft' field); per method METHOD=FILE or a stated METHOD=α (eagle3=0.8; heads otherwise take published figures). Repeatable.")] = None,
         alpha_model: Annotated[Optional[str], typer.Option(help="(draft, α) pairs (JSON/CSV) to fit the α model, or fitted coefficients (JSON).")] = None,
-        alpha: Annotated[Optional[float], typer.Option(help="One stated α for every candidate without a measured or stated value.")] = None,
+        alpha: Annotated[Optional[float], typer.Option(help="One stated α for every draft candidate without a measured or stated value (and methods without published figures: medusa, mlp_speculator); EAGLE/EAGLE-3/MTP heads take published figures unless --acceptance METHOD=FILE|α.")] = None,
         mode: o.Mode = "both",
         reference: Annotated[Optional[str], typer.Option(help="Draft to compare against (gain and α needed to match it).")] = None,
         policy_draft: Annotated[Optional[str], typer.Option(help="Draft for the lookahead policy/export (default: best geometric-mean speedup).")] = None,
