@@ -25,7 +25,10 @@ from calibration import prometheus as pm
 from calibration import traces as tr
 from calibration.agreement import make_record, read_prompts, read_record, write_record
 from cli import options as o
-from cli.common import MAX_LIST_VALUES, parse_floats, parse_ints
+from cli.calibrate_cmds import _labels as calibrate_labels
+from cli.common import MAX_LIST_VALUES, parse_floats, parse_ints, parse_names
+from cli.serve_cmd import float_list
+from perfmodel.specs.catalog import resolve_model
 from perfmodel.latency.operator_table import OperatorTable
 from perfmodel.serving import workload as wl
 from perfmodel.specdec.acceptance import AcceptanceModel, tokens_per_iteration_tree
@@ -218,6 +221,18 @@ def _cases(tmp: Path):
                              lambda v: None if v and len(v) <= MAX_LIST_VALUES and min(v) > 0 else f"ints {v[:4]}"),
         "--alpha lists": (lambda d: parse_floats(text(d), "alpha"), [b"0.6,0.8", b"0.5"],
                           lambda v: None if v and all(math.isfinite(x) for x in v) else f"floats {v[:4]}"),
+        "--rate lists": (lambda d: float_list(text(d), "rate", 1e5), [b"0.5,1,2", b"8"],
+                         lambda v: None if v and all(math.isfinite(x) and 0 < x <= 1e5 for x in v) else f"rates {v[:4]}"),
+        "--gamma/--mode/--method": (lambda d: (lambda a, b, c: (o.gamma_list(a, 8), o.modes(b), o.methods(c)))(
+                                        *(text(d).split(";") + ["", "", ""])[:3]),
+                                    [b"1..8;graph,eager;draft", b"auto;all;eagle,mtp", b"4;both;draft"],
+                                    lambda r: None if (r[0] is None or check_ints(1, 64)(r[0]) is None) and r[1] and r[2]
+                                    else f"{r}"),
+        "model names": (lambda d: [resolve_model(n) for n in parse_names(text(d), "draft")],
+                        [b"llama-7b", b"sheared-llama-1.3b,llama-7b:n_layers=2,d_model=2048", b"opt-350m:embed_dim=512"],
+                        lambda specs: None if all(s.params > 0 and s.weight_bytes > 0 for s in specs) else "spec"),
+        "--label": (lambda d: calibrate_labels([text(d)] if b";" not in d else text(d).split(";")),
+                    [b'model_name=llama', b'engine=0;model_name="x"'], lambda lab: None if all(k for k in lab) else f"{lab}"),
         "--prompt-len": (lambda d: wl.parse_length(text(d), "prompt-len"), [b"128", b"64..256"],
                          lambda ld: None if 1 <= ld.lo <= ld.hi <= wl.MAX_LENGTH else f"{ld}"),
     }
@@ -264,6 +279,7 @@ FOUND = [  # inputs the fuzz found crashing or silently accepted (issue 25), eac
     ("tree rank acceptance", b"7" * 5000),
     ("--alpha lists", b"0.6,nan"), ("--alpha lists", b"1e400"),
     ("parse_ints lists", b"1..99999999999999999999:4"),
+    ("model names", b"/" + b"x" * 300 + b"/y.json"), ("model names", b"a\x00b/config.json"), ("model names", b"x" * 300),
 ]
 
 

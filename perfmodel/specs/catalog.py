@@ -109,6 +109,14 @@ def nearest_models(name: str, n: int = 3) -> list[str]:
     return difflib.get_close_matches(name.lower(), list(MODELS) + list(ALIASES), n=n, cutoff=0.3)
 
 
+def _is_dir(name: str) -> bool:
+    """Whether a model name is a folder (a name too long for a path, or holding NUL, is not)."""
+    try:
+        return Path(name).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def resolve_model(text: str, dtype_bytes: int = 2) -> ModelSpec:
     """Catalog name, config.json path, or either with `:field=value,...` overrides."""
     if not isinstance(text, str) or not text.strip():
@@ -118,7 +126,7 @@ def resolve_model(text: str, dtype_bytes: int = 2) -> ModelSpec:
     key = ALIASES.get(key, key)
     if key in MODELS:
         spec = MODELS[key]
-    elif base.endswith(".json") or Path(base).is_dir() or "/" in base:
+    elif base.endswith(".json") or _is_dir(base) or "/" in base:
         spec = from_hf_config(base, dtype_bytes=dtype_bytes)
     else:
         near = nearest_models(key)

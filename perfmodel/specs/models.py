@@ -249,6 +249,10 @@ def from_hf_config(path: str | Path, dtype_bytes: int | None = None) -> ModelSpe
     from perfmodel.specs.hf_config import spec_fields
 
     p = Path(path)
-    if p.is_dir():
+    try:
+        folder = p.is_dir()
+    except (OSError, ValueError):  # a name too long for a path, or holding NUL: read_json says so
+        folder = False
+    if folder:
         p = p / "config.json"
     return ModelSpec(**spec_fields(read_json(p, "config file"), p, dtype_bytes))

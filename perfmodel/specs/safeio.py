@@ -172,6 +172,10 @@ def read_bytes(path: str | Path, what: str, limit: int = MAX_TABLE_BYTES) -> byt
         raise SpecError(f"{what} {str(p)!r} is a directory; give a file") from None
     except OSError as e:
         raise SpecError(f"{what} {str(p)!r} cannot be read: {e.strerror or e}") from None
+    except SpecError:
+        raise
+    except ValueError:  # a path holding NUL
+        raise SpecError(f"{what} {str(p)!r} is not a file path (it holds a NUL character)") from None
     if len(data) > limit:  # grew while being read
         raise SpecError(f"{what} {str(p)!r} is over {limit} bytes; at most {limit} bytes are read")
     return data
