@@ -168,6 +168,9 @@ def _invoke(args):
     resident memory measured for this case alone (tests/casebounds.py)."""
     with bounded() as used:
         r = runner.invoke(app, args)
+    if os.environ.get("SPECPERF_MATRIX_LOG"):  # one JSON line per case: its wall time and peak memory
+        with open(os.environ["SPECPERF_MATRIX_LOG"], "a") as f:
+            f.write(json.dumps({"args": args, **used}) + "\n")
     assert used["wall_s"] < LIMIT_S, used
     assert used["peak_bytes"] < LIMIT_BYTES, used
     assert "Unable to allocate" not in r.stderr and not isinstance(r.exception, MemoryError), r.stderr[-300:]
@@ -411,3 +414,25 @@ def test_a_forced_bad_calibration_is_written_and_a_good_one_passes(hostile):
     r = runner.invoke(app, CL + [str(CAL / "h100" / "v_graph.csv"), "--out", "good.json", "--json"])
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["quality_gate"]["passed"] is True
+
+
+def test_the_per_case_bounds_are_enforced_not_just_observed():
+    """The matrix's bounds stop a case: an allocation past the ceiling fails at once, a hang ends at
+    the alarm, and the peak is that case's own (reset before it)."""
+    import numpy as np
+
+    from casebounds import Overtime
+
+    with pytest.raises(MemoryError):
+        with bounded(limit_s=30, limit_bytes=2 ** 30):
+            np.ones(2 ** 31 // 8 * 3)  # 6 GiB
+    with pytest.raises(Overtime):
+        with bounded(limit_s=0.2):
+            while True:
+                pass
+    with bounded() as big:
+        x = np.ones(2 ** 28 // 8)  # 256 MiB, touched
+        del x
+    with bounded() as small:
+        pass
+    assert big["peak_bytes"] - small["peak_bytes"] > 2 ** 27, (big, small)
