@@ -58,7 +58,7 @@ def agreement(
     from calibration import replay as rp
 
     if all(given):
-        rec = _record(draft, target, prompts, new_tokens, temperature, max_rank, device, dtype, seed)
+        rec = _record(draft, target, prompts, new_tokens, temperature, max_rank, device, dtype, seed, record)
         ag.write_record(rec, record, "--record")
     rec = ag.read_record(record)
     table = [rp.interval(rp.replay(rec, g, skip=skip_iterations, iterations=iterations), weighting,
@@ -98,7 +98,7 @@ def agreement(
                    if lag else f"between-prompt sd (logit) {h['between_prompt_sd_logit']:.2f}")
 
 
-def _record(draft, target, prompts, new_tokens, temperature, max_rank, device, dtype, seed):
+def _record(draft, target, prompts, new_tokens, temperature, max_rank, device, dtype, seed, record):
     from calibration import agreement as ag
 
     from .measuring import check_device, check_dtype, use_device
@@ -109,9 +109,15 @@ def _record(draft, target, prompts, new_tokens, temperature, max_rank, device, d
     from profiler.agreement import run_prompts
     from profiler.specloop_weights import load_decoder
 
+    from pathlib import Path
+
+    from perfmodel.specs.models import from_hf_config
+    from perfmodel.specs.safeio import target_path
+
+    target_path(record, "--record")  # a bad output and bad prompts are refused before any weights load
+    ps = ag.read_prompts(prompts, vocab=from_hf_config(Path(target) / "config.json").vocab)
     _, d = load_decoder(draft, dtype=dt, device=device)
     spec_t, t = load_decoder(target, dtype=dt, device=device)
-    ps = ag.read_prompts(prompts, vocab=spec_t.vocab)
     res = run_prompts(d, t, ps, new_tokens, temperature, seed, max_rank, device)
     meta = {"draft": draft, "target": target, "prompts_file": prompts, "new_tokens": new_tokens,
             "temperature": temperature, "continuation": "greedy" if temperature == 0 else "sample",

@@ -58,7 +58,11 @@ def load_state(directory: str | Path) -> dict:
         raise SpecError(f"{str(directory)!r} holds no *.safetensors files")
     state: dict = {}
     for f in files:
-        state.update(load_file(str(f)))
+        try:
+            state.update(load_file(str(f)))
+        except Exception as e:  # noqa: BLE001 — safetensors' own error type, OSError, a FIFO: one line
+            why = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise SpecError(f"checkpoint file {str(f)!r} is not a readable safetensors file ({why})") from None
     return state
 
 
@@ -79,7 +83,11 @@ def load_decoder(directory: str | Path, *, max_batch: int = 1, max_context: int 
             missing = [p for p in parts if p not in state]
             if missing:
                 raise SpecError(f"{str(d)!r}: checkpoint lacks {missing[0]} (needed for {name})")
-            t = torch.cat([state[p] for p in parts], dim=0)
+            try:
+                t = torch.cat([state[p] for p in parts], dim=0)
+            except RuntimeError:  # parts whose other dimensions disagree
+                raise SpecError(f"{str(d)!r}: {', '.join(parts)} have shapes "
+                                f"{[tuple(state[p].shape) for p in parts]} that do not stack") from None
             if tuple(t.shape) != tuple(params[name].shape):
                 raise SpecError(f"{str(d)!r}: {parts[0]} has shape {tuple(t.shape)}, config.json implies "
                                 f"{tuple(params[name].shape)}")

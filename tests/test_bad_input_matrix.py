@@ -272,6 +272,11 @@ def _hostile(d: Path) -> None:
                                         '"gamma": 4}\n{"meta_info": {"id": "b", "spec_verify_ct": 10, '
                                         '"spec_accept_length": 2.5}, "gamma": 4}\n')
     (h / "scalar_hist.json").write_text('{"accept_counts": [3, 2, 1], "accept_counts": 2}')
+    (h / "ck").mkdir()
+    (h / "ck" / "config.json").write_text(json.dumps(dict(TINY, hidden_size=64, num_attention_heads=4,
+                                                          intermediate_size=128, vocab_size=100)))
+    (h / "ck" / "model.safetensors").write_bytes(b"\xff" * 100)
+    (h / "prompts.jsonl").write_text(json.dumps({"id": "a", "tokens": [1, 2, 3]}) + "\n")
     (h / "cfg_neg_embed").mkdir()
     (h / "cfg_neg_embed" / "config.json").write_text(json.dumps(
         {"model_type": "opt", "num_hidden_layers": 2, "hidden_size": 1024, "num_attention_heads": 16,
@@ -280,6 +285,7 @@ def _hostile(d: Path) -> None:
 
 SIM = ["serve-sim", "--target", "llama-13b", "--draft", "llama-7b:n_layers=2", "--alpha", "0.7", "--rate", "1",
        "--requests", "20"]
+AGREE = ["calibrate", "agreement", "--record", "r.csv", "--draft", "h/ck", "--target", "h/ck", "--new-tokens", "4"]
 VAL_CPU = VAL + ["--mode", "eager", "--gamma", "1", "--batch", "1", "--alpha", "0.6"]  # would run, but for the flag
 HOSTILE_INPUTS = ["h/fifo", "h/adir", "h/deep.json", "h/huge.json", "h/zero_link", "/dev/zero", "h/deep_cfg/config.json",
                   "h/huge.csv"]
@@ -292,7 +298,7 @@ FILE_FLAGS = [  # (command before the file, after it): every flag or argument th
     (O + ["--alpha-model"], []), (O + ["--profile"], []), (CA, []), (CA + ["in/huge_count.csv", "--baseline"], []),
     (CL, []), (CL + ["in/header_only.csv", "--profile"], []),
     (["plot", "speedup", "--out", "f.html", "--draft", "sheared-llama-1.3b", "--alpha", "0.7", "--target"], []),
-    (["calibrate", "agreement", "--record"], []), (SIM + ["--trace"], []),
+    (["calibrate", "agreement", "--record"], []), (SIM + ["--trace"], []), (AGREE + ["--prompts"], []),
     (["predict", "--target", "llama-7b", "--method", "eagle", "--alpha", "0.7", "--tree"], []),
 ]
 OUTS = ["h/out_link.json", "h/dangling.json", "h/fifo.json", "/dev/null", "h/adir", "h/nowhere/x.json"]
@@ -355,6 +361,9 @@ ISSUE25_CASES = [
     ["calibrate", "agreement", "--record", "r.csv", "--seed", "-1"], SIM + ["--seed", "-1"], SIM + ["--seed", str(2 ** 32)],
     # what the parser fuzz found (tests/test_fuzz_parsers.py): a 2^53-token lookahead, NaN at zero steps
     CA + ["h/big_gamma.jsonl"], CA + ["h/sglang_nan.jsonl"], CA + ["h/scalar_hist.json"],
+    AGREE + ["--prompts", "h/prompts.jsonl"],  # a corrupt safetensors checkpoint (a raw SafetensorError before)
+    ["calibrate", "agreement", "--record", "h/out_link.csv", "--draft", "h/ck", "--target", "h/ck", "--prompts",
+     "h/prompts.jsonl"],
 ]
 ISSUE25_JSON = [c + ["--json"] for c in ISSUE25_CASES[::4] if c[0] in ("predict", "optimize", "calibrate")]
 
