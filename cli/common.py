@@ -62,6 +62,8 @@ def handle_errors(fn):
             if isinstance(e, OSError):
                 name = getattr(e, "filename", None)
                 fail(f"{e.strerror or e}: {name}" if name else str(e), js, value=name)
+            if type(e).__name__ == "Error" and type(e).__module__ == "_csv":  # csv.Error: a line the csv module refuses
+                fail(f"a CSV input is not readable ({e})", js, allowed="a CSV file")
             if isinstance(e, RecursionError):  # a document nested deeper than any parser recurses
                 fail("an input is nested too deeply to parse (JSON or lists thousands of levels deep)", js,
                      allowed="a document of ordinary depth")
