@@ -145,3 +145,39 @@ def test_specperf_forwards_finite(rep, tmp_path):
     fs = rep.forwards_specperf(rows, "h100-sxm")
     assert all(math.isfinite(f[0]) and f[0] > 0 for f in fs)
     assert fs[1][0] > fs[0][0]  # γ = 4: four draft forwards and a 5-token verification cost more than one step
+
+
+def test_report_main_end_to_end(rep, tmp_path, capsys):
+    """The whole report on the synthetic table: exit 0, every variant printed, a last JSON line with
+    finite numbers (or null), the headline held out on 20 runs, per-run errors written."""
+    p = tmp_path / "hfa.csv"
+    synthetic(p)
+    errs = tmp_path / "errors.csv"
+    assert rep.main([str(p), "--errors-out", str(errs)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    doc = json.loads(out[-1])
+    assert doc["gpu"] == "h100-sxm" and doc["headline"] == "specperf/first" and doc["held_out"]["n"] == 20
+    assert set(doc["variants"]) == {f"{s}/{v}" for s in ("measured", "specperf")
+                                    for v in ("first", "spread", "spread+layer")}
+    assert doc["variants"]["measured/first"]["held_out"]["median_abs"] < 1e-9  # planted overhead, measured forwards
+    with errs.open() as f:
+        assert sum(1 for _ in f) == 1 + 6 * 28
+
+
+def test_report_bad_input_one_line(rep, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert rep.main([str(bad)]) == 2
+    assert rep.main([str(tmp_path / "missing.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "missing" in err[0]
+
+
+def test_check_script_is_independent():
+    """scripts/hf_assisted_check.py imports nothing from specperf (it is the truth, not specperf's code)."""
+    import ast
+
+    tree = ast.parse((SCRIPT.parent / "hf_assisted_check.py").read_text())
+    mods = {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    mods |= {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not mods & {"perfmodel", "profiler", "calibration", "cli", "plots", "studies", "specperf"}, mods
