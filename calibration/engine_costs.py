@@ -78,3 +78,54 @@ def fit_engine_costs(points: list[BurstPoint]) -> FitReport:
                      residual_kind="relative (fitted − live) / live step time",
                      metrics={"max_abs_rel": float(np.max(np.abs(rel))), "median_abs_rel": float(np.median(np.abs(rel)))},
                      notes=notes, n_label="burst sizes")
+
+
+@dataclass(frozen=True)
+class LoadPoint:
+    """One live load the costs are fitted to: `key` is what the model's `predict` is called with."""
+    key: object
+    gamma: int  # 0: no speculation
+    live_s: float  # the live engine's median inter-token latency under this load
+
+
+FIELDS = ("per_step_s", "per_seq_s", "per_proposal_s", "per_seq_proposal_s")
+
+
+def fit_engine_costs_to_loads(points: list[LoadPoint], predict, iterations: int = 4,
+                              delta_s: float = 1e-4) -> FitReport:
+    """The same four costs fitted to whole loads (Poisson rates, say) rather than to bursts: the
+    batch a load runs at moves with the costs, so the fit is Gauss–Newton on the model's own median
+    inter-token latency, `predict(costs: dict, key) → seconds` (the serving simulation), with
+    finite-difference derivatives, in the same two stages (γ = 0 points: per step and per sequence;
+    then γ > 0 points: the proposal terms)."""
+    off = [p for p in points if p.gamma == 0]
+    spec = [p for p in points if p.gamma > 0]
+    if len(off) < 2:
+        raise ValueError("at least two loads without speculation are needed")
+    theta = dict.fromkeys(FIELDS, 0.0)
+    se = dict.fromkeys(FIELDS, None)
+    stages = [(off, FIELDS[:2])] + ([(spec, FIELDS[2:])] if len(spec) >= 2 else [])
+    for _ in range(iterations):
+        for pts, names in stages:
+            base = np.array([predict(theta, p.key) for p in pts])
+            r = base - np.array([p.live_s for p in pts])
+            J = np.column_stack([(np.array([predict({**theta, k: theta[k] + delta_s}, p.key) for p in pts]) - base)
+                                 / delta_s for k in names])
+            step, *_ = np.linalg.lstsq(J, -r, rcond=None)
+            for k, d in zip(names, step):
+                theta[k] += float(d)
+            dof = len(pts) - len(names)
+            if dof > 0:
+                cov = float(r @ r) / dof * np.linalg.pinv(J.T @ J)
+                for k, v in zip(names, np.sqrt(np.maximum(np.diag(cov), 0.0))):
+                    se[k] = float(v)
+    rel = [(predict(theta, p.key) - p.live_s) / p.live_s for p in points]
+    ci = {k: (None if v is None else (theta[k] - Z95 * v, theta[k] + Z95 * v)) for k, v in se.items()}
+    notes = tuple(f"{k} < 0: the profile prices this part above the engine" for k, v in theta.items() if v < 0)
+    return FitReport(title="engine costs from whole loads", method=f"Gauss–Newton on the simulation, {iterations} "
+                     "iterations, two stages (γ = 0, then γ > 0)", n=len(points), parameters=theta, stderr=se, ci=ci,
+                     ci_method="normal approximation at the last iteration, 95 %", residuals=tuple(rel),
+                     residual_labels=tuple(str(p.key) for p in points),
+                     residual_kind="relative (fitted − live) / live median inter-token latency",
+                     metrics={"max_abs_rel": float(np.max(np.abs(rel))), "median_abs_rel": float(np.median(np.abs(rel)))},
+                     notes=notes, n_label="loads")

@@ -18,6 +18,9 @@ from .common import UsageError, handle_errors, parse_names, print_json
 # 25): the default page (60 tables × 56 cells = 3,360) took 35 s; 2 tables × 1,024 cells took 20 s
 # (about 10 ms a table cell), so 4,096 table cells keep a run under 60 s.
 MAX_TABLE_CELLS = 4096
+# --load: one serve-sim sweep (6 rates × 2 engines × 100 requests) per draft × α (first mode), about 3 s each
+# on the 2-core CI machine, so 24 sweeps keep the view near a minute and a half
+MAX_LOAD_SWEEPS = 24
 
 
 def register(app: typer.Typer) -> None:
@@ -35,6 +38,8 @@ def register(app: typer.Typer) -> None:
         gamma_max: Annotated[int, typer.Option(help="Largest lookahead γ searched in the page.")] = 12,
         dtype: Annotated[str, typer.Option(help="fp16 or bf16.")] = "fp16",
         analytical: Annotated[bool, typer.Option("--analytical", help="Ignore measured profiles.")] = False,
+        load: Annotated[bool, typer.Option("--load", help="Add the under-load view: serve-sim sweeps vs request rate for the first target at the default GPU, tp and first mode, every draft (precomputed; about 3 s a draft per α).")] = False,
+        load_alphas: Annotated[str, typer.Option(help="α values the under-load view precomputes (the page shows the nearest).")] = "0.6,0.7,0.8",
         json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document naming the file.")] = False,
     ):
         """Write the explorer page: every figure recomputed in the browser as you move α, batch and context."""
@@ -63,9 +68,23 @@ def register(app: typer.Typer) -> None:
         tables = (len(drf_list) + len(tgt_list) * len(tp_list)) * len(gpu_list) * len(mode_list)
         o.check_work({"contexts": kw["contexts"], "batches": kw["batches"]}, tables, MAX_TABLE_CELLS,
                      "latency-table cells", "latency tables: (drafts + targets × tps) × gpus × modes")
+        alphas = None
+        if load:
+            try:
+                alphas = sorted({float(x) for x in load_alphas.split(",") if x.strip()})
+            except ValueError:
+                alphas = []
+            if not alphas or not all(0 < a < 1 for a in alphas):
+                raise UsageError(f"load-alphas={load_alphas!r} is not allowed; α values in (0, 1), e.g. 0.6,0.7,0.8",
+                                 value=load_alphas, allowed="α values in (0, 1)")
+            sweeps = len(drf_list) * len(alphas)
+            if sweeps > MAX_LOAD_SWEEPS:
+                raise UsageError(f"--load would run {sweeps} sweeps (drafts × load-alphas); at most "
+                                 f"{MAX_LOAD_SWEEPS}: give fewer --drafts or --load-alphas",
+                                 value=sweeps, allowed=f"at most {MAX_LOAD_SWEEPS} sweeps")
         data = ed.explorer_data(targets=tgt_list, drafts=drf_list, gpus=gpu_list, modes=mode_list, tps=tp_list,
                                 gammas=tuple(range(1, gamma_max + 1)), dtype_bytes=dtype_bytes(dtype),
-                                analytical=analytical, **kw)
+                                analytical=analytical, load=load, load_alphas=alphas, **kw)
         path = write_explorer(data, out)
         size = path.stat().st_size
         doc = {"html": str(path), "bytes": size, "targets": data["targets"], "drafts": data["drafts"],

@@ -150,9 +150,10 @@ def target_table(spec, latency, mode: str, tp: int, batches, contexts, gammas) -
 
 def explorer_data(targets=TARGETS, drafts=STUDY_DRAFTS, gpus=GPUS, modes=MODES, tps=TPS,
                   batches=BATCHES, contexts=CONTEXTS, gammas=GAMMAS, dtype_bytes: int = 2,
-                  analytical: bool = False, methods=METHODS) -> dict:
+                  analytical: bool = False, methods=METHODS, load: bool = False, load_alphas=None) -> dict:
     """Everything the page needs, JSON-ready. Keys 'draft|gpu|mode', 'method@target|gpu|mode' (the
-    proposer tables) and 'target|gpu|mode|tp'."""
+    proposer tables) and 'target|gpu|mode|tp'; `load`: the under-load view (plots.explore_serve)
+    for the first target at the default GPU, tp and mode, every draft × α in `load_alphas`."""
     if not targets or not drafts or not gpus or not modes or not tps:
         raise SpecError("the explorer needs at least one target, draft, GPU, mode and tp")
     tspecs = {t: resolve_model(t, dtype_bytes) for t in targets}
@@ -181,7 +182,15 @@ def explorer_data(targets=TARGETS, drafts=STUDY_DRAFTS, gpus=GPUS, modes=MODES, 
                 for tp in tps:
                     target_tabs[f"{t}|{g}|{m}|{tp}"] = target_table(s, lat, m, tp, batches, contexts, gammas)
     default_draft = drafts[0]
-    return {"targets": list(targets), "drafts": list(drafts), "gpus": list(gpus), "modes": list(modes),
+    gpu0, tp0 = (STUDY_GPU if STUDY_GPU in gpus else gpus[0]), (STUDY_TP if STUDY_TP in tps else tps[0])
+    extra = {}
+    if load:
+        from .explore_serve import LOAD_ALPHAS, load_data
+
+        lat0 = build_provider(resolve_gpu(gpu0), analytical=analytical, modes=tuple(modes)).target
+        extra["load"] = load_data((targets[0], tspecs[targets[0]]), dspecs, gpu0, tp0, modes[:1], lat0,
+                                  tuple(load_alphas or LOAD_ALPHAS))
+    return {**extra,"targets": list(targets), "drafts": list(drafts), "gpus": list(gpus), "modes": list(modes),
             "tps": [int(t) for t in tps], "batches": [int(b) for b in batches],
             "contexts": [int(c) for c in contexts], "gammas": [int(g) for g in gammas],
             "methods": list(methods),
@@ -189,6 +198,5 @@ def explorer_data(targets=TARGETS, drafts=STUDY_DRAFTS, gpus=GPUS, modes=MODES, 
                        **{f"{m}@{t}": _proposer_model(m, s) for m in methods for t, s in tspecs.items()}},
             "hardware": hw, "draft": draft_tabs, "target": target_tabs, "mc": mc_stream(),
             "defaults": {"target": targets[0], "draft": default_draft,
-                         "gpu": STUDY_GPU if STUDY_GPU in gpus else gpus[0], "mode": modes[0],
-                         "tp": STUDY_TP if STUDY_TP in tps else tps[0], "alpha": 0.8,
+                         "gpu": gpu0, "mode": modes[0], "tp": tp0, "alpha": 0.8,
                          "batch": 1 if 1 in batches else batches[0], "context": 512 if 512 in contexts else contexts[0]}}

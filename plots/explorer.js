@@ -153,6 +153,7 @@
     window.specperfState = {inputs: s, optimal_gamma: p.gamma, at_cap: r.cap, off: off, point: p,
                             badges: cell, fits: fit.ok, band: band};
     drawGamma(s, bi, ci, U); drawBatch(s, ci, T); drawPareto(s, ci); drawBreakdown(s, bi, ci, r, U);
+    if (window.specperfDrawLoad) { window.specperfDrawLoad(s); }  // plots/explorer_load.js (explore --load)
     document.body.setAttribute('data-updates', String(parseInt(document.body.getAttribute('data-updates') || '0', 10) + 1));
   }
 

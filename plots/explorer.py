@@ -21,6 +21,7 @@ from perfmodel.specs.safeio import atomic_write
 from .common import check_out
 
 JS = Path(__file__).with_name("explorer.js")
+LOAD_JS = Path(__file__).with_name("explorer_load.js")  # the under-load view, only when the data has one
 CSS = """
 body{font-family:Helvetica,Arial,sans-serif;margin:16px;color:#222;max-width:1400px}
 h1{font-size:20px;margin:0 0 4px} .sub{color:#555;font-size:13px;margin-bottom:10px}
@@ -45,6 +46,20 @@ def page(data: dict, title: str = "specperf explorer") -> str:
     """The HTML text of the page for explore_data.explorer_data(...)."""
     blob = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
     d = data["defaults"]
+    load = ""
+    if "load" in data:
+        st = data["load"]["setting"]
+        load = f"""
+<h2 style="font-size:16px;margin:14px 0 4px">Under load: {html.escape(st['target'])}, tp {st['tp']}, {html.escape(st['gpu'])}, {html.escape('/'.join(st['modes']))}</h2>
+<div class="note" id="load-status"></div>
+<div class="grid" style="grid-template-columns:1fr 1fr 1fr">
+ <div id="fig-load-tps" class="fig"></div><div id="fig-load-lat" class="fig"></div><div id="fig-load-tpot" class="fig"></div>
+</div>
+<div class="note">Precomputed by <code>specperf serve-sim</code>'s engine model (continuous batching, chunked prefill,
+vLLM V1's token budget) at α {', '.join(f'{a:.2f}' for a in data['load']['alphas'])} for every draft of the page;
+the view shows the α nearest the slider. Speculation pays while its median request latency is below the engine's
+without it; the dashed line is the rate where it stops. No engine costs outside the profile are charged
+(serve-sim's --step-overhead-ms and related flags are 0), and KV-cache capacity is not modelled.</div>"""
     body = f"""
 <h1>{html.escape(title)}</h1>
 <div class="sub">Speculative decoding, closed form of <code>specperf predict</code> on latency tables from the
@@ -80,11 +95,12 @@ error band (latency bands: <span id="bands"></span>; perfmodel/data/error_bands.
 components it answers; α logit-normal with α ± as its 95 % interval (0: α exact, so the band is latency
 only); the autoregressive baseline its own draw at the target's band. Not included: the α model's own
 error for drafts that do not exist yet unless you set α ±, and anything outside the latency model
-(batching policy, engine differences).</div>"""
+(batching policy, engine differences).</div>{load}"""
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style><script>{_plotly_js()}</script></head><body>{body}"
             f"<script id=\"specperf-data\" type=\"application/json\">{blob}</script>"
-            f"<script>{JS.read_text()}</script></body></html>")
+            + (f"<script>{LOAD_JS.read_text()}</script>" if "load" in data else "")
+            + f"<script>{JS.read_text()}</script></body></html>")
 
 
 def write_explorer(data: dict, path: str | Path) -> Path:

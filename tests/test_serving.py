@@ -338,3 +338,26 @@ def test_cli_serve_sim_seq_proposal_overhead_moves_the_spec_side_only():
     assert d1["rows"][0]["gamma"]["2"]["itl_p50_s"] > d0["rows"][0]["gamma"]["2"]["itl_p50_s"] + 1.5e-3
     bad = runner.invoke(app, base[:-1] + ["--seq-proposal-overhead-ms", "-1"])
     assert bad.exit_code == 2 and len(bad.output.strip().splitlines()) == 1
+
+
+def test_engine_costs_fit_to_loads_recovers_planted_costs():
+    """Gauss–Newton through the simulation: a planted engine's costs come back from its own loads."""
+    import dataclasses
+
+    from calibration.engine_costs import LoadPoint, fit_engine_costs_to_loads
+    from perfmodel.serving.step import EngineOverhead
+
+    tab = planted(lambda b: 0.004 + 0.0002 * b, lambda b, g: 0.008 + 0.0005 * b, gmax=3, prefill_s=0.004,
+                  k=lambda g: 3, max_batch=16)
+    truth = {"per_step_s": 0.002, "per_seq_s": 0.0001, "per_proposal_s": 0.0003, "per_seq_proposal_s": 0.00005}
+    eng = EngineConfig(max_num_seqs=16)
+    reqs = {r: Workload(LengthDist(8, 8), LengthDist(40, 40), 60, rate_per_s=r, seed=1).requests() for r in (5.0, 40.0)}
+
+    def itl(costs, key):
+        rate, g = key
+        t = dataclasses.replace(tab, overhead=EngineOverhead(**costs))
+        return float(np.median(simulate(reqs[rate], t, eng, lambda b: g).chunk_gaps_s))
+    pts = [LoadPoint((r, g), g, itl(truth, (r, g))) for r in reqs for g in (0, 3)]
+    f = fit_engine_costs_to_loads(pts, itl, iterations=6)
+    assert f.metrics["max_abs_rel"] < 0.02
+    assert f.parameters["per_step_s"] == pytest.approx(truth["per_step_s"], rel=0.2)

@@ -18,7 +18,8 @@ client-side, from the first send to the last completion.
 
 Usage: .venv/bin/python evidence/serve_vllm/heldout.py --out evidence/serve_vllm/heldout
        [--rates 2,4,6,8,12,16] [--bursts 1,2,4,8,16] [--requests 64] [--max-tokens 64] [--gamma 3]
-       [--rounds 3] [--repeats 3] [--predict-only]
+       [--rounds 3] [--repeats 3] [--later-scale 0.03] [--interleave] [--fit-rates 2,16]
+       [--predict-only]
 Needs .venv-vllm (scripts/setup_vllm.sh); nothing is downloaded. Report: OUT/report.md.
 """
 from __future__ import annotations
@@ -74,12 +75,17 @@ def serve_side(py, env, models, gamma, out: Path, a, prompts) -> dict:
         res["ready_s"] = srv.ready_s
         res["version"] = json.loads(srv.get("/version"))["version"]
         lg.run_load(srv.url, models["target"], prompts[:4], a.max_tokens, None)  # warm-up
-        for rep in range(a.repeats):
+        def bursts(rep):
             for n in a.bursts:
                 start = (rep * n) % max(len(prompts) - n, 1)
                 d = one_load(srv, models, prompts[start:start + n], a.max_tokens, [0.0] * n)
                 res["bursts"].append({"repeat": rep, "n": n, **d})
+        if not a.interleave:
+            for rep in range(a.repeats):
+                bursts(rep)
         for rnd in range(a.rounds):
+            if a.interleave:  # one set of bursts before each round: the host's load drifts over minutes
+                bursts(rnd)
             for rate in a.rates:
                 d = one_load(srv, models, prompts, a.max_tokens, sl.arrivals(rate, len(prompts), rnd))
                 res["loads"].append({"round": rnd, "rate": rate, **d})
@@ -93,7 +99,7 @@ def measure(a, out: Path) -> dict:
     py = ROOT / ".venv-vllm" / "bin" / "python"
     env = vs.engine_env(ROOT / ".venv-vllm")
     t0 = time.monotonic()
-    models = sl.build_models(py, env, out / "models")
+    models = sl.build_models(py, env, out / "models", ("--later-scale", str(a.later_scale)))
     prompts = json.loads((out / "models" / "prompts.json").read_text())[:a.requests]
     raw = {"args": {k: v for k, v in vars(a).items()}, "models": models, "machine": platform.machine(),
            "cpus": os.cpu_count(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -117,8 +123,15 @@ def main(argv=None) -> int:
     ap.add_argument("--requests", type=int, default=64)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--gamma", type=int, default=3)
+    ap.add_argument("--later-scale", type=float, default=0.03,
+                    help="tests/engine/build_models.py --later-scale: smaller = a draft that agrees more often "
+                         "(0.03: acceptance high enough that speculation pays at light load on this box)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--interleave", action="store_true",
+                    help="one set of bursts before each round (repeats = rounds) instead of all bursts first")
+    ap.add_argument("--fit-rates", default=None,
+                    help="rates the second fit uses (whole loads; default: the lowest and the highest rate)")
     ap.add_argument("--predict-only", action="store_true", help="Predict again from OUT/raw.json and its profiles.")
     a = ap.parse_args(argv)
     a.rates = [float(x) for x in str(a.rates).split(",")]
@@ -131,6 +144,8 @@ def main(argv=None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     raw = json.loads((out / "raw.json").read_text()) if a.predict_only else measure(a, out)
+    rr = raw["args"]["rates"]
+    raw["args"]["fit_rates"] = [float(x) for x in a.fit_rates.split(",")] if a.fit_rates else [min(rr), max(rr)]
     from heldout_predict import predict_and_report  # noqa: E402 (beside this file)
 
     text = predict_and_report(raw, out)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
 import serve_live as sl  # noqa: E402
 
-from calibration.engine_costs import BurstPoint, fit_engine_costs  # noqa: E402
+from calibration.engine_costs import BurstPoint, LoadPoint, fit_engine_costs, fit_engine_costs_to_loads  # noqa: E402
 from perfmodel.serving.report import WARMUP_FRACTION, _crossing  # noqa: E402
 from perfmodel.serving.sim import EngineConfig, simulate  # noqa: E402
 from perfmodel.serving.step import EngineOverhead, build_step_table  # noqa: E402
@@ -117,7 +117,22 @@ def predict_and_report(raw: dict, out: Path) -> str:
         fit = fit_engine_costs(pts)
         fits[p] = fit
         ov = EngineOverhead(**fit.parameters)
-        variants = {"profile": tab0, "fitted": {k: replace(t, overhead=ov) for k, t in tab0.items()}}
+        # the second fit: the same costs fitted to the Poisson rates in fit_rates (whole loads, through
+        # the simulation), every other rate held out
+        reqs = {(side, ld["round"], ld["rate"]): replayed(ld, mt) for side in ("off", "spec") for ld in raw[side]["loads"]}
+        gam = {"off": 0, "spec": g}
+
+        def itl(costs, key, tab0=tab0):
+            t = replace(tab0[key[0]], overhead=EngineOverhead(**costs))
+            return sim_metrics(t, reqs[key], gam[key[0]])["itl_p50_s"]
+        lpts = [LoadPoint((side, ld["round"], ld["rate"]), gam[side], ld["engine"]["inter_token_latency_seconds_p50"])
+                for side in ("off", "spec") for ld in raw[side]["loads"] if ld["rate"] in a["fit_rates"]]
+        fit_r = fit_engine_costs_to_loads(lpts, itl)
+        fits[p + "_rates"] = fit_r
+        raw.setdefault("fits", {})[p + "_rates"] = fit_r.to_dict()
+        ov_r = EngineOverhead(**fit_r.parameters)
+        variants = {"profile": tab0, "fitted": {k: replace(t, overhead=ov) for k, t in tab0.items()},
+                    "fitted_rates": {k: replace(t, overhead=ov_r) for k, t in tab0.items()}}
         for vname, tabs in variants.items():
             for side, gg in (("off", 0), ("spec", g)):
                 tab = tabs[side]

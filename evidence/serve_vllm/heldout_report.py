@@ -64,9 +64,19 @@ def render(raw: dict, pred: dict, fits: dict, profs: list, out: Path) -> str:
                                                    for b in bs)) for p in profs) for v in ("profile", "fitted")}
             lines.append(f"| {'γ=' + str(g) if side == 'spec' else 'off'} | {n} | {_fmt('itl', _med(lv))} "
                          f"[{_fmt('itl', min(lv))}–{_fmt('itl', max(lv))}] | {cell['profile']} | {cell['fitted']} |")
+    fr = a["fit_rates"]
+    lines += ["", f"**Fit: the same costs fitted to whole loads at {', '.join(f'{r:g}' for r in fr)} req/s** "
+              "(Gauss–Newton through the simulation, both servers, every round)", ""]
+    for p in profs:
+        f = fits[p + "_rates"]
+        ps = ", ".join(f"{k} {v * 1e3:.3f} ms" + (f" [{f.ci[k][0] * 1e3:.3f}–{f.ci[k][1] * 1e3:.3f}]" if f.ci.get(k) else "")
+                       for k, v in f.parameters.items())
+        lines.append(f"- profile {p.upper()}: {ps}")
     summary = {}
     for vname, title in (("profile", "from the CPU profile alone"),
-                         ("fitted", "with the engine costs fitted on the bursts — every rate held out")):
+                         ("fitted", "with the engine costs fitted on the bursts — every rate held out"),
+                         ("fitted_rates", f"with the engine costs fitted at {', '.join(f'{r:g}' for r in fr)} req/s "
+                                          "— the other rates held out (rows marked fit are the fit's own)")):
         lines += ["", f"**Held-out Poisson rates, predicted {title}**", "",
                   "| spec | req/s | quantity | live median [min–max over rounds] | predicted A / B | error A / B | "
                   "predicted 90 % band |", "|---|---|---|---|---|---|---|"]
@@ -81,17 +91,32 @@ def render(raw: dict, pred: dict, fits: dict, profs: list, out: Path) -> str:
                     band = [pred[(p, vname, side, k, ld["round"], rate)][key] for p in profs for k in ("lo", "hi")
                             for ld in loads]
                     es = [100 * (v - med) / med for v in vals]
-                    errs.setdefault(key, []).extend(abs(e) for e in es)
-                    lines.append(f"| {'γ=' + str(g) if side == 'spec' else 'off'} | {rate:g} | {key[:-2].replace('_tok', '')} "
+                    own = vname == "fitted_rates" and rate in fr
+                    if not own:
+                        errs.setdefault(key, []).extend(abs(e) for e in es)
+                    lines.append(f"| {'γ=' + str(g) if side == 'spec' else 'off'} | {rate:g}{' (fit)' if own else ''} | "
+                                 f"{key[:-2].replace('_tok', '')} "
                                  f"({_unit(key)}) | {_fmt(key, med)} [{_fmt(key, min(lv))}–{_fmt(key, max(lv))}] | "
                                  f"{' / '.join(_fmt(key, v) for v in vals)} | {', '.join(f'{e:+.1f} %' for e in es)} | "
                                  f"[{_fmt(key, min(band))}–{_fmt(key, max(band))}] |")
         lines += [""] + crossover_lines(raw, pred, profs, vname, rates, mt)
-        lines.append("|error| by quantity (every held-out row, both profiles): " + "; ".join(
+        lines.append("|error| by quantity (every held-out row, both profiles" +
+                     (f"; rates {', '.join(f'{r:g}' for r in fr)} left out: fitted there" if vname == "fitted_rates" else "")
+                     + "): " + "; ".join(
             f"{k[:-2]} median {statistics.median(v):.1f} %, max {max(v):.1f} %, "
             f"{sum(x <= TARGET for x in v)}/{len(v)} within {TARGET:g} %" for k, v in errs.items()))
-        summary[vname] = {k: {"median": statistics.median(v), "max": max(v)} for k, v in errs.items()}
+        summary[vname] = {k: {"median": statistics.median(v), "max": max(v), "within": int(sum(bool(x <= TARGET) for x in v)),
+                              "n": len(v)} for k, v in errs.items()}
     raw["summary"] = summary
+    spread = {}
+    for side in ("off", "spec"):
+        for rate in rates:
+            for key in KEYS:
+                lv = [live_metrics(ld, mt)[key] for ld in raw[side]["loads"] if ld["rate"] == rate]
+                spread.setdefault(key, []).append(100 * (max(lv) - min(lv)) / _med(lv))
+    raw["live_spread"] = {k: {"median": float(statistics.median(v)), "max": float(max(v))} for k, v in spread.items()}
+    lines.append("\nlive spread over rounds, (max − min) / median per load: " + "; ".join(
+        f"{k[:-2]} median {statistics.median(v):.1f} %, max {max(v):.1f} %" for k, v in spread.items()))
     lines.append(f"\nwhole measurement {raw.get('seconds', 0):.0f} s")
     return "\n".join(lines) + "\n"
 
