@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import optimize, stats
 
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.maths import tokens_per_iteration, tokens_per_iteration_by_position
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.maths import tokens_per_iteration, tokens_per_iteration_by_position
 
 from .cluster import cluster_ci, per_request_counts, short_proposal_bounds, widen
 from .data import AcceptanceData, TraceError

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.specs.safeio import MAX_JSON_BYTES, atomic_write, loads_json, read_text
+from specperf.perfmodel.specs.safeio import MAX_JSON_BYTES, atomic_write, loads_json, read_text
 
 from .data import TraceError
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from perfmodel.specdec import alpha_model as am
+from specperf.perfmodel.specdec import alpha_model as am
 
 
 def leave_one_out(x, alpha, alpha_ci=None, names=None, depth: str = "auto", prior=None) -> dict:

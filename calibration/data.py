@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perfmodel.specs.models import SpecError
+from specperf.perfmodel.specs.models import SpecError
 
 FORMATS = ("vllm-metrics", "iterations", "histogram", "mean-length",
            "vllm-requests", "sglang-requests", "llamacpp-requests")  # the last three: calibration.engine_requests

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibration.report import FitReport
+from specperf.calibration.report import FitReport
 
 Z95 = 1.959963984540054
 

@@ -22,7 +22,7 @@ import json
 
 import numpy as np
 
-from perfmodel.specs.safeio import loads_json
+from specperf.perfmodel.specs.safeio import loads_json
 
 from .data import AcceptanceData, TraceError, check_gamma, from_iterations, parse_count
 

@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from typing import Iterable, Iterator
 
-from perfmodel.specs.safeio import loads_json
+from specperf.perfmodel.specs.safeio import loads_json
 
 from .data import AcceptanceData, TraceError, from_iterations, parse_count
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize
 
-from perfmodel.specdec.acceptance import AcceptanceModel, check_alpha
-from perfmodel.latency.corrected import CorrectionEntry, LatencyCorrection
-from perfmodel.specdec.maths import tokens_per_iteration
-from perfmodel.specs.safeio import read_text
-from perfmodel.specs.models import SpecError
-from perfmodel.latency.table import DTYPE_BYTES
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel, check_alpha
+from specperf.perfmodel.latency.corrected import CorrectionEntry, LatencyCorrection
+from specperf.perfmodel.specdec.maths import tokens_per_iteration
+from specperf.perfmodel.specs.safeio import read_text
+from specperf.perfmodel.specs.models import SpecError
+from specperf.perfmodel.latency.table import DTYPE_BYTES
 
 from .data import TraceError
 from .report import FitReport
@@ -76,8 +76,8 @@ def _cells(raw: str, src, ln) -> list[str]:
 
 
 def read_runs(path, gpu: str | None = None, mode: str | None = None) -> list[Run]:
-    from perfmodel.specs.catalog import resolve_model
-    from perfmodel.specs.hardware import resolve_gpu
+    from specperf.perfmodel.specs.catalog import resolve_model
+    from specperf.perfmodel.specs.hardware import resolve_gpu
 
     p = Path(path)
     if not p.exists():
@@ -153,8 +153,8 @@ def read_runs(path, gpu: str | None = None, mode: str | None = None) -> list[Run
 def components(runs: list[Run], provider_for, source) -> tuple[np.ndarray, dict]:
     """Per run: (γ·t_draft_s, t_verify_s, overhead_s) exactly as perfmodel.specdec.predict composes them;
     and the providers used, one per GPU (built once: a measured one loads its table once)."""
-    from perfmodel.specs.hardware import resolve_gpu
-    from perfmodel.specdec.predict import predict
+    from specperf.perfmodel.specs.hardware import resolve_gpu
+    from specperf.perfmodel.specdec.predict import predict
 
     out = np.empty((len(runs), 3))
     providers: dict = {}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
 
 from .agreement import AgreementRecord
 from .cluster import cluster_ci

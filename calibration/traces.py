@@ -18,8 +18,8 @@ import json
 import re
 from pathlib import Path
 
-from perfmodel.specs.safeio import loads_json, read_text
-from perfmodel.specs.errors import SpecError
+from specperf.perfmodel.specs.safeio import loads_json, read_text
+from specperf.perfmodel.specs.errors import SpecError
 
 from .data import FORMATS, AcceptanceData, TraceError, check_gamma, from_iterations, parse_count
 from .engine_requests import REQUEST_FORMATS, detect_request_format, read_requests

@@ -54,8 +54,8 @@ def agreement(
     given = [x is not None for x in (draft, target, prompts)]
     if any(given) and not all(given):
         raise UsageError("give all of --draft, --target and --prompts to record, or none of them to replay --record")
-    from calibration import agreement as ag
-    from calibration import replay as rp
+    from specperf.calibration import agreement as ag
+    from specperf.calibration import replay as rp
 
     if all(given):
         rec = _record(draft, target, prompts, new_tokens, temperature, max_rank, device, dtype, seed, record)
@@ -66,11 +66,11 @@ def agreement(
     doc = {"record": record, "kind": rec.kind(), "prompts": len(rec.spans()), "tokens": int(rec.prompt.size),
            "domains": sorted(set(map(str, rec.domain))), "tokens_per_iteration": table}
     if rec.kind() == "greedy" and len(rec.spans()) >= 2:  # within-prompt structure, clustered by prompt
-        from calibration.hierarchical import fit_hierarchical, trials_from_record
+        from specperf.calibration.hierarchical import fit_hierarchical, trials_from_record
 
         doc["hierarchical"] = fit_hierarchical(trials_from_record(rec), trend="log").to_dict()
     if out:
-        from perfmodel.specs.safeio import write_json
+        from specperf.perfmodel.specs.safeio import write_json
 
         model = rp.acceptance_model(rec, max(gammas), skip=skip_iterations, iterations=iterations,
                                     weighting=weighting, gammas=gammas, new_prompts=new_prompts)
@@ -99,20 +99,20 @@ def agreement(
 
 
 def _record(draft, target, prompts, new_tokens, temperature, max_rank, device, dtype, seed, record):
-    from calibration import agreement as ag
+    from specperf.calibration import agreement as ag
 
     from .measuring import check_device, check_dtype, use_device
 
     check_device(device)
     dt, _ = check_dtype(dtype)
     use_device(device)
-    from profiler.agreement import run_prompts
-    from profiler.specloop_weights import load_decoder
+    from specperf.profiler.agreement import run_prompts
+    from specperf.profiler.specloop_weights import load_decoder
 
     from pathlib import Path
 
-    from perfmodel.specs.models import from_hf_config
-    from perfmodel.specs.safeio import target_path
+    from specperf.perfmodel.specs.models import from_hf_config
+    from specperf.perfmodel.specs.safeio import target_path
 
     target_path(record, "--record")  # a bad output and bad prompts are refused before any weights load
     ps = ag.read_prompts(prompts, vocab=from_hf_config(Path(target) / "config.json").vocab)

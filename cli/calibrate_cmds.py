@@ -36,7 +36,7 @@ def _labels(items) -> dict:
 def _write(path: str, doc: dict) -> None:
     """--out, atomically and symlink-safe (perfmodel.specs.safeio): a failed or concurrent write never
     leaves a truncated or mixed document."""
-    from perfmodel.specs.safeio import write_json
+    from specperf.perfmodel.specs.safeio import write_json
 
     write_json(path, finite(doc), "--out")
 
@@ -55,9 +55,9 @@ def acceptance(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ):
     """Fit i.i.d. α and α by position (95 % intervals, LR test) from a speculative-decoding trace."""
-    from calibration.acceptance_fit import fit_acceptance
-    from calibration.traces import read_trace
-    from perfmodel.specdec.maths import GAMMA_MAX
+    from specperf.calibration.acceptance_fit import fit_acceptance
+    from specperf.calibration.traces import read_trace
+    from specperf.perfmodel.specdec.maths import GAMMA_MAX
 
     if not 1 <= gamma_max <= GAMMA_MAX:
         raise UsageError(f"gamma-max={gamma_max} is not allowed; must be in 1..{GAMMA_MAX}")
@@ -108,8 +108,8 @@ def latency(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ):
     """Fit per-iteration overhead and draft/verify time corrections to measured end-to-end runs."""
-    from calibration.latency_fit import MAX_P90_ABS_PCT, fit_latency, quality_problems
-    from perfmodel.latency.providers import build_provider
+    from specperf.calibration.latency_fit import MAX_P90_ABS_PCT, fit_latency, quality_problems
+    from specperf.perfmodel.latency.providers import build_provider
 
     params = [p.strip() for p in fit.split(",") if p.strip()]
     corr, reports = fit_latency(file, lambda hw: build_provider(hw, profile=profile, analytical=analytical).target,

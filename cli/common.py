@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from perfmodel.specs.errors import InputError
+from specperf.perfmodel.specs.errors import InputError
 
 EXIT_BAD_INPUT = 2
 MAX_LIST_VALUES = 4096  # values one parse_ints / parse_floats list may hold (memory bound)
@@ -75,7 +75,7 @@ def handle_errors(fn):
 
 def dtype_bytes(dtype: str) -> int:
     """Bytes per element of a --dtype name (fp16, bf16, fp32 and their long forms)."""
-    from perfmodel.latency.table import DTYPE_BYTES
+    from specperf.perfmodel.latency.table import DTYPE_BYTES
 
     if dtype.lower() not in DTYPE_BYTES:
         raise UsageError(f"dtype={dtype!r} is not allowed; use fp16, bf16 or fp32")
@@ -137,14 +137,14 @@ def parse_names(text: str, what: str) -> list[str]:
 
 def _split_models(text: str) -> list[str]:
     """Split 'a,b:n_layers=4,d_model=2048,c' into models (perfmodel.specs.catalog.split_models)."""
-    from perfmodel.specs.catalog import split_models
+    from specperf.perfmodel.specs.catalog import split_models
 
     return split_models(text)
 
 
 def finite(obj):
     """Replace non-finite floats by None so JSON output holds finite values only."""
-    from perfmodel.jsonsafe import finite as _finite
+    from specperf.perfmodel.jsonsafe import finite as _finite
 
     return _finite(obj)
 

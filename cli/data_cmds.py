@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
                     write_evidence: Annotated[bool, typer.Option(
             "--write-evidence", help="Also rewrite the shape-check error files in evidence/.")] = False):
         """Rebuild perfmodel/data's derived files (fits, glue, merged tables, error bands)."""
-        from perfmodel.data_build.cli import main
+        from specperf.perfmodel.data_build.cli import main
 
         code = main((["--check"] if check else []) + (["--write-evidence"] if write_evidence else []))
         if code:

@@ -43,16 +43,16 @@ def register(app: typer.Typer) -> None:
         json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document naming the file.")] = False,
     ):
         """Write the explorer page: every figure recomputed in the browser as you move α, batch and context."""
-        from perfmodel.specdec.maths import GAMMA_MAX
-        from plots import explore_data as ed
-        from plots.common import check_out
-        from plots.explorer import write_explorer
+        from specperf.perfmodel.specdec.maths import GAMMA_MAX
+        from specperf.plots import explore_data as ed
+        from specperf.plots.common import check_out
+        from specperf.plots.explorer import write_explorer
 
         from .common import dtype_bytes
 
         check_out(out, ".html", "--out")
         mode_list = parse_names(modes, "modes")
-        from perfmodel.specs.modes import MODES
+        from specperf.perfmodel.specs.modes import MODES
 
         for m in mode_list:
             if m not in MODES:

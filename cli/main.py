@@ -20,7 +20,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 def _version(value: bool) -> None:
     if value:
-        from perfmodel import __version__
+        from specperf.perfmodel import __version__
 
         typer.echo(f"specperf {__version__}")
         raise typer.Exit()
@@ -36,7 +36,7 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
     if follow_symlinks:  # read by perfmodel.specs.safeio, the writer every command uses
         import os
 
-        from perfmodel.specs.safeio import FOLLOW_ENV
+        from specperf.perfmodel.specs.safeio import FOLLOW_ENV
 
         os.environ[FOLLOW_ENV] = "1"
 
@@ -45,7 +45,7 @@ def _root(version: Annotated[bool, typer.Option("--version", callback=_version, 
 @handle_errors
 def models(wide: o.Wide = False, fmt: o.Format = "table", json_out: o.Json = False):
     """List the model catalog (shapes checked against each model's config.json)."""
-    from perfmodel.specs.catalog import MODELS
+    from specperf.perfmodel.specs.catalog import MODELS
 
     fmt = o.out_format(fmt, json_out)
     if fmt == "csv":
@@ -69,7 +69,7 @@ def models(wide: o.Wide = False, fmt: o.Format = "table", json_out: o.Json = Fal
 @handle_errors
 def gpus(wide: o.Wide = False, fmt: o.Format = "table", json_out: o.Json = False):
     """List the GPU catalog (datasheet rates, each with its source)."""
-    from perfmodel.specs.hardware import GPUS
+    from specperf.perfmodel.specs.hardware import GPUS
 
     fmt = o.out_format(fmt, json_out)
     if fmt == "csv":
@@ -139,13 +139,13 @@ def predict(
 # Optional command modules (each defines register(app)); imported lazily-cheap: typer only.
 for _name in ("profile", "calibrate", "agreement", "optimize", "plot", "explore", "validate", "data"):
     try:
-        _mod = importlib.import_module(f"cli.{_name}_cmds")
+        _mod = importlib.import_module(f"specperf.cli.{_name}_cmds")
     except ModuleNotFoundError as _e:
-        if _e.name != f"cli.{_name}_cmds":
+        if _e.name != f"specperf.cli.{_name}_cmds":
             raise
         continue
     _mod.register(app)
-importlib.import_module("cli.serve_cmd").register(app)  # specperf serve-sim
+importlib.import_module("specperf.cli.serve_cmd").register(app)  # specperf serve-sim
 
 
 def main() -> None:

@@ -30,20 +30,20 @@ def run_operator_profile(*, out: str, dtype: str, mode: str, device: str, grid: 
     p = Path(out)
     if p.suffix != ".csv" or p.is_dir() or not (p.parent if str(p.parent) else Path(".")).is_dir():
         raise UsageError(f"out={out!r} is not allowed; give a .csv file in an existing folder")
-    from profiler import operator_sweep as osw
+    from specperf.profiler import operator_sweep as osw
 
     if grid not in osw.GRIDS:
         raise UsageError(f"grid={grid!r} is not allowed; use one of {', '.join(osw.GRIDS)}")
     if deadline_s is not None and not deadline_s > 0:
         raise UsageError(f"deadline-s={deadline_s} is not allowed; give seconds > 0")
-    from perfmodel.latency.operator_table import OPS, OperatorTable
+    from specperf.perfmodel.latency.operator_table import OPS, OperatorTable
 
     only = tuple(o.strip() for o in ops.split(",") if o.strip())
     bad = [o for o in only if o not in OPS]
     if bad:
         raise UsageError(f"ops={bad[0]!r} is not allowed; use some of {', '.join(OPS)}")
     use_device(device)
-    from profiler import env
+    from specperf.profiler import env
 
     meta = env.metadata(device, dtype, command="specperf profile " + " ".join(sys.argv[2:]))
     meta["timing"] = ("CUDA events; sample = mean of back-to-back calls; median/p10/p90 over >= "
@@ -84,7 +84,7 @@ def run_operator_profile(*, out: str, dtype: str, mode: str, device: str, grid: 
     summary = {"out": str(p), "rows": len(table), "ok": ok, "new_rows": len(table) - before,
                "wall_s": time.perf_counter() - t0, "gpu": meta["gpu_name"], "dtype": dtype,
                "kernels": table.meta.get("kernels", "plain")}
-    from perfmodel.latency.attention_floor import summary as floor_summary
+    from specperf.perfmodel.latency.attention_floor import summary as floor_summary
     summary["attention_floor"] = fl = floor_summary(table)
     if json_out:
         print_json(summary)

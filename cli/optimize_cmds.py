@@ -98,13 +98,13 @@ def register(app: typer.Typer) -> None:
         json_out: o.Json = False,
     ):
         """Find the draft and lookahead that make speculative decoding fastest, per mode, batch and context."""
-        from perfmodel.specdec.acceptance import check_alpha
-        from perfmodel.specdec.alpha_model import read_alpha_document
-        from perfmodel.optimize.export import check_engine, write_export
-        from perfmodel.specs.hardware import resolve_gpu
-        from perfmodel.optimize.run import OptimizeRequest, run
-        from perfmodel.latency.providers import build_provider
-        from perfmodel.specdec.maths import GAMMA_MAX
+        from specperf.perfmodel.specdec.acceptance import check_alpha
+        from specperf.perfmodel.specdec.alpha_model import read_alpha_document
+        from specperf.perfmodel.optimize.export import check_engine, write_export
+        from specperf.perfmodel.specs.hardware import resolve_gpu
+        from specperf.perfmodel.optimize.run import OptimizeRequest, run
+        from specperf.perfmodel.latency.providers import build_provider
+        from specperf.perfmodel.specdec.maths import GAMMA_MAX
 
         from .common import dtype_bytes
 
@@ -143,7 +143,7 @@ def register(app: typer.Typer) -> None:
         if tree_depth is not None and tree is None:
             raise UsageError("--tree-depth needs --tree FILE")
         if tree is not None:
-            from perfmodel.specdec.trees import read_tree_acceptance
+            from specperf.perfmodel.specdec.trees import read_tree_acceptance
 
             if not set(methods) & {"draft", "eagle", "eagle3", "mtp"}:
                 raise UsageError(f"method={method!r} drafts no tree; --tree works with draft, eagle, eagle3, mtp",

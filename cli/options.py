@@ -22,7 +22,7 @@ MAX_TOKENS = 2 ** 32  # batch × context: KV-cache tokens in one cell
 # Measured on the 2-core CI machine (issue 25): 2^25 elements took 8 s and 1.6 GB peak in `predict`
 # (about 48 bytes per element), 2^27 took 35 s and 6.2 GB; 2^25 keeps every run under 60 s and 4 GiB.
 MAX_WORK = 2 ** 25
-from perfmodel.specs.modes import MODE_SETS, MODES  # noqa: E402  (the one definition)
+from specperf.perfmodel.specs.modes import MODE_SETS, MODES  # noqa: E402  (the one definition)
 
 # ---- option declarations (defaults stay in each command's signature) ----------------------------
 Target = Annotated[Optional[str], typer.Option(help="Target model: catalog name, config.json, NAME:field=value.")]
@@ -157,7 +157,7 @@ def modes(text, *, both: bool = True, allowed_modes=MODES) -> tuple[str, ...]:
 def methods(text, *, several: bool = True) -> tuple[str, ...]:
     """--method: one of perfmodel.specdec.registry.NAMES or (several=True) a comma list of them, in the
     order given, without repeats (the registry loads here only: the list is the registry's)."""
-    from perfmodel.specdec.registry import NAMES as METHOD_NAMES
+    from specperf.perfmodel.specdec.registry import NAMES as METHOD_NAMES
 
     allowed = f"one of {', '.join(METHOD_NAMES)}" + (" or a comma list of them" if several else "")
     parts = [p.strip().lower() for p in str(text).split(",") if p.strip()]

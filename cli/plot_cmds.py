@@ -23,8 +23,8 @@ STUDY = {"target": "llama-65b", "draft": "sheared-llama-1.3b", "tp": 4, "alpha":
 
 def _drafts_with_alpha(text: str, dtype_bytes: int):
     """'a,b@0.7,c:n_layers=4@0.62' → ([specs], [(spec, α, None, source)])."""
-    from perfmodel.specdec.acceptance import check_alpha
-    from perfmodel.specs.catalog import resolve_model
+    from specperf.perfmodel.specdec.acceptance import check_alpha
+    from specperf.perfmodel.specs.catalog import resolve_model
 
     specs, stated = [], []
     for item in parse_names(text, "drafts"):
@@ -48,7 +48,7 @@ def _memory(tgt, drf, tp, batch, context, gamma, have) -> dict:
     """fits_memory and bytes needed at the figure's largest batch, context and γ (as predict/optimize)."""
     if tgt is None:
         return {"fits_memory": None, "memory_needed_bytes": None}
-    from perfmodel.specs.memory import memory_needed_bytes, memory_note
+    from specperf.perfmodel.specs.memory import memory_needed_bytes, memory_note
 
     need = memory_needed_bytes(tgt, drf, tp, batch, context, gamma)
     out = {"fits_memory": need <= have, "memory_needed_bytes": need, "memory_bytes": have}
@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
         """Write an interactive figure: speedup, gamma, breakdown, depth-width, design, breakeven or acceptance."""
         if kind not in KINDS:
             raise UsageError(f"unknown plot kind {kind!r}; use one of {', '.join(KINDS)}")
-        from plots.kinds import FLAG_KWARGS, inputs, kinds_accepting
+        from specperf.plots.kinds import FLAG_KWARGS, inputs, kinds_accepting
 
         modules = {k: k.replace("-", "_") for k in KINDS}
         inp = inputs(modules[kind])
@@ -122,18 +122,18 @@ def register(app: typer.Typer) -> None:
 
         by = dtype_bytes(dtype)
         o.positive(tp, "tp")
-        from plots.common import check_out
+        from specperf.plots.common import check_out
 
         check_out(out, ".html", "--out")  # fail before any work
         if png is not None:
             check_out(png, ".png", "--png")
-        from perfmodel.specs.catalog import resolve_model
-        from perfmodel.specs.hardware import resolve_gpu
-        from perfmodel.latency.providers import build_provider
-        from perfmodel.specdec.maths import GAMMA_MAX
+        from specperf.perfmodel.specs.catalog import resolve_model
+        from specperf.perfmodel.specs.hardware import resolve_gpu
+        from specperf.perfmodel.latency.providers import build_provider
+        from specperf.perfmodel.specdec.maths import GAMMA_MAX
 
-        import plots
-        from plots.common import Setting
+        from specperf import plots
+        from specperf.plots.common import Setting
 
         gmax = gamma_max if gamma_max is not None else inp.gamma_max
         if not 1 <= gmax <= GAMMA_MAX:
@@ -170,7 +170,7 @@ def register(app: typer.Typer) -> None:
             kw["drafts"], kw["stated"] = _drafts_with_alpha(drafts, by)
         fig = plots.figure(kind, setting, **kw)
         if profile is not None and kind != "acceptance":
-            from plots.common import latency_sources, source_kind
+            from specperf.plots.common import latency_sources, source_kind
 
             srcs = {k: v for k, v in latency_sources(fig).items() if source_kind(v) != "none"}
             if srcs and not any(source_kind(v) in ("measured", "mixed") for v in srcs.values()):

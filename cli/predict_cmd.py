@@ -34,7 +34,7 @@ def auto_search(evaluate, gammas, gamma_max: int):
 
 
 def acceptance_model(alpha, acceptance):
-    from perfmodel.specdec.acceptance import AcceptanceModel, check_alpha
+    from specperf.perfmodel.specdec.acceptance import AcceptanceModel, check_alpha
 
     if acceptance is not None:
         if alpha is not None:
@@ -46,7 +46,7 @@ def acceptance_model(alpha, acceptance):
 
 
 def run_cost_ratio(c, acc, gammas, gamma_max, json_out):
-    from perfmodel.specdec.maths import arithmetic_factor
+    from specperf.perfmodel.specdec.maths import arithmetic_factor
 
     if not np.isfinite(c) or c < 0 or c > 1e6:
         raise UsageError(f"cost-ratio={c!r} is not allowed; c = t_draft/t_target must be in 0..1e6",
@@ -93,7 +93,7 @@ def run_cost_ratio(c, acc, gammas, gamma_max, json_out):
 
 def speculation_method(name: str, drf, catchup: bool, tree: str | None, tree_depth: int | None):
     """The SpeculationMethod of --method (and --tree): one clear error for combinations that mean nothing."""
-    from perfmodel.specdec.registry import make_method
+    from specperf.perfmodel.specdec.registry import make_method
 
     if name == "draft":
         m = make_method("draft", draft=drf, catchup=catchup)
@@ -109,8 +109,8 @@ def speculation_method(name: str, drf, catchup: bool, tree: str | None, tree_dep
     if not hasattr(m, "step_s"):
         raise UsageError(f"method={name!r} drafts no tree; --tree works with draft, eagle, eagle3, mtp",
                          value=name, allowed="draft, eagle, eagle3, mtp")
-    from perfmodel.specdec.tree_method import TokenTree
-    from perfmodel.specdec.trees import read_tree_acceptance
+    from specperf.perfmodel.specdec.tree_method import TokenTree
+    from specperf.perfmodel.specdec.trees import read_tree_acceptance
 
     if tree_depth is not None:
         o.positive(tree_depth, "tree-depth", BOUNDS_TREE_DEPTH)
@@ -123,8 +123,8 @@ BOUNDS_TREE_DEPTH = 64  # levels of a tree of at most 64 tokens
 
 def _published(name: str):
     """A head's published acceptance (perfmodel.specdec.head_alpha) when nothing is measured or stated."""
-    from perfmodel.specdec.head_alpha import published_acceptance
-    from perfmodel.specdec.registry import check_method
+    from specperf.perfmodel.specdec.head_alpha import published_acceptance
+    from specperf.perfmodel.specdec.registry import check_method
 
     return None if name == "draft" else published_acceptance(check_method(name))
 
@@ -148,7 +148,7 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
     if name != "draft" and draft is not None:
         raise UsageError(f"--draft is only for --method draft; method={name!r} proposes without a draft model",
                          value=name, allowed="draft")
-    from perfmodel.specdec.registry import make_method
+    from specperf.perfmodel.specdec.registry import make_method
 
     if getattr(make_method(name) if name != "draft" else None, "acceptance_from_traces_only", False) and acceptance is None:
         raise UsageError(f"method={name!r} takes acceptance from traces only: give --acceptance FILE "
@@ -160,8 +160,8 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
     batches, contexts = o.batch_context(batch, context)
     o.positive(tp, "tp")
     _check_work(batches, contexts, len(gammas) if gammas is not None else gamma_max, len(modes))
-    from perfmodel.specs.catalog import resolve_model
-    from perfmodel.specs.hardware import resolve_gpu
+    from specperf.perfmodel.specs.catalog import resolve_model
+    from specperf.perfmodel.specs.hardware import resolve_gpu
 
     acc = _published(name) if alpha is None and acceptance is None else None
     acc = acc or acceptance_model(alpha, acceptance)
@@ -177,7 +177,7 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
         docs += cell_docs
         sources[md] = src
     if json_out:
-        from perfmodel.specdec.document import cells_document
+        from specperf.perfmodel.specdec.document import cells_document
 
         print_json(cells_document(docs))
         return
@@ -193,7 +193,7 @@ def run(*, target, draft, gpu, alpha, acceptance, gamma, gamma_max, batch, conte
 
 def _check_work(batches, contexts, n_gamma: int, n_modes: int) -> None:
     """Refuse before allocating: cells × γ × Monte Carlo draws × modes within o.MAX_WORK."""
-    from perfmodel.specdec.uncertainty import N_DRAWS
+    from specperf.perfmodel.specdec.uncertainty import N_DRAWS
 
     o.check_work({"context": contexts, "batch": batches}, n_gamma * N_DRAWS * n_modes,
                  per=f"{n_gamma} γ × {N_DRAWS} Monte Carlo draws × {n_modes} mode(s)")
@@ -202,9 +202,9 @@ def _check_work(batches, contexts, n_gamma: int, n_modes: int) -> None:
 def _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, tp, profile, analytical,
                   calibration, allow_gpu_mismatch, draft_catchup=False, method=None):
     """One mode: the cell documents (batch-major) and the prediction's sources."""
-    from perfmodel.latency.providers import build_provider
-    from perfmodel.specdec.document import prediction_document
-    from perfmodel.specdec.predict import predict
+    from specperf.perfmodel.latency.providers import build_provider
+    from specperf.perfmodel.specdec.document import prediction_document
+    from specperf.perfmodel.specdec.predict import predict
 
     prov = build_provider(hw, profile=profile, analytical=analytical, calibration=calibration, modes=[md],
                           allow_gpu_mismatch=allow_gpu_mismatch)
@@ -221,7 +221,7 @@ def _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, t
             raise UsageError(f"{name} is not positive for some γ (a calibration or profile gives a non-physical "
                              f"time, min {float(np.nanmin(arr)):.3g} s); re-fit the calibration or check the profile",
                              value=float(np.nanmin(arr)), allowed="> 0 s")
-    from perfmodel.specdec.uncertainty import propagate
+    from specperf.perfmodel.specdec.uncertainty import propagate
 
     _check_work(batches, contexts, len(p.gamma), 1)  # --gamma auto may have widened the search
     u = propagate(p, acc, method=method)  # once for every cell of this mode
@@ -231,7 +231,7 @@ def _predict_mode(tgt, drf, hw, acc, md, gammas, gamma_max, batches, contexts, t
     for d in docs:
         d["notes"] = search_notes + d["notes"]
     if hasattr(method, "rank_acceptance"):  # a token tree: its shape, and the best tree vs the best chain
-        from perfmodel.specdec.tree_method import compare
+        from specperf.perfmodel.specdec.tree_method import compare
 
         for d in docs:
             t = method.tree(max(d["best_gamma"], 1))

@@ -38,9 +38,9 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
                 copies, overhead, quiet, estimate_only, json_out, ranks=0, deadline_s=None):
     import time
 
-    from perfmodel.specs.catalog import resolve_model
-    from perfmodel.specdec.maths import GAMMA_MAX
-    from perfmodel.latency.table import LatencyTable
+    from specperf.perfmodel.specs.catalog import resolve_model
+    from specperf.perfmodel.specdec.maths import GAMMA_MAX
+    from specperf.perfmodel.latency.table import LatencyTable
 
     if not 1 <= gamma_max <= GAMMA_MAX:
         raise UsageError(f"gamma-max={gamma_max} is not allowed; must be in 1..{GAMMA_MAX}")
@@ -52,7 +52,7 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
     if new_tokens:
         nt = o.int_list(new_tokens, "new-tokens")
     elif set(modes) == {"compiled"}:  # every point compiles: a sparser default (sweep.COMPILED_NEW_TOKENS)
-        from profiler.sweep import COMPILED_NEW_TOKENS
+        from specperf.profiler.sweep import COMPILED_NEW_TOKENS
 
         nt = sorted({n for n in COMPILED_NEW_TOKENS if n <= gamma_max + 1} | {gamma_max + 1})
     else:
@@ -64,9 +64,9 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
     specs = [resolve_model(m, by) for m in parse_names(models, "models")]
     p = _check_out(out)
 
-    from perfmodel.specs.hardware import GPUS
+    from specperf.perfmodel.specs.hardware import GPUS
 
-    from profiler import sweep
+    from specperf.profiler import sweep
 
     jobs = sweep.plan([(s, sweep.Grid(**grid_kw)) for s in specs])
     n_points = sum(len(j.new_tokens) * len(j.modes) for j in jobs)
@@ -80,7 +80,7 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
         return
     import torch
 
-    from profiler import env
+    from specperf.profiler import env
 
     tps = grid_kw["tps"]
     if "compiled" in modes and max(tps) > 1:
@@ -95,7 +95,7 @@ def run_profile(*, models, batch, context, gamma_max, new_tokens, mode, dtype, t
             return _profile_tp(specs, grid_kw, p, dtype, tps[0], device, json_out)
     use_device(device)
     meta = env.metadata(device, dtype, command="specperf profile " + " ".join(sys.argv[2:]))
-    from profiler.filelock import LockedError, locked
+    from specperf.profiler.filelock import LockedError, locked
 
     try:
         with locked(p):
@@ -108,9 +108,9 @@ def _sweep(p, out, meta, jobs, n_points, est, device, dtype, copies, quiet, json
     """Measure `jobs` into the table at `p` (resumed when it exists), under the caller's lock."""
     import time
 
-    from perfmodel.latency.table import SCHEMA_VERSION, LatencyTable
-    from perfmodel.specs.hardware import GPUS
-    from profiler import sweep
+    from specperf.perfmodel.latency.table import SCHEMA_VERSION, LatencyTable
+    from specperf.perfmodel.specs.hardware import GPUS
+    from specperf.profiler import sweep
 
     if p.exists():
         ver = LatencyTable.read_meta(p).get("schema_version", SCHEMA_VERSION)
@@ -149,10 +149,10 @@ def _sweep(p, out, meta, jobs, n_points, est, device, dtype, copies, quiet, json
     wall = time.perf_counter() - t0
     ok = len(table.ok_rows())
     if ok and meta["gpu"] in GPUS:  # store the analytical constants fitted to this profile
-        from perfmodel.latency.fit import refit_file
+        from specperf.perfmodel.latency.fit import refit_file
 
         refit_file(p, GPUS[meta["gpu"]])
-    from perfmodel.latency.integrity import consistency_report, order_violations
+    from specperf.perfmodel.latency.integrity import consistency_report, order_violations
 
     saved = LatencyTable.load(p)  # as refit_file left it
     order = order_violations(saved.rows)
@@ -183,7 +183,7 @@ def _sweep(p, out, meta, jobs, n_points, est, device, dtype, copies, quiet, json
 
 def _profile_tp(specs, grid_kw, p, dtype, tp, device, json_out):
     """--tp N over N processes: layers with/without all-reduces, all-reduce rows and curve."""
-    from profiler.tp_bench import profile_cli
+    from specperf.profiler.tp_bench import profile_cli
 
     s = profile_cli(specs, batches=grid_kw["batches"], contexts=grid_kw["contexts"],
                     new_tokens=grid_kw["new_tokens"], modes=grid_kw["modes"], dtype=dtype, tp=tp, out=p,
@@ -233,8 +233,8 @@ def register(app: typer.Typer) -> None:
             raise UsageError(f"--kernels {kernels!r} is not allowed; use engine, packed or plain", value=kernels,
                              allowed="engine, packed, plain")
         os.environ["SPECPERF_KERNELS"] = kernels  # read by profiler.attention (and by TP rank processes)
-        if "profiler.attention" in sys.modules:
-            sys.modules["profiler.attention"].set_kernels(kernels)
+        if "specperf.profiler.attention" in sys.modules:
+            sys.modules["specperf.profiler.attention"].set_kernels(kernels)
         if operators:
             from .operator_cmd import run_operator_profile
 

@@ -79,7 +79,7 @@ def register(app: typer.Typer) -> None:
         json_out: o.Json = False,
     ):
         """Throughput and latency under load with and without speculation: the crossover and the γ schedule."""
-        from perfmodel.serving.run import ServeRequest, run_serve
+        from specperf.perfmodel.serving.run import ServeRequest, run_serve
 
         if (rate is None) == (users is None):
             raise UsageError("give --rate (requests/s) or --users (concurrent users), not both or neither",

@@ -23,8 +23,8 @@ def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, d
     import tempfile
     from pathlib import Path
 
-    from perfmodel.specs.catalog import resolve_model
-    from perfmodel.specdec.maths import GAMMA_MAX
+    from specperf.perfmodel.specs.catalog import resolve_model
+    from specperf.perfmodel.specdec.maths import GAMMA_MAX
 
     if not 0 <= seed <= MAX_SEED:  # torch and numpy take different seed ranges; their messages name no flag
         raise UsageError(f"seed={seed} is not allowed; --seed takes an integer in 0..{MAX_SEED}",
@@ -45,8 +45,8 @@ def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, d
     drafts = tuple(resolve_model(d, by) for d in parse_names(draft, "draft"))
     check_device(device)
 
-    from profiler import validate as V
-    from profiler.validate_run import ValidationConfig, make_profile, run_validation
+    from specperf.profiler import validate as V
+    from specperf.profiler.validate_run import ValidationConfig, make_profile, run_validation
 
     import dataclasses
 
@@ -86,7 +86,7 @@ def run(*, target, draft, gamma, batch, alpha, context, mode, profile, device, d
         sources.update(src)
         profiles.append(str(prof))
     rows, profile = done, profiles[0] if len(set(profiles)) == 1 else sorted(set(profiles))
-    from profiler import env
+    from specperf.profiler import env
 
     summary = V.summarize(rows)
     meta = env.metadata(device, dtype, command)

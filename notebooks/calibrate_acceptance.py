@@ -43,8 +43,8 @@ if fixture is None:  # a minimal vLLM v1 dump: 10000 drafts of 4 tokens
 print(fixture)
 
 # %%
-from calibration.acceptance_fit import fit_acceptance
-from calibration.traces import read_trace
+from specperf.calibration.acceptance_fit import fit_acceptance
+from specperf.calibration.traces import read_trace
 
 data = read_trace(str(fixture), "auto")
 fit = fit_acceptance(data, gammas=range(1, 9))
@@ -56,8 +56,8 @@ print(fit.report.report())
 # expected tokens per iteration:
 
 # %%
-import plots
-from plots.common import Setting
+from specperf import plots
+from specperf.plots.common import Setting
 
 acc = fit.model
 print(acc.describe())
@@ -68,11 +68,11 @@ plots.show(plots.figure("acceptance", Setting(acceptance=acc, gammas=tuple(range
 # analytical H100 latency) shows how much the optimal lookahead depends on the acceptance model.
 
 # %%
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import resolve_gpu
-from perfmodel.latency.analytical import AnalyticalLatency
-from perfmodel.specdec.predict import predict
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import resolve_gpu
+from specperf.perfmodel.latency.analytical import AnalyticalLatency
+from specperf.perfmodel.specdec.predict import predict
 
 target, draft = resolve_model("llama-3.1-70b"), resolve_model("llama-3.1-8b")
 latency = AnalyticalLatency(resolve_gpu("h100-sxm"))

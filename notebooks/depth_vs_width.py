@@ -24,13 +24,13 @@
 # %%
 import pandas as pd
 
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import resolve_gpu
-from perfmodel.latency.analytical import AnalyticalLatency
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import resolve_gpu
+from specperf.perfmodel.latency.analytical import AnalyticalLatency
 
-import plots
-from plots import depth_width
-from plots.common import Setting
+from specperf import plots
+from specperf.plots import depth_width
+from specperf.plots.common import Setting
 
 gpu = resolve_gpu("h100-sxm")
 base = resolve_model("llama-7b")  # shapes: LLaMA family, its vocabulary

@@ -29,9 +29,9 @@
 # %%
 import pandas as pd
 
-from perfmodel.specs.hardware import resolve_gpu
-from perfmodel.latency.analytical import AnalyticalLatency
-from perfmodel.optimize.run import OptimizeRequest, run
+from specperf.perfmodel.specs.hardware import resolve_gpu
+from specperf.perfmodel.latency.analytical import AnalyticalLatency
+from specperf.perfmodel.optimize.run import OptimizeRequest, run
 
 gpu = resolve_gpu("a100-sxm-80gb")
 latency = AnalyticalLatency(gpu)
@@ -76,9 +76,9 @@ pd.DataFrame(rows)
 # that is more accurate but slower must climb across the contours to pay for its latency.
 
 # %%
-import plots
-from perfmodel.specs.catalog import resolve_model
-from plots.common import Setting
+from specperf import plots
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.plots.common import Setting
 
 setting = Setting(target=resolve_model("llama-65b"), latency=latency, gpu=gpu.name, tp=4, mode="graph",
                   batch=1, context=512, gammas=tuple(range(1, 13)))
@@ -90,7 +90,7 @@ plots.show(fig)
 # Where speculation stops paying for the study's usual draft, Sheared-LLaMA-1.3B, at an assumed α of 0.7:
 
 # %%
-from perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
 
 be = Setting(target=setting.target, draft=resolve_model("sheared-llama-1.3b"), latency=latency, gpu=gpu.name,
              tp=4, mode="graph", acceptance=AcceptanceModel(alpha=0.7, source="assumed"), gammas=tuple(range(1, 9)))

@@ -70,10 +70,10 @@ best[cols]
 # prompts α_2 − α_1 is negative: easy prompts reach position 2 more often (a between-prompt, Simpson, effect).
 
 # %%
-import plots
-from calibration.acceptance_fit import fit_acceptance
-from calibration.traces import read_trace
-from plots.common import Setting
+from specperf import plots
+from specperf.calibration.acceptance_fit import fit_acceptance
+from specperf.calibration.traces import read_trace
+from specperf.plots.common import Setting
 
 fit = fit_acceptance(read_trace(root / "studies/miniature/data/derived/draft-1x1024_greedy_h.csv"), gammas=range(1, 9))
 print(fit.model.describe())

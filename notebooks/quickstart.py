@@ -19,11 +19,11 @@
 # roofline turns them into forward times. Every number below says where its latency came from.
 
 # %%
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import resolve_gpu
-from perfmodel.latency.analytical import AnalyticalLatency
-from perfmodel.specdec.predict import predict
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import resolve_gpu
+from specperf.perfmodel.latency.analytical import AnalyticalLatency
+from specperf.perfmodel.specdec.predict import predict
 
 target = resolve_model("llama-65b")
 draft = resolve_model("sheared-llama-1.3b")
@@ -62,7 +62,7 @@ print(f"eager: optimal γ = {int(eager.optimal_gamma[0, 0])}, speedup = {float(e
 # `latency_provider` uses it and falls back to the analytical model elsewhere; each source says which.
 
 # %%
-from perfmodel.latency.providers import latency_provider
+from specperf.perfmodel.latency.providers import latency_provider
 
 provider = latency_provider(gpu)
 shipped = predict(target, draft, provider, acceptance, gammas=range(1, 9), batch=[1], context=[512], tp=4)
@@ -74,8 +74,8 @@ print("draft layer:", shipped.sources["draft_layer"])
 # The speedup surface over α × γ for this pair — rotate it, hover for exact numbers and sources.
 
 # %%
-import plots
-from plots.common import Setting
+from specperf import plots
+from specperf.plots.common import Setting
 
 setting = Setting(target=target, draft=draft, latency=latency, gpu=gpu.name, tp=4, mode="graph",
                   gammas=tuple(range(1, 13)))

@@ -4,7 +4,7 @@ Providers ask `find(...)`; nothing matches file names.
 
 An entry: `file` (its `.meta.json` sidecar, when there is one, belongs to it), `role` (profile |
 tp_profile | allreduce | operators | error_bands), `gpu`, `dtype`, `modes`, `tp`, the `command` that
-measured it, for derived parts `build` (how `python -m perfmodel.data_build` rebuilds them), and
+measured it, for derived parts `build` (how `python -m specperf.perfmodel.data_build` rebuilds them), and
 `evidence` (checks of it kept in the checkout's evidence/ folder, by name).
 
 Key assumption: at most one file answers a (role, gpu, dtype, mode, tp) question; the manifest test

@@ -16,11 +16,11 @@ KINDS = {"speedup": "speedup", "gamma": "gamma", "breakdown": "breakdown", "dept
 
 def figure(kind: str, setting, **kw):
     """Build the plotly Figure of `kind` for a plots.common.Setting."""
-    from perfmodel.specs.models import SpecError
+    from specperf.perfmodel.specs.models import SpecError
 
     if kind not in KINDS:
         raise SpecError(f"unknown plot kind {kind!r}; use one of {', '.join(KINDS)}")
-    return importlib.import_module(f"plots.{KINDS[kind]}").figure(setting, **kw)
+    return importlib.import_module(f"specperf.plots.{KINDS[kind]}").figure(setting, **kw)
 
 
 def show(fig):

@@ -10,8 +10,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from perfmodel.specdec.maths import tokens_per_iteration
-from perfmodel.specs.models import SpecError
+from specperf.perfmodel.specdec.maths import tokens_per_iteration
+from specperf.perfmodel.specs.models import SpecError
 
 from .common import COLORS, Setting, footnote, style
 from .kinds import KindInputs  # noqa: E402

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from perfmodel.specdec.predict import predict
-from perfmodel.specdec.uncertainty import LEVEL, propagate
+from specperf.perfmodel.specdec.predict import predict
+from specperf.perfmodel.specdec.uncertainty import LEVEL, propagate
 
 BAND_NOTE = (f"bands / error bars: {LEVEL:.0%} intervals (Monte Carlo over each latency source's validated "
              "error band and α's interval where one is given; α without an interval is taken as exact)")

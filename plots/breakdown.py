@@ -11,10 +11,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.predict import predict
-from perfmodel.specdec.uncertainty import propagate
-from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.predict import predict
+from specperf.perfmodel.specdec.uncertainty import propagate
+from specperf.perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
 
 from . import profile_rows
 from .bands import BAND_NOTE, error_y

@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from perfmodel.specdec.predict import predict
+from specperf.perfmodel.specdec.predict import predict
 
-from perfmodel.specs.hardware import resolve_gpu
+from specperf.perfmodel.specs.hardware import resolve_gpu
 
-from perfmodel.specdec.maths import draft_context
+from specperf.perfmodel.specdec.maths import draft_context
 
 from .common import (MS, Setting, footnote, memory_needed_bytes, source_kind, source_line, sources_note,
                      speedup_colour, style, tag)

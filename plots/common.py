@@ -11,8 +11,8 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
-from perfmodel.specs.models import ModelSpec, SpecError
-from perfmodel.specs.safeio import atomic_write, target_path
+from specperf.perfmodel.specs.models import ModelSpec, SpecError
+from specperf.perfmodel.specs.safeio import atomic_write, target_path
 
 MS = 1e3  # seconds → milliseconds, for display only
 TEMPLATE = "plotly_white"
@@ -47,12 +47,12 @@ class Setting:
     @property
     def modes(self) -> tuple[str, ...]:
         """`mode` is one mode, a comma list (graph,compiled …) or both (= graph,eager)."""
-        from perfmodel.specs.modes import MODE_SETS
+        from specperf.perfmodel.specs.modes import MODE_SETS
 
         return MODE_SETS["both"] if self.mode == "both" else tuple(self.mode.split(","))
 
     def single_mode(self, kind: str) -> str:
-        from perfmodel.specs.modes import MODES
+        from specperf.perfmodel.specs.modes import MODES
 
         if self.mode not in MODES:
             raise SpecError(f"mode={self.mode!r} is not allowed for the {kind} figure; use graph, eager or "

@@ -13,9 +13,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from perfmodel.specs.catalog import MODELS
-from perfmodel.specs.models import SpecError
-from perfmodel.latency.table import LatencyTable, head_shape_key, spec_from_shape_key
+from specperf.perfmodel.specs.catalog import MODELS
+from specperf.perfmodel.specs.models import SpecError
+from specperf.perfmodel.latency.table import LatencyTable, head_shape_key, spec_from_shape_key
 
 from . import profile_rows
 from .common import MS, Setting, footnote, source_kind, style, tag
@@ -29,7 +29,7 @@ PARAM_LEVELS_B = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # iso-parameter lines, bi
 
 
 def _analytical_shapes(base, d_models):
-    from perfmodel.optimize.space import design_space
+    from specperf.perfmodel.optimize.space import design_space
 
     cands, skipped = design_space(base, [1], d_models, dtype_bytes=base.dtype_bytes)
     return [s.replace(vocab=base.vocab, max_positions=base.max_positions) for s in cands.shape_specs], skipped

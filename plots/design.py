@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from perfmodel.specs.catalog import MODELS
-from perfmodel.specdec.maths import draft_context, iteration_s, throughput_tok_s, tokens_per_iteration
-from perfmodel.specs.models import ModelSpec, SpecError
+from specperf.perfmodel.specs.catalog import MODELS
+from specperf.perfmodel.specdec.maths import draft_context, iteration_s, throughput_tok_s, tokens_per_iteration
+from specperf.perfmodel.specs.models import ModelSpec, SpecError
 
 from .common import COLORS, MS, Setting, footnote, source_kind, source_line, sources_note, style, tag
 from .layout import label_positions
@@ -41,10 +41,10 @@ def default_drafts(target: ModelSpec) -> list[ModelSpec]:
 
 def run(setting: Setting, drafts=None, stated=(), layers=None, d_models=None, alpha=None):
     """The optimiser over the candidates at the setting's (batch, context); returns (res, cands)."""
-    from perfmodel.specdec.alpha_model import default_model
-    from perfmodel.optimize.search import make_candidates
-    from perfmodel.optimize.report import optimize
-    from perfmodel.optimize.space import assign_acceptance, design_space
+    from specperf.perfmodel.specdec.alpha_model import default_model
+    from specperf.perfmodel.optimize.search import make_candidates
+    from specperf.perfmodel.optimize.report import optimize
+    from specperf.perfmodel.optimize.space import assign_acceptance, design_space
 
     setting.need("target", "latency", kind="design")
     mode = setting.single_mode("design")
@@ -89,7 +89,7 @@ def contour_grid(res, mode: str, t_draft_s: np.ndarray, alphas: np.ndarray) -> n
 
 def win_probabilities(res, mode: str, idx, reference: int) -> dict:
     """{candidate: P(its best speedup beats the reference's)} (the reference: P(best of those shown))."""
-    from perfmodel.optimize.confidence import confidence
+    from specperf.perfmodel.optimize.confidence import confidence
 
     conf, _ = confidence(res, mode, 0, 0, list(idx), reference)
     return {int(i): (c["p_best_shown"] if i == reference else c["p_beats_reference"]) for i, c in zip(idx, conf)}
@@ -113,8 +113,8 @@ def target_not_measured(costs) -> bool:
 
 def figure(setting: Setting, drafts=None, stated=(), layers=None, d_models=None, alpha=None,
            reference: str | None = None) -> go.Figure:
-    from perfmodel.optimize.report import find_candidate
-    from perfmodel.specs.catalog import resolve_model
+    from specperf.perfmodel.optimize.report import find_candidate
+    from specperf.perfmodel.specs.catalog import resolve_model
 
     res, mode = run(setting, drafts, stated, layers, d_models, alpha)
     d = points(res, mode)

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from perfmodel.latency.providers import build_provider
-from perfmodel.specdec.maths import draft_context
-from perfmodel.specdec.registry import METHODS as REGISTRY, make_method
-from perfmodel.specdec.uncertainty import LEVEL, N_DRAWS, Z90, Z95, fallback_band, role_band
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import resolve_gpu
-from perfmodel.specs.models import SpecError
+from specperf.perfmodel.latency.providers import build_provider
+from specperf.perfmodel.specdec.maths import draft_context
+from specperf.perfmodel.specdec.registry import METHODS as REGISTRY, make_method
+from specperf.perfmodel.specdec.uncertainty import LEVEL, N_DRAWS, Z90, Z95, fallback_band, role_band
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import resolve_gpu
+from specperf.perfmodel.specs.models import SpecError
 
 # the study's case (Yan et al.; README "Worked example"): LLaMA-65B at tp 4 on H100-SXM and its drafts
 STUDY_TARGET = "llama-65b"
@@ -38,7 +38,7 @@ STUDY_TP = 4
 TARGETS = (STUDY_TARGET,)
 GPUS = ("h100-sxm", "h200")
 TPS = (1, 2, 4, 8)
-from perfmodel.specs.modes import MODES  # noqa: E402  (the one definition)
+from specperf.perfmodel.specs.modes import MODES  # noqa: E402  (the one definition)
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128)
 CONTEXTS = (128, 256, 512, 1024, 2048, 4096, 8192)
 GAMMAS = tuple(range(1, 13))

@@ -11,13 +11,13 @@ serve-sim: speculation pays while its median request latency is below the engine
 """
 from __future__ import annotations
 
-from perfmodel.serving.proposer import Speculation
-from perfmodel.serving.report import _crossing, _schedule_fn, gamma_schedule, metrics
-from perfmodel.serving.run import default_rates, tables_for
-from perfmodel.serving.sim import EngineConfig, simulate
-from perfmodel.serving.workload import LengthDist, Workload
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.registry import make_method
+from specperf.perfmodel.serving.proposer import Speculation
+from specperf.perfmodel.serving.report import _crossing, _schedule_fn, gamma_schedule, metrics
+from specperf.perfmodel.serving.run import default_rates, tables_for
+from specperf.perfmodel.serving.sim import EngineConfig, simulate
+from specperf.perfmodel.serving.workload import LengthDist, Workload
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.registry import make_method
 
 PROMPT, OUTPUT = 512, 128  # serve-sim's default lengths
 REQUESTS = 100  # requests per simulated rate (measured: about 3 s a sweep on the 2-core CI box)

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 
-from perfmodel.specs.safeio import atomic_write
+from specperf.perfmodel.specs.safeio import atomic_write
 
 from .common import check_out
 

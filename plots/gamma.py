@@ -9,11 +9,11 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from perfmodel.specdec.predict import predict
+from specperf.perfmodel.specdec.predict import predict
 
 import numpy as np
 
-from perfmodel.specs.hardware import resolve_gpu
+from specperf.perfmodel.specs.hardware import resolve_gpu
 
 from .bands import BAND_NOTE, at_optimum, error_y
 from .common import COLORS, MS, Setting, footnote, memory_needed_bytes, source_line, sources_note, style, tag

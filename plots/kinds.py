@@ -31,7 +31,7 @@ class KindInputs:
 
 def inputs(module: str) -> KindInputs:
     """The INPUTS a plots module declares."""
-    return importlib.import_module(f"plots.{module}").INPUTS
+    return importlib.import_module(f"specperf.plots.{module}").INPUTS
 
 
 def kinds_accepting(flag: str, modules: dict) -> list[str]:

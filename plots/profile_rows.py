@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perfmodel.specs.models import SpecError
-from perfmodel.latency.table import LatencyTable
+from specperf.perfmodel.specs.models import SpecError
+from specperf.perfmodel.latency.table import LatencyTable
 
 NEEDED_COLUMNS = ("shape", "head_shape", "component", "mode", "tp", "batch", "new_tokens", "context",
                   "median_s", "p10_s", "p90_s")

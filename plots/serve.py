@@ -12,12 +12,12 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from perfmodel.serving.proposer import Speculation
-from perfmodel.serving.report import sweep
-from perfmodel.serving.run import default_rates, tables_for
-from perfmodel.serving.sim import EngineConfig
-from perfmodel.serving.workload import LengthDist, Workload
-from perfmodel.specdec.registry import make_method
+from specperf.perfmodel.serving.proposer import Speculation
+from specperf.perfmodel.serving.report import sweep
+from specperf.perfmodel.serving.run import default_rates, tables_for
+from specperf.perfmodel.serving.sim import EngineConfig
+from specperf.perfmodel.serving.workload import LengthDist, Workload
+from specperf.perfmodel.specdec.registry import make_method
 
 from .bands import filled
 from .common import COLORS, MS, Setting, footnote, sources_note, style, tag

@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.predict import check_gammas, predict
-from perfmodel.specdec.maths import draft_context, iteration_s, speedup, speedup_cost_ratio, tokens_per_iteration
-from perfmodel.specdec.uncertainty import propagate
-from perfmodel.specs.models import SpecError
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.predict import check_gammas, predict
+from specperf.perfmodel.specdec.maths import draft_context, iteration_s, speedup, speedup_cost_ratio, tokens_per_iteration
+from specperf.perfmodel.specdec.uncertainty import propagate
+from specperf.perfmodel.specs.models import SpecError
 
 from .common import (MS, COLORS, Setting, footnote, source_kind, source_line, sources_note, speedup_colour,
                      style, tag)

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from perfmodel.specs.models import ModelSpec, SpecError
+from specperf.perfmodel.specs.models import ModelSpec, SpecError
 
 from . import attention, opaque_ops
 

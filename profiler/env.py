@@ -13,9 +13,9 @@ import subprocess
 
 import torch
 
-import perfmodel
-from perfmodel.specs.hardware import HardwareProfile
-from perfmodel.specs.models import ModelSpec
+from specperf import perfmodel
+from specperf.perfmodel.specs.hardware import HardwareProfile
+from specperf.perfmodel.specs.models import ModelSpec
 
 from . import attention, compiled
 from .blocks import shard_sizes

@@ -17,8 +17,8 @@ import gc
 
 import torch
 
-from perfmodel.latency.table import head_shape_key, layer_shape_key
-from perfmodel.specs.models import ModelSpec
+from specperf.perfmodel.latency.table import head_shape_key, layer_shape_key
+from specperf.perfmodel.specs.models import ModelSpec
 
 from . import attention, compiled
 from .blocks import DecoderLayer, Head, _aligned, cache_bytes, causal_mask, kv_aligned, stack_bytes

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from perfmodel.latency.operator_table import AXES, SIZE_COLS, OperatorTable, op_key
+from specperf.perfmodel.latency.operator_table import AXES, SIZE_COLS, OperatorTable, op_key
 
 from . import attention, measure, operators
 from .timing import row_fields, time_module

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from perfmodel.specdec.maths import extend_positions, tokens_per_iteration_by_position
-from perfmodel.specs.models import SpecError
+from specperf.perfmodel.specdec.maths import extend_positions, tokens_per_iteration_by_position
+from specperf.perfmodel.specs.models import SpecError
 
 
 class AcceptanceOracle:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from perfmodel.specs.models import SpecError
+from specperf.perfmodel.specs.models import SpecError
 
 from .oracle import AcceptanceOracle
 

@@ -258,51 +258,91 @@ class HeadLoop:
         return self.rank_hits / np.maximum(self.rank_seen, 1)[:, None]
 
 
-def train_head(target: DecoderModel, head: EagleHead, steps: int, seq: int, batch: int, lr: float = 3e-3,
-               seed: int = 0, random_sequences: int = 0):
-    """Fit the head on the target's greedy text: predict the target's next token from (x_t, f_{t-1}).
-    `random_sequences` more sequences of `seq` random tokens (labels: the target's argmax, one forward
-    each — cheap, and they keep the head from memorising the few greedy texts). Returns the final
-    training accuracy (top-1 agreement with the target)."""
-    dev = head.fc.device
+def damp_residual(model: DecoderModel, scale: float) -> None:
+    """Scale every layer's residual writes (o_proj, down_proj and their biases) by `scale`, in place:
+    the final hidden state becomes the token's embedding plus a small context-dependent part, so the
+    next token is mostly a (learnable) function of the current one and partly of the context — a
+    random-weight target whose text a head can learn in seconds (scripts/hf_assisted_check.py's
+    `tail_scale`, applied to every layer). Shapes, and so every timing, are unchanged."""
+    with torch.no_grad():
+        for layer in model.layers:
+            for w in (layer.w_o, layer.b_o, layer.w_down, layer.b_down):
+                if w is not None:
+                    w.mul_(scale)
+
+
+def training_data(target: DecoderModel, n_greedy: int, seq: int, n_random: int, seed: int = 0):
+    """(tokens [1, n], target features [1, n, d], target argmax [1, n]) per sequence: `n_greedy` greedy
+    continuations of `seq` tokens (8 random prompt tokens), then `n_random` sequences of `seq` random
+    tokens (labels: the target's argmax, one forward each — cheap, and they cover the vocabulary)."""
+    dev = target.head.embed_w.device
     g = torch.Generator(device="cpu").manual_seed(seed)
     data = []
     with torch.no_grad():
-        for i in range(batch + random_sequences):
-            if i < batch:
+        for i in range(n_greedy + n_random):
+            if i < n_greedy:
                 prompt = torch.randint(0, target.spec.vocab, (1, 8), generator=g).to(dev)
-                cont = greedy_reference(target, prompt, seq)
-                x = torch.cat([prompt[0], torch.tensor(cont, device=dev)])[None]
+                x = torch.cat([prompt[0], torch.tensor(greedy_reference(target, prompt, seq), device=dev)])[None]
             else:
                 x = torch.randint(0, target.spec.vocab, (1, seq), generator=g).to(dev)
             s = torch.arange(x.shape[1], device=dev)
             logits, feats = target_forward(target, x, s, s, causal(s, target.max_context, dev))
             data.append((x, feats, logits.argmax(-1)))
-        if random_sequences:  # interleave the two kinds of sequence
-            data = [data[i] for i in torch.randperm(len(data), generator=g).tolist()]
-    params = [head.fc] + [p for p in head.layer.parameters()]
-    for p_ in params:
+    return [data[i] for i in torch.randperm(len(data), generator=g).tolist()]  # interleave the two kinds
+
+
+# EAGLE's objective (Li et al. 2024, arXiv:2401.15077, §4.2): L = L_reg + w_cls·L_cls, L_reg the Smooth L1
+# loss between the head's feature and the target's next feature, L_cls the cross-entropy of the tokens
+# both give through the shared LM head, w_cls = 0.1. The regression is the well-conditioned part.
+W_CLS = 0.1
+
+
+def train_head(target: DecoderModel, head: EagleHead, data, steps: int, lr: float = 1e-3, max_s: float | None = None):
+    """Fit the head to `data` (training_data) with EAGLE's loss, in fp32 (a copy of the head's
+    weights and of the target's final norm / LM head; fp16 gradients of a 32000-way softmax underflow),
+    Adam; cast back to the head's dtype at the end. Stops after `steps` or `max_s` seconds. Returns
+    {"accuracy": top-1 agreement with the target over the last len(data) steps, "steps", "loss", "train_s"}."""
+    dev, dt = head.fc.device, head.fc.dtype
+    spec = target.spec
+    th = target.head
+    norm_w = th.norm_w.detach().float()
+    norm_b = None if th.norm_b is None else th.norm_b.detach().float()
+    head_w = th.head_w.detach().float()
+    proj_out = None if th.proj_out is None else th.proj_out.detach().float()
+    head.layer.float()
+    fc = head.fc.detach().float().requires_grad_(True)
+    params = [fc] + [p_ for p_ in head.layer.parameters()]
+    for p_ in params[1:]:
         p_.requires_grad_(True)
-    master = [p_.detach().float().clone().requires_grad_(True) for p_ in params]
-    opt = torch.optim.Adam(master, lr=lr)
-    acc = 0.0
-    for step in range(steps):
-        x, feats, y = data[step % len(data)]
-        for m, p_ in zip(master, params):
-            p_.data.copy_(m.data)
-        n = x.shape[1] - 1
-        s = torch.arange(1, n + 1, device=dev)
-        with torch.enable_grad():
-            lg, _ = head(x[:, 1:], feats[:, :-1], s, s, causal(s, target.max_context, dev))
-            loss = F.cross_entropy(lg[0].float(), y[0, 1:])
-            grads = torch.autograd.grad(loss, params, allow_unused=True)
-        for m, gr in zip(master, grads):
-            m.grad = None if gr is None else gr.float()
-        opt.step()
-        for c in (head.layer.cache_k, head.layer.cache_v):  # the cache written this step leaves the graph
-            c.detach_()
-        acc = float((lg[0].argmax(-1) == y[0, 1:]).float().mean())
-    for m, p_ in zip(master, params):
-        p_.data.copy_(m.data)
-        p_.requires_grad_(False)
-    return acc
+    opt = torch.optim.Adam(params, lr=lr)
+    t0, done, loss_v, window = time.perf_counter(), 0, float("nan"), []  # window: (hits, tokens) of the last pass
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True  # training only; the fp16 forwards timed later are unaffected
+    try:
+        for step in range(steps):
+            if max_s is not None and time.perf_counter() - t0 > max_s:
+                break
+            x, feats, y = data[step % len(data)]
+            n = x.shape[1] - 1
+            s = torch.arange(1, n + 1, device=dev)
+            with torch.enable_grad():
+                e = th.embed(x[:, 1:], s[:1]).float()
+                inp = F.linear(torch.cat([e, feats[:, :-1].float()], dim=-1), fc)
+                hid = block(head.layer, inp, s, s, causal(s, target.max_context, dev))
+                z = _norm(spec, hid, norm_w, norm_b)
+                lg = F.linear(z if proj_out is None else F.linear(z, proj_out), head_w)
+                loss = F.smooth_l1_loss(hid[0], feats[0, 1:].float()) + W_CLS * F.cross_entropy(lg[0], y[0, 1:])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+            opt.step()
+            for c in (head.layer.cache_k, head.layer.cache_v):  # the cache written this step leaves the graph
+                c.detach_()
+            done, loss_v = step + 1, float(loss)
+            window = (window + [(int((lg[0].argmax(-1) == y[0, 1:]).sum()), n)])[-len(data):]
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        for p_ in params[1:]:
+            p_.requires_grad_(False)
+        head.layer.to(dt)
+        head.fc = torch.nn.Parameter(fc.detach().to(dt), requires_grad=False)
+    return {"accuracy": sum(h for h, _ in window) / max(sum(n for _, n in window), 1), "steps": done, "loss": loss_v, "train_s": time.perf_counter() - t0}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from perfmodel.specs.models import ModelSpec, SpecError, from_hf_config
+from specperf.perfmodel.specs.models import ModelSpec, SpecError, from_hf_config
 
 from .blocks import DecoderModel
 

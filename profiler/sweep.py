@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from perfmodel.specs.hardware import GPUS
-from perfmodel.latency.analytical import AnalyticalLatency
-from perfmodel.specs.models import ModelSpec, SpecError
-from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
+from specperf.perfmodel.specs.hardware import GPUS
+from specperf.perfmodel.latency.analytical import AnalyticalLatency
+from specperf.perfmodel.specs.models import ModelSpec, SpecError
+from specperf.perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
 
 from . import attention, compiled, env, measure
 from .blocks import shard_sizes

@@ -23,7 +23,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from perfmodel.specs.models import ModelSpec, SpecError
+from specperf.perfmodel.specs.models import ModelSpec, SpecError
 
 from .blocks import DecoderLayer, DecoderModel, Head, _norm, shard_sizes
 

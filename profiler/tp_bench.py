@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
-from perfmodel.specs.hardware import GPUS
-from perfmodel.specs.safeio import atomic_open
-from perfmodel.latency.analytical import AnalyticalLatency
-from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
-from perfmodel.latency.tp import eager_allreduce_in_situ, save_curve
+from specperf.perfmodel.specs.hardware import GPUS
+from specperf.perfmodel.specs.safeio import atomic_open
+from specperf.perfmodel.latency.analytical import AnalyticalLatency
+from specperf.perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
+from specperf.perfmodel.latency.tp import eager_allreduce_in_situ, save_curve
 
 from . import allreduce, env, tp
 from . import attention

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from profiler.tp import nvls_off
+from specperf.profiler.tp import nvls_off
 
 
 def _ints(text: str, what: str) -> tuple:
@@ -58,9 +58,9 @@ def main(argv=None):
     ap.add_argument("--gpu-tag", default="", help="file prefix (default: the catalog name of the GPU)")
     a = ap.parse_args(argv)
 
-    from perfmodel.specs.catalog import resolve_model, split_models
-    from profiler import allreduce, env
-    from profiler.tp_bench import TPJob, profile_tp
+    from specperf.perfmodel.specs.catalog import resolve_model, split_models
+    from specperf.profiler import allreduce, env
+    from specperf.profiler.tp_bench import TPJob, profile_tp
 
     ints = _ints
     by = 4 if a.dtype == "fp32" else 2

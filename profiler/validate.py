@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.jsonsafe import finite as _finite
-from perfmodel.specs.models import ModelSpec, SpecError
-from perfmodel.specs.safeio import atomic_open, atomic_write
-from perfmodel.latency.table import read_csv
+from specperf.perfmodel.jsonsafe import finite as _finite
+from specperf.perfmodel.specs.models import ModelSpec, SpecError
+from specperf.perfmodel.specs.safeio import atomic_open, atomic_write
+from specperf.perfmodel.latency.table import read_csv
 
 KEY_COLUMNS = ("gpu", "target", "draft", "mode", "dtype", "context", "batch", "alpha", "gamma")
 MEASURED_COLUMNS = ("measured_iteration_s", "measured_iteration_p10_s", "measured_iteration_p90_s",
@@ -113,8 +113,8 @@ def summarize(rows: list[dict]) -> dict:
 def predicted_fields(latency, target: ModelSpec, draft: ModelSpec, gamma: int, batch: int, alpha: float,
                      context: int, mode: str) -> tuple[dict, dict]:
     """The PREDICTED_COLUMNS of one point (oracle acceptance α) and the sources the prediction used."""
-    from perfmodel.specdec.acceptance import AcceptanceModel
-    from perfmodel.specdec.predict import predict
+    from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+    from specperf.perfmodel.specdec.predict import predict
 
     p = predict(target, draft, latency, AcceptanceModel(alpha=alpha, source="oracle α"), [gamma], [batch],
                 [context], mode=mode)
@@ -128,7 +128,7 @@ def predicted_fields(latency, target: ModelSpec, draft: ModelSpec, gamma: int, b
 def repredict(rows: list[dict], latency, dtype_bytes: int = 2) -> list[dict]:
     """The same measured rows with predicted_* (and errors) recomputed from another latency provider
     (e.g. the shipped profile instead of the one taken in the validation run)."""
-    from perfmodel.specs.catalog import resolve_model
+    from specperf.perfmodel.specs.catalog import resolve_model
 
     out = []
     for r in rows:
@@ -151,7 +151,7 @@ def check_pair(target: ModelSpec, draft: ModelSpec) -> None:
 
 def check_profile_range(table, spec: ModelSpec, gammas, modes) -> None:
     """Refuse γ whose verification (γ+1 new tokens) lies beyond what the profile measured."""
-    from perfmodel.latency.table import layer_shape_key
+    from specperf.perfmodel.latency.table import layer_shape_key
 
     shape = layer_shape_key(spec)
     for mode in modes:

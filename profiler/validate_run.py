@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from perfmodel.specs.hardware import GPUS
-from perfmodel.specs.models import ModelSpec, SpecError
+from specperf.perfmodel.specs.hardware import GPUS
+from specperf.perfmodel.specs.models import ModelSpec, SpecError
 
 from . import env
 from .blocks import DecoderModel, kv_aligned
@@ -77,7 +77,7 @@ class ValidationConfig:
 
 def make_profile(cfg: ValidationConfig, out, command: str = "", console=None):
     """Profile the targets' and drafts' shapes on exactly this grid (sweep), saved at `out`."""
-    from perfmodel.latency.table import LatencyTable
+    from specperf.perfmodel.latency.table import LatencyTable
 
     from . import sweep
 
@@ -119,8 +119,8 @@ def measure_loop(loop: SpecLoop, cfg: ValidationConfig) -> dict:
 
 def run_validation(cfg: ValidationConfig, profile_path, *, gpu: str | None = None, on_row=None, log=print):
     """Measure and predict every point; returns the rows (skipped points carry status/reason)."""
-    from perfmodel.latency.providers import latency_provider
-    from perfmodel.latency.table import LatencyTable
+    from specperf.perfmodel.latency.providers import latency_provider
+    from specperf.perfmodel.latency.table import LatencyTable
 
     cfg.check()
     table = LatencyTable.load(profile_path)

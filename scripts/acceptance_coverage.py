@@ -11,8 +11,8 @@ import sys
 
 import numpy as np
 
-from calibration.acceptance_fit import fit_acceptance
-from calibration.simulate import clustered_trace, clustered_truth, iid_trace, per_position_trace, vllm_short_trace
+from specperf.calibration.acceptance_fit import fit_acceptance
+from specperf.calibration.simulate import clustered_trace, clustered_truth, iid_trace, per_position_trace, vllm_short_trace
 
 
 def _hits(fit, truth):
@@ -53,7 +53,7 @@ def study(reps: int, seed: int):
 
 def alpha_model_study(reps: int, seed: int) -> float:
     """α model: 8 pairs from a planted logit-linear model (logit sd 0.2), one new draft predicted."""
-    from perfmodel.specdec import alpha_model as am
+    from specperf.perfmodel.specdec import alpha_model as am
 
     rng = np.random.default_rng(seed)
     true = np.array([1.2, 0.2, 0.15])

@@ -20,8 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from profiler import attention  # noqa: E402
-from profiler.blocks import causal_mask  # noqa: E402
+from specperf.profiler import attention  # noqa: E402
+from specperf.profiler.blocks import causal_mask  # noqa: E402
 from torch.nn.attention.bias import causal_lower_right  # noqa: E402
 
 SHAPES = [(b, h, kv, n, L) for (h, kv) in ((10, 2), (32, 8), (32, 32), (64, 8), (28, 4), (16, 2), (10, 10))

@@ -18,12 +18,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfmodel.specdec.alpha_model import default_model  # noqa: E402
-from perfmodel.specs.catalog import resolve_model  # noqa: E402
-from perfmodel.specs.hardware import resolve_gpu  # noqa: E402
-from perfmodel.optimize.search import make_candidates, mode_costs, search  # noqa: E402
-from perfmodel.optimize.space import assign_acceptance, design_space  # noqa: E402
-from perfmodel.latency.providers import latency_provider  # noqa: E402
+from specperf.perfmodel.specdec.alpha_model import default_model  # noqa: E402
+from specperf.perfmodel.specs.catalog import resolve_model  # noqa: E402
+from specperf.perfmodel.specs.hardware import resolve_gpu  # noqa: E402
+from specperf.perfmodel.optimize.search import make_candidates, mode_costs, search  # noqa: E402
+from specperf.perfmodel.optimize.space import assign_acceptance, design_space  # noqa: E402
+from specperf.perfmodel.latency.providers import latency_provider  # noqa: E402
 
 LAYERS = list(range(1, 129))  # 128 depths
 D_MODELS = list(range(256, 8192 + 1, 256))  # 32 widths

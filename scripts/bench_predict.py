@@ -34,7 +34,7 @@ def _command() -> list[str]:
     found = shutil.which("specperf")
     if found:
         return [found]
-    return [sys.executable, "-c", "from cli.main import main; main()"]
+    return [sys.executable, "-c", "from specperf.cli.main import main; main()"]
 
 
 def cold_start(repeats: int = 5) -> dict:
@@ -74,7 +74,7 @@ def sweep(n_alpha: int = 200, gamma_max: int = 64, n_c: int = 200, repeats: int 
     random points (no work shared between points: the conservative rate)."""
     import numpy as np
 
-    from perfmodel.specdec.maths import optimal_gamma_cost_ratio, speedup_cost_ratio
+    from specperf.perfmodel.specdec.maths import optimal_gamma_cost_ratio, speedup_cost_ratio
 
     points = n_alpha * gamma_max * n_c
     a = np.linspace(0.0, 0.99, n_alpha)[:, None, None]

@@ -20,7 +20,7 @@ from pathlib import Path
 CHILD = """
 import json, resource, sys, time
 t0 = time.perf_counter()
-from calibration.traces import read_trace
+from specperf.calibration.traces import read_trace
 d = read_trace(sys.argv[1], sys.argv[2])
 wall = time.perf_counter() - t0
 print(json.dumps({"wall_s": wall, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

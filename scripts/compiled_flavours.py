@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfmodel.latency.table import LatencyTable  # noqa: E402
+from specperf.perfmodel.latency.table import LatencyTable  # noqa: E402
 
 KEY = ("shape", "batch", "new_tokens", "context")
 

@@ -16,9 +16,9 @@ import csv
 import sys
 from pathlib import Path
 
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import resolve_gpu
-from perfmodel.latency.providers import latency_provider
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import resolve_gpu
+from specperf.perfmodel.latency.providers import latency_provider
 
 FIELDS = ("gpu", "model", "mode", "batch", "new_tokens", "context", "measured_s", "p10_s", "p90_s",
           "composed_s", "rel_err", "layer_source", "lm_head_source", "compile")
@@ -60,9 +60,9 @@ def measure_model(name, provider, batches, new_tokens, contexts, modes, device, 
                   whole=False):
     import torch
 
-    from profiler import compiled
-    from profiler.blocks import DecoderModel, KV_ALIGN, cache_bytes, kv_aligned
-    from profiler.timing import time_module
+    from specperf.profiler import compiled
+    from specperf.profiler.blocks import DecoderModel, KV_ALIGN, cache_bytes, kv_aligned
+    from specperf.profiler.timing import time_module
 
     spec = resolve_model(name)
     model = DecoderModel(spec, max_batch=1, max_context=KV_ALIGN, dtype="fp16", device=device)
@@ -106,7 +106,7 @@ def measure_model(name, provider, batches, new_tokens, contexts, modes, device, 
 
 
 def summary(rows):
-    from profiler.validate import abs_error_summary
+    from specperf.profiler.validate import abs_error_summary
 
     keys = sorted({(r["mode"], r.get("compile", "")) for r in rows})
     return {(m + (f" ({v})" if v else "")): abs_error_summary([r["rel_err"] for r in rows
@@ -136,8 +136,8 @@ def main(argv=None):
         return 0
     import torch
 
-    from cli.common import parse_ints
-    from profiler.env import device_name
+    from specperf.cli.common import parse_ints
+    from specperf.profiler.env import device_name
 
     card = device_name(a.device) if torch.device(a.device).type == "cuda" else "cpu"
     rows = []
@@ -152,7 +152,7 @@ def main(argv=None):
     if a.compile_log:
         import json
 
-        from profiler import compiled
+        from specperf.profiler import compiled
         Path(a.compile_log).write_text(json.dumps(compiled.COMPILE_LOG, indent=1))
     for m, s in summary(rows).items():
         print(f"composition {m:5s} on {card}: n={s['n']}  median |err| {s['median_abs']:.2%}  "

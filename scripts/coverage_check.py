@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from perfmodel.data_build.bands import band_of as _band, loop_errors as _loop_errors  # noqa: E402
-from perfmodel.shipped import EVIDENCE_DIR as DATA  # noqa: E402
+from specperf.perfmodel.data_build.bands import band_of as _band, loop_errors as _loop_errors  # noqa: E402
+from specperf.perfmodel.shipped import EVIDENCE_DIR as DATA  # noqa: E402
 
-from perfmodel.latency.bands import load_bands  # noqa: E402
-from perfmodel.latency.source import Provenance  # noqa: E402
-from perfmodel.specdec.acceptance import AcceptanceModel  # noqa: E402
-from perfmodel.specdec.predict import Prediction  # noqa: E402
-from perfmodel.specdec.uncertainty import propagate  # noqa: E402
+from specperf.perfmodel.latency.bands import load_bands  # noqa: E402
+from specperf.perfmodel.latency.source import Provenance  # noqa: E402
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel  # noqa: E402
+from specperf.perfmodel.specdec.predict import Prediction  # noqa: E402
+from specperf.perfmodel.specdec.uncertainty import propagate  # noqa: E402
 
 
 LOOP = ("validation_h100_graph.csv", "validation_h100_eager.csv", "validation_h100_smoke.csv")  # evidence/

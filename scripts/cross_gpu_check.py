@@ -2,7 +2,7 @@
 the H200 operator tables rescaled by datasheet ratios, and from the analytical model with constants
 fitted per architecture from those tables; against the same tables un-rescaled and the analytical
 model with datasheet defaults. CPU only. Thin wrapper: perfmodel.data_build.glue (the stored band is
-a manifest `cross_gpu` step, rebuilt by `python -m perfmodel.data_build`).
+a manifest `cross_gpu` step, rebuilt by `python -m specperf.perfmodel.data_build`).
 
     PYTHONPATH=. python scripts/cross_gpu_check.py
 """
@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfmodel.data_build.glue import cross_gpu_check  # noqa: E402
-from perfmodel.latency.operators import shipped_operator_table  # noqa: E402
-from perfmodel.latency.providers import shipped_profile  # noqa: E402
+from specperf.perfmodel.data_build.glue import cross_gpu_check  # noqa: E402
+from specperf.perfmodel.latency.operators import shipped_operator_table  # noqa: E402
+from specperf.perfmodel.latency.providers import shipped_profile  # noqa: E402
 
 
 def check(src="h200", dst="h100-sxm") -> dict:

@@ -25,8 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfmodel.latency.fit import refit_file  # noqa: E402
-from perfmodel.latency.table import LatencyTable  # noqa: E402
+from specperf.perfmodel.latency.fit import refit_file  # noqa: E402
+from specperf.perfmodel.latency.table import LatencyTable  # noqa: E402
 
 SPIKE = 0.20  # see the docstring: the largest one-token excess under CUDA graphs on these layers is 8 %
 

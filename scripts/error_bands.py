@@ -1,6 +1,6 @@
 """Print the latency error bands' out-of-sample checks as the shipped error_bands.json has them,
 recomputed from the evidence the manifest names (thin wrapper: the logic is
-perfmodel.data_build.bands; `python -m perfmodel.data_build` rebuilds the shipped file itself).
+perfmodel.data_build.bands; `python -m specperf.perfmodel.data_build` rebuilds the shipped file itself).
 
     PYTHONPATH=. python scripts/error_bands.py [--out FILE]   # --out: write the whole document
 """
@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfmodel.data_build.bands import dumps  # noqa: E402
-from perfmodel.data_build.rebuild import _resolver, error_bands  # noqa: E402
-from perfmodel.shipped import DATA_DIR, EVIDENCE_DIR, load_manifest  # noqa: E402
+from specperf.perfmodel.data_build.bands import dumps  # noqa: E402
+from specperf.perfmodel.data_build.rebuild import _resolver, error_bands  # noqa: E402
+from specperf.perfmodel.shipped import DATA_DIR, EVIDENCE_DIR, load_manifest  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -30,7 +30,7 @@ def main() -> int:
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         page = Path(tmp) / "explorer.html"
-        subprocess.run([sys.executable, "-m", "cli.main", "explore", "--out", str(page)], cwd=ROOT, check=True)
+        subprocess.run([sys.executable, "-m", "specperf", "explore", "--out", str(page)], cwd=ROOT, check=True)
         opts = webdriver.ChromeOptions()
         opts.binary_location = shutil.which("chromium") or shutil.which("chromium-browser")
         for f in FLAGS + [f"--window-size={a.size}", f"--user-data-dir={Path(tmp) / 'profile'}"]:

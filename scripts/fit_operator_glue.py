@@ -1,6 +1,6 @@
 """Fit the operator-composed provider's glue (perfmodel.latency.operator_fit) and store it, with its
 in-sample and leave-one-shape-out errors, in an operator table's metadata (thin wrapper:
-perfmodel.data_build.glue; the shipped tables' glue is rebuilt by `python -m perfmodel.data_build`
+perfmodel.data_build.glue; the shipped tables' glue is rebuilt by `python -m specperf.perfmodel.data_build`
 as perfmodel/data/manifest.json says).
 
     PYTHONPATH=. python scripts/fit_operator_glue.py TABLE --layers LAYERS [--eager-layers LAYERS]
@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfmodel.data_build.glue import fit_glue  # noqa: E402
+from specperf.perfmodel.data_build.glue import fit_glue  # noqa: E402
 
 
 def main(argv=None) -> None:

@@ -46,7 +46,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfmodel.specdec.maths import chain_proposal_s, iteration_time_s  # noqa: E402
+from specperf.perfmodel.specdec.maths import chain_proposal_s, iteration_time_s  # noqa: E402
 
 SPREAD_GAMMAS = (1, 6, 2, 5)
 GPU_RULES = (("h200", "h200"), ("h100 pcie", "h100-pcie"), ("h100", "h100-sxm"), ("a100", "a100-sxm-80gb"),
@@ -86,8 +86,8 @@ def forwards_measured(r) -> float:
 
 
 def specs_of(r):
-    from perfmodel.specs.hf_config import spec_fields
-    from perfmodel.specs.models import ModelSpec
+    from specperf.perfmodel.specs.hf_config import spec_fields
+    from specperf.perfmodel.specs.models import ModelSpec
 
     by = {"fp16": 2, "bf16": 2, "fp32": 4}[r.get("dtype", "fp16")]
     out = []
@@ -101,9 +101,9 @@ def specs_of(r):
 
 def forwards_specperf(rows, gpu: str, mode: str = "eager", data_dir=None):
     """Per row: (forwards_s, t_target_s, source kinds) from specperf's shipped providers on `gpu`."""
-    from perfmodel.latency.providers import DATA, build_provider
-    from perfmodel.specdec.draft_model import DraftModel
-    from perfmodel.specs.hardware import resolve_gpu
+    from specperf.perfmodel.latency.providers import DATA, build_provider
+    from specperf.perfmodel.specdec.draft_model import DraftModel
+    from specperf.perfmodel.specs.hardware import resolve_gpu
 
     lat = build_provider(resolve_gpu(gpu), modes=(mode,), data_dir=Path(data_dir) if data_dir else DATA).target
     out = []

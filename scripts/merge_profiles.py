@@ -1,6 +1,6 @@
 """Merge measured latency tables (profiles) of one GPU and dtype into one table, then refit its
 analytical constants (thin wrapper: perfmodel.data_build.profiles; a shipped merged table is a
-manifest `merge` step, rebuilt by `python -m perfmodel.data_build`).
+manifest `merge` step, rebuilt by `python -m specperf.perfmodel.data_build`).
 
     python scripts/merge_profiles.py --mode compiled --out OUT.csv A.csv B.csv
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfmodel.data_build.profiles import merge, refit  # noqa: E402
+from specperf.perfmodel.data_build.profiles import merge, refit  # noqa: E402
 
 
 def main(argv=None) -> int:

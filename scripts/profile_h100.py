@@ -13,8 +13,8 @@ import argparse
 import sys
 import time
 
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import GPUS
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import GPUS
 
 B_ALL = (1, 2, 4, 8, 16, 32, 64)
 B_TP = (1, 4, 16, 64)
@@ -34,7 +34,7 @@ BIG = ["llama-65b", "llama-2-70b", "opt-66b"]
 
 
 def plan(sections=("targets", "drafts", "tp")):
-    from profiler.sweep import Grid, plan as make_plan
+    from specperf.profiler.sweep import Grid, plan as make_plan
 
     models = []
 
@@ -72,7 +72,7 @@ def main(argv=None):
                          "then resume as usual")
     a = ap.parse_args(argv)
     jobs = plan(tuple(a.sections.split(",")))
-    from profiler.sweep import estimate_s
+    from specperf.profiler.sweep import estimate_s
 
     n = sum(len(j.new_tokens) * len(j.modes) for j in jobs)
     by = {}
@@ -87,8 +87,8 @@ def main(argv=None):
     import torch
     from rich.console import Console
 
-    from perfmodel.latency.table import LatencyTable
-    from profiler import env, sweep
+    from specperf.perfmodel.latency.table import LatencyTable
+    from specperf.profiler import env, sweep
 
     meta = env.metadata(a.device, "fp16", command="PYTHONPATH=. python scripts/profile_h100.py " + " ".join(sys.argv[1:]))
     out = Path(a.out)

@@ -22,7 +22,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfmodel.data_build.reference import predictions, read, summarise  # noqa: E402
+from specperf.perfmodel.data_build.reference import predictions, read, summarise  # noqa: E402
 
 
 def main(argv=None):

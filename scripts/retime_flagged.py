@@ -19,9 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfmodel.latency.integrity import consistency_report  # noqa: E402
-from perfmodel.latency.providers import shipped_profile  # noqa: E402
-from perfmodel.latency.table import LatencyTable  # noqa: E402
+from specperf.perfmodel.latency.integrity import consistency_report  # noqa: E402
+from specperf.perfmodel.latency.providers import shipped_profile  # noqa: E402
+from specperf.perfmodel.latency.table import LatencyTable  # noqa: E402
 
 
 def main(argv=None) -> int:

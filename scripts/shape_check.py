@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfmodel.data_build.shape_errors import MODES, SHAPES, report, spec_of  # noqa: E402,F401
-from perfmodel.latency.operator_table import OperatorTable  # noqa: E402
-from perfmodel.latency.table import LatencyTable, layer_shape_key  # noqa: E402
-from perfmodel.shipped import load_manifest  # noqa: E402
-from perfmodel.specs.models import ModelSpec  # noqa: E402
+from specperf.perfmodel.data_build.shape_errors import MODES, SHAPES, report, spec_of  # noqa: E402,F401
+from specperf.perfmodel.latency.operator_table import OperatorTable  # noqa: E402
+from specperf.perfmodel.latency.table import LatencyTable, layer_shape_key  # noqa: E402
+from specperf.perfmodel.shipped import load_manifest  # noqa: E402
+from specperf.perfmodel.specs.models import ModelSpec  # noqa: E402
 
 BATCHES, CONTEXTS, NEW_TOKENS = (1, 8, 32), (512, 2048), (1, 5)
 FIELDS = ("gpu", "model", "n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "vocab", "mode", "batch",
@@ -49,8 +49,8 @@ def host_probe(device, dtype: str = "fp16") -> float:
     """Eager seconds of one forward of the tiny PROBE model (batch 1, one token): host speed now."""
     import torch
 
-    from profiler.blocks import DecoderModel
-    from profiler.timing import time_module
+    from specperf.profiler.blocks import DecoderModel
+    from specperf.profiler.timing import time_module
 
     L, d, h, kv, ff, v = PROBE
     spec = ModelSpec(name="probe", family="llama", n_layers=L, d_model=d, n_heads=h, n_kv_heads=kv, d_ff=ff, vocab=v)
@@ -66,9 +66,9 @@ def measure(out: Path, device: str, deadline_s: float, host_grid: str = "default
 
     import torch
 
-    from profiler import compiled, env, operator_sweep
-    from profiler.blocks import KV_ALIGN, DecoderModel, kv_aligned
-    from profiler.timing import time_module
+    from specperf.profiler import compiled, env, operator_sweep
+    from specperf.profiler.blocks import KV_ALIGN, DecoderModel, kv_aligned
+    from specperf.profiler.timing import time_module
 
     t0 = time.monotonic()
     meta = env.metadata(device, dtype, command="python scripts/shape_check.py " + " ".join(sys.argv[1:]))
@@ -112,9 +112,9 @@ def measure_rounds(out: Path, device: str, rounds: int, shapes=None, batches=BAT
     smallest median, as the shipped H200 eager rows (contention only adds host time)."""
     import torch
 
-    from profiler import env, operator_sweep
-    from profiler.blocks import DecoderModel, kv_aligned
-    from profiler.timing import time_module
+    from specperf.profiler import env, operator_sweep
+    from specperf.profiler.blocks import DecoderModel, kv_aligned
+    from specperf.profiler.timing import time_module
 
     meta = env.metadata(device, dtype, command="python scripts/shape_check.py " + " ".join(sys.argv[1:]))
     names = list(shapes or SHAPES)
@@ -153,7 +153,7 @@ def measure_rounds(out: Path, device: str, rounds: int, shapes=None, batches=BAT
 
 def _min_table(a: OperatorTable, b: OperatorTable) -> OperatorTable:
     """Row by row, the faster of two launch-cost tables with the same points."""
-    from perfmodel.latency.operator_table import op_key
+    from specperf.perfmodel.latency.operator_table import op_key
 
     faster = {op_key(r): r for r in b.rows}
     out = OperatorTable(meta=dict(a.meta))

@@ -28,14 +28,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from perfmodel.latency.base import ComponentTimes
-from perfmodel.latency.source import Provenance
-from perfmodel.specdec.heads import FeatureHead
-from perfmodel.specdec.tree_method import TokenTree
-from perfmodel.specdec.trees import best_tree, expected_tokens
-from perfmodel.specs.catalog import resolve_model
-from profiler.blocks import DecoderModel
-from profiler.specloop_tree import EagleHead, HeadLoop, causal, target_forward, train_head
+from specperf.perfmodel.latency.base import ComponentTimes
+from specperf.perfmodel.latency.source import Provenance
+from specperf.perfmodel.specdec.heads import FeatureHead
+from specperf.perfmodel.specdec.tree_method import TokenTree
+from specperf.perfmodel.specdec.trees import best_tree, expected_tokens
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.profiler.blocks import DecoderModel
+from specperf.profiler.specloop_tree import EagleHead, HeadLoop, causal, target_forward, train_head
 
 FULL = "llama-7b:n_layers=16"  # miniature target: LLaMA-7B width (4096, 32 heads, d_ff 11008), 16 layers, vocab 32000
 SMOKE = "llama-7b:n_layers=2,d_model=64,n_heads=4,n_kv_heads=2,d_ff=128,vocab=97"

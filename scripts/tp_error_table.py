@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from perfmodel.latency.tp_errors import error_tables  # noqa: E402
+from specperf.perfmodel.latency.tp_errors import error_tables  # noqa: E402
 
 
 def main(argv=None):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from profiler.tp_profile import main  # noqa: E402
+from specperf.profiler.tp_profile import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

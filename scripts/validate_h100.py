@@ -3,7 +3,7 @@ draft, then an eager subset while time remains) from a plain checkout, writing t
 
 Usage on the device machine (PYTHONPATH=. from the repository root):
     python scripts/validate_h100.py OUT_DIR [--smoke] [--budget-s 330]
-Each step is the exact `specperf validate` command printed before it runs (as `python -m cli.main`).
+Each step is the exact `specperf validate` command printed before it runs (as `python -m specperf`).
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ GRID = ["--gamma", "1,2,4,8", "--batch", "1,8,32", "--alpha", "0.6,0.8", "--cont
 
 
 def validate(out_dir, tag, target, draft, mode, extra):
-    cmd = [sys.executable, "-m", "cli.main", "validate", "--target", target, "--draft", draft, *GRID,
+    cmd = [sys.executable, "-m", "specperf", "validate", "--target", target, "--draft", draft, *GRID,
            "--mode", mode, "--device", "cuda:0", "--out", os.path.join(out_dir, f"validation_{tag}.csv"),
            "--profile-out", os.path.join(out_dir, f"profile_{tag}.csv"), *extra]
     print("$ specperf " + " ".join(cmd[3:]), flush=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from profiler.validate import abs_error_summary, gamma_regret, load_rows, repredict  # noqa: E402
+from specperf.profiler.validate import abs_error_summary, gamma_regret, load_rows, repredict  # noqa: E402
 
 
 def pct(x, signed=False):
@@ -36,8 +36,8 @@ def breakdown(rows, key, label):
 def main(path, predict_with=None, gpu="h100-sxm"):
     rows = [r for r in load_rows(path) if r["status"] == "ok"]
     if predict_with:
-        from perfmodel.specs.hardware import resolve_gpu
-        from perfmodel.latency.providers import latency_provider
+        from specperf.perfmodel.specs.hardware import resolve_gpu
+        from specperf.perfmodel.latency.providers import latency_provider
 
         rows = repredict(rows, latency_provider(resolve_gpu(gpu), profile=predict_with))
         print(f"predictions recomputed from {predict_with} (not the profile taken in the validation run)")

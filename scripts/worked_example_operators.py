@@ -17,11 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from typer.testing import CliRunner  # noqa: E402
 
-import perfmodel.latency.providers as providers  # noqa: E402
-from cli.main import app  # noqa: E402
-from perfmodel.latency.crossgpu import rescaled  # noqa: E402
-from perfmodel.latency.operators import shipped_operator_table  # noqa: E402
-from perfmodel.specs.hardware import GPUS  # noqa: E402
+import specperf.perfmodel.latency.providers as providers  # noqa: E402
+from specperf.cli.main import app  # noqa: E402
+from specperf.perfmodel.latency.crossgpu import rescaled  # noqa: E402
+from specperf.perfmodel.latency.operators import shipped_operator_table  # noqa: E402
+from specperf.perfmodel.specs.hardware import GPUS  # noqa: E402
 
 ARGS = ["optimize", "--target", "llama-65b", "--gpu", "h100-sxm", "--tp", "4", "--drafts",
         "sheared-llama-1.3b,tinyllama-1.1b,opt-1.3b", "--layers", "1..8", "--d-model", "4096",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perfmodel.specs.errors import InputError
+from specperf.perfmodel.specs.errors import InputError
 
 HOSTILE = ["0", "-0", "-1", "1", "2", "0.5", "1.5", "-1e-9", "1e30", "1e308", "1e400", "1e-300", "nan", "NaN",
            "inf", "-inf", "Infinity", "", " ", "x", "99999999999999999999", "9007199254740993", "4294967296",

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from calibration import replay as rp
-from calibration.agreement import make_record, read_record, write_record
-from calibration.data import TraceError
-from cli.main import app
-from perfmodel.specdec.acceptance import tokens_per_iteration_tree
-from perfmodel.specdec.maths import tokens_per_iteration, tokens_per_iteration_by_position
+from specperf.calibration import replay as rp
+from specperf.calibration.agreement import make_record, read_record, write_record
+from specperf.calibration.data import TraceError
+from specperf.cli.main import app
+from specperf.perfmodel.specdec.acceptance import tokens_per_iteration_tree
+from specperf.perfmodel.specdec.maths import tokens_per_iteration, tokens_per_iteration_by_position
 
 runner = CliRunner()
 
@@ -43,7 +43,7 @@ def test_planted_alpha_recovered_with_cluster_intervals():
 
 
 def test_acceptance_document_feeds_token_trees(tmp_path):
-    from perfmodel.specdec.trees import Tree, expected_tokens, read_rank_acceptance
+    from specperf.perfmodel.specdec.trees import Tree, expected_tokens, read_rank_acceptance
 
     rec = _planted(alpha=0.6, prompts=30, n=300, seed=3)
     p = tmp_path / "acc.json"
@@ -115,9 +115,9 @@ def test_record_round_trip_and_bad_records(tmp_path):
 
 def _tiny_models(tmp_path):
     pytest.importorskip("safetensors")
-    from perfmodel.specs.models import from_hf_config
-    from profiler.blocks import DecoderModel
-    from profiler.specloop_weights import save_hf
+    from specperf.perfmodel.specs.models import from_hf_config
+    from specperf.profiler.blocks import DecoderModel
+    from specperf.profiler.specloop_weights import save_hf
     from studies.miniature.family import Shape
 
     cfg = dict(Shape("t", 2, 64, "target").hf_config(), vocab_size=64)
@@ -135,9 +135,9 @@ def _tiny_models(tmp_path):
 
 def test_greedy_record_replays_specperfs_real_loop_exactly(tmp_path):
     torch = pytest.importorskip("torch")
-    from profiler.agreement import teacher_forced
-    from profiler.specloop import SpecLoop
-    from profiler.specloop_weights import load_decoder
+    from specperf.profiler.agreement import teacher_forced
+    from specperf.profiler.specloop import SpecLoop
+    from specperf.profiler.specloop_weights import load_decoder
 
     d_t = _tiny_models(tmp_path)
     _, t = load_decoder(d_t, dtype="fp32")

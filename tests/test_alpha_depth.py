@@ -4,8 +4,8 @@ draft-out coverage on the miniature family (shipped traces) with extrapolation f
 import numpy as np
 import pytest
 
-from perfmodel.specdec import alpha_model as am
-from perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specdec import alpha_model as am
+from specperf.perfmodel.specs.catalog import resolve_model
 
 pytest.importorskip("scipy")
 

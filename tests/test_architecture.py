@@ -40,6 +40,7 @@ def imports_of(path: Path) -> set[str]:
                 base = ".".join(up + ([base] if base else []))
             out.add(base)
             out.update(f"{base}.{a.name}" for a in node.names)  # `from pkg import module`
+    out = {m.removeprefix("specperf.") for m in out}  # the distribution's namespace (pyproject.toml)
     return {m for m in out if m.split(".")[0] in PACKAGES}
 
 
@@ -110,10 +111,33 @@ def test_the_checker_finds_planted_cycles_and_upward_imports(tmp_path):
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
     planted = ROOT / "perfmodel" / "specs" / "_planted_probe.py"
-    planted.write_text("def f():\n    from perfmodel.optimize import search\n    from cli import main\n")
+    planted.write_text("def f():\n    from specperf.perfmodel.optimize import search\n    from specperf.cli import main\n")
     try:
         mods = imports_of(planted)
         assert "perfmodel.optimize.search" in mods and "cli" in mods
         assert _sub(module_name(planted)) == "specs" and _sub("perfmodel.optimize.search") == "optimize"
     finally:
         planted.unlink()
+
+
+
+def bare_imports(source: str) -> list[str]:
+    """Absolute imports of a package by its bare folder name (`import perfmodel`, `from cli import x`)."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+        out += [n for n in names if n.split(".")[0] in PACKAGES]
+    return out
+
+
+def test_every_import_of_the_packages_goes_through_the_namespace():
+    """The packages install as specperf.<folder>; a bare `import perfmodel` in a checkout would load a
+    second copy of every module it touches (two LatencyTable classes), so nothing in the tree uses one."""
+    tops = ("specperf",) + PACKAGES + ("scripts", "tests", "studies", "notebooks", "evidence")
+    bad = [(str(f.relative_to(ROOT)), b) for top in tops for f in sorted((ROOT / top).rglob("*.py"))
+           for b in bare_imports(f.read_text())]
+    assert bad == []
+    assert bare_imports("def f():\n    from perfmodel.specs import catalog\n    import cli.main\n") == \
+        ["perfmodel.specs", "cli.main"]  # the check can fire
+    assert bare_imports("from specperf.perfmodel import specs\nfrom . import x\n") == []

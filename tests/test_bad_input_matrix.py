@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from casebounds import LIMIT_BYTES, LIMIT_S, bounded
-from cli.main import app
+from specperf.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = (ROOT / "perfmodel" / "data" / "h100-sxm.csv").read_text().splitlines()

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from calibration.acceptance_fit import (_mean_accepted, fit_acceptance, loglik, profile_ci,
+from specperf.calibration.acceptance_fit import (_mean_accepted, fit_acceptance, loglik, profile_ci,
                                         wilson_ci)
-from calibration.data import AcceptanceData, from_iterations, from_position_counts
-from calibration.traces import read_trace
-from perfmodel.specdec.maths import tokens_per_iteration, tokens_per_iteration_by_position
+from specperf.calibration.data import AcceptanceData, from_iterations, from_position_counts
+from specperf.calibration.traces import read_trace
+from specperf.perfmodel.specdec.maths import tokens_per_iteration, tokens_per_iteration_by_position
 
 DECAY = [0.9, 0.8, 0.7, 0.6, 0.5]
 

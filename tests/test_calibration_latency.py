@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from calibration.latency_fit import fit_latency
-from cli.main import app
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.latency.corrected import CorrectedLatency, LatencyCorrection
-from perfmodel.specs.hardware import resolve_gpu
-from perfmodel.specdec.predict import predict
-from perfmodel.latency.providers import latency_provider
-from perfmodel.specdec.maths import tokens_per_iteration
+from specperf.calibration.latency_fit import fit_latency
+from specperf.cli.main import app
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.latency.corrected import CorrectedLatency, LatencyCorrection
+from specperf.perfmodel.specs.hardware import resolve_gpu
+from specperf.perfmodel.specdec.predict import predict
+from specperf.perfmodel.latency.providers import latency_provider
+from specperf.perfmodel.specdec.maths import tokens_per_iteration
 
 runner = CliRunner()
 PLANT = {"k_draft": 1.2, "k_verify": 0.9, "extra_overhead_s": 0.4e-3}
@@ -179,7 +179,7 @@ class ToyProvider:
     name = "toy"
 
     def forward(self, spec, batch, new_tokens, context, tp=1, mode="graph"):
-        from perfmodel.latency.analytical import ComponentTimes
+        from specperf.perfmodel.latency.analytical import ComponentTimes
 
         t = 1e-6 * np.asarray(new_tokens, float) ** 0.1 * np.asarray(batch, float) ** 0.2 + 0 * np.asarray(context)
         return ComponentTimes(layer_s=t, allreduce_s=0 * t, lm_head_s=5 * t, n_layers=spec.n_layers)

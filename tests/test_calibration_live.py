@@ -8,8 +8,8 @@ import threading
 import pytest
 from typer.testing import CliRunner
 
-from calibration.traces import read_trace
-from cli.main import app
+from specperf.calibration.traces import read_trace
+from specperf.cli.main import app
 
 runner = CliRunner()
 

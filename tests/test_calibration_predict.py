@@ -7,10 +7,10 @@ import pytest
 from scipy.optimize import brentq
 from typer.testing import CliRunner
 
-from calibration.acceptance_fit import fit_acceptance
-from calibration.data import from_position_counts
-from cli.main import app
-from perfmodel.specdec.maths import tokens_per_iteration, tokens_per_iteration_by_position
+from specperf.calibration.acceptance_fit import fit_acceptance
+from specperf.calibration.data import from_position_counts
+from specperf.cli.main import app
+from specperf.perfmodel.specdec.maths import tokens_per_iteration, tokens_per_iteration_by_position
 
 runner = CliRunner()
 DECAY = [0.95, 0.85, 0.7, 0.5, 0.35, 0.25]  # conditional α_i, positions 0..5

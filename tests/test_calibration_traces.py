@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from calibration.traces import read_trace
-from cli.main import app
+from specperf.calibration.traces import read_trace
+from specperf.cli.main import app
 
 DATA = Path(__file__).parent / "data" / "calibration"
 runner = CliRunner()

@@ -2,9 +2,9 @@
 parameter counts against the sizes the model authors publish."""
 import pytest
 
-from perfmodel.specs.catalog import MODELS, nearest_models, resolve_model
-from perfmodel.specs.hardware import GPUS, HardwareProfile, resolve_gpu
-from perfmodel.specs.models import SpecError
+from specperf.perfmodel.specs.catalog import MODELS, nearest_models, resolve_model
+from specperf.perfmodel.specs.hardware import GPUS, HardwareProfile, resolve_gpu
+from specperf.perfmodel.specs.models import SpecError
 
 REQUIRED_MODELS = [
     "llama-7b", "llama-13b", "llama-33b", "llama-65b", "llama-2-7b", "llama-2-13b", "llama-2-70b",

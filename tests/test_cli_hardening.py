@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli import options as o
-from cli.common import UsageError
-from cli.main import app
-from perfmodel.specdec.maths import speedup_cost_ratio
+from specperf.cli import options as o
+from specperf.cli.common import UsageError
+from specperf.cli.main import app
+from specperf.perfmodel.specdec.maths import speedup_cost_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = (ROOT / "perfmodel" / "data" / "h100-sxm.csv").read_text().splitlines()
@@ -45,7 +45,7 @@ def test_modes_everywhere_same(text, want):
 
 
 def test_version():
-    from perfmodel import __version__
+    from specperf.perfmodel import __version__
 
     r = runner.invoke(app, ["--version"])
     assert r.exit_code == 0 and r.stdout.strip() == f"specperf {__version__}"
@@ -150,8 +150,8 @@ def test_utf8_bom_files_accepted(tmp_path):
 
 
 def test_catalog_tables_never_truncate_names():
-    from perfmodel.specs.catalog import MODELS
-    from perfmodel.specs.hardware import GPUS
+    from specperf.perfmodel.specs.catalog import MODELS
+    from specperf.perfmodel.specs.hardware import GPUS
 
     models = runner.invoke(app, ["models"], terminal_width=60).stdout
     assert all(name in models for name in MODELS)
@@ -160,8 +160,8 @@ def test_catalog_tables_never_truncate_names():
 
 
 def test_failed_png_leaves_no_html(tmp_path, monkeypatch):
-    import plots
-    from perfmodel.specs.models import SpecError
+    from specperf import plots
+    from specperf.perfmodel.specs.models import SpecError
 
     def boom(fig, path, scale=2.0):
         raise SpecError("--png export failed (kaleido needs Chrome or Chromium): no browser")

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from perfmodel.specs.catalog import MODELS
-from perfmodel.specs.hardware import GPUS
+from specperf.cli.main import app
+from specperf.perfmodel.specs.catalog import MODELS
+from specperf.perfmodel.specs.hardware import GPUS
 
 ROOT = Path(__file__).resolve().parents[1]
 MUST_SHOW = ["predict", "--target", "llama-65b", "--draft", "sheared-llama-1.3b", "--gpu", "h100-sxm",

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from cli.tables import Col, groups, needed_width
+from specperf.cli.main import app
+from specperf.cli.tables import Col, groups, needed_width
 
 runner = CliRunner()
 PREDICT = ["predict", "--target", "llama-7b", "--draft", "sheared-llama-1.3b", "--alpha", "0.7", "--gpu", "h100-sxm",

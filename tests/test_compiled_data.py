@@ -7,14 +7,14 @@ import csv
 import numpy as np
 import pytest
 
-from perfmodel.latency.operator_fit import _compiled_terms, _fit_compiled, _pred_compiled, fit_compiled
-from perfmodel.latency.operators import COMPILED_TERMS, OperatorLatency
-from perfmodel.latency.providers import DATA
-from perfmodel.shipped import EVIDENCE_DIR as EV
-from perfmodel.latency.table import LatencyTable, layer_shape_key
-from perfmodel.specs.hardware import GPUS
-from perfmodel.specs.models import ModelSpec
-from profiler.validate import abs_error_summary, load_rows, repredict
+from specperf.perfmodel.latency.operator_fit import _compiled_terms, _fit_compiled, _pred_compiled, fit_compiled
+from specperf.perfmodel.latency.operators import COMPILED_TERMS, OperatorLatency
+from specperf.perfmodel.latency.providers import DATA
+from specperf.perfmodel.shipped import EVIDENCE_DIR as EV
+from specperf.perfmodel.latency.table import LatencyTable, layer_shape_key
+from specperf.perfmodel.specs.hardware import GPUS
+from specperf.perfmodel.specs.models import ModelSpec
+from specperf.profiler.validate import abs_error_summary, load_rows, repredict
 
 
 def _ops():
@@ -51,7 +51,7 @@ def test_shipped_compiled_glue_is_what_the_fit_gives():
 def test_compiled_operator_model_on_unseen_whole_models():
     """Published (docs/accuracy.md): 8 shapes in no profile, 32 points, H200 — median 2.1 %, p90 6.1 %
     (scripts/shape_check.py --report; recomputed here row by row)."""
-    from perfmodel.latency.measured import MeasuredLatency
+    from specperf.perfmodel.latency.measured import MeasuredLatency
 
     prov, before = _ops(), MeasuredLatency(DATA / "h200_compiled.csv", GPUS["h200"])
     with open(EV / "shape_check_compiled_h200.csv", newline="") as f:
@@ -83,7 +83,7 @@ def test_compiled_loop_validation_and_repredicted():
     s = abs_error_summary([r["err_tok_s_expected"] for r in rows])
     assert s["n"] == 24 and s["median_abs"] <= 0.03
     assert s["median_abs"] == pytest.approx(0.016, abs=0.002)
-    from perfmodel.latency.providers import latency_provider
+    from specperf.perfmodel.latency.providers import latency_provider
 
     again = repredict([dict(r) for r in rows], latency_provider(
         GPUS["h200"], profile=str(EV / "validation_h200_compiled_profile.csv")))

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.common import UsageError
-from cli.main import app
-from cli.options import modes
-from perfmodel.latency.analytical import AnalyticalLatency
-from perfmodel.latency.bands import load_bands
-from perfmodel.latency.base import COMPILED_NOT_MEASURED, check_mode
-from perfmodel.latency.fit import fit_profile
-from perfmodel.latency.providers import DATA, build_provider
-from perfmodel.latency.table import LatencyTable
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import GPUS
+from specperf.cli.common import UsageError
+from specperf.cli.main import app
+from specperf.cli.options import modes
+from specperf.perfmodel.latency.analytical import AnalyticalLatency
+from specperf.perfmodel.latency.bands import load_bands
+from specperf.perfmodel.latency.base import COMPILED_NOT_MEASURED, check_mode
+from specperf.perfmodel.latency.fit import fit_profile
+from specperf.perfmodel.latency.providers import DATA, build_provider
+from specperf.perfmodel.latency.table import LatencyTable
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import GPUS
 
 runner = CliRunner()
 
@@ -86,7 +86,7 @@ def test_h100_compiled_is_composed_from_its_own_engine_table_with_the_reference_
     """The H100 has its own engine-kernel operator table with compiled glue (fitted on measured
     compiled layers): compiled layers are composed from it — cheaper than graph mode — and carry the
     operator band of compiled mode, which the independent references widened (error_bands.json)."""
-    from perfmodel.latency.bands import load_bands
+    from specperf.perfmodel.latency.bands import load_bands
 
     p = build_provider(GPUS["h100-sxm"]).target
     spec = resolve_model("tinyllama-1.1b", 2)

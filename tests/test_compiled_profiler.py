@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from perfmodel.latency.table import LatencyTable
-from perfmodel.specs.catalog import resolve_model
-from profiler import compiled, measure, opaque_ops, sweep
-from perfmodel.specs.models import SpecError
-from profiler.blocks import DecoderLayer, DecoderModel, _aligned, causal_mask
-from profiler.specloop import SpecLoop
+from specperf.perfmodel.latency.table import LatencyTable
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.profiler import compiled, measure, opaque_ops, sweep
+from specperf.perfmodel.specs.models import SpecError
+from specperf.profiler.blocks import DecoderLayer, DecoderModel, _aligned, causal_mask
+from specperf.profiler.specloop import SpecLoop
 
 TINY = "llama-7b:d_model=64,n_heads=4,n_kv_heads=2,d_ff=128,n_layers=2,vocab=256"
 
@@ -99,7 +99,7 @@ def test_opaque_kv_write_leaves_no_whole_cache_copy(tmp_path, monkeypatch, flavo
 
     from torch._inductor.utils import run_and_get_code
 
-    from perfmodel.specs.models import ModelSpec
+    from specperf.perfmodel.specs.models import ModelSpec
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     monkeypatch.setenv("SPECPERF_COMPILE_ATTENTION", flavour)
@@ -175,7 +175,7 @@ def test_gpu_compiled_matches_graph_numerics():
 def test_gpu_compiled_loop_emits_the_eager_loops_tokens(gamma):
     """Greedy speculative decoding, fp32: compiled draft and target (captured in CUDA graphs) emit
     exactly what the eager loop emits, and what the target alone decodes."""
-    from profiler.specloop import greedy_reference
+    from specperf.profiler.specloop import greedy_reference
 
     spec = resolve_model(TINY, 4)
     prompt = torch.randint(0, spec.vocab, (4, 17), generator=torch.Generator().manual_seed(4))

@@ -6,12 +6,12 @@ than 512) is flagged."""
 import numpy as np
 import pytest
 
-from perfmodel.latency.integrity import consistency_flags, consistency_report
-from perfmodel.latency.measured import MeasuredLatency
-from perfmodel.latency.providers import build_provider
-from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import GPUS
+from specperf.perfmodel.latency.integrity import consistency_flags, consistency_report
+from specperf.perfmodel.latency.measured import MeasuredLatency
+from specperf.perfmodel.latency.providers import build_provider
+from specperf.perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import GPUS
 
 SPEC = resolve_model("llama-7b")
 

@@ -1,5 +1,5 @@
 """The shipped data layout: perfmodel/data holds only the files its manifest lists (each read by a
-provider), the wheel ships exactly those, and `python -m perfmodel.data_build` rebuilds every derived
+provider), the wheel ships exactly those, and `python -m specperf.perfmodel.data_build` rebuilds every derived
 file byte for byte from the measured ones."""
 import fnmatch
 import json
@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from perfmodel import shipped
-from perfmodel.data_build import cli as build_cli
-from perfmodel.latency.providers import build_provider
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import GPUS
+from specperf.perfmodel import shipped
+from specperf.perfmodel.data_build import cli as build_cli
+from specperf.perfmodel.latency.providers import build_provider
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import GPUS
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "perfmodel" / "data"
@@ -37,8 +37,8 @@ def test_every_listed_file_is_read_by_a_provider():
     shipped._LOOKUPS.clear()
     import importlib
 
-    from perfmodel.latency import bands
-    from perfmodel.specdec import uncertainty
+    from specperf.perfmodel.latency import bands
+    from specperf.perfmodel.specdec import uncertainty
 
     importlib.reload(bands), importlib.reload(uncertainty)  # their error_bands lookup happens at import
     gpus = sorted({e.gpu for e in shipped.load_manifest() if e.gpu})
@@ -48,7 +48,7 @@ def test_every_listed_file_is_read_by_a_provider():
         for mode in ("graph", "eager", "compiled"):
             for tp in (1, 2):
                 prov.forward(spec, 1, 1, 512, tp, mode)
-        from perfmodel.latency.chain import with_operators
+        from specperf.perfmodel.latency.chain import with_operators
 
         with_operators(prov, GPUS[g], dtype="bf16")  # the bf16 operator table
     read = {e.file for e in shipped._LOOKUPS}
@@ -72,7 +72,7 @@ def test_rebuild_check_notices_a_changed_file(tmp_path):
 
 
 def test_wheel_package_data_is_exactly_the_manifest():
-    pd = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["perfmodel"]
+    pd = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["specperf.perfmodel"]
     shipped_in_wheel = {f for f in _data_files() if any(fnmatch.fnmatch("data/" + f, g) for g in pd)}
     assert shipped_in_wheel == set(_data_files())
     assert not (ROOT / "perfmodel" / "data" / "compiled_flavours").exists()
@@ -115,7 +115,7 @@ def test_a_new_table_is_one_manifest_entry(tmp_path):
     doc["files"].append({"file": "h100-pcie.csv", "role": "profile", "gpu": "h100-pcie", "dtype": "fp16",
                          "modes": ["graph", "eager"], "command": "copied for the test"})
     (d / "manifest.json").write_text(json.dumps(doc))
-    from perfmodel.latency.providers import shipped_profile
+    from specperf.perfmodel.latency.providers import shipped_profile
 
     assert shipped_profile("h100-pcie", d) == d / "h100-pcie.csv"
     assert shipped_profile("h100-pcie") is None

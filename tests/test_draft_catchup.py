@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from perfmodel.latency.providers import build_provider
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.predict import predict
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import GPUS
+from specperf.cli.main import app
+from specperf.perfmodel.latency.providers import build_provider
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.predict import predict
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import GPUS
 
 T, D = resolve_model("llama-13b"), resolve_model("llama-7b:n_layers=4")
 

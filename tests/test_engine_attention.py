@@ -5,9 +5,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from perfmodel.specs.catalog import resolve_model  # noqa: E402
-from profiler import attention  # noqa: E402
-from profiler.blocks import DecoderLayer, DecoderModel  # noqa: E402
+from specperf.perfmodel.specs.catalog import resolve_model  # noqa: E402
+from specperf.profiler import attention  # noqa: E402
+from specperf.profiler.blocks import DecoderLayer, DecoderModel  # noqa: E402
 
 GQA = "llama-7b:d_model=128,n_heads=8,n_kv_heads=2,d_ff=256,n_layers=2,vocab=256"
 MHA = "llama-7b:d_model=128,n_heads=4,d_ff=256,n_layers=2,vocab=256"
@@ -110,8 +110,8 @@ def test_every_gpu_candidate_agrees_and_the_fastest_is_chosen(dtype, heads, kv, 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_compiled_engine_model_equals_eager_on_gpu(tmp_path, monkeypatch):
-    from profiler import compiled
-    from profiler.timing import capture_graph
+    from specperf.profiler import compiled
+    from specperf.profiler.timing import capture_graph
 
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     monkeypatch.delenv("SPECPERF_COMPILE_ATTENTION", raising=False)
@@ -148,7 +148,7 @@ def test_every_cpu_candidate_equals_reference(n, heads, kv):
 def test_profile_refuses_unknown_kernels_in_one_line(tmp_path):
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from specperf.cli.main import app
 
     r = CliRunner().invoke(app, ["profile", "--models", "llama-7b", "--device", "cpu", "--out",
                                  str(tmp_path / "p.csv"), "--kernels", "fast"])

@@ -9,10 +9,10 @@ from typer.testing import CliRunner
 
 pytest.importorskip("scipy")
 
-from calibration.acceptance_fit import fit_acceptance  # noqa: E402
-from calibration.data import TraceError  # noqa: E402
-from calibration.traces import read_trace  # noqa: E402
-from cli.main import app  # noqa: E402
+from specperf.calibration.acceptance_fit import fit_acceptance  # noqa: E402
+from specperf.calibration.data import TraceError  # noqa: E402
+from specperf.calibration.traces import read_trace  # noqa: E402
+from specperf.cli.main import app  # noqa: E402
 
 FIX = Path(__file__).parent / "fixtures" / "engines"
 runner = CliRunner()

@@ -63,7 +63,7 @@ def test_live_load_ran_as_planned(live):
 
 
 def test_prediction_against_the_live_server(live):
-    from perfmodel.specdec.acceptance import AcceptanceModel
+    from specperf.perfmodel.specdec.acceptance import AcceptanceModel
 
     assert PROFILE.is_file(), "evidence/serve_vllm/data/profile_a.csv ships with the repository"
     metrics = (live["work"] / f"metrics_spec{GAMMA}.txt").read_text()

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from specperf.cli.main import app
 
 sys.path.insert(0, str(Path(__file__).parent / "engine"))
 import vllm_server as vs  # noqa: E402
@@ -266,7 +266,7 @@ def test_exports_match_the_installed_engines():
                          text=True, env=vs.engine_env(VENV), timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    from perfmodel.optimize.export_schema import HF_GENERATE_ARGS, HF_PROMPT_LOOKUP_ARGS, VLLM_SPECULATIVE_CONFIG
+    from specperf.perfmodel.optimize.export_schema import HF_GENERATE_ARGS, HF_PROMPT_LOOKUP_ARGS, VLLM_SPECULATIVE_CONFIG
 
     assert set(VLLM_SPECULATIVE_CONFIG) <= set(got["speculative_config_fields"])
     assert "disable_by_batch_size" not in got["speculative_config_fields"]
@@ -276,9 +276,9 @@ def test_exports_match_the_installed_engines():
 
 
 def test_hf_export_runs_assisted_generation(runs):
-    from perfmodel.specs.catalog import resolve_model
-    from perfmodel.optimize.export import export_config
-    from perfmodel.optimize.export_schema import validate_export
+    from specperf.perfmodel.specs.catalog import resolve_model
+    from specperf.perfmodel.optimize.export import export_config
+    from specperf.perfmodel.optimize.export_schema import validate_export
 
     m = runs["models"]
     t, d = (resolve_model(str(Path(m[k]) / "config.json")) for k in ("target", "draft"))

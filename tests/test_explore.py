@@ -10,15 +10,15 @@ from typer.testing import CliRunner
 
 pytest.importorskip("plotly")
 
-from cli.main import app  # noqa: E402
-from perfmodel.latency.providers import build_provider  # noqa: E402
-from perfmodel.specdec.acceptance import AcceptanceModel  # noqa: E402
-from perfmodel.specdec.maths import tokens_per_iteration  # noqa: E402
-from perfmodel.specdec.predict import predict  # noqa: E402
-from perfmodel.specs.catalog import resolve_model  # noqa: E402
-from perfmodel.specs.hardware import resolve_gpu  # noqa: E402
-from perfmodel.specdec.uncertainty import propagate  # noqa: E402
-from plots.explore_data import explorer_data, mc_stream  # noqa: E402
+from specperf.cli.main import app  # noqa: E402
+from specperf.perfmodel.latency.providers import build_provider  # noqa: E402
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel  # noqa: E402
+from specperf.perfmodel.specdec.maths import tokens_per_iteration  # noqa: E402
+from specperf.perfmodel.specdec.predict import predict  # noqa: E402
+from specperf.perfmodel.specs.catalog import resolve_model  # noqa: E402
+from specperf.perfmodel.specs.hardware import resolve_gpu  # noqa: E402
+from specperf.perfmodel.specdec.uncertainty import propagate  # noqa: E402
+from specperf.plots.explore_data import explorer_data, mc_stream  # noqa: E402
 
 runner = CliRunner()
 GRID = dict(batches=(1, 16), contexts=(512, 4096), gammas=tuple(range(1, 7)))
@@ -60,7 +60,7 @@ def test_tables_recombine_to_predict(data, draft, gpu, mode, tp):
 @pytest.mark.parametrize("method", ["eagle3", "ngram"])
 def test_method_tables_recombine_to_predict(data, method):
     """The method control's tables: the page adds the exported parts; predict gets the same numbers."""
-    from perfmodel.specdec.registry import make_method
+    from specperf.perfmodel.specdec.registry import make_method
 
     d, t = data["draft"][f"{method}@llama-65b|h100-sxm|graph"], data["target"]["llama-65b|h100-sxm|graph|4"]
     lat = build_provider(resolve_gpu("h100-sxm")).target

@@ -9,7 +9,7 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
+from specperf.cli.main import app
 
 pytest.importorskip("plotly")
 runner = CliRunner()

@@ -17,9 +17,9 @@ import textwrap
 
 import pytest
 
-from perfmodel.optimize.export import export_config
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.models import SpecError, apply_overrides, from_hf_config
+from specperf.perfmodel.optimize.export import export_config
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.models import SpecError, apply_overrides, from_hf_config
 
 TINY = {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4,
         "intermediate_size": 128, "vocab_size": 32000, "max_position_embeddings": 2048}
@@ -171,7 +171,7 @@ def test_unexportable_strings_are_refused_with_one_line(tmp_path):
 def test_optimize_cli_writes_a_safe_sglang_script(tmp_path):
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from specperf.cli.main import app
     marker = tmp_path / "MARKER"
     draft_dir = tmp_path / "d'$(printf pwned > MARKER)"
     draft_dir.mkdir()

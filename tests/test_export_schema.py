@@ -2,9 +2,9 @@
 export specperf writes passes, and each kind of mistake a hand edit or an engine change makes fails."""
 import pytest
 
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.optimize.export import export_config
-from perfmodel.optimize.export_schema import validate_export
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.optimize.export import export_config
+from specperf.perfmodel.optimize.export_schema import validate_export
 
 T, D = resolve_model("llama-65b"), resolve_model("sheared-llama-1.3b")
 

@@ -32,7 +32,7 @@ def test_missing_extra_is_one_line_and_exit_2(tmp_path, module, extra, args):
 
 
 def test_extras_named_exist_in_pyproject_and_license_matches():
-    from cli.common import EXTRAS
+    from specperf.cli.common import EXTRAS
 
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert set(EXTRAS.values()) <= set(meta["optional-dependencies"])

@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perfmodel.latency.analytical import AnalyticalLatency
-from perfmodel.latency.table import head_shape_key, layer_shape_key, spec_from_head_shape_key, spec_from_shape_key
-from perfmodel.specs.catalog import MODELS, resolve_model
-from perfmodel.specs.families import FAMILIES, MODEL_TYPES, traits
-from perfmodel.specs.hardware import GPUS
-from perfmodel.specs.models import SpecError, from_hf_config
+from specperf.perfmodel.latency.analytical import AnalyticalLatency
+from specperf.perfmodel.latency.table import head_shape_key, layer_shape_key, spec_from_head_shape_key, spec_from_shape_key
+from specperf.perfmodel.specs.catalog import MODELS, resolve_model
+from specperf.perfmodel.specs.families import FAMILIES, MODEL_TYPES, traits
+from specperf.perfmodel.specs.hardware import GPUS
+from specperf.perfmodel.specs.models import SpecError, from_hf_config
 
 CFG = Path(__file__).parent / "fixtures" / "configs"
 
@@ -84,7 +84,7 @@ def test_analytical_prices_qwen3_kernels_and_attention():
 
 def test_profiler_block_builds_qwen3_with_qk_norms():
     torch = pytest.importorskip("torch")
-    from profiler.blocks import DecoderLayer
+    from specperf.profiler.blocks import DecoderLayer
 
     spec = resolve_model("qwen3-0.6b:n_layers=1,d_model=64,n_heads=4,n_kv_heads=2,d_ff=96,vocab=101,attn_head_dim=32",
                          dtype_bytes=4)

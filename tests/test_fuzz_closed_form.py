@@ -15,13 +15,13 @@ import os
 
 import numpy as np
 
-from cli import options as o
-from cli.predict_cmd import run_cost_ratio
-from perfmodel.specdec.acceptance import AcceptanceModel, tokens_per_iteration_tree
-from perfmodel.specdec.maths import (GAMMA_MAX, iteration_s, optimal_gamma_cost_ratio, speedup, throughput_tok_s,
+from specperf.cli import options as o
+from specperf.cli.predict_cmd import run_cost_ratio
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel, tokens_per_iteration_tree
+from specperf.perfmodel.specdec.maths import (GAMMA_MAX, iteration_s, optimal_gamma_cost_ratio, speedup, throughput_tok_s,
                                      tokens_per_iteration, tokens_per_iteration_by_position)
-from perfmodel.specdec.trees import rank_matrix
-from perfmodel.specs.errors import InputError
+from specperf.perfmodel.specdec.trees import rank_matrix
+from specperf.perfmodel.specs.errors import InputError
 
 FUZZ_N = int(os.environ.get("SPECPERF_FUZZ_N", "10000"))
 EDGES = [0.0, -0.0, 1.0, 1 - 1e-16, 1 - 1e-9, 1e-300, 5e-324, -1e-12, 1.0000000001, 2.0, -1.0, math.nan, math.inf,

@@ -17,16 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from calibration.latency_fit import read_runs
-from perfmodel.latency.corrected import LatencyCorrection
-from perfmodel.latency.integrity import check_profile
-from perfmodel.latency.table import LatencyTable
-from perfmodel.latency.tp import load_curves
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.alpha_model import read_alpha_document
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.models import apply_overrides, from_hf_config
-from profiler.validate import load_rows
+from specperf.calibration.latency_fit import read_runs
+from specperf.perfmodel.latency.corrected import LatencyCorrection
+from specperf.perfmodel.latency.integrity import check_profile
+from specperf.perfmodel.latency.table import LatencyTable
+from specperf.perfmodel.latency.tp import load_curves
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.alpha_model import read_alpha_document
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.models import apply_overrides, from_hf_config
+from specperf.profiler.validate import load_rows
 
 from fuzzkit import run, text
 

@@ -20,22 +20,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibration import engine_requests as er
-from calibration import prometheus as pm
-from calibration import traces as tr
-from calibration.agreement import make_record, read_prompts, read_record, write_record
-from cli import options as o
-from cli.calibrate_cmds import _labels as calibrate_labels
-from cli.common import MAX_LIST_VALUES, parse_floats, parse_ints, parse_names
-from cli.serve_cmd import float_list
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.latency.operator_table import OperatorTable
-from perfmodel.serving import workload as wl
-from perfmodel.specdec.acceptance import AcceptanceModel, tokens_per_iteration_tree
-from perfmodel.specdec.maths import (GAMMA_MAX, optimal_gamma_cost_ratio, speedup_cost_ratio, throughput_tok_s,
+from specperf.calibration import engine_requests as er
+from specperf.calibration import prometheus as pm
+from specperf.calibration import traces as tr
+from specperf.calibration.agreement import make_record, read_prompts, read_record, write_record
+from specperf.cli import options as o
+from specperf.cli.calibrate_cmds import _labels as calibrate_labels
+from specperf.cli.common import MAX_LIST_VALUES, parse_floats, parse_ints, parse_names
+from specperf.cli.serve_cmd import float_list
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.latency.operator_table import OperatorTable
+from specperf.perfmodel.serving import workload as wl
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel, tokens_per_iteration_tree
+from specperf.perfmodel.specdec.maths import (GAMMA_MAX, optimal_gamma_cost_ratio, speedup_cost_ratio, throughput_tok_s,
                                      iteration_s, speedup, tokens_per_iteration)
-from perfmodel.specdec.trees import read_rank_acceptance, rank_matrix
-from perfmodel.specs.errors import InputError
+from specperf.perfmodel.specdec.trees import read_rank_acceptance, rank_matrix
+from specperf.perfmodel.specs.errors import InputError
 
 from fuzzkit import run, text
 

@@ -10,19 +10,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from calibration.latency_fit import read_runs
-from calibration.traces import read_trace
-from perfmodel.specs.errors import InputError
-from perfmodel.latency.integrity import check_profile
-from perfmodel.latency.measured import MeasuredLatency
-from perfmodel.latency.table import LatencyTable
-from perfmodel.latency.corrected import LatencyCorrection
-from perfmodel.latency.tp import load_curves
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.alpha_model import read_alpha_document
-from profiler.validate import load_rows
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import GPUS
+from specperf.calibration.latency_fit import read_runs
+from specperf.calibration.traces import read_trace
+from specperf.perfmodel.specs.errors import InputError
+from specperf.perfmodel.latency.integrity import check_profile
+from specperf.perfmodel.latency.measured import MeasuredLatency
+from specperf.perfmodel.latency.table import LatencyTable
+from specperf.perfmodel.latency.corrected import LatencyCorrection
+from specperf.perfmodel.latency.tp import load_curves
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.alpha_model import read_alpha_document
+from specperf.profiler.validate import load_rows
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import GPUS
 
 ROOT = Path(__file__).resolve().parents[1]
 CAL = ROOT / "tests" / "data" / "calibration"
@@ -124,9 +124,9 @@ def test_readers_never_crash_10k(kind, request):
 # ---- issue 25: config.json, NAME:field=value overrides and the closed form -------------------------
 import math as _math  # noqa: E402
 
-from perfmodel.specs.models import apply_overrides, from_hf_config  # noqa: E402
-from perfmodel.specdec.acceptance import check_alpha  # noqa: E402
-from perfmodel.specdec.maths import GAMMA_MAX, speedup_cost_ratio, tokens_per_iteration  # noqa: E402
+from specperf.perfmodel.specs.models import apply_overrides, from_hf_config  # noqa: E402
+from specperf.perfmodel.specdec.acceptance import check_alpha  # noqa: E402
+from specperf.perfmodel.specdec.maths import GAMMA_MAX, speedup_cost_ratio, tokens_per_iteration  # noqa: E402
 
 SEEDS["config"] = [p for p in sorted((ROOT / "tests" / "fixtures" / "configs").glob("*/config.json"))]
 READERS["config"] = lambda p: from_hf_config(p)

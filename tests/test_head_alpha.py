@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from perfmodel.specdec.head_alpha import PUBLISHED, TRANSFER_LOGIT, is_prior, published_acceptance
+from specperf.cli.main import app
+from specperf.perfmodel.specdec.head_alpha import PUBLISHED, TRANSFER_LOGIT, is_prior, published_acceptance
 
 runner = CliRunner()
 

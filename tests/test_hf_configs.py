@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from perfmodel.latency.table import layer_shape_key
-from perfmodel.specs.catalog import MODELS, resolve_model
-from perfmodel.specs.models import SpecError, from_hf_config
+from specperf.cli.main import app
+from specperf.perfmodel.latency.table import layer_shape_key
+from specperf.perfmodel.specs.catalog import MODELS, resolve_model
+from specperf.perfmodel.specs.models import SpecError, from_hf_config
 
 CFG = Path(__file__).parent / "fixtures" / "hf_configs"
 runner = CliRunner()

@@ -6,9 +6,9 @@ import pytest
 
 pytest.importorskip("scipy")
 
-from calibration import hierarchical as h  # noqa: E402
-from calibration import replay as rp  # noqa: E402
-from calibration.agreement import make_record  # noqa: E402
+from specperf.calibration import hierarchical as h  # noqa: E402
+from specperf.calibration import replay as rp  # noqa: E402
+from specperf.calibration.agreement import make_record  # noqa: E402
 
 
 def _simpson_counts(seed=0, R=60, its=40, gamma=4):
@@ -83,7 +83,7 @@ def test_predict_band_from_the_acceptance_document_covers_held_out_prompt_sets()
     """α intervals widened for m new prompts (acceptance_model(new_prompts=m)) propagate through
     predict's independent α_i draws to a tokens/iteration band that covers a held-out set of m
     prompts ≥ 85 % of the time; the mean-level intervals would not (between-prompt variation)."""
-    from perfmodel.specdec.uncertainty import alpha_draws, tokens_from_draws
+    from specperf.perfmodel.specdec.uncertainty import alpha_draws, tokens_from_draws
 
     rng = np.random.default_rng(11)
     hits = {None: 0, 36: 0}

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _loaded_after(imports: list[str], watch: list[str]) -> list[str]:
     code = (
         "import importlib, json, sys\n"
-        f"for m in {imports!r}: importlib.import_module(m)\n"
+        f"for m in {imports!r}: importlib.import_module(m if m in ('json', 'numpy') else 'specperf.' + m)\n"
         f"print(json.dumps(sorted(w for w in {watch!r} if w in sys.modules)))\n"
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,

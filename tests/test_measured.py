@@ -4,14 +4,14 @@ efficiencies recovered by the fit; the shipped-profile selection."""
 import numpy as np
 import pytest
 
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.latency.fit import fit_profile
-from perfmodel.specs.hardware import GPUS
-from perfmodel.latency.analytical import AnalyticalLatency
-from perfmodel.latency.measured import Grid, MeasuredLatency
-from perfmodel.latency.base import LatencyProvider
-from perfmodel.latency.providers import latency_provider, shipped_profile
-from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.latency.fit import fit_profile
+from specperf.perfmodel.specs.hardware import GPUS
+from specperf.perfmodel.latency.analytical import AnalyticalLatency
+from specperf.perfmodel.latency.measured import Grid, MeasuredLatency
+from specperf.perfmodel.latency.base import LatencyProvider
+from specperf.perfmodel.latency.providers import latency_provider, shipped_profile
+from specperf.perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
 
 H100 = GPUS["h100-sxm"]
 L7 = resolve_model("llama-7b")
@@ -138,7 +138,7 @@ def test_latency_provider_picks_profile_shipped_or_analytical(tmp_path):
     p = _table(tmp_path)
     lat = latency_provider(H100, profile=str(p))  # the shipped TP tables of the H100 sit on top
     assert isinstance(getattr(lat, "base", lat), MeasuredLatency) and isinstance(lat, LatencyProvider)
-    from perfmodel.latency.chain import OperatorChain
+    from specperf.perfmodel.latency.chain import OperatorChain
 
     l40s = latency_provider(GPUS["l40s"])  # no profile: the H200's operator tables rescaled, else analytical
     assert isinstance(l40s, OperatorChain) and isinstance(l40s.base, AnalyticalLatency)
@@ -157,7 +157,7 @@ def test_predict_cli_uses_profile_and_states_sources(tmp_path):
 
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from specperf.cli.main import app
 
     p = _table(tmp_path)
     r = CliRunner().invoke(app, ["predict", "--target", "llama-7b", "--draft", "llama-7b:n_layers=4",

@@ -5,12 +5,12 @@ import csv
 import numpy as np
 import pytest
 
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import GPUS
-from perfmodel.latency.chain import SUPERSEDED_NOTE, OperatorChain
-from perfmodel.latency.measured import MeasuredLatency
-from perfmodel.latency.providers import DATA, latency_provider, shipped_profile
-from perfmodel.shipped import EVIDENCE_DIR
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import GPUS
+from specperf.perfmodel.latency.chain import SUPERSEDED_NOTE, OperatorChain
+from specperf.perfmodel.latency.measured import MeasuredLatency
+from specperf.perfmodel.latency.providers import DATA, latency_provider, shipped_profile
+from specperf.perfmodel.shipped import EVIDENCE_DIR
 
 pytestmark = pytest.mark.skipif(shipped_profile("h100-sxm") is None, reason="no shipped H100 profile")
 
@@ -45,7 +45,7 @@ def test_shipped_profile_serves_the_study_models_as_measured():
 def test_off_grid_h100_layers_are_the_h100_engine_operator_table_with_the_operator_band():
     """A shape the H100 profile lacks: operator-composed from the H100's own engine-kernel table, with
     the operator band of its mode (the wider of the unseen-shape checks and the independent references)."""
-    from perfmodel.latency.bands import load_bands
+    from specperf.perfmodel.latency.bands import load_bands
 
     lat = latency_provider(GPUS["h100-sxm"])
     spec = resolve_model("llama-7b:d_model=1536,n_heads=12,n_kv_heads=4,d_ff=4096,n_layers=12")

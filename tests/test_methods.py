@@ -4,18 +4,18 @@ catch-up included everywhere."""
 import numpy as np
 import pytest
 
-from perfmodel.latency.providers import build_provider
-from perfmodel.optimize.report import optimize
-from perfmodel.optimize.search import make_candidates
-from perfmodel.optimize.space import assign_acceptance
-from perfmodel.specdec import alpha_model as am
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.methods import IterationCosts, SpeculationMethod, iteration_time_s
-from perfmodel.specdec.registry import METHODS, check_method, make_method
-from perfmodel.specdec.predict import predict
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import GPUS
-from perfmodel.specs.models import SpecError
+from specperf.perfmodel.latency.providers import build_provider
+from specperf.perfmodel.optimize.report import optimize
+from specperf.perfmodel.optimize.search import make_candidates
+from specperf.perfmodel.optimize.space import assign_acceptance
+from specperf.perfmodel.specdec import alpha_model as am
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.methods import IterationCosts, SpeculationMethod, iteration_time_s
+from specperf.perfmodel.specdec.registry import METHODS, check_method, make_method
+from specperf.perfmodel.specdec.predict import predict
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import GPUS
+from specperf.perfmodel.specs.models import SpecError
 
 T, D = resolve_model("llama-13b"), resolve_model("llama-7b:n_layers=4")
 LAT = build_provider(GPUS["h100-sxm"]).target
@@ -113,7 +113,7 @@ def test_medusa_is_gamma_heads_in_one_pass():
 
 
 def test_ngram_matcher_agrees_with_the_plain_python_one():
-    from perfmodel.specdec.ngram import propose, propose_reference
+    from specperf.perfmodel.specdec.ngram import propose, propose_reference
 
     rng = np.random.default_rng(3)
     for _ in range(200):
@@ -132,7 +132,7 @@ def test_ngram_cost_is_the_host_time_per_sequence():
 
 
 def test_ngram_host_timing_is_measured_here():
-    from perfmodel.specdec.ngram import host_cost
+    from specperf.perfmodel.specdec.ngram import host_cost
 
     a, b, band, timings = host_cost(4, 1)
     assert a >= 0 and b > 0 and band >= 0

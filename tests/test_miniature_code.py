@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-from profiler.specloop_weights import load_decoder  # noqa: E402
+from specperf.profiler.specloop_weights import load_decoder  # noqa: E402
 from studies.miniature import acceptance as acc  # noqa: E402
 from studies.miniature import family, lm, stats  # noqa: E402
 
@@ -105,7 +105,7 @@ def test_alpha_by_position_and_tokens_per_iteration():
 
 def test_trace_file_round_trips_through_calibration(tmp_path):
     pytest.importorskip("scipy")
-    from calibration.traces import read_trace
+    from specperf.calibration.traces import read_trace
 
     a = np.array([[0, 3, 1], [3, 2, 0]])
     data = read_trace(acc.write_trace(tmp_path / "t.csv", a, 3, 256))

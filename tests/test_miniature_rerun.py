@@ -60,7 +60,7 @@ def test_rerun1_agreement_replay_matches_the_real_loop_and_transfers():
     import json
     from pathlib import Path
 
-    from calibration import replay as rp
+    from specperf.calibration import replay as rp
     from studies.miniature.reanalyze import load, record
 
     data = Path(__file__).resolve().parents[1] / "studies" / "miniature" / "rerun" / "run1" / "data"
@@ -123,7 +123,7 @@ def test_rerun2_replay_is_the_loop_and_hf_prompt_by_prompt():
     forwards for each of the 9 prompts × 6 assisted runs."""
     from pathlib import Path
 
-    from calibration import replay as rp
+    from specperf.calibration import replay as rp
     from studies.miniature.reanalyze import hf_protocol, load, record
 
     data = Path(__file__).resolve().parents[1] / "studies" / "miniature" / "rerun" / "run2" / "data"

@@ -13,8 +13,8 @@ import pytest
 
 pytest.importorskip("scipy")
 
-from calibration.acceptance_fit import fit_acceptance  # noqa: E402
-from calibration.traces import read_trace  # noqa: E402
+from specperf.calibration.acceptance_fit import fit_acceptance  # noqa: E402
+from specperf.calibration.traces import read_trace  # noqa: E402
 
 FIX = Path(__file__).parent / "fixtures" / "miniature"
 GREEDY = ("draft-1x1024_greedy", "draft-24x192_greedy")
@@ -66,7 +66,7 @@ def test_real_acceptance_is_not_iid(name):
 def test_pooled_alpha2_above_alpha1_is_a_between_prompt_effect():
     """Pooled over prompts α_2 exceeds α_1 for both drafts, but within prompts α_2 − α_1 is negative
     (Simpson: easy prompts reach position 2 more often) — the pooled rise is not a position effect."""
-    from calibration.hierarchical import within_prompt_difference
+    from specperf.calibration.hierarchical import within_prompt_difference
 
     for name in GREEDY:
         ab = fit(name, "per-position")["alpha_by_position"]
@@ -89,7 +89,7 @@ def test_acceptance_rise_along_the_generation_is_mostly_between_prompts():
     """Pooled, first-position acceptance in iterations starting after 50 generated tokens is far above
     that before them; within prompts (prompt fixed effects) the rise is under a third of that and its
     cluster-robust interval includes 0: hard prompts never get past 50 tokens."""
-    from calibration.hierarchical import fit_hierarchical, trials_from_counts
+    from specperf.calibration.hierarchical import fit_hierarchical, trials_from_counts
 
     for name in GREEDY:
         a = counts(name)

@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from perfmodel.latency.providers import build_provider
-from perfmodel.optimize.export_methods import export_method
-from perfmodel.optimize.export_schema import validate_export
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.heads import projection_s
-from perfmodel.specdec.methods import SpeculationMethod
-from perfmodel.specdec.registry import NAMES, make_method
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import GPUS
+from specperf.cli.main import app
+from specperf.perfmodel.latency.providers import build_provider
+from specperf.perfmodel.optimize.export_methods import export_method
+from specperf.perfmodel.optimize.export_schema import validate_export
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.heads import projection_s
+from specperf.perfmodel.specdec.methods import SpeculationMethod
+from specperf.perfmodel.specdec.registry import NAMES, make_method
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import GPUS
 
 LAT = build_provider(GPUS["h100-sxm"]).target
 T = resolve_model("llama-7b")

@@ -6,15 +6,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perfmodel.latency.analytical import AnalyticalLatency
-from perfmodel.latency.base import COMPILED_NOT_MEASURED
-from perfmodel.latency.chain import same_arch, with_operators
-from perfmodel.latency.measured import MeasuredLatency
-from perfmodel.latency.providers import shipped_profile
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import GPUS, Arch
-from perfmodel.specs.models import SpecError
-from perfmodel.specs.modes import MODES, Mode, answered_as, check_mode
+from specperf.perfmodel.latency.analytical import AnalyticalLatency
+from specperf.perfmodel.latency.base import COMPILED_NOT_MEASURED
+from specperf.perfmodel.latency.chain import same_arch, with_operators
+from specperf.perfmodel.latency.measured import MeasuredLatency
+from specperf.perfmodel.latency.providers import shipped_profile
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import GPUS, Arch
+from specperf.perfmodel.specs.models import SpecError
+from specperf.perfmodel.specs.modes import MODES, Mode, answered_as, check_mode
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,13 +3,13 @@ fitting, the shipped H200 tables against measured whole layers, and the operator
 import numpy as np
 import pytest
 
-from perfmodel.latency.opgrid import OpGrid
-from perfmodel.latency.operator_fit import fit
-from perfmodel.latency.operator_table import AXES, COLUMNS, SIZE_COLS, OperatorTable
-from perfmodel.latency.operators import OperatorLatency, shards, shipped_operator_table
-from perfmodel.latency.table import LatencyTable
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import resolve_gpu
+from specperf.perfmodel.latency.opgrid import OpGrid
+from specperf.perfmodel.latency.operator_fit import fit
+from specperf.perfmodel.latency.operator_table import AXES, COLUMNS, SIZE_COLS, OperatorTable
+from specperf.perfmodel.latency.operators import OperatorLatency, shards, shipped_operator_table
+from specperf.perfmodel.latency.table import LatencyTable
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import resolve_gpu
 
 HW = resolve_gpu("h200")
 NODES = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072]
@@ -88,7 +88,7 @@ def test_glue_fit_recovers_planted_factor_and_constant(tmp_path):
     rows = []
     for name in ("llama-7b", "tinyllama-1.1b", "opt-1.3b", "sheared-llama-2.7b"):
         spec = resolve_model(name)
-        from perfmodel.latency.table import layer_shape_key
+        from specperf.perfmodel.latency.table import layer_shape_key
 
         for b in (1, 8, 32):
             for n in (1, 5):
@@ -106,7 +106,7 @@ def test_shipped_h200_tables_compose_measured_layers():
     prov = OperatorLatency(shipped_operator_table("h200"), HW)
     rows = [r for r in LatencyTable.load(shipped_operator_table("h200").parent / "h200.csv").ok_rows()
             if r["component"] == "layer" and r["tp"] == 1 and r["context"] <= 2048 and r["mode"] == "graph"]
-    from perfmodel.latency.table import spec_from_shape_key
+    from specperf.perfmodel.latency.table import spec_from_shape_key
 
     err = [float(prov.layer_s(spec_from_shape_key(r["shape"]), r["batch"], r["new_tokens"], r["context"]))
            / r["median_s"] - 1 for r in rows]
@@ -118,7 +118,7 @@ def test_operator_profiler_cpu_resumes(tmp_path):
     pytest.importorskip("torch")
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from specperf.cli.main import app
 
     out = tmp_path / "ops.csv"
     args = ["profile", "--operators", "--grid", "tiny", "--device", "cpu", "--dtype", "fp32", "--out", str(out)]
@@ -147,10 +147,10 @@ def test_opgrid_scalar_axes_match_full_interpolation():
 
 
 def test_chain_measured_rows_first_operator_elsewhere():
-    from perfmodel.latency.chain import OperatorChain
-    from perfmodel.latency.providers import build_provider
+    from specperf.perfmodel.latency.chain import OperatorChain
+    from specperf.perfmodel.latency.providers import build_provider
 
-    from perfmodel.latency.providers import CompiledSplit
+    from specperf.perfmodel.latency.providers import CompiledSplit
 
     prov = build_provider(HW).target
     if isinstance(prov, CompiledSplit):  # the h200 ships a compiled table: graph/eager go to the chain
@@ -168,7 +168,7 @@ def test_chain_measured_rows_first_operator_elsewhere():
 
 
 def test_crossgpu_rescale_moves_bandwidth_bound_only():
-    from perfmodel.latency.crossgpu import rescaled
+    from specperf.perfmodel.latency.crossgpu import rescaled
 
     table = shipped_operator_table("h200")
     if table is None:
@@ -190,12 +190,12 @@ def test_glue_refit_keeps_compiled_glue_and_records_its_data(tmp_path):
     import sys
     from pathlib import Path
 
-    from perfmodel.latency.table import LatencyTable
+    from specperf.perfmodel.latency.table import LatencyTable
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     import fit_operator_glue
 
-    from perfmodel.shipped import DATA_DIR as DATA
+    from specperf.perfmodel.shipped import DATA_DIR as DATA
 
     t = tmp_path / "ops.csv"
     shutil.copy(DATA / "operators_h200_fp16.csv", t)
@@ -226,7 +226,7 @@ def test_shape_check_rounds_need_eager_mode_and_report_host_factor(tmp_path, cap
     with pytest.raises(SystemExit) as e:
         shape_check.main(["--out", str(tmp_path / "x.csv"), "--rounds", "2"])
     assert e.value.code == 2 and "add --modes eager" in capsys.readouterr().err
-    from perfmodel.shipped import EVIDENCE_DIR
+    from specperf.perfmodel.shipped import EVIDENCE_DIR
 
     s = shape_check.report(EVIDENCE_DIR / "shape_check_eager_rounds2_h200.csv", shipped_launch_costs=True)["eager"]
     assert s["points"] == 216 and s["host_calibrated_median"] <= s["operator_median"] + 0.01
@@ -260,7 +260,7 @@ def test_operator_profile_retimes_layout_dependent_rows_on_resume(tmp_path):
     pytest.importorskip("torch")
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from specperf.cli.main import app
 
     out = tmp_path / "ops.csv"
     args = ["profile", "--operators", "--grid", "tiny", "--device", "cpu", "--dtype", "fp32", "--out", str(out),

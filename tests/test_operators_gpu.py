@@ -6,8 +6,8 @@ torch = pytest.importorskip("torch")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from cli.main import app  # noqa: E402
-from perfmodel.latency.operator_table import OperatorTable  # noqa: E402
+from specperf.cli.main import app  # noqa: E402
+from specperf.perfmodel.latency.operator_table import OperatorTable  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 
@@ -26,9 +26,9 @@ def test_profile_operators_cuda_both_modes(tmp_path):
 def test_attention_operator_matches_layer(kernels):
     """Per-sequence positions: the plain layer (mask built inside) and the engine layer (explicit mask,
     native GQA) both equal the folded, repeated-mask attention written out here."""
-    from perfmodel.specs.catalog import resolve_model
-    from profiler import attention
-    from profiler.blocks import DecoderLayer, causal_mask
+    from specperf.perfmodel.specs.catalog import resolve_model
+    from specperf.profiler import attention
+    from specperf.profiler.blocks import DecoderLayer, causal_mask
     import torch.nn.functional as F
 
     old = attention.kernels()

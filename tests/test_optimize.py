@@ -5,17 +5,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.alpha_model import default_model
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import resolve_gpu
-from perfmodel.latency.analytical import AnalyticalLatency
-from perfmodel.optimize.search import ModeCosts, make_candidates, mode_costs, search
-from perfmodel.optimize.report import optimize
-from perfmodel.optimize.space import LLAMA_FFN_RATIO, assign_acceptance, design_space
-from perfmodel.specdec.predict import predict
-from perfmodel.specdec.maths import iteration_s, tokens_per_iteration
-from perfmodel.specs.models import SpecError
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.alpha_model import default_model
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import resolve_gpu
+from specperf.perfmodel.latency.analytical import AnalyticalLatency
+from specperf.perfmodel.optimize.search import ModeCosts, make_candidates, mode_costs, search
+from specperf.perfmodel.optimize.report import optimize
+from specperf.perfmodel.optimize.space import LLAMA_FFN_RATIO, assign_acceptance, design_space
+from specperf.perfmodel.specdec.predict import predict
+from specperf.perfmodel.specdec.maths import iteration_s, tokens_per_iteration
+from specperf.perfmodel.specs.models import SpecError
 
 LAT = AnalyticalLatency(resolve_gpu("h100-sxm"))
 TARGET = resolve_model("llama-65b")
@@ -156,8 +156,8 @@ def test_design_space_with_no_valid_model_is_an_error():
 
 def test_measured_provider_matches_predict(tmp_path):
     """The optimiser runs on a measured latency table (perfmodel.latency.measured) exactly as predict() does."""
-    measured = pytest.importorskip("perfmodel.latency.measured")
-    from perfmodel.latency.table import LatencyTable, layer_shape_key
+    measured = pytest.importorskip("specperf.perfmodel.latency.measured")
+    from specperf.perfmodel.latency.table import LatencyTable, layer_shape_key
 
     l7 = resolve_model("llama-7b")
     t = LatencyTable(meta={"gpu": "h100-sxm"})

@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from perfmodel.specdec import alpha_model as am
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.optimize.search import make_candidates
-from perfmodel.optimize.space import assign_acceptance, design_space
-from perfmodel.specs.models import SpecError
+from specperf.perfmodel.specdec import alpha_model as am
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.optimize.search import make_candidates
+from specperf.perfmodel.optimize.space import assign_acceptance, design_space
+from specperf.perfmodel.specs.models import SpecError
 
 TARGET = resolve_model("llama-65b")
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.optimize.export import PLACEHOLDER, export_config
-from perfmodel.specs.models import SpecError
+from specperf.cli.main import app
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.optimize.export import PLACEHOLDER, export_config
+from specperf.perfmodel.specs.models import SpecError
 
 runner = CliRunner()
 STUDY = ["optimize", "--target", "llama-65b", "--gpu", "h100-sxm", "--tp", "4", "--analytical",
@@ -124,7 +124,7 @@ def _cells(spec):
 
 
 def test_vllm_disable_threshold_from_break_even_map():
-    from perfmodel.optimize.run import _disable_threshold
+    from specperf.perfmodel.optimize.run import _disable_threshold
 
     suffix = _cells([(1, 512, "speculate", True), (8, 512, "uncertain", True), (32, 512, "off", True),
                      (64, 512, "off", True), (128, 512, "speculate", False)])  # 128 does not fit: ignored

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from perfmodel.latency.providers import build_provider
-from perfmodel.optimize.export_methods import export_method
-from perfmodel.optimize.export_schema import validate_export
-from perfmodel.optimize.methods_rank import rank_methods
-from perfmodel.optimize.run_methods import batch_schedule
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.registry import make_method
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import GPUS
-from perfmodel.specs.models import from_hf_config
+from specperf.cli.main import app
+from specperf.perfmodel.latency.providers import build_provider
+from specperf.perfmodel.optimize.export_methods import export_method
+from specperf.perfmodel.optimize.export_schema import validate_export
+from specperf.perfmodel.optimize.methods_rank import rank_methods
+from specperf.perfmodel.optimize.run_methods import batch_schedule
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.registry import make_method
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import GPUS
+from specperf.perfmodel.specs.models import from_hf_config
 
 runner = CliRunner()
 LAT = build_provider(GPUS["h100-sxm"]).target
@@ -155,7 +155,7 @@ def test_hostile_target_path_stays_one_quoted_word(tmp_path):
 
 
 def test_tree_variants_rank_beside_chains(tmp_path):
-    from perfmodel.specdec.trees import best_tree, expected_tokens
+    from specperf.perfmodel.specdec.trees import best_tree, expected_tokens
 
     P = [[0.62, 0.15, 0.06], [0.55, 0.14, 0.05]]
     f = tmp_path / "tree.json"

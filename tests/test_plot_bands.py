@@ -11,18 +11,18 @@ import pytest
 
 pytest.importorskip("plotly")
 
-import plots  # noqa: E402
-from perfmodel.latency.analytical import AnalyticalLatency  # noqa: E402
-from perfmodel.latency.providers import build_provider  # noqa: E402
-from perfmodel.latency.source import Provenance  # noqa: E402
-from perfmodel.specdec.acceptance import AcceptanceModel  # noqa: E402
-from perfmodel.specdec.document import prediction_document  # noqa: E402
-from perfmodel.specdec.predict import predict  # noqa: E402
-from perfmodel.specs.catalog import resolve_model  # noqa: E402
-from perfmodel.specs.hardware import resolve_gpu  # noqa: E402
-from plots import breakdown, design, speedup  # noqa: E402
-from plots.common import Setting  # noqa: E402
-from plots.layout import label_positions  # noqa: E402
+from specperf import plots  # noqa: E402
+from specperf.perfmodel.latency.analytical import AnalyticalLatency  # noqa: E402
+from specperf.perfmodel.latency.providers import build_provider  # noqa: E402
+from specperf.perfmodel.latency.source import Provenance  # noqa: E402
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel  # noqa: E402
+from specperf.perfmodel.specdec.document import prediction_document  # noqa: E402
+from specperf.perfmodel.specdec.predict import predict  # noqa: E402
+from specperf.perfmodel.specs.catalog import resolve_model  # noqa: E402
+from specperf.perfmodel.specs.hardware import resolve_gpu  # noqa: E402
+from specperf.plots import breakdown, design, speedup  # noqa: E402
+from specperf.plots.common import Setting  # noqa: E402
+from specperf.plots.layout import label_positions  # noqa: E402
 
 HW = resolve_gpu("h100-sxm")
 LAT = AnalyticalLatency(HW)
@@ -125,7 +125,7 @@ def test_speedup_marks_the_gamma_columns_that_are_not_measured():
 
 
 def test_design_states_win_probabilities_of_the_optimiser():
-    from perfmodel.optimize.confidence import confidence
+    from specperf.perfmodel.optimize.confidence import confidence
 
     names = ["sheared-llama-1.3b", "tinyllama-1.1b", "llama-7b"]
     specs = [resolve_model(n) for n in names]
@@ -160,7 +160,7 @@ def test_labels_keep_clear_of_markers_and_error_bars():
 def test_plot_design_reference_flag(tmp_path):
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from specperf.cli.main import app
 
     r = CliRunner().invoke(app, ["plot", "design", "--reference", "sheared-llama-1.3b", "--analytical",
                                  "--out", str(tmp_path / "d.html")])

@@ -4,9 +4,9 @@ enough to change the CLI's checks."""
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from cli.plot_cmds import KINDS
-from plots.kinds import FLAG_KWARGS, KindInputs, inputs, kinds_accepting
+from specperf.cli.main import app
+from specperf.cli.plot_cmds import KINDS
+from specperf.plots.kinds import FLAG_KWARGS, KindInputs, inputs, kinds_accepting
 
 MODULES = {k: k.replace("-", "_") for k in KINDS}
 
@@ -14,8 +14,7 @@ MODULES = {k: k.replace("-", "_") for k in KINDS}
 def test_every_kind_declares_valid_inputs_its_figure_accepts():
     import inspect
 
-    import plots
-
+    from specperf import plots
     for kind, mod in MODULES.items():
         inp = inputs(mod)
         assert isinstance(inp, KindInputs)
@@ -35,7 +34,7 @@ def test_an_undeclared_flag_is_refused_with_the_kinds_that_take_it(tmp_path):
 
 
 def test_changing_a_declaration_changes_the_check(tmp_path, monkeypatch):
-    import plots.breakdown as bd
+    import specperf.plots.breakdown as bd
 
     monkeypatch.setattr(bd, "INPUTS", KindInputs(needs=("target", "draft", "alpha")))
     r = CliRunner().invoke(app, ["plot", "breakdown", "--target", "llama-7b", "--draft", "llama-7b:n_layers=2",

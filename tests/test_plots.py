@@ -9,17 +9,17 @@ from typer.testing import CliRunner
 
 pytest.importorskip("plotly")
 
-from cli.main import app  # noqa: E402
-from perfmodel.specdec.acceptance import AcceptanceModel  # noqa: E402
-from perfmodel.specs.catalog import resolve_model  # noqa: E402
-from perfmodel.specs.hardware import resolve_gpu  # noqa: E402
-from perfmodel.latency.analytical import AnalyticalLatency  # noqa: E402
-from perfmodel.specdec.predict import predict  # noqa: E402
-from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key  # noqa: E402
+from specperf.cli.main import app  # noqa: E402
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel  # noqa: E402
+from specperf.perfmodel.specs.catalog import resolve_model  # noqa: E402
+from specperf.perfmodel.specs.hardware import resolve_gpu  # noqa: E402
+from specperf.perfmodel.latency.analytical import AnalyticalLatency  # noqa: E402
+from specperf.perfmodel.specdec.predict import predict  # noqa: E402
+from specperf.perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key  # noqa: E402
 
-import plots  # noqa: E402
-from plots import breakdown, breakeven, depth_width, design, speedup  # noqa: E402
-from plots.common import Setting, source_kind  # noqa: E402
+from specperf import plots  # noqa: E402
+from specperf.plots import breakdown, breakeven, depth_width, design, speedup  # noqa: E402
+from specperf.plots.common import Setting, source_kind  # noqa: E402
 
 runner = CliRunner()
 HW = resolve_gpu("h100-sxm")
@@ -36,7 +36,7 @@ def setting(**kw):
 
 def planted_profile(path, widths=(1024, 2048, 4096), head_widths=(1024, 2048)):
     """Layer rows with median = 1e-5·(1 + d/1024)·(graph 1, eager 2) s at contexts 256 and 1024."""
-    from perfmodel.optimize.space import design_space
+    from specperf.perfmodel.optimize.space import design_space
 
     base = resolve_model("llama-7b")
     shapes, _ = design_space(base, [1], list(widths))
@@ -160,7 +160,7 @@ def test_breakeven_map_is_best_speedup_and_marks_the_crossing():
 def test_breakeven_marks_only_cells_that_are_not_measured(tmp_path):
     """With the shipped H100 profile the study's cell (batch 1, context 512) is all measured and not
     marked; batch 512, which the profile never measured (it stops at 64), is marked."""
-    from perfmodel.latency.providers import build_provider
+    from specperf.perfmodel.latency.providers import build_provider
 
     lat = build_provider(HW).target
     st = setting(acceptance=AcceptanceModel(alpha=0.7), latency=lat)

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 pytest.importorskip("plotly")
 
-from cli.main import app  # noqa: E402
+from specperf.cli.main import app  # noqa: E402
 from test_plots import KIND_ARGS, PAIR, planted_profile  # noqa: E402
 
 CHROMIUM = next((c for c in (shutil.which("chromium"), shutil.which("chromium-browser"), "/usr/bin/chromium")

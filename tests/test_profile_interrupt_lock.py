@@ -14,8 +14,8 @@ pytest.importorskip("torch")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from cli.main import app  # noqa: E402
-from perfmodel.latency.table import LatencyTable  # noqa: E402
+from specperf.cli.main import app  # noqa: E402
+from specperf.perfmodel.latency.table import LatencyTable  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = "opt-125m:n_layers=1,d_model=64,n_heads=4,d_ff=128,vocab=256"
@@ -25,7 +25,7 @@ runner = CliRunner()
 
 
 def _cmd(out):
-    return [sys.executable, "-m", "cli.main", *ARGS, "--out", str(out)]
+    return [sys.executable, "-m", "specperf", *ARGS, "--out", str(out)]
 
 
 def test_sigint_keeps_finished_rows_and_rerun_resumes(tmp_path):
@@ -82,7 +82,7 @@ def test_newer_schema_table_is_refused_on_resume(tmp_path):
 
 
 def test_lock_module_round_trip(tmp_path):
-    from profiler.filelock import LockedError, locked
+    from specperf.profiler.filelock import LockedError, locked
 
     target = tmp_path / "t.csv"
     with locked(target) as lk:

@@ -4,9 +4,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from perfmodel.specs.catalog import resolve_model  # noqa: E402
-from perfmodel.specs.models import SpecError  # noqa: E402
-from profiler.blocks import DecoderLayer, DecoderModel, Head, cache_bytes, shard_sizes, stack_bytes  # noqa: E402
+from specperf.perfmodel.specs.catalog import resolve_model  # noqa: E402
+from specperf.perfmodel.specs.models import SpecError  # noqa: E402
+from specperf.profiler.blocks import DecoderLayer, DecoderModel, Head, cache_bytes, shard_sizes, stack_bytes  # noqa: E402
 
 TINY = {
     "llama": "llama-7b:n_layers=2,d_model=64,n_heads=4,d_ff=96,vocab=101",
@@ -122,7 +122,7 @@ def test_forward_is_deterministic_and_bf16_runs():
 def test_per_forward_step_equals_each_layer_building_its_own(key):
     """Two implementations: DecoderModel builds positions and RoPE rows once (the head's Step); the
     same layers called without a step build their own — the logits and caches must agree."""
-    from profiler.blocks import causal_mask, make_step
+    from specperf.profiler.blocks import causal_mask, make_step
 
     spec = resolve_model(key)
     torch.manual_seed(0)

@@ -6,9 +6,9 @@ torch = pytest.importorskip("torch")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from cli.main import app  # noqa: E402
-from perfmodel.specs.catalog import resolve_model  # noqa: E402
-from perfmodel.latency.table import LatencyTable  # noqa: E402
+from specperf.cli.main import app  # noqa: E402
+from specperf.perfmodel.specs.catalog import resolve_model  # noqa: E402
+from specperf.perfmodel.latency.table import LatencyTable  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 GQA = "llama-2-70b:n_layers=3,d_model=512,n_heads=8,n_kv_heads=2,d_ff=1024,vocab=1000"
@@ -17,8 +17,8 @@ OPT = "opt-125m:n_layers=3,d_model=512,n_heads=8,d_ff=1024,vocab=1000"
 
 @pytest.mark.parametrize("name", [GQA, OPT])
 def test_graph_replay_equals_eager_and_recompute(name):
-    from profiler.blocks import DecoderModel
-    from profiler.timing import capture_graph
+    from specperf.profiler.blocks import DecoderModel
+    from specperf.profiler.timing import capture_graph
 
     spec = resolve_model(name)
     m = DecoderModel(spec, max_batch=2, max_context=64, dtype="fp16", device="cuda")
@@ -44,7 +44,7 @@ def test_profile_cli_on_cuda_measures_both_modes(tmp_path):
     assert len(t.ok_rows()) == len(t) and {r["mode"] for r in t.rows} == {"graph", "eager"}
     import torch
 
-    from profiler.env import catalog_gpu
+    from specperf.profiler.env import catalog_gpu
 
     card = torch.cuda.get_device_name(0)  # the card this test runs on, whatever it is
     assert t.meta["gpu_name"] == card, (t.meta["gpu_name"], card)

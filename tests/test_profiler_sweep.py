@@ -8,10 +8,10 @@ torch = pytest.importorskip("torch")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from cli.main import app  # noqa: E402
-from perfmodel.specs.catalog import resolve_model  # noqa: E402
-from perfmodel.latency.table import LatencyTable, layer_shape_key  # noqa: E402
-from profiler import measure, sweep  # noqa: E402
+from specperf.cli.main import app  # noqa: E402
+from specperf.perfmodel.specs.catalog import resolve_model  # noqa: E402
+from specperf.perfmodel.latency.table import LatencyTable, layer_shape_key  # noqa: E402
+from specperf.profiler import measure, sweep  # noqa: E402
 
 TINY = "opt-125m:n_layers=1,d_model=64,n_heads=4,d_ff=128,vocab=256"
 TINY_LLAMA = "llama-7b:n_layers=2,d_model=64,n_heads=4,n_kv_heads=2,d_ff=96,vocab=128"
@@ -22,7 +22,7 @@ FAST = dict(min_repeats=3, max_repeats=3)
 @pytest.fixture(autouse=True)
 def fast_timing(monkeypatch):
     """Three samples per point: these tests check bookkeeping, not timing quality."""
-    import profiler.timing as tm
+    import specperf.profiler.timing as tm
 
     monkeypatch.setattr(tm, "MIN_REPEATS", 3)
     monkeypatch.setattr(tm, "MAX_REPEATS", 3)
@@ -177,7 +177,7 @@ def test_interleaved_timing_survives_a_host_burst_that_sequential_timing_does_no
     samples and the medians keep the planted order and size."""
     import time as _t
 
-    from profiler.timing import time_callable, time_interleaved
+    from specperf.profiler.timing import time_callable, time_interleaved
 
     burst = {"start": None, "end": None}
 
@@ -211,7 +211,7 @@ def test_interleaved_timing_survives_a_host_burst_that_sequential_timing_does_no
 
 
 def test_order_check_finds_a_planted_fall_and_passes_monotone_groups():
-    from perfmodel.latency.integrity import order_violations
+    from specperf.perfmodel.latency.integrity import order_violations
 
     def rows(mode, times, b=1):
         return [{"component": "layer", "mode": mode, "shape": "s", "tp": 1, "batch": b, "context": 512,

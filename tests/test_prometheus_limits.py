@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from calibration import prometheus
-from calibration.data import TraceError
-from calibration.traces import read_trace
-from cli.main import app
+from specperf.calibration import prometheus
+from specperf.calibration.data import TraceError
+from specperf.calibration.traces import read_trace
+from specperf.cli.main import app
 
 TWO = Path(__file__).resolve().parent / "data" / "calibration" / "vllm_two_scrapes.txt"
 

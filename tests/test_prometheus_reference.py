@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from calibration.prometheus import COUNTERS, parse_scrapes
+from specperf.calibration.prometheus import COUNTERS, parse_scrapes
 
 parser = pytest.importorskip("prometheus_client.parser")
 CAL = Path(__file__).parent / "data" / "calibration"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.latency.providers import build_provider
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import GPUS
+from specperf.perfmodel.latency.providers import build_provider
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import GPUS
 
 DATA = Path(__file__).resolve().parents[1] / "evidence" / "qwen3_h200_heldout.csv"
 

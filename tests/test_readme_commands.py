@@ -52,7 +52,7 @@ def test_readme_command_runs(cmd, tmp_path):
     argv = [str(tmp_path / Path(a).name) if a.endswith(".html") else a for a in argv]  # write pages to tmp
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV",)}
     env["PYTHONPATH"] = str(ROOT)
-    p = subprocess.run([sys.executable, "-m", "cli.main", *argv], cwd=ROOT, env=env, capture_output=True,
+    p = subprocess.run([sys.executable, "-m", "specperf", *argv], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=300)
     assert p.returncode == 0, (cmd, p.stdout[-800:], p.stderr[-1500:])
     assert p.stdout.strip(), cmd

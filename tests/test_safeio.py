@@ -11,11 +11,11 @@ import textwrap
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from perfmodel.latency.table import LatencyTable
-from perfmodel.specs.errors import SpecError
-from perfmodel.specs.models import read_json
-from perfmodel.specs.safeio import FOLLOW_ENV, atomic_write, loads_json, read_bytes, write_json
+from specperf.cli.main import app
+from specperf.perfmodel.latency.table import LatencyTable
+from specperf.perfmodel.specs.errors import SpecError
+from specperf.perfmodel.specs.models import read_json
+from specperf.perfmodel.specs.safeio import FOLLOW_ENV, atomic_write, loads_json, read_bytes, write_json
 
 RUN = CliRunner()
 ACC = ["calibrate", "acceptance", "MEAN"]
@@ -69,8 +69,8 @@ def test_a_failed_write_keeps_the_old_file_and_no_temporary(tmp_path):
         import resource, signal, sys
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
-        from perfmodel.specs.safeio import write_json
-        from perfmodel.specs.errors import SpecError
+        from specperf.perfmodel.specs.safeio import write_json
+        from specperf.perfmodel.specs.errors import SpecError
         try:
             write_json({str(p)!r}, {{"big": "x" * 100000}}, "--out")
         except SpecError as e:
@@ -88,7 +88,7 @@ def test_concurrent_writers_never_leave_an_invalid_document(tmp_path):
     p = tmp_path / "acc.json"
     code = textwrap.dedent(f"""
         import sys
-        from perfmodel.specs.safeio import write_json
+        from specperf.perfmodel.specs.safeio import write_json
         for i in range(60):
             write_json({str(p)!r}, {{"writer": sys.argv[1], "i": i, "pad": "y" * (20000 + 997 * i)}})
     """)

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from perfmodel.serving.report import Slo, gamma_schedule, metrics, sweep
-from perfmodel.serving.sim import EngineConfig, simulate
-from perfmodel.serving.step import StepModel, StepTable, build_step_table
-from perfmodel.serving.workload import LengthDist, Workload, parse_length, read_trace
-from perfmodel.specs.errors import InputError
+from specperf.cli.main import app
+from specperf.perfmodel.serving.report import Slo, gamma_schedule, metrics, sweep
+from specperf.perfmodel.serving.sim import EngineConfig, simulate
+from specperf.perfmodel.serving.step import StepModel, StepTable, build_step_table
+from specperf.perfmodel.serving.workload import LengthDist, Workload, parse_length, read_trace
+from specperf.perfmodel.specs.errors import InputError
 
 runner = CliRunner()
 
@@ -100,7 +100,7 @@ def test_planted_batch_ttft_tpot_and_speculation():
     assert np.allclose(spec.chunk_gaps_s, 2 * s)
     import dataclasses
 
-    from perfmodel.serving.step import EngineOverhead
+    from specperf.perfmodel.serving.step import EngineOverhead
 
     x = 0.004  # an engine cost per proposal forward: three per speculative step
     charged = dataclasses.replace(off, overhead=EngineOverhead(per_proposal_s=x))
@@ -143,23 +143,23 @@ def test_rate_crossover_scales_with_the_time_scaling_identity():
 
 @pytest.fixture(scope="module")
 def h100():
-    from perfmodel.latency.providers import build_provider
-    from perfmodel.specs.catalog import resolve_model
-    from perfmodel.specs.hardware import resolve_gpu
+    from specperf.perfmodel.latency.providers import build_provider
+    from specperf.perfmodel.specs.catalog import resolve_model
+    from specperf.perfmodel.specs.hardware import resolve_gpu
 
     return build_provider(resolve_gpu("h100-sxm")), resolve_model("llama-13b"), resolve_model("llama-7b:n_layers=2")
 
 
 def spec_of(d, prov, acc, t):
-    from perfmodel.serving.proposer import Speculation
-    from perfmodel.specdec.registry import make_method
+    from specperf.perfmodel.serving.proposer import Speculation
+    from specperf.perfmodel.specdec.registry import make_method
 
     return Speculation(make_method("draft", draft=d), acc, prov.draft, t)
 
 
 def test_step_table_equals_predict(h100):
-    from perfmodel.specdec.acceptance import AcceptanceModel
-    from perfmodel.specdec.predict import predict
+    from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+    from specperf.perfmodel.specdec.predict import predict
 
     prov, t, d = h100
     acc = AcceptanceModel(alpha=0.7)
@@ -176,8 +176,8 @@ def test_step_table_equals_predict(h100):
 
 
 def test_closed_loop_throughput_matches_predict(h100):
-    from perfmodel.specdec.acceptance import AcceptanceModel
-    from perfmodel.specdec.predict import predict
+    from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+    from specperf.perfmodel.specdec.predict import predict
 
     prov, t, d = h100
     acc = AcceptanceModel(alpha=0.7)
@@ -266,13 +266,13 @@ def test_slo_goodput_counts_requests_meeting_both_targets():
 
 def test_serve_plot_draws_both_engines_with_bands(monkeypatch):
     pytest.importorskip("plotly")
-    import plots
-    import plots.serve as ps
-    from perfmodel.latency.providers import build_provider
-    from perfmodel.specdec.acceptance import AcceptanceModel
-    from perfmodel.specs.catalog import resolve_model
-    from perfmodel.specs.hardware import resolve_gpu
-    from plots.common import Setting, latency_sources
+    from specperf import plots
+    import specperf.plots.serve as ps
+    from specperf.perfmodel.latency.providers import build_provider
+    from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+    from specperf.perfmodel.specs.catalog import resolve_model
+    from specperf.perfmodel.specs.hardware import resolve_gpu
+    from specperf.plots.common import Setting, latency_sources
 
     monkeypatch.setattr(ps, "REQUESTS", 30)
     hw = resolve_gpu("h100-sxm")
@@ -289,7 +289,7 @@ def test_serve_plot_draws_both_engines_with_bands(monkeypatch):
 def test_per_sequence_proposal_cost_is_charged_per_decoding_row():
     import dataclasses
 
-    from perfmodel.serving.step import EngineOverhead
+    from specperf.perfmodel.serving.step import EngineOverhead
 
     s, p, L, N, y = 0.02, 0.1, 41, 8, 0.0005
     off = planted(lambda b: s, lambda b, g: 2 * s, gmax=3, prefill_s=p, k=lambda g: g + 1)
@@ -302,7 +302,7 @@ def test_per_sequence_proposal_cost_is_charged_per_decoding_row():
 def test_best_gamma_counts_the_engine_costs():
     import dataclasses
 
-    from perfmodel.serving.step import EngineOverhead
+    from specperf.perfmodel.serving.step import EngineOverhead
 
     # γ = 3 gives 4 tokens for 2 s of forwards: 2× without engine costs; a per-proposal cost of 1 s
     # makes a γ = 3 step 5 s for 4 tokens (0.8 tokens/s a row), so speculation must turn off
@@ -312,7 +312,7 @@ def test_best_gamma_counts_the_engine_costs():
 
 
 def test_engine_costs_fit_recovers_planted_costs():
-    from calibration.engine_costs import BurstPoint, fit_engine_costs
+    from specperf.calibration.engine_costs import BurstPoint, fit_engine_costs
 
     a, b, c, d, g = 0.003, -0.0001, 0.0004, 0.00005, 3
     pts = [BurstPoint(n, 0, 0.005 + 0.0002 * n + a + b * n, 0.005 + 0.0002 * n) for n in (1, 2, 4, 8, 16)]
@@ -344,8 +344,8 @@ def test_engine_costs_fit_to_loads_recovers_planted_costs():
     """Gauss–Newton through the simulation: a planted engine's costs come back from its own loads."""
     import dataclasses
 
-    from calibration.engine_costs import LoadPoint, fit_engine_costs_to_loads
-    from perfmodel.serving.step import EngineOverhead
+    from specperf.calibration.engine_costs import LoadPoint, fit_engine_costs_to_loads
+    from specperf.perfmodel.serving.step import EngineOverhead
 
     tab = planted(lambda b: 0.004 + 0.0002 * b, lambda b, g: 0.008 + 0.0005 * b, gmax=3, prefill_s=0.004,
                   k=lambda g: 3, max_batch=16)

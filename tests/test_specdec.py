@@ -7,8 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from cli.main import app
-from perfmodel.specdec import maths as specdec
+from specperf.cli.main import app
+from specperf.perfmodel.specdec import maths as specdec
 
 # Leviathan, Kalman, Matias 2023, "Fast Inference from Transformers via Speculative Decoding",
 # Table 1 (c = 0 / ĉ = 0): (α, γ) → (speedup, factor increase in arithmetic operations).

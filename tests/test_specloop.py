@@ -7,12 +7,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from perfmodel.specs.catalog import resolve_model  # noqa: E402
-from perfmodel.specdec.maths import simulate_tokens_per_iteration, tokens_per_iteration  # noqa: E402
-from perfmodel.specs.models import SpecError  # noqa: E402
-from profiler.blocks import DecoderModel  # noqa: E402
-from profiler.oracle import AcceptanceOracle, realised_acceptance, tokens_per_iteration_variance  # noqa: E402
-from profiler.specloop import SpecLoop, greedy_reference  # noqa: E402
+from specperf.perfmodel.specs.catalog import resolve_model  # noqa: E402
+from specperf.perfmodel.specdec.maths import simulate_tokens_per_iteration, tokens_per_iteration  # noqa: E402
+from specperf.perfmodel.specs.models import SpecError  # noqa: E402
+from specperf.profiler.blocks import DecoderModel  # noqa: E402
+from specperf.profiler.oracle import AcceptanceOracle, realised_acceptance, tokens_per_iteration_variance  # noqa: E402
+from specperf.profiler.specloop import SpecLoop, greedy_reference  # noqa: E402
 
 TINY = "llama-7b:n_layers=2,d_model=64,n_heads=4,n_kv_heads=4,d_ff=128,vocab=256"
 CTX = 96

@@ -6,10 +6,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from perfmodel.specdec.trees import Tree, best_tree  # noqa: E402
-from perfmodel.specs.catalog import resolve_model  # noqa: E402
-from profiler.blocks import DecoderModel  # noqa: E402
-from profiler.specloop_tree import EagleHead, HeadLoop, greedy_reference, train_head  # noqa: E402
+from specperf.perfmodel.specdec.trees import Tree, best_tree  # noqa: E402
+from specperf.perfmodel.specs.catalog import resolve_model  # noqa: E402
+from specperf.profiler.blocks import DecoderModel  # noqa: E402
+from specperf.profiler.specloop_tree import EagleHead, HeadLoop, greedy_reference, train_head  # noqa: E402
 
 SPEC = resolve_model("llama-7b:n_layers=2,d_model=64,n_heads=4,n_kv_heads=2,d_ff=128,vocab=97")
 

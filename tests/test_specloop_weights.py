@@ -9,10 +9,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-from perfmodel.specs.models import SpecError, from_hf_config  # noqa: E402
-from profiler.blocks import DecoderModel  # noqa: E402
-from profiler.specloop import SpecLoop, greedy_reference  # noqa: E402
-from profiler.specloop_weights import load_decoder, save_hf  # noqa: E402
+from specperf.perfmodel.specs.models import SpecError, from_hf_config  # noqa: E402
+from specperf.profiler.blocks import DecoderModel  # noqa: E402
+from specperf.profiler.specloop import SpecLoop, greedy_reference  # noqa: E402
+from specperf.profiler.specloop_weights import load_decoder, save_hf  # noqa: E402
 
 CONFIG = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 3, "num_attention_heads": 4,
           "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 256,

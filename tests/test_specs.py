@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from perfmodel.specs.catalog import MODELS, resolve_model
-from perfmodel.specs.models import ModelSpec, SpecError, from_hf_config
+from specperf.perfmodel.specs.catalog import MODELS, resolve_model
+from specperf.perfmodel.specs.models import ModelSpec, SpecError, from_hf_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "configs"
 SHAPE_FIELDS = [f.name for f in dataclasses.fields(ModelSpec) if f.name not in ("name", "source")]

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from perfmodel.specdec import maths as specdec
-from perfmodel.specdec import symbolic as S
+from specperf.perfmodel.specdec import maths as specdec
+from specperf.perfmodel.specdec import symbolic as S
 
 ALPHAS = np.array([0.0, 0.05, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.999])
 GAMMAS = np.arange(1, 17)

@@ -9,7 +9,7 @@ pytest.importorskip("torch")
 
 from typer.testing import CliRunner  # noqa: E402
 
-from cli.main import app  # noqa: E402
+from specperf.cli.main import app  # noqa: E402
 
 TINY = "llama-2-70b:n_layers=2,d_model=64,n_heads=8,n_kv_heads=2,d_ff=96,vocab=101"
 
@@ -22,8 +22,8 @@ def test_profile_tp2_over_two_processes(tmp_path):
     assert r.exit_code == 0, r.output
     doc = json.loads(r.output[r.output.index("{"):])
     assert doc["tp"] == 2 and doc["ranks"] == 2
-    from perfmodel.latency.table import LatencyTable
-    from perfmodel.latency.tp import load_curves
+    from specperf.perfmodel.latency.table import LatencyTable
+    from specperf.perfmodel.latency.tp import load_curves
 
     t = LatencyTable.load(out)
     comps = {(row["component"], row["tp"]) for row in t.ok_rows()}
@@ -36,9 +36,9 @@ def test_profile_tp2_over_two_processes(tmp_path):
     curves = load_curves(tmp_path / "allreduce_cpu_tp2.csv")
     assert curves and curves[0].tp == 2 and curves[0].size_bytes.max() <= 2**20
     # the measured provider reads the TP rows back: measured layer + all-reduce at tp 2
-    from perfmodel.specs.catalog import resolve_model
-    from perfmodel.specs.hardware import GPUS
-    from perfmodel.latency.measured import MeasuredLatency
+    from specperf.perfmodel.specs.catalog import resolve_model
+    from specperf.perfmodel.specs.hardware import GPUS
+    from specperf.perfmodel.latency.measured import MeasuredLatency
 
     spec = resolve_model(TINY, 4)
     ft = MeasuredLatency(out, GPUS["h100-sxm"]).forward(spec, 2, 2, 8, 2, "eager")
@@ -57,14 +57,14 @@ def test_ranks_must_match_tp():
 def test_tp4_profile_script_on_four_gloo_processes(tmp_path):
     """Any TP degree: 4 ranks, 2 KV heads (replicated across rank pairs), layer/allreduce/head rows,
     curve and whole-model validation."""
-    from profiler import tp_profile
+    from specperf.profiler import tp_profile
 
     tp_profile.main(["--tp", "4", "--device", "cpu", "--dtype", "fp32", "--out-dir", str(tmp_path), "--models", TINY,
                      "--validate", TINY, "--batch", "1,2", "--new-tokens", "1,2", "--context", "8",
                      "--validate-batch", "1", "--validate-new-tokens", "2", "--validate-context", "8",
                      "--curve-hi-mib", "1", "--repeats", "3", "--gpu-tag", "cpu"])
-    from perfmodel.latency.table import LatencyTable
-    from perfmodel.latency.tp import load_curves
+    from specperf.perfmodel.latency.table import LatencyTable
+    from specperf.perfmodel.latency.tp import load_curves
 
     t = LatencyTable.load(tmp_path / "cpu_tp4.csv")
     assert {(r["component"], r["tp"]) for r in t.ok_rows()} == {("layer", 4), ("allreduce", 4), ("lm_head", 4)}

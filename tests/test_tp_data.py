@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from perfmodel.latency.table import LatencyTable
-from perfmodel.latency.tp import AllreduceModel, load_curves
-from perfmodel.shipped import DATA_DIR
+from specperf.cli.main import app
+from specperf.perfmodel.latency.table import LatencyTable
+from specperf.perfmodel.latency.tp import AllreduceModel, load_curves
+from specperf.perfmodel.shipped import DATA_DIR
 
-from perfmodel.latency import tp_errors
+from specperf.perfmodel.latency import tp_errors
 
 
 def test_shipped_curve_covers_4kib_to_256mib_and_fits():

@@ -3,14 +3,14 @@ TP extrapolation factors, curve I/O, and the provider wrapper's sources (measure
 import numpy as np
 import pytest
 
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import resolve_gpu
-from perfmodel.latency.analytical import AnalyticalLatency
-from perfmodel.specs.models import SpecError
-from perfmodel.latency.base import LatencyProvider
-from perfmodel.latency.providers import with_tp_data
-from perfmodel.latency.tp_provider import TPMeasuredLatency
-from perfmodel.latency.tp import (AllreduceModel, compare_extrapolation, fit_allreduce,
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import resolve_gpu
+from specperf.perfmodel.latency.analytical import AnalyticalLatency
+from specperf.perfmodel.specs.models import SpecError
+from specperf.perfmodel.latency.base import LatencyProvider
+from specperf.perfmodel.latency.providers import with_tp_data
+from specperf.perfmodel.latency.tp_provider import TPMeasuredLatency
+from specperf.perfmodel.latency.tp import (AllreduceModel, compare_extrapolation, fit_allreduce,
                                 fit_line, load_curves, ring_bytes_factor, save_curve)
 
 SIZES = np.geomspace(4096, 256 * 2**20, 33)
@@ -60,7 +60,7 @@ def _list(data_dir, entry):
     """Add `entry` to data_dir's manifest.json (perfmodel.shipped): how a table becomes shipped data."""
     import json
 
-    from perfmodel import shipped
+    from specperf.perfmodel import shipped
 
     m = data_dir / "manifest.json"
     doc = json.loads(m.read_text()) if m.exists() else {"files": []}
@@ -137,7 +137,7 @@ def test_no_curve_for_gpu_leaves_provider_unchanged(tmp_path):
 
 
 def test_nearest_measured_tp_is_used_and_named(tmp_path):
-    from perfmodel.latency.tp_provider import curve_model
+    from specperf.perfmodel.latency.tp_provider import curve_model
 
     _curve_file(tmp_path, tp=2)
     _curve_file(tmp_path, tp=4, lat=15e-6)

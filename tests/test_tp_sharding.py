@@ -4,9 +4,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from perfmodel.specs.catalog import resolve_model  # noqa: E402
-from perfmodel.specs.models import SpecError  # noqa: E402
-from profiler.tp import NVLS_OFF_ENV, check_sharding, shard_layer_state, shard_plan  # noqa: E402
+from specperf.perfmodel.specs.catalog import resolve_model  # noqa: E402
+from specperf.perfmodel.specs.models import SpecError  # noqa: E402
+from specperf.profiler.tp import NVLS_OFF_ENV, check_sharding, shard_layer_state, shard_plan  # noqa: E402
 
 TINY = {
     "llama": "llama-7b:n_layers=2,d_model=64,n_heads=4,d_ff=96,vocab=101",
@@ -39,8 +39,8 @@ def test_dropping_the_allreduce_breaks_equality():
     """The check can fail: a shard's partial sum alone is far from the unsharded output."""
     spec = _spec("llama")
     plan = shard_plan(spec, 2, 0)
-    from profiler.blocks import DecoderLayer
-    from profiler.tp import load_state
+    from specperf.profiler.blocks import DecoderLayer
+    from specperf.profiler.tp import load_state
 
     ref = DecoderLayer(spec, 1, 16, "fp32", "cpu", 1, seed=3)
     full = {k: v.detach().clone() for k, v in ref.named_parameters()}
@@ -82,7 +82,7 @@ def test_big_targets_shard_at_tp_2_4_8():
 def test_launch_sets_nvls_off(monkeypatch):
     import os
 
-    from profiler import tp
+    from specperf.profiler import tp
 
     for k in NVLS_OFF_ENV:
         monkeypatch.delenv(k, raising=False)

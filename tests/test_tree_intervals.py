@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from calibration import replay as rp
-from calibration.agreement import make_record
-from cli.main import app
-from perfmodel.specdec.trees import (best_tree, expected_tokens, expected_tokens_draws, rank_draws,
+from specperf.calibration import replay as rp
+from specperf.calibration.agreement import make_record
+from specperf.cli.main import app
+from specperf.perfmodel.specdec.trees import (best_tree, expected_tokens, expected_tokens_draws, rank_draws,
                                      read_tree_acceptance)
 
 P = [[0.62, 0.15, 0.06], [0.55, 0.14, 0.05], [0.5, 0.12, 0.04]]

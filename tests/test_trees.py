@@ -7,14 +7,14 @@ import itertools
 import numpy as np
 import pytest
 
-from perfmodel.latency.providers import build_provider
-from perfmodel.specdec.maths import tokens_per_iteration, tokens_per_iteration_by_position
-from perfmodel.specdec.registry import make_method
-from perfmodel.specdec.tree_method import TokenTree, compare
-from perfmodel.specdec.trees import Tree, best_tree, chain, expected_tokens, simulate
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import GPUS
-from perfmodel.specs.models import SpecError
+from specperf.perfmodel.latency.providers import build_provider
+from specperf.perfmodel.specdec.maths import tokens_per_iteration, tokens_per_iteration_by_position
+from specperf.perfmodel.specdec.registry import make_method
+from specperf.perfmodel.specdec.tree_method import TokenTree, compare
+from specperf.perfmodel.specdec.trees import Tree, best_tree, chain, expected_tokens, simulate
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import GPUS
+from specperf.perfmodel.specs.models import SpecError
 
 P = [[0.62, 0.15, 0.06], [0.55, 0.14, 0.05], [0.5, 0.12, 0.04]]  # per depth, per rank (rows ≤ 1)
 
@@ -93,7 +93,7 @@ def test_predict_tree_cli_reports_the_tree_and_the_chain(tmp_path):
 
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from specperf.cli.main import app
 
     f = tmp_path / "tree.json"
     f.write_text(json.dumps({"rank_acceptance": P, "source": "test"}))

@@ -8,23 +8,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibration.acceptance_fit import fit_acceptance
-from calibration.cluster import cluster_ci
-from calibration.simulate import clustered_trace, clustered_truth, iid_trace, vllm_short_trace
-from calibration.traces import read_trace
-from perfmodel.latency.bands import BANDS_FILE, load_bands
-from perfmodel.latency.providers import build_provider
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.document import prediction_document
-from perfmodel.specdec.predict import predict
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import resolve_gpu
+from specperf.calibration.acceptance_fit import fit_acceptance
+from specperf.calibration.cluster import cluster_ci
+from specperf.calibration.simulate import clustered_trace, clustered_truth, iid_trace, vllm_short_trace
+from specperf.calibration.traces import read_trace
+from specperf.perfmodel.latency.bands import BANDS_FILE, load_bands
+from specperf.perfmodel.latency.providers import build_provider
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.document import prediction_document
+from specperf.perfmodel.specdec.predict import predict
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import resolve_gpu
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import coverage_check  # noqa: E402
-from perfmodel.data_build import bands as error_bands  # noqa: E402
-from perfmodel.data_build.rebuild import _resolver, error_bands as bands_doc  # noqa: E402
-from perfmodel.shipped import DATA_DIR, EVIDENCE_DIR, load_manifest  # noqa: E402
+from specperf.perfmodel.data_build import bands as error_bands  # noqa: E402
+from specperf.perfmodel.data_build.rebuild import _resolver, error_bands as bands_doc  # noqa: E402
+from specperf.perfmodel.shipped import DATA_DIR, EVIDENCE_DIR, load_manifest  # noqa: E402
 
 
 def _fresh_bands() -> dict:
@@ -36,7 +36,7 @@ def _fresh_bands() -> dict:
 def test_bands_file_is_what_the_script_computes():
     stored = json.loads(BANDS_FILE.read_text())
     fresh = _fresh_bands()
-    assert stored["command"] == "python -m perfmodel.data_build"
+    assert stored["command"] == "python -m specperf.perfmodel.data_build"
     for kind, per in fresh["bands"].items():
         for mode, e in per.items():
             assert stored["bands"][kind][mode]["n"] == e["n"] > 0
@@ -142,7 +142,7 @@ def test_request_column_read_and_mixed_rejected(tmp_path):
 
 
 def test_optimize_win_probabilities():
-    from perfmodel.optimize.run import OptimizeRequest, run
+    from specperf.perfmodel.optimize.run import OptimizeRequest, run
 
     hw = resolve_gpu("h100-sxm")
     prov = build_provider(hw)
@@ -157,9 +157,9 @@ def test_optimize_win_probabilities():
 
 
 def test_alpha_model_interval_includes_stated_uncertainty_and_counting_is_consistent():
-    from perfmodel.optimize.search import make_candidates
-    from perfmodel.optimize.space import assign_acceptance
-    from perfmodel.specdec import alpha_model as am
+    from specperf.perfmodel.optimize.search import make_candidates
+    from specperf.perfmodel.optimize.space import assign_acceptance
+    from specperf.perfmodel.specdec import alpha_model as am
 
     target = resolve_model("llama-65b")
     specs = [resolve_model(n) for n in ("sheared-llama-1.3b", "tinyllama-1.1b", "opt-1.3b")]
@@ -177,7 +177,7 @@ def test_alpha_model_interval_includes_stated_uncertainty_and_counting_is_consis
 
 
 def test_alpha_model_prediction_interval_covers_planted_truth():
-    from perfmodel.specdec import alpha_model as am
+    from specperf.perfmodel.specdec import alpha_model as am
 
     rng = np.random.default_rng(4)
     true = np.array([1.2, 0.2, 0.15])
@@ -196,9 +196,9 @@ def test_alpha_model_prediction_interval_covers_planted_truth():
 
 
 def test_calibrated_provider_carries_its_leave_one_out_band(tmp_path):
-    from calibration.latency_fit import fit_latency
-    from perfmodel.latency.corrected import CorrectedLatency, LatencyCorrection
-    from perfmodel.latency.providers import latency_provider
+    from specperf.calibration.latency_fit import fit_latency
+    from specperf.perfmodel.latency.corrected import CorrectedLatency, LatencyCorrection
+    from specperf.perfmodel.latency.providers import latency_provider
     from test_calibration_latency import write_runs
 
     runs = write_runs(tmp_path / "runs.csv", noise=0.02, seed=5)
@@ -214,7 +214,7 @@ def test_calibrated_provider_carries_its_leave_one_out_band(tmp_path):
 
 
 def test_alpha_model_joint_draws_match_its_interval_and_share_coefficients():
-    from perfmodel.specdec import alpha_model as am
+    from specperf.perfmodel.specdec import alpha_model as am
 
     target = resolve_model("llama-65b")
     specs = [resolve_model(n) for n in ("sheared-llama-1.3b", "tinyllama-1.1b", "opt-1.3b")]
@@ -247,8 +247,8 @@ def test_win_probability_of_two_operator_shapes_is_not_certain(monkeypatch):
     """Two drafts of different, unprofiled shapes with the same exact α: their operator-composed
     errors are almost independent by shape (ρ ≈ 0 under graphs), so which is faster is uncertain
     when their speedups are close; fully shared errors (ρ = 1) would rank them with certainty."""
-    from perfmodel.optimize import confidence as conf
-    from perfmodel.optimize.run import OptimizeRequest, run
+    from specperf.perfmodel.optimize import confidence as conf
+    from specperf.perfmodel.optimize.run import OptimizeRequest, run
 
     hw = resolve_gpu("h200")
     prov = build_provider(hw)
@@ -268,7 +268,7 @@ def test_win_probability_of_two_operator_shapes_is_not_certain(monkeypatch):
 def test_roles_of_one_kind_share_the_draw_but_keep_their_own_band():
     """Draft measured ±2 % and target measured ±77 % (an unbanded tp shard): one standard normal for
     the kind, each role at its own width — not the last role's band for both."""
-    from perfmodel.specdec.uncertainty import Z90, role_factors
+    from specperf.perfmodel.specdec.uncertainty import Z90, role_factors
 
     roles = {"draft": {"kind": "measured", "band": 0.02}, "target": {"kind": "measured", "band": 0.77},
              "overhead": {"kind": "anchored", "band": 0.5}}

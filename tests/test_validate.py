@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cli.main import app
-from profiler.validate import (COLUMNS, TARGETS, abs_error_summary, add_errors, gamma_regret, load_rows,
+from specperf.cli.main import app
+from specperf.profiler.validate import (COLUMNS, TARGETS, abs_error_summary, add_errors, gamma_regret, load_rows,
                                rel_err, save_rows, summarize)
 
 DATA = Path(__file__).resolve().parents[1] / "evidence"
@@ -116,8 +116,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
 
 def _synthetic_profile(path, new_tokens=(1, 2, 3), batches=(1, 2), contexts=(16, 80), overhead=True):
     """A LatencyTable for the tiny shapes with made-up times (for input handling, not accuracy)."""
-    from perfmodel.specs.catalog import resolve_model
-    from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
+    from specperf.perfmodel.specs.catalog import resolve_model
+    from specperf.perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
 
     rows = []
     for name in (TINY, TINY_DRAFT):
@@ -150,7 +150,7 @@ def test_gamma_beyond_the_profile_is_refused(tmp_path):
 
 
 def test_profile_from_another_card_is_refused(tmp_path):
-    from perfmodel.latency.table import LatencyTable
+    from specperf.perfmodel.latency.table import LatencyTable
 
     prof = _synthetic_profile(tmp_path / "p.csv")
     t = LatencyTable.load(prof)
@@ -164,7 +164,7 @@ def test_profile_from_another_card_is_refused(tmp_path):
 def test_out_of_memory_at_a_point_is_skipped_and_recorded(monkeypatch, tmp_path):
     """OOM building one draft: its points are rows with status=skipped and the reason; the rest run."""
     torch = pytest.importorskip("torch")
-    import profiler.validate_run as VR
+    import specperf.profiler.validate_run as VR
 
     real = VR._build
 

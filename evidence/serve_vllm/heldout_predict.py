@@ -22,10 +22,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
 import serve_live as sl  # noqa: E402
 
-from calibration.engine_costs import BurstPoint, LoadPoint, fit_engine_costs, fit_engine_costs_to_loads  # noqa: E402
-from perfmodel.serving.report import WARMUP_FRACTION, _crossing  # noqa: E402
-from perfmodel.serving.sim import EngineConfig, simulate  # noqa: E402
-from perfmodel.serving.step import EngineOverhead, build_step_table  # noqa: E402
+from specperf.calibration.engine_costs import BurstPoint, LoadPoint, fit_engine_costs, fit_engine_costs_to_loads  # noqa: E402
+from specperf.perfmodel.serving.report import WARMUP_FRACTION, _crossing  # noqa: E402
+from specperf.perfmodel.serving.sim import EngineConfig, simulate  # noqa: E402
+from specperf.perfmodel.serving.step import EngineOverhead, build_step_table  # noqa: E402
 
 KEYS = ("throughput_tok_s", "itl_p50_s", "tpot_p50_s", "latency_p50_s")
 PAYS = "latency_p50_s"
@@ -66,11 +66,11 @@ def sim_metrics(tab, reqs: dict, gamma: int, seed: int = 0, every: bool = True) 
 
 
 def tables(profile: Path, models: dict, acc, gamma: int, typical: float) -> dict:
-    from perfmodel.latency.providers import build_provider
-    from perfmodel.serving.proposer import Speculation
-    from perfmodel.specdec.registry import make_method
-    from perfmodel.specs.catalog import resolve_model
-    from perfmodel.specs.hardware import resolve_gpu
+    from specperf.perfmodel.latency.providers import build_provider
+    from specperf.perfmodel.serving.proposer import Speculation
+    from specperf.perfmodel.specdec.registry import make_method
+    from specperf.perfmodel.specs.catalog import resolve_model
+    from specperf.perfmodel.specs.hardware import resolve_gpu
 
     prov = build_provider(resolve_gpu("h100-sxm"), profile=str(profile), allow_gpu_mismatch=True, modes=["eager"])
     tgt = resolve_model(f"{models['target']}/config.json", 4)
@@ -88,7 +88,7 @@ def _med(xs):
 
 
 def predict_and_report(raw: dict, out: Path) -> str:
-    from perfmodel.specdec.acceptance import AcceptanceModel
+    from specperf.perfmodel.specdec.acceptance import AcceptanceModel
 
     a = raw["args"]
     g, mt = a["gamma"], a["max_tokens"]

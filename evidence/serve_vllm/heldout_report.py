@@ -24,7 +24,7 @@ def _unit(key):
 
 
 def _cross(rates, ratio):
-    from perfmodel.serving.report import _crossing
+    from specperf.perfmodel.serving.report import _crossing
 
     return _crossing(list(rates), ratio)
 

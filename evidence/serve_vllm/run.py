@@ -39,7 +39,7 @@ def live_value(load: dict, key: str) -> float | None:
     if key == "throughput_tok_s":
         return load["summary"].get("throughput_tok_s")
     if key == "latency_p50_s":  # client-side, arrival to last chunk, the simulation's warm-up rule
-        from perfmodel.serving.report import WARMUP_FRACTION
+        from specperf.perfmodel.serving.report import WARMUP_FRACTION
 
         reqs = load["requests"]
         lat = sorted(r["done_s"] - r["arrival_s"] for r in reqs[int(WARMUP_FRACTION * len(reqs)):] if "done_s" in r)
@@ -50,7 +50,7 @@ def live_value(load: dict, key: str) -> float | None:
 
 
 def crossing(rates, ratio):
-    from perfmodel.serving.report import _crossing
+    from specperf.perfmodel.serving.report import _crossing
 
     return _crossing(list(rates), ratio)
 
@@ -115,7 +115,7 @@ def predict_all(raw: dict, a, out: Path, rates) -> None:
     r = subprocess.run(acc_cmd, capture_output=True, text=True, cwd=ROOT)
     if r.returncode != 0:
         raise RuntimeError(r.stderr)
-    from perfmodel.specdec.acceptance import AcceptanceModel
+    from specperf.perfmodel.specdec.acceptance import AcceptanceModel
 
     acc = AcceptanceModel.load(str(out / "acceptance.json"))
     raw["acceptance"] = acc.describe()

@@ -58,9 +58,9 @@ def loop_errors(loop_files, compiled_loop=None) -> dict:
 def analytical_errors(profiles, fitted: bool) -> dict:
     """{file name: relative errors} of the analytical model on each profile's layer/lm_head rows:
     with the catalog (datasheet) constants, or with the constants fitted to that profile."""
-    from perfmodel.latency.fit import _groups, _predict
-    from perfmodel.latency.table import LatencyTable
-    from perfmodel.specs.hardware import resolve_gpu
+    from specperf.perfmodel.latency.fit import _groups, _predict
+    from specperf.perfmodel.latency.table import LatencyTable
+    from specperf.perfmodel.specs.hardware import resolve_gpu
 
     errs = {}
     for csv_path in sorted(profiles, key=lambda p: Path(p).name):

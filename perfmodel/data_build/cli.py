@@ -9,12 +9,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from perfmodel.shipped import DATA_DIR, EVIDENCE_DIR
+from specperf.perfmodel.shipped import DATA_DIR, EVIDENCE_DIR
 
 
 def check(data_dir: Path = DATA_DIR, evidence: Path = EVIDENCE_DIR, log=print) -> list[str]:
     """Names of the derived files whose rebuild differs from `data_dir`'s (and their sidecars)."""
-    from perfmodel.data_build.rebuild import rebuild
+    from specperf.perfmodel.data_build.rebuild import rebuild
 
     with tempfile.TemporaryDirectory(prefix="specperf-rebuild-") as tmp:
         written = rebuild(tmp, data_dir, evidence, log=log)
@@ -24,7 +24,7 @@ def check(data_dir: Path = DATA_DIR, evidence: Path = EVIDENCE_DIR, log=print) -
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m perfmodel.data_build",
+    ap = argparse.ArgumentParser(prog="python -m specperf.perfmodel.data_build",
                                  description="Rebuild the derived shipped data from the measured files.")
     ap.add_argument("--out", default=str(DATA_DIR), help="folder to write (default: perfmodel/data itself)")
     ap.add_argument("--evidence", default=str(EVIDENCE_DIR), help="the checkout's evidence/ folder")
@@ -43,8 +43,8 @@ def main(argv=None) -> int:
             print(f"differs: perfmodel/data/{n}")
         print("rebuild reproduces every derived file" if not bad else f"{len(bad)} derived files differ")
         return 1 if bad else 0
-    from perfmodel.data_build.rebuild import rebuild, write_evidence, _resolver
-    from perfmodel.shipped import load_manifest
+    from specperf.perfmodel.data_build.rebuild import rebuild, write_evidence, _resolver
+    from specperf.perfmodel.shipped import load_manifest
 
     out = Path(a.out)
     rebuild(out, DATA_DIR, ev)

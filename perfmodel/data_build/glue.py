@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.latency.operator_fit import fit_all, fit_compiled
-from perfmodel.latency.operator_table import OperatorTable
-from perfmodel.latency.operators import OperatorLatency
-from perfmodel.latency.table import LatencyTable, spec_from_head_shape_key, spec_from_shape_key
-from perfmodel.specs.hardware import GPUS, resolve_gpu
+from specperf.perfmodel.latency.operator_fit import fit_all, fit_compiled
+from specperf.perfmodel.latency.operator_table import OperatorTable
+from specperf.perfmodel.latency.operators import OperatorLatency
+from specperf.perfmodel.latency.table import LatencyTable, spec_from_head_shape_key, spec_from_shape_key
+from specperf.perfmodel.specs.hardware import GPUS, resolve_gpu
 
 DERIVED_KEYS = ("glue", "glue_fit", "glue_fit_compiled", "cross_gpu_band", "cross_gpu_command")
 CROSS_GPU_NAME = "operator, rescaled by datasheet"  # the provider whose band is stored
@@ -87,8 +87,8 @@ def cross_gpu_check(table, src: str, dst: str, dst_profile) -> dict:
     """Errors on `dst_profile`'s tp = 1 layer and LM-head rows (both modes) of `src`'s operator
     table rescaled to `dst`, the same table not rescaled, the analytical model with constants
     fitted from the tables, and the datasheet analytical model."""
-    from perfmodel.latency.analytical import AnalyticalLatency
-    from perfmodel.latency.crossgpu import fit_analytical, rescaled
+    from specperf.perfmodel.latency.analytical import AnalyticalLatency
+    from specperf.perfmodel.latency.crossgpu import fit_analytical, rescaled
 
     same = OperatorLatency(table, GPUS[src])
     hw_fit, _ = fit_analytical(same, GPUS[dst])

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from perfmodel.latency.fit import fit_profile
-from perfmodel.latency.table import LatencyTable, write_meta
-from perfmodel.specs.hardware import GPUS
-from perfmodel.specs.models import SpecError
+from specperf.perfmodel.latency.fit import fit_profile
+from specperf.perfmodel.latency.table import LatencyTable, write_meta
+from specperf.perfmodel.specs.hardware import GPUS
+from specperf.perfmodel.specs.models import SpecError
 
 SAME = ("gpu", "dtype", "torch")  # metadata every merged input must share
 DERIVED_KEYS = ("fit", "fitted")  # what refit writes; stripped before a rebuild

@@ -15,10 +15,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from perfmodel.data_build import bands, glue, profiles, shape_errors
-from perfmodel.shipped import DATA_DIR, EVIDENCE_DIR, MANIFEST, load_manifest
+from specperf.perfmodel.data_build import bands, glue, profiles, shape_errors
+from specperf.perfmodel.shipped import DATA_DIR, EVIDENCE_DIR, MANIFEST, load_manifest
 
-COMMAND = "python -m perfmodel.data_build"  # recorded in every derived part
+COMMAND = "python -m specperf.perfmodel.data_build"  # recorded in every derived part
 EVIDENCE = "evidence/"  # prefix of an evidence file in a build step; a bare name is a shipped file
 DOCS = ("README.md",)  # copied as they are
 
@@ -97,7 +97,7 @@ def operator_rows(spec: dict, res, data_dir: Path) -> list[dict]:
     file, predicted from `data_dir`'s (rebuilt) operator tables and profiles."""
     import csv
 
-    from perfmodel.shipped import find_one
+    from specperf.perfmodel.shipped import find_one
 
     rows = []
     for chk in spec.get("operator_checks", ()):
@@ -125,8 +125,8 @@ def error_bands(spec: dict, res, data_dir: Path) -> dict:
 def reference_rows(spec: dict, res, data_dir: Path) -> list[dict]:
     """{mode, rel_err, _file} of every `reference_checks` entry (independent whole models, graph and
     compiled rows), predicted from `data_dir`'s (rebuilt) operator table of the check's GPU."""
-    from perfmodel.data_build import reference
-    from perfmodel.shipped import find_one
+    from specperf.perfmodel.data_build import reference
+    from specperf.perfmodel.shipped import find_one
 
     rows = []
     for chk in spec.get("reference_checks", ()):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.specs.models import ModelSpec
+from specperf.perfmodel.specs.models import ModelSpec
 
 
 def spec_of(r: dict) -> ModelSpec:
@@ -32,8 +32,8 @@ def read(path) -> list[dict]:
 def predictions(rows, gpu: str, data_dir=None) -> list[dict]:
     """One dict per reference row: its keys, measured_s, predicted_s, error = predicted/measured − 1,
     and the kinds of source that answered."""
-    from perfmodel.latency.providers import DATA, build_provider
-    from perfmodel.specs.hardware import resolve_gpu
+    from specperf.perfmodel.latency.providers import DATA, build_provider
+    from specperf.perfmodel.specs.hardware import resolve_gpu
 
     hw = resolve_gpu(gpu)
     provs, out = {}, []
@@ -53,8 +53,8 @@ def predictions(rows, gpu: str, data_dir=None) -> list[dict]:
 def table_errors(rows, gpu: str, table) -> list[dict]:
     """{mode, rel_err} per reference row, predicted by operator composition from `table` alone (the
     provider that answers every reference shape), so a rebuild into another folder agrees."""
-    from perfmodel.latency.operators import OperatorLatency
-    from perfmodel.specs.hardware import resolve_gpu
+    from specperf.perfmodel.latency.operators import OperatorLatency
+    from specperf.perfmodel.specs.hardware import resolve_gpu
 
     ops = OperatorLatency(table, resolve_gpu(gpu))
     out = []

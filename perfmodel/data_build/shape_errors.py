@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.latency.measured import MeasuredLatency
-from perfmodel.latency.operator_table import OperatorTable
-from perfmodel.latency.operators import OperatorLatency, shipped_operator_table
-from perfmodel.specs.hardware import resolve_gpu
-from perfmodel.specs.models import ModelSpec
+from specperf.perfmodel.latency.measured import MeasuredLatency
+from specperf.perfmodel.latency.operator_table import OperatorTable
+from specperf.perfmodel.latency.operators import OperatorLatency, shipped_operator_table
+from specperf.perfmodel.specs.hardware import resolve_gpu
+from specperf.perfmodel.specs.models import ModelSpec
 
 # name: (n_layers, d_model, n_heads, n_kv_heads, d_ff, vocab) — head dims 64/128, GQA 1..8, FFN 2.5..4
 SHAPES = {
@@ -47,7 +47,7 @@ def report(path: Path, gpu: str = "h200", table: Path | None = None, errors_out:
     """{mode: error summary} of the operator-composed and the pre-operator predictions against
     `path`'s rows (each row gets rel_err and predicted_s; `errors_out` appends them, `errors_modes`
     only those modes). `profile` / `compiled_profile`: the pre-operator tables (default: shipped)."""
-    from perfmodel.latency.providers import shipped_compiled_profile, shipped_profile
+    from specperf.perfmodel.latency.providers import shipped_compiled_profile, shipped_profile
 
     path = Path(path)
     hw = resolve_gpu(gpu)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from perfmodel.specs.families import FAMILIES
-from perfmodel.specs.hardware import HardwareProfile
-from perfmodel.specs.models import ModelSpec
+from specperf.perfmodel.specs.families import FAMILIES
+from specperf.perfmodel.specs.hardware import HardwareProfile
+from specperf.perfmodel.specs.models import ModelSpec
 
 from .base import COMPILED_NOT_MEASURED, MODES, ComponentTimes, answered_as, check_mode, check_tp  # noqa: F401  (re-exported)
 from .bands import band, load_bands

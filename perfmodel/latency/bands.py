@@ -1,5 +1,5 @@
 """Latency error bands by source kind, read from the shipped error_bands.json (manifest role
-error_bands, rebuilt by `python -m perfmodel.data_build` from the project's shipped validation tables; each band records its n and
+error_bands, rebuilt by `python -m specperf.perfmodel.data_build` from the project's shipped validation tables; each band records its n and
 evidence). A band is the relative half-width of a 90 % interval: measured value within
 prediction × (1 ± band) for 90 % of validation points.
 
@@ -13,7 +13,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from perfmodel.shipped import find_one
+from specperf.perfmodel.shipped import find_one
 
 from .source import Provenance, Source
 

@@ -15,8 +15,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from perfmodel.specs.models import ModelSpec, SpecError
-from perfmodel.specs.modes import MODES, answered_as, check_mode  # noqa: F401  (re-exported)
+from specperf.perfmodel.specs.models import ModelSpec, SpecError
+from specperf.perfmodel.specs.modes import MODES, answered_as, check_mode  # noqa: F401  (re-exported)
 
 from .source import Provenance
 

@@ -14,10 +14,10 @@ import dataclasses
 
 import numpy as np
 
-from perfmodel.latency.bands import band
-from perfmodel.latency.base import ComponentTimes, stand_in_forward
-from perfmodel.latency.source import Provenance, Source
-from perfmodel.latency.table import head_shape_key, layer_shape_key
+from specperf.perfmodel.latency.bands import band
+from specperf.perfmodel.latency.base import ComponentTimes, stand_in_forward
+from specperf.perfmodel.latency.source import Provenance, Source
+from specperf.perfmodel.latency.table import head_shape_key, layer_shape_key
 
 
 class OperatorChain:
@@ -148,12 +148,12 @@ def with_operators(base, hw, dtype: str = "fp16", cross_gpu: bool = True):
     """`base` chained with the operator table of `hw`, or — `cross_gpu` and an NVIDIA GPU — with
     CROSS_GPU_SOURCE's table rescaled to `hw` (graph and eager mode only: compiled glue is not carried
     across GPUs); `base` unchanged when neither exists."""
-    from perfmodel.latency.operators import operator_provider, operator_table_for
+    from specperf.perfmodel.latency.operators import operator_provider, operator_table_for
 
     ops = operator_provider(hw, dtype, fallback=base)
     if ops is None and cross_gpu and hw.name != CROSS_GPU_SOURCE and hw.vendor == "nvidia":
-        from perfmodel.latency.crossgpu import rescaled
-        from perfmodel.specs.hardware import GPUS
+        from specperf.perfmodel.latency.crossgpu import rescaled
+        from specperf.perfmodel.specs.hardware import GPUS
 
         found = operator_table_for(CROSS_GPU_SOURCE, dtype)
         if found is not None:

@@ -7,6 +7,17 @@ model (verification and the autoregressive baseline) by k_verify, and adds extra
 per-iteration overhead (γ = 0 included). Key assumption: the factors carry over to models, batches
 and contexts near the calibrated runs; models named in the runs get their role's factor, others get
 the factor of the role the wrapper was built for (`for_draft()` gives the draft-side wrapper).
+
+Optional host terms (an entry's extra keys; absent = 0), each a measured or calibrated quantity of a
+client's host software rather than a scale on the GPU's times (issue 29):
+- `host_per_layer_s`, `host_per_forward_s`: added to every forward (per decoder layer executed, per
+  forward call), after the k scaling: an eager Python client's module and call overheads (HF
+  transformers: `studies/miniature/host_overheads.py`). A catch-up's extra token costs none of it.
+- `host_per_iteration_s`: added to the overhead at γ > 0 only (an assisted-generation loop's own
+  per-iteration work; the target alone decodes without it).
+- `bookkeeping_s` {γ: seconds}: a loop's measured per-iteration cost outside its forwards, which
+  replaces the provider's overhead row (it contains the argmax/compare/sync that row times);
+  linear in γ between the measured γ, the nearest measured value outside them.
 """
 from __future__ import annotations
 
@@ -16,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.latency.base import ComponentTimes
-from perfmodel.specs.models import SpecError, read_json
-from perfmodel.specs.safeio import write_json
+from specperf.perfmodel.latency.base import ComponentTimes
+from specperf.perfmodel.specs.models import SpecError, read_json
+from specperf.perfmodel.specs.safeio import write_json
 
 KIND = "specperf latency correction"
 SCHEMA_VERSION = 1
@@ -78,6 +89,9 @@ class LatencyCorrection:
                                      extra={k: v for k, v in e.items() if k not in known})
             except (KeyError, TypeError, ValueError) as exc:
                 raise SpecError(f"calibration file {source}: entry {i} is malformed ({exc!r})") from None
+            bad = _bad_host_terms(ce.extra)
+            if bad:
+                raise SpecError(f"calibration file {source}: entry {i} {bad}")
             if not (np.isfinite(ce.k_draft) and np.isfinite(ce.k_verify) and ce.k_draft > 0 and ce.k_verify > 0
                     and np.isfinite(ce.extra_overhead_s)):
                 raise SpecError(f"calibration file {source}: entry {i} has k_draft={ce.k_draft}, "
@@ -89,6 +103,33 @@ class LatencyCorrection:
     @classmethod
     def load(cls, path) -> "LatencyCorrection":
         return cls.from_dict(read_json(path, "calibration file"), source=str(Path(path)))
+
+
+HOST_TERMS = ("host_per_layer_s", "host_per_forward_s", "host_per_iteration_s")
+
+
+def _bad_host_terms(extra: dict) -> str:
+    """'' when the optional host terms are well formed, else what is wrong (one clause)."""
+    for k in HOST_TERMS:
+        if k in extra:
+            v = extra[k]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
+                return f"has {k}={v!r}; a host term must be a finite number ≥ 0 (seconds)"
+    if "bookkeeping_s" in extra:
+        t = extra["bookkeeping_s"]
+        try:
+            items = [(float(g), float(v)) for g, v in dict(t).items()]
+        except (TypeError, ValueError):
+            return f"has bookkeeping_s={t!r}; it must map γ to seconds"
+        if not items or any(not (np.isfinite(g) and np.isfinite(v)) or g < 0 or v < 0 for g, v in items):
+            return f"has bookkeeping_s={t!r}; γ and seconds must be finite and ≥ 0, at least one"
+    return ""
+
+
+def _bookkeeping(table: dict, gamma):
+    """The measured bookkeeping at γ: linear between measured γ, the nearest value outside them."""
+    ks = sorted((float(g), float(v)) for g, v in table.items())
+    return np.interp(np.asarray(gamma, dtype=float), [k for k, _ in ks], [v for _, v in ks])
 
 
 def _banded(prov, band: float | None):
@@ -128,7 +169,16 @@ class CorrectedLatency:
     def forward(self, spec, batch, new_tokens, context, tp=1, mode="graph") -> ComponentTimes:
         ft = self.base.forward(spec, batch, new_tokens, context, tp, mode)
         k, note = self.factor(spec, mode)
-        return _scale(ft, k, note, self._band(mode))
+        out = _scale(ft, k, note, self._band(mode))
+        e = self.correction.entry(self.gpu, mode)
+        hl, hf = (0.0, 0.0) if e is None else (float(e.extra.get("host_per_layer_s", 0.0)),
+                                                float(e.extra.get("host_per_forward_s", 0.0)))
+        if hl or hf:
+            note = f"+ host {hl * 1e3:.4g} ms/layer, {hf * 1e3:.4g} ms/forward ({self.correction.source})"
+            src = {key: (v.with_note(note) if key in ("layer", "lm_head") else v) for key, v in out.sources.items()}
+            out = ComponentTimes(layer_s=np.asarray(out.layer_s) + hl, allreduce_s=out.allreduce_s,
+                                 lm_head_s=np.asarray(out.lm_head_s) + hf, n_layers=out.n_layers, sources=src)
+        return out
 
     def _band(self, mode: str) -> float | None:
         e = self.correction.entry(self.gpu, mode)
@@ -139,6 +189,16 @@ class CorrectedLatency:
         e = self.correction.entry(self.gpu, mode)
         if e is None:
             return ov, src
+        notes = []
+        if "bookkeeping_s" in e.extra:  # measured loop bookkeeping replaces the provider's overhead row
+            ov = np.asarray(ov) * 0.0 + _bookkeeping(e.extra["bookkeeping_s"], gamma)
+            notes.append("measured loop bookkeeping (replaces the overhead row)")
+        hi = float(e.extra.get("host_per_iteration_s", 0.0))
+        if hi:
+            ov = np.asarray(ov) + hi * (np.asarray(gamma) > 0)
+            notes.append(f"+ host {hi * 1e3:.4g} ms/iteration at γ > 0")
+        for n in notes:
+            src = src.with_note(n)
         return ov + e.extra_overhead_s, _banded(src.with_note(f"+ calibrated {e.extra_overhead_s * 1e3:.4g} ms"),
                                                 e.extra.get("loo_band"))
 

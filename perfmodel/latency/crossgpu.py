@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from perfmodel.latency.operators import AXES, OperatorLatency, work
-from perfmodel.latency.source import Provenance
-from perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
-from perfmodel.specs.models import ModelSpec
+from specperf.perfmodel.latency.operators import AXES, OperatorLatency, work
+from specperf.perfmodel.latency.source import Provenance
+from specperf.perfmodel.latency.table import LatencyTable, head_shape_key, layer_shape_key
+from specperf.perfmodel.specs.models import ModelSpec
 
 
 def rescaled(src_path, src_hw, dst_hw, dtype: str = "fp16", fallback=None,
@@ -86,7 +86,7 @@ def fit_analytical(prov: OperatorLatency, dst_hw):
     """`dst_hw` with the analytical model's efficiencies and kernel floors fitted (perfmodel.latency.fit)
     to layers composed from `prov`'s operator table — the constants of that architecture — applied
     to `dst_hw`'s datasheet rates. Returns (HardwareProfile, fit stats)."""
-    from perfmodel.latency.fit import PARAMS, fit_profile
+    from specperf.perfmodel.latency.fit import PARAMS, fit_profile
 
     hw, stats = fit_profile(teaching_table(prov, prov.hw.name), prov.hw)
     return dst_hw.replace(**{k: getattr(hw, k) for k in PARAMS}), stats

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from perfmodel.specs.families import FAMILIES
-from perfmodel.specs.hardware import GPUS, HardwareProfile
-from perfmodel.latency.analytical import AnalyticalLatency
-from perfmodel.latency.table import DTYPE_BYTES, LatencyTable, spec_from_head_shape_key, spec_from_shape_key
+from specperf.perfmodel.specs.families import FAMILIES
+from specperf.perfmodel.specs.hardware import GPUS, HardwareProfile
+from specperf.perfmodel.latency.analytical import AnalyticalLatency
+from specperf.perfmodel.latency.table import DTYPE_BYTES, LatencyTable, spec_from_head_shape_key, spec_from_shape_key
 
 PARAMS = ("matmul_efficiency", "bandwidth_efficiency", "kernel_floor_eager_s", "kernel_floor_graph_s")
 BOUNDS = {"matmul_efficiency": (0.02, 1.0), "bandwidth_efficiency": (0.05, 1.0),

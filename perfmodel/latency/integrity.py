@@ -17,15 +17,15 @@ import csv
 import math
 from pathlib import Path
 
-from perfmodel.specs.models import SpecError
-from perfmodel.specs.safeio import MAX_JSON_BYTES, loads_json, read_text, text_stream
+from specperf.perfmodel.specs.models import SpecError
+from specperf.perfmodel.specs.safeio import MAX_JSON_BYTES, loads_json, read_text, text_stream
 
 KEY = ("gpu", "shape", "head_shape", "component", "mode", "dtype", "tp", "batch", "new_tokens", "context")
 
 
 def check_profile(path: str | Path, gpu: str | None = None, allow_gpu_mismatch: bool = False) -> int:
     """Number of ok rows in the profile at `path`; a one-line SpecError on the first problem."""
-    from perfmodel.latency.table import COLUMNS, SCHEMA_VERSION
+    from specperf.perfmodel.latency.table import COLUMNS, SCHEMA_VERSION
 
     p = Path(path)
     name = str(p)

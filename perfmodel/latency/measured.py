@@ -20,15 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.specs.hardware import GPUS, HardwareProfile
-from perfmodel.latency.analytical import AnalyticalLatency
-from perfmodel.latency.base import (SAMPLER_NOT_COMPILED, ComponentTimes, check_mode as _check_mode, check_tp,
+from specperf.perfmodel.specs.hardware import GPUS, HardwareProfile
+from specperf.perfmodel.latency.analytical import AnalyticalLatency
+from specperf.perfmodel.latency.base import (SAMPLER_NOT_COMPILED, ComponentTimes, check_mode as _check_mode, check_tp,
                                     stand_in_forward)
-from perfmodel.latency.bands import band, load_bands
-from perfmodel.latency.source import NONE_TP1, Provenance, Source
-from perfmodel.specs.models import ModelSpec, read_json
-from perfmodel.specs.safeio import text_stream
-from perfmodel.latency.table import DTYPE_BYTES, SCHEMA_VERSION, LatencyTable, head_shape_key, layer_shape_key
+from specperf.perfmodel.latency.bands import band, load_bands
+from specperf.perfmodel.latency.source import NONE_TP1, Provenance, Source
+from specperf.perfmodel.specs.models import ModelSpec, read_json
+from specperf.perfmodel.specs.safeio import text_stream
+from specperf.perfmodel.latency.table import DTYPE_BYTES, SCHEMA_VERSION, LatencyTable, head_shape_key, layer_shape_key
 
 MEASURED, INTERP, FITTED, ANCHORED = 0, 1, 2, 3
 _KIND = {MEASURED: "measured", INTERP: "interpolated", FITTED: "fitted", ANCHORED: "anchored"}
@@ -167,7 +167,7 @@ class MeasuredLatency:
         """A note when the grid rows answering `coords` break physical consistency
         (perfmodel.latency.integrity.consistency_flags: time falling as batch, new tokens or context
         grow, or a tp shard slower than the smaller tp's), else None."""
-        from perfmodel.latency.integrity import consistency_flags, describe_flags
+        from specperf.perfmodel.latency.integrity import consistency_flags, describe_flags
 
         k = (component, key, tp, mode, by)
         if k not in self._flags:
@@ -205,7 +205,7 @@ class MeasuredLatency:
             if fitted:
                 hw = base.replace(**{k: float(v) for k, v in fitted.items() if hasattr(base, k)})
             else:
-                from perfmodel.latency.fit import fit_profile
+                from specperf.perfmodel.latency.fit import fit_profile
 
                 hw, _ = fit_profile(self.table, base)
             self._fallback = AnalyticalLatency(hw)

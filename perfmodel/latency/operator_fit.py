@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from perfmodel.latency.table import spec_from_head_shape_key, spec_from_shape_key
+from specperf.perfmodel.latency.table import spec_from_head_shape_key, spec_from_shape_key
 
 
 
@@ -49,7 +49,7 @@ def _sums(prov, rows, component):
 
 def _compiled_terms(prov, rows, component):
     """(X [rows × terms+1], t, group): OperatorLatency.compiled_terms of each row, plus a constant."""
-    from perfmodel.latency.operators import COMPILED_TERMS
+    from specperf.perfmodel.latency.operators import COMPILED_TERMS
 
     X, t, grp = [], [], []
     for key, rs, ops in _by_shape(prov, rows, component):
@@ -65,7 +65,7 @@ def _compiled_terms(prov, rows, component):
 def _fit_compiled(X, t):
     """Least squares on relative error; a term whose coefficient comes out negative (or that is zero
     on every row, as attention is for a head) is dropped and the rest refitted."""
-    from perfmodel.latency.operators import COMPILED_TERMS
+    from specperf.perfmodel.latency.operators import COMPILED_TERMS
 
     names = [f"{k}_factor" for k in COMPILED_TERMS] + ["const_s"]
     use = [i for i in range(X.shape[1]) if np.any(X[:, i] != 0)]
@@ -80,7 +80,7 @@ def _fit_compiled(X, t):
 
 
 def _pred_compiled(p, X):
-    from perfmodel.latency.operators import COMPILED_TERMS
+    from specperf.perfmodel.latency.operators import COMPILED_TERMS
 
     return X @ np.array([p[f"{k}_factor"] for k in COMPILED_TERMS] + [p["const_s"]])
 

@@ -21,9 +21,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from perfmodel.latency.table import RowTable, write_meta, write_rows_csv
-from perfmodel.specs.models import SpecError
-from perfmodel.specs.safeio import text_stream
+from specperf.perfmodel.latency.table import RowTable, write_meta, write_rows_csv
+from specperf.perfmodel.specs.models import SpecError
+from specperf.perfmodel.specs.safeio import text_stream
 
 SCHEMA_VERSION = 1
 OPS = ("gemm", "gemm_bias", "attention", "attention_gqa", "attention_verify", "rmsnorm", "layernorm", "add", "silu_mul",

@@ -26,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.latency.analytical import _check_mode, check_tp
-from perfmodel.latency.base import ComponentTimes
-from perfmodel.latency.source import NONE_TP1, Provenance
-from perfmodel.latency.opgrid import OpGrid
-from perfmodel.latency.operator_table import AXES, OperatorTable
-from perfmodel.shipped import find_one
-from perfmodel.specs.models import ModelSpec, SpecError
+from specperf.perfmodel.latency.analytical import _check_mode, check_tp
+from specperf.perfmodel.latency.base import ComponentTimes
+from specperf.perfmodel.latency.source import NONE_TP1, Provenance
+from specperf.perfmodel.latency.opgrid import OpGrid
+from specperf.perfmodel.latency.operator_table import AXES, OperatorTable
+from specperf.perfmodel.shipped import find_one
+from specperf.perfmodel.specs.models import ModelSpec, SpecError
 
 KV_ALIGN = 16  # as profiler.blocks: attention sees the cache rounded up to 16 keys
 KIND = "operator"
@@ -129,7 +129,7 @@ class OperatorLatency:
     @property
     def fallback(self):
         if self._fallback is None:  # build_provider passes the GPU's measured provider instead
-            from perfmodel.latency.analytical import AnalyticalLatency
+            from specperf.perfmodel.latency.analytical import AnalyticalLatency
 
             self._fallback = AnalyticalLatency(self.hw)
         return self._fallback
@@ -341,7 +341,7 @@ class OperatorLatency:
     def provenance(self, mode: str) -> Provenance:
         """kind 'operator', this table, and the 90 % error band measured on unseen whole models
         (scripts/shape_check.py → scripts/error_bands.py --operator-check) when there is one."""
-        from perfmodel.latency.bands import band as kind_band
+        from specperf.perfmodel.latency.bands import band as kind_band
 
         band = kind_band("operator", mode)  # perfmodel/data/error_bands.json (scripts/error_bands.py)
         band = band if band is not None else self.table.meta.get("band", {}).get(mode)

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.latency.analytical import AnalyticalLatency
-from perfmodel.latency.base import ALLREDUCE_NOT_COMPILED, ComponentTimes, LatencyProvider
-from perfmodel.latency.measured import MeasuredLatency
-from perfmodel.latency.tp_provider import TPMeasuredLatency, shipped_curves, shipped_tp_tables
-from perfmodel.shipped import DATA_DIR, find, find_one
-from perfmodel.specs.hardware import HardwareProfile
-from perfmodel.specs.models import SpecError
+from specperf.perfmodel.latency.analytical import AnalyticalLatency
+from specperf.perfmodel.latency.base import ALLREDUCE_NOT_COMPILED, ComponentTimes, LatencyProvider
+from specperf.perfmodel.latency.measured import MeasuredLatency
+from specperf.perfmodel.latency.tp_provider import TPMeasuredLatency, shipped_curves, shipped_tp_tables
+from specperf.perfmodel.shipped import DATA_DIR, find, find_one
+from specperf.perfmodel.specs.hardware import HardwareProfile
+from specperf.perfmodel.specs.models import SpecError
 
 DATA = DATA_DIR
 
@@ -99,14 +99,14 @@ def build_provider(hw: HardwareProfile, profile: str | None = None, analytical: 
     perfmodel.latency.integrity.check_profile first (its GPU must be `hw` unless allow_gpu_mismatch)."""
     if analytical and profile is not None:
         raise SpecError(f"--analytical ignores profiles, but profile={str(profile)!r} was given; drop one")
-    from perfmodel.latency.chain import OperatorChain, with_operators
+    from specperf.perfmodel.latency.chain import OperatorChain, with_operators
 
     if profile is not None:
         if Path(profile).is_dir():
             raise SpecError(f"profile {str(profile)!r} is a directory; give a LatencyTable CSV file")
         if not Path(profile).is_file():
             raise SpecError(f"profile {str(profile)!r} does not exist")
-        from perfmodel.latency.integrity import check_profile
+        from specperf.perfmodel.latency.integrity import check_profile
 
         check_profile(profile, hw.name, allow_gpu_mismatch)
         base: LatencyProvider = MeasuredLatency(profile, hw)
@@ -126,7 +126,7 @@ def build_provider(hw: HardwareProfile, profile: str | None = None, analytical: 
         prov = CompiledSplit(prov, base)
     if calibration is None:
         return Providers(prov, prov)
-    from perfmodel.latency.corrected import apply_correction
+    from specperf.perfmodel.latency.corrected import apply_correction
 
     target, draft = apply_correction(prov, calibration, hw.name, list(modes), hint)
     return Providers(target, draft)

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.specs.families import traits
-from perfmodel.specs.safeio import atomic_open, atomic_write, text_stream
-from perfmodel.specs.models import ModelSpec, SpecError, read_json
+from specperf.perfmodel.specs.families import traits
+from specperf.perfmodel.specs.safeio import atomic_open, atomic_write, text_stream
+from specperf.perfmodel.specs.models import ModelSpec, SpecError, read_json
 
 SCHEMA_VERSION = 1
 COMPONENTS = ("layer", "lm_head", "embed", "overhead", "allreduce")
-from perfmodel.specs.modes import MODES  # noqa: E402  (the one definition)
+from specperf.perfmodel.specs.modes import MODES  # noqa: E402  (the one definition)
 COLUMNS = ("gpu", "model", "shape", "head_shape", "component", "mode", "dtype", "tp", "batch",
            "new_tokens", "context", "median_s", "p10_s", "p90_s", "repeats", "status", "reason")
 _INT_COLS = ("tp", "batch", "new_tokens", "context", "repeats")

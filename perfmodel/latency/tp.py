@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.specs.models import ModelSpec, SpecError, read_json
-from perfmodel.specs.safeio import atomic_open, atomic_write
-from perfmodel.latency.table import LatencyTable, read_csv
+from specperf.perfmodel.specs.models import ModelSpec, SpecError, read_json
+from specperf.perfmodel.specs.safeio import atomic_open, atomic_write
+from specperf.perfmodel.latency.table import LatencyTable, read_csv
 
 CURVE_COLUMNS = ("gpu", "tp", "mode", "dtype", "size_bytes", "median_s", "p10_s", "p90_s", "repeats",
                  "status", "reason")

@@ -12,12 +12,12 @@ import csv
 
 import numpy as np
 
-from perfmodel.latency.measured import MeasuredLatency
-from perfmodel.latency.table import LatencyTable
-from perfmodel.latency.tp import AllreduceModel, load_curves
-from perfmodel.shipped import EVIDENCE_DIR, find, find_one
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.specs.hardware import GPUS
+from specperf.perfmodel.latency.measured import MeasuredLatency
+from specperf.perfmodel.latency.table import LatencyTable
+from specperf.perfmodel.latency.tp import AllreduceModel, load_curves
+from specperf.perfmodel.shipped import EVIDENCE_DIR, find, find_one
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.specs.hardware import GPUS
 
 
 def _shipped(role: str, gpu: str, tp: int):

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.latency.bands import band
-from perfmodel.latency.source import Provenance
-from perfmodel.latency.tp import AllreduceModel, load_curves
-from perfmodel.shipped import DATA_DIR, find
-from perfmodel.specs.models import ModelSpec
+from specperf.perfmodel.latency.bands import band
+from specperf.perfmodel.latency.source import Provenance
+from specperf.perfmodel.latency.tp import AllreduceModel, load_curves
+from specperf.perfmodel.shipped import DATA_DIR, find
+from specperf.perfmodel.specs.models import ModelSpec
 
 def shipped_curves(gpu: str, data_dir: str = str(DATA_DIR)) -> tuple:
     """Every all-reduce curve shipped for `gpu` (manifest role allreduce)."""

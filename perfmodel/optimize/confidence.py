@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.uncertainty import (N_DRAWS, Z90, alpha_draws, fallback_band, kind_factors, role_band,
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.uncertainty import (N_DRAWS, Z90, alpha_draws, fallback_band, kind_factors, role_band,
                                            role_factors, shared_fraction, tokens_from_draws)
 
 NEAR_TIE = 0.9
@@ -41,7 +41,7 @@ def _model_draws(res, idx, n: int, rng) -> dict:
     own = [i for i in idx if acc.kind(i) == acc.model.kind and i not in acc.per_position]
     if not own:
         return {}
-    from perfmodel.specdec.alpha_model import ALPHA_CLIP, expit
+    from specperf.perfmodel.specdec.alpha_model import ALPHA_CLIP, expit
 
     a = np.clip(expit(acc.model.sample_logits(acc.model_x[own], n, rng)), 0.0, ALPHA_CLIP[1])
     gmax = int(np.max(res.gammas))

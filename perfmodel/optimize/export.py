@@ -18,8 +18,8 @@ import re
 import shlex
 from pathlib import Path
 
-from perfmodel.specs.models import ModelSpec, SpecError
-from perfmodel.specs.safeio import atomic_write
+from specperf.perfmodel.specs.models import ModelSpec, SpecError
+from specperf.perfmodel.specs.safeio import atomic_write
 
 ENGINES = ("vllm", "sglang", "hf")
 # vLLM draft-model speculative decoding: speculative_config keys model, num_speculative_tokens, method

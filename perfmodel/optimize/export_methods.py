@@ -20,9 +20,9 @@ from __future__ import annotations
 import json
 import shlex
 
-from perfmodel.optimize.export import (HF_CONFIG_DOC, PLACEHOLDER, SGLANG_DOC, VLLM_API_DOC, _comment, _quote_pairs,
+from specperf.perfmodel.optimize.export import (HF_CONFIG_DOC, PLACEHOLDER, SGLANG_DOC, VLLM_API_DOC, _comment, _quote_pairs,
                                        _safe_value, check_engine, checkpoint)
-from perfmodel.specs.models import ModelSpec, SpecError
+from specperf.perfmodel.specs.models import ModelSpec, SpecError
 
 VLLM_SPEC_DOC = "https://docs.vllm.ai/en/latest/features/speculative_decoding/"
 
@@ -96,7 +96,7 @@ def export_method(engine: str, target: ModelSpec, target_origin: str, method, ga
 
 def _supporting(engine: str) -> str:
     """Registered methods (other than the draft model) with settings for `engine`."""
-    from perfmodel.specdec.registry import METHODS, make_method
+    from specperf.perfmodel.specdec.registry import METHODS, make_method
 
     return ", ".join(k for k in METHODS if k != "draft_model" and make_method(k).engine_config(None, 1, 1).get(engine))
 

@@ -35,7 +35,7 @@ METHODS_WITH_MODEL = ("draft_model",)  # a checkpoint path is required; with_mod
 def with_model() -> tuple:
     """vLLM method names that need a checkpoint: the draft model and every registered method whose
     engine_config says needs_checkpoint (read from perfmodel.specdec.registry, so a new method adds none here)."""
-    from perfmodel.specdec.registry import METHODS, make_method
+    from specperf.perfmodel.specdec.registry import METHODS, make_method
 
     out = list(METHODS_WITH_MODEL)
     for k in METHODS:

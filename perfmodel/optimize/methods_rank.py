@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from perfmodel.specdec.head_alpha import is_prior
-from perfmodel.specdec.uncertainty import (LEVEL, N_DRAWS, alpha_draws, fallback_band, kind_factors, role_band,
+from specperf.perfmodel.specdec.head_alpha import is_prior
+from specperf.perfmodel.specdec.uncertainty import (LEVEL, N_DRAWS, alpha_draws, fallback_band, kind_factors, role_band,
                                            role_factors, tokens_from_draws, tree_draws)
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from perfmodel.optimize.search import speedup_curve
-from perfmodel.optimize.report import OptimizeResult, describe_candidate
+from specperf.perfmodel.optimize.search import speedup_curve
+from specperf.perfmodel.optimize.report import OptimizeResult, describe_candidate
 
 
 def _geomean(s: np.ndarray) -> np.ndarray:

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perfmodel.optimize.confidence import confidence
-from perfmodel.optimize.search import Candidates, ModeCosts, cell_details, mode_costs, search, speedup_curve, target_feasible
-from perfmodel.optimize.space import Acceptance, match
-from perfmodel.specdec.maths import tokens_per_iteration
-from perfmodel.specs.models import ModelSpec, SpecError
+from specperf.perfmodel.optimize.confidence import confidence
+from specperf.perfmodel.optimize.search import Candidates, ModeCosts, cell_details, mode_costs, search, speedup_curve, target_feasible
+from specperf.perfmodel.optimize.space import Acceptance, match
+from specperf.perfmodel.specdec.maths import tokens_per_iteration
+from specperf.perfmodel.specs.models import ModelSpec, SpecError
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class OptimizeResult:
     def memory_needed_bytes(self, i: int, batch: int, context: int, gamma: int) -> float:
         """Bytes on the GPU holding target shard 0 and the draft (co-located, as vLLM places a
         draft with draft_tensor_parallel_size=1): weights + KV cache for context + γ + 1 tokens."""
-        from perfmodel.specs.memory import memory_needed_bytes
+        from specperf.perfmodel.specs.memory import memory_needed_bytes
 
         return memory_needed_bytes(self.target, self.cands.spec(i), self.tp, batch, context, max(gamma, 1))
 

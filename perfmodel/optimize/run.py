@@ -11,15 +11,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perfmodel.specdec import alpha_model as am
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specs.catalog import resolve_model
-from perfmodel.optimize.export import check_engine, export_config
-from perfmodel.optimize.search import make_candidates
-from perfmodel.optimize.policy import mode_comparison, policy, policy_draft
-from perfmodel.optimize.report import find_candidate, optimize, ranking
-from perfmodel.optimize.space import LLAMA_FFN_RATIO, assign_acceptance, design_space
-from perfmodel.specs.models import SpecError
+from specperf.perfmodel.specdec import alpha_model as am
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specs.catalog import resolve_model
+from specperf.perfmodel.optimize.export import check_engine, export_config
+from specperf.perfmodel.optimize.search import make_candidates
+from specperf.perfmodel.optimize.policy import mode_comparison, policy, policy_draft
+from specperf.perfmodel.optimize.report import find_candidate, optimize, ranking
+from specperf.perfmodel.optimize.space import LLAMA_FFN_RATIO, assign_acceptance, design_space
+from specperf.perfmodel.specs.models import SpecError
 
 
 @dataclass
@@ -61,7 +61,7 @@ def _origin(text: str) -> str:
 
 def _acceptance_inputs(req: OptimizeRequest):
     out = []
-    from perfmodel.optimize.run_methods import split_acceptance
+    from specperf.perfmodel.optimize.run_methods import split_acceptance
 
     for name, path in split_acceptance(req.acceptance)[0]:
         acc = AcceptanceModel.load(path)
@@ -148,7 +148,7 @@ def run(req: OptimizeRequest, provider, draft_provider=None) -> dict:
 
 
 def _methods(req: OptimizeRequest, target, res, pol_idx: dict, provider, draft_provider) -> dict:
-    from perfmodel.optimize.run_methods import methods_section, split_acceptance
+    from specperf.perfmodel.optimize.run_methods import methods_section, split_acceptance
 
     sec = methods_section(req, target, res, split_acceptance(req.acceptance)[1], pol_idx, provider, draft_provider)
     ents = sec.pop("_entries")
@@ -173,8 +173,8 @@ def _methods_only(req: OptimizeRequest, target, provider, draft_provider) -> dic
 
 
 def _export_method(req: OptimizeRequest, target, sec: dict, method) -> dict:
-    from perfmodel.optimize.export_methods import export_method
-    from perfmodel.optimize.run_methods import batch_schedule
+    from specperf.perfmodel.optimize.export_methods import export_method
+    from specperf.perfmodel.optimize.run_methods import batch_schedule
 
     sched = batch_schedule(sec["schedule"])
     best = [g for _, _, g in sched if g > 0]
@@ -212,7 +212,7 @@ def _export(req: OptimizeRequest, res, target, policies: list[dict], pol_idx: di
                         "(--policy-draft) or pass --allow-tokenizer-mismatch", value=draft.vocab,
                         allowed=f"vocab {target.vocab}")
     target_origin = _origin(req.target)
-    from perfmodel.optimize.run_methods import batch_schedule
+    from specperf.perfmodel.optimize.run_methods import batch_schedule
 
     sched = batch_schedule([{"batch": c["batch"], "context": c["context"], "gamma": c["gamma"],
                              "verdict": c["advice"]} for c in pol["cells"]])

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from perfmodel.optimize.confidence import _acceptance
-from perfmodel.optimize.methods_rank import rank_methods
-from perfmodel.specdec.acceptance import AcceptanceModel, check_alpha
-from perfmodel.specdec.head_alpha import published_acceptance
-from perfmodel.specdec.registry import ALIASES, METHODS, make_method
-from perfmodel.specs.models import SpecError
+from specperf.perfmodel.optimize.confidence import _acceptance
+from specperf.perfmodel.optimize.methods_rank import rank_methods
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel, check_alpha
+from specperf.perfmodel.specdec.head_alpha import published_acceptance
+from specperf.perfmodel.specdec.registry import ALIASES, METHODS, make_method
+from specperf.perfmodel.specs.models import SpecError
 
 
 def split_acceptance(items: list) -> tuple[list, dict]:
@@ -79,7 +79,7 @@ def entries(req, res, files: dict, pol_idx: dict, draft_catchup: bool) -> list[d
     if not out:
         raise SpecError("--method lists no method to rank")
     if getattr(req, "tree", None):  # the same proposers drafting Sequoia trees (γ = tree tokens)
-        from perfmodel.specdec.tree_method import TokenTree
+        from specperf.perfmodel.specdec.tree_method import TokenTree
 
         out += [{"label": f"{e['label']} (tree)", "method": TokenTree(e["method"], req.tree, req.tree_depth, req.tree_n),
                  "acceptance": e["acceptance"]} for e in list(out) if hasattr(e["method"], "step_s")]

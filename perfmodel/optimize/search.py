@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perfmodel.latency.source import Provenance
-from perfmodel.specdec.maths import draft_context, speedup
-from perfmodel.specdec.methods import chain_proposal_s, iteration_time_s, target_costs
+from specperf.perfmodel.latency.source import Provenance
+from specperf.perfmodel.specdec.maths import draft_context, speedup
+from specperf.perfmodel.specdec.methods import chain_proposal_s, iteration_time_s, target_costs
 
-from perfmodel.specs.models import ModelSpec, SpecError
+from specperf.perfmodel.specs.models import ModelSpec, SpecError
 
 CHUNK = 4096  # candidates per block: keeps the (chunk, batch, context, γ) work array cache-sized
 

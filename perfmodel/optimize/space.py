@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.alpha_model import AlphaModel, features, param_count
-from perfmodel.optimize.search import Candidates, shape_key
-from perfmodel.specdec.maths import tokens_per_iteration
-from perfmodel.specs.models import ModelSpec, SpecError
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.alpha_model import AlphaModel, features, param_count
+from specperf.perfmodel.optimize.search import Candidates, shape_key
+from specperf.perfmodel.specdec.maths import tokens_per_iteration
+from specperf.perfmodel.specs.models import ModelSpec, SpecError
 
 LLAMA_FFN_RATIO = 11008 / 4096  # 2.6875: LLaMA-7B config.json (intermediate_size / hidden_size)
 FFN_MULTIPLE = 256  # LLaMA rounds intermediate_size to a multiple of 256 (Meta llama model.py)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.maths import simulate_tokens_per_iteration
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.maths import simulate_tokens_per_iteration
 
 
 def max_band(sources: dict, prefix: str = "") -> float:

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perfmodel.serving.sim import EngineConfig, SimResult, simulate
-from perfmodel.serving.step import StepTable
-from perfmodel.serving.workload import Workload
+from specperf.perfmodel.serving.sim import EngineConfig, SimResult, simulate
+from specperf.perfmodel.serving.step import StepTable
+from specperf.perfmodel.serving.workload import Workload
 
 WARMUP_FRACTION = 0.1  # first requests left out of latency percentiles (the engine starts empty)
 SATURATED_BELOW = 0.9  # served/offered request rate under which a load is reported as saturated
@@ -124,7 +124,7 @@ def sweep(off: StepTable, spec: StepTable | None, workload: Workload, loads, gam
         return metrics(simulate(reqs, table, engine, sched, users=u, seed=seed), slo, u is None)
 
     if kind == "users" and max(loads) > workload.n_requests:
-        from perfmodel.specs.errors import InputError
+        from specperf.perfmodel.specs.errors import InputError
 
         raise InputError(f"users={int(max(loads))} is not allowed with requests={workload.n_requests}; "
                          "give at least as many requests as users", value=int(max(loads)),

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perfmodel.serving.proposer import Speculation
-from perfmodel.serving.report import Slo, sweep
-from perfmodel.serving.sim import EngineConfig
-from perfmodel.serving.step import EngineOverhead, build_step_table
-from perfmodel.serving.workload import LengthDist, Workload, parse_length, read_trace
-from perfmodel.specs.errors import InputError
+from specperf.perfmodel.serving.proposer import Speculation
+from specperf.perfmodel.serving.report import Slo, sweep
+from specperf.perfmodel.serving.sim import EngineConfig
+from specperf.perfmodel.serving.step import EngineOverhead, build_step_table
+from specperf.perfmodel.serving.workload import LengthDist, Workload, parse_length, read_trace
+from specperf.perfmodel.specs.errors import InputError
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ class ServeRequest:
 
 
 def _acceptance(alpha, path):
-    from perfmodel.specdec.acceptance import AcceptanceModel, check_alpha
+    from specperf.perfmodel.specdec.acceptance import AcceptanceModel, check_alpha
 
     if path is not None:
         if alpha is not None:
@@ -84,13 +84,13 @@ def default_rates(off, prompt: LengthDist, output: LengthDist, engine: EngineCon
 
 
 def run_serve(r: ServeRequest) -> dict:
-    from perfmodel.latency.providers import build_provider
-    from perfmodel.specs.catalog import resolve_model
-    from perfmodel.specs.hardware import resolve_gpu
+    from specperf.perfmodel.latency.providers import build_provider
+    from specperf.perfmodel.specs.catalog import resolve_model
+    from specperf.perfmodel.specs.hardware import resolve_gpu
 
     if r.target is None:
         raise InputError("--target is required")
-    from perfmodel.specdec.registry import check_method, make_method
+    from specperf.perfmodel.specdec.registry import check_method, make_method
 
     key = check_method(r.method)
     if key == "draft_model" and r.draft is None:
@@ -125,7 +125,7 @@ def run_serve(r: ServeRequest) -> dict:
     off, spec = tables_for(tgt, proposer, prov.target, prompt, output, engine, max(r.gammas), r.tp, r.mode,
                            EngineOverhead(r.step_overhead_s, r.seq_overhead_s, r.proposal_overhead_s,
                                           r.seq_proposal_overhead_s))
-    from perfmodel.specs.memory import memory_needed_bytes
+    from specperf.perfmodel.specs.memory import memory_needed_bytes
 
     typical = int(prompt.mean + output.mean)
     need = memory_needed_bytes(tgt, drf, r.tp, r.max_num_seqs, typical, max(r.gammas))

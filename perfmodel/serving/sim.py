@@ -18,8 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from perfmodel.serving.step import StepModel
-from perfmodel.specs.errors import InputError
+from specperf.perfmodel.serving.step import StepModel
+from specperf.perfmodel.specs.errors import InputError
 
 MAX_STEPS = 5_000_000  # a simulation that needs more steps than this is refused, not run for hours
 

@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from perfmodel.serving.proposer import Speculation, max_band
+from specperf.perfmodel.serving.proposer import Speculation, max_band
 
 CONTEXT_POINTS = 16  # context grid points of the step table (geometric); between them: linear
 PREFILL_POINTS = 12  # prefill-token grid points (geometric, 1 .. the step token budget)

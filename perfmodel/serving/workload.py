@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.specs.errors import InputError
-from perfmodel.specs.safeio import loads_json, read_text
+from specperf.perfmodel.specs.errors import InputError
+from specperf.perfmodel.specs.safeio import loads_json, read_text
 
 MAX_REQUESTS = 100_000  # one simulation's requests (the event loop runs in Python: seconds, not hours)
 MAX_LENGTH = 1_048_576  # tokens in one prompt or output (no engine serves longer contexts)

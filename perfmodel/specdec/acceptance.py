@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.specdec.maths import tokens_per_iteration, tokens_per_iteration_by_position
-from perfmodel.specs.models import SpecError, read_json
-from perfmodel.specs.safeio import write_json
+from specperf.perfmodel.specdec.maths import tokens_per_iteration, tokens_per_iteration_by_position
+from specperf.perfmodel.specs.models import SpecError, read_json
+from specperf.perfmodel.specs.safeio import write_json
 
 
 @dataclass(frozen=True)

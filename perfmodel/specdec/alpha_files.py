@@ -9,14 +9,14 @@ import io
 import json
 from pathlib import Path
 
-from perfmodel.specs.models import SpecError
+from specperf.perfmodel.specs.models import SpecError
 
 
 def read_alpha_document(path: str | Path) -> dict:
     """An α-model file: JSON {"pairs": [{"draft", "alpha", "alpha_ci"?}], "source"?} or a bare list
     of pairs, or {"coefficients": {...}} (a fitted model); CSV with columns draft,alpha[,alpha_lo,alpha_hi]."""
     p = Path(path)
-    from perfmodel.specs.safeio import MAX_JSON_BYTES, loads_json, read_text  # bounded, regular files only
+    from specperf.perfmodel.specs.safeio import MAX_JSON_BYTES, loads_json, read_text  # bounded, regular files only
 
     text = read_text(p, "alpha-model file", MAX_JSON_BYTES)
     if p.suffix.lower() == ".csv":
@@ -54,7 +54,7 @@ def _checked(doc: dict, p: Path) -> dict:
     for i, r in enumerate(doc.get("pairs") or []):
         if not isinstance(r, dict) or "draft" not in r or "alpha" not in r:
             raise SpecError(f"alpha-model file {str(p)!r}: pair {i} needs 'draft' and 'alpha'")
-        from perfmodel.specdec.acceptance import check_alpha, check_interval
+        from specperf.perfmodel.specdec.acceptance import check_alpha, check_interval
 
         if isinstance(r["alpha"], bool):
             raise SpecError(f"alpha-model file {str(p)!r}: pair {i} alpha={r['alpha']!r} is not allowed; α must be in [0, 1)")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perfmodel.specs.models import ModelSpec, SpecError
+from specperf.perfmodel.specs.models import ModelSpec, SpecError
 
 FEATURES = ("intercept", "log_param_ratio", "log_layers")
 QUAD = "log_layers_sq"  # the optional fourth coefficient: (ln layers)², a non-monotone depth effect

@@ -8,11 +8,11 @@ baseline's numbers (the rows still show every γ's loss).
 """
 from __future__ import annotations
 
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.predict import Prediction
-from perfmodel.specdec.uncertainty import gamma_summary, propagate
-from perfmodel.specs.memory import memory_needed_bytes, memory_note
-from perfmodel.specs.models import ModelSpec
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.predict import Prediction
+from specperf.perfmodel.specdec.uncertainty import gamma_summary, propagate
+from specperf.perfmodel.specs.memory import memory_needed_bytes, memory_note
+from specperf.perfmodel.specs.models import ModelSpec
 
 INTERVAL_FIELDS = ("iteration_s", "throughput_tok_s", "speedup")
 SHARED_KEYS = ("target", "draft", "gpu", "tp", "mode", "alpha", "alpha_by_position")

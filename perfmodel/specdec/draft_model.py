@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perfmodel.specdec.maths import draft_context
-from perfmodel.specdec.methods import IterationCosts, chain_proposal_s, chain_tokens, grid, target_costs
-from perfmodel.specs.models import ModelSpec
+from specperf.perfmodel.specdec.maths import draft_context
+from specperf.perfmodel.specdec.methods import IterationCosts, chain_proposal_s, chain_tokens, grid, target_costs
+from specperf.perfmodel.specs.models import ModelSpec
 
 CATCHUP_NOTE = ("the draft's first step per iteration feeds 2 tokens (catch-up of the previous token), "
                 "charged as t_draft(2 tokens) − t_draft(1 token) per iteration")

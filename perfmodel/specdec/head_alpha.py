@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
 
 TRANSFER_LOGIT = 0.5  # 95 % half-width added on the logit scale for carrying a figure to another target
 

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perfmodel.specdec.maths import draft_context
-from perfmodel.specdec.methods import IterationCosts, chain_proposal_s, chain_tokens, grid, target_costs
-from perfmodel.specs.models import ModelSpec, SpecError
+from specperf.perfmodel.specdec.maths import draft_context
+from specperf.perfmodel.specdec.methods import IterationCosts, chain_proposal_s, chain_tokens, grid, target_costs
+from specperf.perfmodel.specs.models import ModelSpec, SpecError
 
 # EAGLE-3 heads map a reduced draft vocabulary (32K) onto the target's (128K for Llama 3):
 # vllm-project/speculators, Eagle3SpeculatorConfig ("vocabulary mapping between draft (32K) and target (128K)")

@@ -16,11 +16,11 @@ one token plus the overhead at γ = 0. Arrays are (batch, context, γ); baseline
 
 Example — a step cost for one method (what `predict` and a load simulator call)::
 
-    from perfmodel.latency.providers import build_provider
-    from perfmodel.specdec.acceptance import AcceptanceModel
-    from perfmodel.specdec.registry import make_method
-    from perfmodel.specs.catalog import resolve_model
-    from perfmodel.specs.hardware import resolve_gpu
+    from specperf.perfmodel.latency.providers import build_provider
+    from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+    from specperf.perfmodel.specdec.registry import make_method
+    from specperf.perfmodel.specs.catalog import resolve_model
+    from specperf.perfmodel.specs.hardware import resolve_gpu
 
     lat = build_provider(resolve_gpu("h100-sxm")).target
     target = resolve_model("llama-7b")
@@ -37,8 +37,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from perfmodel.specdec.maths import chain_proposal_s, iteration_time_s
-from perfmodel.specs.models import ModelSpec
+from specperf.perfmodel.specdec.maths import chain_proposal_s, iteration_time_s
+from specperf.perfmodel.specs.models import ModelSpec
 
 __all__ = ["IterationCosts", "SpeculationMethod", "chain_proposal_s", "iteration_time_s", "target_costs"]
 

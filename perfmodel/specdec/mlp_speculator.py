@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from perfmodel.specdec.heads import projection_s
-from perfmodel.specdec.methods import IterationCosts, chain_proposal_s, chain_tokens, grid, target_costs
+from specperf.perfmodel.specdec.heads import projection_s
+from specperf.perfmodel.specdec.methods import IterationCosts, chain_proposal_s, chain_tokens, grid, target_costs
 
 
 @dataclass(frozen=True)

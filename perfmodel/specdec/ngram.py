@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from perfmodel.specdec.methods import IterationCosts, chain_tokens, grid, target_costs
+from specperf.perfmodel.specdec.methods import IterationCosts, chain_tokens, grid, target_costs
 
 TIMED_CONTEXTS = (256, 1024, 4096, 16384)  # tokens: spans the explorer's and CLI's usual contexts
 REPEATS = 15  # timings per context (median, p10/p90)

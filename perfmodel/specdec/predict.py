@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from perfmodel.specdec.acceptance import AcceptanceModel
-from perfmodel.specdec.maths import GAMMA_MAX, throughput_tok_s
-from perfmodel.specs.models import ModelSpec, SpecError
+from specperf.perfmodel.specdec.acceptance import AcceptanceModel
+from specperf.perfmodel.specdec.maths import GAMMA_MAX, throughput_tok_s
+from specperf.perfmodel.specs.models import ModelSpec, SpecError
 
 ARRAY_FIELDS = ("tokens_per_iteration", "t_draft_s", "t_verify_s", "t_target_s", "overhead_s",
                 "baseline_overhead_s", "iteration_s", "throughput_tok_s", "baseline_tok_s", "speedup",
@@ -118,7 +118,7 @@ def predict(target: ModelSpec, draft: ModelSpec | None, latency, acceptance: Acc
     if method is None:
         if draft is None:
             raise SpecError("predict needs a draft model or a speculation method")
-        from perfmodel.specdec.draft_model import DraftModel
+        from specperf.perfmodel.specdec.draft_model import DraftModel
 
         method = DraftModel(draft, catchup=draft_catchup)
     notes = ()

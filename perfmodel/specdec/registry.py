@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from functools import partial
 
-from perfmodel.specdec.draft_model import DraftModel
-from perfmodel.specdec.heads import MedusaHeads, head_method
-from perfmodel.specdec.methods import SpeculationMethod
-from perfmodel.specdec.mlp_speculator import MLPSpeculator
-from perfmodel.specdec.ngram import NgramLookup
-from perfmodel.specs.models import SpecError
+from specperf.perfmodel.specdec.draft_model import DraftModel
+from specperf.perfmodel.specdec.heads import MedusaHeads, head_method
+from specperf.perfmodel.specdec.methods import SpeculationMethod
+from specperf.perfmodel.specdec.mlp_speculator import MLPSpeculator
+from specperf.perfmodel.specdec.ngram import NgramLookup
+from specperf.perfmodel.specs.models import SpecError
 
 METHODS = {"draft_model": DraftModel, "eagle": partial(head_method, "eagle"), "eagle3": partial(head_method, "eagle3"),
            "mtp": partial(head_method, "mtp"), "medusa": MedusaHeads, "ngram": NgramLookup,

@@ -19,8 +19,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from perfmodel.specdec.methods import IterationCosts, grid
-from perfmodel.specdec.trees import (best_tree, chain, expected_tokens, expected_tokens_draws, rank_draws,
+from specperf.perfmodel.specdec.methods import IterationCosts, grid
+from specperf.perfmodel.specdec.trees import (best_tree, chain, expected_tokens, expected_tokens_draws, rank_draws,
                                      rank_matrix)
 
 

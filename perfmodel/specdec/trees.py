@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perfmodel.specdec.acceptance import tokens_per_iteration_tree
-from perfmodel.specs.models import SpecError, read_json
+from specperf.perfmodel.specdec.acceptance import tokens_per_iteration_tree
+from specperf.perfmodel.specs.models import SpecError, read_json
 
 MAX_NODES = 64  # the γ bound of the command line: trees of at most 64 draft tokens
 

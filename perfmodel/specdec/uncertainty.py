@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from perfmodel.shipped import find_one
-from perfmodel.specdec.maths import speedup, throughput_tok_s, tokens_per_iteration_by_position
-from perfmodel.specdec.methods import iteration_time_s
+from specperf.perfmodel.shipped import find_one
+from specperf.perfmodel.specdec.maths import speedup, throughput_tok_s, tokens_per_iteration_by_position
+from specperf.perfmodel.specdec.methods import iteration_time_s
 
 LEVEL = 0.90  # stated interval level for iteration_s / throughput / speedup
 N_DRAWS = 2000

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from perfmodel.specs.models import ModelSpec, SpecError, apply_overrides, from_hf_config
+from specperf.perfmodel.specs.models import ModelSpec, SpecError, apply_overrides, from_hf_config
 
 HF = "https://huggingface.co/{}/blob/main/config.json"
 

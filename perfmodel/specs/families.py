@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from perfmodel.specs.errors import SpecError
+from specperf.perfmodel.specs.errors import SpecError
 
 
 @dataclass(frozen=True)

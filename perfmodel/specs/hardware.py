@@ -11,7 +11,7 @@ import difflib
 from dataclasses import dataclass, field
 from enum import Enum
 
-from perfmodel.specs.models import SpecError
+from specperf.perfmodel.specs.models import SpecError
 
 TB = 1e12
 GB = 1e9

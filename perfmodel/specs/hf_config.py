@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from perfmodel.specs.errors import SpecError
-from perfmodel.specs.families import MODEL_TYPES, traits
+from specperf.perfmodel.specs.errors import SpecError
+from specperf.perfmodel.specs.families import MODEL_TYPES, traits
 
 # ---- Hugging Face config.json --------------------------------------------------------------------
 _MODEL_TYPES = MODEL_TYPES

@@ -7,7 +7,7 @@ engine's workspace are not counted, so "fits" is a necessary condition, not a su
 """
 from __future__ import annotations
 
-from perfmodel.specs.models import ModelSpec
+from specperf.perfmodel.specs.models import ModelSpec
 
 
 def memory_needed_bytes(target: ModelSpec, draft: ModelSpec | None, tp: int, batch: int, context: int,

@@ -11,8 +11,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from perfmodel.specs.errors import SpecError  # re-exported: callers import it from here
-from perfmodel.specs.families import FAMILIES
+from specperf.perfmodel.specs.errors import SpecError  # re-exported: callers import it from here
+from specperf.perfmodel.specs.families import FAMILIES
 
 # Physical upper bounds on a shape (about 8-30x today's largest dense models); beyond them a
 # number is a typo, and the latency and memory maths would silently extrapolate nonsense.
@@ -29,7 +29,7 @@ MAX_PARAMS = 10 ** 14
 
 def read_json(path: str | Path, what: str):
     """The JSON document in `path`; a one-line SpecError naming `what` if it is missing or not JSON."""
-    from perfmodel.specs.safeio import MAX_JSON_BYTES, loads_json, read_text  # bounded, regular files only
+    from specperf.perfmodel.specs.safeio import MAX_JSON_BYTES, loads_json, read_text  # bounded, regular files only
 
     p = Path(path)
     try:
@@ -246,7 +246,7 @@ def apply_overrides(spec: ModelSpec, text: str) -> ModelSpec:
 def from_hf_config(path: str | Path, dtype_bytes: int | None = None) -> ModelSpec:
     """A spec from a Hugging Face config.json on disk, never fetched from a hub (what is honoured and
     what refused: perfmodel.specs.hf_config)."""
-    from perfmodel.specs.hf_config import spec_fields
+    from specperf.perfmodel.specs.hf_config import spec_fields
 
     p = Path(path)
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from perfmodel.specs.errors import SpecError
+from specperf.perfmodel.specs.errors import SpecError
 
 
 class Mode(str, Enum):

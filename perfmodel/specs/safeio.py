@@ -25,7 +25,7 @@ import stat
 from contextlib import contextmanager
 from pathlib import Path
 
-from perfmodel.specs.errors import SpecError
+from specperf.perfmodel.specs.errors import SpecError
 
 FOLLOW_ENV = "SPECPERF_FOLLOW_SYMLINKS"
 # Largest JSON document specperf reads (config.json, acceptance, calibration, metadata): the largest

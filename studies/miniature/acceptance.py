@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from profiler.blocks import kv_aligned
-from profiler.specloop import SpecLoop
+from specperf.profiler.blocks import kv_aligned
+from specperf.profiler.specloop import SpecLoop
 
 
 def span(context: int, gamma: int, iterations: int) -> int:

@@ -23,9 +23,9 @@ TRACES = Path(__file__).resolve().parent / "data" / "traces.jsonl"
 
 def pairs(traces: Path = TRACES, kind: str = "greedy"):
     """(x [n, 3], α [n], 95 % intervals, names) in family order."""
-    from calibration.acceptance_fit import fit_acceptance
-    from calibration.traces import read_trace
-    from perfmodel.specdec import alpha_model as am
+    from specperf.calibration.acceptance_fit import fit_acceptance
+    from specperf.calibration.traces import read_trace
+    from specperf.perfmodel.specdec import alpha_model as am
 
     by = {}
     for ln in traces.read_text().splitlines():
@@ -48,7 +48,7 @@ def pairs(traces: Path = TRACES, kind: str = "greedy"):
 
 
 def loo(depth: str = "auto", stated: bool = True) -> dict:
-    from calibration.alpha_loo import leave_one_out
+    from specperf.calibration.alpha_loo import leave_one_out
 
     x, a, ci, names = pairs()
     return leave_one_out(x, a, ci if stated else None, names, depth=depth)

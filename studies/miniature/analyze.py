@@ -53,7 +53,7 @@ RESULT_COLUMNS = ("draft", "role", "mode", "gamma", "layers", "d_model", "params
 def cli(*args: str) -> dict:
     """Run `specperf ARGS --json` in a subprocess (the command a user types) and parse its output."""
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    res = subprocess.run([sys.executable, "-m", "cli.main", *args, "--json"], capture_output=True, text=True,
+    res = subprocess.run([sys.executable, "-m", "specperf", *args, "--json"], capture_output=True, text=True,
                          env=env, cwd=ROOT)
     if res.returncode != 0:
         raise RuntimeError(f"specperf {' '.join(args)} failed: {res.stdout[-300:]} {res.stderr[-300:]}")

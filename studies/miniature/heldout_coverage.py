@@ -54,8 +54,8 @@ def _by_file(rep, idx):
 
 def coverage(data: Path, splits: int = 200, seed: int = 0, gammas=GAMMAS, level: float = 0.90,
              cluster: str = "prompt", exclude: tuple = ()) -> dict:
-    from calibration import replay as rp
-    from calibration.agreement import make_record
+    from specperf.calibration import replay as rp
+    from specperf.calibration.agreement import make_record
 
     z = np.load(data / "agreement.npz")
     prompts = all_prompts = [json.loads(ln) for ln in (data / "prompts.jsonl").read_text().splitlines()]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from profiler.specloop_weights import load_decoder
+from specperf.profiler.specloop_weights import load_decoder
 
 from . import lm, throughput
 from .family import Shape

@@ -63,6 +63,10 @@ class Rerun:
     loop_gammas: tuple = (2, 4)
     loop_warmup: int = 2
     loop_iterations: int = 16
+    # the loop's bookkeeping timed as a component (issue 29): the loop with every forward replaced by
+    # a GPU spin kernel of the profile's duration for it, per timed (draft shape, γ) and the target alone
+    bookkeeping_iterations: int = 200
+    bookkeeping_repeats: int = 2
     hf_prompts: int = 12  # up to 4 per domain, from set B, round robin (the deadline may cut it)
     hf_new_tokens: int = 32
     hf_gammas: tuple = (2, 4)
@@ -84,6 +88,7 @@ class Rerun:
         return Rerun(device="cpu", dtype="fp32", target=t, shapes=ds, budgets=((8 * 64 * 6, 8 * 64 * 12), (8 * 64 * 8,)),
                      seeds=(0, 1), seq=64, batch=8, target_tokens=64 * 8 * 30, target_cap_s=60, prompt_len=24,
                      per_domain=(("A", 3), ("B", 2)), new_tokens=40, loop_iterations=4, hf_prompts=3, hf_new_tokens=8,
+                     bookkeeping_iterations=20,
                      profile_contexts=(64, 128), mode="eager", deadline_s=900.0, tiny=True)
 
     def draft_runs(self):
@@ -147,7 +152,7 @@ def _train(run: Run, rp: Rerun, shape, data, held, tokens, lr, cap_s, seed, teac
 
 def _profile(run: Run, rp: Rerun, configs: dict) -> dict:
     dst = run.work / "profile.csv"
-    cmd = [sys.executable, "-m", "cli.main", "profile", "--models", ",".join(str(c) for c in configs.values()),
+    cmd = [sys.executable, "-m", "specperf", "profile", "--models", ",".join(str(c) for c in configs.values()),
            "--out", str(dst), "--batch", "1", "--context", ",".join(map(str, rp.profile_contexts)),
            "--gamma-max", str(max(rp.loop_gammas + rp.hf_gammas)), "--mode", rp.mode, "--dtype", rp.dtype,
            "--device", rp.device, "--kernels", rp.kernels, "--quiet"]
@@ -179,7 +184,7 @@ def main(argv=None) -> int:
     rp = replace(rp, kernels=a.kernels)
     if a.deadline_s:
         rp = replace(rp, deadline_s=a.deadline_s)
-    from profiler import attention
+    from specperf.profiler import attention
 
     attention.set_kernels(rp.kernels)  # the loop, the agreement forwards and the profile: one kernel set
     run = Run(_plan(rp), Path(a.out), Path(a.work))
@@ -238,8 +243,8 @@ def main(argv=None) -> int:
 
 def measure(run: Run, rp: Rerun, sets: dict, trained: list) -> None:
     """Agreement records for every trained draft, then the loop on set B, then HF (priority order)."""
-    from profiler.agreement import continuation, teacher_forced
-    from profiler.specloop_weights import load_decoder
+    from specperf.profiler.agreement import continuation, teacher_forced
+    from specperf.profiler.specloop_weights import load_decoder
 
     from . import throughput
 
@@ -283,7 +288,116 @@ def measure(run: Run, rp: Rerun, sets: dict, trained: list) -> None:
     del target
     if dev == "cuda" or str(dev).startswith("cuda"):
         torch.cuda.empty_cache()
+    shapes = {r[0]: r[1] for r in rp.timed_drafts()}
+    points = [(None, 0)] + list(dict.fromkeys((shapes[n], g) for n in timed for g in rp.loop_gammas))
+    for shape, g in points:
+        key = f"bookkeeping:{rp.mode}:{shape.name if shape else 'target'}:{g}"
+        run.step(key, "bookkeeping", 2, lambda shape=shape, g=g: bookkeeping(run, rp, shape, g))
     run.step("hf", "hf", 20, lambda: hf_interleaved(run, rp, sets, timed))
+
+
+def forward_times(run: Run, rp: Rerun, shape, gamma: int, context: int) -> dict:
+    """specperf's times, from this run's profile, of the forwards one loop iteration runs at `context`:
+    the draft's one-token step, its two-token catch-up step and the target's γ+1-token verification
+    (the target alone: its one-token step) — what a prediction composes."""
+    from specperf.perfmodel.latency.measured import MeasuredLatency
+    from specperf.perfmodel.specs.hardware import resolve_gpu
+    from specperf.perfmodel.specs.models import from_hf_config
+
+    prof = run.work / "profile.csv"
+    meta = json.loads(prof.with_name(prof.name + ".meta.json").read_text())
+    lat = MeasuredLatency(prof, resolve_gpu(meta["gpu"]))
+    by = 4 if rp.dtype == "fp32" else 2
+    cfg = run.work / "configs"
+    tgt = from_hf_config(cfg / rp.target.name / "config.json", by)
+    t = lambda spec, n: float(np.asarray(lat.forward(spec, 1, n, context, 1, rp.mode).total_s).ravel()[0])  # noqa: E731
+    out = {"verify_s": t(tgt, gamma + 1)}
+    if gamma > 0:
+        drf = from_hf_config(cfg / shape.name / "config.json", by)
+        out.update(draft_s=t(drf, 1), catchup_s=t(drf, 2))
+    return out
+
+
+def bookkeeping(run: Run, rp: Rerun, shape, gamma: int) -> dict:
+    """The loop's per-iteration cost outside its forwards, timed as a component: profiler.specloop's
+    SpecLoop as the timed runs use it (same γ, batch 1, greedy with catch-up, the vocabulary, CUDA
+    graphs), every forward replaced by a GPU spin kernel lasting specperf's predicted time of that
+    forward (`forward_times`), returning logits of the real shape. bookkeeping_s = iteration − the
+    spin kernels' own time (each timed alone, back-to-back graph replays, as the profiler times a
+    forward). No real model runs, so no timing of the predicted loop runs enters it. On CPU (the dry
+    run) the stand-ins cost nothing and bookkeeping_s is the whole iteration."""
+    from specperf.profiler.specloop import SpecLoop
+
+    from .acceptance import span
+
+    dev = torch.device(rp.device)
+    cuda = dev.type == "cuda"
+    ctx = span(rp.prompt_len, gamma, rp.loop_iterations + rp.loop_warmup) - gamma - 1  # as the analysis' context
+    try:
+        ft = forward_times(run, rp, shape, gamma, ctx)
+    except Exception as e:  # noqa: BLE001 - on CPU (the dry run) the stand-ins need no durations
+        if cuda:
+            raise
+        ft = {"error": f"{type(e).__name__}: {e}"[:200]}
+    dt = torch.float32 if rp.dtype == "fp32" else torch.bfloat16
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    logits_d = torch.randn(1, 2, run.vocab, generator=gen).to(dev, dt)
+    logits_t = torch.randn(1, gamma + 1, run.vocab, generator=gen).to(dev, dt)
+
+    def timed_graph(fn, n=50) -> float:  # seconds per replay of fn captured alone, back to back
+        g = torch.cuda.CUDAGraph()
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            fn()
+        torch.cuda.current_stream().wait_stream(s)
+        with torch.cuda.graph(g):
+            fn()
+        for _ in range(3):
+            g.replay()
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        for _ in range(n):
+            g.replay()
+        b.record()
+        torch.cuda.synchronize()
+        return a.elapsed_time(b) / 1e3 / n
+
+    cycles, spin_s = {}, {}
+    if cuda:
+        probe = 200_000
+        cps = probe / timed_graph(lambda: torch.cuda._sleep(probe), 20)  # spin cycles per second
+        for k, v in ft.items():
+            cycles[k] = max(int(v * cps), 1)  # noqa: PERF401
+            spin_s[k] = timed_graph(lambda c=cycles[k]: torch.cuda._sleep(c))
+    spin = (lambda k: torch.cuda._sleep(cycles[k])) if cuda else (lambda k: None)
+
+    def draft(tok, pos, kv):
+        spin("catchup_s" if tok.shape[1] == 2 else "draft_s")
+        return logits_d[:, :tok.shape[1]]
+
+    def target(tok, pos, kv):
+        spin("verify_s")
+        return logits_t[:, :tok.shape[1]]
+
+    iters = []
+    for _ in range(rp.bookkeeping_repeats):
+        loop = SpecLoop(draft if gamma > 0 else None, target, 1, gamma, mode=rp.mode, device=dev)
+        loop.prepare()
+        loop.reset(ctx)
+        loop.run(rp.loop_warmup)
+        iters.append(loop.run(rp.bookkeeping_iterations).iteration_s)
+    it = np.concatenate(iters)
+    fw = (spin_s.get("verify_s", 0.0) + (spin_s.get("catchup_s", 0.0) + (gamma - 1) * spin_s.get("draft_s", 0.0)
+                                          if gamma > 0 else 0.0))
+    mean_s = float(it.mean())
+    run.log(f"bookkeeping {rp.mode} {shape.name if shape else 'target'} γ={gamma}: iteration {mean_s * 1e3:.3f} ms, "
+            f"spins {fw * 1e3:.3f} ms → {(mean_s - fw) * 1e3:.3f} ms")
+    return {"mode": rp.mode, "gamma": gamma, "draft_shape": shape.name if shape else "none", "context": ctx,
+            "iterations": int(it.size), "measured_iteration_s": mean_s, "median_iteration_s": float(np.median(it)),
+            "per_repeat_iteration_s": [float(x.mean()) for x in iters], "spin_forwards_s": fw,
+            "bookkeeping_s": mean_s - fw, "median_bookkeeping_s": float(np.median(it)) - fw,
+            "predicted_forward_s": ft, "spin_s": spin_s, "stand_in": "cuda spin kernel" if cuda else "none (CPU)"}
 
 
 def hf_interleaved(run: Run, rp: Rerun, sets: dict, timed: list) -> dict:

@@ -104,7 +104,7 @@ def _env(plan: Plan) -> dict:
 def _profile(run: Run, configs: dict) -> dict:
     p = run.plan
     dst = run.work / "profile.csv"
-    cmd = [sys.executable, "-m", "cli.main", "profile", "--models", ",".join(str(c) for c in configs.values()),
+    cmd = [sys.executable, "-m", "specperf", "profile", "--models", ",".join(str(c) for c in configs.values()),
            "--out", str(dst), "--batch", "1", "--context", ",".join(map(str, p.profile_contexts)),
            "--gamma-max", str(p.profile_gamma_max), "--mode", ",".join(p.modes), "--dtype", p.dtype,
            "--device", p.device, "--quiet"]
@@ -181,7 +181,7 @@ def main(argv=None) -> int:
 def measure(run: Run, held_np) -> None:
     """Acceptance traces, then the loop in graph and eager mode, then Hugging Face — in that order,
     so that what the predictions need most is measured first."""
-    from profiler.specloop_weights import load_decoder
+    from specperf.profiler.specloop_weights import load_decoder
 
     p, dev = run.plan, run.plan.device
     models = run.work / "models"

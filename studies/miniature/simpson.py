@@ -20,7 +20,7 @@ TRACES = Path(__file__).resolve().parent / "data" / "traces.jsonl"
 
 
 def rows(traces: Path = TRACES) -> list[dict]:
-    from calibration.hierarchical import fit_hierarchical, trials_from_counts, within_prompt_difference
+    from specperf.calibration.hierarchical import fit_hierarchical, trials_from_counts, within_prompt_difference
 
     out = []
     for ln in traces.read_text().splitlines():

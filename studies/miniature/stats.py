@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from profiler.validate import abs_error_summary
+from specperf.profiler.validate import abs_error_summary
 
 
 def ranks(x) -> np.ndarray:

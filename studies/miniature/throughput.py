@@ -18,7 +18,7 @@ import time
 import numpy as np
 import torch
 
-from profiler.specloop import SpecLoop
+from specperf.profiler.specloop import SpecLoop
 
 from .acceptance import resize, span
 

@@ -63,7 +63,7 @@ def profile_cpu(models: dict, out_csv: Path, batch="1,4,16", context="16,128", n
 
 
 def arrivals(rate: float, n: int, seed: int) -> list[float]:
-    from perfmodel.serving.workload import LengthDist, Workload
+    from specperf.perfmodel.serving.workload import LengthDist, Workload
 
     return Workload(LengthDist(), LengthDist(), n_requests=n, rate_per_s=rate, seed=seed).requests()["arrival_s"].tolist()
 
@@ -109,14 +109,14 @@ def predict(profile_csv: Path, models: dict, acceptance, gamma: int | None, prom
     """serve-sim's engine model for the live load: same arrivals, prompts and outputs, with ±band
     runs for the interval; `step_overhead_s`: an engine cost per step outside the profile
     (serve-sim --step-overhead-ms), 0 = the profile alone."""
-    from perfmodel.latency.providers import build_provider
-    from perfmodel.serving.proposer import Speculation
-    from perfmodel.specdec.registry import make_method
-    from perfmodel.serving.report import metrics
-    from perfmodel.serving.sim import EngineConfig, simulate
-    from perfmodel.serving.step import EngineOverhead, build_step_table
-    from perfmodel.specs.catalog import resolve_model
-    from perfmodel.specs.hardware import resolve_gpu
+    from specperf.perfmodel.latency.providers import build_provider
+    from specperf.perfmodel.serving.proposer import Speculation
+    from specperf.perfmodel.specdec.registry import make_method
+    from specperf.perfmodel.serving.report import metrics
+    from specperf.perfmodel.serving.sim import EngineConfig, simulate
+    from specperf.perfmodel.serving.step import EngineOverhead, build_step_table
+    from specperf.perfmodel.specs.catalog import resolve_model
+    from specperf.perfmodel.specs.hardware import resolve_gpu
 
     prov = build_provider(resolve_gpu("h100-sxm"), profile=str(profile_csv), allow_gpu_mismatch=True, modes=["eager"])
     typical = sum(prompt_tokens) / len(prompt_tokens) + max_tokens / 2
