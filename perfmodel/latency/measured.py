@@ -101,6 +101,7 @@ class MeasuredLatency:
         self._fallback = None
         self._meta_cache = None
         self._flags: dict = {}
+        self._capped: dict = {}  # group → [(point, capped time)] (integrity.cap_contradicted)
         self.gpu = hw.name
 
     # ---- lazy state ----------------------------------------------------------------------------
@@ -149,6 +150,13 @@ class MeasuredLatency:
                 pt = (int(float(b)), int(float(n)), int(float(c)), float(med))
                 idx.setdefault((comp, key, int(float(tp)), mode, DTYPE_BYTES.get(dtype, 2)), {}) \
                     .setdefault(dtype, []).append(pt)
+            from specperf.perfmodel.latency.integrity import cap_contradicted
+
+            for k, by_dtype in idx.items():  # rows their own table contradicts: capped, said in answers
+                for dt, pts in by_dtype.items():
+                    by_dtype[dt], capped = cap_contradicted(pts)
+                    if capped and dt == ("fp16" if "fp16" in by_dtype else next(iter(by_dtype))):
+                        self._capped[k] = capped
             self._index = idx
         return self._index
 
@@ -167,7 +175,7 @@ class MeasuredLatency:
         """A note when the grid rows answering `coords` break physical consistency
         (perfmodel.latency.integrity.consistency_flags: time falling as batch, new tokens or context
         grow, or a tp shard slower than the smaller tp's), else None."""
-        from specperf.perfmodel.latency.integrity import consistency_flags, describe_flags
+        from specperf.perfmodel.latency.integrity import consistency_flags, describe_capped, describe_flags
 
         k = (component, key, tp, mode, by)
         if k not in self._flags:
@@ -180,7 +188,8 @@ class MeasuredLatency:
             self._flags[k] = (consistency_flags(pts).get(k, []), len(pts.get(k, ())))
         flags, n = self._flags[k]
         g = self.grid(component, key, tp, mode, by)
-        if not flags or g is None:
+        capped = self._capped.get(k, [])
+        if not (flags or capped) or g is None:
             return None
         xs = np.broadcast_arrays(*[np.asarray(c, dtype=float) for c in coords])
         brackets = []
@@ -194,7 +203,9 @@ class MeasuredLatency:
                 m &= (v == lo) | (v == hi)
             return bool(m.any())
         used = [f for f in flags if serves(f[1]) or serves(f[2])]
-        return describe_flags(used, n, mode, tp) if used else None
+        cap = [c for c in capped if serves(c[0][:3])]
+        notes = ([describe_capped(cap, n, mode, tp)] if cap else []) + ([describe_flags(used, n, mode, tp)] if used else [])
+        return "; ".join(notes) or None
 
     @property
     def fallback(self) -> AnalyticalLatency:
