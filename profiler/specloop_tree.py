@@ -8,13 +8,18 @@ last hidden state (before the final norm). One iteration at cached length p, las
     yields the first proposals; steps 2..: one head forward per chain token / per tree level;
   verification: the target over [x_p, proposals] at once — a causal chain, or the tree under its
     tree mask (RoPE position = p + depth, cache slot = p + node index); the accepted path's KV and
-    features are compacted to consecutive slots afterwards (as engines do).
-A chain keeps its proposals on the device and syncs once per iteration (the target's tokens and the
-proposals together, as an engine learns how far to roll back); a tree syncs once per level (its
-top-k candidates). Rank bookkeeping (`record_ranks`) is for the calibration run, not timed runs.
-Greedy acceptance keeps the target's own greedy output (tests check it token for token). Key
-assumption: this is the cost structure perfmodel.specdec.heads / tree_method model — catch-up over
-γ+1 positions, one step per chain token or tree level, one verification over γ+1 tokens.
+    features are compacted to consecutive slots afterwards, every iteration (as engines do).
+Chains and trees keep their proposals on the device and sync once per iteration (the target's tokens
+and the proposals together, as an engine learns how far to roll back). A tree iteration also does
+work around its forwards that a chain does not: per level a top-k over its parents' logits, gathers
+and scatters of tokens, features and logits, a tree mask; then the tree's verification mask, the
+accepted path's search and the compaction. In eager mode each of those ops costs host time (the
+H100 run _gpu/r1 missed 1.0-1.45 ms of it per iteration, trees of 6-24 tokens), so
+`time_tree_bookkeeping` times it alone, the forwards answered by StubForwards. Rank bookkeeping
+(`record_ranks`) is for the calibration run, not timed runs. Greedy acceptance keeps the target's
+own greedy output (tests check it token for token). Key assumption: this is the cost structure
+perfmodel.specdec.heads / tree_method model — catch-up over γ+1 positions, one step per chain token
+or tree level, one verification over γ+1 tokens, plus (trees) the bookkeeping measured alone.
 """
 from __future__ import annotations
 
@@ -79,6 +84,37 @@ class EagleHead(torch.nn.Module):
         return self.target.head.logits(x), x
 
 
+class StubForwards:
+    """Stand-ins for the head's and the target's forwards returning preallocated random outputs of the
+    right shapes: with them, a timed iteration measures the loop's own work around its forwards
+    (top-k per level, tree masks, gathers and scatters, accept/reject, compaction, the host sync)."""
+
+    def __init__(self, vocab: int, d: int, n_max: int, dtype, device, seed: int = 0):
+        g = torch.Generator(device=device).manual_seed(seed)
+        self.lg = torch.randn(1, n_max, vocab, generator=g, device=device).to(dtype)
+        self.hid = torch.randn(1, n_max, d, generator=g, device=device).to(dtype)
+
+    def head(self, tokens, feats, rope_pos, slots, mask):
+        return self.lg[:, :tokens.shape[1]], self.hid[:, :tokens.shape[1]]
+
+    def target(self, tokens, rope_pos, slots, mask):
+        return self.lg[:, :tokens.shape[1]], self.hid[:, :tokens.shape[1]]
+
+
+def time_tree_bookkeeping(target: DecoderModel, head: EagleHead, tree, p: int, time_fn, reps: int) -> float:
+    """Seconds of one tree iteration's own work at cached length p — everything `_tree_iteration` does
+    but the head's and the target's forwards (StubForwards answer them) — timed by `time_fn(fn, reps)`.
+    The target's KV slots ≥ p are overwritten (compaction), as a run would."""
+    loop = HeadLoop(target, head, tree=tree, record_ranks=False)
+    dev, V, d = head.fc.device, target.spec.vocab, target.spec.d_model
+    stub = StubForwards(V, d, tree.size + 1, head.fc.dtype, dev)
+    loop.head_fw, loop.target_fw = stub.head, stub.target
+    toks = torch.randint(0, V, (1, loop.L), device=dev)
+    F_ = torch.zeros(1, loop.L, d, dtype=head.fc.dtype, device=dev)
+    with torch.no_grad():
+        return time_fn(lambda: loop.tree_step(toks, F_, p, stub.lg[0, 0], stub.hid[:, :1]), reps)
+
+
 def greedy_reference(target: DecoderModel, prompt, n_new: int):
     """The target's own greedy continuation (one token per forward): what every loop must emit."""
     dev = prompt.device
@@ -104,6 +140,9 @@ class HeadLoop:
         self.depth = tree.levels if tree is not None else gamma
         self.L = target.max_context
         self.record_ranks = record_ranks  # rank bookkeeping (top-8 + a sync per depth); off in timed runs
+        # the forwards the loop calls (StubForwards replaces them to time the loop's own work alone)
+        self.head_fw = head
+        self.target_fw = lambda tokens, rope_pos, slots, mask: target_forward(target, tokens, rope_pos, slots, mask)
         self._slots = torch.arange(self.L, device=head.fc.device)  # cache slots, for causal masks
         self._kv = None
         if tree is not None:  # the target's K/V caches as views of one tensor: compaction is one gather + one copy
@@ -148,7 +187,7 @@ class HeadLoop:
         dev = toks.device
         n = min(max(p - start + 1, self.depth + 1), p)  # positions 1..p exist (f_{t-1} needs t ≥ 1)
         pos = torch.arange(p - n + 1, p + 1, device=dev)
-        lg, hid = self.h(toks[:, pos], F_[:, pos - 1], pos, pos, causal(pos, self.L, dev))
+        lg, hid = self.head_fw(toks[:, pos], F_[:, pos - 1], pos, pos, causal(pos, self.L, dev))
         return lg[0, -1], hid[:, -1:]
 
     def _iteration(self, toks, F_, p: int, settle_from: int):
@@ -164,10 +203,10 @@ class HeadLoop:
                     self._note_rank(k, lg)
                 if k + 1 < g:
                     q = pos[k + 1:k + 2]
-                    lg2, hs = self.h(d[-1], hs, q, q, (self._slots[None, :] <= q[:, None])[None, None])
+                    lg2, hs = self.head_fw(d[-1], hs, q, q, (self._slots[None, :] <= q[:, None])[None, None])
                     lg = lg2[0, -1]
             cand = torch.cat([toks[:, p:p + 1]] + d, dim=1)
-            tl, tf = target_forward(self.t, cand, pos, pos, (self._slots[None, :] <= pos[:, None])[None, None])
+            tl, tf = self.target_fw(cand, pos, pos, (self._slots[None, :] <= pos[:, None])[None, None])
             y_dev = tl[0].argmax(-1)
             both = torch.cat([y_dev, cand[0, 1:]]).tolist()  # the one sync: the target's tokens and the proposals
             y, dl = both[:g + 1], both[g + 1:]
@@ -207,7 +246,7 @@ class HeadLoop:
             mask = torch.zeros(1, 1, idx.numel(), self.L, dtype=torch.bool, device=dev)
             mask[..., :p + 1] = True
             mask[0, 0, :, p + 1:p + 1 + N] = self._anc[idx]
-            lg, hs = self.h(tok[idx][None], hid[:, prow], p + lvl + 0 * idx, p + 1 + idx, mask)
+            lg, hs = self.head_fw(tok[idx][None], hid[:, prow], p + lvl + 0 * idx, p + 1 + idx, mask)
             hid[:, idx + 1] = hs
             lgt[idx + 1] = lg[0]
         cand = torch.cat([toks[0, p:p + 1], tok])[None]
@@ -216,7 +255,7 @@ class HeadLoop:
         mask = torch.zeros(1, 1, N + 1, self.L, dtype=torch.bool, device=dev)
         mask[..., :p + 1] = True
         mask[0, 0, 1:, p + 1:p + N + 1] = self._anc
-        tl, tf = target_forward(self.t, cand, rope, slots, mask)
+        tl, tf = self.target_fw(cand, rope, slots, mask)
         both = torch.cat([tl[0].argmax(-1), tok]).tolist()  # the one sync of the iteration
         y, token = both[:N + 1], both[N + 1:]  # y[0]: after the root; y[1 + i]: after node i
         path, cur = [], -1
@@ -231,12 +270,15 @@ class HeadLoop:
         bonus = y[0] if cur < 0 else y[1 + cur]
         emitted = [token[i] for i in path] + [bonus]
         keep_l = [0] + [1 + i for i in path]
-        keep = torch.tensor(keep_l, device=dev)  # compact the accepted path's KV (skipped when already in place)
-        if keep_l != list(range(len(keep_l))):  # advanced indexing reads a copy first
-            self._kv[:, 0, :, p:p + keep.numel()] = self._kv[:, 0, :, p + keep]
+        keep = torch.tensor(keep_l, device=dev)  # compact the accepted path's KV, every iteration (a constant cost)
+        self._kv[:, 0, :, p:p + keep.numel()] = self._kv[:, 0, :, p + keep]  # advanced indexing reads a copy first
         F_[:, p:p + keep.numel()] = tf[:, keep]
         toks[0, p + 1:p + len(emitted) + 1] = torch.tensor(emitted, device=dev)
         return emitted
+
+    def tree_step(self, toks, F_, p: int, root_logits, root_hidden):
+        """One tree iteration after the catch-up (what `time_tree_bookkeeping` times with stub forwards)."""
+        return self._tree_iteration(toks, F_, p, root_logits, root_hidden)
 
     def _note_rank(self, k: int, lg):
         self._last_lg = getattr(self, "_last_lg", {})
@@ -256,93 +298,3 @@ class HeadLoop:
     def rank_acceptance(self) -> np.ndarray:
         """p[d][k] estimated from chain runs: P(the target's token is the head's rank-k candidate)."""
         return self.rank_hits / np.maximum(self.rank_seen, 1)[:, None]
-
-
-def damp_residual(model: DecoderModel, scale: float) -> None:
-    """Scale every layer's residual writes (o_proj, down_proj and their biases) by `scale`, in place:
-    the final hidden state becomes the token's embedding plus a small context-dependent part, so the
-    next token is mostly a (learnable) function of the current one and partly of the context — a
-    random-weight target whose text a head can learn in seconds (scripts/hf_assisted_check.py's
-    `tail_scale`, applied to every layer). Shapes, and so every timing, are unchanged."""
-    with torch.no_grad():
-        for layer in model.layers:
-            for w in (layer.w_o, layer.b_o, layer.w_down, layer.b_down):
-                if w is not None:
-                    w.mul_(scale)
-
-
-def training_data(target: DecoderModel, n_greedy: int, seq: int, n_random: int, seed: int = 0):
-    """(tokens [1, n], target features [1, n, d], target argmax [1, n]) per sequence: `n_greedy` greedy
-    continuations of `seq` tokens (8 random prompt tokens), then `n_random` sequences of `seq` random
-    tokens (labels: the target's argmax, one forward each — cheap, and they cover the vocabulary)."""
-    dev = target.head.embed_w.device
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    data = []
-    with torch.no_grad():
-        for i in range(n_greedy + n_random):
-            if i < n_greedy:
-                prompt = torch.randint(0, target.spec.vocab, (1, 8), generator=g).to(dev)
-                x = torch.cat([prompt[0], torch.tensor(greedy_reference(target, prompt, seq), device=dev)])[None]
-            else:
-                x = torch.randint(0, target.spec.vocab, (1, seq), generator=g).to(dev)
-            s = torch.arange(x.shape[1], device=dev)
-            logits, feats = target_forward(target, x, s, s, causal(s, target.max_context, dev))
-            data.append((x, feats, logits.argmax(-1)))
-    return [data[i] for i in torch.randperm(len(data), generator=g).tolist()]  # interleave the two kinds
-
-
-# EAGLE's objective (Li et al. 2024, arXiv:2401.15077, §4.2): L = L_reg + w_cls·L_cls, L_reg the Smooth L1
-# loss between the head's feature and the target's next feature, L_cls the cross-entropy of the tokens
-# both give through the shared LM head, w_cls = 0.1. The regression is the well-conditioned part.
-W_CLS = 0.1
-
-
-def train_head(target: DecoderModel, head: EagleHead, data, steps: int, lr: float = 1e-3, max_s: float | None = None):
-    """Fit the head to `data` (training_data) with EAGLE's loss, in fp32 (a copy of the head's
-    weights and of the target's final norm / LM head; fp16 gradients of a 32000-way softmax underflow),
-    Adam; cast back to the head's dtype at the end. Stops after `steps` or `max_s` seconds. Returns
-    {"accuracy": top-1 agreement with the target over the last len(data) steps, "steps", "loss", "train_s"}."""
-    dev, dt = head.fc.device, head.fc.dtype
-    spec = target.spec
-    th = target.head
-    norm_w = th.norm_w.detach().float()
-    norm_b = None if th.norm_b is None else th.norm_b.detach().float()
-    head_w = th.head_w.detach().float()
-    proj_out = None if th.proj_out is None else th.proj_out.detach().float()
-    head.layer.float()
-    fc = head.fc.detach().float().requires_grad_(True)
-    params = [fc] + [p_ for p_ in head.layer.parameters()]
-    for p_ in params[1:]:
-        p_.requires_grad_(True)
-    opt = torch.optim.Adam(params, lr=lr)
-    t0, done, loss_v, window = time.perf_counter(), 0, float("nan"), []  # window: (hits, tokens) of the last pass
-    tf32 = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = True  # training only; the fp16 forwards timed later are unaffected
-    try:
-        for step in range(steps):
-            if max_s is not None and time.perf_counter() - t0 > max_s:
-                break
-            x, feats, y = data[step % len(data)]
-            n = x.shape[1] - 1
-            s = torch.arange(1, n + 1, device=dev)
-            with torch.enable_grad():
-                e = th.embed(x[:, 1:], s[:1]).float()
-                inp = F.linear(torch.cat([e, feats[:, :-1].float()], dim=-1), fc)
-                hid = block(head.layer, inp, s, s, causal(s, target.max_context, dev))
-                z = _norm(spec, hid, norm_w, norm_b)
-                lg = F.linear(z if proj_out is None else F.linear(z, proj_out), head_w)
-                loss = F.smooth_l1_loss(hid[0], feats[0, 1:].float()) + W_CLS * F.cross_entropy(lg[0], y[0, 1:])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-            opt.step()
-            for c in (head.layer.cache_k, head.layer.cache_v):  # the cache written this step leaves the graph
-                c.detach_()
-            done, loss_v = step + 1, float(loss)
-            window = (window + [(int((lg[0].argmax(-1) == y[0, 1:]).sum()), n)])[-len(data):]
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        for p_ in params[1:]:
-            p_.requires_grad_(False)
-        head.layer.to(dt)
-        head.fc = torch.nn.Parameter(fc.detach().to(dt), requires_grad=False)
-    return {"accuracy": sum(h for h, _ in window) / max(sum(n for _, n in window), 1), "steps": done, "loss": loss_v, "train_s": time.perf_counter() - t0}

@@ -25,9 +25,12 @@ def test_published_numbers_and_their_intervals():
     assert (m.alpha_by_position, m.lo, m.hi) == ((0.875,), (0.85,), (0.90,))  # DeepSeek-V3 §5.4.3: 85–90 %
     e3 = PUBLISHED["eagle3"]  # EAGLE-3 Figure 7: flat about 0.79 (0.78–0.81) over 0-α..7-α
     assert e3.how == "read from a figure" and e3.alpha_by_position == (0.79,) * 8 and (e3.lo[0], e3.hi[0]) == (0.78, 0.81)
+    # only DeepSeek-V3's sentence was confirmed against its source; the others say they are unverified
+    assert m.verified and not e.verified and not e3.verified
     for key in ("eagle", "eagle3", "mtp"):
         acc = published_acceptance(key)
         assert is_prior(acc) and acc.source.startswith("published prior")
+        assert ("unverified" in acc.source) == (not PUBLISHED[key].verified) == ("unverified" in acc.extra["flag"])
         for a, (lo, hi), plo, phi in zip(acc.alpha_by_position, acc.alpha_by_position_ci, PUBLISHED[key].lo,
                                          PUBLISHED[key].hi):
             assert lo < plo <= a <= phi < hi  # the published range, widened for carrying it to another target

@@ -10,7 +10,9 @@ Sequoia and SGLang draft), timed at context + ℓ − 1; the deepest level is ne
 verifying N tree tokens costs a forward over N tokens (the tree mask changes which keys a query
 sees, not the work of a dense attention kernel); the catch-up is the proposer's for a chain as deep
 as the tree; the rank acceptance's interval comes from its effective path counts per depth (`rank_n`:
-Dirichlet draws, the tree's shape held at the point tree), else it is taken as exact.
+Dirichlet draws, the tree's shape held at the point tree), else it is taken as exact; a tree's own
+work around its forwards (top-k per level, tree masks, path compaction) is the provider's
+`tree_overhead_s` where it has one (the own loop's timings do), else a chain's overhead at γ (noted).
 """
 from __future__ import annotations
 
@@ -22,6 +24,14 @@ import numpy as np
 from specperf.perfmodel.specdec.methods import IterationCosts, grid
 from specperf.perfmodel.specdec.trees import (best_tree, chain, expected_tokens, expected_tokens_draws, rank_draws,
                                      rank_matrix)
+
+
+# said where the latency provider cannot price a tree's own work (no `tree_overhead_s`): in specperf's eager
+# loop it cost 1.0-1.45 ms per iteration beyond a chain's overhead (trees of 6-24 tokens, 16-layer 7B-width
+# target, H100, _gpu/r1: predictions 10.8-13.7 % too fast without it)
+TREE_OVERHEAD_NOTE = ("token tree: its own per-iteration work (top-k per level, tree masks, gathers, path "
+                      "compaction) is priced as a chain's overhead at γ — this latency source does not time it; "
+                      "in eager mode it can add about 1 ms per iteration (scripts/specloop_eagle_tree.py times it)")
 
 
 @lru_cache(maxsize=4096)
@@ -66,14 +76,28 @@ class TokenTree:
                 if lvl == 0:
                     first[..., j] = s
         chain = self.base.costs(latency, target, batch, context, np.maximum(depth, 1), tp, mode, pl)
+        overhead, notes = self._overhead(latency, target, B, g, mode, zero, sources)
         return replace(chain, gamma=g, step_s=first, proposal_s=prop,
                        verify_s=latency.forward(target, B, G + 1, C, tp, mode).total_s + zero,
-                       overhead_s=latency.overhead_s(target, B, G, mode)[0] + zero,
-                       sources={**chain.sources, **sources},
+                       overhead_s=overhead, sources={**chain.sources, **sources},
                        notes=chain.notes + ("token tree: one proposer step per level (the root, then each level's "
                                             "tokens in one forward); verification of γ+1 tokens under a tree mask, "
                                             "priced as a causal verification of γ+1 tokens (true for tree-mask "
-                                            "kernels such as FlashInfer's; an explicit-mask SDPA is slower)",))
+                                            "kernels such as FlashInfer's; an explicit-mask SDPA is slower)",) + notes)
+
+    def _overhead(self, latency, target, B, g, mode, zero, sources):
+        """(overhead (batch, context, γ), notes): a provider's `tree_overhead_s(spec, batch, tree, mode)`
+        where it has one — a tree iteration's own work: per-level top-k, tree masks, gathers, accept/
+        reject, compaction, the sync — else its chain overhead at γ, said in a note."""
+        hook = getattr(latency, "tree_overhead_s", None)
+        if hook is None:
+            return latency.overhead_s(target, B, g[None, None, :], mode)[0] + zero, (TREE_OVERHEAD_NOTE,)
+        out = np.zeros_like(zero)
+        for j, n in enumerate(g):
+            s, src = hook(target, B, self.tree(n), mode)
+            out[..., j] = (np.asarray(s, dtype=float) + zero)[..., j]
+            sources["overhead"] = src
+        return out, ()
 
     def tokens_per_iteration(self, acceptance=None, gammas=()) -> np.ndarray:
         return np.array([expected_tokens(self.tree(int(n)), np.asarray(self.rank_acceptance)) for n in np.atleast_1d(gammas)])
