@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from specperf.cli.main import app
 from specperf.perfmodel.specs.catalog import resolve_model
-from specperf.perfmodel.optimize.export import PLACEHOLDER, export_config
+from specperf.perfmodel.optimize.export import ENGINE_MODE, PLACEHOLDER, export_config
 from specperf.perfmodel.specs.models import SpecError
 
 runner = CliRunner()
@@ -146,3 +146,15 @@ def test_low_acceptance_shows_losing_cells_and_json_policy():
     cells = doc["policy"][0]["cells"]
     assert cells[0]["verdict"] == "off" and cells[0]["speedup"] < 1 and cells[0]["margin"] < 0
     assert all(c["speedup_lo"] <= c["speedup"] <= c["speedup_hi"] for c in cells)
+
+
+@pytest.mark.parametrize("engine,modes,expect", [("vllm", "all", "compiled"), ("sglang", "all", "compiled"),
+                                                 ("hf", "all", "eager"), ("vllm", "both", "graph")])
+def test_the_export_takes_gamma_from_the_mode_the_engine_runs(engine, modes, expect):
+    r = run(["optimize", "--target", "llama-65b", "--gpu", "h100-sxm", "--tp", "4", "--drafts", "sheared-llama-1.3b",
+             "--batch", "1", "--context", "512", "--alpha", "0.7", "--mode", modes, "--emit", engine, "--json"])
+    assert r.exit_code == 0, r.output
+    e = json.loads(r.output)["export"]
+    assert e["mode"] == expect
+    fell_back = [n for n in e["notes"] if "runs compiled mode by default" in n]
+    assert bool(fell_back) == (expect != ENGINE_MODE[engine])

@@ -22,6 +22,10 @@ from specperf.perfmodel.specs.models import ModelSpec, SpecError
 from specperf.perfmodel.specs.safeio import atomic_write
 
 ENGINES = ("vllm", "sglang", "hf")
+# The mode each engine runs by default, whose γ an export takes (README, "Which mode is your engine"):
+# vLLM from -O1 (its default) compiles with Dynamo + Inductor under CUDA graphs; SGLang's decode runs
+# fused kernels under CUDA graphs (compiled-mode costs); transformers' generate() runs eager.
+ENGINE_MODE = {"vllm": "compiled", "sglang": "compiled", "hf": "eager"}
 # vLLM draft-model speculative decoding: speculative_config keys model, num_speculative_tokens, method
 # ("draft_model"), draft_tensor_parallel_size:
 #   https://docs.vllm.ai/en/latest/features/speculative_decoding/draft_model/
@@ -109,6 +113,9 @@ def export_config(engine: str, target: ModelSpec, target_origin: str, draft: Mod
     if engine == "vllm":
         cfg = {"model": dpath, "num_speculative_tokens": gamma, "method": "draft_model",
                "draft_tensor_parallel_size": 1}
+        if tp > 1:  # vLLM 0.32 SpeculativeConfig._verify_and_get_draft_tp: 1 or the target's tp, default the target's
+            notes.append(f"draft_tensor_parallel_size 1: the draft is priced unsharded beside target shard 0, "
+                         f"so it is pinned (vLLM 0.32's default would shard it at tp {tp}, which is not priced)")
         if schedule:
             cfg["num_speculative_tokens"] = max(max(int(g) for _, _, g in schedule), 1)
             cfg["num_speculative_tokens_per_batch_size"] = [[int(v) for v in e] for e in schedule]

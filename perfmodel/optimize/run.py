@@ -190,13 +190,15 @@ def _export_method(req: OptimizeRequest, target, sec: dict, method) -> dict:
 
 
 def _export(req: OptimizeRequest, res, target, policies: list[dict], pol_idx: dict) -> dict:
-    prefer = "eager" if req.emit == "hf" else "graph"
+    from specperf.perfmodel.optimize.export import ENGINE_MODE
+
+    prefer = ENGINE_MODE[req.emit]
     mode = prefer if prefer in req.modes else req.modes[0]
     pol = next(p for p in policies if p["mode"] == mode)
     i = pol_idx[mode]
     draft = res.cands.spec(i)
     origin = str(res.cands.origin[i])
-    notes = []
+    notes = [] if mode == prefer else [f"γ from {mode} mode: {req.emit} runs {prefer} mode by default; add --mode {prefer}"]
     if req.emit == "hf":
         small = [c for c in pol["cells"] if c["batch"] == int(res.batch.min())]
         gamma = small[0]["gamma"]
