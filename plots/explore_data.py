@@ -12,10 +12,11 @@ so tables are stored per side and the page combines any draft with any target wi
 fit uses the rule of perfmodel.optimize.report: target shard + co-located draft, weights + KV cache
 for context + γ + 1 tokens, against one GPU's memory (activations are not counted).
 
-Uncertainty (issue 14): per (batch, context) cell each side carries its role's (kind, band) exactly as
-perfmodel.specdec.uncertainty.role_band reads it from predict's Provenance over all γ, and the page
-gets the standard-normal stream of propagate's seeded generator (`mc`), so its Monte Carlo consumes
-the same draws in the same order and its 90 % bands equal `predict --json`'s lo/hi.
+Uncertainty (issues 14, 26): per (batch, context, γ) cell each side carries its role's (kind, band)
+exactly as perfmodel.specdec.cell_bands reads it for predict (that cell's own sources; the baseline per
+(batch, context)), and the page gets propagate's seeded standard normals (`mc`: one stream per source
+kind, the acceptance's and the baseline's), so its Monte Carlo uses the same draws and its 90 % bands
+equal `predict --json`'s lo/hi.
 """
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ import numpy as np
 from specperf.perfmodel.latency.providers import build_provider
 from specperf.perfmodel.specdec.maths import draft_context
 from specperf.perfmodel.specdec.registry import METHODS as REGISTRY, make_method
-from specperf.perfmodel.specdec.uncertainty import LEVEL, N_DRAWS, Z90, Z95, fallback_band, role_band
+from specperf.perfmodel.latency.source import KINDS
+from specperf.perfmodel.specdec.cell_bands import baseline_query, fill, prefixed, stream
+from specperf.perfmodel.specdec.uncertainty import LEVEL, N_DRAWS, Z90, Z95, fallback_band
 from specperf.perfmodel.specs.catalog import resolve_model
 from specperf.perfmodel.specs.hardware import resolve_gpu
 from specperf.perfmodel.specs.models import SpecError
@@ -84,18 +87,23 @@ def _proposer_model(method: str, target) -> dict:
             "max_positions": int(target.max_positions), "learned_positions": False, "vocab": int(target.vocab)}
 
 
-def _band(sources: dict, role: str, mode: str) -> dict:
-    """{kind, band, notes} of one role, as propagate reads it (widest band; fitted band as fallback)."""
-    k, b, notes = role_band(sources, role, fallback_band(mode))
-    return {"kind": k, "band": float(b), "notes": notes}
+def _cells(query, sizes, roles, mode) -> list:
+    """Nested lists [b][c]([g]) of {role: {kind, band}} (one role: its dict alone), as
+    cell_bands.fill reads them for predict: each cell from its own sources."""
+    got, _ = fill(query, sizes, roles, fallback_band(mode))
+
+    def at(ix):
+        d = {r: {"kind": str(got[r]["kind"][ix]), "band": float(got[r]["band"][ix])} for r in roles}
+        return d[roles[0]] if len(roles) == 1 else d
+    return np.frompyfunc(lambda *ix: at(ix), len(sizes), 1)(*np.indices(sizes)).tolist()
 
 
-def mc_stream(n: int = N_DRAWS, seed: int = 0, blocks: int = 5) -> dict:
-    """The standard normals propagate(seed) draws, in order: numpy's Generator fills consecutive
-    standard_normal calls from one stream, so block j of this array is propagate's j-th draw of n
-    (one per latency kind in sorted order, then α when it has an interval, then the baseline)."""
-    z = np.random.default_rng(seed).standard_normal(n * blocks)
-    return {"draws": n, "seed": seed, "level": LEVEL, "z90": Z90, "z95": Z95, "z": z.tolist()}
+def mc_stream(n: int = N_DRAWS, seed: int = 0) -> dict:
+    """propagate(seed)'s standard normals: z['kind:<kind>'] for every source kind (cell_bands.stream),
+    z['acceptance'] (α's logit-normal draw) and z['baseline']."""
+    names = [f"kind:{k}" for k in KINDS] + ["acceptance", "baseline"]
+    return {"draws": n, "seed": seed, "level": LEVEL, "z90": Z90, "z95": Z95,
+            "z": {k: stream(seed, k).standard_normal(n).tolist() for k in names}}
 
 
 def draft_table(spec, latency, mode: str, batches, contexts, gammas) -> dict:
@@ -106,8 +114,10 @@ def draft_table(spec, latency, mode: str, batches, contexts, gammas) -> dict:
     G = np.asarray(gammas)[None, None, :]
     cells = [[_side(latency.forward(spec, b, 1, draft_context(c, G[0, 0]), 1, mode).sources)["badge"]
               for c in contexts] for b in batches]
-    bands = [[_band({f"draft_{k}": v for k, v in latency.forward(spec, b, 1, draft_context(c, G), 1, mode).sources.items()},
-                    "draft", mode) for c in contexts] for b in batches]
+    b_, c_, g_ = (np.asarray(v) for v in (batches, contexts, gammas))
+    bands = _cells(lambda sel: prefixed(latency.forward(spec, b_[sel[0]][:, None, None], 1, draft_context(
+        c_[sel[1]][None, :, None], g_[sel[2]][None, None, :]), 1, mode).sources, "draft"),
+        (b_.size, c_.size, g_.size), ("draft",), mode)
     sources = {k[len("draft_"):]: v for k, v in ic.sources.items() if k.startswith("draft_")}
     return {"t_draft_s": _arr(ic.step_s), "proposal_s": _arr(ic.proposal_s), "catchup_s": _arr(ic.catchup_s),
             "catchup_optional": True, "cell_badge": cells, "cell_band": bands, **_side(sources)}
@@ -116,13 +126,16 @@ def draft_table(spec, latency, mode: str, batches, contexts, gammas) -> dict:
 def method_table(name: str, target, latency, mode: str, batches, contexts, gammas) -> dict:
     """A head's or n-gram's parts for `target` (its catch-up always charged), badge and band from the
     method's sources over the whole grid (every cell carries them)."""
-    ic = make_method(name).costs(latency, target, batches, contexts, gammas, 1, mode)
+    meth = make_method(name)
+    ic = meth.costs(latency, target, batches, contexts, gammas, 1, mode)
     src = {k: v for k, v in ic.sources.items() if k.startswith("draft_")}
     side = _side({k[len("draft_"):]: v for k, v in src.items()})
-    band = _band(src, "draft", mode)
+    b_, c_, g_ = (np.asarray(v) for v in (batches, contexts, gammas))
+    band = _cells(lambda sel: meth.costs(latency, target, b_[sel[0]], c_[sel[1]], g_[sel[2]], 1, mode).sources,
+                  (b_.size, c_.size, g_.size), ("draft",), mode)
     return {"t_draft_s": _arr(ic.step_s), "proposal_s": _arr(ic.proposal_s), "catchup_s": _arr(ic.catchup_s),
             "catchup_optional": False, "cell_badge": [[side["badge"]] * len(contexts) for _ in batches],
-            "cell_band": [[band] * len(contexts) for _ in batches], **side}
+            "cell_band": band, **side}
 
 
 def target_table(spec, latency, mode: str, tp: int, batches, contexts, gammas) -> dict:
@@ -139,10 +152,14 @@ def target_table(spec, latency, mode: str, tp: int, batches, contexts, gammas) -
     side["cell_badge"] = [[_side({**latency.forward(spec, b, g + 1, c, tp, mode).sources,
                                   "overhead": latency.overhead_s(spec, b, g, mode)[1]})["badge"]
                            for c in contexts] for b in batches]
-    side["cell_band"] = [[{"target": _band({f"target_{k}": v for k, v in latency.forward(spec, b, G + 1, c, tp, mode).sources.items()},
-                                           "target", mode),
-                           "overhead": _band({"overhead": latency.overhead_s(spec, b, G, mode)[1]}, "overhead", mode)}
-                          for c in contexts] for b in batches]
+    b_, c_, g_ = (np.asarray(v) for v in (batches, contexts, gammas))
+
+    def q(sel):
+        B_, C_, G_ = b_[sel[0]][:, None, None], c_[sel[1]][None, :, None], g_[sel[2]][None, None, :]
+        return {**prefixed(latency.forward(spec, B_, G_ + 1, C_, tp, mode).sources, "target"),
+                "overhead": latency.overhead_s(spec, B_, G_, mode)[1]}
+    side["cell_band"] = _cells(q, (b_.size, c_.size, g_.size), ("target", "overhead"), mode)
+    side["base_band"] = _cells(baseline_query(latency, spec, b_, c_, tp, mode), (b_.size, c_.size), ("baseline",), mode)
     return {"t_verify_s": _arr(ver.total_s + zero), "overhead_s": _arr(ov + zero),
             "t_target_s": _arr((tgt.total_s + zero)[:, :, 0]), "baseline_overhead_s": _arr((ov0 + zero)[:, :, 0]),
             **side}

@@ -5,12 +5,12 @@
 //   each proposer's proposal_s / catchup_s come from its speculation method in Python, never derived here);
 //   throughput = batch*tpi/iteration_s
 //   baseline = batch/(t_target + overhead(0));  speedup = throughput/baseline
-// Bands (issue 14): the Monte Carlo of perfmodel.specdec.uncertainty.propagate, step for step, on the
-// standard normals its seeded generator draws (D.mc.z, embedded by plots/explore_data.mc_stream):
-// one standard normal per latency kind (sorted), each role scaled by its own band (90 % interval
-// 1 ± band; uncertainty.role_factors), α logit-normal when the
-// page's α ± (a 95 % interval, as acceptance files state it) is > 0, the baseline its own draw at the
-// target's band; 90 % intervals are numpy's linear percentiles. Same draws, same order: same lo/hi.
+// Bands (issues 14, 26): the Monte Carlo of perfmodel.specdec.uncertainty.propagate, step for step, on the
+// standard normals of its seeded streams (D.mc.z, embedded by plots/explore_data.mc_stream): one stream
+// per latency kind, each (batch, context, γ) cell's role scaled by that cell's own band (90 % interval
+// 1 ± band; cell_bands.cell_factors), α logit-normal (stream 'acceptance') when the page's α ± (a 95 %
+// interval, as acceptance files state it) is > 0, the baseline its own stream at its own sources' band;
+// 90 % intervals are numpy's linear percentiles. Same draws: same lo/hi.
 (function () {
   'use strict';
   var D = JSON.parse(document.getElementById('specperf-data').textContent);
@@ -48,9 +48,9 @@
     return {k: k, pt: pts[k], pts: pts, cap: k === D.gammas.length - 1};
   }
   function logit(a) { a = Math.min(Math.max(a, 1e-9), 1 - 1e-9); return Math.log(a / (1 - a)); }
-  function factor(band, off) {  // uncertainty.kind_factors for one kind: exp(ln(1+b)/z90 · z)
-    var n = D.mc.draws, f = new Float64Array(n), sc = Math.log1p(band) / D.mc.z90;
-    for (var i = 0; i < n; i++) { f[i] = band > 0 ? Math.exp(sc * D.mc.z[off + i]) : 1; }
+  function factor(band, key) {  // cell_bands.cell_factors for one cell: exp(ln(1+b)/z90 · z_key)
+    var n = D.mc.draws, f = new Float64Array(n), sc = Math.log1p(band) / D.mc.z90, z = D.mc.z[key];
+    for (var i = 0; i < n; i++) { f[i] = band > 0 ? Math.exp(sc * z[i]) : 1; }
     return f;
   }
   function pct(x, q) {  // numpy.percentile, method 'linear', on a sorted array
@@ -65,28 +65,25 @@
   }
   // 90 % intervals of iteration_s, throughput_tok_s and speedup for every γ of one (batch, context) cell
   function bands(s, a, h, b, c) {
-    var T = tables(s), n = D.mc.draws, dr = T.d.cell_band[b][c], tg = T.t.cell_band[b][c];
-    var roles = {draft: dr, target: tg.target, overhead: tg.overhead}, zoff = {}, off = 0;
-    // uncertainty.role_factors: one standard normal per kind (sorted), each role at its own band
-    ['draft', 'target', 'overhead'].forEach(function (r) { zoff[roles[r].kind] = 0; });
-    Object.keys(zoff).sort().forEach(function (k) { zoff[k] = off; off += n; });
-    var al = new Float64Array(n).fill(a);
+    var T = tables(s), n = D.mc.draws, base = T.t.base_band[b][c];
+    var al = new Float64Array(n).fill(a), za = D.mc.z.acceptance;
     if (h > 0) {
       var lo = Math.max(a - h, 0), hi = Math.min(a + h, 1), m = logit(a);
       var sd = Math.max((logit(hi) - logit(lo)) / (2 * D.mc.z95), 0);
-      for (var i = 0; i < n; i++) { al[i] = sd > 0 ? 1 / (1 + Math.exp(-(m + sd * D.mc.z[off + i]))) : a; }
-      off += n;
+      for (var i = 0; i < n; i++) { al[i] = sd > 0 ? 1 / (1 + Math.exp(-(m + sd * za[i]))) : a; }
     }
-    var fb = factor(tg.target.band, off), fd = factor(dr.band, zoff[dr.kind]);
-    var ft = factor(tg.target.band, zoff[tg.target.kind]), fo = factor(tg.overhead.band, zoff[tg.overhead.kind]);
+    var fb = factor(base.band, 'baseline');
     var B = D.batches[b], t0 = T.t.t_target_s[b][c], ov0 = T.t.baseline_overhead_s[b][c];
-    var out = {roles: roles, iteration_s: [], throughput_tok_s: [], speedup: []};
+    var out = {iteration_s: [], throughput_tok_s: [], speedup: [], cells: []};
     var cp = Float64Array.from(al), cs = new Float64Array(n), gi = 0;
     for (var g = 1; g <= D.gammas[D.gammas.length - 1]; g++) {  // tokens_from_draws: 1 + cumsum(cumprod α)
       for (var i2 = 0; i2 < n; i2++) { if (g > 1) { cp[i2] *= al[i2]; } cs[i2] += cp[i2]; }
       if (D.gammas[gi] !== g) { continue; }
       var pr = T.d.proposal_s[b][c][gi], tv = T.t.t_verify_s[b][c][gi], ov = T.t.overhead_s[b][c][gi];
-      var cu = catchup(s, T.d, b, c, gi);
+      var cu = catchup(s, T.d, b, c, gi), dr = T.d.cell_band[b][c][gi], tg = T.t.cell_band[b][c][gi];
+      var fd = factor(dr.band, 'kind:' + dr.kind), ft = factor(tg.target.band, 'kind:' + tg.target.kind);
+      var fo = factor(tg.overhead.band, 'kind:' + tg.overhead.kind);
+      out.cells.push({draft: dr, target: tg.target, overhead: tg.overhead});
       var it = new Float64Array(n), thr = new Float64Array(n), sp = new Float64Array(n);
       for (var k = 0; k < n; k++) {
         var e = 1.0 + cs[k];
@@ -133,9 +130,10 @@
     var U = bands(s, s.alpha, s.pm, bi, ci), k = r.k, off = p.speedup < 1, fit = p.fit;
     var band = {speedup_lo: U.speedup[k][0], speedup_hi: U.speedup[k][1], throughput_tok_s_lo: U.throughput_tok_s[k][0],
                 throughput_tok_s_hi: U.throughput_tok_s[k][1], iteration_s_lo: U.iteration_s[k][0], iteration_s_hi: U.iteration_s[k][1],
-                latency: {draft: U.roles.draft.kind + ' ±' + (100 * U.roles.draft.band).toFixed(1) + '%',
-                          target: U.roles.target.kind + ' ±' + (100 * U.roles.target.band).toFixed(1) + '%',
-                          overhead: U.roles.overhead.kind + ' ±' + (100 * U.roles.overhead.band).toFixed(1) + '%'}};
+                latency: {}};
+    ['draft', 'target', 'overhead'].forEach(function (ro) {  // the optimal γ row's own bands
+      band.latency[ro] = U.cells[k][ro].kind + ' ±' + (100 * U.cells[k][ro].band).toFixed(1) + '%';
+    });
     $('alpha-pm-val').textContent = s.pm > 0 ? '±' + s.pm.toFixed(2) : 'exact';
     $('gstar').textContent = off ? 'off' : String(p.gamma) + (r.cap ? ' (search cap)' : '');
     $('speedup').textContent = p.speedup.toFixed(3) + '×' + (off ? ' — autoregressive is faster' : '');

@@ -47,14 +47,16 @@ def test_tables_recombine_to_predict(data, draft, gpu, mode, tp):
     np.testing.assert_allclose(thr / base, p.speedup, rtol=1e-13)
     assert d["badge"] in ("measured", "operator", "analytical", "mixed")
     assert np.shape(d["cell_badge"]) == (2, 2) and np.shape(t["cell_badge"]) == (2, 2)
-    # each cell's band is what propagate reads from predict's Provenance for that cell
+    # each (batch, context, γ) cell's band is what propagate reads for that cell, from that cell alone
     for bi, b in enumerate(GRID["batches"]):
         for ci, c in enumerate(GRID["contexts"]):
-            one = predict(resolve_model("llama-65b"), resolve_model(draft), lat, AcceptanceModel(alpha=0.73),
-                          GRID["gammas"], [b], [c], tp=tp, mode=mode)
-            roles = propagate(one, AcceptanceModel(alpha=0.73), n=10).latency
-            got = {"draft": d["cell_band"][bi][ci], **t["cell_band"][bi][ci]}
-            assert {r: {"kind": v["kind"], "band": v["band"]} for r, v in got.items()} == roles
+            for k, gam in enumerate(GRID["gammas"]):
+                one = predict(resolve_model("llama-65b"), resolve_model(draft), lat, AcceptanceModel(alpha=0.73),
+                              [gam], [b], [c], tp=tp, mode=mode)
+                roles = propagate(one, AcceptanceModel(alpha=0.73), n=10).cell_latency(0, 0, 0)
+                got = {"draft": d["cell_band"][bi][ci][k], **t["cell_band"][bi][ci][k],
+                       "baseline": t["base_band"][bi][ci]}
+                assert got == roles
 
 
 @pytest.mark.parametrize("method", ["eagle3", "ngram"])
@@ -73,10 +75,13 @@ def test_method_tables_recombine_to_predict(data, method):
 
 
 def test_mc_stream_is_propagates_draws():
-    """propagate draws standard_normal(n) once per kind, then α, then the baseline: one stream."""
-    rng = np.random.default_rng(0)
-    blocks = [rng.standard_normal(50), rng.standard_normal((50, 1)).ravel(), rng.standard_normal(50)]
-    np.testing.assert_array_equal(np.concatenate(blocks), np.asarray(mc_stream(50, 0, 3)["z"]))
+    """propagate draws standard_normal(n) from one stream per kind, α's (n, 1) and the baseline's."""
+    from specperf.perfmodel.specdec.cell_bands import kind_normals, stream
+
+    z = mc_stream(50, 0)["z"]
+    np.testing.assert_array_equal(kind_normals(["operator"], 50, 0)["operator"], z["kind:operator"])
+    np.testing.assert_array_equal(stream(0, "acceptance").standard_normal((50, 1)).ravel(), z["acceptance"])
+    np.testing.assert_array_equal(stream(0, "baseline").standard_normal(50), z["baseline"])
 
 
 def test_badges_say_where_numbers_come_from():

@@ -33,8 +33,10 @@ def prediction_document(p: Prediction, target: ModelSpec, draft: ModelSpec | Non
         for f in INTERVAL_FIELDS:
             r[f"{f}_lo"] = float(getattr(u, f"{f}_lo")[bi, ci, k])
             r[f"{f}_hi"] = float(getattr(u, f"{f}_hi")[bi, ci, k])
-    unc = {"level": u.level, "draws": u.draws, "latency_bands": u.latency, **gamma_summary(p, u, bi, ci),
-           "notes": list(u.notes)}
+        r["latency_bands"] = u.cell_latency(bi, ci, k)  # this row's own sources (issue 26)
+    k_best = int(p.optimal_index[bi, ci])
+    unc = {"level": u.level, "draws": u.draws, "latency_bands": rows[k_best]["latency_bands"],
+           **gamma_summary(p, u, bi, ci), "notes": list(u.notes) + band_notes(rows, k_best)}
     batch, context = int(p.batch[bi]), int(p.context[ci])
     notes = list(p.notes)
     speculate = best["speedup"] > 1.0
@@ -66,6 +68,24 @@ def prediction_document(p: Prediction, target: ModelSpec, draft: ModelSpec | Non
             "provenance": {k: v.to_dict() for k, v in p.sources.items() if hasattr(v, "to_dict")},
             **{f"{f}_{e}": best[f"{f}_{e}"] for f in INTERVAL_FIELDS for e in ("lo", "hi")},
             "uncertainty": unc, "notes": notes, "rows": rows}
+
+
+def band_notes(rows: list[dict], k_best: int) -> list[str]:
+    """One note per group of rows whose latency bands differ from the optimal row's (each row's
+    interval uses its own)."""
+    ref, groups = rows[k_best]["latency_bands"], {}
+    for r in rows:
+        diff = tuple((role, v["kind"], round(v["band"], 6)) for role, v in r["latency_bands"].items()
+                     if v != ref.get(role))
+        if diff:
+            groups.setdefault(diff, []).append(r["gamma"])
+    return [f"γ {_span(gs)}: latency bands {', '.join(f'{role} {k} ±{b:.1%}' for role, k, b in diff)} "
+            f"(γ={rows[k_best]['gamma']}'s differ; each row's interval uses its own)" for diff, gs in groups.items()]
+
+
+def _span(gs: list[int]) -> str:
+    return str(gs[0]) if len(gs) == 1 else (f"{gs[0]}–{gs[-1]}" if gs[-1] - gs[0] == len(gs) - 1
+                                             else ", ".join(map(str, gs)))
 
 
 def cells_document(docs: list[dict]) -> dict:

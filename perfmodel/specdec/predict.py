@@ -44,6 +44,7 @@ class Prediction:
     draft_catchup_s: np.ndarray | float = 0.0  # the proposer's catch-up per iteration (0: none)
     method: str = "draft_model"  # perfmodel.specdec.methods.METHODS key
     proposal_s: np.ndarray | None = None  # all proposal work of one iteration (γ·t_draft for a chain)
+    cell_roles: object = None  # () -> (roles, notes): each cell's latency (kind, band) per role (cell_bands)
 
     @property
     def proposal(self) -> np.ndarray:
@@ -150,6 +151,7 @@ def predict(target: ModelSpec, draft: ModelSpec | None, latency, acceptance: Acc
     sources = dict(ic.sources)
     sources["acceptance"] = acceptance.describe()
     notes = notes + tuple(ic.notes)
+    roles = _cell_roles(method, latency, draft_latency or latency, target, b, c, g, tp, mode)
     if acceptance.per_position and int(g.max()) > (acceptance.observed_positions or 0):
         notes = notes + (f"γ > {acceptance.observed_positions} extrapolates acceptance: "
                          "positions beyond the trace repeat the last observed rate",)
@@ -157,4 +159,20 @@ def predict(target: ModelSpec, draft: ModelSpec | None, latency, acceptance: Acc
                       t_verify_s=ic.verify_s, t_target_s=ic.target_s[..., None] + zero, overhead_s=ic.overhead_s,
                       baseline_overhead_s=ic.baseline_overhead_s[..., None] + zero, iteration_s=it,
                       throughput_tok_s=thr, baseline_tok_s=base, speedup=thr / base, mode=mode, sources=sources,
-                      notes=notes, draft_catchup_s=ic.catchup_s, method=method.name, proposal_s=ic.proposal_s)
+                      notes=notes, draft_catchup_s=ic.catchup_s, method=method.name, proposal_s=ic.proposal_s,
+                      cell_roles=roles)
+
+
+def _cell_roles(method, latency, proposer_latency, target, b, c, g, tp, mode):
+    """Each cell's latency roles, computed when first asked (propagate) and kept."""
+    memo = []
+
+    def roles():
+        if not memo:
+            from specperf.perfmodel.specdec.cell_bands import prediction_roles
+            from specperf.perfmodel.specdec.uncertainty import fallback_band
+
+            memo.append(prediction_roles(method, latency, proposer_latency, target, b, c, g, tp, mode,
+                                         fallback_band(mode)))
+        return memo[0]
+    return roles

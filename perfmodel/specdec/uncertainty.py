@@ -4,9 +4,11 @@ throughput, speedup and the optimal γ (issue 14). Vectorised: one (draws, batch
 Key assumptions. Latency: a component answered by source kind k is off by a log-normal factor whose
 90 % interval is (1 ± band_k) (bands from the shipped error_bands.json, carried on each
 Source.band); errors are shared by every component of the iteration answered by the same kind and independent
-across kinds; the autoregressive baseline gets its own draw at the target's band (on the own-loop
-validation its error is uncorrelated with the iteration's). A forward takes the widest band among its
-components. Acceptance: α (or each α_i) is logit-normal with the model's 95 % interval as ±1.96 σ;
+across kinds; the autoregressive baseline gets its own draw at the band of its own sources (one target
+forward over one token and the γ = 0 overhead; on the own-loop validation its error is uncorrelated with
+the iteration's). A forward takes the widest band among its components. Bands are per (batch, context, γ)
+cell, from the sources that answer that cell (perfmodel.specdec.cell_bands): a row's interval does not
+depend on which other rows were asked with it. Acceptance: α (or each α_i) is logit-normal with the model's 95 % interval as ±1.96 σ;
 α given without an interval is taken as exact, and the document says so.
 """
 from __future__ import annotations
@@ -19,12 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from specperf.perfmodel.shipped import find_one
+from specperf.perfmodel.specdec.cell_bands import (Z90, all_kinds, cell_factors, draw_kind, kind_normals, role_band,
+                                                   stream, summary)
 from specperf.perfmodel.specdec.maths import speedup, throughput_tok_s, tokens_per_iteration_by_position
 from specperf.perfmodel.specdec.methods import iteration_time_s
 
 LEVEL = 0.90  # stated interval level for iteration_s / throughput / speedup
 N_DRAWS = 2000
-Z90, Z95 = 1.6448536269514722, 1.959963984540054
+Z95 = 1.959963984540054
+__all__ = ["Z90", "Z95", "propagate", "role_band", "stream"]
 
 
 BANDS_FILE = find_one("error_bands")  # perfmodel/data/manifest.json; None when no bands ship
@@ -54,27 +59,6 @@ def shared_fraction(kind: str, mode: str, path: Path | None = BANDS_FILE) -> flo
 def _logit(a):
     a = np.clip(np.asarray(a, dtype=float), 1e-9, 1 - 1e-9)
     return np.log(a / (1 - a))
-
-
-def role_band(sources: dict, role: str, fallback: float | None = None) -> tuple[str, float, list[str]]:
-    """(kind, band, notes) of the widest-band source among `role`'s components ('draft', 'target',
-    'overhead'). A source without a band (operator before its shape check ships) takes `fallback`."""
-    parts, notes = [], []
-    for key, prov in sources.items():
-        if not (key == role or key.startswith(role + "_")) or not hasattr(prov, "parts"):
-            continue
-        for m in (prov.members or (prov,)):
-            parts.extend(s for s in m.parts if s.kind != "none")
-    best = ("none", 0.0)
-    for s in parts:
-        b = s.band
-        if b is None:
-            b = fallback if fallback is not None else 0.0
-            notes.append(f"{role}: no validated band for source kind '{s.kind}'"
-                         + (f"; the fitted-analytical band ±{b:.0%} is used" if fallback is not None else "; taken as exact"))
-        if b >= best[1]:
-            best = (s.kind, float(b))
-    return best[0], best[1], notes
 
 
 def alpha_draws(acc, n: int, gmax: int, rng) -> tuple[np.ndarray, str | None]:
@@ -148,22 +132,58 @@ class Uncertainty:
     speedup_hi: np.ndarray
     p_optimal: np.ndarray  # (batch, context, γ): share of draws in which γ is the best
     robust_index: np.ndarray  # (batch, context): γ index maximising the lower speedup bound
-    latency: dict  # {role: {"kind", "band"}}
+    latency: dict  # {role: {"kind", "band"}}: each role's widest band over every cell (a summary)
     notes: tuple = ()
+    cells: dict | None = None  # {role: {"kind", "band"} arrays}: (B,C,G) per role, (B,C) for the baseline
+
+    def cell_latency(self, bi: int, ci: int, k: int | None = None) -> dict:
+        """{role: {"kind", "band"}} of one row (k) — or the widest over the cell's rows (k None)."""
+        if self.cells is None:
+            return self.latency
+        out = {}
+        for r, v in self.cells.items():
+            kind, band = np.asarray(v["kind"])[bi, ci], np.asarray(v["band"])[bi, ci]
+            if np.ndim(kind):
+                j = int(np.argmax(band)) if k is None else int(k)
+                kind, band = kind[j], band[j]
+            out[r] = {"kind": str(kind), "band": float(band)}
+        return out
+
+
+def prediction_roles(p) -> tuple[dict, list[str]]:
+    """Each cell's roles of `p`: its own (predict records them), else the widest band over `p`'s
+    aggregated sources broadcast to every cell (a Prediction built by hand)."""
+    if callable(p.cell_roles):
+        return p.cell_roles()
+    fb, shape, notes, roles = fallback_band(p.mode), p.speedup.shape, [], {}
+    for role in ("draft", "target", "overhead"):
+        k, b, ns = role_band(p.sources, role, fb)
+        roles[role] = {"kind": np.full(shape, draw_kind(k), dtype=object), "band": np.full(shape, b)}
+        notes += ns
+    roles["baseline"] = {"kind": roles["target"]["kind"][..., 0], "band": roles["target"]["band"][..., 0]}
+    return roles, notes
+
+
+def latency_factors(roles: dict, n: int, seed: int) -> dict:
+    """{role: (n, *cell shape) factors}: one standard normal per source kind (its own stream), shared by
+    every cell and role it answers, each scaled by the cell's band; the baseline its own stream."""
+    lat = {r: v for r, v in roles.items() if r != "baseline"}
+    z = kind_normals(all_kinds(lat), n, seed)
+    out = {r: cell_factors(v, z, n) for r, v in lat.items()}
+    if "baseline" in roles:  # its own draw, whatever kind answers it
+        zb = stream(seed, "baseline").standard_normal(n)
+        out["baseline"] = cell_factors(roles["baseline"], {k: zb for k in all_kinds({"b": roles["baseline"]})}, n)
+    return out
 
 
 def propagate(p, acc, n: int = N_DRAWS, seed: int = 0, level: float = LEVEL, return_samples: bool = False,
               method=None):
     """Monte Carlo over a Prediction `p` (from specdec.predict) and its AcceptanceModel `acc`; `method`:
     the SpeculationMethod behind `p` (a TokenTree with counts gives the tree's tokens an interval)."""
-    rng = np.random.default_rng(seed)
-    fb = fallback_band(p.mode)
-    roles, notes = {}, []
-    for role in ("draft", "target", "overhead"):
-        k, b, ns = role_band(p.sources, role, fb)
-        roles[role] = {"kind": k, "band": b}
-        notes += ns
-    f = role_factors(roles, n, rng)
+    roles, notes = prediction_roles(p)
+    notes = list(notes)
+    f = latency_factors(roles, n, seed)
+    rng = stream(seed, "acceptance")
     ab, note = alpha_draws(acc, n, int(p.gamma.max()), rng)
     if note:
         notes.append(note)
@@ -175,21 +195,19 @@ def propagate(p, acc, n: int = N_DRAWS, seed: int = 0, level: float = LEVEL, ret
             notes.append("token-tree acceptance (per depth and rank) has no interval: taken as exact")
         else:
             tpi = td[:, None, None, :]
-    fd, ft, fo = (f[r][:, None, None, None] for r in ("draft", "target", "overhead"))
+    fd, ft, fo = f["draft"], f["target"], f["overhead"]
     B = p.batch[None, :, None, None]
     it = iteration_time_s(p.proposal[None] * fd, np.asarray(p.draft_catchup_s)[None] * fd,
                           p.t_verify_s[None] * ft, p.overhead_s[None] * fo)
     thr = throughput_tok_s(B, tpi, it)
-    # the baseline (target alone) is a separate measurement: own-loop validation shows its error
-    # uncorrelated with the iteration's (docs/accuracy.md), so it gets its own draw at the target's band
-    fbase = kind_factors({"baseline": roles["target"]["band"]}, n, rng)["baseline"][:, None, None, None]
+    fbase = f["baseline"][..., None]  # (n, B, C, 1): one draw for every γ of a cell
     sp = speedup(tpi, it, p.t_target_s[None] * fbase, p.baseline_overhead_s[None] * fbase)
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
     (il, ih), (tl, th), (sl, sh) = (np.percentile(x, q, axis=0) for x in (it, thr, sp))
     best = np.argmax(sp, axis=-1)
     p_opt = np.stack([(best == k).mean(axis=0) for k in range(p.gamma.size)], axis=-1)
-    u = Uncertainty(level, n, il, ih, tl, th, sl, sh, p_opt, np.argmax(sl, axis=-1), roles,
-                    tuple(dict.fromkeys(notes)))
+    u = Uncertainty(level, n, il, ih, tl, th, sl, sh, p_opt, np.argmax(sl, axis=-1),
+                    {r: v for r, v in summary(roles).items() if r != "baseline"}, tuple(dict.fromkeys(notes)), roles)
     return (u, sp) if return_samples else u
 
 
