@@ -139,7 +139,9 @@ def test_vllm_disable_threshold_from_break_even_map():
 
 
 def test_low_acceptance_shows_losing_cells_and_json_policy():
-    r = run(["optimize", "--target", "llama-2-7b", "--analytical", "--drafts", "tinyllama-1.1b", "--alpha", "0.2",
+    # a profiled GPU: the policy's range carries latency bands (issue 26), and the datasheet roofline's
+    # ±134 % band (--analytical) leaves α 0.2 'uncertain' rather than 'off'
+    r = run(["optimize", "--target", "llama-2-7b", "--gpu", "h100-sxm", "--drafts", "tinyllama-1.1b", "--alpha", "0.2",
              "--batch", "1,64", "--context", "512", "--mode", "graph", "--json", "--emit", "vllm"])
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from specperf.perfmodel.specdec.head_alpha import is_prior
-from specperf.perfmodel.specdec.uncertainty import (LEVEL, N_DRAWS, alpha_draws, fallback_band, kind_factors, role_band,
-                                           role_factors, tokens_from_draws, tree_draws)
+from specperf.perfmodel.specdec.cell_bands import baseline_query, cell_factors, fill, kind_normals, stream
+from specperf.perfmodel.specdec.uncertainty import LEVEL, N_DRAWS, alpha_draws, fallback_band, tokens_from_draws, tree_draws
 
 
 def _cell(c, tpi, batch: int) -> dict:
@@ -59,22 +59,17 @@ def rank_methods(entries: list[dict], target, provider, batch, context, gammas, 
                  for e in entries]
         tpi = [np.asarray(e["method"].tokens_per_iteration(e["acceptance"], g), dtype=float) for e in entries]
         fb = fallback_band(mode)
-        roles = {"target": role_band(costs[0].sources, "target", fb)[:2],
-                 "overhead": role_band(costs[0].sources, "overhead", fb)[:2]}
-        for j, c in enumerate(costs):
-            roles[f"m{j}"] = role_band(c.sources, "draft", fb)[:2]
-        roles = {k: {"kind": v[0], "band": v[1]} for k, v in roles.items()}
         for bi, b in enumerate(np.atleast_1d(batch)):
             for ci, cx in enumerate(np.atleast_1d(context)):
-                rng = np.random.default_rng([seed, bi, ci])
-                f = role_factors(roles, n, rng)
-                fbase = kind_factors({"baseline": roles["target"]["band"]}, n, rng)["baseline"][:, None]
+                roles, f = _cell_roles(entries, provider, draft_provider, target, b, cx, g, tp, mode, fb, n, seed)
+                fbase = f["baseline"][:, None]
                 best = np.empty((len(entries), n))
                 rows = []
                 for j, (e, c, t) in enumerate(zip(entries, costs, tpi)):
                     cc = c.at(bi, ci)
                     row = {"method": e["method"].name, "label": e["label"], "describe": e["method"].describe(),
                            **_cell(cc, t, int(b)), "acceptance": e["acceptance"].describe()}
+                    rng = stream(seed, f"alpha:{e['label']}")  # each entry's own: independent of the others
                     ab, note = alpha_draws(e["acceptance"], n, int(g.max()), rng)
                     if e["method"].name.endswith("_tree"):  # rank acceptance: Dirichlet draws where counted
                         td = tree_draws(e["method"], g, n, rng)
@@ -84,12 +79,12 @@ def rank_methods(entries: list[dict], target, provider, batch, context, gammas, 
                             note = "token-tree acceptance (per depth and rank) has no interval: taken as exact"
                     else:
                         td = tokens_from_draws(ab, g)
-                    it = cc.iteration_s(f[f"m{j}"][:, None], f["target"][:, None], f["overhead"][:, None])
+                    it = cc.iteration_s(f[f"m{j}"], f["target"], f["overhead"])  # (n, G): each γ its own band
                     sp = td * cc.baseline_s(fbase) / it
                     best[j] = sp.max(axis=-1)
                     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
                     row["speedup_lo"], row["speedup_hi"] = (float(v) for v in np.percentile(best[j], q))
-                    row["latency_band"] = roles[f"m{j}"]
+                    row["latency_band"] = _widest(roles[f"m{j}"])
                     if e["method"].name.endswith("_tree"):  # its tokens come from the --tree rows, not the chain's α
                         row["acceptance_is"] = "tree file"
                         row["acceptance"] = "per-depth, per-rank acceptance from --tree" + (
@@ -110,5 +105,31 @@ def rank_methods(entries: list[dict], target, provider, batch, context, gammas, 
                 order = sorted(range(len(rows)), key=lambda j: (-rows[j]["speedup"], j))
                 ranked = [dict(rows[j], rank=r + 1) for r, j in enumerate(order)]
                 out.append({"mode": mode, "batch": int(b), "context": int(cx), "level": level, "draws": n,
-                            "target_band": roles["target"], "rows": ranked})
+                            "target_band": _widest(roles["target"]), "rows": ranked})
     return out
+
+
+def _widest(r: dict) -> dict:
+    j = int(np.argmax(r["band"]))
+    return {"kind": str(np.asarray(r["kind"])[j]), "band": float(np.asarray(r["band"])[j])}
+
+
+def _cell_roles(entries, provider, draft_provider, target, b, cx, g, tp, mode, fb, n: int, seed: int):
+    """One (batch, context) cell's roles over γ from its own sources (specdec.cell_bands) — each
+    method's proposer as role m<j>, the target's verification and overhead, the baseline — and their
+    (n, G) factors (one stream per source kind; the baseline its own)."""
+    roles = {}
+    for j, e in enumerate(entries):
+        q = lambda sel, e=e: e["method"].costs(provider, target, [b], [cx], g[sel[0]], tp, mode,
+                                               draft_provider or provider).sources
+        got, _ = fill(q, (g.size,), ("draft", "target", "overhead") if j == 0 else ("draft",), fb)
+        roles[f"m{j}"] = got["draft"]
+        roles.update({k: v for k, v in got.items() if k != "draft"})
+    base, _ = fill(baseline_query(provider, target, [b], [cx], tp, mode), (1, 1), ("baseline",), fb)
+    roles["baseline"] = {"kind": base["baseline"]["kind"][0], "band": base["baseline"]["band"][0]}
+    lat = {k: v for k, v in roles.items() if k != "baseline"}
+    z = kind_normals([k for v in lat.values() for k in v["kind"]], n, seed)
+    f = {k: cell_factors(v, z, n) for k, v in lat.items()}
+    zb = stream(seed, "baseline").standard_normal(n)
+    f["baseline"] = cell_factors(roles["baseline"], {str(k): zb for k in roles["baseline"]["kind"]}, n)[:, 0]
+    return roles, f

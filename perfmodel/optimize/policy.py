@@ -4,12 +4,15 @@ region where speculation loses (speedup < 1), with its margin and the acceptance
 Key assumption: an engine runs one draft for all load levels; the policy draft is the candidate
 with the highest geometric-mean speedup over the batch × context grid (deployable drafts first:
 same vocabulary as the target), unless the user names one. A cell is "speculate" when even the
-low end of the speedup interval is ≥ 1, "off" when the high end is < 1, else "uncertain".
+low end of the speedup interval is ≥ 1, "off" when the high end is < 1, else "uncertain"; the
+interval is the ranked rows' 95 % range (optimize.confidence: the cell's own latency bands ×
+acceptance, γ re-optimised per draw).
 """
 from __future__ import annotations
 
 import numpy as np
 
+from specperf.perfmodel.optimize.confidence import confidence
 from specperf.perfmodel.optimize.search import speedup_curve
 from specperf.perfmodel.optimize.report import OptimizeResult, describe_candidate
 
@@ -42,12 +45,15 @@ def policy(res: OptimizeResult, mode: str, draft: int) -> dict:
     best_any = np.max(m.speedup, axis=0)
     for bi, b in enumerate(res.batch):
         for ci, c in enumerate(res.context):
-            s, lo, hi = (float(a[draft, bi, ci]) for a in (m.speedup, m.speedup_lo, m.speedup_hi))
+            s = float(m.speedup[draft, bi, ci])
+            rng = confidence(res, mode, bi, ci, [draft], None)[0][0]
+            lo, hi = rng["speedup_lo"], rng["speedup_hi"]
             g = int(res.gammas[m.gamma_index[draft, bi, ci]])
             cells.append({"batch": int(b), "context": int(c), "gamma": g,
                           "fits_memory": res.fits(draft, int(b), int(c), g),
                           "memory_needed_bytes": res.memory_needed_bytes(draft, int(b), int(c), g),
-                          "speedup": s, "speedup_lo": lo, "speedup_hi": hi, "margin": s - 1.0,
+                          "speedup": s, "speedup_lo": lo, "speedup_hi": hi, "range_exact": rng["range_exact"],
+                          "margin": s - 1.0,
                           "verdict": verdict(lo, hi), "best_any_speedup": float(best_any[bi, ci]),
                           "optimal_gamma": g if s > 1.0 else 0,
                           "advice": "speculate" if s > 1.0 else "do not speculate"})

@@ -1,9 +1,12 @@
 """Run the optimiser over modes and turn its arrays into ranked rows: γ*, tokens per iteration,
-draft/verify share, tokens/s, speedup with an interval (re-optimised at the acceptance interval's
-ends), the α each row used and its provenance, and the gain over a reference draft.
+draft/verify share, tokens/s, speedup with a 95 % range, the α each row used and its provenance, and
+the gain over a reference draft.
 
-Key assumption: the interval reflects acceptance uncertainty only (latency is taken as known);
-at each end of the α interval γ is re-optimised, so the interval is of the best achievable speedup.
+Key assumption: a ranked row's range is the Monte Carlo's (optimize.confidence: each cell's own
+latency bands × the acceptance interval, γ re-optimised per draw), so it is of the best achievable
+speedup; it is a point only where every source is exact, and the row says so. ModeResult's
+speedup_lo/hi (γ re-optimised at the α interval's ends, latency known) remain for callers that rank
+many candidates at once.
 """
 from __future__ import annotations
 
@@ -16,6 +19,10 @@ from specperf.perfmodel.optimize.search import Candidates, ModeCosts, cell_detai
 from specperf.perfmodel.optimize.space import Acceptance, match
 from specperf.perfmodel.specdec.maths import tokens_per_iteration
 from specperf.perfmodel.specs.models import ModelSpec, SpecError
+
+
+RANGE_KEYS = ("speedup_lo", "speedup_hi", "gamma_lo", "gamma_hi", "range_exact")
+EXACT_NOTE = "range is the point: every latency source and the acceptance are taken as exact"
 
 
 @dataclass(frozen=True)
@@ -161,9 +168,11 @@ def ranking(res: OptimizeResult, mode: str, bi: int, ci: int, top: int = 5, refe
     rows = rows_for(res, mode, bi, ci, idx, reference)
     for rank, r in zip(range(1, len(rows) + 1), rows):
         r["rank"] = rank if rank <= k else int(np.sum(s > s[reference]) + 1)
-    conf, roles = confidence(res, mode, bi, ci, idx[:k], reference)
-    for r, c in zip(rows, conf):
-        r.update(c)
+    conf, roles = confidence(res, mode, bi, ci, idx[:k], reference, with_reference=True)
+    for j, (r, c) in enumerate(zip(rows, conf)):
+        r.update(c if j < k else {key: c[key] for key in RANGE_KEYS})  # a reference below the top: its range
+        if c["range_exact"] and np.isfinite(r["speedup_lo"]):
+            r["notes"].append(EXACT_NOTE)
     if reference is not None:
         goal = float(m.speedup[reference, bi, ci])
         need = alpha_to_match(res, mode, idx, bi, ci, goal) if np.isfinite(goal) else [None] * len(idx)

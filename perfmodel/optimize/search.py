@@ -116,6 +116,7 @@ class ModeCosts:
     sources: dict = field(default_factory=dict)
     catchup_layer_s: np.ndarray | float = 0.0  # (S,B,C,1) per layer of the 2-token first step (0: off)
     catchup_head_s: np.ndarray | float = 0.0  # (S,B,C,1) of the head
+    cells: object = None  # optimize.cell_roles.CellRoles: each cell's latency (kind, band) per role
 
     def step_s(self, shape, depth, bi=slice(None), ci=slice(None)):
         """One draft forward of candidates (shape index, depth) arrays: depth × layer + head."""
@@ -172,9 +173,12 @@ def mode_costs(provider, target: ModelSpec, shapes, batch, context, gammas, tp: 
     if learned.any():
         maxpos = np.array([sp.max_positions if sp.learned_positions else np.inf for sp in shapes])
         feasible = (c[None, :, None] + g[None, None, :] + 1) <= maxpos[:, None, None]
+    from specperf.perfmodel.optimize.cell_roles import CellRoles
+
     return ModeCosts(mode=mode, layer_s=layer, head_s=head, verify_s=tc.verify_s, overhead_s=tc.overhead_s,
                      base_s=tc.baseline_s(), target_s=tc.target_s, feasible=feasible, sources=tc.sources,
-                     catchup_layer_s=cu_layer, catchup_head_s=cu_head)
+                     catchup_layer_s=cu_layer, catchup_head_s=cu_head,
+                     cells=CellRoles(provider, dp, target, shapes, b, c, g, tp, mode))
 
 
 def target_feasible(target: ModelSpec, context, gammas) -> None:
