@@ -55,7 +55,7 @@ HF_SPLITS = {
 
 def hf_counts(match, gamma: int, new_tokens: int) -> tuple[int, int, int]:
     """(tokens, target forwards, draft forwards) of greedy assisted generation as transformers runs it
-    (studies.miniature.reanalyze.hf_protocol, with the draft calls counted: each iteration proposes
+    (the protocol studies.miniature.reanalyze.hf_protocol reads, with the draft calls counted: each iteration proposes
     k = min(γ, tokens still to make − 1) drafts, one draft forward each; k = 0 makes no draft call)."""
     made = forwards = drafts = 0
     while made < new_tokens:

@@ -169,16 +169,11 @@ def target_alone(fam, recs, profile, gpu, dtype, derived, loops) -> dict | None:
 def hf_protocol(match, gamma: int, new_tokens: int) -> tuple[int, int]:
     """(tokens, target forwards) of greedy assisted generation as transformers runs it, from one prompt's
     greedy agreement row: each iteration proposes min(γ, tokens still to make − 1) drafts, accepts the
-    leading matches and emits them + 1, until `new_tokens`; the prefill is the first verification."""
-    made = forwards = 0
-    while made < new_tokens:
-        k = min(gamma, new_tokens - made - 1)
-        acc = 0
-        while acc < k and made + acc < len(match) and match[made + acc]:
-            acc += 1
-        made += acc + 1
-        forwards += 1
-    return made, forwards
+    leading matches and emits them + 1, until `new_tokens`; the prefill is the first verification
+    (host_overheads.hf_counts, which also counts the draft calls)."""
+    from .host_overheads import hf_counts
+
+    return hf_counts(match, gamma, new_tokens)[:2]
 
 
 def hf_rows(fam, recs, prompts, z, profile, gpu, dtype, derived, split: str = "drafts") -> list[dict]:
