@@ -85,7 +85,8 @@ def test_prediction_against_the_live_server(live):
     for rate, d in rows:
         assert abs(d["throughput_tok_s"][2]) < 15, (rate, d)
         # from the profile alone the per-token latencies are low by vLLM's own per-step costs, which the
-        # profile does not hold (18-42 % in docs/accuracy.md's live runs; 41 % in one CI run on the 2-core
-        # box): low, and by less than half
+        # profile does not hold (18-42 % in docs/accuracy.md's live runs). Their size is the host's: two
+        # fresh-clone CI runs on the 2-core box gave the same prediction and live TPOT 7.5 vs 12.4 ms at
+        # 8 req/s (-29 % / -57 %), so only the direction is checked here; the size is in the printout
         for k in ("tpot_p50_s", "itl_p50_s"):
-            assert -50 < d[k][2] < 5, (rate, k, d)
+            assert d[k][2] < 5, (rate, k, d)
