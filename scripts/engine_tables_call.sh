@@ -16,7 +16,7 @@ R=$OUT/r; mkdir -p "$R"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$R/card.txt"
 python3 - "$GPU" "$R" <<'PY'
 import sys
-from perfmodel.latency.operator_table import OperatorTable
+from specperf.perfmodel.latency.operator_table import OperatorTable
 gpu, out = sys.argv[1], sys.argv[2]
 t = OperatorTable.load(f"perfmodel/data/operators_{gpu}_fp16.csv")
 keep = ("attention", "attention_gqa", "attention_verify", "rope", "kv_write")

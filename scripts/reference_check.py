@@ -12,10 +12,14 @@ References (the `impl` column):
   `causal_lower_right` bias for several new tokens). Modes: `eager`,
   `graph` (one forward captured in a CUDA graph) and `compiled` (one decoder layer through
   torch.compile(mode="default", dynamic=False), its function shared by the layers, the whole forward
-  captured in a CUDA graph — gpt-fast's recipe with the layer as the compiled unit).
+  captured in a CUDA graph — gpt-fast's recipe with the layer as the compiled unit) and `piecewise`
+  (the same, with the KV write and attention one opaque custom op the compiler cannot fuse across,
+  the caches looked up rather than passed — vLLM's piecewise compilation, written here).
 - `hf`: Hugging Face transformers' LlamaForCausalLM / Qwen2ForCausalLM / MistralForCausalLM built from a
   config with random weights, attn_implementation="sdpa", eager, decoding against a prefilled
-  DynamicCache that is cropped back after each timed forward (the crop is timed with it; it is a view).
+  DynamicCache that is cropped back after each timed forward (the crop is timed with it; it is a view);
+  `--impls hf_compiled`: the same models compiled as Hugging Face documents it (StaticCache,
+  torch.compile(model.forward, mode="reduce-overhead", fullgraph=True), mode `compiled`).
 Timing: CUDA events around each forward, warm-up first, median of repeats (graph: replays).
 Key assumption: random weights time like trained ones (dense kernels do not look at values).
 """
@@ -143,13 +147,59 @@ def time_forward(fn, mode: str, reps: int = 30):
 
 
 _COMPILED = {}
+_CACHES: list = []  # (k cache, v cache) per layer, registered for the opaque attention op
 
 
-def compiled_layer():
-    if "f" not in _COMPILED:
+@torch.library.custom_op("refcheck::attention", mutates_args=())
+def _opaque_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, slot: int, start: int) -> torch.Tensor:
+    """KV write by index + SDPA as one op the compiler cannot see into, vLLM's piecewise split: the
+    layer's caches are looked up by `slot`, not passed, so no functionalised copy of them is made."""
+    ck, cv = _CACHES[slot]
+    n = q.shape[2]
+    idx = torch.arange(start, start + n, device=q.device)
+    ck[:, :, idx] = k
+    cv[:, :, idx] = v
+    L = start + n
+    mask = None if n == 1 else causal_lower_right(n, L)
+    return F.scaled_dot_product_attention(q, ck[:, :, :L], cv[:, :, :L], attn_mask=mask,
+                                          enable_gqa=q.shape[1] != k.shape[1])
+
+
+@_opaque_attention.register_fake
+def _(q, k, v, slot, start):
+    return torch.empty_like(q)
+
+
+def layer_forward_piecewise(layer, x, cos, sin, start: int, mask):
+    """layer_forward with the KV write and attention behind the opaque op (`mask` is rebuilt inside)."""
+    b, n, _ = x.shape
+    y = layer.n1(x)
+    q, k, v = layer.qkv(y).split([layer.h * layer.hd, layer.kv * layer.hd, layer.kv * layer.hd], dim=-1)
+    q = q.reshape(b, n, layer.h, layer.hd).transpose(1, 2)
+    k = k.reshape(b, n, layer.kv, layer.hd).transpose(1, 2)
+    v = v.reshape(b, n, layer.kv, layer.hd).transpose(1, 2)
+    q, k = rope(q, cos, sin), rope(k, cos, sin)
+    a = _opaque_attention(q, k, v, layer.slot, start)
+    x = x + layer.o(a.transpose(1, 2).reshape(b, n, layer.h * layer.hd))
+    gate, up = layer.gate_up(layer.n2(x)).chunk(2, dim=-1)
+    return x + layer.down(F.silu(gate) * up)
+
+
+def register_caches(model):
+    _CACHES.clear()
+    for i, layer in enumerate(model.layers):
+        layer.slot = i
+        _CACHES.append((layer.ck, layer.cv))
+
+
+def compiled_layer(mode: str = "compiled"):
+    """One decoder layer through torch.compile: `compiled` whole (attention inside, gpt-fast's
+    recipe), `piecewise` with the KV write and attention opaque (vLLM's piecewise scheme)."""
+    if mode not in _COMPILED:
         torch._dynamo.config.cache_size_limit = 512
-        _COMPILED["f"] = torch.compile(layer_forward, mode="default", dynamic=False, fullgraph=True)
-    return _COMPILED["f"]
+        fn = layer_forward_piecewise if mode == "piecewise" else layer_forward
+        _COMPILED[mode] = torch.compile(fn, mode="default", dynamic=False, fullgraph=True)
+    return _COMPILED[mode]
 
 
 def row(impl, name, family, shape, mode, b, n, ctx, t, dtype, note=""):
@@ -168,7 +218,7 @@ def plain_points(args):
                     continue
                 for n in args.new_tokens:
                     for mode in args.modes:
-                        if mode == "compiled" and (name not in args.compiled_shapes or ctx > 2048):
+                        if mode in ("compiled", "piecewise") and (name not in args.compiled_shapes or ctx > 2048):
                             continue
                         if mode == "eager" and (ctx != 512 or b > 8):
                             continue
@@ -189,7 +239,9 @@ def run_plain(args, dt, writer, stop_at):
             models[key] = RefModel(shape, b, ctx + 16, dt, "cuda")
         m = models[key]
         toks = torch.randint(0, shape[5], (b, n), device="cuda")
-        lf = compiled_layer() if mode == "compiled" else layer_forward
+        if mode == "piecewise":
+            register_caches(m)
+        lf = compiled_layer(mode) if mode in ("compiled", "piecewise") else layer_forward
         t0 = time.monotonic()
         try:
             with torch.inference_mode():
@@ -260,6 +312,59 @@ def run_hf(args, dt, writer, stop_at):
         torch.cuda.empty_cache()
 
 
+def run_hf_compiled(args, dt, writer, stop_at):
+    """HF's documented recipe for compiled decoding: a StaticCache and the model's forward through
+    torch.compile(mode="reduce-overhead", fullgraph=True), which replays CUDA graphs; one prefill,
+    then the timed forwards of `n` new tokens at the same cache positions."""
+    try:
+        import transformers
+        from transformers import StaticCache
+    except ImportError as e:
+        print(f"no transformers: {e}", flush=True)
+        return
+    torch._dynamo.config.cache_size_limit = 512
+    for family in args.hf_compiled_families:
+        name = HF_SHAPES[family]
+        shape = SHAPES[name]
+        try:
+            m = hf_model(family, shape, dt)
+        except Exception as e:  # an API difference of this transformers version: recorded, not fatal
+            print(f"hf {family}: cannot build ({type(e).__name__}: {e})", flush=True)
+            continue
+        fwd = torch.compile(m.forward, mode="reduce-overhead", fullgraph=True)
+        for b in (1, 8):
+            for ctx in (512,):
+                for n in args.new_tokens:
+                    if time.monotonic() > stop_at:
+                        print("deadline: stopping compiled hf references", flush=True)
+                        del m
+                        return
+                    t0 = time.monotonic()
+                    try:
+                        with torch.no_grad():
+                            cache = StaticCache(config=m.config, max_cache_len=ctx + 16)
+                            pre = torch.randint(0, shape[5], (b, ctx), device="cuda")
+                            m(input_ids=pre, past_key_values=cache, use_cache=True,
+                              cache_position=torch.arange(ctx, device="cuda"))
+                            toks = torch.randint(0, shape[5], (b, n), device="cuda")
+                            pos = torch.arange(ctx, ctx + n, device="cuda")
+
+                            def step():
+                                return fwd(input_ids=toks, past_key_values=cache, use_cache=True, cache_position=pos)
+                            for _ in range(5):  # compile, then cudagraph trees record on a later call
+                                step()
+                            t = time_forward(step, "eager")
+                    except Exception as e:
+                        print(f"hf compiled {family} b{b} n{n}: {type(e).__name__}: {str(e)[:300]}", flush=True)
+                        continue
+                    writer(row("hf", name, family, shape, "compiled", b, n, ctx, t, args.dtype,
+                               note=f"transformers {transformers.__version__}; StaticCache, reduce-overhead"))
+                    print(f"hf {family} {name} compiled b{b} n{n} ctx{ctx}: {t[0] * 1e3:.4f} ms "
+                          f"({time.monotonic() - t0:.1f} s)", flush=True)
+        del m, fwd
+        torch.cuda.empty_cache()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True)
@@ -270,6 +375,8 @@ def main(argv=None):
     ap.add_argument("--new-tokens", default="1,5")
     ap.add_argument("--modes", default="graph,compiled,eager")
     ap.add_argument("--impls", default="plain,hf")
+    ap.add_argument("--hf-compiled-families", default="mistral,qwen2",
+                    help=f"families timed by --impls hf_compiled (of {', '.join(HF_SHAPES)})")
     ap.add_argument("--compiled-shapes", default=",".join(COMPILED_SHAPES),
                     help="reference shapes timed in compiled mode (compiling each point takes seconds)")
     a = ap.parse_args(argv)
@@ -277,7 +384,14 @@ def main(argv=None):
     a.context = [int(x) for x in a.context.split(",")]
     a.new_tokens = [int(x) for x in a.new_tokens.split(",")]
     a.modes = a.modes.split(",")
+    a.impls = a.impls.split(",")
+    if set(a.impls) - {"plain", "hf", "hf_compiled"}:
+        ap.error(f"--impls {a.impls!r} is not allowed; use some of plain, hf, hf_compiled")
     a.compiled_shapes = [x for x in a.compiled_shapes.split(",") if x]
+    a.hf_compiled_families = [x for x in a.hf_compiled_families.split(",") if x]
+    badf = [x for x in a.hf_compiled_families if x not in HF_SHAPES]
+    if badf:
+        ap.error(f"--hf-compiled-families {badf[0]!r} is not allowed; use some of {', '.join(HF_SHAPES)}")
     bad = [x for x in a.compiled_shapes if x not in SHAPES]
     if bad:
         ap.error(f"--compiled-shapes {bad[0]!r} is not allowed; use some of {', '.join(SHAPES)}")
@@ -295,6 +409,8 @@ def main(argv=None):
             f.flush()
         if "hf" in a.impls:  # first, short: a few eager points per family
             run_hf(a, dt, writer, min(stop_at, time.monotonic() + max(30.0, 0.2 * a.deadline_s)))
+        if "hf_compiled" in a.impls:  # second, bounded: each point compiles
+            run_hf_compiled(a, dt, writer, min(stop_at, time.monotonic() + max(60.0, 0.4 * a.deadline_s)))
         if "plain" in a.impls:
             run_plain(a, dt, writer, stop_at)
     print(f"wrote {out}", flush=True)
