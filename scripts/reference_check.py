@@ -72,23 +72,34 @@ def rope(x, cos, sin):  # x [b, heads, n, hd]; cos/sin [n, hd]
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
 
-def layer_forward(layer, x, cos, sin, start: int, mask):
+def project(layer, x, cos, sin):
+    """Input norm, fused QKV, heads split and rotated: q [b, h, n, hd], k and v [b, kv, n, hd]."""
     b, n, _ = x.shape
-    y = layer.n1(x)
-    q, k, v = layer.qkv(y).split([layer.h * layer.hd, layer.kv * layer.hd, layer.kv * layer.hd], dim=-1)
+    q, k, v = layer.qkv(layer.n1(x)).split([layer.h * layer.hd, layer.kv * layer.hd, layer.kv * layer.hd], dim=-1)
     q = q.reshape(b, n, layer.h, layer.hd).transpose(1, 2)
     k = k.reshape(b, n, layer.kv, layer.hd).transpose(1, 2)
     v = v.reshape(b, n, layer.kv, layer.hd).transpose(1, 2)
-    q, k = rope(q, cos, sin), rope(k, cos, sin)
+    return rope(q, cos, sin), rope(k, cos, sin), v
+
+
+def finish(layer, x, a):
+    """o-proj + residual, then the gated MLP + residual, from the attention output a [b, h, n, hd]."""
+    b, n, _ = x.shape
+    x = x + layer.o(a.transpose(1, 2).reshape(b, n, layer.h * layer.hd))
+    gate, up = layer.gate_up(layer.n2(x)).chunk(2, dim=-1)
+    return x + layer.down(F.silu(gate) * up)
+
+
+def layer_forward(layer, x, cos, sin, start: int, mask):
+    q, k, v = project(layer, x, cos, sin)
+    n = x.shape[1]
     idx = torch.arange(start, start + n, device=x.device)
     layer.ck[:, :, idx] = k  # index_put_, as gpt-fast writes its static cache
     layer.cv[:, :, idx] = v
     L = start + n
     a = F.scaled_dot_product_attention(q, layer.ck[:, :, :L], layer.cv[:, :, :L], attn_mask=mask,
                                        enable_gqa=layer.h != layer.kv)
-    x = x + layer.o(a.transpose(1, 2).reshape(b, n, layer.h * layer.hd))
-    gate, up = layer.gate_up(layer.n2(x)).chunk(2, dim=-1)
-    return x + layer.down(F.silu(gate) * up)
+    return finish(layer, x, a)
 
 
 class RefModel(torch.nn.Module):
@@ -172,17 +183,8 @@ def _(q, k, v, slot, start):
 
 def layer_forward_piecewise(layer, x, cos, sin, start: int, mask):
     """layer_forward with the KV write and attention behind the opaque op (`mask` is rebuilt inside)."""
-    b, n, _ = x.shape
-    y = layer.n1(x)
-    q, k, v = layer.qkv(y).split([layer.h * layer.hd, layer.kv * layer.hd, layer.kv * layer.hd], dim=-1)
-    q = q.reshape(b, n, layer.h, layer.hd).transpose(1, 2)
-    k = k.reshape(b, n, layer.kv, layer.hd).transpose(1, 2)
-    v = v.reshape(b, n, layer.kv, layer.hd).transpose(1, 2)
-    q, k = rope(q, cos, sin), rope(k, cos, sin)
-    a = _opaque_attention(q, k, v, layer.slot, start)
-    x = x + layer.o(a.transpose(1, 2).reshape(b, n, layer.h * layer.hd))
-    gate, up = layer.gate_up(layer.n2(x)).chunk(2, dim=-1)
-    return x + layer.down(F.silu(gate) * up)
+    q, k, v = project(layer, x, cos, sin)
+    return finish(layer, x, _opaque_attention(q, k, v, layer.slot, start))
 
 
 def register_caches(model):
@@ -270,6 +272,18 @@ def hf_model(family, shape, dt):
     return m
 
 
+def hf_models(families, dt):
+    """(family, reference name, shape, model) per family that this transformers version can build."""
+    for family in families:
+        name = HF_SHAPES[family]
+        try:
+            m = hf_model(family, SHAPES[name], dt)
+        except Exception as e:  # an API difference of this transformers version: recorded, not fatal
+            print(f"hf {family}: cannot build ({type(e).__name__}: {e})", flush=True)
+            continue
+        yield family, name, SHAPES[name], m
+
+
 def run_hf(args, dt, writer, stop_at):
     try:
         import transformers  # noqa: F401
@@ -277,13 +291,7 @@ def run_hf(args, dt, writer, stop_at):
     except ImportError as e:
         print(f"no transformers: {e}", flush=True)
         return
-    for family, name in HF_SHAPES.items():
-        shape = SHAPES[name]
-        try:
-            m = hf_model(family, shape, dt)
-        except Exception as e:  # an API difference of this transformers version: recorded, not fatal
-            print(f"hf {family}: cannot build ({type(e).__name__}: {e})", flush=True)
-            continue
+    for family, name, shape, m in hf_models(HF_SHAPES, dt):
         for b in (1, 8):
             for ctx in (512, 2048):
                 for n in args.new_tokens:
@@ -323,14 +331,7 @@ def run_hf_compiled(args, dt, writer, stop_at):
         print(f"no transformers: {e}", flush=True)
         return
     torch._dynamo.config.cache_size_limit = 512
-    for family in args.hf_compiled_families:
-        name = HF_SHAPES[family]
-        shape = SHAPES[name]
-        try:
-            m = hf_model(family, shape, dt)
-        except Exception as e:  # an API difference of this transformers version: recorded, not fatal
-            print(f"hf {family}: cannot build ({type(e).__name__}: {e})", flush=True)
-            continue
+    for family, name, shape, m in hf_models(args.hf_compiled_families, dt):
         fwd = torch.compile(m.forward, mode="reduce-overhead", fullgraph=True)
         for b in (1, 8):
             for ctx in (512,):
