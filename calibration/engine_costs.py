@@ -7,8 +7,11 @@ Model (linear in its four parameters, in seconds):
                                                 + γ·(per_proposal + per_seq_proposal·N)    (γ > 0)
 Fitted in two stages by least squares: the γ = 0 points give per_step and per_seq (the engine
 without speculation is the same engine minus the proposer), then the γ > 0 points' remainder gives
-the two proposal terms. Unconstrained: a negative per-sequence cost means the profile prices
-batch growth above what the engine pays, and is reported as it is, not clamped.
+the two proposal terms. Unconstrained by default: a negative per-sequence cost means the profile
+prices batch growth above what the engine pays, and is reported as it is, not clamped. Terms named in
+`nonnegative` are bounded at zero (the fixed per-step and per-proposal costs are work the engine
+does, never a refund): where the free estimate is negative the term is held at 0 and the other term
+of its stage refitted alone; the report's notes say which bound is active.
 
 Key assumption: what the profile misses is affine in the batch per step and per proposal forward
 (scheduler and input preparation per step, per-row sampling / bookkeeping, the proposer's own
@@ -22,7 +25,8 @@ import numpy as np
 
 from specperf.calibration.report import FitReport
 
-Z95 = 1.959963984540054
+Z95 = 1.959963984540054  # the normal distribution's 97.5 % quantile
+FIELDS = ("per_step_s", "per_seq_s", "per_proposal_s", "per_seq_proposal_s")  # EngineOverhead's
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,10 @@ class BurstPoint:
     gamma: int  # 0: no speculation
     live_s: float  # the live engine's median step (inter-token) time at this batch
     predicted_s: float  # the model's, from the profile alone (no engine costs)
+
+
+def _se(v) -> float | None:
+    return float(v) if np.isfinite(v) else None
 
 
 def _ls(X: np.ndarray, y: np.ndarray):
@@ -46,24 +54,43 @@ def _ls(X: np.ndarray, y: np.ndarray):
     return beta, se
 
 
-def fit_engine_costs(points: list[BurstPoint]) -> FitReport:
-    """EngineOverhead's fields (parameters keyed by their names) from burst step times."""
+def _stage(X: np.ndarray, y: np.ndarray, names: tuple, nonnegative) -> tuple[np.ndarray, np.ndarray, list]:
+    """One stage's least squares, with the terms in `nonnegative` held at 0 where free they come out < 0."""
+    beta, se = _ls(X, y)
+    held = [i for i, k in enumerate(names) if k in nonnegative and beta[i] < 0]
+    if held:
+        free = [i for i in range(len(names)) if i not in held]
+        beta, se = np.zeros(len(names)), np.full(len(names), np.nan)
+        if free:
+            b, s = _ls(X[:, free], y)
+            beta[free], se[free] = b, s
+    return beta, se, [names[i] for i in held]
+
+
+def fit_engine_costs(points: list[BurstPoint], nonnegative: tuple = ()) -> FitReport:
+    """EngineOverhead's fields (parameters keyed by their names) from burst step times; the fields in
+    `nonnegative` bounded at zero."""
+    bad = [k for k in nonnegative if k not in FIELDS]
+    if bad:
+        raise ValueError(f"nonnegative={bad[0]!r} is not allowed; use some of {', '.join(FIELDS)}")
     off = [p for p in points if p.gamma == 0]
     spec = [p for p in points if p.gamma > 0]
     if len(off) < 2:
         raise ValueError("at least two batch sizes without speculation are needed")
     n0 = np.array([p.batch for p in off], float)
-    b0, s0 = _ls(np.column_stack([np.ones_like(n0), n0]), np.array([p.live_s - p.predicted_s for p in off]))
+    b0, s0, held = _stage(np.column_stack([np.ones_like(n0), n0]), np.array([p.live_s - p.predicted_s for p in off]),
+                          FIELDS[:2], nonnegative)
     params = {"per_step_s": float(b0[0]), "per_seq_s": float(b0[1]), "per_proposal_s": 0.0,
               "per_seq_proposal_s": 0.0}
-    se = {"per_step_s": float(s0[0]), "per_seq_s": float(s0[1]), "per_proposal_s": None, "per_seq_proposal_s": None}
+    se = {"per_step_s": _se(s0[0]), "per_seq_s": _se(s0[1]), "per_proposal_s": None, "per_seq_proposal_s": None}
     if len({p.batch for p in spec}) >= 2:
         n1 = np.array([p.batch for p in spec], float)
         g1 = np.array([p.gamma for p in spec], float)
         y1 = np.array([p.live_s - p.predicted_s - b0[0] - b0[1] * p.batch for p in spec])
-        b1, s1 = _ls(np.column_stack([g1, g1 * n1]), y1)
+        b1, s1, held1 = _stage(np.column_stack([g1, g1 * n1]), y1, FIELDS[2:], nonnegative)
+        held += held1
         params.update(per_proposal_s=float(b1[0]), per_seq_proposal_s=float(b1[1]))
-        se.update(per_proposal_s=float(s1[0]), per_seq_proposal_s=float(s1[1]))
+        se.update(per_proposal_s=_se(s1[0]), per_seq_proposal_s=_se(s1[1]))
 
     def model(p):
         return p.predicted_s + params["per_step_s"] + params["per_seq_s"] * p.batch + \
@@ -71,8 +98,11 @@ def fit_engine_costs(points: list[BurstPoint]) -> FitReport:
     rel = [(model(p) - p.live_s) / p.live_s for p in points]
     ci = {k: (None if v is None or not np.isfinite(v) else (params[k] - Z95 * v, params[k] + Z95 * v))
           for k, v in se.items()}
-    notes = tuple(f"{k} < 0: the profile prices this part above the engine" for k, v in params.items() if v < 0)
-    return FitReport(title="engine costs from bursts", method="linear least squares, two stages (γ = 0, then γ > 0)",
+    notes = tuple(f"{k} < 0: the profile prices this part above the engine" for k, v in params.items() if v < 0) + \
+        tuple(f"{k} held at its bound 0 (free, the fit puts it below 0)" for k in held)
+    method = "linear least squares, two stages (γ = 0, then γ > 0)" + (
+        f"; bounded ≥ 0: {', '.join(nonnegative)}" if nonnegative else "")
+    return FitReport(title="engine costs from bursts", method=method,
                      n=len(points), parameters=params, stderr=se, ci=ci, ci_method="normal approximation, 95 %",
                      residuals=tuple(rel), residual_labels=tuple(f"batch {p.batch}, γ {p.gamma}" for p in points),
                      residual_kind="relative (fitted − live) / live step time",
@@ -86,9 +116,6 @@ class LoadPoint:
     key: object
     gamma: int  # 0: no speculation
     live_s: float  # the live engine's median inter-token latency under this load
-
-
-FIELDS = ("per_step_s", "per_seq_s", "per_proposal_s", "per_seq_proposal_s")
 
 
 def fit_engine_costs_to_loads(points: list[LoadPoint], predict, iterations: int = 4,

@@ -73,7 +73,7 @@ GRIDS = {
                       head_dims=(64, 128), max_cache_elems=2 ** 29, eager_tokens=(1, 64),
                       eager_gemm=((256, 256), (4096, 4096)), eager_widths=(256, 4096),
                       eager_attention=((1, 1, 128, 128), (32, 4, 2048, 128)), gemm_bias=False,
-                      verify_tokens=(2, 5, 8), verify_groups=(2, 4, 8),
+                      verify_tokens=(2, 5, 8), verify_groups=(2, 3, 4, 5, 6, 7, 8),
                       verify_batch_heads=(1, 4, 16, 64, 256, 1024)),
     "tiny": OpGrid(tokens=(1, 4), gemm_n=(64, 128), gemm_k=(64, 128), max_ratio=16, head_n=128,
                    widths=(64, 128), batch_heads=(1, 4), queries_mha=(1, 2), queries_gqa=(2, 4),

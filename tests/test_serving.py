@@ -361,3 +361,27 @@ def test_engine_costs_fit_to_loads_recovers_planted_costs():
     f = fit_engine_costs_to_loads(pts, itl, iterations=6)
     assert f.metrics["max_abs_rel"] < 0.02
     assert f.parameters["per_step_s"] == pytest.approx(truth["per_step_s"], rel=0.2)
+
+
+def test_engine_costs_fit_bounds_named_terms_at_zero():
+    """A planted engine with a negative per-step term: bounded, the term sits at 0, the per-sequence
+    term is refitted alone (through the origin), and the note says the bound is active; a positive
+    planted term is unaffected by its bound; an unknown name is refused."""
+    from specperf.calibration.engine_costs import BurstPoint, fit_engine_costs
+
+    ns = (1, 2, 4, 8, 16)
+    neg = [BurstPoint(n, 0, 0.005 - 0.001 + 0.0002 * n, 0.005) for n in ns]
+    free = fit_engine_costs(neg)
+    assert free.parameters["per_step_s"] == pytest.approx(-0.001, abs=1e-12)
+    got = fit_engine_costs(neg, nonnegative=("per_step_s",))
+    x, y = np.array(ns, float), np.array([-0.001 + 0.0002 * n for n in ns])
+    assert got.parameters["per_step_s"] == 0.0
+    assert got.parameters["per_seq_s"] == pytest.approx(float(x @ y / (x @ x)), rel=1e-9)
+    assert got.ci["per_step_s"] is None and got.ci["per_seq_s"] is not None
+    assert any("per_step_s held at its bound 0" in n for n in got.notes)
+    assert "bounded ≥ 0: per_step_s" in got.method
+    pos = [BurstPoint(n, 0, 0.005 + 0.002 + 0.0002 * n, 0.005) for n in ns]
+    assert fit_engine_costs(pos, nonnegative=("per_step_s",)).parameters == pytest.approx(
+        fit_engine_costs(pos).parameters, abs=1e-12)
+    with pytest.raises(ValueError, match="per_stp_s"):
+        fit_engine_costs(pos, nonnegative=("per_stp_s",))

@@ -45,6 +45,8 @@ import loadgen as lg  # noqa: E402
 import serve_live as sl  # noqa: E402
 import vllm_server as vs  # noqa: E402
 from heldout import one_load, server_argv as heldout_argv  # noqa: E402
+from specperf.calibration.engine_costs import FIELDS  # noqa: E402
+from specperf.perfmodel.specs.safeio import atomic_write  # noqa: E402
 
 
 def server_argv(models, gamma, max_num_seqs: int) -> list[str]:
@@ -136,6 +138,9 @@ def main(argv=None) -> int:
     ap.add_argument("--profile-a-from", default=None,
                     help="raw.json of an earlier start into the same --out whose profile_a.csv is kept (not re-measured)")
     ap.add_argument("--predict-only", action="store_true", help="Predict again from OUT/raw.json and its profiles.")
+    ap.add_argument("--nonneg-costs", default="",
+                    help="engine costs bounded at 0 in the bursts' fit (some of per_step_s, per_seq_s, per_proposal_s, "
+                         "per_seq_proposal_s); with --predict-only the report is written as report_nonneg.md")
     a = ap.parse_args(argv)
     a.rates = [float(x) for x in str(a.rates).split(",")]
     a.bursts = [int(x) for x in str(a.bursts).split(",")]
@@ -145,14 +150,20 @@ def main(argv=None) -> int:
         print("requests 1..64, max-tokens 1..256, gamma 1..8, rounds 1..6, max-num-seqs 1..128, rates in (0, 100], "
               "bursts 1..max-num-seqs", file=sys.stderr)
         return 2
+    nonneg = [x for x in a.nonneg_costs.split(",") if x]
+    if set(nonneg) - set(FIELDS):
+        print(f"nonneg-costs {a.nonneg_costs!r} is not allowed; use some of {', '.join(FIELDS)}", file=sys.stderr)
+        return 2
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     raw = json.loads((out / "raw.json").read_text()) if a.predict_only else measure(a, out)
+    suffix = "_nonneg" if nonneg and a.predict_only else ""  # the measured run's own report is kept
+    raw["args"]["nonneg_costs"] = nonneg
     raw["args"]["repeats"] = len({b["repeat"] for b in raw["off"]["bursts"]})
     raw["args"]["fit_rates"] = []  # the crossover's prediction fits on the bursts only
     text = crossover_report(raw, out)
-    (out / "raw.json").write_text(json.dumps(raw, indent=1))
-    (out / "report.md").write_text(text)
+    atomic_write(out / f"raw{suffix}.json", json.dumps(raw, indent=1))
+    atomic_write(out / f"report{suffix}.md", text)
     print(text)
     return 0
 

@@ -155,7 +155,7 @@ def predict_loads(raw: dict, out: Path, max_num_seqs: int = sl.MAX_NUM_SEQS):
                 live = med(b["engine"]["inter_token_latency_seconds_p50"] for b in bs)
                 prof = med(sim_metrics(tab0[side], replayed(b, mt), gg, **sim)["itl_p50_s"] for b in bs)
                 pts.append(BurstPoint(batch=n, gamma=gg, live_s=live, predicted_s=prof))
-        fit = fit_engine_costs(pts)
+        fit = fit_engine_costs(pts, nonnegative=tuple(a.get("nonneg_costs", ())))
         fits[p] = fit
         ov = EngineOverhead(**fit.parameters)
         variants = {"profile": tab0, "fitted": {k: replace(t, overhead=ov) for k, t in tab0.items()}}
