@@ -139,8 +139,8 @@ def main(argv=None) -> int:
                     help="raw.json of an earlier start into the same --out whose profile_a.csv is kept (not re-measured)")
     ap.add_argument("--predict-only", action="store_true", help="Predict again from OUT/raw.json and its profiles.")
     ap.add_argument("--nonneg-costs", default="",
-                    help="engine costs bounded at 0 in the bursts' fit (some of per_step_s, per_seq_s, per_proposal_s, "
-                         "per_seq_proposal_s); with --predict-only the report is written as report_nonneg.md")
+                    help=f"engine costs bounded at 0 in the bursts' fit (some of {', '.join(FIELDS)}); "
+                         "with --predict-only the report is written as report_nonneg.md")
     a = ap.parse_args(argv)
     a.rates = [float(x) for x in str(a.rates).split(",")]
     a.bursts = [int(x) for x in str(a.bursts).split(",")]
